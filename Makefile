@@ -1,0 +1,12 @@
+.PHONY: demo test bench serve
+
+# Start the demo service (synthetic data, consumers, budgets) on http://127.0.0.1:8000
+demo:
+	bash scripts/demo.sh $(ARGS)
+
+# Run the whole test suite (lint, types, pytest on SQLite and PostgreSQL)
+test:
+	bash scripts/test.sh $(ARGS)
+
+serve:
+	bash scripts/setup.sh && .venv/bin/ruis serve $(ARGS)

@@ -1,0 +1,30 @@
+"""Data files: confine a declared path to the data directory."""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+
+from api.problems import InvalidRequest
+
+
+def resolve_data_path(data_dir: Path, relative: str) -> Path:
+    """The file ``relative`` names inside ``data_dir``, or InvalidRequest.
+
+    Refuses absolute paths, ``..`` components, NUL bytes, backslashes, and any
+    path whose real location (after following symlinks) is outside the data
+    directory; the target must be an existing regular file.
+    """
+    if "\x00" in relative or "\\" in relative:
+        raise InvalidRequest("path must be a plain relative path inside the data directory")
+    pure = PurePosixPath(relative)
+    if pure.is_absolute() or relative.startswith("~"):
+        raise InvalidRequest("path must be relative to the data directory")
+    if any(part in ("..", "") for part in relative.split("/")) or ".." in pure.parts:
+        raise InvalidRequest("path must not contain '..' or empty components")
+    root = data_dir.resolve()
+    real = (root / pure).resolve()
+    if not real.is_relative_to(root):
+        raise InvalidRequest("path resolves outside the data directory")
+    if not real.is_file():
+        raise InvalidRequest(f"no data file at {relative!r} in the data directory")
+    return real

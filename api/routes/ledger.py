@@ -1,0 +1,134 @@
+"""The ledger: read, verify and export (admin and auditor)."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, time
+from typing import Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
+
+from api.deps import AdminOrAuditor, DbDep
+from api.problems import InvalidRequest
+from api.schemas import LedgerEntryPublic, LedgerVerification, Page
+from db import ledger
+from db.engine import Database
+from db.ledger import LedgerFilter
+
+router = APIRouter(prefix="/v1/ledger", tags=["ledger (admin, auditor)"])
+EXPORT_FIELDS = ("seq", "time", "kind", "actor", "consumer", "dataset", "cost", "request_id",
+                 "details", "prev_hash", "hash")
+
+
+def _ledger_time(value: str | None, *, end_of_day: bool) -> str | None:
+    if value is None:
+        return None
+    try:
+        if len(value) == 10:  # a date: the whole day is inclusive
+            day = datetime.fromisoformat(value).date()
+            moment = datetime.combine(day, time.max if end_of_day else time.min, tzinfo=UTC)
+        else:
+            moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidRequest(f"{value[:40]!r} is not an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def encode_cursor(seq: int) -> str:
+    """An opaque cursor continuing after ``seq``."""
+    return base64.urlsafe_b64encode(f"seq:{seq}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int:
+    """The seq a cursor continues after (0 for no cursor); InvalidRequest if malformed."""
+    if not cursor:
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        prefix, seq = text.split(":", 1)
+        value = int(seq)
+        if prefix != "seq" or value < 0:
+            raise ValueError
+        return value
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequest("the cursor is not valid") from None
+
+
+def _filters(consumer: str | None, dataset: str | None, kind: str | None, since: str | None,
+             until: str | None) -> LedgerFilter:
+    if kind is not None and kind not in ledger.KINDS:
+        raise InvalidRequest(f"unknown kind {kind[:40]!r}; one of {', '.join(ledger.KINDS)}")
+    return LedgerFilter(consumer=consumer, dataset=dataset, kind=kind,
+                        since=_ledger_time(since, end_of_day=False),
+                        until=_ledger_time(until, end_of_day=True))
+
+
+@router.get("", response_model=Page[LedgerEntryPublic])
+def list_entries(
+    _: AdminOrAuditor, db: DbDep,
+    consumer: str | None = Query(default=None, max_length=64),
+    dataset: str | None = Query(default=None, max_length=64),
+    kind: str | None = Query(default=None, max_length=32),
+    since: str | None = Query(default=None, max_length=40, description="inclusive ISO 8601"),
+    until: str | None = Query(default=None, max_length=40, description="inclusive ISO 8601"),
+    limit: int = Query(default=100, ge=1, le=1000),
+    cursor: str | None = Query(default=None, max_length=64),
+) -> Page[LedgerEntryPublic]:
+    """Ledger entries, oldest first, filtered and paginated. Roles: admin, auditor."""
+    filters = _filters(consumer, dataset, kind, since, until)
+    with db.read() as session:
+        rows, next_after = ledger.page(session, filters, after_seq=decode_cursor(cursor),
+                                       limit=limit)
+        items = [LedgerEntryPublic(**ledger.entry_document(e)) for e in rows]
+    return Page[LedgerEntryPublic](
+        items=items, next_cursor=encode_cursor(next_after) if next_after is not None else None)
+
+
+@router.get("/verify", response_model=LedgerVerification)
+def verify(_: AdminOrAuditor, db: DbDep) -> LedgerVerification:
+    """Re-compute the hash chain; report the first entry that breaks it. Roles: admin, auditor."""
+    with db.read() as session:
+        result = ledger.verify(session)
+    return LedgerVerification(valid=result.valid, entries=result.entries, head=result.head,
+                              first_bad_seq=result.first_bad_seq)
+
+
+def _export_lines(db: Database, fmt: str) -> Iterator[str]:
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(EXPORT_FIELDS)
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+    with db.read() as session:
+        for entry in ledger.iterate(session):
+            document = ledger.entry_document(entry)
+            if fmt == "jsonl":
+                yield json.dumps(document, separators=(",", ":"), ensure_ascii=False) + "\n"
+                continue
+            writer.writerow([
+                json.dumps(document[f], separators=(",", ":"), ensure_ascii=False)
+                if f in ("cost", "details") else document[f] for f in EXPORT_FIELDS])
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+
+
+@router.get("/export", response_class=StreamingResponse,
+            responses={200: {"content": {"text/csv": {}, "application/x-ndjson": {}}}})
+def export(_: AdminOrAuditor, db: DbDep,
+           format: Literal["csv", "jsonl"] = Query(default="jsonl")) -> StreamingResponse:
+    """The whole ledger, oldest first, streamed as CSV or JSON lines. Roles: admin, auditor."""
+    media = "text/csv" if format == "csv" else "application/x-ndjson"
+    return StreamingResponse(
+        _export_lines(db, format), media_type=media,
+        headers={"Content-Disposition": f'attachment; filename="ruis-ledger.{format}"'})

@@ -1,0 +1,134 @@
+"""Request and response models of the HTTP API (separate from the table models)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from privacy.metadata import NAME_PATTERN, BudgetAmount, DatasetMetadata
+
+T = TypeVar("T")
+Role = Literal["analyst", "admin", "auditor"]
+
+
+class Page(BaseModel, Generic[T]):
+    """A page of a list: the items and the cursor of the next page (null on the last)."""
+
+    items: list[T]
+    next_cursor: str | None = None
+
+
+class ConsumerCreate(BaseModel):
+    """``POST /v1/consumers``."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$",
+                      description="unique slug: lowercase letters, digits and dashes")
+    role: Role
+
+
+class ConsumerPublic(BaseModel):
+    """A consumer."""
+
+    id: int
+    name: str
+    role: Role
+    created_at: datetime
+
+
+class ConsumerCreated(ConsumerPublic):
+    """A new consumer and its first key; ``api_key`` is shown this once only."""
+
+    api_key: str
+    key_id: str
+
+
+class KeyPublic(BaseModel):
+    """An API key's public facts (never the secret nor its hash)."""
+
+    id: str
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+class KeyCreated(KeyPublic):
+    """A new key; ``api_key`` is shown this once only."""
+
+    api_key: str
+
+
+class DatasetCreate(DatasetMetadata):
+    """``POST /v1/datasets``: the public metadata to register."""
+
+
+class DatasetPublic(BaseModel):
+    """A dataset's public metadata (never the data), and its cap usage."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+    path: str
+    privacy_unit: str
+    columns: dict[str, Any]
+    max_partitions_contributed: int
+    max_contributions_per_partition: int
+    max_rows: int | None = None
+    delta: float
+    budget_cap: dict[str, Any] | None = Field(
+        default=None, description="the cap with what all consumers together spent and remain")
+    created_at: datetime
+
+
+class BudgetPublic(BaseModel):
+    """A budget in its unit (ε for pure, ρ for zCDP)."""
+
+    consumer: str
+    dataset: str
+    model: Literal["pure", "zcdp"]
+    unit: Literal["epsilon", "rho"]
+    total: float
+    spent: float
+    remaining: float
+    remaining_epsilon_delta: dict[str, float] | None = Field(
+        default=None, description="for zCDP budgets: the (ε, δ) equivalent of what remains")
+    updated_at: datetime
+
+
+BudgetSet = BudgetAmount
+
+
+class LedgerEntryPublic(BaseModel):
+    """One ledger entry, with the hash that covers all its other fields."""
+
+    seq: int
+    time: str
+    kind: str
+    actor: str
+    consumer: str | None
+    dataset: str | None
+    cost: dict[str, Any] | None
+    request_id: str | None
+    details: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+class LedgerVerification(BaseModel):
+    """The result of re-computing the hash chain."""
+
+    valid: bool
+    entries: int
+    head: str | None = None
+    first_bad_seq: int | None = None
+
+
+class Health(BaseModel):
+    """Liveness or readiness."""
+
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str] = {}
+
+
+DATASET_NAME_PATTERN = NAME_PATTERN

@@ -1,0 +1,29 @@
+"""Settings read from the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_DATA_DIR = "./data"
+MAX_BODY_BYTES = 1_000_000
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the ledger lives, where the data files live, and the bootstrap admin key."""
+
+    database_url: str
+    data_dir: Path
+    bootstrap_admin_key: str | None = None
+    max_body_bytes: int = MAX_BODY_BYTES
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """``RUIS_DATABASE_URL`` (default: SQLite file ``ruis.db`` in the data directory),
+        ``RUIS_DATA_DIR`` (default ``./data``), ``RUIS_BOOTSTRAP_ADMIN_KEY`` (optional)."""
+        data_dir = Path(os.environ.get("RUIS_DATA_DIR", DEFAULT_DATA_DIR)).resolve()
+        url = os.environ.get("RUIS_DATABASE_URL") or f"sqlite:///{data_dir / 'ruis.db'}"
+        key = os.environ.get("RUIS_BOOTSTRAP_ADMIN_KEY") or None
+        return cls(database_url=url, data_dir=data_dir, bootstrap_admin_key=key)

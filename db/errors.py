@@ -1,0 +1,25 @@
+"""Errors the database layer raises on purpose (mapped to HTTP problems by ``api/``)."""
+
+
+class DbError(Exception):
+    """Base class of every expected database-layer error."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class NotFound(DbError):
+    """The named consumer, key, dataset, budget or release does not exist (404)."""
+
+
+class AlreadyExists(DbError):
+    """A unique name is already taken (409)."""
+
+
+class InvalidChange(DbError):
+    """The change would break an invariant, e.g. a budget below what is spent (409)."""
+
+
+class InvalidInput(DbError):
+    """The request is well-formed but not acceptable, e.g. mismatched privacy models (422)."""

@@ -1,0 +1,216 @@
+"""The append-only, hash-chained ledger.
+
+Each entry's ``hash`` is the SHA-256 of the canonical JSON of every other field
+(``seq``, ``time``, ``kind``, ``actor``, ``consumer``, ``dataset``, ``cost``,
+``request_id``, ``details``, ``prev_hash``), and ``prev_hash`` is the hash of the
+entry before it (64 zeros for the first). Changing, removing or reordering a
+stored entry breaks the chain at that entry, which :func:`verify` reports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from db.models import LedgerEntry, LedgerHead
+
+GENESIS_HASH = "0" * 64
+KINDS = (
+    "consumer_created",
+    "key_issued",
+    "key_revoked",
+    "dataset_registered",
+    "budget_set",
+    "release",
+    "release_output",
+    "reread",
+    "refused",
+)
+
+
+def canonical_json(value: Any) -> str:
+    """The canonical JSON text that is hashed: sorted keys, no spaces, UTF-8, no NaN."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False)
+
+
+def now_iso() -> str:
+    """The current UTC time as fixed-width ISO 8601 with milliseconds (sorts as text)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def entry_document(entry: LedgerEntry) -> dict[str, Any]:
+    """The public JSON form of an entry (what the API returns and the hash covers, plus hash)."""
+    return {
+        "seq": entry.seq,
+        "time": entry.time,
+        "kind": entry.kind,
+        "actor": entry.actor,
+        "consumer": entry.consumer,
+        "dataset": entry.dataset,
+        "cost": json.loads(entry.cost_json) if entry.cost_json is not None else None,
+        "request_id": entry.request_id,
+        "details": json.loads(entry.details_json),
+        "prev_hash": entry.prev_hash,
+        "hash": entry.hash,
+    }
+
+
+def compute_hash(document: dict[str, Any]) -> str:
+    """SHA-256 hex of the canonical JSON of ``document`` without its ``hash`` field."""
+    body = {k: v for k, v in document.items() if k != "hash"}
+    return hashlib.sha256(canonical_json(body).encode("utf-8")).hexdigest()
+
+
+def append(
+    session: Session,
+    *,
+    kind: str,
+    actor: str,
+    details: dict[str, Any],
+    consumer: str | None = None,
+    dataset: str | None = None,
+    cost: dict[str, Any] | None = None,
+    request_id: str | None = None,
+) -> LedgerEntry:
+    """Append one entry to the chain inside the caller's write transaction.
+
+    Must run in a :meth:`db.engine.Database.write` session, which holds the
+    ledger-head lock, so ``seq`` and ``prev_hash`` cannot be taken twice.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown ledger kind {kind!r}")
+    head = session.get(LedgerHead, 1)
+    if head is None:  # pragma: no cover - created by the first migration
+        raise RuntimeError("ledger head row is missing; run migrations")
+    cost_json = canonical_json(cost) if cost is not None else None
+    details_json = canonical_json(details)
+    entry = LedgerEntry(
+        seq=head.seq + 1,
+        time=now_iso(),
+        kind=kind,
+        actor=actor,
+        consumer=consumer,
+        dataset=dataset,
+        cost_json=cost_json,
+        request_id=request_id,
+        details_json=details_json,
+        prev_hash=head.hash,
+        hash="",
+    )
+    entry.hash = compute_hash(entry_document(entry))
+    head.seq = entry.seq
+    head.hash = entry.hash
+    session.add(entry)
+    session.add(head)
+    session.flush()
+    return entry
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The result of re-computing the chain."""
+
+    valid: bool
+    entries: int
+    head: str | None = None
+    first_bad_seq: int | None = None
+
+
+def verify(session: Session, *, batch: int = 2000) -> Verification:
+    """Re-compute every hash in order; report the first entry whose chain breaks.
+
+    An entry is bad when its stored hash is not the hash of its fields, when its
+    ``prev_hash`` is not the previous entry's hash, or when its ``seq`` skips.
+    The ledger head row must also agree with the last entry.
+    """
+    previous_hash = GENESIS_HASH
+    expected_seq = 1
+    count = 0
+    last_seq = 0
+    while True:
+        rows = session.exec(
+            select(LedgerEntry).where(col(LedgerEntry.seq) > last_seq)
+            .order_by(col(LedgerEntry.seq)).limit(batch)
+        ).all()
+        if not rows:
+            break
+        for entry in rows:
+            if entry.seq != expected_seq:  # an entry is missing (or seqs were rewritten)
+                return Verification(valid=False, entries=count, first_bad_seq=expected_seq)
+            computed = compute_hash(entry_document(entry))
+            if entry.prev_hash != previous_hash or computed != entry.hash:
+                return Verification(valid=False, entries=count, first_bad_seq=entry.seq)
+            previous_hash = entry.hash
+            expected_seq += 1
+            count += 1
+            last_seq = entry.seq
+    head = session.get(LedgerHead, 1)
+    if head is None or head.seq != count or head.hash != previous_hash:
+        # The newest entries were removed or the last one rewritten with a new hash.
+        truncated = head is not None and head.seq > count
+        return Verification(valid=False, entries=count,
+                            first_bad_seq=count + 1 if truncated else max(count, 1))
+    return Verification(valid=True, entries=count, head=previous_hash)
+
+
+@dataclass(frozen=True)
+class LedgerFilter:
+    """Filters of ``GET /v1/ledger`` (all optional, ANDed; times inclusive)."""
+
+    consumer: str | None = None
+    dataset: str | None = None
+    kind: str | None = None
+    since: str | None = None
+    until: str | None = None
+
+
+def _filtered(query: Any, filters: LedgerFilter) -> Any:
+    if filters.consumer is not None:
+        query = query.where(LedgerEntry.consumer == filters.consumer)
+    if filters.dataset is not None:
+        query = query.where(LedgerEntry.dataset == filters.dataset)
+    if filters.kind is not None:
+        query = query.where(LedgerEntry.kind == filters.kind)
+    if filters.since is not None:
+        query = query.where(col(LedgerEntry.time) >= filters.since)
+    if filters.until is not None:
+        query = query.where(col(LedgerEntry.time) <= filters.until)
+    return query
+
+
+def page(session: Session, filters: LedgerFilter, *, after_seq: int, limit: int
+         ) -> tuple[list[LedgerEntry], int | None]:
+    """Entries matching ``filters`` with ``seq > after_seq``, oldest first.
+
+    Returns the entries and the seq to continue after, or None on the last page.
+    """
+    query = _filtered(select(LedgerEntry), filters).where(col(LedgerEntry.seq) > after_seq)
+    rows = list(session.exec(query.order_by(col(LedgerEntry.seq)).limit(limit + 1)).all())
+    if len(rows) > limit:
+        return rows[:limit], rows[limit - 1].seq
+    return rows, None
+
+
+def iterate(session: Session, filters: LedgerFilter | None = None, *, batch: int = 1000
+            ) -> Iterator[LedgerEntry]:
+    """Every entry matching ``filters``, oldest first, fetched in batches."""
+    after = 0
+    while True:
+        rows, next_after = page(session, filters or LedgerFilter(), after_seq=after, limit=batch)
+        yield from rows
+        if next_after is None:
+            return
+        after = next_after
+
+
+def count(session: Session) -> int:
+    """Number of entries."""
+    return int(session.exec(select(func.count()).select_from(LedgerEntry)).one())

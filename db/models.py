@@ -1,0 +1,111 @@
+"""Table models of the ledger and its metadata.
+
+Privacy amounts are integer units (see :mod:`db.amounts`). JSON documents
+(dataset metadata, ledger details, release bodies) are stored as text so the
+bytes that were hashed are the bytes that are kept.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class Consumer(SQLModel, table=True):
+    """An API consumer: an analyst, an admin or an auditor."""
+
+    __tablename__ = "consumers"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=64, unique=True, index=True)
+    role: str = Field(max_length=16)
+    created_at: datetime
+
+
+class ApiKey(SQLModel, table=True):
+    """An API key, stored only as the SHA-256 of the secret."""
+
+    __tablename__ = "api_keys"
+    id: str = Field(primary_key=True, max_length=32)
+    consumer_id: int = Field(foreign_key="consumers.id", index=True)
+    prefix: str = Field(max_length=16)
+    key_hash: str = Field(max_length=64, unique=True, index=True)
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+class Dataset(SQLModel, table=True):
+    """A registered dataset: its public metadata and the spending against its cap."""
+
+    __tablename__ = "datasets"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=64, unique=True, index=True)
+    metadata_json: str = Field(sa_column=Column(Text, nullable=False))
+    cap_model: str | None = Field(default=None, max_length=8)
+    cap_total_units: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    cap_spent_units: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    created_at: datetime
+
+
+class Budget(SQLModel, table=True):
+    """One consumer's budget on one dataset, in one privacy model."""
+
+    __tablename__ = "budgets"
+    __table_args__ = (UniqueConstraint("consumer_id", "dataset_id", name="uq_budget"),)
+    id: int | None = Field(default=None, primary_key=True)
+    consumer_id: int = Field(foreign_key="consumers.id", index=True)
+    dataset_id: int = Field(foreign_key="datasets.id", index=True)
+    model: str = Field(max_length=8)
+    total_units: int = Field(sa_column=Column(BigInteger, nullable=False))
+    spent_units: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    updated_at: datetime
+
+
+class LedgerHead(SQLModel, table=True):
+    """The single row that every ledger append locks: it serialises the hash chain."""
+
+    __tablename__ = "ledger_head"
+    id: int = Field(default=1, primary_key=True)
+    seq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    hash: str = Field(max_length=64)
+
+
+class LedgerEntry(SQLModel, table=True):
+    """One append-only, hash-chained ledger entry."""
+
+    __tablename__ = "ledger"
+    __table_args__ = (
+        Index("ix_ledger_consumer_seq", "consumer", "seq"),
+        Index("ix_ledger_dataset_seq", "dataset", "seq"),
+        Index("ix_ledger_kind_seq", "kind", "seq"),
+        Index("ix_ledger_time", "time"),
+    )
+    seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    time: str = Field(max_length=32)
+    kind: str = Field(max_length=32)
+    actor: str = Field(max_length=64)
+    consumer: str | None = Field(default=None, max_length=64)
+    dataset: str | None = Field(default=None, max_length=64)
+    cost_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    request_id: str | None = Field(default=None, max_length=64)
+    details_json: str = Field(sa_column=Column(Text, nullable=False))
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64)
+
+
+class Release(SQLModel, table=True):
+    """A stored DP release: re-read at no cost, served again for the same query."""
+
+    __tablename__ = "releases"
+    __table_args__ = (
+        UniqueConstraint("consumer_id", "dataset_id", "query_hash", name="uq_release_query"),
+    )
+    id: str = Field(primary_key=True, max_length=40)
+    consumer_id: int = Field(foreign_key="consumers.id", index=True)
+    dataset_id: int = Field(foreign_key="datasets.id", index=True)
+    query_hash: str = Field(max_length=64)
+    status: str = Field(max_length=16)  # "pending" (debited, computing), "done", "failed"
+    body_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    ledger_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    created_at: datetime

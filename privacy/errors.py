@@ -1,0 +1,17 @@
+"""Domain errors raised by the privacy layer (mapped to HTTP problems by ``api/``)."""
+
+
+class PrivacyError(Exception):
+    """Base class of every error the privacy layer raises on purpose."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class InvalidQuery(PrivacyError):
+    """The query cannot be answered as asked (unknown column, bad bounds, ...): a 422."""
+
+
+class InvalidDataset(PrivacyError):
+    """The dataset declaration does not match its file or is inconsistent: a 422."""

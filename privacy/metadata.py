@@ -1,0 +1,186 @@
+"""Public metadata of a dataset: what DP needs to know without reading the data.
+
+Everything here is declared by the data owner (an admin) and is public: the
+privacy unit column, the typed columns with their public keys and bounds, the
+default contribution bounds and the optional budget cap. Nothing in this module
+reads a value of the data; :func:`check_file_schema` reads only the file schema.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from privacy.errors import InvalidDataset
+
+ColumnType = Literal["categorical", "integer", "float", "date", "datetime"]
+NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+COLUMN_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
+MAX_KEYS_PER_COLUMN = 100_000
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class PureCost(BaseModel):
+    """An amount of pure ε-DP (Laplace-family mechanisms; ε adds up)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    model: Literal["pure"] = "pure"
+    epsilon: Decimal = Field(gt=0, allow_inf_nan=False, max_digits=24, decimal_places=12)
+
+
+class ZcdpCost(BaseModel):
+    """An amount of ρ-zCDP (Gaussian-family mechanisms; ρ adds up)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    model: Literal["zcdp"] = "zcdp"
+    rho: Decimal = Field(gt=0, allow_inf_nan=False, max_digits=24, decimal_places=12)
+
+
+BudgetAmount = Annotated[PureCost | ZcdpCost, Field(discriminator="model")]
+
+
+class ColumnSpec(BaseModel):
+    """A declared column: its type, and its public keys or public bounds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    type: ColumnType
+    keys: list[str | int] | None = Field(default=None, max_length=MAX_KEYS_PER_COLUMN)
+    bounds: tuple[FiniteFloat, FiniteFloat] | None = None
+
+    @model_validator(mode="after")
+    def _check_keys_and_bounds(self) -> ColumnSpec:
+        if self.keys is not None:
+            if self.type not in ("categorical", "date", "integer"):
+                raise ValueError(f"public keys are only allowed on categorical, date or integer "
+                                 f"columns, not on {self.type}")
+            if len(self.keys) == 0:
+                raise ValueError("keys must not be empty")
+            if len(set(map(str, self.keys))) != len(self.keys):
+                raise ValueError("keys must be unique")
+            if self.type == "date":
+                for key in self.keys:
+                    try:
+                        date.fromisoformat(str(key))
+                    except ValueError:
+                        raise ValueError(f"date key {key!r} is not an ISO date") from None
+            if self.type == "integer" and not all(
+                isinstance(k, int) and not isinstance(k, bool) for k in self.keys
+            ):
+                raise ValueError("keys of an integer column must be integers")
+            if self.type == "categorical" and not all(isinstance(k, str) for k in self.keys):
+                raise ValueError("keys of a categorical column must be strings")
+        if self.bounds is not None:
+            if self.type not in ("integer", "float"):
+                raise ValueError("bounds are only allowed on integer or float columns")
+            lower, upper = self.bounds
+            if not lower < upper:
+                raise ValueError(f"bounds must satisfy lower < upper, got [{lower}, {upper}]")
+            if self.type == "integer" and not (float(lower).is_integer()
+                                               and float(upper).is_integer()):
+                raise ValueError("bounds of an integer column must be integers")
+            if max(abs(lower), abs(upper)) > 2**52:
+                raise ValueError("bounds must lie within ±2^52")
+        return self
+
+    def typed_keys(self) -> list[Any]:
+        """The public keys converted to the Python values the column holds."""
+        if self.keys is None:
+            return []
+        if self.type == "date":
+            return [date.fromisoformat(str(k)) for k in self.keys]
+        return list(self.keys)
+
+
+class DatasetMetadata(BaseModel):
+    """The public metadata a dataset is registered with (see SPEC.md, Datasets)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(pattern=NAME_PATTERN, description="unique slug")
+    path: str = Field(min_length=1, max_length=1024,
+                      description="file path relative to the data directory (.parquet or .csv)")
+    privacy_unit: str = Field(pattern=COLUMN_PATTERN,
+                              description="column identifying the person or device protected")
+    columns: dict[str, ColumnSpec] = Field(min_length=1, max_length=256)
+    max_partitions_contributed: int = Field(default=1, ge=1, le=10_000)
+    max_contributions_per_partition: int = Field(default=1, ge=1, le=100_000)
+    max_rows: int | None = Field(
+        default=None, ge=1, le=2**40,
+        description="public upper bound on the number of rows; needed by float sums and means",
+    )
+    delta: float = Field(default=1e-9, gt=0, lt=1e-3, allow_inf_nan=False,
+                         description="δ used to show the (ε, δ) equivalent of zCDP costs")
+    budget_cap: BudgetAmount | None = None
+
+    @field_validator("columns")
+    @classmethod
+    def _check_column_names(cls, columns: dict[str, ColumnSpec]) -> dict[str, ColumnSpec]:
+        for name in columns:
+            if not re.fullmatch(COLUMN_PATTERN, name):
+                raise ValueError(f"column name {name!r} must match {COLUMN_PATTERN}")
+        return columns
+
+    @model_validator(mode="after")
+    def _check_unit(self) -> DatasetMetadata:
+        if self.privacy_unit in self.columns:
+            raise ValueError("the privacy unit column must not be declared as a queryable column")
+        suffix = Path(self.path).suffix.lower()
+        if suffix not in (".parquet", ".csv"):
+            raise ValueError("path must end in .parquet or .csv")
+        return self
+
+
+_COMPATIBLE: dict[str, tuple[type[pl.DataType], ...]] = {
+    "categorical": (pl.String, pl.Categorical, pl.Enum),
+    "integer": (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32,
+                pl.UInt64),
+    "float": (pl.Float32, pl.Float64),
+    "date": (pl.Date,),
+    "datetime": (pl.Datetime,),
+}
+
+
+def scan_file(path: Path) -> pl.LazyFrame:
+    """A lazy scan of a Parquet or CSV file (nothing is read until collected)."""
+    if path.suffix.lower() == ".parquet":
+        return pl.scan_parquet(path)
+    return pl.scan_csv(path, try_parse_dates=True)
+
+
+def check_file_schema(path: Path, metadata: DatasetMetadata) -> None:
+    """Check that ``path`` holds the declared columns with compatible types.
+
+    Reads the file's schema only (Parquet footer or CSV header and type
+    inference), never a value that could reach a client. Raises
+    :class:`InvalidDataset` naming the first mismatch.
+    """
+    try:
+        schema = scan_file(path).collect_schema()
+    except Exception as exc:  # polars raises many kinds on unreadable files
+        raise InvalidDataset(f"cannot read the schema of {metadata.path!r}: "
+                             f"{type(exc).__name__}") from None
+    if metadata.privacy_unit not in schema:
+        raise InvalidDataset(f"privacy unit column {metadata.privacy_unit!r} is not in the file")
+    for name, spec in metadata.columns.items():
+        if name not in schema:
+            raise InvalidDataset(f"declared column {name!r} is not in the file")
+        dtype = schema[name]
+        if not isinstance(dtype, _COMPATIBLE[spec.type]) and dtype not in _COMPATIBLE[spec.type]:
+            raise InvalidDataset(f"column {name!r} is declared {spec.type} but the file "
+                                 f"stores {dtype}")
+
+
+def iso(value: object) -> object:
+    """A JSON-friendly form of a key value (dates as ISO strings)."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("non-finite value")
+    return value

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The whole test suite: lint, types, and pytest on SQLite and PostgreSQL.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+if bash scripts/ensure-postgres.sh; then
+  export RUIS_REQUIRE_POSTGRES=1   # PostgreSQL is up: its tests must run, never skip
+elif [ "${CI:-}" = "true" ]; then
+  echo "CI needs PostgreSQL" >&2; exit 1
+fi
+.venv/bin/ruff check .
+.venv/bin/mypy
+.venv/bin/pytest -p no:cacheprovider "$@"

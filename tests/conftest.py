@@ -1,0 +1,143 @@
+"""Fixtures: a temp data dir, each database (SQLite always, PostgreSQL when reachable,
+required in CI), and the real app served by uvicorn on a free port."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+import uvicorn
+
+from api.app import create_app
+from api.settings import Settings
+
+PG_ADMIN_URL = os.environ.get("RUIS_TEST_POSTGRES_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+ADMIN_KEY = "test-admin-key-0123456789abcdef"
+
+
+def postgres_available() -> bool:
+    """Whether the test PostgreSQL server answers."""
+    try:
+        with psycopg.connect(PG_ADMIN_URL, connect_timeout=3):
+            return True
+    except psycopg.Error:
+        return False
+
+
+_PG_UP = postgres_available()
+REQUIRE_PG = os.environ.get("CI") == "true" or os.environ.get("RUIS_REQUIRE_POSTGRES") == "1"
+
+
+def _pg_database() -> Iterator[str]:
+    name = "ruis_test_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database URL on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'ruis.db'}"
+        return
+    if not _PG_UP:
+        if REQUIRE_PG:
+            pytest.fail("PostgreSQL is required here (CI) but does not answer at "
+                        f"{PG_ADMIN_URL}")
+        pytest.skip("PostgreSQL is not reachable")
+    yield from _pg_database()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    """An empty data directory."""
+    path = tmp_path / "data"
+    path.mkdir()
+    return path
+
+
+def free_port() -> int:
+    """A TCP port that is free right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class RunningServer:
+    """The app served by uvicorn in a thread."""
+
+    url: str
+    settings: Settings
+    server: uvicorn.Server
+    thread: threading.Thread
+    clients: list[httpx.Client] = field(default_factory=list)
+
+    def client(self, key: str | None = None) -> httpx.Client:
+        """An HTTP client, authenticated with ``key`` when given (closed with the server)."""
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        client = httpx.Client(base_url=self.url, headers=headers, timeout=60)
+        self.clients.append(client)
+        return client
+
+    def stop(self) -> None:
+        """Close the clients, stop serving and wait for the thread."""
+        for client in self.clients:
+            client.close()
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+def start_server(settings: Settings) -> RunningServer:
+    """Serve ``create_app(settings)`` on a free port until stopped."""
+    port = free_port()
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
+                            log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.02)
+    return RunningServer(url=f"http://127.0.0.1:{port}", settings=settings, server=server,
+                         thread=thread)
+
+
+@pytest.fixture
+def settings(db_url: str, data_dir: Path) -> Settings:
+    """Settings for a fresh service on each backend, with a bootstrap admin key."""
+    return Settings(database_url=db_url, data_dir=data_dir, bootstrap_admin_key=ADMIN_KEY)
+
+
+@pytest.fixture
+def server(settings: Settings) -> Iterator[RunningServer]:
+    """The real app, served over HTTP on a free port."""
+    running = start_server(settings)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def admin(server: RunningServer) -> Iterator[httpx.Client]:
+    """A client authenticated as the bootstrap admin."""
+    yield server.client(ADMIN_KEY)
