@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from api import problems
 from api.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
-from api.routes import budgets, consumers, datasets, health, ledger
+from api.routes import budgets, consumers, datasets, health, ledger, queries
 from api.settings import Settings
 from db import accounts
 from db.engine import Database
@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(datasets.router)
     app.include_router(budgets.router)
     app.include_router(ledger.router)
+    app.include_router(queries.router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     return app

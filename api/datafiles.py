@@ -22,9 +22,17 @@ def resolve_data_path(data_dir: Path, relative: str) -> Path:
     if any(part in ("..", "") for part in relative.split("/")) or ".." in pure.parts:
         raise InvalidRequest("path must not contain '..' or empty components")
     root = data_dir.resolve()
-    real = (root / pure).resolve()
+    missing = InvalidRequest(f"no data file at {relative!r} in the data directory")
+    try:
+        real = (root / pure).resolve(strict=True)
+    except (OSError, RuntimeError):  # missing, name too long, symlink loop (RuntimeError)
+        raise missing from None
     if not real.is_relative_to(root):
         raise InvalidRequest("path resolves outside the data directory")
-    if not real.is_file():
-        raise InvalidRequest(f"no data file at {relative!r} in the data directory")
+    try:
+        is_file = real.is_file()
+    except OSError:
+        is_file = False
+    if not is_file:
+        raise missing
     return real

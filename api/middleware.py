@@ -71,26 +71,34 @@ class BodySizeLimitMiddleware:
                 return
         received = 0
         started = False
+        rejected = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            # Over the limit: answer 413 at once and end the request. The app may catch
+            # the exception (FastAPI turns body errors into a 400); whatever it sends
+            # afterwards is dropped by ``tracking_send``.
+            nonlocal received, rejected
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
+                    if not rejected:
+                        rejected = True
+                        if not started:
+                            await self._reject(send)
                     raise _TooLarge
             return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
+            if rejected:
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
-            if not started:
-                await self._reject(send)
-
-
+        except Exception:
+            if not rejected:
+                raise

@@ -348,6 +348,32 @@ def generate(
     )
 
 
+def describe(
+    out_dir: Path,
+    *,
+    devices: int = 20_000,
+    days: int = 7,
+    seed: int = 42,
+    start: date = date(2026, 3, 1),
+    events_per_day: float = 7.0,
+) -> DemoFiles:
+    """The :class:`DemoFiles` of files that :func:`generate` already wrote with these
+    parameters (reads only the Parquet footer for the number of events)."""
+    geo = _build_geography(np.random.default_rng(np.random.SeedSequence(seed).spawn(3)[0]))
+    events_path = out_dir / EVENTS_FILE
+    n_events = pl.scan_parquet(events_path).select(pl.len()).collect().item()
+    return DemoFiles(
+        events_path=events_path,
+        residents_path=out_dir / RESIDENTS_FILE,
+        n_events=int(n_events),
+        n_devices=devices,
+        municipality_codes=list(geo.mun_codes),
+        neighbourhood_codes=sorted(geo.nb_codes),
+        days=[start + timedelta(days=d) for d in range(days)],
+        max_events_per_day=_max_events_per_day(events_per_day),
+    )
+
+
 def derive_residents(events: pl.LazyFrame) -> pl.LazyFrame:
     """Per device: the municipality with the most events, and within it the neighbourhood
     with the most events.  Ties go to the smallest code."""

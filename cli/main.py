@@ -7,6 +7,8 @@ import sys
 
 import uvicorn
 
+from cli import admin, demo
+
 
 def _serve(args: argparse.Namespace) -> int:
     from api.app import create_app, prepare
@@ -35,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(handler=_serve)
+    demo.add_parser(commands)
+    admin.add_parser(commands)
     return parser
 
 

@@ -11,14 +11,33 @@ from __future__ import annotations
 
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
-UNITS_PER_ONE = 10**12
+UNITS_DECIMAL_PLACES = 12
+UNITS_PER_ONE: int = 10**UNITS_DECIMAL_PLACES
 MAX_UNITS = 2**62  # far below BIGINT's 2^63 - 1, so spent + cost never overflows
+_MAX_AMOUNT = Decimal(f"{MAX_UNITS}E-{UNITS_DECIMAL_PLACES}")
 
 
 def _to_units(amount: Decimal, rounding: str) -> int:
+    # Integer arithmetic on the coefficient, not Decimal arithmetic: the default
+    # context keeps 28 digits, which would round a long amount before it is rounded
+    # up or down here (and overflow on a huge exponent).
     if not amount.is_finite() or amount < 0:
         raise ValueError(f"privacy amount must be finite and non-negative, got {amount}")
-    units = int((amount * UNITS_PER_ONE).to_integral_value(rounding=rounding))
+    if amount > _MAX_AMOUNT:  # an exact comparison, before any arithmetic
+        raise ValueError(f"privacy amount {amount} is too large")
+    _, digits, exponent = amount.as_tuple()
+    coefficient = int("".join(map(str, digits)))
+    shift = int(exponent) + UNITS_DECIMAL_PLACES  # units = coefficient * 10**shift, then rounded
+    if coefficient == 0:
+        return 0
+    if shift >= 0:
+        units = coefficient * int(10**shift)
+    elif -shift > len(digits):  # less than one unit
+        units = 1 if rounding == ROUND_CEILING else 0
+    else:
+        units, remainder = divmod(coefficient, int(10**-shift))
+        if remainder and rounding == ROUND_CEILING:
+            units += 1
     if units > MAX_UNITS:
         raise ValueError(f"privacy amount {amount} is too large")
     return units

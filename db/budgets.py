@@ -62,7 +62,10 @@ def set_budget(db: Database, *, consumer: str, dataset: str, model: str, amount:
     """
     if model not in MODEL_UNITS:
         raise InvalidInput(f"unknown privacy model {model!r}")
-    units = total_units(amount)
+    try:
+        units = total_units(amount)
+    except ValueError as exc:  # not finite, negative or too large for the integer units
+        raise InvalidInput(str(exc)) from None
     with db.write() as session:
         consumer_row = session.exec(select(Consumer).where(Consumer.name == consumer)).first()
         if consumer_row is None:

@@ -12,7 +12,7 @@ from sqlmodel import Session, col, select
 from db import ledger
 from db.amounts import as_json_number, total_units
 from db.engine import Database
-from db.errors import AlreadyExists, NotFound
+from db.errors import AlreadyExists, InvalidInput, NotFound
 from db.models import Budget, Dataset
 
 
@@ -47,7 +47,10 @@ def register(db: Database, *, metadata: dict[str, Any], actor: str,
         if cap is not None:
             dataset.cap_model = str(cap["model"])
             amount = cap["epsilon"] if cap["model"] == "pure" else cap["rho"]
-            dataset.cap_total_units = total_units(Decimal(str(amount)))
+            try:
+                dataset.cap_total_units = total_units(Decimal(str(amount)))
+            except ValueError as exc:  # too large for the integer units
+                raise InvalidInput(f"budget cap: {exc}") from None
         session.add(dataset)
         session.flush()
         ledger.append(session, kind="dataset_registered", actor=actor, dataset=name,

@@ -15,3 +15,10 @@ class InvalidQuery(PrivacyError):
 
 class InvalidDataset(PrivacyError):
     """The dataset declaration does not match its file or is inconsistent: a 422."""
+
+
+class ReleaseFailed(PrivacyError):
+    """The DP computation failed after the data was read (a 500; the debit is not refunded).
+
+    Its message never contains private data.
+    """

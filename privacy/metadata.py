@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from privacy.errors import InvalidDataset
 
@@ -35,6 +42,10 @@ class PureCost(BaseModel):
     model: Literal["pure"] = "pure"
     epsilon: Decimal = Field(gt=0, allow_inf_nan=False, max_digits=24, decimal_places=12)
 
+    @field_serializer("epsilon", when_used="json")
+    def _as_number(self, value: Decimal) -> float:
+        return float(value)
+
 
 class ZcdpCost(BaseModel):
     """An amount of ρ-zCDP (Gaussian-family mechanisms; ρ adds up)."""
@@ -42,6 +53,10 @@ class ZcdpCost(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     model: Literal["zcdp"] = "zcdp"
     rho: Decimal = Field(gt=0, allow_inf_nan=False, max_digits=24, decimal_places=12)
+
+    @field_serializer("rho", when_used="json")
+    def _as_number(self, value: Decimal) -> float:
+        return float(value)
 
 
 BudgetAmount = Annotated[PureCost | ZcdpCost, Field(discriminator="model")]

@@ -8,16 +8,18 @@ from fastapi import APIRouter, Query
 
 from api.deps import Admin, AnyRole, DbDep, RequestIdDep
 from api.schemas import BudgetPublic, BudgetSet, Page
-from db import budgets
+from db import budgets, catalog
 from db.amounts import as_json_number
 from db.budgets import BudgetView
+from db.engine import Database
 from privacy.accounting import zcdp_to_epsilon_delta
 from privacy.metadata import PureCost
 
 router = APIRouter(prefix="/v1/budgets", tags=["budgets"])
+DEFAULT_DELTA = 1e-9
 
 
-def budget_public(view: BudgetView, delta: float = 1e-9) -> BudgetPublic:
+def budget_public(view: BudgetView, delta: float = DEFAULT_DELTA) -> BudgetPublic:
     """The public view of a budget."""
     unit = budgets.MODEL_UNITS[view.model]
     remaining = as_json_number(view.remaining_units)
@@ -31,6 +33,12 @@ def budget_public(view: BudgetView, delta: float = 1e-9) -> BudgetPublic:
                         remaining_epsilon_delta=equivalent, updated_at=view.updated_at)
 
 
+def _declared_deltas(db: Database) -> dict[str, float]:
+    """Each dataset's declared δ, at which zCDP budgets show their (ε, δ) equivalent."""
+    return {dataset.name: float(catalog.metadata_of(dataset).get("delta", DEFAULT_DELTA))
+            for dataset in catalog.list_datasets(db)}
+
+
 @router.put("/{consumer}/{dataset}", response_model=BudgetPublic)
 def set_budget(consumer: str, dataset: str, body: BudgetSet, admin: Admin, db: DbDep,
                request_id: RequestIdDep) -> BudgetPublic:
@@ -38,7 +46,8 @@ def set_budget(consumer: str, dataset: str, body: BudgetSet, admin: Admin, db: D
     amount: Decimal = body.epsilon if isinstance(body, PureCost) else body.rho
     view = budgets.set_budget(db, consumer=consumer, dataset=dataset, model=body.model,
                               amount=amount, actor=admin.name, request_id=request_id)
-    return budget_public(view)
+    delta = catalog.metadata_of(catalog.get(db, dataset)).get("delta", DEFAULT_DELTA)
+    return budget_public(view, float(delta))
 
 
 @router.get("", response_model=Page[BudgetPublic])
@@ -50,4 +59,6 @@ def list_budgets(principal: AnyRole, db: DbDep,
     if principal.role == "analyst":
         consumer = principal.name
     views = budgets.list_budgets(db, consumer=consumer, dataset=dataset)
-    return Page[BudgetPublic](items=[budget_public(v) for v in views])
+    deltas = _declared_deltas(db) if any(v.model == "zcdp" for v in views) else {}
+    return Page[BudgetPublic](items=[budget_public(v, deltas.get(v.dataset, DEFAULT_DELTA))
+                                     for v in views])

@@ -6,6 +6,7 @@ import base64
 import csv
 import io
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, time
 from typing import Literal
@@ -21,6 +22,8 @@ from db.engine import Database
 from db.ledger import LedgerFilter
 
 router = APIRouter(prefix="/v1/ledger", tags=["ledger (admin, auditor)"])
+_CURSOR = re.compile(r"seq:([0-9]{1,19})")
+MAX_SEQ = 2**63 - 1
 EXPORT_FIELDS = ("seq", "time", "kind", "actor", "consumer", "dataset", "cost", "request_id",
                  "details", "prev_hash", "hash")
 
@@ -34,11 +37,11 @@ def _ledger_time(value: str | None, *, end_of_day: bool) -> str | None:
             moment = datetime.combine(day, time.max if end_of_day else time.min, tzinfo=UTC)
         else:
             moment = datetime.fromisoformat(value)
-    except ValueError:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        moment = moment.astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: an offset past year 1 or 9999
         raise InvalidRequest(f"{value[:40]!r} is not an ISO 8601 time") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    moment = moment.astimezone(UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
@@ -53,11 +56,10 @@ def decode_cursor(cursor: str | None) -> int:
         return 0
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        prefix, seq = text.split(":", 1)
-        value = int(seq)
-        if prefix != "seq" or value < 0:
+        match = _CURSOR.fullmatch(text)
+        if match is None or int(match[1]) > MAX_SEQ:  # seqs are BIGINT in the database
             raise ValueError
-        return value
+        return int(match[1])
     except (ValueError, UnicodeDecodeError):
         raise InvalidRequest("the cursor is not valid") from None
 

@@ -1,0 +1,184 @@
+"""The release use-case: validate → cost → debit (committed) → read data → release.
+
+This is the only place that composes :mod:`privacy` (what a query costs and
+how it is computed) with :mod:`db` (who may spend what, and the ledger). The
+order is the privacy filter's contract: the cost is computed from public
+metadata, debited atomically with its ledger entry, and only then is the data
+file opened. Refusals are ledgered with cost 0; a failure after the debit is
+not refunded. Statuses and messages depend only on public metadata and the
+budget, never on the data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, cast
+
+from api.datafiles import resolve_data_path
+from api.problems import ApiError, BudgetExceeded
+from api.schemas import QueryPreview, QueryResponse, QuerySummary
+from api.settings import Settings
+from db import budgets, catalog, ledger, releases
+from db.accounts import Principal
+from db.amounts import as_json_number, cost_units
+from db.budgets import MODEL_UNITS, Refused
+from db.engine import Database
+from db.models import Dataset
+from privacy import Plan, QueryRequest, execute, load_frame, plan_query
+from privacy.accounting import zcdp_to_epsilon_delta
+from privacy.metadata import DatasetMetadata
+from privacy.query import PrivacyModel
+
+log = logging.getLogger("ruis.release")
+
+
+class ReleaseFailed(ApiError):
+    """The computation failed after the cost was debited (not refunded)."""
+
+    status, type, title = 500, "release-failed", "Release failed"
+
+
+class ReleaseBusy(ApiError):
+    """The same query is still being computed by an earlier request."""
+
+    status, type, title = 503, "release-in-progress", "Release in progress"
+
+
+def _amount(model: str, amount: Decimal | float) -> dict[str, Any]:
+    return {MODEL_UNITS[model]: as_json_number(cost_units(Decimal(str(amount))))}
+
+
+def _context(db: Database, principal: Principal, dataset_name: str
+             ) -> tuple[Dataset, DatasetMetadata, PrivacyModel, Decimal]:
+    dataset = catalog.get(db, dataset_name, visible_to=principal.consumer_id)
+    metadata = DatasetMetadata.model_validate(catalog.metadata_of(dataset))
+    model, remaining = budgets.remaining(db, consumer_id=principal.consumer_id,
+                                         dataset_id=dataset.id or 0)
+    return dataset, metadata, cast(PrivacyModel, model), remaining
+
+
+def _epsilon_delta(plan: Plan, metadata: DatasetMetadata) -> dict[str, float] | None:
+    if plan.model != "zcdp":
+        return None
+    return {"epsilon": zcdp_to_epsilon_delta(float(plan.cost), metadata.delta),
+            "delta": metadata.delta}
+
+
+def _accuracy(plan: Plan) -> dict[str, Any]:
+    return {"alpha": plan.accuracy.alpha, "error_bound": plan.accuracy.error_bound}
+
+
+def query_hash(plan: Plan) -> str:
+    """The cache key: the canonical query, the privacy model and the exact cost."""
+    key = {"query": plan.canonical, "model": plan.model, "cost": str(plan.cost)}
+    return hashlib.sha256(ledger.canonical_json(key).encode()).hexdigest()
+
+
+def preview(db: Database, principal: Principal, query: QueryRequest) -> QueryPreview:
+    """What the query would cost and how accurate it would be; reads no data, spends nothing."""
+    _, metadata, model, remaining = _context(db, principal, query.dataset)
+    plan = plan_query(query, metadata, model)
+    return QueryPreview(
+        dataset=query.dataset, statistic=plan.canonical["statistic"], columns=plan.columns,
+        query=plan.canonical, cost={"model": model, **_amount(model, plan.cost)},
+        mechanism=plan.mechanism, noise_scale=plan.noise_scale, accuracy=_accuracy(plan),
+        epsilon_delta=_epsilon_delta(plan, metadata),
+        budget_remaining=_amount(model, remaining), fits_budget=plan.cost <= remaining,
+        bounds=plan.bounds_used)
+
+
+def _refusal(outcome: Refused, model: str, metadata: DatasetMetadata) -> BudgetExceeded:
+    unit = MODEL_UNITS[model]
+    remaining = as_json_number(outcome.remaining_units)
+    if outcome.reason == "dataset_cap":
+        cap = as_json_number(outcome.cap_remaining_units or 0)
+        return BudgetExceeded(
+            f"the dataset {metadata.name!r} has {cap} {unit} left under its cap, less than "
+            f"this query costs", remaining={unit: remaining, "dataset_cap": {unit: cap}})
+    return BudgetExceeded(f"this query costs more than the {remaining} {unit} that remain "
+                          f"of your budget on {metadata.name!r}", remaining={unit: remaining})
+
+
+def run(db: Database, settings: Settings, principal: Principal, query: QueryRequest,
+        request_id: str) -> QueryResponse:
+    """Answer ``query`` for ``principal``: cached, refused (409) or debited then computed."""
+    dataset, metadata, model, _ = _context(db, principal, query.dataset)
+    plan = plan_query(query, metadata, model)
+    units = cost_units(plan.cost)
+    details = {"query": plan.canonical, "mechanism": plan.mechanism,
+               "noise_scale": plan.noise_scale, "accuracy": _accuracy(plan),
+               "opendp_privacy_loss": plan.opendp_loss, "bounds": plan.bounds_used}
+    outcome = releases.start(db, consumer_id=principal.consumer_id, consumer=principal.name,
+                             dataset_id=dataset.id or 0, dataset=dataset.name,
+                             query_hash=query_hash(plan), model=model, cost_units=units,
+                             details=details, request_id=request_id)
+    if isinstance(outcome, releases.InFlight):
+        finished = releases.wait_for(db, outcome.release_id)
+        if finished is None or finished.status != "done":
+            raise ReleaseBusy("an identical query is still being computed; ask again shortly")
+        return run(db, settings, principal, query, request_id)
+    if isinstance(outcome, Refused):
+        raise _refusal(outcome, model, metadata)
+    if isinstance(outcome, releases.Cached):
+        _, remaining = budgets.remaining(db, consumer_id=principal.consumer_id,
+                                         dataset_id=dataset.id or 0)
+        body = {**outcome.body, "cached": True, "budget_remaining": _amount(model, remaining)}
+        return QueryResponse.model_validate(body)
+    # Debited and committed: only now is the data read.
+    try:
+        frame = load_frame(resolve_data_path(settings.data_dir, metadata.path), metadata)
+        rows = execute(plan, frame)
+    except Exception as exc:
+        log.error("release %s failed after its debit", outcome.release_id, exc_info=exc)
+        releases.fail(db, release_id=outcome.release_id, consumer=principal.name,
+                      dataset=dataset.name, reason=type(exc).__name__, request_id=request_id)
+        raise ReleaseFailed("the release could not be computed; its cost was debited and "
+                            "is not refunded", release_id=outcome.release_id) from None
+    body = {
+        "id": outcome.release_id, "dataset": dataset.name,
+        "statistic": plan.canonical["statistic"], "columns": plan.columns, "rows": rows,
+        "cost": {"model": model, **_amount(model, plan.cost)},
+        "mechanism": plan.mechanism, "noise_scale": plan.noise_scale,
+        "accuracy": _accuracy(plan), "epsilon_delta": _epsilon_delta(plan, metadata),
+        "budget_remaining": {MODEL_UNITS[model]:
+                             as_json_number(outcome.debit.remaining_units)},
+        "cached": False, "ledger_seq": outcome.debit.entry.seq, "query": plan.canonical,
+        "bounds": plan.bounds_used,
+        "created_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+    }
+    releases.complete(db, release_id=outcome.release_id, body=body, consumer=principal.name,
+                      dataset=dataset.name, output={"columns": plan.columns, "rows": rows},
+                      request_id=request_id)
+    return QueryResponse.model_validate(body)
+
+
+def reread(db: Database, principal: Principal, release_id: str, request_id: str
+           ) -> QueryResponse:
+    """A stored release of this consumer, at no cost (ledgered as a re-read)."""
+    release = releases.get(db, release_id, consumer_id=principal.consumer_id)
+    body: dict[str, Any] = stored_body(release.body_json)
+    model = body["cost"]["model"]
+    releases.reread(db, release, consumer=principal.name, dataset=body["dataset"], model=model,
+                    request_id=request_id)
+    _, remaining = budgets.remaining(db, consumer_id=principal.consumer_id,
+                                     dataset_id=release.dataset_id)
+    return QueryResponse.model_validate({**body, "cached": True,
+                                         "budget_remaining": _amount(model, remaining)})
+
+
+def list_releases(db: Database, principal: Principal, *, after: str | None, limit: int
+                  ) -> tuple[list[QuerySummary], str | None]:
+    """This consumer's releases, newest first, without their values (so no re-read)."""
+    rows, next_id = releases.page(db, consumer_id=principal.consumer_id, after=after,
+                                  limit=limit)
+    return [QuerySummary.model_validate(stored_body(r.body_json)) for r in rows], next_id
+
+
+def stored_body(text: str | None) -> dict[str, Any]:
+    """A stored release body."""
+    value: dict[str, Any] = json.loads(text or "{}")
+    return value

@@ -1,0 +1,48 @@
+"""Queries: run, preview and re-read differentially private releases (analysts)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query
+
+from api import release
+from api.deps import Analyst, DbDep, RequestIdDep, SettingsDep
+from api.problems import Problem
+from api.schemas import Page, QueryPreview, QueryResponse, QuerySummary
+from privacy import QueryRequest
+
+router = APIRouter(prefix="/v1/queries", tags=["queries (analyst)"])
+_PROBLEMS: dict[int | str, dict[str, object]] = {
+    status: {"model": Problem, "content": {"application/problem+json": {}}}
+    for status in (401, 403, 404, 422)
+}
+
+
+@router.post("", response_model=QueryResponse,
+             responses={**_PROBLEMS, 409: {"model": Problem,
+                                           "description": "budget-exceeded"}})
+def run_query(body: QueryRequest, analyst: Analyst, db: DbDep, settings: SettingsDep,
+              request_id: RequestIdDep) -> QueryResponse:
+    """Run a query: debit its cost, then release DP values. Repeats are served from cache."""
+    return release.run(db, settings, analyst, body, request_id)
+
+
+@router.post("/preview", response_model=QueryPreview, responses=_PROBLEMS)
+def preview_query(body: QueryRequest, analyst: Analyst, db: DbDep) -> QueryPreview:
+    """What a query would cost and how accurate it would be; reads no data, spends nothing."""
+    return release.preview(db, analyst, body)
+
+
+@router.get("", response_model=Page[QuerySummary], responses=_PROBLEMS)
+def list_queries(analyst: Analyst, db: DbDep, limit: int = Query(default=50, ge=1, le=500),
+                 cursor: str | None = Query(default=None, max_length=64)
+                 ) -> Page[QuerySummary]:
+    """Your releases, newest first, without their values."""
+    items, next_cursor = release.list_releases(db, analyst, after=cursor, limit=limit)
+    return Page[QuerySummary](items=items, next_cursor=next_cursor)
+
+
+@router.get("/{release_id}", response_model=QueryResponse, responses=_PROBLEMS)
+def get_query(release_id: str, analyst: Analyst, db: DbDep,
+              request_id: RequestIdDep) -> QueryResponse:
+    """Re-read one of your releases at no cost."""
+    return release.reread(db, analyst, release_id, request_id)

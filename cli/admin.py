@@ -1,0 +1,273 @@
+"""``ruis admin``: every admin action from a shell, on the database or over HTTP.
+
+Without ``--url`` it works directly on the configured database
+(``RUIS_DATABASE_URL``, ``RUIS_DATA_DIR``), ledgering actions with the actor
+``cli:<user>``. With ``--url`` (or ``RUIS_URL``) and ``--key`` (or
+``RUIS_ADMIN_KEY``) it calls the HTTP API as that admin. Output is JSON on
+stdout; errors are one line on stderr and exit status 1 (2 for usage errors).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import TypeAdapter, ValidationError
+
+from api.settings import Settings
+from db.errors import DbError
+
+
+class AdminError(Exception):
+    """An action failed; the message is shown to the user."""
+
+
+@dataclass(frozen=True)
+class Action:
+    """One admin action, as an HTTP call (the direct mode maps it to the db layer)."""
+
+    method: str
+    path: str
+    body: dict[str, Any] | None = None
+    params: dict[str, str] | None = None
+    stream: bool = False
+
+
+def _amount(model: str, value: str) -> dict[str, Any]:
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        raise AdminError(f"{value!r} is not a number") from None
+    return {"model": model, "epsilon" if model == "pure" else "rho": str(amount)}
+
+
+def _dataset_body(path: str) -> dict[str, Any]:
+    try:
+        body: dict[str, Any] = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise AdminError(f"cannot read dataset JSON {path!r}: {exc}") from None
+    return body
+
+
+def action_of(args: argparse.Namespace) -> Action:
+    """The HTTP call an admin command stands for."""
+    match args.admin_command:
+        case "create-consumer":
+            return Action("POST", "/v1/consumers", {"name": args.name, "role": args.role})
+        case "list-consumers":
+            return Action("GET", "/v1/consumers")
+        case "issue-key":
+            return Action("POST", f"/v1/consumers/{args.name}/keys")
+        case "list-keys":
+            return Action("GET", f"/v1/consumers/{args.name}/keys")
+        case "revoke-key":
+            return Action("DELETE", f"/v1/consumers/{args.name}/keys/{args.key_id}")
+        case "register-dataset":
+            return Action("POST", "/v1/datasets", _dataset_body(args.file))
+        case "list-datasets":
+            return Action("GET", "/v1/datasets")
+        case "set-budget":
+            return Action("PUT", f"/v1/budgets/{args.consumer}/{args.dataset}",
+                          _amount(args.model, args.amount))
+        case "budgets":
+            params = {k: v for k, v in (("consumer", args.consumer), ("dataset", args.dataset))
+                      if v}
+            return Action("GET", "/v1/budgets", params=params)
+        case "verify-ledger":
+            return Action("GET", "/v1/ledger/verify")
+        case "export-ledger":
+            return Action("GET", "/v1/ledger/export", params={"format": args.format},
+                          stream=True)
+    raise AdminError(f"unknown command {args.admin_command!r}")  # pragma: no cover
+
+
+def run_http(action: Action, url: str, key: str, out: Callable[[str], None]) -> None:
+    """Perform ``action`` over HTTP as the admin holding ``key``."""
+    headers = {"Authorization": f"Bearer {key}"}
+    try:
+        with httpx.Client(base_url=url, headers=headers, timeout=120) as client, \
+                client.stream(action.method, action.path, json=action.body,
+                              params=action.params) as response:
+            if response.status_code >= 400:
+                response.read()
+                try:
+                    problem = response.json()
+                    detail = f"{problem.get('title')}: {problem.get('detail')}"
+                except ValueError:
+                    detail = response.text[:300]
+                raise AdminError(f"HTTP {response.status_code} {detail}")
+            if action.stream:
+                for chunk in response.iter_text():
+                    out(chunk)
+                return
+            response.read()
+            out(json.dumps(response.json(), indent=2) + "\n")
+    except httpx.HTTPError as exc:
+        raise AdminError(f"cannot reach {url}: {exc}") from None
+
+
+def _direct_export(settings: Settings, fmt: str) -> Iterator[str]:
+    from api.routes.ledger import _export_lines
+    from db.engine import Database
+
+    database = Database(settings.database_url)
+    try:
+        yield from _export_lines(database, fmt)
+    finally:
+        database.dispose()
+
+
+def run_direct(action: Action, settings: Settings, actor: str,
+               out: Callable[[str], None]) -> None:
+    """Perform ``action`` directly on the configured database (after migrating it)."""
+    from api import schemas
+    from api.app import prepare
+    from api.datafiles import resolve_data_path
+    from api.problems import ApiError
+    from api.routes.budgets import budget_public
+    from api.routes.datasets import dataset_public
+    from db import accounts, budgets, catalog, ledger
+    from privacy.errors import InvalidDataset
+    from privacy.metadata import BudgetAmount, DatasetMetadata, PureCost, check_file_schema
+
+    database = prepare(settings)
+    result: Any
+    try:
+        parts = action.path.strip("/").split("/")[1:]
+        match (action.method, parts):
+            case ("POST", ["consumers"]):
+                create = schemas.ConsumerCreate.model_validate(action.body)
+                consumer, key = accounts.create_consumer(
+                    database, name=create.name, role=create.role, actor=actor)
+                result = schemas.ConsumerCreated(
+                    id=consumer.id or 0, name=consumer.name, role=create.role,
+                    created_at=consumer.created_at, api_key=key.secret, key_id=key.key_id)
+            case ("GET", ["consumers"]):
+                result = [schemas.ConsumerPublic.model_validate(c, from_attributes=True)
+                          for c in accounts.list_consumers(database)]
+            case ("POST", ["consumers", name, "keys"]):
+                issued = accounts.issue_key(database, name=name, actor=actor)
+                result = schemas.KeyCreated(id=issued.key_id, prefix=issued.prefix,
+                                            created_at=issued.created_at, api_key=issued.secret)
+            case ("GET", ["consumers", name, "keys"]):
+                result = [schemas.KeyPublic(id=k.id, prefix=k.prefix, created_at=k.created_at,
+                                            revoked_at=k.revoked_at)
+                          for k in accounts.list_keys(database, name)]
+            case ("DELETE", ["consumers", name, "keys", key_id]):
+                key_row = accounts.revoke_key(database, name=name, key_id=key_id, actor=actor)
+                result = schemas.KeyPublic(id=key_row.id, prefix=key_row.prefix,
+                                           created_at=key_row.created_at,
+                                           revoked_at=key_row.revoked_at)
+            case ("POST", ["datasets"]):
+                metadata = DatasetMetadata.model_validate(action.body)
+                path = resolve_data_path(settings.data_dir, metadata.path)
+                check_file_schema(path, metadata)
+                dataset = catalog.register(database, metadata=metadata.model_dump(mode="json"),
+                                           actor=actor)
+                result = dataset_public(dataset)
+            case ("GET", ["datasets"]):
+                result = [dataset_public(d) for d in catalog.list_datasets(database)]
+            case ("PUT", ["budgets", consumer_name, dataset_name]):
+                amount = TypeAdapter(BudgetAmount).validate_python(action.body)
+                value = amount.epsilon if isinstance(amount, PureCost) else amount.rho
+                view = budgets.set_budget(database, consumer=consumer_name,
+                                          dataset=dataset_name, model=amount.model,
+                                          amount=value, actor=actor)
+                result = budget_public(view)
+            case ("GET", ["budgets"]):
+                params = action.params or {}
+                result = [budget_public(v) for v in budgets.list_budgets(
+                    database, consumer=params.get("consumer"), dataset=params.get("dataset"))]
+            case ("GET", ["ledger", "verify"]):
+                with database.read() as session:
+                    verification = ledger.verify(session)
+                result = schemas.LedgerVerification(
+                    valid=verification.valid, entries=verification.entries,
+                    head=verification.head, first_bad_seq=verification.first_bad_seq)
+            case ("GET", ["ledger", "export"]):
+                for chunk in _direct_export(settings, (action.params or {})["format"]):
+                    out(chunk)
+                return
+            case _:  # pragma: no cover
+                raise AdminError(f"unsupported action {action.method} {action.path}")
+    except (DbError, InvalidDataset) as exc:
+        raise AdminError(exc.detail) from None
+    except ApiError as exc:
+        raise AdminError(exc.detail) from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        location = ".".join(str(p) for p in first.get("loc", ()))
+        raise AdminError(f"invalid input at {location or 'body'}: {first.get('msg')}") from None
+    finally:
+        database.dispose()
+    if isinstance(result, list):
+        out(json.dumps([r.model_dump(mode="json") for r in result], indent=2) + "\n")
+    else:
+        out(json.dumps(result.model_dump(mode="json"), indent=2) + "\n")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run one ``ruis admin`` command."""
+    def out(text: str) -> None:
+        sys.stdout.write(text)
+
+    try:
+        action = action_of(args)
+        url = args.url or os.environ.get("RUIS_URL")
+        if url:
+            key = args.key or os.environ.get("RUIS_ADMIN_KEY")
+            if not key:
+                raise AdminError("--url needs an admin key: --key or RUIS_ADMIN_KEY")
+            run_http(action, url, key, out)
+        else:
+            run_direct(action, Settings.from_env(), f"cli:{getpass.getuser()}", out)
+    except AdminError as exc:
+        print(f"ruis admin: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.flush()
+    return 0
+
+
+def add_parser(commands: Any) -> None:
+    """Register ``ruis admin`` and its subcommands."""
+    admin = commands.add_parser("admin", help="administration (consumers, keys, datasets, "
+                                "budgets, ledger)")
+    admin.add_argument("--url", help="call this Ruis server instead of using the database "
+                       "directly (env RUIS_URL)")
+    admin.add_argument("--key", help="admin API key for --url (env RUIS_ADMIN_KEY)")
+    admin.set_defaults(handler=run)
+    sub = admin.add_subparsers(dest="admin_command", required=True)
+    create = sub.add_parser("create-consumer", help="create a consumer and its first key")
+    create.add_argument("name")
+    create.add_argument("--role", required=True, choices=["analyst", "admin", "auditor"])
+    sub.add_parser("list-consumers", help="list consumers")
+    issue = sub.add_parser("issue-key", help="issue another key for a consumer")
+    issue.add_argument("name")
+    keys = sub.add_parser("list-keys", help="list a consumer's keys (no secrets)")
+    keys.add_argument("name")
+    revoke = sub.add_parser("revoke-key", help="revoke one key")
+    revoke.add_argument("name")
+    revoke.add_argument("key_id")
+    register = sub.add_parser("register-dataset", help="register a dataset from a JSON file")
+    register.add_argument("file")
+    sub.add_parser("list-datasets", help="list datasets")
+    budget = sub.add_parser("set-budget", help="create or change a budget")
+    budget.add_argument("consumer")
+    budget.add_argument("dataset")
+    budget.add_argument("--model", choices=["pure", "zcdp"], default="pure")
+    budget.add_argument("amount", help="epsilon (pure) or rho (zcdp)")
+    show = sub.add_parser("budgets", help="show budgets")
+    show.add_argument("--consumer")
+    show.add_argument("--dataset")
+    sub.add_parser("verify-ledger", help="re-compute the ledger's hash chain")
+    export = sub.add_parser("export-ledger", help="write the whole ledger to stdout")
+    export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")

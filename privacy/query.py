@@ -1,0 +1,372 @@
+"""The query a client sends, its validation against public metadata, and its canonical form.
+
+A :class:`QueryRequest` is an immutable value checked in two steps: its shape by
+pydantic (types, lengths, finite numbers), then its meaning against the
+dataset's public metadata by :func:`resolve_query` (columns exist and are
+declared, grouping columns have public keys, bounds are sensible, ...).
+Nothing here reads data: every check uses only the query and public metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from privacy.errors import InvalidQuery
+from privacy.metadata import COLUMN_PATTERN, NAME_PATTERN, ColumnSpec, DatasetMetadata
+
+Statistic = Literal["count", "unit_count", "sum", "mean", "quantile"]
+FilterOp = Literal["eq", "in", "between", "lt", "le", "gt", "ge"]
+PrivacyModel = Literal["pure", "zcdp"]
+
+MAX_GROUP_BY = 8
+MAX_FILTERS = 32
+MAX_IN_VALUES = 10_000
+MAX_STRING_LENGTH = 256
+MAX_CELLS = 1_000_000
+"""Largest number of key combinations (release rows) one query may ask for."""
+MAX_ABS_BOUND = 2.0**52
+"""Clamping bounds must lie within ±2^52 (exact integers in a float)."""
+
+ColumnName = Annotated[str, Field(pattern=COLUMN_PATTERN)]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+ExactAmount = Annotated[
+    Decimal, Field(gt=0, allow_inf_nan=False, max_digits=24, decimal_places=12)
+]
+
+
+def _check_scalar(value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(f"filter values must be strings or numbers, got {type(value).__name__}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("filter values must be finite numbers")
+    if isinstance(value, int) and abs(value) >= 2**63:
+        raise ValueError("integer filter values must fit in 64 bits")
+    if isinstance(value, str) and len(value) > MAX_STRING_LENGTH:
+        raise ValueError(f"filter strings must be at most {MAX_STRING_LENGTH} characters")
+
+
+class Filter(BaseModel):
+    """One row-wise condition; ``where`` filters are ANDed and applied before truncation.
+
+    ``value`` is a scalar for ``eq``/``lt``/``le``/``gt``/``ge``, a non-empty list
+    for ``in`` and a two-element list ``[low, high]`` for ``between`` (inclusive
+    at both ends). Dates and datetimes are given as ISO 8601 strings.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    column: ColumnName
+    op: FilterOp
+    value: Any
+
+    @model_validator(mode="after")
+    def _check_value_shape(self) -> Filter:
+        if self.op == "in":
+            if not isinstance(self.value, list) or not 1 <= len(self.value) <= MAX_IN_VALUES:
+                raise ValueError(f"'in' needs a list of 1 to {MAX_IN_VALUES} values")
+            for item in self.value:
+                _check_scalar(item)
+        elif self.op == "between":
+            if not isinstance(self.value, list) or len(self.value) != 2:
+                raise ValueError("'between' needs a list [low, high]")
+            for item in self.value:
+                _check_scalar(item)
+        else:
+            _check_scalar(self.value)
+        return self
+
+
+class EpsilonLoss(BaseModel):
+    """An explicit pure-DP cost ε (debited from a ``pure`` budget)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    epsilon: ExactAmount
+
+
+class RhoLoss(BaseModel):
+    """An explicit zCDP cost ρ (debited from a ``zcdp`` budget)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    rho: ExactAmount
+
+
+class AccuracyTarget(BaseModel):
+    """Accuracy-first: the smallest cost whose per-cell error is ≤ ``max_error`` w.p. 1 − α."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    max_error: float = Field(gt=0, allow_inf_nan=False)
+    alpha: float = Field(default=0.05, gt=0, lt=1, allow_inf_nan=False)
+
+
+PrivacyRequest = EpsilonLoss | RhoLoss | AccuracyTarget
+
+
+class QueryRequest(BaseModel):
+    """An aggregate query (SPEC.md, "Queries"); validated for meaning by :func:`resolve_query`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    dataset: str = Field(pattern=NAME_PATTERN)
+    statistic: Statistic
+    column: ColumnName | None = None
+    q: float | None = Field(default=None, allow_inf_nan=False)
+    bounds: tuple[FiniteFloat, FiniteFloat] | None = None
+    group_by: list[ColumnName] = Field(default_factory=list, max_length=MAX_GROUP_BY)
+    where: list[Filter] = Field(default_factory=list, max_length=MAX_FILTERS)
+    max_partitions_contributed: int | None = Field(default=None, ge=1, le=10_000)
+    max_contributions_per_partition: int | None = Field(default=None, ge=1, le=100_000)
+    privacy: PrivacyRequest
+
+
+@dataclass(frozen=True)
+class ResolvedFilter:
+    """A filter whose value was checked against the column type.
+
+    ``value`` is the canonical JSON form (dates as ISO strings), ``typed`` the
+    Python value(s) compared with the column (``date``/``datetime`` objects).
+    """
+
+    column: str
+    op: FilterOp
+    value: Any
+    typed: Any
+
+
+@dataclass(frozen=True)
+class ResolvedQuery:
+    """A query validated against public metadata, with every default filled in.
+
+    ``max_partitions_contributed`` is the effective k: at most the number of key
+    combinations, and 1 without ``group_by`` (there is only one partition).
+    ``max_contributions_per_partition`` is 1 for ``unit_count`` (a unit is
+    counted once per group).
+    """
+
+    dataset: str
+    statistic: Statistic
+    column: str | None
+    column_type: str | None
+    q: float | None
+    bounds: tuple[float, float] | tuple[int, int] | None
+    group_by: tuple[str, ...]
+    filters: tuple[ResolvedFilter, ...]
+    max_partitions_contributed: int
+    max_contributions_per_partition: int
+    privacy: PrivacyRequest
+    cells: int
+
+    def canonical(self) -> dict[str, Any]:
+        """The JSON-able canonical form: the cache key and what the ledger stores."""
+        privacy: dict[str, Any]
+        if isinstance(self.privacy, EpsilonLoss):
+            privacy = {"epsilon": decimal_text(self.privacy.epsilon)}
+        elif isinstance(self.privacy, RhoLoss):
+            privacy = {"rho": decimal_text(self.privacy.rho)}
+        else:
+            privacy = {"max_error": float(self.privacy.max_error),
+                       "alpha": float(self.privacy.alpha)}
+        return {
+            "dataset": self.dataset,
+            "statistic": self.statistic,
+            "column": self.column,
+            "q": self.q,
+            "bounds": list(self.bounds) if self.bounds is not None else None,
+            "group_by": list(self.group_by),
+            "where": [{"column": f.column, "op": f.op, "value": f.value} for f in self.filters],
+            "max_partitions_contributed": self.max_partitions_contributed,
+            "max_contributions_per_partition": self.max_contributions_per_partition,
+            "privacy": privacy,
+        }
+
+
+def decimal_text(amount: Decimal) -> str:
+    """A canonical text form of an exact amount: ``Decimal("0.50")`` → ``"0.5"``."""
+    text = format(amount.normalize(), "f")
+    return text
+
+
+def _normalise_float(value: float) -> float:
+    return 0.0 if value == 0 else float(value)
+
+
+def _column_spec(metadata: DatasetMetadata, name: str, role: str) -> ColumnSpec:
+    if name == metadata.privacy_unit:
+        raise InvalidQuery(f"column {name!r} is the privacy unit of dataset "
+                           f"{metadata.name!r} and cannot be used in a query ({role})")
+    spec = metadata.columns.get(name)
+    if spec is None:
+        declared = ", ".join(sorted(metadata.columns))
+        raise InvalidQuery(f"unknown column {name!r} in {role}: dataset {metadata.name!r} "
+                           f"declares only {declared}")
+    return spec
+
+
+def _typed_filter_value(column: str, spec: ColumnSpec, value: object) -> tuple[Any, Any]:
+    """Check one scalar against the column type: (canonical JSON value, typed value)."""
+    where = f"filter on {column!r} ({spec.type})"
+    if spec.type == "categorical":
+        if not isinstance(value, str):
+            raise InvalidQuery(f"{where}: expected a string, got {value!r}")
+        return value, value
+    if spec.type == "integer":
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int):
+            raise InvalidQuery(f"{where}: expected an integer, got {value!r}")
+        return value, value
+    if spec.type == "float":
+        if isinstance(value, str):
+            raise InvalidQuery(f"{where}: expected a number, got {value!r}")
+        number = _normalise_float(float(value))  # type: ignore[arg-type]
+        return number, number
+    if not isinstance(value, str):
+        raise InvalidQuery(f"{where}: expected an ISO 8601 string, got {value!r}")
+    if spec.type == "date":
+        try:
+            day = date.fromisoformat(value)
+        except ValueError:
+            raise InvalidQuery(f"{where}: {value!r} is not an ISO date (YYYY-MM-DD)") from None
+        return day.isoformat(), day
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidQuery(f"{where}: {value!r} is not an ISO 8601 datetime") from None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment.isoformat(), moment
+
+
+def _resolve_filter(flt: Filter, metadata: DatasetMetadata) -> ResolvedFilter:
+    spec = _column_spec(metadata, flt.column, "where")
+    if flt.op == "in":
+        pairs = {json.dumps(c): (c, t) for c, t in
+                 (_typed_filter_value(flt.column, spec, v) for v in flt.value)}
+        ordered = [pairs[k] for k in sorted(pairs)]
+        return ResolvedFilter(flt.column, flt.op, [c for c, _ in ordered],
+                              tuple(t for _, t in ordered))
+    if flt.op == "between":
+        low, low_typed = _typed_filter_value(flt.column, spec, flt.value[0])
+        high, high_typed = _typed_filter_value(flt.column, spec, flt.value[1])
+        if low_typed > high_typed:
+            raise InvalidQuery(f"filter 'between' on {flt.column!r}: low {low!r} is above "
+                               f"high {high!r}")
+        return ResolvedFilter(flt.column, flt.op, [low, high], (low_typed, high_typed))
+    canonical, typed = _typed_filter_value(flt.column, spec, flt.value)
+    return ResolvedFilter(flt.column, flt.op, canonical, typed)
+
+
+def _resolve_bounds(query: QueryRequest, spec: ColumnSpec,
+                    column: str) -> tuple[float, float] | tuple[int, int]:
+    raw = query.bounds if query.bounds is not None else spec.bounds
+    if raw is None:
+        raise InvalidQuery(f"{query.statistic} of {column!r} needs clamping bounds: give "
+                           f"'bounds' in the query or declare public bounds for the column")
+    low, high = float(raw[0]), float(raw[1])
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise InvalidQuery("bounds must be finite numbers")
+    if not low < high:
+        raise InvalidQuery(f"bounds must satisfy lower < upper, got [{raw[0]}, {raw[1]}]")
+    if max(abs(low), abs(high)) > MAX_ABS_BOUND:
+        raise InvalidQuery("bounds must lie within ±2^52")
+    if spec.type == "integer":
+        if not (low.is_integer() and high.is_integer()):
+            raise InvalidQuery(f"column {column!r} is integer: bounds must be integers, got "
+                               f"[{raw[0]}, {raw[1]}]")
+        return int(low), int(high)
+    return _normalise_float(low), _normalise_float(high)
+
+
+def resolve_query(query: QueryRequest, metadata: DatasetMetadata) -> ResolvedQuery:
+    """Validate ``query`` against public ``metadata`` and fill in defaults.
+
+    Uses only public information; raises :class:`InvalidQuery` with a message
+    naming the problem. Does not check the privacy model (see ``plan_query``).
+    """
+    if query.dataset != metadata.name:
+        raise InvalidQuery(f"query is for dataset {query.dataset!r}, metadata is for "
+                           f"{metadata.name!r}")
+    statistic = query.statistic
+    column: str | None = None
+    column_type: str | None = None
+    q: float | None = None
+    bounds: tuple[float, float] | tuple[int, int] | None = None
+    if statistic in ("count", "unit_count"):
+        if query.column is not None:
+            raise InvalidQuery(f"{statistic} counts rows or units and takes no 'column'")
+        if query.bounds is not None:
+            raise InvalidQuery(f"{statistic} takes no 'bounds'")
+    else:
+        if query.column is None:
+            raise InvalidQuery(f"{statistic} needs a 'column'")
+        spec = _column_spec(metadata, query.column, "column")
+        if spec.type not in ("integer", "float"):
+            raise InvalidQuery(f"{statistic} needs a numeric column; {query.column!r} is "
+                               f"{spec.type}")
+        column, column_type = query.column, spec.type
+        bounds = _resolve_bounds(query, spec, query.column)
+        if metadata.max_rows is None:
+            raise InvalidQuery(f"{statistic} needs a public upper bound on the number of rows: "
+                               f"ask the administrator to declare 'max_rows' for dataset "
+                               f"{metadata.name!r}")
+    if statistic == "quantile":
+        if query.q is None:
+            raise InvalidQuery("quantile needs 'q', e.g. 0.5 for the median")
+        if not 0 < query.q < 1 or not math.isfinite(query.q):
+            raise InvalidQuery(f"'q' must lie strictly between 0 and 1, got {query.q}")
+        q = float(query.q)
+    elif query.q is not None:
+        raise InvalidQuery(f"'q' is only used by quantile, not by {statistic}")
+    if statistic in ("mean", "quantile") and isinstance(query.privacy, AccuracyTarget):
+        reason = ("its error is stated in ranks of the data, which depend on the private data"
+                  if statistic == "quantile" else
+                  "its error depends on the private number of rows in each cell")
+        raise InvalidQuery(f"an accuracy target ('max_error') is not supported for {statistic}: "
+                           f"{reason}; give an explicit cost instead")
+
+    if len(set(query.group_by)) != len(query.group_by):
+        raise InvalidQuery("group_by lists a column twice")
+    cells = 1
+    for name in query.group_by:
+        spec = _column_spec(metadata, name, "group_by")
+        if spec.keys is None:
+            raise InvalidQuery(f"cannot group by {name!r}: it has no public keys (declare its "
+                               f"keys so that the released rows do not depend on the data)")
+        cells *= len(spec.keys)
+        if cells > MAX_CELLS:
+            raise InvalidQuery(f"group_by {query.group_by} has more than {MAX_CELLS:,} key "
+                               f"combinations")
+
+    resolved_filters = {
+        json.dumps([f.column, f.op, f.value]): f
+        for f in (_resolve_filter(flt, metadata) for flt in query.where)
+    }
+    filters = tuple(resolved_filters[key] for key in sorted(resolved_filters))
+
+    k = query.max_partitions_contributed or metadata.max_partitions_contributed
+    c = query.max_contributions_per_partition or metadata.max_contributions_per_partition
+    k = min(k, cells) if query.group_by else 1
+    if statistic == "unit_count":
+        c = 1
+    return ResolvedQuery(
+        dataset=query.dataset, statistic=statistic, column=column, column_type=column_type,
+        q=q, bounds=bounds, group_by=tuple(query.group_by), filters=filters,
+        max_partitions_contributed=k, max_contributions_per_partition=c,
+        privacy=query.privacy, cells=cells,
+    )
+
+
+def canonical_query(query: QueryRequest, metadata: DatasetMetadata) -> dict[str, Any]:
+    """The canonical JSON-able form of ``query`` (cache key, stored in the ledger).
+
+    Defaults are filled from the metadata (contribution bounds, clamping bounds),
+    ``group_by`` keeps its order (it fixes the release's column order), filters
+    are sorted and de-duplicated, ``in`` lists sorted, dates written as ISO
+    strings, exact amounts as decimal strings (``"0.5"``). Raises
+    :class:`InvalidQuery` when the query is invalid for this dataset.
+    """
+    return resolve_query(query, metadata).canonical()
