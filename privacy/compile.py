@@ -122,7 +122,8 @@ class MeasurementBuilder:
     """Builds the OpenDP measurement of one resolved query at a given global noise scale.
 
     Privacy unit: one ``metadata.privacy_unit``, bounded by our truncation to
-    ``k`` groups × ``c`` rows per group (``d_in`` below). Output measure:
+    ``k`` groups × ``c`` rows per group (``d_in`` below); neighbouring datasets
+    differ by adding or removing one unit's rows. Output measure:
     ``MaxDivergence`` (pure ε-DP, Laplace family) or
     ``ZeroConcentratedDivergence`` (ρ-zCDP, Gaussian family).
     """
@@ -194,6 +195,11 @@ class MeasurementBuilder:
         for row in frame.iter_rows(named=True):
             distribution = str(row["distribution"])
             accuracy = row.get("accuracy")
+            if accuracy is not None and not math.isnan(accuracy):
+                # OpenDP reports -inf when the noise is (numerically) never non-zero
+                accuracy = max(float(accuracy), 0.0)
+            if accuracy is not None and not math.isfinite(accuracy):
+                accuracy = None
             components.append(NoiseComponent(
                 aggregate=_aggregate_name(str(row["aggregate"])),
                 distribution=distribution,

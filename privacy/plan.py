@@ -20,6 +20,7 @@ rows is post-processing on public keys.
 from __future__ import annotations
 
 import copy
+import hashlib
 import itertools
 import json
 import math
@@ -90,7 +91,10 @@ class Plan:
     ``zcdp``); ``opendp_loss`` is OpenDP's privacy map of the measurement at
     the declared contribution bounds and is ≤ ``cost``. ``mechanism`` and
     ``noise_scale`` describe the released aggregate (for ``mean``, its sum;
-    every noisy aggregate is listed in ``components``). ``epsilon_delta`` is the
+    every noisy aggregate is listed in ``components``; for ``quantile`` the
+    scale is in OpenDP's integer score units, which are multiplied by the
+    denominator of ``q`` as a binary fraction, so q = 0.1 shows a huge scale
+    with the same utility). ``epsilon_delta`` is the
     (ε, δ)-DP equivalent at the dataset's δ for zCDP plans, None for pure ones.
     """
 
@@ -268,8 +272,8 @@ def plan_query(query: QueryRequest, metadata: DatasetMetadata, model: PrivacyMod
     resolved = resolve_query(query, metadata)
     _check_model(resolved, model)
     canonical = resolved.canonical()
-    key = (metadata.model_dump_json(), json.dumps(canonical, sort_keys=True), model,
-           repr(float(alpha)))
+    metadata_digest = hashlib.sha256(metadata.model_dump_json().encode()).hexdigest()
+    key = (metadata_digest, json.dumps(canonical, sort_keys=True), model, repr(float(alpha)))
     plan = _CACHE.get_or_build(key, lambda: _compile(resolved, metadata, model, alpha))
     return replace(plan, canonical=copy.deepcopy(plan.canonical), columns=list(plan.columns),
                    bounds_used=copy.deepcopy(plan.bounds_used))

@@ -1,0 +1,69 @@
+"""Fixtures shared by the privacy tests: generated data, metadata, exact answers."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from datetime import date
+from itertools import product
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from privacy import DatasetMetadata, Plan
+from privacy.plan import prepare_frame
+
+# the shared test data module, importable whatever pytest's import mode
+sys.path.insert(0, str(Path(__file__).parent))
+from privacy_testdata import make_events, make_metadata
+
+
+@pytest.fixture(scope="session")
+def metadata() -> DatasetMetadata:
+    return make_metadata()
+
+
+@pytest.fixture(scope="session")
+def events() -> pl.DataFrame:
+    return make_events()
+
+
+@pytest.fixture(scope="session")
+def exact() -> Callable[[Plan, pl.DataFrame], dict[tuple[Any, ...], float]]:
+    """Exact (non-private) answers per key on the SAME truncated data, in plain Polars."""
+
+    def compute(plan: Plan, data: pl.DataFrame) -> dict[tuple[Any, ...], float]:
+        assert plan.query is not None and plan.metadata is not None
+        query = plan.query
+        truncated = prepare_frame(plan, data.lazy()).collect()
+        by = list(query.group_by)
+        if query.statistic == "count":
+            aggregate = pl.len()
+        elif query.statistic == "unit_count":
+            aggregate = pl.col(plan.metadata.privacy_unit).n_unique()
+        else:
+            assert query.bounds is not None
+            clamped = pl.col("ruis.value").clip(query.bounds[0], query.bounds[1])
+            if query.statistic == "sum":
+                aggregate = clamped.sum()
+            elif query.statistic == "mean":
+                aggregate = clamped.mean()
+            else:
+                assert query.q is not None
+                aggregate = clamped.quantile(query.q, interpolation="nearest")
+        if not by:
+            value = truncated.select(aggregate.alias("v")).item()
+            return {(): float(value) if value is not None else 0.0}
+        table = truncated.group_by(by).agg(aggregate.alias("v"))
+        values = {tuple(row[:-1]): float(row[-1]) for row in table.iter_rows()
+                  if row[-1] is not None}
+        keys = [plan.metadata.columns[name].typed_keys() for name in by]
+        return {
+            tuple(k.isoformat() if isinstance(k, date) else k for k in combo):
+                values.get(combo, 0.0)
+            for combo in product(*keys)
+        }
+
+    return compute
