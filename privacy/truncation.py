@@ -70,28 +70,58 @@ def truncate_contributions(
         raise ValueError("contribution bounds must be at least 1")
     columns = frame.collect_schema().names()
     group_key = [unit, *by]
-    if by:
-        kept_groups = (
-            frame.group_by(group_key)
-            .agg(pl.len().alias(_ROWS))
-            .with_columns(pl.struct(group_key).hash(_GROUP_SEED).alias(_GROUP_HASH))
-            .sort([_ROWS, _GROUP_HASH, *by], descending=[True, *([False] * (len(by) + 1))],
-                  maintain_order=True)
-            .filter(_position_within(unit) < max_groups)
-            .select(group_key)
-        )
-        frame = frame.join(kept_groups, on=group_key, how="semi", nulls_equal=True)
     others = [name for name in columns if name not in group_key]
-    if others:
-        # Rows of one (unit, group) differ: choose them by a hash of their content
-        # (then by the content), so that only identical rows are ever tied.
-        frame = (
-            frame.with_columns(pl.struct(columns).hash(_ROW_SEED).alias(_ROW_HASH))
-            .sort([_ROW_HASH, *others], maintain_order=True)
-            .drop(_ROW_HASH)
-        )
-    # Otherwise the rows of a (unit, group) are identical and any choice is the same.
+    if not others:
+        return _truncate_keys_only(frame, group_key=group_key, unit=unit,
+                                   max_groups=max_groups, max_rows_per_group=max_rows_per_group)
+    if by:
+        frame = frame.join(_kept_groups(frame, group_key=group_key, unit=unit,
+                                        max_groups=max_groups),
+                           on=group_key, how="semi", nulls_equal=True)
+    # Rows of one (unit, group) differ: choose them by a hash of their content
+    # (then by the content), so that only identical rows are ever tied.
+    frame = (
+        frame.with_columns(pl.struct(columns).hash(_ROW_SEED).alias(_ROW_HASH))
+        .sort([_ROW_HASH, *others], maintain_order=True)
+        .drop(_ROW_HASH)
+    )
     return frame.filter(_position_within(*group_key) < max_rows_per_group)
+
+
+def _kept_groups(frame: pl.LazyFrame, *, group_key: list[str], unit: str,
+                 max_groups: int) -> pl.LazyFrame:
+    """Per unit, its ``max_groups`` groups with most rows, with the row count ``_ROWS``."""
+    by = group_key[1:]
+    return (
+        frame.group_by(group_key)
+        .agg(pl.len().alias(_ROWS))
+        .with_columns(pl.struct(group_key).hash(_GROUP_SEED).alias(_GROUP_HASH))
+        .sort([_ROWS, _GROUP_HASH, *by], descending=[True, *([False] * (len(by) + 1))],
+              maintain_order=True)
+        .filter(_position_within(unit) < max_groups)
+        .select([*group_key, _ROWS])
+    )
+
+
+def _truncate_keys_only(frame: pl.LazyFrame, *, group_key: list[str], unit: str,
+                        max_groups: int, max_rows_per_group: int) -> pl.LazyFrame:
+    """:func:`truncate_contributions` when rows hold only the unit and group keys.
+
+    Then all rows of one (unit, group) are identical, so the result is fully
+    described by the per-(unit, group) row counts: each kept group contributes
+    ``min(rows, c)`` copies of its key row. Computing it from the aggregated
+    counts avoids re-reading, joining and ranking every row, and gives exactly
+    the same multiset of rows as the general path.
+    """
+    if len(group_key) > 1:
+        counts = _kept_groups(frame, group_key=group_key, unit=unit, max_groups=max_groups)
+    else:
+        counts = frame.group_by(group_key).agg(pl.len().alias(_ROWS))
+    if max_rows_per_group == 1:
+        return counts.select(group_key)
+    copies = pl.int_ranges(0, pl.min_horizontal(pl.col(_ROWS), max_rows_per_group),
+                           dtype=pl.UInt32)
+    return counts.with_columns(copies.alias(_ROWS)).explode(_ROWS).select(group_key)
 
 
 def _position_within(*partition: str) -> pl.Expr:
