@@ -10,3 +10,7 @@ test:
 
 serve:
 	bash scripts/setup.sh && .venv/bin/ruis serve $(ARGS)
+
+# Benchmark Ruis against plain Polars and measure the ledger (ARGS="--quick" for a smoke run)
+bench:
+	bash scripts/setup.sh && .venv/bin/python -m bench.run $(ARGS)
