@@ -12,6 +12,7 @@ from privacy.metadata import DatasetMetadata
 from privacy.plan import (
     Accuracy,
     Plan,
+    ReleaseResult,
     clear_plan_cache,
     execute,
     plan_query,
@@ -39,6 +40,7 @@ __all__ = [
     "PrivacyError",
     "QueryRequest",
     "ReleaseFailed",
+    "ReleaseResult",
     "RhoLoss",
     "canonical_query",
     "clear_plan_cache",

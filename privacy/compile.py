@@ -17,7 +17,7 @@ released rows never depend on the data.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import cast
@@ -136,10 +136,9 @@ class MeasurementBuilder:
         self.measure = (dp.max_divergence() if model == "pure"
                         else dp.zero_concentrated_divergence())
         group_by = list(query.group_by)
-        k, c = query.max_partitions_contributed, query.max_contributions_per_partition
-        bounds = ([Bound(by=group_by, per_group=c, num_groups=k)] if group_by
-                  else [Bound(by=[], per_group=c)])
-        self.metric, self.d_in = dp.unit_of(contributions=bounds)
+        self.metric, self.d_in = dp.unit_of(contributions=contribution_bounds(
+            query.group_by, query.max_partitions_contributed,
+            query.max_contributions_per_partition))
         domain = dp.lazyframe_domain([
             dp.series_domain(name, dp.option_domain(dp.atom_domain(T=_OPENDP_TYPES[type(dtype)])))
             for name, dtype in self.schema.items()
@@ -166,7 +165,7 @@ class MeasurementBuilder:
                 output_measure=self.measure, lazyframe=self.plan, global_scale=scale,
             )
         except dp.OpenDPException as exc:
-            raise InvalidQuery(f"OpenDP cannot build this query: {_opendp_message(exc)}") from None
+            raise InvalidQuery(f"OpenDP cannot build this query: {opendp_message(exc)}") from None
 
     def loss(self, measurement: dp.Measurement) -> float:
         """The privacy loss OpenDP's privacy map reports at our ``d_in``."""
@@ -179,14 +178,7 @@ class MeasurementBuilder:
         pure DP, ∝ 1/scale² under zCDP), then only increases it until OpenDP's
         map agrees; falls back to OpenDP's binary search.
         """
-        base = self.loss(self.build(1.0))
-        ratio = base / target_loss
-        scale = ratio if self.model == "pure" else math.sqrt(ratio)
-        for step in range(_SEARCH_STEPS):
-            if scale > 0 and self.loss(self.build(scale)) <= target_loss:
-                return scale
-            scale = scale * (1.0 + 2.0 ** (step - 52))
-        return float(dp.binary_search_param(self.build, self.d_in, target_loss, T=float))
+        return solve_global_scale(self.build, self.d_in, target_loss, self.model)
 
     def summarize(self, measurement: dp.Measurement, alpha: float) -> list[NoiseComponent]:
         """Per-aggregate noise as OpenDP's ``summarize_polars_measurement`` reports it."""
@@ -242,7 +234,38 @@ class MeasurementBuilder:
         return float(epsilon), float(fixed_delta)
 
 
-def _opendp_message(exc: Exception) -> str:
+def predicted_scale(loss_at_scale_one: float, target_loss: float, model: PrivacyModel) -> float:
+    """The global scale at which a measurement whose map is ``loss_at_scale_one`` at scale 1
+    has loss ``target_loss``: loss ∝ 1/scale under pure DP, ∝ 1/scale² under zCDP."""
+    ratio = loss_at_scale_one / target_loss
+    return ratio if model == "pure" else math.sqrt(ratio)
+
+
+def solve_global_scale(build: Callable[[float], dp.Measurement], d_in: object,
+                       target_loss: float, model: PrivacyModel) -> float:
+    """A global scale whose OpenDP privacy map at ``d_in`` is ≤ ``target_loss``.
+
+    Starts from :func:`predicted_scale` and only increases it until OpenDP's
+    map agrees; falls back to OpenDP's binary search.
+    """
+    scale = predicted_scale(float(build(1.0).map(d_in)), target_loss, model)
+    for step in range(_SEARCH_STEPS):
+        if scale > 0 and float(build(scale).map(d_in)) <= target_loss:
+            return scale
+        scale = scale * (1.0 + 2.0 ** (step - 52))
+    return float(dp.binary_search_param(build, d_in, target_loss, T=float))
+
+
+def contribution_bounds(group_by: Sequence[str], k: int, c: int) -> list[Bound]:
+    """OpenDP's ``d_in`` after our truncation: ``k`` groups × ``c`` rows (one group without
+    ``group_by``) per privacy unit."""
+    if group_by:
+        return [Bound(by=list(group_by), per_group=c, num_groups=k)]
+    return [Bound(by=[], per_group=c)]
+
+
+def opendp_message(exc: Exception) -> str:
+    """OpenDP's error message on one line, at most 300 characters (no data in it)."""
     message = getattr(exc, "message", None) or str(exc)
     return " ".join(str(message).split())[:300]
 

@@ -20,8 +20,10 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     field_serializer,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -33,6 +35,14 @@ COLUMN_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
 MAX_KEYS_PER_COLUMN = 100_000
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+
+AUTO = "auto"
+Auto = Literal["auto"]
+"""A contribution or clamping bound that Ruis chooses per query from a DP estimate."""
+DEFAULT_AUTO_LIMIT = 20
+"""Largest candidate for an automatic contribution bound when the dataset declares none."""
+MAX_AUTO_LIMIT = 100
+"""Largest limit a dataset may declare for automatic contribution bounds."""
 
 
 class PureCost(BaseModel):
@@ -69,6 +79,18 @@ class ColumnSpec(BaseModel):
     type: ColumnType
     keys: list[str | int] | None = Field(default=None, max_length=MAX_KEYS_PER_COLUMN)
     bounds: tuple[FiniteFloat, FiniteFloat] | None = None
+    auto_bounds: bool = Field(
+        default=False,
+        description="clamp this column to bounds Ruis chooses per query (from a DP estimate, "
+                    "among candidates within the public bounds) unless the query gives bounds")
+
+    @model_serializer(mode="wrap")
+    def _omit_default_auto(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Declarations without automatic bounds keep their stored form (and metadata digest).
+        data: dict[str, Any] = handler(self)
+        if not self.auto_bounds:
+            data.pop("auto_bounds", None)
+        return data
 
     @model_validator(mode="after")
     def _check_keys_and_bounds(self) -> ColumnSpec:
@@ -103,6 +125,8 @@ class ColumnSpec(BaseModel):
                 raise ValueError("bounds of an integer column must be integers")
             if max(abs(lower), abs(upper)) > 2**52:
                 raise ValueError("bounds must lie within ±2^52")
+        if self.auto_bounds and self.bounds is None:
+            raise ValueError("auto_bounds needs public bounds: the candidates lie within them")
         return self
 
     def typed_keys(self) -> list[Any]:
@@ -112,6 +136,21 @@ class ColumnSpec(BaseModel):
         if self.type == "date":
             return [date.fromisoformat(str(k)) for k in self.keys]
         return list(self.keys)
+
+
+class AutoLimits(BaseModel):
+    """Public upper limits of the candidates for automatic contribution bounds.
+
+    With ``"auto"``, Ruis chooses ``max_partitions_contributed`` among 1..limit
+    (and at most the number of key combinations) and
+    ``max_contributions_per_partition`` among 1..limit. Nothing about the
+    candidates is read from the data.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    max_partitions_contributed: int = Field(default=DEFAULT_AUTO_LIMIT, ge=1, le=MAX_AUTO_LIMIT)
+    max_contributions_per_partition: int = Field(default=DEFAULT_AUTO_LIMIT, ge=1,
+                                                 le=MAX_AUTO_LIMIT)
 
 
 class DatasetMetadata(BaseModel):
@@ -124,8 +163,13 @@ class DatasetMetadata(BaseModel):
     privacy_unit: str = Field(pattern=COLUMN_PATTERN,
                               description="column identifying the person or device protected")
     columns: dict[str, ColumnSpec] = Field(min_length=1, max_length=256)
-    max_partitions_contributed: int = Field(default=1, ge=1, le=10_000)
-    max_contributions_per_partition: int = Field(default=1, ge=1, le=100_000)
+    max_partitions_contributed: Annotated[int, Field(ge=1, le=10_000)] | Auto = Field(
+        default=1, description="groups one unit may affect, or 'auto' (chosen per query)")
+    max_contributions_per_partition: Annotated[int, Field(ge=1, le=100_000)] | Auto = Field(
+        default=1, description="rows per group one unit may contribute, or 'auto'")
+    auto_limits: AutoLimits | None = Field(
+        default=None, description="upper limits of the candidates for 'auto' contribution "
+                                  f"bounds (default {DEFAULT_AUTO_LIMIT} each)")
     max_rows: int | None = Field(
         default=None, ge=1, le=2**40,
         description="public upper bound on the number of rows; needed by float sums and means",
@@ -133,6 +177,17 @@ class DatasetMetadata(BaseModel):
     delta: float = Field(default=1e-9, gt=0, lt=1e-3, allow_inf_nan=False,
                          description="δ used to show the (ε, δ) equivalent of zCDP costs")
     budget_cap: BudgetAmount | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_default_limits(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if self.auto_limits is None:
+            data.pop("auto_limits", None)
+        return data
+
+    def limits(self) -> AutoLimits:
+        """The declared limits for automatic contribution bounds, or the defaults."""
+        return self.auto_limits if self.auto_limits is not None else AutoLimits()
 
     @field_validator("columns")
     @classmethod

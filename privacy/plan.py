@@ -15,6 +15,13 @@ per_group=c, num_groups=k)]``. ``F`` and ``T`` map each unit's rows to rows of
 that unit only, within those bounds, so ``M ∘ T ∘ F`` is ε-DP (ρ-zCDP) with
 respect to adding or removing all rows of one privacy unit. The layout of the
 rows is post-processing on public keys.
+
+Automatic bounds (``"auto"``; :mod:`privacy.auto`, where the rule and the
+privacy argument are written out): the plan splits the cost exactly between
+small DP selection releases and the statistic, and :func:`execute` runs the
+selection first, chooses the bounds by post-processing, and releases the
+statistic at them; by sequential composition the total loss is the sum of
+OpenDP's maps, checked to be ≤ the cost.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import json
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
@@ -34,6 +41,15 @@ from typing import Any
 import opendp.prelude as dp
 import polars as pl
 
+from privacy.accounting import zcdp_to_epsilon_delta
+from privacy.auto import (
+    NOISE_ONLY,
+    ClampSelection,
+    ContributionSelection,
+    plan_clamp_selection,
+    plan_contribution_selection,
+    split_cost,
+)
 from privacy.compile import (
     VALUE_COLUMN,
     MeasurementBuilder,
@@ -44,18 +60,19 @@ from privacy.compile import (
 )
 from privacy.data import dtype_of
 from privacy.errors import InvalidQuery, ReleaseFailed
-from privacy.metadata import DatasetMetadata, iso
+from privacy.metadata import AUTO, DatasetMetadata, iso
 from privacy.query import (
     AccuracyTarget,
     EpsilonLoss,
     PrivacyModel,
+    PrivacyRequest,
     QueryRequest,
     ResolvedFilter,
     ResolvedQuery,
     RhoLoss,
     resolve_query,
 )
-from privacy.truncation import truncate_contributions
+from privacy.truncation import truncate_contributions, unit_group_counts, unit_profile
 
 DEFAULT_ALPHA = 0.05
 MAX_ACCURACY_FIRST_COST = Decimal(10_000)
@@ -81,6 +98,87 @@ class Accuracy:
 
     alpha: float
     error_bound: float | None
+    error_bound_range: tuple[float, float] | None = None
+    """With automatic bounds, before the choice: the bound at the smallest and at the
+    largest candidates (``error_bound`` is then the largest)."""
+
+    @property
+    def covers(self) -> str:
+        """What the bound covers: noise only, never truncation or clamping bias."""
+        return NOISE_ONLY
+
+
+@dataclass(frozen=True, eq=False)
+class AutoPlan:
+    """The automatic part of a plan: the cost split, the candidates and the selection steps.
+
+    ``selection_cost`` + ``statistic_cost`` = the plan's cost exactly; the
+    selection cost is split between ``contribution`` and ``clamp`` (those
+    present). ``candidates`` is the JSON-able list of public candidates.
+    ``noise_scale_range`` / the plan's ``accuracy.error_bound_range`` are the
+    statistic's noise at the smallest and at the largest candidates, at
+    ``statistic_cost``. See :mod:`privacy.auto` for the rule and the privacy
+    argument.
+    """
+
+    share: Decimal
+    selection_cost: Decimal
+    statistic_cost: Decimal
+    contribution: ContributionSelection | None
+    clamp: ClampSelection | None
+    candidates: dict[str, Any]
+    noise_scale_range: tuple[float, float]
+
+    def selection_steps(self) -> list[dict[str, Any]]:
+        """The selection measurements (what they choose, their cost, mechanism, noise scale).
+
+        The clamp step's noise scale depends on the contribution bounds chosen
+        first; it is shown at the largest candidates.
+        """
+        steps: list[dict[str, Any]] = []
+        if self.contribution is not None:
+            solved = self.contribution.solved
+            steps.append({"chooses": "contribution_bounds", "cost": self.contribution.cost,
+                          "mechanism": solved.mechanism, "noise_scale": solved.scale,
+                          "opendp_privacy_loss": solved.loss})
+        if self.clamp is not None:
+            widest = self.clamp.solved_at_most_rows()
+            steps.append({"chooses": "clamp", "cost": self.clamp.cost,
+                          "mechanism": widest.mechanism, "noise_scale": widest.scale,
+                          "opendp_privacy_loss": widest.loss})
+        return steps
+
+
+@dataclass(frozen=True)
+class ReleaseResult:
+    """What :func:`execute` released: the rows and how they were computed.
+
+    ``mechanism``, ``noise_scale``, ``accuracy`` and ``components`` describe
+    the statistic as actually compiled (with automatic bounds: at the bounds
+    chosen). ``bounds_chosen`` is None for fixed bounds; ``selection`` holds what
+    the selection measurements released (DP values) and the rule's scores.
+    ``opendp_loss`` is the sum of OpenDP's privacy maps of every measurement
+    invoked, ≤ the plan's cost. Iterating over it (and ``len``, indexing)
+    goes over ``rows``.
+    """
+
+    rows: list[list[Any]]
+    mechanism: str
+    noise_scale: float
+    accuracy: Accuracy
+    components: tuple[NoiseComponent, ...]
+    opendp_loss: float
+    bounds_chosen: dict[str, Any] | None = None
+    selection: dict[str, Any] | None = None
+
+    def __iter__(self) -> Iterator[list[Any]]:
+        return iter(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> list[Any]:
+        return self.rows[index]
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,6 +194,13 @@ class Plan:
     denominator of ``q`` as a binary fraction, so q = 0.1 shows a huge scale
     with the same utility). ``epsilon_delta`` is the
     (ε, δ)-DP equivalent at the dataset's δ for zCDP plans, None for pure ones.
+
+    With automatic bounds (``auto`` is set), ``cost`` is the TOTAL (selection
+    plus statistic), ``opendp_loss`` the selection's maps plus the statistic's
+    at the largest candidates, and ``measurement``, ``mechanism``,
+    ``noise_scale``, ``accuracy`` and ``components`` are the statistic's at the
+    largest candidates (the worst case; ``accuracy.error_bound_range`` gives
+    the range): :func:`execute` reports those at the bounds it chooses.
     """
 
     canonical: dict[str, Any]
@@ -112,6 +217,7 @@ class Plan:
     components: tuple[NoiseComponent, ...] = ()
     query: ResolvedQuery | None = field(default=None, repr=False)
     metadata: DatasetMetadata | None = field(default=None, repr=False)
+    auto: AutoPlan | None = field(default=None, repr=False)
 
 
 class _PlanCache:
@@ -166,7 +272,7 @@ def plan_cache_size() -> int:
     return len(_CACHE)
 
 
-def round_up_cost(loss: float) -> Decimal:
+def round_up_cost(loss: float | Decimal) -> Decimal:
     """``loss`` rounded up to 4 significant digits (and to at most 12 decimal places)."""
     exact = Decimal(loss)
     quantum = max(Decimal(1).scaleb(exact.adjusted() - COST_SIGNIFICANT_DIGITS + 1), COST_QUANTUM)
@@ -268,15 +374,121 @@ def plan_query(query: QueryRequest, metadata: DatasetMetadata, model: PrivacyMod
     smallest found, rounded up to 4 significant digits, and the plan at that
     cost meets ``max_error`` at ``alpha``. ``alpha`` sets the reported accuracy
     for explicit costs. Raises :class:`InvalidQuery`. Plans are cached (LRU).
+    Automatic bounds: see :func:`_compile_auto` (the selection's measurements
+    are part of the cached plan).
     """
     resolved = resolve_query(query, metadata)
     _check_model(resolved, model)
+    plan = _cached_plan(resolved, metadata, model, alpha)
+    return replace(plan, canonical=copy.deepcopy(plan.canonical), columns=list(plan.columns),
+                   bounds_used=copy.deepcopy(plan.bounds_used))
+
+
+def _cached_plan(resolved: ResolvedQuery, metadata: DatasetMetadata, model: PrivacyModel,
+                 alpha: float) -> Plan:
+    """The plan of ``resolved`` from the LRU, compiled once (keyed by shape and cost)."""
     canonical = resolved.canonical()
     metadata_digest = hashlib.sha256(metadata.model_dump_json().encode()).hexdigest()
     key = (metadata_digest, json.dumps(canonical, sort_keys=True), model, repr(float(alpha)))
-    plan = _CACHE.get_or_build(key, lambda: _compile(resolved, metadata, model, alpha))
-    return replace(plan, canonical=copy.deepcopy(plan.canonical), columns=list(plan.columns),
-                   bounds_used=copy.deepcopy(plan.bounds_used))
+    compile_plan = _compile_auto if resolved.auto is not None else _compile
+    return _CACHE.get_or_build(key, lambda: compile_plan(resolved, metadata, model, alpha))
+
+
+def _loss_of(model: PrivacyModel, amount: Decimal) -> PrivacyRequest:
+    return EpsilonLoss(epsilon=amount) if model == "pure" else RhoLoss(rho=amount)
+
+
+def _compile_auto(query: ResolvedQuery, metadata: DatasetMetadata, model: PrivacyModel,
+                  alpha: float) -> Plan:
+    """Plan a query with automatic bounds (see :mod:`privacy.auto`), from public metadata.
+
+    Explicit cost ``C``: the selection steps get ``floor(share · C)`` between them,
+    the statistic the exact rest. Accuracy target: the statistic's cost is the
+    smallest at which the target holds at the LARGEST candidates (hence, noise
+    growing with the bounds, at every candidate), and the total is that divided
+    by ``1 − share``, rounded up to 4 significant digits (the selection gets the
+    rest). The plan's ``measurement``, ``noise_scale`` and ``accuracy`` are the
+    statistic's at the largest candidates, the worst case; the bounds actually
+    used are chosen by :func:`execute`.
+    """
+    auto = query.auto
+    assert auto is not None
+    k_max, c_max = query.max_partitions_contributed, query.max_contributions_per_partition
+    widest = query.bounds
+    parts = (auto.partitions is not None or auto.contributions is not None) + (
+        auto.clamp is not None)
+    privacy = query.privacy
+    if isinstance(privacy, AccuracyTarget):
+        alpha = privacy.alpha
+        needed = _cached_plan(query.with_bounds(k_max, c_max, widest, privacy), metadata, model,
+                              alpha).cost
+        total = round_up_cost(needed / (1 - auto.share))
+        pieces, statistic_cost = split_cost(total, auto.share, parts)
+        while statistic_cost < needed:  # not expected: total·(1 − share) ≥ needed
+            total += max(Decimal(1).scaleb(total.adjusted() - COST_SIGNIFICANT_DIGITS + 1),
+                         COST_QUANTUM)
+            pieces, statistic_cost = split_cost(total, auto.share, parts)
+        if total > MAX_ACCURACY_FIRST_COST:
+            raise InvalidQuery(f"max_error={privacy.max_error} at alpha={privacy.alpha} would "
+                               f"cost {_unit_name(model)}≈{total:.4g}, more than the limit of "
+                               f"{MAX_ACCURACY_FIRST_COST}; ask for a larger max_error")
+    else:
+        total = privacy.epsilon if isinstance(privacy, EpsilonLoss) else privacy.rho
+        pieces, statistic_cost = split_cost(total, auto.share, parts)
+    statistic_privacy = _loss_of(model, statistic_cost)
+    worst = _cached_plan(query.with_bounds(k_max, c_max, widest, statistic_privacy), metadata,
+                         model, alpha)
+    smallest = query.with_bounds(
+        auto.partitions[0] if auto.partitions is not None else k_max,
+        auto.contributions[0] if auto.contributions is not None else c_max,
+        auto.clamp.bounds(0) if auto.clamp is not None else widest, statistic_privacy)
+    best = _cached_plan(smallest, metadata, model, alpha)
+    if isinstance(privacy, AccuracyTarget) and not (
+            worst.accuracy.error_bound is not None
+            and worst.accuracy.error_bound <= privacy.max_error):
+        raise InvalidQuery(f"could not find a cost meeting max_error={privacy.max_error}")
+    contribution = (plan_contribution_selection(query, metadata, model, pieces[0],
+                                                statistic_cost)
+                    if auto.partitions is not None or auto.contributions is not None else None)
+    clamp = (plan_clamp_selection(query, metadata, model, pieces[-1], statistic_cost)
+             if auto.clamp is not None else None)
+    selection_loss = (contribution.solved.loss if contribution is not None else 0.0) + (
+        clamp.for_rows(k_max * c_max).loss if clamp is not None else 0.0)
+    if not Decimal(selection_loss) + Decimal(worst.opendp_loss) <= total:
+        raise InvalidQuery("OpenDP reports a privacy loss above the cost")
+    candidates: dict[str, Any] = {}
+    if auto.partitions is not None:
+        candidates["max_partitions_contributed"] = list(auto.partitions)
+    if auto.contributions is not None:
+        candidates["max_contributions_per_partition"] = list(auto.contributions)
+    if auto.clamp is not None:
+        candidates["clamp"] = [list(b) for b in auto.clamp.all_bounds()]
+    ranges = (best.accuracy.error_bound, worst.accuracy.error_bound)
+    error_range = (ranges[0], ranges[1]) if ranges[0] is not None and ranges[1] is not None \
+        else None
+    bounds_used = copy.deepcopy(worst.bounds_used)
+    bounds_used.update({
+        "max_partitions_contributed": AUTO if auto.partitions is not None else k_max,
+        "max_contributions_per_partition": AUTO if auto.contributions is not None else c_max,
+        "clamp": AUTO if auto.clamp is not None else bounds_used["clamp"],
+        "candidates": candidates,
+    })
+    return Plan(
+        canonical=query.canonical(), model=model, cost=total,
+        opendp_loss=selection_loss + worst.opendp_loss, mechanism=worst.mechanism,
+        noise_scale=worst.noise_scale,
+        accuracy=Accuracy(alpha=alpha, error_bound=worst.accuracy.error_bound,
+                          error_bound_range=error_range),
+        columns=list(worst.columns),
+        epsilon_delta=((zcdp_to_epsilon_delta(float(total), metadata.delta), metadata.delta)
+                       if model == "zcdp" else None),
+        bounds_used=bounds_used, measurement=worst.measurement, components=worst.components,
+        query=query, metadata=metadata,
+        auto=AutoPlan(share=auto.share, selection_cost=total - statistic_cost,
+                      statistic_cost=statistic_cost, contribution=contribution, clamp=clamp,
+                      candidates=candidates,
+                      noise_scale_range=(best.noise_scale, worst.noise_scale)),
+    )
 
 
 def _filter_expression(flt: ResolvedFilter, dtype: pl.DataType) -> pl.Expr:
@@ -304,6 +516,21 @@ def prepare_frame(plan: Plan, data: pl.LazyFrame) -> pl.LazyFrame:
     """
     query, metadata = plan.query, plan.metadata
     assert query is not None and metadata is not None
+    return truncate_contributions(
+        filtered_frame(query, metadata, data), unit=metadata.privacy_unit, by=query.group_by,
+        max_groups=query.max_partitions_contributed,
+        max_rows_per_group=query.max_contributions_per_partition,
+    )
+
+
+def filtered_frame(query: ResolvedQuery, metadata: DatasetMetadata,
+                   data: pl.LazyFrame) -> pl.LazyFrame:
+    """The rows a query looks at, before truncation (lazy; row-wise only).
+
+    Applies the ``where`` filters, drops rows whose unit is null, whose group
+    keys are not public keys, or whose value is null/NaN (sum, mean,
+    quantile), and keeps the unit, group and value columns.
+    """
     unit = metadata.privacy_unit
     frame = data
     conditions: list[pl.Expr] = [
@@ -320,17 +547,12 @@ def prepare_frame(plan: Plan, data: pl.LazyFrame) -> pl.LazyFrame:
             conditions.append(pl.col(query.column).is_not_nan())
     frame = frame.filter(pl.all_horizontal(conditions))
     schema = truncated_schema(query, metadata)
-    frame = frame.select([
+    return frame.select([
         pl.col(unit).cast(pl.String),
         *(pl.col(name).cast(schema[name]) for name in query.group_by),
         *([pl.col(query.column).cast(schema[VALUE_COLUMN]).alias(VALUE_COLUMN)]
           if query.column is not None else []),
     ])
-    return truncate_contributions(
-        frame, unit=unit, by=query.group_by,
-        max_groups=query.max_partitions_contributed,
-        max_rows_per_group=query.max_contributions_per_partition,
-    )
 
 
 def _post_process(plan: Plan, value: Any) -> float:
@@ -354,19 +576,99 @@ def _post_process(plan: Plan, value: Any) -> float:
     return number
 
 
-def execute(plan: Plan, data: pl.LazyFrame) -> list[list[Any]]:
-    """Run the plan's measurement once on ``data`` (a :func:`~privacy.data.load_frame` frame).
+def execute(plan: Plan, data: pl.LazyFrame) -> ReleaseResult:
+    """Run the plan once on ``data`` (a :func:`~privacy.data.load_frame` frame).
 
-    Returns one row ``[key_1, ..., value]`` per combination of public keys of
-    ``group_by`` (in declared key order, dates as ISO strings, values as
+    The result's rows are one ``[key_1, ..., value]`` per combination of public
+    keys of ``group_by`` (in declared key order, dates as ISO strings, values as
     floats), including combinations without data; ``[[value]]`` without
     grouping. The set and order of rows depend only on public metadata. The
-    guarantee is the plan's (see the module docstring).
+    guarantee is the plan's (see the module docstring). With automatic bounds
+    the selection measurements run first and the statistic is then released at
+    the bounds chosen (see :mod:`privacy.auto`); the result says which, and the
+    statistic's noise and accuracy there.
     """
+    if plan.auto is not None:
+        return _execute_auto(plan, data)
+    truncated = prepare_frame(plan, data).collect(engine="streaming")
+    released = plan.measurement(truncated.lazy()).collect()
+    return ReleaseResult(rows=_layout(plan, released), mechanism=plan.mechanism,
+                         noise_scale=plan.noise_scale, accuracy=plan.accuracy,
+                         components=plan.components, opendp_loss=plan.opendp_loss)
+
+
+def _execute_auto(plan: Plan, data: pl.LazyFrame) -> ReleaseResult:
+    """Select the bounds with DP, then release the statistic at them (one data pass).
+
+    The per-(unit, group) row counts are computed once and shared by the
+    profile and the truncation.
+    """
+    query, metadata, auto = plan.query, plan.metadata, plan.auto
+    assert query is not None and metadata is not None and auto is not None
+    unit, by = metadata.privacy_unit, list(query.group_by)
+    k, c = query.max_partitions_contributed, query.max_contributions_per_partition
+    clamp_bounds = query.bounds
+    frame = filtered_frame(query, metadata, data)
+    losses: list[float] = []
+    selection: dict[str, Any] = {}
+    counts: pl.LazyFrame | None = None
+    contribution = auto.contribution
+    if contribution is not None:
+        if query.column is not None:  # read once, then profile and truncate
+            frame = frame.collect().lazy()
+        counts = unit_group_counts(frame, unit=unit, by=by).collect(engine="streaming").lazy()
+        profile = unit_profile(
+            counts, unit=unit, by=by, max_groups=contribution.fixed_partitions,
+            group_limit=contribution.group_limit, row_limit=contribution.row_limit,
+            groups_column=contribution.groups_column, rows_column=contribution.rows_column)
+        released = contribution.solved.measurement(profile).collect()
+        losses.append(contribution.solved.loss)
+        chosen = contribution.choose(released)
+        k, c = chosen.k, chosen.c
+        selection["contribution_bounds"] = {
+            "columns": [name for name in (contribution.groups_column, contribution.rows_column)
+                        if name is not None],
+            "histogram": chosen.histogram, "scores": chosen.scores,
+            "mechanism": contribution.solved.mechanism,
+            "noise_scale": contribution.solved.scale,
+            "opendp_privacy_loss": contribution.solved.loss}
+    truncated = truncate_contributions(frame, unit=unit, by=by, max_groups=k,
+                                       max_rows_per_group=c, counts=counts).collect()
+    clamp = auto.clamp
+    if clamp is not None:
+        solved = clamp.for_rows(k * c)
+        bins = truncated.lazy().select(clamp.bin_expression(VALUE_COLUMN))
+        released = solved.measurement(bins).collect()
+        losses.append(solved.loss)
+        clamp_choice = clamp.choose(released, k, c)
+        clamp_bounds = clamp_choice.bounds
+        selection["clamp"] = {
+            "candidates": [list(b) for b in clamp.candidates.all_bounds()],
+            "histogram": clamp_choice.histogram, "scores": clamp_choice.scores,
+            "mechanism": solved.mechanism, "noise_scale": solved.scale,
+            "opendp_privacy_loss": solved.loss}
+    statistic = _cached_plan(
+        query.with_bounds(k, c, clamp_bounds, _loss_of(plan.model, auto.statistic_cost)),
+        metadata, plan.model, plan.accuracy.alpha)
+    spent = sum((Decimal(loss) for loss in losses), Decimal(statistic.opendp_loss))
+    if not spent <= plan.cost:
+        raise ReleaseFailed("the privacy losses of the selection and the statistic exceed "
+                            "the cost")
+    released = statistic.measurement(truncated.lazy()).collect()
+    chosen_bounds: dict[str, Any] = {"max_partitions_contributed": k,
+                                     "max_contributions_per_partition": c,
+                                     "clamp": list(clamp_bounds) if clamp_bounds else None}
+    return ReleaseResult(
+        rows=_layout(statistic, released), mechanism=statistic.mechanism,
+        noise_scale=statistic.noise_scale, accuracy=statistic.accuracy,
+        components=statistic.components, opendp_loss=float(spent),
+        bounds_chosen=chosen_bounds, selection=selection)
+
+
+def _layout(plan: Plan, released: pl.DataFrame) -> list[list[Any]]:
+    """The released values on the public key product (post-processing)."""
     query, metadata = plan.query, plan.metadata
     assert query is not None and metadata is not None
-    truncated = prepare_frame(plan, data).collect()
-    released = plan.measurement(truncated.lazy()).collect()
     if not query.group_by:
         if released.height != 1:
             raise ReleaseFailed("the release does not have exactly one row")

@@ -11,15 +11,24 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from privacy.candidates import ClampCandidates, clamp_candidates, integer_candidates
 from privacy.errors import InvalidQuery
-from privacy.metadata import COLUMN_PATTERN, NAME_PATTERN, ColumnSpec, DatasetMetadata
+from privacy.metadata import (
+    AUTO,
+    COLUMN_PATTERN,
+    NAME_PATTERN,
+    Auto,
+    AutoLimits,
+    ColumnSpec,
+    DatasetMetadata,
+)
 
 Statistic = Literal["count", "unit_count", "sum", "mean", "quantile"]
 FilterOp = Literal["eq", "in", "between", "lt", "le", "gt", "ge"]
@@ -33,6 +42,9 @@ MAX_CELLS = 1_000_000
 """Largest number of key combinations (release rows) one query may ask for."""
 MAX_ABS_BOUND = 2.0**52
 """Clamping bounds must lie within ±2^52 (exact integers in a float)."""
+DEFAULT_AUTO_SHARE = Decimal("0.1")
+"""Share of a query's cost spent on choosing its automatic bounds, unless it says otherwise."""
+MAX_AUTO_SHARE = Decimal("0.5")
 
 ColumnName = Annotated[str, Field(pattern=COLUMN_PATTERN)]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
@@ -115,11 +127,15 @@ class QueryRequest(BaseModel):
     statistic: Statistic
     column: ColumnName | None = None
     q: float | None = Field(default=None, allow_inf_nan=False)
-    bounds: tuple[FiniteFloat, FiniteFloat] | None = None
+    bounds: tuple[FiniteFloat, FiniteFloat] | Auto | None = None
     group_by: list[ColumnName] = Field(default_factory=list, max_length=MAX_GROUP_BY)
     where: list[Filter] = Field(default_factory=list, max_length=MAX_FILTERS)
-    max_partitions_contributed: int | None = Field(default=None, ge=1, le=10_000)
-    max_contributions_per_partition: int | None = Field(default=None, ge=1, le=100_000)
+    max_partitions_contributed: Annotated[int, Field(ge=1, le=10_000)] | Auto | None = None
+    max_contributions_per_partition: Annotated[int, Field(ge=1, le=100_000)] | Auto | None = None
+    auto_share: Decimal | None = Field(
+        default=None, gt=0, le=MAX_AUTO_SHARE, allow_inf_nan=False, max_digits=7,
+        decimal_places=6,
+        description="share of the cost spent choosing 'auto' bounds (default 0.1, at most 0.5)")
     privacy: PrivacyRequest
 
 
@@ -138,13 +154,39 @@ class ResolvedFilter:
 
 
 @dataclass(frozen=True)
+class AutoSpec:
+    """What a query leaves to Ruis to choose, and among which public candidates.
+
+    ``partitions`` / ``contributions`` are the candidates for ``k`` / ``c``
+    (None when fixed); ``clamp`` the clamping candidates (None when fixed).
+    ``share`` of the cost is spent on the choice (see :mod:`privacy.auto`).
+    """
+
+    share: Decimal
+    limits: AutoLimits
+    partitions: tuple[int, ...] | None
+    contributions: tuple[int, ...] | None
+    clamp: ClampCandidates | None
+
+    def canonical(self) -> dict[str, Any]:
+        """The JSON-able description stored in the canonical query."""
+        described: dict[str, Any] = {"share": decimal_text(self.share)}
+        if self.partitions is not None or self.contributions is not None:
+            described["limits"] = self.limits.model_dump(mode="json")
+        return described
+
+
+@dataclass(frozen=True)
 class ResolvedQuery:
     """A query validated against public metadata, with every default filled in.
 
     ``max_partitions_contributed`` is the effective k: at most the number of key
     combinations, and 1 without ``group_by`` (there is only one partition).
     ``max_contributions_per_partition`` is 1 for ``unit_count`` (a unit is
-    counted once per group).
+    counted once per group). With automatic bounds (``auto``), the fields hold
+    the largest candidates (the widest clamp: the public bounds): a plan built
+    from them is the worst case, and :meth:`with_bounds` gives the query at
+    the bounds chosen.
     """
 
     dataset: str
@@ -159,6 +201,14 @@ class ResolvedQuery:
     max_contributions_per_partition: int
     privacy: PrivacyRequest
     cells: int
+    auto: AutoSpec | None = None
+
+    def with_bounds(self, k: int, c: int,
+                    bounds: tuple[float, float] | tuple[int, int] | None,
+                    privacy: PrivacyRequest) -> ResolvedQuery:
+        """This query with fixed contribution and clamping bounds and cost (no ``auto``)."""
+        return replace(self, max_partitions_contributed=k, max_contributions_per_partition=c,
+                       bounds=bounds, privacy=privacy, auto=None)
 
     def canonical(self) -> dict[str, Any]:
         """The JSON-able canonical form: the cache key and what the ledger stores."""
@@ -170,18 +220,26 @@ class ResolvedQuery:
         else:
             privacy = {"max_error": float(self.privacy.max_error),
                        "alpha": float(self.privacy.alpha)}
-        return {
+        auto = self.auto
+        canonical: dict[str, Any] = {
             "dataset": self.dataset,
             "statistic": self.statistic,
             "column": self.column,
             "q": self.q,
-            "bounds": list(self.bounds) if self.bounds is not None else None,
+            "bounds": (AUTO if auto is not None and auto.clamp is not None
+                       else list(self.bounds) if self.bounds is not None else None),
             "group_by": list(self.group_by),
             "where": [{"column": f.column, "op": f.op, "value": f.value} for f in self.filters],
-            "max_partitions_contributed": self.max_partitions_contributed,
-            "max_contributions_per_partition": self.max_contributions_per_partition,
+            "max_partitions_contributed": (AUTO if auto is not None and auto.partitions
+                                           is not None else self.max_partitions_contributed),
+            "max_contributions_per_partition": (
+                AUTO if auto is not None and auto.contributions is not None
+                else self.max_contributions_per_partition),
             "privacy": privacy,
         }
+        if auto is not None:
+            canonical["auto"] = auto.canonical()
+        return canonical
 
 
 def decimal_text(amount: Decimal) -> str:
@@ -262,8 +320,11 @@ def _resolve_filter(flt: Filter, metadata: DatasetMetadata) -> ResolvedFilter:
 
 def _resolve_bounds(query: QueryRequest, spec: ColumnSpec,
                     column: str) -> tuple[float, float] | tuple[int, int]:
-    raw = query.bounds if query.bounds is not None else spec.bounds
-    if raw is None:
+    raw = query.bounds if query.bounds is not None and query.bounds != AUTO else spec.bounds
+    if raw is None and query.bounds == AUTO:
+        raise InvalidQuery(f"'bounds': 'auto' needs public bounds on {column!r}: the candidates "
+                           f"lie within them")
+    if raw is None or raw == AUTO:
         raise InvalidQuery(f"{query.statistic} of {column!r} needs clamping bounds: give "
                            f"'bounds' in the query or declare public bounds for the column")
     low, high = float(raw[0]), float(raw[1])
@@ -295,6 +356,7 @@ def resolve_query(query: QueryRequest, metadata: DatasetMetadata) -> ResolvedQue
     column_type: str | None = None
     q: float | None = None
     bounds: tuple[float, float] | tuple[int, int] | None = None
+    auto_clamp = False
     if statistic in ("count", "unit_count"):
         if query.column is not None:
             raise InvalidQuery(f"{statistic} counts rows or units and takes no 'column'")
@@ -309,6 +371,7 @@ def resolve_query(query: QueryRequest, metadata: DatasetMetadata) -> ResolvedQue
                                f"{spec.type}")
         column, column_type = query.column, spec.type
         bounds = _resolve_bounds(query, spec, query.column)
+        auto_clamp = query.bounds == AUTO or (query.bounds is None and spec.auto_bounds)
         if metadata.max_rows is None:
             raise InvalidQuery(f"{statistic} needs a public upper bound on the number of rows: "
                                f"ask the administrator to declare 'max_rows' for dataset "
@@ -347,16 +410,46 @@ def resolve_query(query: QueryRequest, metadata: DatasetMetadata) -> ResolvedQue
     }
     filters = tuple(resolved_filters[key] for key in sorted(resolved_filters))
 
-    k = query.max_partitions_contributed or metadata.max_partitions_contributed
-    c = query.max_contributions_per_partition or metadata.max_contributions_per_partition
-    k = min(k, cells) if query.group_by else 1
+    asked_k = query.max_partitions_contributed or metadata.max_partitions_contributed
+    asked_c = query.max_contributions_per_partition or metadata.max_contributions_per_partition
+    limits = metadata.limits()
+    k_candidates: tuple[int, ...] | None = None
+    c_candidates: tuple[int, ...] | None = None
+    if not query.group_by:
+        k = 1
+    elif isinstance(asked_k, int):
+        k = min(asked_k, cells)
+    else:
+        k_candidates = integer_candidates(min(limits.max_partitions_contributed, cells))
+        k = k_candidates[-1]
     if statistic == "unit_count":
         c = 1
+    elif isinstance(asked_c, int):
+        c = asked_c
+    else:
+        c_candidates = integer_candidates(limits.max_contributions_per_partition)
+        c = c_candidates[-1]
+    clamp: ClampCandidates | None = None
+    if auto_clamp:
+        assert bounds is not None and column_type is not None
+        clamp = clamp_candidates(bounds, column_type)
+    # a single candidate leaves nothing to choose
+    k_candidates = k_candidates if k_candidates is not None and len(k_candidates) > 1 else None
+    c_candidates = c_candidates if c_candidates is not None and len(c_candidates) > 1 else None
+    clamp = clamp if clamp is not None and len(clamp.widths) > 1 else None
+    auto: AutoSpec | None = None
+    if k_candidates is not None or c_candidates is not None or clamp is not None:
+        auto = AutoSpec(share=query.auto_share if query.auto_share is not None
+                        else DEFAULT_AUTO_SHARE, limits=limits, partitions=k_candidates,
+                        contributions=c_candidates, clamp=clamp)
+    elif query.auto_share is not None and AUTO not in (
+            asked_k, asked_c, query.bounds, AUTO if auto_clamp else None):
+        raise InvalidQuery("'auto_share' is only used when a bound is 'auto'")
     return ResolvedQuery(
         dataset=query.dataset, statistic=statistic, column=column, column_type=column_type,
         q=q, bounds=bounds, group_by=tuple(query.group_by), filters=filters,
         max_partitions_contributed=k, max_contributions_per_partition=c,
-        privacy=query.privacy, cells=cells,
+        privacy=query.privacy, cells=cells, auto=auto,
     )
 
 
@@ -366,7 +459,8 @@ def canonical_query(query: QueryRequest, metadata: DatasetMetadata) -> dict[str,
     Defaults are filled from the metadata (contribution bounds, clamping bounds),
     ``group_by`` keeps its order (it fixes the release's column order), filters
     are sorted and de-duplicated, ``in`` lists sorted, dates written as ISO
-    strings, exact amounts as decimal strings (``"0.5"``). Raises
+    strings, exact amounts as decimal strings (``"0.5"``); automatic bounds are
+    ``"auto"``, with ``"auto": {"share", "limits"}`` describing them. Raises
     :class:`InvalidQuery` when the query is invalid for this dataset.
     """
     return resolve_query(query, metadata).canonical()

@@ -45,6 +45,8 @@ import polars as pl
 
 _GROUP_SEED = 0x5275_6973  # "Ruis"; fixed so a unit's choice is a function of its rows
 _ROW_SEED = 0x6E6F_6973  # "nois"
+_SAMPLE_SEED = 0x6175_746F  # "auto"
+_SAMPLE_HASH = "__ruis_sample_hash__"
 _ROWS = "__ruis_rows__"
 _GROUP_HASH = "__ruis_group_hash__"
 _ROW_HASH = "__ruis_row_hash__"
@@ -57,6 +59,7 @@ def truncate_contributions(
     by: Sequence[str],
     max_groups: int,
     max_rows_per_group: int,
+    counts: pl.LazyFrame | None = None,
 ) -> pl.LazyFrame:
     """Keep, per unit, its ``max_groups`` largest groups and ``max_rows_per_group`` rows in each.
 
@@ -64,19 +67,23 @@ def truncate_contributions(
     after it, every unit has rows in at most ``max_groups`` groups of ``by``
     and at most ``max_rows_per_group`` rows per group. Without ``by`` the whole
     frame is one group. Rows with a null unit must be removed beforehand.
-    Lazy; the columns of ``frame`` are kept (row order is not).
+    Lazy; the columns of ``frame`` are kept (row order is not). ``counts``, if
+    given, must be :func:`unit_group_counts` of this very ``frame`` (computed
+    once and shared with the choice of automatic bounds); the result is the same.
     """
     if max_groups < 1 or max_rows_per_group < 1:
         raise ValueError("contribution bounds must be at least 1")
     columns = frame.collect_schema().names()
     group_key = [unit, *by]
     others = [name for name in columns if name not in group_key]
+    if counts is None:
+        counts = unit_group_counts(frame, unit=unit, by=by)
     if not others:
-        return _truncate_keys_only(frame, group_key=group_key, unit=unit,
+        return _truncate_keys_only(counts, group_key=group_key, unit=unit,
                                    max_groups=max_groups, max_rows_per_group=max_rows_per_group)
     if by:
-        frame = frame.join(_kept_groups(frame, group_key=group_key, unit=unit,
-                                        max_groups=max_groups),
+        frame = frame.join(_top_groups(counts, group_key=group_key, unit=unit,
+                                       max_groups=max_groups).select(group_key),
                            on=group_key, how="semi", nulls_equal=True)
     # Rows of one (unit, group) differ: choose them by a hash of their content
     # (then by the content), so that only identical rows are ever tied.
@@ -88,13 +95,17 @@ def truncate_contributions(
     return frame.filter(_position_within(*group_key) < max_rows_per_group)
 
 
-def _kept_groups(frame: pl.LazyFrame, *, group_key: list[str], unit: str,
-                 max_groups: int) -> pl.LazyFrame:
+def unit_group_counts(frame: pl.LazyFrame, *, unit: str, by: Sequence[str]) -> pl.LazyFrame:
+    """The number of rows of each (unit, group) of ``frame``: columns ``unit, *by, _ROWS``."""
+    return frame.group_by([unit, *by]).agg(pl.len().alias(_ROWS))
+
+
+def _top_groups(counts: pl.LazyFrame, *, group_key: list[str], unit: str,
+                max_groups: int) -> pl.LazyFrame:
     """Per unit, its ``max_groups`` groups with most rows, with the row count ``_ROWS``."""
     by = group_key[1:]
     return (
-        frame.group_by(group_key)
-        .agg(pl.len().alias(_ROWS))
+        counts
         .with_columns(pl.struct(group_key).hash(_GROUP_SEED).alias(_GROUP_HASH))
         .sort([_ROWS, _GROUP_HASH, *by], descending=[True, *([False] * (len(by) + 1))],
               maintain_order=True)
@@ -103,25 +114,64 @@ def _kept_groups(frame: pl.LazyFrame, *, group_key: list[str], unit: str,
     )
 
 
-def _truncate_keys_only(frame: pl.LazyFrame, *, group_key: list[str], unit: str,
+def _truncate_keys_only(counts: pl.LazyFrame, *, group_key: list[str], unit: str,
                         max_groups: int, max_rows_per_group: int) -> pl.LazyFrame:
     """:func:`truncate_contributions` when rows hold only the unit and group keys.
 
     Then all rows of one (unit, group) are identical, so the result is fully
-    described by the per-(unit, group) row counts: each kept group contributes
-    ``min(rows, c)`` copies of its key row. Computing it from the aggregated
-    counts avoids re-reading, joining and ranking every row, and gives exactly
-    the same multiset of rows as the general path.
+    described by the per-(unit, group) row ``counts``: each kept group
+    contributes ``min(rows, c)`` copies of its key row. Computing it from the
+    aggregated counts avoids re-reading, joining and ranking every row, and
+    gives exactly the same multiset of rows as the general path.
     """
     if len(group_key) > 1:
-        counts = _kept_groups(frame, group_key=group_key, unit=unit, max_groups=max_groups)
-    else:
-        counts = frame.group_by(group_key).agg(pl.len().alias(_ROWS))
+        counts = _top_groups(counts, group_key=group_key, unit=unit, max_groups=max_groups)
     if max_rows_per_group == 1:
         return counts.select(group_key)
     copies = pl.int_ranges(0, pl.min_horizontal(pl.col(_ROWS), max_rows_per_group),
                            dtype=pl.UInt32)
     return counts.with_columns(copies.alias(_ROWS)).explode(_ROWS).select(group_key)
+
+
+def unit_profile(counts: pl.LazyFrame, *, unit: str, by: Sequence[str],
+                 max_groups: int | None, group_limit: int, row_limit: int,
+                 groups_column: str | None, rows_column: str | None) -> pl.LazyFrame:
+    """One row per unit describing its contributions: the input of the automatic-bounds choice.
+
+    ``counts`` is :func:`unit_group_counts` of the filtered frame. With
+    ``max_groups``, only the unit's groups that :func:`truncate_contributions`
+    keeps at that ``k`` are looked at. The row holds, in ``groups_column``, the
+    unit's number of (kept) groups clipped to ``group_limit`` and, in
+    ``rows_column``, the unit's number of rows in ONE of them — the group with
+    the smallest fixed hash of (unit, group key), then the smallest key —
+    clipped to ``row_limit`` (without ``by``: the unit's number of rows).
+    Columns are Int64, each of them in 1..limit.
+
+    **Privacy argument.** This is a per-unit map ``P`` like the truncation
+    ``T`` above: ``P(D) = ⊎_u P_u(D_u)`` where ``P_u`` is exactly one row
+    computed from unit ``u``'s own rows (its own group counts and hashes of its
+    own unit id and keys). Adding or removing all rows of one unit adds or
+    removes exactly one row of ``P(D)``, and leaves every other row unchanged.
+    So an OpenDP measurement that is ε-DP (ρ-zCDP) when each unit contributes
+    one row (``d_in = [Bound(by=[], per_group=1)]``), composed with ``P`` (and
+    the row-wise filters before it), is ε-DP (ρ-zCDP) with respect to adding
+    or removing one privacy unit.
+    """
+    group_key = [unit, *by]
+    if by and max_groups is not None:
+        counts = _top_groups(counts, group_key=group_key, unit=unit, max_groups=max_groups)
+    aggregates: list[pl.Expr] = []
+    if groups_column is not None:
+        aggregates.append(pl.len().clip(1, group_limit).cast(pl.Int64).alias(groups_column))
+    if rows_column is not None:
+        sampled = (pl.col(_ROWS).sort_by([_SAMPLE_HASH, *by]).first() if by
+                   else pl.col(_ROWS).first())
+        aggregates.append(sampled.clip(1, row_limit).cast(pl.Int64).alias(rows_column))
+    if not aggregates:
+        raise ValueError("a unit profile needs at least one column")
+    if by and rows_column is not None:
+        counts = counts.with_columns(pl.struct(group_key).hash(_SAMPLE_SEED).alias(_SAMPLE_HASH))
+    return counts.group_by(unit).agg(aggregates).drop(unit)
 
 
 def _position_within(*partition: str) -> pl.Expr:

@@ -182,8 +182,8 @@ def test_exported_names_are_pinned() -> None:
     assert sorted(privacy.__all__) == sorted([
         "Accuracy", "AccuracyTarget", "DatasetMetadata", "EpsilonLoss", "Filter",
         "InvalidDataset", "InvalidQuery", "NoiseComponent", "Plan", "PrivacyError",
-        "QueryRequest", "ReleaseFailed", "RhoLoss", "canonical_query", "clear_plan_cache",
-        "execute", "frame_schema", "load_frame", "plan_query", "prepare_frame",
+        "QueryRequest", "ReleaseFailed", "ReleaseResult", "RhoLoss", "canonical_query",
+        "clear_plan_cache", "execute", "frame_schema", "load_frame", "plan_query", "prepare_frame",
     ])
     for name in privacy.__all__:
         assert getattr(privacy, name) is not None

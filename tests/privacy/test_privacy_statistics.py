@@ -124,7 +124,7 @@ def test_group_by_two_columns_rows_and_order(metadata: DatasetMetadata, events: 
     plan = plan_query(query(statistic="unit_count", group_by=["day", "municipality"],
                             max_partitions_contributed=4), metadata, "pure")
     assert plan.columns == ["day", "municipality", "value"]
-    rows = execute(plan, events.lazy())
+    rows = execute(plan, events.lazy()).rows
     expected_keys = [[d.isoformat(), m] for d, m in product(DAYS, MUNICIPALITIES)]
     assert [row[:2] for row in rows] == expected_keys
     assert all(isinstance(row[2], float) for row in rows)
