@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from starlette.routing import BaseRoute
 
 from api import problems
-from api.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from api.metrics import Metrics, metrics_router
+from api.middleware import BodySizeLimitMiddleware, ObservabilityMiddleware, RequestIdMiddleware
+from api.openapi import complete_document
 from api.routes import budgets, consumers, datasets, health, ledger, queries
 from api.settings import Settings
 from db import accounts
@@ -24,8 +28,36 @@ Every endpoint but `/healthz`, `/readyz`, `/docs` and `/openapi.json` needs
 `Authorization: Bearer <api key>`. Roles: **analyst** (its own budgets,
 queries and releases), **admin** (consumers, keys, datasets, budgets, ledger),
 **auditor** (read-only: budgets and the whole ledger). Errors are
-`application/problem+json` (RFC 9457).
+`application/problem+json` (RFC 9457). Every response carries an
+`X-Request-ID` header, which the ledger entries the request caused record too.
+`/metrics` (Prometheus) needs no API key, only the metrics token when the
+server sets `RUIS_METRICS_TOKEN`.
 """
+
+TAGS = [
+    {"name": "queries (analyst)", "description": "Preview, run and re-read differentially "
+     "private releases, charged to the analyst's budget."},
+    {"name": "datasets", "description": "Datasets' public metadata (never the data)."},
+    {"name": "budgets", "description": "Privacy budgets per consumer and dataset."},
+    {"name": "ledger (admin, auditor)", "description": "The append-only, hash-chained "
+     "ledger: read, verify, export."},
+    {"name": "consumers (admin)", "description": "Consumers and their API keys."},
+    {"name": "health", "description": "Liveness and readiness, without authentication."},
+    {"name": "operations", "description": "Prometheus metrics."},
+]
+
+
+class RuisApp(FastAPI):
+    """FastAPI with Ruis' finishing touches on the OpenAPI document (:mod:`api.openapi`)."""
+
+    api_routes: list[BaseRoute]
+    """The routes of the included routers, as declared (paths are full templates)."""
+
+    def openapi(self) -> dict[str, Any]:
+        if self.openapi_schema is None:
+            complete_document(super().openapi(), self.api_routes)
+        assert self.openapi_schema is not None
+        return self.openapi_schema
 
 
 def prepare(settings: Settings) -> Database:
@@ -48,16 +80,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         app.state.db.dispose()
 
-    app = FastAPI(title="Ruis", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app = RuisApp(title="Ruis", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
+                  openapi_tags=TAGS)
     app.state.settings = settings
     app.state.db = None
+    metrics = Metrics(lambda: app.state.db)
+    app.state.metrics = metrics
     problems.install(app)
-    app.include_router(health.router)
-    app.include_router(consumers.router)
-    app.include_router(datasets.router)
-    app.include_router(budgets.router)
-    app.include_router(ledger.router)
-    app.include_router(queries.router)
+    routers = [health.router, consumers.router, datasets.router, budgets.router, ledger.router,
+               queries.router, metrics_router(metrics, settings.metrics_token)]
+    for router in routers:
+        app.include_router(router)
+    app.api_routes = [route for router in routers for route in router.routes]
+    # Route templates for metrics and logs: the API's, then the app's own (/docs, ...).
+    templates = [*app.api_routes,
+                 *(r for r in app.routes if isinstance(getattr(r, "path", None), str))]
+    # Outermost last: request id → metrics and access log → body size limit → app.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(ObservabilityMiddleware, metrics=metrics, routes=templates)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_DATA_DIR = "./data"
@@ -18,12 +18,16 @@ class Settings:
     data_dir: Path
     bootstrap_admin_key: str | None = None
     max_body_bytes: int = MAX_BODY_BYTES
+    metrics_token: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls) -> Settings:
         """``RUIS_DATABASE_URL`` (default: SQLite file ``ruis.db`` in the data directory),
-        ``RUIS_DATA_DIR`` (default ``./data``), ``RUIS_BOOTSTRAP_ADMIN_KEY`` (optional)."""
+        ``RUIS_DATA_DIR`` (default ``./data``), ``RUIS_BOOTSTRAP_ADMIN_KEY`` (optional),
+        ``RUIS_METRICS_TOKEN`` (optional: when set, ``/metrics`` needs it as a bearer token)."""
         data_dir = Path(os.environ.get("RUIS_DATA_DIR", DEFAULT_DATA_DIR)).resolve()
         url = os.environ.get("RUIS_DATABASE_URL") or f"sqlite:///{data_dir / 'ruis.db'}"
         key = os.environ.get("RUIS_BOOTSTRAP_ADMIN_KEY") or None
-        return cls(database_url=url, data_dir=data_dir, bootstrap_admin_key=key)
+        metrics_token = os.environ.get("RUIS_METRICS_TOKEN") or None
+        return cls(database_url=url, data_dir=data_dir, bootstrap_admin_key=key,
+                   metrics_token=metrics_token)

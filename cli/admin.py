@@ -19,9 +19,11 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
 import httpx
 from pydantic import TypeAdapter, ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 
 from api.settings import Settings
 from db.errors import DbError
@@ -58,6 +60,11 @@ def _dataset_body(path: str) -> dict[str, Any]:
     return body
 
 
+def _segment(value: str) -> str:
+    """``value`` as one URL path segment (a name with ``/`` cannot reach another endpoint)."""
+    return quote(value, safe="")
+
+
 def action_of(args: argparse.Namespace) -> Action:
     """The HTTP call an admin command stands for."""
     match args.admin_command:
@@ -66,18 +73,19 @@ def action_of(args: argparse.Namespace) -> Action:
         case "list-consumers":
             return Action("GET", "/v1/consumers")
         case "issue-key":
-            return Action("POST", f"/v1/consumers/{args.name}/keys")
+            return Action("POST", f"/v1/consumers/{_segment(args.name)}/keys")
         case "list-keys":
-            return Action("GET", f"/v1/consumers/{args.name}/keys")
+            return Action("GET", f"/v1/consumers/{_segment(args.name)}/keys")
         case "revoke-key":
-            return Action("DELETE", f"/v1/consumers/{args.name}/keys/{args.key_id}")
+            return Action("DELETE", f"/v1/consumers/{_segment(args.name)}/keys/"
+                                    f"{_segment(args.key_id)}")
         case "register-dataset":
             return Action("POST", "/v1/datasets", _dataset_body(args.file))
         case "list-datasets":
             return Action("GET", "/v1/datasets")
         case "set-budget":
-            return Action("PUT", f"/v1/budgets/{args.consumer}/{args.dataset}",
-                          _amount(args.model, args.amount))
+            return Action("PUT", f"/v1/budgets/{_segment(args.consumer)}/"
+                                 f"{_segment(args.dataset)}", _amount(args.model, args.amount))
         case "budgets":
             params = {k: v for k, v in (("consumer", args.consumer), ("dataset", args.dataset))
                       if v}
@@ -90,28 +98,49 @@ def action_of(args: argparse.Namespace) -> Action:
     raise AdminError(f"unknown command {args.admin_command!r}")  # pragma: no cover
 
 
+def _http_error(response: httpx.Response) -> AdminError:
+    response.read()
+    try:
+        problem = response.json()
+        detail = f"{problem.get('title')}: {problem.get('detail')}"
+    except (ValueError, AttributeError):
+        detail = " ".join(response.text[:300].split())
+    return AdminError(f"HTTP {response.status_code} {detail}")
+
+
 def run_http(action: Action, url: str, key: str, out: Callable[[str], None]) -> None:
-    """Perform ``action`` over HTTP as the admin holding ``key``."""
+    """Perform ``action`` over HTTP as the admin holding ``key``.
+
+    Lists are printed as one JSON array (every page), as in the direct mode.
+    """
     headers = {"Authorization": f"Bearer {key}"}
     try:
-        with httpx.Client(base_url=url, headers=headers, timeout=120) as client, \
-                client.stream(action.method, action.path, json=action.body,
-                              params=action.params) as response:
-            if response.status_code >= 400:
-                response.read()
-                try:
-                    problem = response.json()
-                    detail = f"{problem.get('title')}: {problem.get('detail')}"
-                except ValueError:
-                    detail = response.text[:300]
-                raise AdminError(f"HTTP {response.status_code} {detail}")
+        with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
             if action.stream:
-                for chunk in response.iter_text():
-                    out(chunk)
+                with client.stream(action.method, action.path, json=action.body,
+                                   params=action.params) as response:
+                    if response.is_error:
+                        raise _http_error(response)
+                    for chunk in response.iter_text():
+                        out(chunk)
                 return
-            response.read()
-            out(json.dumps(response.json(), indent=2) + "\n")
-    except httpx.HTTPError as exc:
+            params = dict(action.params or {})
+            items: list[Any] = []
+            while True:
+                response = client.request(action.method, action.path, json=action.body,
+                                          params=params)
+                if response.is_error:
+                    raise _http_error(response)
+                document = response.json()
+                if not (isinstance(document, dict) and set(document) == {"items", "next_cursor"}):
+                    out(json.dumps(document, indent=2) + "\n")
+                    return
+                items.extend(document["items"])
+                if not document["next_cursor"]:
+                    out(json.dumps(items, indent=2) + "\n")
+                    return
+                params["cursor"] = document["next_cursor"]
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise AdminError(f"cannot reach {url}: {exc}") from None
 
 
@@ -133,16 +162,19 @@ def run_direct(action: Action, settings: Settings, actor: str,
     from api.app import prepare
     from api.datafiles import resolve_data_path
     from api.problems import ApiError
-    from api.routes.budgets import budget_public
+    from api.routes.budgets import DEFAULT_DELTA, budget_public
     from api.routes.datasets import dataset_public
     from db import accounts, budgets, catalog, ledger
     from privacy.errors import InvalidDataset
     from privacy.metadata import BudgetAmount, DatasetMetadata, PureCost, check_file_schema
 
-    database = prepare(settings)
+    try:
+        database = prepare(settings)
+    except (SQLAlchemyError, ValueError) as exc:
+        raise AdminError(f"cannot open the database: {_one_line(exc)}") from None
     result: Any
     try:
-        parts = action.path.strip("/").split("/")[1:]
+        parts = [unquote(part) for part in action.path.strip("/").split("/")[1:]]
         match (action.method, parts):
             case ("POST", ["consumers"]):
                 create = schemas.ConsumerCreate.model_validate(action.body)
@@ -182,11 +214,15 @@ def run_direct(action: Action, settings: Settings, actor: str,
                 view = budgets.set_budget(database, consumer=consumer_name,
                                           dataset=dataset_name, model=amount.model,
                                           amount=value, actor=actor)
-                result = budget_public(view)
+                metadata_doc = catalog.metadata_of(catalog.get(database, dataset_name))
+                result = budget_public(view, float(metadata_doc.get("delta", DEFAULT_DELTA)))
             case ("GET", ["budgets"]):
                 params = action.params or {}
-                result = [budget_public(v) for v in budgets.list_budgets(
-                    database, consumer=params.get("consumer"), dataset=params.get("dataset"))]
+                deltas = {d.name: float(catalog.metadata_of(d).get("delta", DEFAULT_DELTA))
+                          for d in catalog.list_datasets(database)}
+                result = [budget_public(v, deltas.get(v.dataset, DEFAULT_DELTA))
+                          for v in budgets.list_budgets(database, consumer=params.get("consumer"),
+                                                        dataset=params.get("dataset"))]
             case ("GET", ["ledger", "verify"]):
                 with database.read() as session:
                     verification = ledger.verify(session)
@@ -207,12 +243,27 @@ def run_direct(action: Action, settings: Settings, actor: str,
         first = exc.errors()[0]
         location = ".".join(str(p) for p in first.get("loc", ()))
         raise AdminError(f"invalid input at {location or 'body'}: {first.get('msg')}") from None
+    except SQLAlchemyError as exc:
+        raise AdminError(f"database error: {_one_line(exc)}") from None
     finally:
         database.dispose()
     if isinstance(result, list):
         out(json.dumps([r.model_dump(mode="json") for r in result], indent=2) + "\n")
     else:
         out(json.dumps(result.model_dump(mode="json"), indent=2) + "\n")
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300] or type(exc).__name__
+
+
+def _local_user() -> str:
+    """The OS user running the command (``unknown`` without a passwd entry, as in some
+    containers)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -229,11 +280,15 @@ def run(args: argparse.Namespace) -> int:
                 raise AdminError("--url needs an admin key: --key or RUIS_ADMIN_KEY")
             run_http(action, url, key, out)
         else:
-            run_direct(action, Settings.from_env(), f"cli:{getpass.getuser()}", out)
+            run_direct(action, Settings.from_env(), f"cli:{_local_user()}", out)
+        sys.stdout.flush()
     except AdminError as exc:
-        print(f"ruis admin: {exc}", file=sys.stderr)
+        print(f"ruis admin: {_one_line(exc)}", file=sys.stderr)
         return 1
-    sys.stdout.flush()
+    except BrokenPipeError:  # e.g. ``ruis admin export-ledger | head``
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     return 0
 
 

@@ -13,14 +13,15 @@ import stat
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from api.settings import Settings
-from cli import demo_data
 from db import accounts, budgets, catalog
 from db.engine import Database
 from db.errors import AlreadyExists, NotFound
-from privacy.metadata import DatasetMetadata, check_file_schema
+
+if TYPE_CHECKING:  # the data generator (Polars) and OpenDP load only when the demo runs
+    from cli.demo_data import DemoFiles
 
 ANALYST = "cbs-mobility"
 ADMIN = "demo-admin"
@@ -29,7 +30,9 @@ ANALYST_EPSILON = Decimal("10")
 KEYS_FILE = "demo-keys.json"
 
 
-def _ensure_files(data_dir: Path, args: argparse.Namespace) -> demo_data.DemoFiles:
+def _ensure_files(data_dir: Path, args: argparse.Namespace) -> DemoFiles:
+    from cli import demo_data
+
     stamp = data_dir / "demo-params.json"
     params = {"devices": args.devices, "days": args.days, "seed": args.seed}
     files_exist = (data_dir / "mobility_events.parquet").exists() and (
@@ -69,6 +72,8 @@ def _ensure_consumer(db: Database, name: str, role: str, keys: dict[str, str]) -
 
 
 def _ensure_dataset(db: Database, data_dir: Path, body: dict[str, Any]) -> None:
+    from privacy.metadata import DatasetMetadata, check_file_schema
+
     metadata = DatasetMetadata.model_validate(body)
     try:
         catalog.get(db, metadata.name)
@@ -86,7 +91,7 @@ def _ensure_budget(db: Database, dataset: str) -> None:
                        amount=ANALYST_EPSILON, actor="ruis-demo")
 
 
-def example_query(files: demo_data.DemoFiles) -> dict[str, Any]:
+def example_query(files: DemoFiles) -> dict[str, Any]:
     """The body of "visitors per municipality, last week"."""
     last = files.days[-1]
     first = max(files.days[0], last - timedelta(days=6))
@@ -100,6 +105,7 @@ def example_query(files: demo_data.DemoFiles) -> dict[str, Any]:
 def setup(settings: Settings, args: argparse.Namespace) -> tuple[dict[str, str], dict[str, Any]]:
     """Generate or reuse the data, consumers, datasets and budgets; return keys and query."""
     from api.app import prepare
+    from cli import demo_data
 
     data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)

@@ -1,28 +1,79 @@
-"""The ``ruis`` command: ``serve``, ``demo`` and ``admin``."""
+"""The ``ruis`` command: ``serve``, ``demo``, ``admin`` and ``openapi``."""
 
 from __future__ import annotations
 
 import argparse
+import inspect
+import json
+import logging.config
+import os
 import sys
+import tempfile
+from pathlib import Path
+from typing import Any
 
 import uvicorn
 
 from cli import admin, demo
 
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+WORKER_STARTUP_SECONDS = 60
+
+
+def _share_metrics_between_workers() -> None:
+    """Prometheus multiprocess mode: every worker writes its counters to files in one
+    directory and each scrape sums them. Must run before ``prometheus_client`` is imported."""
+    directory = os.environ.get(METRICS_DIR_ENV)
+    if directory:
+        for stale in Path(directory).glob("*.db"):  # left by an earlier run
+            stale.unlink()
+    else:
+        os.environ[METRICS_DIR_ENV] = tempfile.mkdtemp(prefix="ruis-metrics-")
+
 
 def _serve(args: argparse.Namespace) -> int:
+    if args.workers > 1:
+        _share_metrics_between_workers()
     from api.app import create_app, prepare
+    from api.logs import logging_config
     from api.settings import Settings
 
+    log_config = logging_config(args.log_level)
+    logging.config.dictConfig(log_config)
     settings = Settings.from_env()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     prepare(settings)  # migrate once before the workers start
     if args.workers > 1:
+        extra: dict[str, Any] = {}
+        if "timeout_worker_healthcheck" in inspect.signature(uvicorn.run).parameters:
+            # A worker imports OpenDP and Polars before it answers the supervisor's
+            # health check; the default 5 s gets it killed and restarted on a busy host.
+            extra["timeout_worker_healthcheck"] = WORKER_STARTUP_SECONDS
         uvicorn.run("api.asgi:app", host=args.host, port=args.port, workers=args.workers,
-                    log_level=args.log_level)
+                    log_level=args.log_level, log_config=log_config, access_log=False,
+                    **extra)
     else:
         uvicorn.run(create_app(settings), host=args.host, port=args.port,
-                    log_level=args.log_level)
+                    log_level=args.log_level, log_config=log_config, access_log=False)
+    return 0
+
+
+def openapi_document() -> str:
+    """The OpenAPI document the app serves, as sorted, indented JSON (independent of the
+    environment: no database is opened)."""
+    from api.app import create_app
+    from api.settings import Settings
+
+    app = create_app(Settings(database_url="sqlite://", data_dir=Path(".")))
+    return json.dumps(app.openapi(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def _openapi(args: argparse.Namespace) -> int:
+    document = openapi_document()
+    if args.output:
+        Path(args.output).write_text(document, encoding="utf-8")
+    else:
+        sys.stdout.write(document)
     return 0
 
 
@@ -35,8 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
-    serve.add_argument("--log-level", default="info")
+    serve.add_argument("--log-level", default="info",
+                       choices=["critical", "error", "warning", "info", "debug"])
     serve.set_defaults(handler=_serve)
+    openapi = commands.add_parser("openapi", help="print the OpenAPI document (JSON)")
+    openapi.add_argument("--output", "-o", help="write it to this file instead of stdout")
+    openapi.set_defaults(handler=_openapi)
     demo.add_parser(commands)
     admin.add_parser(commands)
     return parser

@@ -1,0 +1,225 @@
+"""The analyst's client: :class:`Ruis`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime
+from types import TracebackType
+from typing import Any, Literal, overload
+from urllib.parse import quote
+
+import httpx
+
+from client._exceptions import NotFound, Problem, RuisError, TransportError, error_for
+from client._models import Budget, Dataset, Preview, Release, ReleaseSummary
+
+Statistic = Literal["count", "unit_count", "sum", "mean", "quantile"]
+Op = Literal["eq", "in", "between", "lt", "le", "gt", "ge"]
+Condition = Mapping[str, Any] | tuple[str, Op, Any]
+"""A ``where`` condition: ``{"column": c, "op": o, "value": v}`` or the tuple ``(c, o, v)``."""
+
+DEFAULT_TIMEOUT = 60.0
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return [_json_value(item) for item in value]
+    return value
+
+
+def _condition(condition: Condition) -> dict[str, Any]:
+    if isinstance(condition, tuple):
+        if len(condition) != 3:
+            raise ValueError("a where condition is (column, op, value)")
+        column, op, value = condition
+        return {"column": column, "op": op, "value": _json_value(value)}
+    return {**condition, "value": _json_value(condition.get("value"))}
+
+
+def _privacy(epsilon: float | None, rho: float | None, max_error: float | None,
+             alpha: float | None) -> dict[str, float]:
+    given = [name for name, value in (("epsilon", epsilon), ("rho", rho),
+                                      ("max_error", max_error)) if value is not None]
+    if len(given) != 1:
+        raise ValueError("give exactly one of epsilon=, rho= (the cost) or max_error= "
+                         f"(an accuracy target); got {', '.join(given) or 'none'}")
+    if alpha is not None and max_error is None:
+        raise ValueError("alpha= goes with max_error=")
+    if epsilon is not None:
+        return {"epsilon": epsilon}
+    if rho is not None:
+        return {"rho": rho}
+    assert max_error is not None
+    return {"max_error": max_error, **({"alpha": alpha} if alpha is not None else {})}
+
+
+class Ruis:
+    """A client for a Ruis server, as the analyst holding ``key``.
+
+    Every answer is differentially private and every :meth:`query` that is
+    not served from cache is charged to your budget on its dataset; use
+    :meth:`preview` first to see the cost and accuracy for free::
+
+        with Ruis("https://ruis.example.org", key) as ruis:
+            release = ruis.query("mobility_events", "unit_count",
+                                 group_by=["municipality"], epsilon=0.5)
+            print(release.frame, release.accuracy)
+
+    Errors raise :class:`client.RuisError` subclasses (see :mod:`client._exceptions`).
+    ``transport`` replaces the network (an ``httpx`` transport, e.g. for tests).
+    """
+
+    def __init__(self, url: str, key: str, *, timeout: float = DEFAULT_TIMEOUT,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(base_url=self.url, timeout=timeout, transport=transport,
+                                  headers={"Authorization": f"Bearer {key}",
+                                           "Accept": "application/json"})
+
+    def __repr__(self) -> str:
+        return f"Ruis({self.url!r})"
+
+    def close(self) -> None:
+        """Close the connections."""
+        self._http.close()
+
+    def __enter__(self) -> Ruis:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.close()
+
+    # -- HTTP ------------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, *, json: Mapping[str, Any] | None = None,
+              params: Mapping[str, str | int] | None = None) -> Any:
+        try:
+            response = self._http.request(method, path, json=json, params=params)
+        except httpx.TransportError as exc:
+            raise TransportError(f"cannot reach {self.url}: {exc}") from exc
+        request_id = response.headers.get("x-request-id")
+        if response.is_error:
+            try:
+                document = response.json()
+            except ValueError:
+                document = None
+            if not isinstance(document, dict):
+                document = {"type": "about:blank", "title": response.reason_phrase,
+                            "status": response.status_code, "detail": response.text[:300]}
+            problem = Problem.from_document(document, response.status_code)
+            raise error_for(problem, request_id=request_id)
+        try:
+            return response.json()
+        except ValueError:
+            raise RuisError(f"{method} {path}: the server's answer is not JSON") from None
+
+    def _pages(self, path: str, params: Mapping[str, str | int] | None = None
+               ) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        cursor: str | None = None
+        while True:
+            page = self._call("GET", path, params={**(params or {}),
+                                                   **({"cursor": cursor} if cursor else {})})
+            items.extend(page["items"])
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return items
+
+    # -- datasets and budgets ----------------------------------------------------------
+
+    def datasets(self) -> list[Dataset]:
+        """The datasets you hold a budget on, with their public metadata."""
+        return [Dataset.from_document(d) for d in self._pages("/v1/datasets")]
+
+    @overload
+    def budget(self, dataset: None = None) -> list[Budget]: ...
+
+    @overload
+    def budget(self, dataset: str) -> Budget: ...
+
+    def budget(self, dataset: str | None = None) -> Budget | list[Budget]:
+        """Your budget on ``dataset`` (NotFound if you hold none), or all your budgets."""
+        if dataset is None:
+            return [Budget.from_document(b) for b in self._pages("/v1/budgets")]
+        found = self._pages("/v1/budgets", {"dataset": dataset})
+        if not found:
+            raise NotFound(Problem(type="not-found", title="Not found", status=404,
+                                   detail=f"you hold no budget on dataset {dataset!r}"))
+        return Budget.from_document(found[0])
+
+    # -- queries -----------------------------------------------------------------------
+
+    @staticmethod
+    def _query_body(dataset: str, statistic: Statistic, *, group_by: Sequence[str] | None,
+                    where: Sequence[Condition] | None, column: str | None, q: float | None,
+                    bounds: tuple[float, float] | None,
+                    max_partitions_contributed: int | None,
+                    max_contributions_per_partition: int | None, epsilon: float | None,
+                    rho: float | None, max_error: float | None, alpha: float | None
+                    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"dataset": dataset, "statistic": statistic,
+                                "privacy": _privacy(epsilon, rho, max_error, alpha)}
+        if isinstance(group_by, str):
+            raise ValueError("group_by is a list of column names")
+        optional = {
+            "group_by": list(group_by) if group_by is not None else None,
+            "where": [_condition(c) for c in where] if where is not None else None,
+            "column": column, "q": q, "bounds": list(bounds) if bounds is not None else None,
+            "max_partitions_contributed": max_partitions_contributed,
+            "max_contributions_per_partition": max_contributions_per_partition,
+        }
+        body.update({name: value for name, value in optional.items() if value is not None})
+        return body
+
+    def preview(self, dataset: str, statistic: Statistic, *,
+                group_by: Sequence[str] | None = None,
+                where: Sequence[Condition] | None = None, column: str | None = None,
+                q: float | None = None, bounds: tuple[float, float] | None = None,
+                max_partitions_contributed: int | None = None,
+                max_contributions_per_partition: int | None = None,
+                epsilon: float | None = None, rho: float | None = None,
+                max_error: float | None = None, alpha: float | None = None) -> Preview:
+        """What :meth:`query` with the same arguments would cost and how accurate it would
+        be. Reads no data and spends nothing."""
+        body = self._query_body(
+            dataset, statistic, group_by=group_by, where=where, column=column, q=q,
+            bounds=bounds, max_partitions_contributed=max_partitions_contributed,
+            max_contributions_per_partition=max_contributions_per_partition,
+            epsilon=epsilon, rho=rho, max_error=max_error, alpha=alpha)
+        return Preview.from_document(self._call("POST", "/v1/queries/preview", json=body))
+
+    def query(self, dataset: str, statistic: Statistic, *,
+              group_by: Sequence[str] | None = None,
+              where: Sequence[Condition] | None = None, column: str | None = None,
+              q: float | None = None, bounds: tuple[float, float] | None = None,
+              max_partitions_contributed: int | None = None,
+              max_contributions_per_partition: int | None = None,
+              epsilon: float | None = None, rho: float | None = None,
+              max_error: float | None = None, alpha: float | None = None) -> Release:
+        """Run a query and return its differentially private release.
+
+        ``statistic`` is ``count``, ``unit_count``, ``sum``, ``mean`` (these two need
+        ``column``) or ``quantile`` (``column`` and ``q``). The cost is ``epsilon=`` (pure
+        budgets) or ``rho=`` (zCDP budgets), or ``max_error=`` with ``alpha=`` (default
+        0.05) to let the server pick the smallest cost meeting that accuracy. The cost is
+        debited before the data is read; asking exactly the same again is free and
+        returns the same release (``cached=True``).
+        """
+        body = self._query_body(
+            dataset, statistic, group_by=group_by, where=where, column=column, q=q,
+            bounds=bounds, max_partitions_contributed=max_partitions_contributed,
+            max_contributions_per_partition=max_contributions_per_partition,
+            epsilon=epsilon, rho=rho, max_error=max_error, alpha=alpha)
+        return Release.from_document(self._call("POST", "/v1/queries", json=body))
+
+    def releases(self) -> list[ReleaseSummary]:
+        """Your releases, newest first, without their values."""
+        return [ReleaseSummary.from_document(r) for r in self._pages("/v1/queries")]
+
+    def release(self, release_id: str) -> Release:
+        """Re-read one of your releases, at no cost."""
+        path = "/v1/queries/" + quote(release_id, safe="")
+        return Release.from_document(self._call("GET", path))

@@ -1,0 +1,123 @@
+"""The one exception hierarchy of the client.
+
+::
+
+    RuisError                   anything this client raises about a call
+    ├── TransportError          the server could not be reached or did not answer in time
+    └── APIError                the server answered with an error (a problem document)
+        ├── Unauthorized        401: missing, unknown or revoked key
+        ├── Forbidden           403: the key's role may not do this
+        ├── NotFound            404: no such dataset or release (or no budget on it)
+        ├── Conflict            409
+        │   └── BudgetExceeded  409 ``budget-exceeded``: the cost does not fit; see ``remaining``
+        ├── InvalidQuery        422: the query or request is invalid
+        └── ServerError         5xx
+
+Every :class:`APIError` carries the server's RFC 9457 problem document as
+:attr:`APIError.problem`. Wrong arguments to a client method (two privacy
+amounts, none at all, ...) raise :class:`ValueError` before anything is sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Problem:
+    """An RFC 9457 problem document: ``type``, ``title``, ``status``, ``detail``; the whole
+    document (with ``errors``, ``remaining``, ...) is in :attr:`document`."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    document: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any], status: int) -> Problem:
+        """A problem from a decoded response body (lenient about missing fields)."""
+        return cls(type=str(document.get("type", "about:blank")),
+                   title=str(document.get("title", "")),
+                   status=int(document.get("status", status)),
+                   detail=str(document.get("detail", "")), document=dict(document))
+
+
+class RuisError(Exception):
+    """Base class of every error raised by :class:`client.Ruis` about a call."""
+
+
+class TransportError(RuisError):
+    """The server could not be reached, or did not answer in time."""
+
+
+class APIError(RuisError):
+    """The server answered with an error status; :attr:`problem` says what went wrong."""
+
+    def __init__(self, problem: Problem, *, request_id: str | None = None) -> None:
+        super().__init__(f"{problem.status} {problem.title}: {problem.detail}")
+        self.problem = problem
+        self.request_id = request_id
+        """The ``X-Request-ID`` of the failed request (quote it when asking an admin)."""
+
+    @property
+    def status(self) -> int:
+        """The HTTP status."""
+        return self.problem.status
+
+
+class Unauthorized(APIError):
+    """401: the API key is missing, unknown or revoked."""
+
+
+class Forbidden(APIError):
+    """403: the key is valid but its role may not do this (e.g. an auditor running a query)."""
+
+
+class NotFound(APIError):
+    """404: no such dataset or release; also a dataset you hold no budget on."""
+
+
+class Conflict(APIError):
+    """409: the request conflicts with what the server holds."""
+
+
+class BudgetExceeded(Conflict):
+    """409 ``budget-exceeded``: the query costs more than your remaining budget (or the
+    dataset's remaining cap). Nothing was spent; :attr:`remaining` says what is left."""
+
+    @property
+    def remaining(self) -> Mapping[str, Any]:
+        """What remains, in the budget's unit, e.g. ``{"epsilon": 0.3}``; with
+        ``"dataset_cap"`` when the dataset's cap is what ran out."""
+        remaining: Mapping[str, Any] = self.problem.document.get("remaining") or {}
+        return remaining
+
+
+class InvalidQuery(APIError):
+    """422: the query (or another request) is invalid: unknown column, bad bounds, ..."""
+
+
+class ServerError(APIError):
+    """5xx: the server failed or is busy; a release that failed after its debit is not
+    refunded (the problem says so)."""
+
+
+def error_for(problem: Problem, *, request_id: str | None = None) -> APIError:
+    """The exception for a problem answered by the server."""
+    status = problem.status
+    cls: type[APIError]
+    if status == 409 and problem.type == "budget-exceeded":
+        cls = BudgetExceeded
+    elif status >= 500:
+        cls = ServerError
+    else:
+        cls = _BY_STATUS.get(status, APIError)
+    return cls(problem, request_id=request_id)
+
+
+_BY_STATUS: dict[int, type[APIError]] = {
+    401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict, 422: InvalidQuery,
+}

@@ -1,0 +1,215 @@
+"""What the client returns: small frozen values built from the server's JSON."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+import polars as pl
+
+if TYPE_CHECKING:
+    import pandas
+
+Model = Literal["pure", "zcdp"]
+Unit = Literal["epsilon", "rho"]
+_UNITS: dict[str, Unit] = {"pure": "epsilon", "zcdp": "rho"}
+
+
+def _time(value: Any) -> datetime:
+    return datetime.fromisoformat(str(value))
+
+
+def _amount(document: Mapping[str, Any]) -> float:
+    """The one amount in ``{"epsilon": x}`` or ``{"rho": x}``."""
+    for unit in ("epsilon", "rho"):
+        if unit in document:
+            return float(document[unit])
+    raise ValueError(f"no epsilon or rho in {dict(document)!r}")
+
+
+@dataclass(frozen=True)
+class Cost:
+    """A privacy loss: ``amount`` of ε (``model="pure"``) or of ρ (``model="zcdp"``)."""
+
+    model: Model
+    amount: float
+
+    @property
+    def unit(self) -> Unit:
+        """``"epsilon"`` or ``"rho"``."""
+        return _UNITS[self.model]
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> Cost:
+        """From ``{"model": "pure", "epsilon": 0.5}``."""
+        return cls(model=cast(Model, document["model"]), amount=_amount(document))
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """With probability ``1 - alpha`` the noise in each released cell is at most
+    ``error_bound`` (noise only: clamping and truncation bias are not included).
+    ``error_bound`` is None where no data-independent bound exists (quantiles)."""
+
+    alpha: float
+    error_bound: float | None
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> Accuracy:
+        """From ``{"alpha": 0.05, "error_bound": 18.0}``."""
+        bound = document.get("error_bound")
+        return cls(alpha=float(document["alpha"]),
+                   error_bound=None if bound is None else float(bound))
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset's public metadata (never its data)."""
+
+    name: str
+    privacy_unit: str
+    columns: Mapping[str, Mapping[str, Any]]
+    max_partitions_contributed: int
+    max_contributions_per_partition: int
+    document: Mapping[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> Dataset:
+        """From an item of ``GET /v1/datasets``."""
+        return cls(name=document["name"], privacy_unit=document["privacy_unit"],
+                   columns=document["columns"],
+                   max_partitions_contributed=int(document["max_partitions_contributed"]),
+                   max_contributions_per_partition=int(
+                       document["max_contributions_per_partition"]),
+                   document=dict(document))
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Your budget on one dataset, in its unit (ε for ``pure``, ρ for ``zcdp``)."""
+
+    dataset: str
+    model: Model
+    total: float
+    spent: float
+    remaining: float
+    updated_at: datetime
+    document: Mapping[str, Any] = field(repr=False)
+
+    @property
+    def unit(self) -> Unit:
+        """``"epsilon"`` or ``"rho"``."""
+        return _UNITS[self.model]
+
+    @property
+    def remaining_epsilon_delta(self) -> Mapping[str, float] | None:
+        """For a zCDP budget: the (ε, δ) equivalent of what remains."""
+        value: Mapping[str, float] | None = self.document.get("remaining_epsilon_delta")
+        return value
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> Budget:
+        """From an item of ``GET /v1/budgets``."""
+        return cls(dataset=document["dataset"], model=document["model"],
+                   total=float(document["total"]), spent=float(document["spent"]),
+                   remaining=float(document["remaining"]),
+                   updated_at=_time(document["updated_at"]), document=dict(document))
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What a query would cost and how accurate it would be; nothing was read or spent."""
+
+    dataset: str
+    statistic: str
+    columns: list[str]
+    cost: Cost
+    accuracy: Accuracy
+    mechanism: str
+    noise_scale: float
+    budget_remaining: float
+    fits_budget: bool
+    query: Mapping[str, Any] = field(repr=False)
+    document: Mapping[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> Preview:
+        """From the answer of ``POST /v1/queries/preview``."""
+        return cls(dataset=document["dataset"], statistic=document["statistic"],
+                   columns=list(document["columns"]),
+                   cost=Cost.from_document(document["cost"]),
+                   accuracy=Accuracy.from_document(document["accuracy"]),
+                   mechanism=document["mechanism"],
+                   noise_scale=float(document["noise_scale"]),
+                   budget_remaining=_amount(document["budget_remaining"]),
+                   fits_budget=bool(document["fits_budget"]), query=document["query"],
+                   document=dict(document))
+
+
+@dataclass(frozen=True, eq=False)
+class Release:
+    """A differentially private release: the noisy table and what it cost.
+
+    :attr:`frame` has one row per combination of the ``group_by`` keys (all of
+    them, including combinations without data) and the noisy ``value``;
+    :attr:`accuracy` applies to every cell. ``cached`` is True when the server
+    served a stored answer to the same query, at no cost.
+    """
+
+    id: str
+    dataset: str
+    statistic: str
+    frame: pl.DataFrame
+    cost: Cost
+    accuracy: Accuracy
+    mechanism: str
+    noise_scale: float
+    cached: bool
+    budget_remaining: float
+    ledger_seq: int
+    query: Mapping[str, Any] = field(repr=False)
+    document: Mapping[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> Release:
+        """From the answer of ``POST /v1/queries`` or ``GET /v1/queries/{id}``."""
+        frame = pl.DataFrame(document["rows"], schema=list(document["columns"]),
+                             orient="row", infer_schema_length=None)
+        return cls(id=document["id"], dataset=document["dataset"],
+                   statistic=document["statistic"], frame=frame,
+                   cost=Cost.from_document(document["cost"]),
+                   accuracy=Accuracy.from_document(document["accuracy"]),
+                   mechanism=document["mechanism"], noise_scale=float(document["noise_scale"]),
+                   cached=bool(document["cached"]),
+                   budget_remaining=_amount(document["budget_remaining"]),
+                   ledger_seq=int(document["ledger_seq"]), query=document["query"],
+                   document=dict(document))
+
+    def to_pandas(self) -> pandas.DataFrame:
+        """:attr:`frame` as a pandas DataFrame (needs ``pandas`` and ``pyarrow`` installed)."""
+        return self.frame.to_pandas()
+
+
+@dataclass(frozen=True)
+class ReleaseSummary:
+    """One of your earlier releases, without its values (:meth:`client.Ruis.release` re-reads
+    it at no cost)."""
+
+    id: str
+    dataset: str
+    statistic: str
+    cost: Cost
+    mechanism: str
+    ledger_seq: int
+    created_at: datetime
+    query: Mapping[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> ReleaseSummary:
+        """From an item of ``GET /v1/queries``."""
+        return cls(id=document["id"], dataset=document["dataset"],
+                   statistic=document["statistic"], cost=Cost.from_document(document["cost"]),
+                   mechanism=document["mechanism"], ledger_seq=int(document["ledger_seq"]),
+                   created_at=_time(document["created_at"]), query=document["query"])

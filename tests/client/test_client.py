@@ -1,0 +1,198 @@
+"""The analyst's Python client against the real server (each backend), not a mock."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date
+from typing import Any
+
+import httpx
+import polars as pl
+import pytest
+
+import client
+from client import (
+    APIError,
+    BudgetExceeded,
+    Forbidden,
+    InvalidQuery,
+    NotFound,
+    Release,
+    Ruis,
+    RuisError,
+    TransportError,
+    Unauthorized,
+)
+from tests.conftest import RunningServer, free_port
+from tests.factories import DAYS, MUNICIPALITIES, events_metadata, write_events
+
+
+def _setup(server: RunningServer, admin: httpx.Client, *, budget: dict[str, Any]
+           ) -> dict[str, str]:
+    write_events(server.settings.data_dir)
+    assert admin.post("/v1/datasets", json=events_metadata()).status_code == 201
+    keys = {}
+    for name, role in (("ana", "analyst"), ("olga", "auditor")):
+        keys[name] = admin.post("/v1/consumers", json={"name": name, "role": role}
+                                ).json()["api_key"]
+    assert admin.put("/v1/budgets/ana/events", json=budget).status_code == 200
+    return keys
+
+
+@pytest.fixture
+def ana(server: RunningServer, admin: httpx.Client) -> Iterator[Ruis]:
+    """The analyst ``ana`` with ε = 1 on ``events``."""
+    keys = _setup(server, admin, budget={"model": "pure", "epsilon": 1})
+    with Ruis(server.url, keys["ana"]) as ruis:
+        yield ruis
+
+
+def test_exported_names() -> None:
+    assert sorted(client.__all__) == [
+        "APIError", "Accuracy", "Budget", "BudgetExceeded", "Condition", "Conflict", "Cost",
+        "Dataset", "Forbidden", "InvalidQuery", "NotFound", "Preview", "Problem", "Release",
+        "ReleaseSummary", "Ruis", "RuisError", "ServerError", "Statistic", "TransportError",
+        "Unauthorized",
+    ]
+    for name in client.__all__:
+        assert getattr(client, name) is not None
+    for error in (Unauthorized, Forbidden, NotFound, InvalidQuery, BudgetExceeded):
+        assert issubclass(error, APIError) and issubclass(error, RuisError)
+    assert issubclass(BudgetExceeded, client.Conflict)
+    assert issubclass(TransportError, RuisError) and not issubclass(TransportError, APIError)
+
+
+def test_preview_query_cache_and_reread(ana: Ruis) -> None:
+    [dataset] = ana.datasets()
+    assert dataset.name == "events" and dataset.privacy_unit == "device_id"
+    assert set(dataset.columns) == {"municipality", "day", "dwell_minutes", "hour"}
+    budget = ana.budget("events")
+    assert (budget.dataset, budget.model, budget.unit) == ("events", "pure", "epsilon")
+    assert (budget.total, budget.spent, budget.remaining) == (1, 0, 1)
+    assert [b.dataset for b in ana.budget()] == ["events"]
+
+    preview = ana.preview("events", "unit_count", group_by=["municipality"], epsilon=0.5)
+    assert preview.cost == client.Cost(model="pure", amount=0.5) and preview.fits_budget
+    assert preview.accuracy.alpha == 0.05 and (preview.accuracy.error_bound or 0) > 0
+    assert preview.budget_remaining == 1 and ana.budget("events").spent == 0
+
+    release = ana.query("events", "unit_count", group_by=["municipality"], epsilon=0.5)
+    assert isinstance(release, Release) and release.id.startswith("rel_")
+    assert not release.cached and release.cost.amount == 0.5 and release.cost.unit == "epsilon"
+    assert release.accuracy == preview.accuracy
+    assert release.budget_remaining == 0.5 and ana.budget("events").spent == 0.5
+    assert isinstance(release.frame, pl.DataFrame)
+    assert release.frame.columns == ["municipality", "value"]
+    assert release.frame["municipality"].to_list() == MUNICIPALITIES
+    assert release.frame["value"].dtype == pl.Float64
+
+    again = ana.query("events", "unit_count", group_by=["municipality"], epsilon=0.5)
+    assert again.cached and again.id == release.id and again.frame.equals(release.frame)
+    assert ana.budget("events").spent == 0.5
+
+    [summary] = ana.releases()
+    assert (summary.id, summary.statistic, summary.cost) == (release.id, "unit_count",
+                                                               release.cost)
+    reread = ana.release(release.id)
+    assert reread.cached and reread.frame.equals(release.frame)
+
+
+def test_where_bounds_and_accuracy_target(ana: Ruis) -> None:
+    where: list[client.Condition] = [("day", "between", [DAYS[0], DAYS[1]]),
+                                     {"column": "municipality", "op": "in",
+                                      "value": MUNICIPALITIES[:2]}]
+    mean = ana.query("events", "mean", column="dwell_minutes", bounds=(0, 120),
+                     where=where, epsilon=0.2)
+    assert mean.frame.columns == ["value"] and mean.frame.height == 1
+    assert mean.query["where"][0]["value"] == [d.isoformat() for d in DAYS[:2]]
+    assert mean.query["bounds"] == [0, 120]
+    target = ana.preview("events", "count", group_by=["day"], max_error=50, alpha=0.1)
+    assert target.accuracy.alpha == 0.1 and (target.accuracy.error_bound or 0) <= 50
+    assert target.cost.amount > 0
+    if _has_pandas():
+        assert list(mean.to_pandas().columns) == ["value"]
+    else:
+        with pytest.raises(ModuleNotFoundError):
+            mean.to_pandas()
+
+
+def _has_pandas() -> bool:
+    try:
+        import pandas  # noqa: F401
+    except ModuleNotFoundError:
+        return False
+    return True
+
+
+def test_zcdp_budget(server: RunningServer, admin: httpx.Client) -> None:
+    keys = _setup(server, admin, budget={"model": "zcdp", "rho": 0.5})
+    with Ruis(server.url, keys["ana"]) as ruis:
+        budget = ruis.budget("events")
+        assert budget.unit == "rho" and budget.remaining_epsilon_delta is not None
+        release = ruis.query("events", "count", group_by=["municipality"], rho=0.1)
+        assert release.cost == client.Cost(model="zcdp", amount=0.1)
+        assert release.budget_remaining == pytest.approx(0.4)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_typed_errors_carry_the_problem(server: RunningServer, admin: httpx.Client,
+                                        ana: Ruis) -> None:
+    with Ruis(server.url, "not-a-key") as stranger, pytest.raises(Unauthorized) as caught:
+        stranger.datasets()
+    assert caught.value.status == 401 and caught.value.problem.type == "unauthorized"
+    assert caught.value.request_id
+
+    olga_key = admin.post("/v1/consumers", json={"name": "olga2", "role": "auditor"}
+                          ).json()["api_key"]
+    with Ruis(server.url, olga_key) as olga, pytest.raises(Forbidden) as forbidden:
+        olga.query("events", "count", epsilon=0.1)
+    assert forbidden.value.problem.status == 403
+
+    with pytest.raises(NotFound):
+        ana.preview("nope", "count", epsilon=0.1)
+    with pytest.raises(NotFound):
+        ana.release("rel_does_not_exist")
+    admin.post("/v1/datasets", json=events_metadata(name="other"))
+    with pytest.raises(NotFound) as no_budget:
+        ana.budget("other")
+    assert "other" in no_budget.value.problem.detail
+
+    with pytest.raises(InvalidQuery) as invalid:
+        ana.preview("events", "sum", column="no_such_column", epsilon=0.1)
+    assert invalid.value.status == 422 and "no_such_column" in invalid.value.problem.detail
+
+    with pytest.raises(BudgetExceeded) as exceeded:
+        ana.query("events", "count", epsilon=2)
+    assert exceeded.value.remaining == {"epsilon": 1}
+    assert exceeded.value.problem.type == "budget-exceeded"
+    assert exceeded.value.problem.document["remaining"] == {"epsilon": 1}
+    assert ana.budget("events").spent == 0
+
+    with pytest.raises(ValueError, match="exactly one"):
+        ana.query("events", "count")
+    with pytest.raises(ValueError, match="exactly one"):
+        ana.query("events", "count", epsilon=0.1, rho=0.1)
+    with pytest.raises(ValueError, match="alpha"):
+        ana.query("events", "count", epsilon=0.1, alpha=0.1)
+
+    with Ruis(f"http://127.0.0.1:{free_port()}", "k", timeout=2) as nowhere, \
+            pytest.raises(TransportError):
+        nowhere.datasets()
+
+
+def test_transport_seam() -> None:
+    """The network is an httpx transport: a test (or a proxy) can replace it."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(503, json={"type": "release-in-progress", "title": "Busy",
+                                         "status": 503, "detail": "ask again shortly"})
+
+    with Ruis("http://ruis.invalid", "secret", transport=httpx.MockTransport(handler)) as ruis, \
+            pytest.raises(client.ServerError) as caught:
+        ruis.query("events", "count", where=[("day", "eq", date(2026, 3, 1))], epsilon=0.1)
+    assert caught.value.problem.detail == "ask again shortly"
+    assert seen[0].headers["authorization"] == "Bearer secret"
+    body = seen[0].read()
+    assert b'"value":"2026-03-01"' in body.replace(b" ", b"")
