@@ -146,6 +146,12 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.__cause__ is not None:
+            # FastAPI's "error parsing the body" (invalid UTF-8, JSON nested too deeply,
+            # ...): an invalid request body like any JSON syntax error, so the same
+            # documented 422 problem, never a bare 400.
+            return problem_response(422, "invalid-request", "Invalid request",
+                                    "the request body is not valid UTF-8 JSON")
         type_, title = _HTTP_TYPES.get(exc.status_code, ("http-error", "HTTP error"))
         detail = exc.detail if isinstance(exc.detail, str) else title
         return problem_response(exc.status_code, type_, title, detail,

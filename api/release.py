@@ -11,12 +11,16 @@ budget, never on the data.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, cast
+
+import numpy as np
+import polars as pl
 
 from api.datafiles import resolve_data_path
 from api.problems import ApiError, BudgetExceeded
@@ -28,12 +32,39 @@ from db.amounts import as_json_number, cost_units
 from db.budgets import MODEL_UNITS, Refused
 from db.engine import Database
 from db.models import Dataset
-from privacy import Plan, QueryRequest, execute, load_frame, plan_query
+from privacy import (
+    Accuracy,
+    Plan,
+    QueryRequest,
+    ReleaseResult,
+    execute,
+    load_frame,
+    plan_query,
+)
 from privacy.accounting import zcdp_to_epsilon_delta
 from privacy.metadata import DatasetMetadata
 from privacy.query import PrivacyModel
 
 log = logging.getLogger("ruis.release")
+_MAX_WAITS = 3
+"""How many times one request waits for an identical query that another is computing."""
+
+
+def _register_polars_dispatch() -> None:
+    """Let polars register its DataFrame-from-sequence constructors now, in one thread.
+
+    polars registers them with :func:`functools.singledispatch` on first use (for
+    a sequence of Series: in OpenDP's accuracy summary of every plan). On Python
+    3.11 a registration while another thread dispatches raises ``RuntimeError:
+    dictionary changed size during iteration``, so the first concurrent queries
+    of a fresh worker process failed with a 500 now and then. Registering at
+    import, before any request, closes that window.
+    """
+    pl.DataFrame([pl.Series("warm_up", [0])])
+    pl.DataFrame([np.zeros(1)])
+
+
+_register_polars_dispatch()
 
 
 class ReleaseFailed(ApiError):
@@ -68,8 +99,27 @@ def _epsilon_delta(plan: Plan, metadata: DatasetMetadata) -> dict[str, float] | 
             "delta": metadata.delta}
 
 
-def _accuracy(plan: Plan) -> dict[str, Any]:
-    return {"alpha": plan.accuracy.alpha, "error_bound": plan.accuracy.error_bound}
+def _accuracy(plan: Plan, accuracy: Accuracy | None = None) -> dict[str, Any]:
+    accuracy = accuracy or plan.accuracy
+    shown: dict[str, Any] = {"alpha": accuracy.alpha, "error_bound": accuracy.error_bound,
+                             "covers": accuracy.covers}
+    if accuracy.error_bound_range is not None:
+        shown["error_bound_range"] = list(accuracy.error_bound_range)
+    return shown
+
+
+def _auto(plan: Plan) -> dict[str, Any] | None:
+    """With automatic bounds: the cost split, the candidates and the selection steps."""
+    auto = plan.auto
+    if auto is None:
+        return None
+    return {"share": float(auto.share),
+            "selection_cost": _amount(plan.model, auto.selection_cost),
+            "statistic_cost": _amount(plan.model, auto.statistic_cost),
+            "candidates": auto.candidates,
+            "selection": [{**step, "cost": _amount(plan.model, step["cost"])}
+                          for step in auto.selection_steps()],
+            "noise_scale_range": list(auto.noise_scale_range)}
 
 
 def query_hash(plan: Plan) -> str:
@@ -88,7 +138,7 @@ def preview(db: Database, principal: Principal, query: QueryRequest) -> QueryPre
         mechanism=plan.mechanism, noise_scale=plan.noise_scale, accuracy=_accuracy(plan),
         epsilon_delta=_epsilon_delta(plan, metadata),
         budget_remaining=_amount(model, remaining), fits_budget=plan.cost <= remaining,
-        bounds=plan.bounds_used)
+        bounds=plan.bounds_used, auto=_auto(plan))
 
 
 def _refusal(outcome: Refused, model: str, metadata: DatasetMetadata) -> BudgetExceeded:
@@ -112,15 +162,28 @@ def run(db: Database, settings: Settings, principal: Principal, query: QueryRequ
     details = {"query": plan.canonical, "mechanism": plan.mechanism,
                "noise_scale": plan.noise_scale, "accuracy": _accuracy(plan),
                "opendp_privacy_loss": plan.opendp_loss, "bounds": plan.bounds_used}
+    if plan.auto is not None:  # the split and the candidates, ledgered before any data is read
+        details["auto"] = _auto(plan)
     outcome = releases.start(db, consumer_id=principal.consumer_id, consumer=principal.name,
                              dataset_id=dataset.id or 0, dataset=dataset.name,
                              query_hash=query_hash(plan), model=model, cost_units=units,
                              details=details, request_id=request_id)
-    if isinstance(outcome, releases.InFlight):
+    for _ in range(_MAX_WAITS):
+        if not isinstance(outcome, releases.InFlight):
+            break
         finished = releases.wait_for(db, outcome.release_id)
-        if finished is None or finished.status != "done":
-            raise ReleaseBusy("an identical query is still being computed; ask again shortly")
-        return run(db, settings, principal, query, request_id)
+        if finished is None or finished.status == "failed":
+            raise ReleaseBusy("an identical query is still being computed or did not "
+                              "finish; ask again shortly")
+        # Done (served from the cache now), or abandoned by a dead process (failed now,
+        # and this request starts a new release).
+        outcome = releases.start(db, consumer_id=principal.consumer_id,
+                                 consumer=principal.name, dataset_id=dataset.id or 0,
+                                 dataset=dataset.name, query_hash=query_hash(plan),
+                                 model=model, cost_units=units, details=details,
+                                 request_id=request_id)
+    if isinstance(outcome, releases.InFlight):
+        raise ReleaseBusy("an identical query is still being computed; ask again shortly")
     if isinstance(outcome, Refused):
         raise _refusal(outcome, model, metadata)
     if isinstance(outcome, releases.Cached):
@@ -128,32 +191,58 @@ def run(db: Database, settings: Settings, principal: Principal, query: QueryRequ
                                          dataset_id=dataset.id or 0)
         body = {**outcome.body, "cached": True, "budget_remaining": _amount(model, remaining)}
         return QueryResponse.model_validate(body)
-    # Debited and committed: only now is the data read.
+    # Debited and committed: only now is the data read (the lease is renewed meanwhile,
+    # so that only a dead process's release is ever taken for abandoned).
     try:
-        frame = load_frame(resolve_data_path(settings.data_dir, metadata.path), metadata)
-        rows = execute(plan, frame)
+        with releases.keep_alive(db, outcome.release_id):
+            frame = load_frame(resolve_data_path(settings.data_dir, metadata.path), metadata)
+            released = execute(plan, frame)
+            rows = list(released)  # the released rows (list or ReleaseResult)
     except Exception as exc:
         log.error("release %s failed after its debit", outcome.release_id, exc_info=exc)
-        releases.fail(db, release_id=outcome.release_id, consumer=principal.name,
-                      dataset=dataset.name, reason=type(exc).__name__, request_id=request_id)
-        raise ReleaseFailed("the release could not be computed; its cost was debited and "
-                            "is not refunded", release_id=outcome.release_id) from None
+        with contextlib.suppress(releases.Abandoned):  # already ledgered as failed
+            releases.fail(db, release_id=outcome.release_id, consumer=principal.name,
+                          dataset=dataset.name, reason=type(exc).__name__,
+                          request_id=request_id)
+        raise _failed(outcome.release_id) from None
+    # with automatic bounds, the statistic's noise depends on the bounds chosen
+    result = released if isinstance(released, ReleaseResult) else None
+    output: dict[str, Any] = {"columns": plan.columns, "rows": rows}
+    if result is not None and result.bounds_chosen is not None:
+        output.update({"bounds_chosen": result.bounds_chosen, "mechanism": result.mechanism,
+                       "noise_scale": result.noise_scale,
+                       "accuracy": _accuracy(plan, result.accuracy),
+                       "opendp_privacy_loss": result.opendp_loss,
+                       "selection": result.selection})
     body = {
         "id": outcome.release_id, "dataset": dataset.name,
         "statistic": plan.canonical["statistic"], "columns": plan.columns, "rows": rows,
         "cost": {"model": model, **_amount(model, plan.cost)},
-        "mechanism": plan.mechanism, "noise_scale": plan.noise_scale,
-        "accuracy": _accuracy(plan), "epsilon_delta": _epsilon_delta(plan, metadata),
+        "mechanism": result.mechanism if result else plan.mechanism,
+        "noise_scale": result.noise_scale if result else plan.noise_scale,
+        "accuracy": _accuracy(plan, result.accuracy if result else None),
+        "epsilon_delta": _epsilon_delta(plan, metadata),
         "budget_remaining": {MODEL_UNITS[model]:
                              as_json_number(outcome.debit.remaining_units)},
         "cached": False, "ledger_seq": outcome.debit.entry.seq, "query": plan.canonical,
         "bounds": plan.bounds_used,
+        "bounds_chosen": result.bounds_chosen if result else None, "auto": _auto(plan),
         "created_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
     }
-    releases.complete(db, release_id=outcome.release_id, body=body, consumer=principal.name,
-                      dataset=dataset.name, output={"columns": plan.columns, "rows": rows},
-                      request_id=request_id)
+    try:
+        releases.complete(db, release_id=outcome.release_id, body=body,
+                          consumer=principal.name, dataset=dataset.name,
+                          output=output,
+                          request_id=request_id)
+    except releases.Abandoned:  # taken for dead and failed meanwhile: release nothing
+        log.error("release %s lost its lease before it completed", outcome.release_id)
+        raise _failed(outcome.release_id) from None
     return QueryResponse.model_validate(body)
+
+
+def _failed(release_id: str) -> ReleaseFailed:
+    return ReleaseFailed("the release could not be computed; its cost was debited and "
+                         "is not refunded", release_id=release_id)
 
 
 def reread(db: Database, principal: Principal, release_id: str, request_id: str

@@ -7,6 +7,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from privacy.auto import NOISE_ONLY
 from privacy.metadata import NAME_PATTERN, BudgetAmount, DatasetMetadata
 
 T = TypeVar("T")
@@ -72,8 +73,8 @@ class DatasetPublic(BaseModel):
     path: str
     privacy_unit: str
     columns: dict[str, Any]
-    max_partitions_contributed: int
-    max_contributions_per_partition: int
+    max_partitions_contributed: int | Literal["auto"]
+    max_contributions_per_partition: int | Literal["auto"]
     max_rows: int | None = None
     delta: float
     budget_cap: dict[str, Any] | None = Field(
@@ -141,6 +142,10 @@ class Accuracy(BaseModel):
 
     alpha: float
     error_bound: float | None
+    covers: str = Field(default=NOISE_ONLY, description="what error_bound accounts for")
+    error_bound_range: list[float] | None = Field(
+        default=None, description="with automatic bounds, before they are chosen: the bound "
+                                  "at the smallest and at the largest candidates")
 
 
 class QueryPreview(BaseModel):
@@ -158,6 +163,9 @@ class QueryPreview(BaseModel):
     budget_remaining: dict[str, Any]
     fits_budget: bool
     bounds: dict[str, Any] = {}
+    auto: dict[str, Any] | None = Field(
+        default=None, description="with automatic bounds: the cost split between choosing "
+                                  "them and the statistic, the candidates, the selection steps")
 
 
 class QuerySummary(BaseModel):
@@ -192,4 +200,10 @@ class QueryResponse(BaseModel):
     ledger_seq: int
     query: dict[str, Any]
     bounds: dict[str, Any] = {}
+    bounds_chosen: dict[str, Any] | None = Field(
+        default=None, description="with automatic bounds: the contribution and clamping "
+                                  "bounds chosen (noise_scale and accuracy are at these)")
+    auto: dict[str, Any] | None = Field(
+        default=None, description="with automatic bounds: the cost split, the candidates and "
+                                  "the selection steps")
     created_at: str

@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session, select
 
+from db.errors import InvalidInput
 from db.models import LedgerHead
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
@@ -47,6 +48,29 @@ def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
     return engine
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def _refuse_nul(_conn: Any, _cursor: Any, _statement: str, parameters: Any, _context: Any,
+                _executemany: bool) -> None:
+    """Refuse text parameters with NUL characters, on every backend alike.
+
+    PostgreSQL cannot store or even compare them (its driver raises DataError,
+    which would be a 500); SQLite would accept them. Names, ids and filters come
+    from requests, so such a value is an invalid request (422). JSON documents
+    are unaffected: their NULs are escaped as ``\\u0000``.
+    """
+    if _has_nul(parameters):
+        raise InvalidInput("text values must not contain NUL characters")
+
+
 class Database:
     """A configured database: short read transactions and serialised write transactions."""
 
@@ -63,6 +87,8 @@ class Database:
             self._read_engine = self._write_engine
         else:
             raise ValueError(f"unsupported database {self.dialect!r}: use sqlite or postgresql")
+        for engine in {self._write_engine, self._read_engine}:
+            event.listen(engine, "before_cursor_execute", _refuse_nul)
 
     @property
     def engine(self) -> Engine:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, DateTime, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -109,3 +109,7 @@ class Release(SQLModel, table=True):
     body_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     ledger_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
     created_at: datetime
+    # While pending: until when the computing request owns it (renewed as it computes);
+    # a pending release past its lease was abandoned by a dead process (db.releases).
+    lease_expires_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True))

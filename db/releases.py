@@ -6,15 +6,33 @@ append the ``release`` entry and a ``pending`` release row — committed before
 any data is read) → the caller computes → :func:`complete` (store the body,
 append ``release_output`` with the released values) or :func:`fail` (mark it
 failed, append ``release_output`` with the failure; nothing is refunded).
+
+A pending release is leased to the request computing it: :func:`start` sets
+``lease_expires_at`` and the owner renews it while it computes
+(:func:`keep_alive`). If the owner's process dies (SIGKILL, OOM, a lost
+machine), the lease runs out; the next request for the same query then finds
+the release *abandoned*, fails it (``release_output`` with status ``failed``
+and reason ``abandoned``; the debit stays, as for any failure after the debit)
+and starts a new one, instead of waiting forever. The check and the takeover
+run under the ledger lock, like :func:`renew`, so an owner that is merely slow
+either keeps its release or learns, at :func:`complete`, that it lost it
+(:class:`Abandoned`) — its values are then never released. This works the same
+with one process, several workers or several replicas, and needs no clean
+shutdown; it assumes the servers' clocks agree to well within
+:data:`LEASE_SECONDS`.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import secrets
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlmodel import col, delete, select
@@ -22,8 +40,19 @@ from sqlmodel import col, delete, select
 from db import budgets, ledger
 from db.budgets import Debited, Refused
 from db.engine import Database
-from db.errors import InvalidInput, NotFound
+from db.errors import InvalidChange, InvalidInput, NotFound
 from db.models import LedgerEntry, Release
+
+log = logging.getLogger("ruis.db.releases")
+
+LEASE_SECONDS = 10.0
+"""How long a pending release stays owned without a renewal."""
+RENEW_EVERY_SECONDS = 2.0
+"""How often :func:`keep_alive` renews the lease of a release being computed."""
+
+
+class Abandoned(InvalidChange):
+    """The release is no longer pending: its lease ran out and another request failed it."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +77,38 @@ class InFlight:
     """The same query is being computed by another request; wait for it."""
 
     release_id: str
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _lease_end(now: datetime | None = None) -> datetime:
+    return (now or _now()) + timedelta(seconds=LEASE_SECONDS)
+
+
+def lease_expired(release: Release, now: datetime | None = None) -> bool:
+    """Whether ``release`` is pending and nobody holds its lease any more (abandoned)."""
+    if release.status != "pending":
+        return False
+    end = release.lease_expires_at
+    if end is None:  # pending since before leases existed
+        return True
+    if end.tzinfo is None:  # SQLite keeps no time zone; every time stored is UTC
+        end = end.replace(tzinfo=UTC)
+    return end <= (now or _now())
+
+
+def _abandon(session: Any, release: Release, *, consumer: str, dataset: str,
+             request_id: str | None) -> LedgerEntry:
+    """Fail a pending release whose owner is gone (no refund), in the caller's transaction."""
+    release.status = "failed"
+    release.lease_expires_at = None
+    session.add(release)
+    return ledger.append(session, kind="release_output", actor="system", consumer=consumer,
+                         dataset=dataset, request_id=request_id,
+                         details={"release_id": release.id, "release_seq": release.ledger_seq,
+                                  "status": "failed", "reason": "abandoned"})
 
 
 def new_release_id() -> str:
@@ -78,7 +139,11 @@ def start(db: Database, *, consumer_id: int, consumer: str, dataset_id: int, dat
             return Cached(release_id=existing.id, body=json.loads(existing.body_json),
                           entry=entry)
         if existing is not None and existing.status == "pending":
-            return InFlight(release_id=existing.id)
+            if not lease_expired(existing):
+                return InFlight(release_id=existing.id)
+            # Its owner died while computing it: fail it, then answer this request anew.
+            _abandon(session, existing, consumer=consumer, dataset=dataset,
+                     request_id=request_id)
         release_id = new_release_id()
         outcome = budgets.debit(session, consumer_id=consumer_id, consumer=consumer,
                                 dataset_id=dataset_id, dataset=dataset, model=model,
@@ -92,18 +157,62 @@ def start(db: Database, *, consumer_id: int, consumer: str, dataset_id: int, dat
             session.flush()
         session.add(Release(id=release_id, consumer_id=consumer_id, dataset_id=dataset_id,
                             query_hash=query_hash, status="pending",
-                            ledger_seq=outcome.entry.seq, created_at=datetime.now(UTC)))
+                            ledger_seq=outcome.entry.seq, created_at=_now(),
+                            lease_expires_at=_lease_end()))
         return Started(release_id=release_id, debit=outcome)
+
+
+def renew(db: Database, release_id: str) -> bool:
+    """Extend the lease of a pending release; False if it is no longer pending (lost)."""
+    with db.write() as session:
+        release = session.get(Release, release_id)
+        if release is None or release.status != "pending":
+            return False
+        release.lease_expires_at = _lease_end()
+        session.add(release)
+        return True
+
+
+@contextmanager
+def keep_alive(db: Database, release_id: str, *,
+               every: float = RENEW_EVERY_SECONDS) -> Iterator[None]:
+    """Renew the release's lease in a background thread while the block computes it."""
+    stop = threading.Event()
+
+    def _renew() -> None:
+        while not stop.wait(every):
+            try:
+                if not renew(db, release_id):
+                    return
+            except Exception as exc:  # a transient database error: try again next time
+                log.warning("could not renew the lease of %s", release_id, exc_info=exc)
+
+    thread = threading.Thread(target=_renew, name=f"lease-{release_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+
+
+def _owned(session: Any, release_id: str) -> Release:
+    release: Release | None = session.get(Release, release_id)
+    if release is None or release.status != "pending":
+        raise Abandoned(f"release {release_id!r} was abandoned while it was computed")
+    return release
 
 
 def complete(db: Database, *, release_id: str, body: dict[str, Any], consumer: str,
              dataset: str, output: dict[str, Any], request_id: str | None) -> LedgerEntry:
-    """Store the finished release and append its ``release_output`` entry."""
+    """Store the finished release and append its ``release_output`` entry.
+
+    Raises :class:`Abandoned` (and stores nothing) if the release is no longer
+    pending, i.e. its lease ran out and another request failed it.
+    """
     with db.write() as session:
-        release = session.get(Release, release_id)
-        if release is None:  # pragma: no cover - created by start()
-            raise NotFound(f"release {release_id!r} does not exist")
+        release = _owned(session, release_id)
         release.status = "done"
+        release.lease_expires_at = None
         release.body_json = ledger.canonical_json(body)
         session.add(release)
         return ledger.append(session, kind="release_output", actor=consumer, consumer=consumer,
@@ -115,12 +224,14 @@ def complete(db: Database, *, release_id: str, body: dict[str, Any], consumer: s
 
 def fail(db: Database, *, release_id: str, consumer: str, dataset: str, reason: str,
          request_id: str | None) -> LedgerEntry:
-    """Mark a debited release failed (no refund) and ledger the failure."""
+    """Mark a debited release failed (no refund) and ledger the failure.
+
+    Raises :class:`Abandoned` if it was already failed as abandoned (ledgered then).
+    """
     with db.write() as session:
-        release = session.get(Release, release_id)
-        if release is None:  # pragma: no cover - created by start()
-            raise NotFound(f"release {release_id!r} does not exist")
+        release = _owned(session, release_id)
         release.status = "failed"
+        release.lease_expires_at = None
         session.add(release)
         return ledger.append(session, kind="release_output", actor=consumer, consumer=consumer,
                              dataset=dataset, request_id=request_id,
@@ -130,13 +241,14 @@ def fail(db: Database, *, release_id: str, consumer: str, dataset: str, reason: 
 
 
 def wait_for(db: Database, release_id: str, *, timeout: float = 120.0) -> Release | None:
-    """Poll until the release is done or failed; None if it vanished or timed out."""
+    """Poll until the release is done or failed, or abandoned (pending past its lease,
+    which :func:`start` will then fail); None if it vanished or timed out."""
     deadline = time.monotonic() + timeout
     delay = 0.05
     while time.monotonic() < deadline:
         with db.read() as session:
             release = session.get(Release, release_id)
-        if release is None or release.status != "pending":
+        if release is None or release.status != "pending" or lease_expired(release):
             return release
         time.sleep(delay)
         delay = min(delay * 1.5, 1.0)

@@ -7,6 +7,7 @@ from decimal import Decimal
 from fastapi import APIRouter, Query
 
 from api.deps import Admin, AnyRole, DbDep, RequestIdDep
+from api.openapi import problems
 from api.schemas import BudgetPublic, BudgetSet, Page
 from db import budgets, catalog
 from db.amounts import as_json_number
@@ -39,7 +40,10 @@ def _declared_deltas(db: Database) -> dict[str, float]:
             for dataset in catalog.list_datasets(db)}
 
 
-@router.put("/{consumer}/{dataset}", response_model=BudgetPublic)
+@router.put("/{consumer}/{dataset}", response_model=BudgetPublic,
+            responses=problems(401, 403, 404, 409, 413, 422, notes={
+                409: "The new total is below what is already spent, or the model of a spent "
+                     "budget would change (`conflict`)."}))
 def set_budget(consumer: str, dataset: str, body: BudgetSet, admin: Admin, db: DbDep,
                request_id: RequestIdDep) -> BudgetPublic:
     """Create or change a budget (never below what is spent). Role: admin."""
@@ -50,7 +54,7 @@ def set_budget(consumer: str, dataset: str, body: BudgetSet, admin: Admin, db: D
     return budget_public(view, float(delta))
 
 
-@router.get("", response_model=Page[BudgetPublic])
+@router.get("", response_model=Page[BudgetPublic], responses=problems(401, 422))
 def list_budgets(principal: AnyRole, db: DbDep,
                  consumer: str | None = Query(default=None, max_length=64),
                  dataset: str | None = Query(default=None, max_length=64)

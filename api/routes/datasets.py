@@ -6,6 +6,7 @@ from fastapi import APIRouter, status
 
 from api.datafiles import resolve_data_path
 from api.deps import Admin, AnyRole, DbDep, RequestIdDep, SettingsDep
+from api.openapi import problems
 from api.problems import InvalidRequest
 from api.schemas import DatasetCreate, DatasetPublic, Page
 from db import catalog
@@ -23,7 +24,11 @@ def dataset_public(dataset: Dataset) -> DatasetPublic:
     return DatasetPublic(**metadata, created_at=dataset.created_at)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=DatasetPublic)
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=DatasetPublic,
+             responses=problems(401, 403, 409, 413, 422, notes={
+                 409: "A dataset with this name exists (`conflict`).",
+                 422: "Invalid metadata, a path outside the data directory, a missing file "
+                      "or declared columns that do not match its schema (`invalid-request`)."}))
 def register_dataset(body: DatasetCreate, admin: Admin, db: DbDep, settings: SettingsDep,
                      request_id: RequestIdDep) -> DatasetPublic:
     """Register a dataset file with its public metadata. Role: admin.
@@ -42,7 +47,7 @@ def register_dataset(body: DatasetCreate, admin: Admin, db: DbDep, settings: Set
     return dataset_public(dataset)
 
 
-@router.get("", response_model=Page[DatasetPublic])
+@router.get("", response_model=Page[DatasetPublic], responses=problems(401))
 def list_datasets(principal: AnyRole, db: DbDep) -> Page[DatasetPublic]:
     """List datasets (an analyst sees those it holds a budget on)."""
     visible_to = principal.consumer_id if principal.role == "analyst" else None
@@ -50,7 +55,7 @@ def list_datasets(principal: AnyRole, db: DbDep) -> Page[DatasetPublic]:
                                       catalog.list_datasets(db, visible_to=visible_to)])
 
 
-@router.get("/{name}", response_model=DatasetPublic)
+@router.get("/{name}", response_model=DatasetPublic, responses=problems(401, 404, 422))
 def get_dataset(name: str, principal: AnyRole, db: DbDep) -> DatasetPublic:
     """One dataset's public metadata (404 for an analyst without a budget on it)."""
     visible_to = principal.consumer_id if principal.role == "analyst" else None

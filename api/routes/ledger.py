@@ -15,6 +15,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
 from api.deps import AdminOrAuditor, DbDep
+from api.openapi import problems
 from api.problems import InvalidRequest
 from api.schemas import LedgerEntryPublic, LedgerVerification, Page
 from db import ledger
@@ -73,7 +74,7 @@ def _filters(consumer: str | None, dataset: str | None, kind: str | None, since:
                         until=_ledger_time(until, end_of_day=True))
 
 
-@router.get("", response_model=Page[LedgerEntryPublic])
+@router.get("", response_model=Page[LedgerEntryPublic], responses=problems(401, 403, 422))
 def list_entries(
     _: AdminOrAuditor, db: DbDep,
     consumer: str | None = Query(default=None, max_length=64),
@@ -94,7 +95,7 @@ def list_entries(
         items=items, next_cursor=encode_cursor(next_after) if next_after is not None else None)
 
 
-@router.get("/verify", response_model=LedgerVerification)
+@router.get("/verify", response_model=LedgerVerification, responses=problems(401, 403))
 def verify(_: AdminOrAuditor, db: DbDep) -> LedgerVerification:
     """Re-compute the hash chain; report the first entry that breaks it. Roles: admin, auditor."""
     with db.read() as session:
@@ -126,7 +127,8 @@ def _export_lines(db: Database, fmt: str) -> Iterator[str]:
 
 
 @router.get("/export", response_class=StreamingResponse,
-            responses={200: {"content": {"text/csv": {}, "application/x-ndjson": {}}}})
+            responses={200: {"content": {"text/csv": {}, "application/x-ndjson": {}}},
+                       **problems(401, 403, 422)})
 def export(_: AdminOrAuditor, db: DbDep,
            format: Literal["csv", "jsonl"] = Query(default="jsonl")) -> StreamingResponse:
     """The whole ledger, oldest first, streamed as CSV or JSON lines. Roles: admin, auditor."""

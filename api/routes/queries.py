@@ -6,6 +6,7 @@ from fastapi import APIRouter, Query
 
 from api import release
 from api.deps import Analyst, DbDep, RequestIdDep, SettingsDep
+from api.openapi import problems
 from api.problems import Problem
 from api.schemas import Page, QueryPreview, QueryResponse, QuerySummary
 from privacy import QueryRequest
@@ -19,14 +20,20 @@ _PROBLEMS: dict[int | str, dict[str, object]] = {
 
 @router.post("", response_model=QueryResponse,
              responses={**_PROBLEMS, 409: {"model": Problem,
-                                           "description": "budget-exceeded"}})
+                                           "description": "budget-exceeded"},
+                        **problems(413, 500, 503, notes={
+                            500: "The release failed after its cost was debited; the cost is "
+                                 "not refunded (`release-failed`).",
+                            503: "An identical query is still being computed; ask again "
+                                 "shortly (`release-in-progress`)."})})
 def run_query(body: QueryRequest, analyst: Analyst, db: DbDep, settings: SettingsDep,
               request_id: RequestIdDep) -> QueryResponse:
     """Run a query: debit its cost, then release DP values. Repeats are served from cache."""
     return release.run(db, settings, analyst, body, request_id)
 
 
-@router.post("/preview", response_model=QueryPreview, responses=_PROBLEMS)
+@router.post("/preview", response_model=QueryPreview,
+             responses={**_PROBLEMS, **problems(413)})
 def preview_query(body: QueryRequest, analyst: Analyst, db: DbDep) -> QueryPreview:
     """What a query would cost and how accurate it would be; reads no data, spends nothing."""
     return release.preview(db, analyst, body)
