@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import threading
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, cast
@@ -28,7 +29,7 @@ from api.schemas import QueryPreview, QueryResponse, QuerySummary
 from api.settings import Settings
 from db import budgets, catalog, ledger, releases
 from db.accounts import Principal
-from db.amounts import as_json_number, cost_units
+from db.amounts import as_json_number, cost_units, from_units
 from db.budgets import MODEL_UNITS, Refused
 from db.engine import Database
 from db.models import Dataset
@@ -83,13 +84,30 @@ def _amount(model: str, amount: Decimal | float) -> dict[str, Any]:
     return {MODEL_UNITS[model]: as_json_number(cost_units(Decimal(str(amount))))}
 
 
+_METADATA_CACHE: dict[tuple[int, str], DatasetMetadata] = {}
+_METADATA_CACHE_LOCK = threading.Lock()
+
+
+def _metadata(dataset: Dataset) -> DatasetMetadata:
+    """The validated public metadata of ``dataset`` (validated once per stored version)."""
+    key = (dataset.id or 0, hashlib.sha256(dataset.metadata_json.encode()).hexdigest())
+    with _METADATA_CACHE_LOCK:
+        cached = _METADATA_CACHE.get(key)
+    if cached is None:
+        cached = DatasetMetadata.model_validate(catalog.metadata_of(dataset))
+        with _METADATA_CACHE_LOCK:
+            if len(_METADATA_CACHE) > 256:
+                _METADATA_CACHE.clear()
+            _METADATA_CACHE[key] = cached
+    return cached
+
+
 def _context(db: Database, principal: Principal, dataset_name: str
              ) -> tuple[Dataset, DatasetMetadata, PrivacyModel, Decimal]:
-    dataset = catalog.get(db, dataset_name, visible_to=principal.consumer_id)
-    metadata = DatasetMetadata.model_validate(catalog.metadata_of(dataset))
-    model, remaining = budgets.remaining(db, consumer_id=principal.consumer_id,
-                                         dataset_id=dataset.id or 0)
-    return dataset, metadata, cast(PrivacyModel, model), remaining
+    dataset, budget = budgets.dataset_and_budget(db, dataset=dataset_name,
+                                                 consumer_id=principal.consumer_id)
+    remaining = from_units(budget.total_units - budget.spent_units)
+    return dataset, _metadata(dataset), cast(PrivacyModel, budget.model), remaining
 
 
 def _epsilon_delta(plan: Plan, metadata: DatasetMetadata) -> dict[str, float] | None:
@@ -187,9 +205,8 @@ def run(db: Database, settings: Settings, principal: Principal, query: QueryRequ
     if isinstance(outcome, Refused):
         raise _refusal(outcome, model, metadata)
     if isinstance(outcome, releases.Cached):
-        _, remaining = budgets.remaining(db, consumer_id=principal.consumer_id,
-                                         dataset_id=dataset.id or 0)
-        body = {**outcome.body, "cached": True, "budget_remaining": _amount(model, remaining)}
+        body = {**outcome.body, "cached": True,
+                "budget_remaining": {MODEL_UNITS[model]: as_json_number(outcome.remaining_units)}}
         return QueryResponse.model_validate(body)
     # Debited and committed: only now is the data read (the lease is renewed meanwhile,
     # so that only a dead process's release is ever taken for abandoned).

@@ -226,3 +226,19 @@ def remaining(db: Database, *, consumer_id: int, dataset_id: int) -> tuple[str, 
         if budget is None:
             raise NotFound("budget does not exist")
         return budget.model, from_units(budget.total_units - budget.spent_units)
+
+
+def dataset_and_budget(db: Database, *, dataset: str, consumer_id: int
+                       ) -> tuple[Dataset, Budget]:
+    """One read: the dataset ``dataset`` and this consumer's budget on it.
+
+    A dataset without a budget for the consumer raises the same NotFound as a
+    dataset that does not exist, so its existence is not revealed.
+    """
+    with db.read() as session:
+        row = session.exec(
+            select(Dataset, Budget).join(Budget, col(Budget.dataset_id) == col(Dataset.id))
+            .where(Dataset.name == dataset, Budget.consumer_id == consumer_id)).first()
+    if row is None:
+        raise NotFound(f"dataset {dataset!r} does not exist")
+    return row[0], row[1]

@@ -15,7 +15,6 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
 from sqlmodel import Session, select
 
 from db.errors import InvalidInput
@@ -28,7 +27,8 @@ def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
-        poolclass=NullPool if ":memory:" not in url else None,
+        # Pooled: a connection's PRAGMAs run once, not on every transaction.
+        pool_size=8, max_overflow=16,
     )
 
     @event.listens_for(engine, "connect")
@@ -82,7 +82,8 @@ class Database:
             self._read_engine = _sqlite_engine(url, immediate=False)
         elif self.dialect == "postgresql":
             self._write_engine = create_engine(
-                url, pool_size=10, max_overflow=20, pool_pre_ping=True
+                # No pre-ping round trip per checkout; connections are recycled instead.
+                url, pool_size=10, max_overflow=20, pool_recycle=1800
             )
             self._read_engine = self._write_engine
         else:

@@ -41,7 +41,7 @@ from db import budgets, ledger
 from db.budgets import Debited, Refused
 from db.engine import Database
 from db.errors import InvalidChange, InvalidInput, NotFound
-from db.models import LedgerEntry, Release
+from db.models import Budget, LedgerEntry, Release
 
 log = logging.getLogger("ruis.db.releases")
 
@@ -62,6 +62,7 @@ class Cached:
     release_id: str
     body: dict[str, Any]
     entry: LedgerEntry
+    remaining_units: int
 
 
 @dataclass(frozen=True)
@@ -136,8 +137,11 @@ def start(db: Database, *, consumer_id: int, consumer: str, dataset_id: int, dat
         if existing is not None and existing.status == "done" and existing.body_json:
             entry = _reread(session, existing, consumer=consumer, dataset=dataset, model=model,
                             actor=consumer, request_id=request_id, via="query")
+            budget = session.exec(select(Budget).where(
+                Budget.consumer_id == consumer_id, Budget.dataset_id == dataset_id)).first()
+            remaining = budget.total_units - budget.spent_units if budget is not None else 0
             return Cached(release_id=existing.id, body=json.loads(existing.body_json),
-                          entry=entry)
+                          entry=entry, remaining_units=remaining)
         if existing is not None and existing.status == "pending":
             if not lease_expired(existing):
                 return InFlight(release_id=existing.id)
