@@ -20,9 +20,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, cast
 
-import numpy as np
-import polars as pl
-
 from api.datafiles import resolve_data_path
 from api.problems import ApiError, BudgetExceeded
 from api.schemas import QueryPreview, QueryResponse, QuerySummary
@@ -51,21 +48,6 @@ _MAX_WAITS = 3
 """How many times one request waits for an identical query that another is computing."""
 
 
-def _register_polars_dispatch() -> None:
-    """Let polars register its DataFrame-from-sequence constructors now, in one thread.
-
-    polars registers them with :func:`functools.singledispatch` on first use (for
-    a sequence of Series: in OpenDP's accuracy summary of every plan). On Python
-    3.11 a registration while another thread dispatches raises ``RuntimeError:
-    dictionary changed size during iteration``, so the first concurrent queries
-    of a fresh worker process failed with a 500 now and then. Registering at
-    import, before any request, closes that window.
-    """
-    pl.DataFrame([pl.Series("warm_up", [0])])
-    pl.DataFrame([np.zeros(1)])
-
-
-_register_polars_dispatch()
 
 
 class ReleaseFailed(ApiError):

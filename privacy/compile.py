@@ -34,6 +34,23 @@ from privacy.query import PrivacyModel, ResolvedQuery
 
 dp.enable_features("contrib")
 
+
+def _register_polars_dispatch() -> None:
+    """Let polars register its DataFrame-from-sequence constructors now, in one thread.
+
+    polars registers them with :func:`functools.singledispatch` on first use (for
+    a sequence of Series: in OpenDP's accuracy summary of every plan). On Python
+    3.11 a registration while another thread dispatches raises ``RuntimeError:
+    dictionary changed size during iteration``, so the first concurrent queries
+    of a fresh worker process failed with a 500 now and then. Registering at
+    import, before any request, closes that window.
+    """
+    pl.DataFrame([pl.Series("warm_up", [0])])
+    pl.DataFrame([np.zeros(1)])
+
+
+_register_polars_dispatch()
+
 VALUE_COLUMN = "ruis.value"
 """Name of the aggregated column in the truncated frame, and of the released aggregate."""
 MAX_QUANTILE_CANDIDATES = 128
