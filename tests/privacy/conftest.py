@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import sys
 from collections.abc import Callable
 from datetime import date
@@ -67,3 +68,22 @@ def exact() -> Callable[[Plan, pl.DataFrame], dict[tuple[Any, ...], float]]:
         }
 
     return compute
+
+
+@pytest.fixture
+def no_data_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if anything scans or reads a data file, or opens a path with "ghost"."""
+
+    def forbidden(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError(f"planning tried to read data: {args!r}")
+
+    for name in ("scan_parquet", "scan_csv", "read_parquet", "read_csv"):
+        monkeypatch.setattr(pl, name, forbidden)
+    real_open = builtins.open
+
+    def guarded_open(file: Any, *args: Any, **kwargs: Any) -> Any:
+        if "ghost" in str(file):
+            raise AssertionError("planning opened the data file")
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", guarded_open)
