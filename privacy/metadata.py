@@ -8,10 +8,12 @@ reads a value of the data; :func:`check_file_schema` reads only the file schema.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from datetime import date, datetime
 from decimal import Decimal
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -196,6 +198,14 @@ class DatasetMetadata(BaseModel):
             if not re.fullmatch(COLUMN_PATTERN, name):
                 raise ValueError(f"column name {name!r} must match {COLUMN_PATTERN}")
         return columns
+
+    @cached_property
+    def digest(self) -> str:
+        """SHA-256 of this metadata's JSON: names the version a plan was compiled for.
+
+        Computed once per (immutable) instance, not on every query.
+        """
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
 
     @model_validator(mode="after")
     def _check_unit(self) -> DatasetMetadata:

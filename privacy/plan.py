@@ -27,7 +27,6 @@ OpenDP's maps, checked to be ≤ the cost.
 from __future__ import annotations
 
 import copy
-import hashlib
 import itertools
 import json
 import math
@@ -388,8 +387,7 @@ def _cached_plan(resolved: ResolvedQuery, metadata: DatasetMetadata, model: Priv
                  alpha: float) -> Plan:
     """The plan of ``resolved`` from the LRU, compiled once (keyed by shape and cost)."""
     canonical = resolved.canonical()
-    metadata_digest = hashlib.sha256(metadata.model_dump_json().encode()).hexdigest()
-    key = (metadata_digest, json.dumps(canonical, sort_keys=True), model, repr(float(alpha)))
+    key = (metadata.digest, json.dumps(canonical, sort_keys=True), model, repr(float(alpha)))
     compile_plan = _compile_auto if resolved.auto is not None else _compile
     return _CACHE.get_or_build(key, lambda: compile_plan(resolved, metadata, model, alpha))
 
