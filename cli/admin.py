@@ -145,12 +145,12 @@ def run_http(action: Action, url: str, key: str, out: Callable[[str], None]) -> 
 
 
 def _direct_export(settings: Settings, fmt: str) -> Iterator[str]:
-    from api.routes.ledger import _export_lines
+    from api.routes.ledger import export_lines
     from db.engine import Database
 
     database = Database(settings.database_url)
     try:
-        yield from _export_lines(database, fmt)
+        yield from export_lines(database, fmt)
     finally:
         database.dispose()
 

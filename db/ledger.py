@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from db.models import LedgerEntry, LedgerHead
@@ -209,6 +208,7 @@ def iterate(session: Session, filters: LedgerFilter | None = None, *, batch: int
         if next_after is None:
             return
         after = next_after
+
 
 
 def count(session: Session) -> int:

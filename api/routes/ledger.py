@@ -104,7 +104,8 @@ def verify(_: AdminOrAuditor, db: DbDep) -> LedgerVerification:
                               first_bad_seq=result.first_bad_seq)
 
 
-def _export_lines(db: Database, fmt: str) -> Iterator[str]:
+def export_lines(db: Database, fmt: str) -> Iterator[str]:
+    """The whole ledger as CSV rows (with a header) or JSON lines, oldest first, in batches."""
     if fmt == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer)
@@ -134,5 +135,5 @@ def export(_: AdminOrAuditor, db: DbDep,
     """The whole ledger, oldest first, streamed as CSV or JSON lines. Roles: admin, auditor."""
     media = "text/csv" if format == "csv" else "application/x-ndjson"
     return StreamingResponse(
-        _export_lines(db, format), media_type=media,
+        export_lines(db, format), media_type=media,
         headers={"Content-Disposition": f'attachment; filename="ruis-ledger.{format}"'})
