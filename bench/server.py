@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -117,18 +117,19 @@ def _ok(response: httpx.Response) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def serve(data_dir: Path, database_url: str | None = None, *, workers: int = 1
-          ) -> Iterator[Server]:
+def serve(data_dir: Path, database_url: str | None = None, *, workers: int = 1,
+          env: Mapping[str, str] | None = None) -> Iterator[Server]:
     """Start ``ruis serve`` on a free port over ``data_dir``; stop it on exit.
 
     The ledger is a fresh SQLite file in a temporary directory unless
-    ``database_url`` is given.
+    ``database_url`` is given; ``env`` adds settings to the server's environment.
     """
     scratch = Path(tempfile.mkdtemp(prefix="ruis-bench-"))
     admin_key = secrets.token_hex(24)
     port = _free_port()
     env = {**os.environ, "RUIS_DATA_DIR": str(data_dir), "RUIS_BOOTSTRAP_ADMIN_KEY": admin_key,
-           "RUIS_DATABASE_URL": database_url or f"sqlite:///{scratch / 'ruis.db'}"}
+           "RUIS_DATABASE_URL": database_url or f"sqlite:///{scratch / 'ruis.db'}",
+           **(env or {})}
     log_path = scratch / "server.log"
     command = [*_ruis_command(), "serve", "--host", "127.0.0.1", "--port", str(port),
                "--log-level", "warning", "--workers", str(workers)]
