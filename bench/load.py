@@ -69,7 +69,8 @@ class LoadConfig:
     server_workers: int = 1
     server_env: dict[str, str] = field(default_factory=dict)
     baseline: int = 5
-    """Small queries sent one after the other before the load starts (the idle latency)."""
+    """Small queries sent one after the other before the load starts (the idle latency),
+    after one warm-up query."""
     grace: float = 5.0
     max_requests: int = 10_000
     """Per analyst (big ones and the small one), on top of the time bound."""
@@ -102,6 +103,8 @@ class Outcomes:
 
     statuses: Counter[str] = field(default_factory=Counter)
     latencies: list[float] = field(default_factory=list)
+    answered: list[float] = field(default_factory=list)
+    """Latencies of the requests that got an HTTP response."""
     backoffs: int = 0
     backoff_seconds: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -110,16 +113,22 @@ class Outcomes:
         with self.lock:
             self.statuses[status] += 1
             self.latencies.append(latency)
+            if status.isdigit():
+                self.answered.append(latency)
 
     def backoff(self, seconds: float) -> None:
         with self.lock:
             self.backoffs += 1
             self.backoff_seconds += seconds
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self, *, answered_only: bool = False) -> dict[str, Any]:
+        """Counts by status, latency percentiles (of all requests, unanswered ones with the
+        time they waited, or only of those answered) and the ``Retry-After`` waits."""
         with self.lock:
+            values = self.answered if answered_only else self.latencies
             return {"count": len(self.latencies), "statuses": dict(sorted(self.statuses.items())),
-                    "latency_s": latency_summary(self.latencies),
+                    "latency_s": latency_summary(values),
+                    "latency_of": "answered" if answered_only else "all",
                     "retry_after_backoffs": self.backoffs,
                     "retry_after_seconds": round(self.backoff_seconds, 3)}
 
@@ -161,8 +170,8 @@ def _post(client: httpx.Client, path: str, body: dict[str, Any], timeout: float
           ) -> tuple[str, httpx.Response | None]:
     try:
         response = client.post(path, json=body, timeout=timeout)
-    except httpx.TimeoutException:
-        return "timeout", None
+    except httpx.TimeoutException:  # the timeout is the end of the run (plus the grace)
+        return "unfinished", None
     except httpx.HTTPError as exc:
         return f"error:{type(exc).__name__}", None
     return str(response.status_code), response
@@ -215,6 +224,7 @@ class SmallAnalyst:
         self.costs = costs
         self.outcomes = Outcomes()
         self.in_flight_since: float | None = None
+        self._lock = threading.Lock()
 
     def loop(self) -> None:
         next_at = time.monotonic()
@@ -224,19 +234,22 @@ class SmallAnalyst:
                 return
             if not self.run.open():
                 return
-            t0 = self.in_flight_since = time.monotonic()
+            with self._lock:
+                t0 = self.in_flight_since = time.monotonic()
             status, _ = _post(self.client, "/v1/queries",
                               load_data.small_query(self.costs.next()), self.run.timeout())
-            self.outcomes.record(status, time.monotonic() - t0)
-            self.in_flight_since = None
+            with self._lock:
+                if self.in_flight_since is not None:  # else censor() counted it already
+                    self.outcomes.record(status, time.monotonic() - t0)
+                    self.in_flight_since = None
             next_at = max(next_at + self.run.config.small_interval, time.monotonic())
 
     def censor(self) -> None:
         """Count a query still unanswered as ``unfinished`` with the time it waited so far."""
-        since = self.in_flight_since
-        if since is not None:
-            self.outcomes.record("unfinished", time.monotonic() - since)
-            self.in_flight_since = None
+        with self._lock:
+            if self.in_flight_since is not None:
+                self.outcomes.record("unfinished", time.monotonic() - self.in_flight_since)
+                self.in_flight_since = None
 
 
 def _ok(response: httpx.Response) -> dict[str, Any]:
@@ -330,11 +343,12 @@ def _measure(server: Server, data: load_data.LoadData, config: LoadConfig) -> di
     small_client = _client(server, small_key)
     try:
         baseline = Outcomes()
-        for _ in range(config.baseline):
+        for n in range(config.baseline + 1):  # the first one warms up and is not counted
             t0 = time.monotonic()
             status, _ = _post(small_client, "/v1/queries",
                               load_data.small_query(small_costs.next()), 60)
-            baseline.record(status, time.monotonic() - t0)
+            if n:
+                baseline.record(status, time.monotonic() - t0)
         sampler = RssSampler(server.pid, abort_bytes=abort_bytes(config),
                              on_abort=server.process.kill)
         idle_rss = sampler.sample()
@@ -352,14 +366,15 @@ def _measure(server: Server, data: load_data.LoadData, config: LoadConfig) -> di
         while time.monotonic() < run.ends and not sampler.aborted:
             time.sleep(0.1)
         run.stop.set()
-        for thread in threads:
-            thread.join(timeout=max(0.0, run.hard_stop - time.monotonic()))
-        busy = sum(thread.is_alive() for thread in threads)
+        for thread in threads:  # requests time out at hard_stop: give them a second more
+            thread.join(timeout=max(0.0, run.hard_stop + 1 - time.monotonic()))
         small.censor()
         end_rss = sampler.sample()
         sampler.stop()
         exit_code = server.process.poll()
-        if busy:
+        busy = sum(thread.is_alive() for thread in threads) + sum(
+            part.statuses["unfinished"] for part in (queries, previews, small.outcomes))
+        if busy:  # the server is still computing abandoned requests
             server.process.kill()
         for thread in threads:
             thread.join(timeout=10)
@@ -397,8 +412,8 @@ def _report(config: LoadConfig, data: load_data.LoadData, *, baseline: Outcomes,
                     "abort_rss_mb": round(abort_bytes(config) / MB)},
         "small_baseline": baseline.summary(),
         "small": small_summary,
-        "big_queries": queries.summary(),
-        "big_previews": previews.summary(),
+        "big_queries": queries.summary(answered_only=True),
+        "big_previews": previews.summary(answered_only=True),
         "memory": {"idle_rss_mb": round(idle_rss / MB, 1),
                    "peak_rss_mb": round(sampler.peak_rss / MB, 1),
                    "peak_hwm_mb": round(sampler.peak_hwm / MB, 1),
@@ -407,7 +422,7 @@ def _report(config: LoadConfig, data: load_data.LoadData, *, baseline: Outcomes,
                    "aborted": sampler.aborted,
                    "samples": [[t, round(rss / MB, 1)] for t, rss in sampler.samples[::4]]},
         "run_seconds": round(run_seconds, 2),
-        "requests_busy_at_end": busy,
+        "requests_unfinished": busy,
         "server_exit_code": exit_code,
         "server_log_tail": log_tail,
         "checks": checks,
@@ -438,14 +453,14 @@ def format_table(report: dict[str, Any]) -> str:
         rows.append((label, f"{part['count']}  statuses {part['statuses']}  "
                             f"Retry-After waits {part['retry_after_backoffs']} "
                             f"({part['retry_after_seconds']:.1f} s)  "
-                            f"p50 {_fmt(part['latency_s']['p50'])}"))
+                            f"p50 answered {_fmt(part['latency_s']['p50'])}"))
     rows += [
         ("server RSS idle / peak / end",
          f"{mem['idle_rss_mb']:.0f} / {mem['peak_mb']:.0f} / {mem['end_rss_mb']:.0f} MB   "
          f"(ceiling {report['targets']['rss_ceiling_mb']} MB"
          + (", ABORTED at the safety limit" if mem["aborted"] else "") + ")"),
         ("run / wall", f"{report['run_seconds']:.1f} s / {report['wall_seconds']:.1f} s, "
-                       f"{report['requests_busy_at_end']} requests still busy at the end"),
+                       f"{report['requests_unfinished']} requests unfinished at the end"),
         ("load average before / after", f"{report['load_average']['before']} / "
                                         f"{report['load_average']['after']}"),
         ("checks", ", ".join(f"{k} {'ok' if v else 'FAILED'}"

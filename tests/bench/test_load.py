@@ -27,7 +27,7 @@ def test_load_report_has_every_field() -> None:
     memory = report["memory"]
     assert 50 < memory["idle_rss_mb"] <= memory["peak_mb"] and not memory["aborted"]
     assert memory["samples"]
-    assert report["server_exit_code"] is None and report["requests_busy_at_end"] == 0
+    assert report["server_exit_code"] is None and report["requests_unfinished"] == 0
     assert set(report["checks"]) == {"small_p99_under_target", "small_all_200",
                                      "rss_under_ceiling", "server_survived"}
     assert report["run_seconds"] < 5 + 5 + 1
