@@ -2,17 +2,39 @@
 
 from __future__ import annotations
 
+import os
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import httpx
 import pytest
 
-from bench.load import LoadConfig, format_table, retry_after, run_load
+from bench.load import (
+    Costs,
+    LoadConfig,
+    Outcomes,
+    Run,
+    big_analyst,
+    format_table,
+    retry_after,
+    run_load,
+)
 from bench.load_data import key_sizes
+from bench.server import postgres_available
 
 
 @pytest.mark.slow
-def test_load_report_has_every_field() -> None:
+@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgresql",
+                                                             marks=pytest.mark.postgres)])
+def test_load_report_has_every_field(database: str) -> None:
+    if database == "postgresql" and not postgres_available():
+        if os.environ.get("RUIS_REQUIRE_POSTGRES"):
+            pytest.fail("PostgreSQL is required here but does not answer")
+        pytest.skip("PostgreSQL is not reachable")
     config = LoadConfig(analysts=2, duration=5, cells=100, small_cells=2, rows=200,
-                        small_interval=0.2, baseline=2, grace=5)
+                        small_interval=0.2, baseline=2, grace=5, database=database)
     report = run_load(config)
     assert report["data"] == {"rows": 200, "big_cells": 100, "small_cells": 2}
     small = report["small"]
@@ -53,3 +75,46 @@ def test_key_sizes_cover_the_cells() -> None:
     ka, kb = key_sizes(1001)
     assert ka * kb >= 1001 and abs(ka - kb) <= 1
     assert key_sizes(1) == (1, 1)
+
+
+class _TooMany(BaseHTTPRequestHandler):
+    """Refuses every POST with 429 and ``Retry-After: 1``, as the limits will."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(429)
+        self.send_header("Retry-After", "1")
+        self.send_header("Content-Type", "application/problem+json")
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@pytest.fixture
+def refusing_url() -> Iterator[str]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _TooMany)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_big_analyst_waits_retry_after_and_carries_on(refusing_url: str) -> None:
+    run = Run(LoadConfig(duration=2.5, grace=1))
+    queries, previews = Outcomes(), Outcomes()
+    t0 = time.monotonic()
+    with httpx.Client(base_url=refusing_url) as client:
+        big_analyst(0, client, run, Costs("1"), queries, previews)
+    elapsed = time.monotonic() - t0
+    assert 2.4 < elapsed < 3.5
+    sent = queries.summary()["count"] + previews.summary()["count"]
+    assert sent == 3  # at 0, 1 and 2 s: one per Retry-After, not a busy loop
+    assert queries.statuses["429"] + previews.statuses["429"] == 3
+    assert queries.backoffs + previews.backoffs == 3
+    assert 2.0 < queries.backoff_seconds + previews.backoff_seconds <= 2.6
