@@ -46,7 +46,7 @@ from typing import Any
 import httpx
 
 from bench import load_data
-from bench.procmem import RssSampler
+from bench.procmem import RssSampler, kill_tree
 from bench.server import Server, postgres_database, serve
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -350,7 +350,7 @@ def _measure(server: Server, data: load_data.LoadData, config: LoadConfig) -> di
             if n:
                 baseline.record(status, time.monotonic() - t0)
         sampler = RssSampler(server.pid, abort_bytes=abort_bytes(config),
-                             on_abort=server.process.kill)
+                             on_abort=lambda: kill_tree(server.pid))
         idle_rss = sampler.sample()
         run = Run(config)
         sampler.start()
@@ -375,7 +375,7 @@ def _measure(server: Server, data: load_data.LoadData, config: LoadConfig) -> di
         busy = sum(thread.is_alive() for thread in threads) + sum(
             part.statuses["unfinished"] for part in (queries, previews, small.outcomes))
         if busy:  # the server is still computing abandoned requests
-            server.process.kill()
+            kill_tree(server.pid)
         for thread in threads:
             thread.join(timeout=10)
         run_seconds = time.monotonic() - run.started

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +31,13 @@ def process_tree(pid: int) -> list[int]:
                 continue
             found.extend(int(child) for child in text.split() if int(child) not in found)
     return found
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL ``pid`` and its descendants (e.g. uvicorn's workers, which outlive their parent)."""
+    for member in reversed(process_tree(pid)):
+        with contextlib.suppress(OSError):
+            os.kill(member, signal.SIGKILL)
 
 
 def _status_kb(pid: int) -> dict[str, int]:
