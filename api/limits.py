@@ -187,6 +187,8 @@ class Gate:
     _per: dict[int, int] = field(default_factory=dict)
     _waiting: list[_Waiter] = field(default_factory=list)
     _queued: dict[int, int] = field(default_factory=dict)
+    peak: dict[int, int] = field(default_factory=dict)
+    """The most slots each consumer has held at once since the start (observability)."""
 
     def running(self, consumer_id: int) -> int:
         """Slots held by ``consumer_id`` now."""
@@ -249,7 +251,8 @@ class Gate:
                 return
             self._unqueue(best)
             self.active += 1
-            self._per[best.consumer_id] = self._per.get(best.consumer_id, 0) + 1
+            held = self._per[best.consumer_id] = self._per.get(best.consumer_id, 0) + 1
+            self.peak[best.consumer_id] = max(self.peak.get(best.consumer_id, 0), held)
             best.future.set_result(None)
 
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.deps import Admin, AdminOrAuditor, DbDep, RequestIdDep
 from api.limits import EffectiveLimits, Limiter, get_limiter
 from api.openapi import problems
+from api.settings import LimitSettings
 from db import accounts
 from db import limits as stored_limits
 from db.limits import Overrides
@@ -53,8 +54,10 @@ class ConsumerLimitsPublic(BaseModel):
     effective: EffectiveLimitsPublic
 
 
-def _public(name: str, overrides: Overrides, limiter: Limiter) -> ConsumerLimitsPublic:
-    effective = EffectiveLimits.of(limiter.settings, overrides)
+def limits_public(name: str, overrides: Overrides, settings: LimitSettings
+                  ) -> ConsumerLimitsPublic:
+    """The public form of ``name``'s overrides and the limits in effect under ``settings``."""
+    effective = EffectiveLimits.of(settings, overrides)
     return ConsumerLimitsPublic(
         consumer=name, overrides=LimitsOverrides.model_validate(overrides.document()),
         effective=EffectiveLimitsPublic.model_validate(effective.document()))
@@ -65,7 +68,7 @@ def _public(name: str, overrides: Overrides, limiter: Limiter) -> ConsumerLimits
 def get_limits(name: str, _: AdminOrAuditor, db: DbDep,
                limiter: LimiterDep) -> ConsumerLimitsPublic:
     """A consumer's limit overrides and the limits in effect. Roles: admin, auditor."""
-    return _public(name, stored_limits.get_by_name(db, name), limiter)
+    return limits_public(name, stored_limits.get_by_name(db, name), limiter.settings)
 
 
 @router.put("/{name}/limits", response_model=ConsumerLimitsPublic,
@@ -77,4 +80,4 @@ def set_limits(name: str, body: LimitsOverrides, admin: Admin, db: DbDep,
         db, name=name, overrides=Overrides(**body.model_dump()), actor=admin.name,
         request_id=request_id)
     limiter.forget(accounts.get_consumer(db, name).id)
-    return _public(name, stored, limiter)
+    return limits_public(name, stored, limiter.settings)
