@@ -6,7 +6,7 @@ from decimal import Decimal
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
 from api.deps import Admin, AdminOrAuditor, DbDep, RequestIdDep
 from api.limits import EffectiveLimits, Limiter, get_limiter
@@ -19,7 +19,9 @@ from db.limits import Overrides
 router = APIRouter(prefix="/v1/consumers", tags=["consumers (admin)"])
 LimiterDep = Annotated[Limiter, Depends(get_limiter)]
 _Amount = Annotated[Decimal | None, Field(default=None, gt=0, le=1000, allow_inf_nan=False,
-                                          max_digits=24, decimal_places=12)]
+                                          max_digits=24, decimal_places=12),
+                    PlainSerializer(lambda v: None if v is None else float(v),
+                                    return_type=float | None, when_used="json")]
 _Count = Annotated[int | None, Field(default=None, ge=1, le=10**9)]
 
 
