@@ -11,7 +11,8 @@ What is limited (defaults in :class:`api.settings.LimitSettings`, README "Limits
 - **concurrency**: releases computed at once in this process and per consumer, and
   separately previews, so previews cannot take a release's slot. A request over
   the limit waits in a fair queue (the next free slot goes to the waiting
-  consumer computing the least) for at most ``queue_timeout_seconds`` (then 429).
+  consumer computing the least, then served least recently) for at most
+  ``queue_timeout_seconds`` (then 429).
 
 The cost and cell checks are a :class:`QueryGuard` that :mod:`api.release` calls
 before planning and before the debit; both run for previews too. Every 429 has
@@ -180,13 +181,16 @@ class _Waiter:
 @dataclass
 class Gate:
     """A fair counting semaphore over the event loop: ``capacity`` slots in all, ``limit``
-    per consumer, waiters served by fewest active slots of their consumer, then arrival."""
+    per consumer. A free slot goes to the waiter whose consumer holds the fewest slots,
+    then whose consumer was served least recently, then who came first."""
 
     capacity: int
     active: int = 0
     _per: dict[int, int] = field(default_factory=dict)
     _waiting: list[_Waiter] = field(default_factory=list)
     _queued: dict[int, int] = field(default_factory=dict)
+    _granted_at: dict[int, int] = field(default_factory=dict)
+    _grants: int = 0
     peak: dict[int, int] = field(default_factory=dict)
     """The most slots each consumer has held at once since the start (observability)."""
 
@@ -242,14 +246,17 @@ class Gate:
     def _dispatch(self) -> None:
         while self.active < self.capacity:
             best: _Waiter | None = None
-            for waiter in self._waiting:
+            best_rank: tuple[int, int] = (0, 0)
+            for waiter in self._waiting:  # in arrival order: the first of equal rank wins
                 running = self._per.get(waiter.consumer_id, 0)
-                if running < waiter.limit and (
-                        best is None or running < self._per.get(best.consumer_id, 0)):
-                    best = waiter
+                rank = (running, self._granted_at.get(waiter.consumer_id, -1))
+                if running < waiter.limit and (best is None or rank < best_rank):
+                    best, best_rank = waiter, rank
             if best is None:
                 return
             self._unqueue(best)
+            self._grants += 1
+            self._granted_at[best.consumer_id] = self._grants
             self.active += 1
             held = self._per[best.consumer_id] = self._per.get(best.consumer_id, 0) + 1
             self.peak[best.consumer_id] = max(self.peak.get(best.consumer_id, 0), held)

@@ -230,3 +230,29 @@ def test_ledger_pages_stay_within_the_byte_budget_and_hold_at_least_one_entry(
         exported = admin.get("/v1/ledger/export").text.splitlines()
         assert [json.loads(line)["seq"] for line in exported] == seqs
         assert admin.get("/v1/ledger/verify").json()["valid"] is True
+
+
+def test_another_consumer_is_served_before_a_queue_of_the_first(settings: Settings) -> None:
+    with serve(settings, max_concurrent_releases=1, max_concurrent_per_consumer=1,
+               queue_timeout_seconds=120) as server:
+        _, clients = _setup(server, analysts=("ana", "bob"), big=True)
+        ana, bob = clients["ana"], clients["bob"]
+        finished: list[str] = []
+
+        def ask(client: httpx.Client, name: str, epsilon: str) -> None:
+            response = client.post("/v1/queries", json={**VISITORS, "privacy": {
+                "epsilon": epsilon}})
+            assert response.status_code == 200, response.text
+            finished.append(name)
+
+        threads = [threading.Thread(target=ask, args=(ana, "ana", f"0.{10 + i}"))
+                   for i in range(3)]
+        for thread in threads:
+            thread.start()
+            time.sleep(0.05)
+        time.sleep(0.2)  # ana: one computing (6,006 cells), two queued
+        threads.append(threading.Thread(target=ask, args=(bob, "bob", "0.5")))
+        threads[-1].start()
+        for thread in threads:
+            thread.join()
+        assert finished.index("bob") <= 1  # right after ana's first, not after her queue
