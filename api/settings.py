@@ -63,8 +63,9 @@ class LimitSettings:
     """Smallest ρ one release may cost (zCDP budgets)."""
     max_cells: int = 100_000
     """Most key combinations (release rows) one query may ask for."""
-    max_concurrent_per_consumer: int = max(1, math.ceil(_CPUS / 2))
-    """Releases (and, separately, previews) one consumer may compute at once."""
+    max_concurrent_per_consumer: int = max(2, math.ceil(_CPUS / 2))
+    """Releases (and, separately, previews) one consumer may compute at once (at least 2:
+    a request waiting for an identical query that hangs must not wait for its slot too)."""
     requests_per_minute: int = 6000
     """Sustained query requests per minute per consumer (token bucket refill)."""
     burst: int = 600
