@@ -10,14 +10,16 @@ from fastapi import FastAPI
 from starlette.routing import BaseRoute
 
 from api import problems
+from api.limits import Limiter
 from api.metrics import Metrics, metrics_router
 from api.middleware import BodySizeLimitMiddleware, ObservabilityMiddleware, RequestIdMiddleware
 from api.openapi import complete_document
-from api.routes import budgets, consumers, datasets, health, ledger, queries
+from api.routes import budgets, consumers, datasets, health, ledger, limits, queries
 from api.settings import Settings
 from db import accounts
 from db.engine import Database
 from db.migrate import upgrade
+from privacy.plan import set_plan_cache_bytes
 
 DESCRIPTION = """\
 Ruis answers only differentially private aggregate queries over sensitive
@@ -86,9 +88,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.db = None
     metrics = Metrics(lambda: app.state.db)
     app.state.metrics = metrics
+    app.state.limiter = Limiter(settings.limits)
+    set_plan_cache_bytes(settings.limits.plan_cache_bytes)
     problems.install(app)
     routers = [health.router, consumers.router, datasets.router, budgets.router, ledger.router,
-               queries.router, metrics_router(metrics, settings.metrics_token)]
+               limits.router, queries.router, metrics_router(metrics, settings.metrics_token)]
     for router in routers:
         app.include_router(router)
     app.api_routes = [route for router in routers for route in router.routes]

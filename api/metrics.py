@@ -59,7 +59,7 @@ log = logging.getLogger("ruis.metrics")
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 UNMATCHED_ROUTE = "<unmatched>"
-REFUSAL_REASONS = {409: "budget_exceeded", 422: "invalid_query"}
+REFUSAL_REASONS = {409: "budget_exceeded", 422: "invalid_query", 429: "too_many_requests"}
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 

@@ -42,6 +42,8 @@ PROBLEM_NOTES: dict[int, str] = {
     413: "The request body is larger than the service accepts (`payload-too-large`).",
     422: "The request is malformed or cannot be served as asked (`invalid-request`, "
          "`invalid-query`); `errors` lists the offending fields.",
+    429: "A rate or concurrency limit was reached; nothing was spent; retry after the "
+         "`Retry-After` seconds (`too-many-requests`).",
     500: "The server failed (`internal-error`).",
     503: "Temporarily unavailable; ask again shortly.",
 }

@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import Any, cast
 
 from api.datafiles import resolve_data_path
+from api.limits import QueryGuard
 from api.problems import ApiError, BudgetExceeded
 from api.schemas import QueryPreview, QueryResponse, QuerySummary
 from api.settings import Settings
@@ -128,10 +129,17 @@ def query_hash(plan: Plan) -> str:
     return hashlib.sha256(ledger.canonical_json(key).encode()).hexdigest()
 
 
-def preview(db: Database, principal: Principal, query: QueryRequest) -> QueryPreview:
-    """What the query would cost and how accurate it would be; reads no data, spends nothing."""
+def preview(db: Database, principal: Principal, query: QueryRequest,
+            guard: QueryGuard | None = None) -> QueryPreview:
+    """What the query would cost and how accurate it would be; reads no data, spends nothing.
+
+    ``guard`` (:mod:`api.limits`) refuses too many cells or a too small cost first."""
     _, metadata, model, remaining = _context(db, principal, query.dataset)
+    if guard is not None:
+        guard.before_plan(query, metadata)
     plan = plan_query(query, metadata, model)
+    if guard is not None:
+        guard.after_plan(plan)
     return QueryPreview(
         dataset=query.dataset, statistic=plan.canonical["statistic"], columns=plan.columns,
         query=plan.canonical, cost={"model": model, **_amount(model, plan.cost)},
@@ -154,10 +162,17 @@ def _refusal(outcome: Refused, model: str, metadata: DatasetMetadata) -> BudgetE
 
 
 def run(db: Database, settings: Settings, principal: Principal, query: QueryRequest,
-        request_id: str) -> QueryResponse:
-    """Answer ``query`` for ``principal``: cached, refused (409) or debited then computed."""
+        request_id: str, guard: QueryGuard | None = None) -> QueryResponse:
+    """Answer ``query`` for ``principal``: cached, refused (409) or debited then computed.
+
+    ``guard`` (:mod:`api.limits`) refuses too many cells or a too small cost before the
+    debit."""
     dataset, metadata, model, _ = _context(db, principal, query.dataset)
+    if guard is not None:
+        guard.before_plan(query, metadata)
     plan = plan_query(query, metadata, model)
+    if guard is not None:
+        guard.after_plan(plan)
     units = cost_units(plan.cost)
     details = {"query": plan.canonical, "mechanism": plan.mechanism,
                "noise_scale": plan.noise_scale, "accuracy": _accuracy(plan),

@@ -2,12 +2,112 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 DEFAULT_DATA_DIR = "./data"
 MAX_BODY_BYTES = 1_000_000
+_CPUS = os.cpu_count() or 1
+
+
+def _env_int(name: str, default: int, *, minimum: int = 1) -> int:
+    text = os.environ.get(name)
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {text!r}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _env_float(name: str, default: float) -> float:
+    text = os.environ.get(name)
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive number, got {text!r}")
+    return value
+
+
+def _env_amount(name: str, default: Decimal) -> Decimal:
+    text = os.environ.get(name)
+    if not text:
+        return default
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise ValueError(f"{name} must be a number, got {text!r}") from None
+    if not value.is_finite() or value <= 0:
+        raise ValueError(f"{name} must be a positive number, got {text!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    """Deployment-wide quotas and limits (README, "Limits"); per-consumer overrides live in
+    the database (``PUT /v1/consumers/{name}/limits``) and replace the first six."""
+
+    min_epsilon: Decimal = Decimal("0.001")
+    """Smallest ε one release may cost (pure budgets)."""
+    min_rho: Decimal = Decimal("0.000001")
+    """Smallest ρ one release may cost (zCDP budgets)."""
+    max_cells: int = 100_000
+    """Most key combinations (release rows) one query may ask for."""
+    max_concurrent_per_consumer: int = max(2, math.ceil(_CPUS / 2))
+    """Releases (and, separately, previews) one consumer may compute at once (at least 2:
+    a request waiting for an identical query that hangs must not wait for its slot too)."""
+    requests_per_minute: int = 6000
+    """Sustained query requests per minute per consumer (token bucket refill)."""
+    burst: int = 600
+    """Token bucket size: requests a consumer may send at once after being idle."""
+    max_concurrent_releases: int = _CPUS
+    """Releases computed at once in this process, over all consumers."""
+    max_concurrent_previews: int = max(1, math.ceil(_CPUS / 2))
+    """Previews computed at once in this process, over all consumers."""
+    queue_timeout_seconds: float = 30.0
+    """How long a request waits for a free slot before a 429."""
+    max_queued_per_consumer: int = 200
+    """Requests of one consumer that may wait for a slot at once (more: 429 at once)."""
+    plan_cache_bytes: int = 256 * 2**20
+    """Estimated bytes of compiled plans kept in the plan cache."""
+    ledger_page_bytes: int = 4 * 2**20
+    """Encoded bytes of entries in one ``GET /v1/ledger`` page (at least one entry)."""
+
+    @classmethod
+    def from_env(cls) -> LimitSettings:
+        """Each field from ``RUIS_<FIELD NAME IN CAPITALS>`` (e.g. ``RUIS_MAX_CELLS``), else
+        its default; a malformed or non-positive value is an error at start."""
+        d = cls()
+        return cls(
+            min_epsilon=_env_amount("RUIS_MIN_EPSILON", d.min_epsilon),
+            min_rho=_env_amount("RUIS_MIN_RHO", d.min_rho),
+            max_cells=_env_int("RUIS_MAX_CELLS", d.max_cells),
+            max_concurrent_per_consumer=_env_int("RUIS_MAX_CONCURRENT_PER_CONSUMER",
+                                                 d.max_concurrent_per_consumer),
+            requests_per_minute=_env_int("RUIS_REQUESTS_PER_MINUTE", d.requests_per_minute),
+            burst=_env_int("RUIS_BURST", d.burst),
+            max_concurrent_releases=_env_int("RUIS_MAX_CONCURRENT_RELEASES",
+                                             d.max_concurrent_releases),
+            max_concurrent_previews=_env_int("RUIS_MAX_CONCURRENT_PREVIEWS",
+                                             d.max_concurrent_previews),
+            queue_timeout_seconds=_env_float("RUIS_QUEUE_TIMEOUT_SECONDS",
+                                             d.queue_timeout_seconds),
+            max_queued_per_consumer=_env_int("RUIS_MAX_QUEUED_PER_CONSUMER",
+                                             d.max_queued_per_consumer),
+            plan_cache_bytes=_env_int("RUIS_PLAN_CACHE_BYTES", d.plan_cache_bytes),
+            ledger_page_bytes=_env_int("RUIS_LEDGER_PAGE_BYTES", d.ledger_page_bytes,
+                                       minimum=1024),
+        )
 
 
 @dataclass(frozen=True)
@@ -19,15 +119,17 @@ class Settings:
     bootstrap_admin_key: str | None = None
     max_body_bytes: int = MAX_BODY_BYTES
     metrics_token: str | None = field(default=None, repr=False)
+    limits: LimitSettings = field(default_factory=LimitSettings)
 
     @classmethod
     def from_env(cls) -> Settings:
         """``RUIS_DATABASE_URL`` (default: SQLite file ``ruis.db`` in the data directory),
         ``RUIS_DATA_DIR`` (default ``./data``), ``RUIS_BOOTSTRAP_ADMIN_KEY`` (optional),
-        ``RUIS_METRICS_TOKEN`` (optional: when set, ``/metrics`` needs it as a bearer token)."""
+        ``RUIS_METRICS_TOKEN`` (optional: when set, ``/metrics`` needs it as a bearer token),
+        and the limits (:meth:`LimitSettings.from_env`)."""
         data_dir = Path(os.environ.get("RUIS_DATA_DIR", DEFAULT_DATA_DIR)).resolve()
         url = os.environ.get("RUIS_DATABASE_URL") or f"sqlite:///{data_dir / 'ruis.db'}"
         key = os.environ.get("RUIS_BOOTSTRAP_ADMIN_KEY") or None
         metrics_token = os.environ.get("RUIS_METRICS_TOKEN") or None
         return cls(database_url=url, data_dir=data_dir, bootstrap_admin_key=key,
-                   metrics_token=metrics_token)
+                   metrics_token=metrics_token, limits=LimitSettings.from_env())

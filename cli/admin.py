@@ -60,6 +60,20 @@ def _dataset_body(path: str) -> dict[str, Any]:
     return body
 
 
+LIMIT_OPTIONS = ("min_epsilon", "min_rho", "max_cells", "max_concurrent",
+                 "requests_per_minute", "burst")
+
+
+def _limits_body(args: argparse.Namespace) -> dict[str, Any]:
+    """The overrides given (the others go back to the deployment's defaults)."""
+    body: dict[str, Any] = {}
+    for name in LIMIT_OPTIONS:
+        value = getattr(args, name)
+        if value is not None:
+            body[name] = value if name in ("min_epsilon", "min_rho") else int(value)
+    return body
+
+
 def _segment(value: str) -> str:
     """``value`` as one URL path segment (a name with ``/`` cannot reach another endpoint)."""
     return quote(value, safe="")
@@ -90,6 +104,11 @@ def action_of(args: argparse.Namespace) -> Action:
             params = {k: v for k, v in (("consumer", args.consumer), ("dataset", args.dataset))
                       if v}
             return Action("GET", "/v1/budgets", params=params)
+        case "set-limits":
+            return Action("PUT", f"/v1/consumers/{_segment(args.name)}/limits",
+                          _limits_body(args))
+        case "limits":
+            return Action("GET", f"/v1/consumers/{_segment(args.name)}/limits")
         case "verify-ledger":
             return Action("GET", "/v1/ledger/verify")
         case "export-ledger":
@@ -164,7 +183,8 @@ def run_direct(action: Action, settings: Settings, actor: str,
     from api.problems import ApiError
     from api.routes.budgets import DEFAULT_DELTA, budget_public
     from api.routes.datasets import dataset_public
-    from db import accounts, budgets, catalog, ledger
+    from api.routes.limits import LimitsOverrides, limits_public
+    from db import accounts, budgets, catalog, ledger, limits
     from privacy.errors import InvalidDataset
     from privacy.metadata import BudgetAmount, DatasetMetadata, PureCost, check_file_schema
 
@@ -223,6 +243,15 @@ def run_direct(action: Action, settings: Settings, actor: str,
                 result = [budget_public(v, deltas.get(v.dataset, DEFAULT_DELTA))
                           for v in budgets.list_budgets(database, consumer=params.get("consumer"),
                                                         dataset=params.get("dataset"))]
+            case ("PUT", ["consumers", name, "limits"]):
+                overrides = LimitsOverrides.model_validate(action.body)
+                stored = limits.set_overrides(
+                    database, name=name, overrides=limits.Overrides(**overrides.model_dump()),
+                    actor=actor)
+                result = limits_public(name, stored, settings.limits)
+            case ("GET", ["consumers", name, "limits"]):
+                result = limits_public(name, limits.get_by_name(database, name),
+                                       settings.limits)
             case ("GET", ["ledger", "verify"]):
                 with database.read() as session:
                     verification = ledger.verify(session)
@@ -323,6 +352,19 @@ def add_parser(commands: Any) -> None:
     show = sub.add_parser("budgets", help="show budgets")
     show.add_argument("--consumer")
     show.add_argument("--dataset")
+    set_limits = sub.add_parser("set-limits", help="replace a consumer's limit overrides "
+                                "(options not given: the deployment's default)")
+    set_limits.add_argument("name")
+    set_limits.add_argument("--min-epsilon", help="smallest ε one release may cost")
+    set_limits.add_argument("--min-rho", help="smallest ρ one release may cost")
+    set_limits.add_argument("--max-cells", type=int, help="most key combinations per query")
+    set_limits.add_argument("--max-concurrent", type=int,
+                            help="releases (and previews) computing at once, per process")
+    set_limits.add_argument("--requests-per-minute", type=int,
+                            help="sustained query requests per minute, per process")
+    set_limits.add_argument("--burst", type=int, help="token bucket size")
+    show_limits = sub.add_parser("limits", help="show a consumer's limits")
+    show_limits.add_argument("name")
     sub.add_parser("verify-ledger", help="re-compute the ledger's hash chain")
     export = sub.add_parser("export-ledger", help="write the whole ledger to stdout")
     export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")

@@ -32,6 +32,7 @@ KINDS = (
     "release_output",
     "reread",
     "refused",
+    "limits_set",
 )
 
 
@@ -136,10 +137,8 @@ def verify(session: Session, *, batch: int = 2000) -> Verification:
     count = 0
     last_seq = 0
     while True:
-        rows = session.exec(
-            select(LedgerEntry).where(col(LedgerEntry.seq) > last_seq)
-            .order_by(col(LedgerEntry.seq)).limit(batch)
-        ).all()
+        rows, _ = page(session, LedgerFilter(), after_seq=last_seq, limit=batch,
+                       max_bytes=BATCH_BYTES)  # bounded in bytes, not only in entries
         if not rows:
             break
         for entry in rows:
@@ -186,30 +185,74 @@ def _filtered(query: Any, filters: LedgerFilter) -> Any:
     return query
 
 
-def page(session: Session, filters: LedgerFilter, *, after_seq: int, limit: int
-         ) -> tuple[list[LedgerEntry], int | None]:
+ENTRY_OVERHEAD_BYTES = 512
+"""More than an entry's fields other than ``details`` and ``cost`` take once encoded."""
+BATCH_BYTES = 16 * 2**20
+"""Encoded bytes of entries one batch of :func:`iterate` and :func:`verify` holds at most
+(beyond its first entry)."""
+
+
+def encoded_size(entry: LedgerEntry) -> int:
+    """Bytes of the entry's public JSON form, compact and UTF-8 (as the API sends it)."""
+    return len(json.dumps(entry_document(entry), separators=(",", ":"), ensure_ascii=False,
+                          allow_nan=False).encode("utf-8"))
+
+
+def page(session: Session, filters: LedgerFilter, *, after_seq: int, limit: int,
+         max_bytes: int | None = None) -> tuple[list[LedgerEntry], int | None]:
     """Entries matching ``filters`` with ``seq > after_seq``, oldest first.
 
-    Returns the entries and the seq to continue after, or None on the last page.
+    At most ``limit`` entries and, with ``max_bytes``, at most that many bytes of
+    encoded entries (:func:`encoded_size`), but always at least one: the page is
+    cut from the stored lengths before any large entry is loaded, then trimmed
+    on the exact encoded sizes. Returns the entries and the seq to continue
+    after, or None on the last page.
     """
     query = _filtered(select(LedgerEntry), filters).where(col(LedgerEntry.seq) > after_seq)
-    rows = list(session.exec(query.order_by(col(LedgerEntry.seq)).limit(limit + 1)).all())
-    if len(rows) > limit:
-        return rows[:limit], rows[limit - 1].seq
-    return rows, None
+    if max_bytes is None:
+        rows = list(session.exec(query.order_by(col(LedgerEntry.seq)).limit(limit + 1)).all())
+        if len(rows) > limit:
+            return rows[:limit], rows[limit - 1].seq
+        return rows, None
+    sizes = session.exec(
+        _filtered(select(col(LedgerEntry.seq), func.length(LedgerEntry.details_json)
+                         + func.coalesce(func.length(LedgerEntry.cost_json), 0)), filters)
+        .where(col(LedgerEntry.seq) > after_seq).order_by(col(LedgerEntry.seq))
+        .limit(limit + 1)).all()
+    if not sizes:
+        return [], None
+    chosen, total = 0, 0
+    for _, length in sizes[:limit]:  # characters ≤ bytes: a first cut, never too small
+        total += int(length or 0) + ENTRY_OVERHEAD_BYTES
+        if chosen and total > max_bytes:
+            break
+        chosen += 1
+    last_seq = sizes[chosen - 1][0]
+    rows = list(session.exec(query.where(col(LedgerEntry.seq) <= last_seq)
+                             .order_by(col(LedgerEntry.seq))).all())
+    kept: list[LedgerEntry] = []
+    total = 0
+    for entry in rows:
+        total += encoded_size(entry)
+        if kept and total > max_bytes:
+            break
+        kept.append(entry)
+    more = len(kept) < len(sizes)
+    return kept, kept[-1].seq if more else None
 
 
-def iterate(session: Session, filters: LedgerFilter | None = None, *, batch: int = 1000
-            ) -> Iterator[LedgerEntry]:
-    """Every entry matching ``filters``, oldest first, fetched in batches."""
+def iterate(session: Session, filters: LedgerFilter | None = None, *, batch: int = 1000,
+            max_bytes: int = BATCH_BYTES) -> Iterator[LedgerEntry]:
+    """Every entry matching ``filters``, oldest first, fetched in batches of at most
+    ``batch`` entries and ``max_bytes`` encoded bytes (so memory stays bounded)."""
     after = 0
     while True:
-        rows, next_after = page(session, filters or LedgerFilter(), after_seq=after, limit=batch)
+        rows, next_after = page(session, filters or LedgerFilter(), after_seq=after,
+                                limit=batch, max_bytes=max_bytes)
         yield from rows
         if next_after is None:
             return
         after = next_after
-
 
 
 def count(session: Session) -> int:

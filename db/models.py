@@ -113,3 +113,18 @@ class Release(SQLModel, table=True):
     # a pending release past its lease was abandoned by a dead process (db.releases).
     lease_expires_at: datetime | None = Field(
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+
+
+class ConsumerLimit(SQLModel, table=True):
+    """An admin's per-consumer overrides of the deployment's limits (NULL: the default)."""
+
+    __tablename__ = "consumer_limits"
+    consumer_id: int = Field(foreign_key="consumers.id", primary_key=True)
+    min_epsilon_units: int | None = Field(
+        default=None, sa_column=Column(BigInteger, nullable=True))
+    min_rho_units: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    max_cells: int | None = None
+    max_concurrent: int | None = None
+    requests_per_minute: int | None = None
+    burst: int | None = None
+    updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))

@@ -222,3 +222,27 @@ def test_environment_selects_http_mode(capsys: pytest.CaptureFixture[str],
     auditor = httpx.get(f"{server.url}/v1/ledger/verify",
                         headers={"Authorization": f"Bearer {created['api_key']}"})
     assert auditor.status_code == 200 and auditor.json()["valid"] is True
+
+
+
+def _set_limits_and_show_them(run: Admin, *, direct_mode: bool) -> None:
+    assert run("create-consumer", "ana", "--role", "analyst").code == 0
+    set_out = run("set-limits", "ana", "--min-epsilon", "0.01", "--max-concurrent", "3").json()
+    assert set_out["overrides"]["min_epsilon"] == 0.01
+    assert set_out["overrides"]["max_concurrent"] == 3
+    assert set_out["overrides"]["burst"] is None
+    shown = run("limits", "ana").json()
+    assert shown == set_out and shown["effective"]["max_concurrent"] == 3
+    if direct_mode:
+        assert shown["effective"]["max_cells"] == 5000
+    assert run("set-limits", "ana", "--burst", "0").code == 1
+    assert run("limits", "nobody").code == 1
+
+
+def test_set_limits_on_the_database(direct: Admin, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUIS_MAX_CELLS", "5000")  # the direct mode's deployment default
+    _set_limits_and_show_them(direct, direct_mode=True)
+
+
+def test_set_limits_over_http(over_http: Admin) -> None:
+    _set_limits_and_show_them(over_http, direct_mode=False)

@@ -14,7 +14,7 @@ from typing import Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
-from api.deps import AdminOrAuditor, DbDep
+from api.deps import AdminOrAuditor, DbDep, SettingsDep
 from api.openapi import problems
 from api.problems import InvalidRequest
 from api.schemas import LedgerEntryPublic, LedgerVerification, Page
@@ -76,7 +76,7 @@ def _filters(consumer: str | None, dataset: str | None, kind: str | None, since:
 
 @router.get("", response_model=Page[LedgerEntryPublic], responses=problems(401, 403, 422))
 def list_entries(
-    _: AdminOrAuditor, db: DbDep,
+    _: AdminOrAuditor, db: DbDep, settings: SettingsDep,
     consumer: str | None = Query(default=None, max_length=64),
     dataset: str | None = Query(default=None, max_length=64),
     kind: str | None = Query(default=None, max_length=32),
@@ -85,11 +85,14 @@ def list_entries(
     limit: int = Query(default=100, ge=1, le=1000),
     cursor: str | None = Query(default=None, max_length=64),
 ) -> Page[LedgerEntryPublic]:
-    """Ledger entries, oldest first, filtered and paginated. Roles: admin, auditor."""
+    """Ledger entries, oldest first, filtered and paginated: a page holds at most `limit`
+    entries and at most the server's byte budget of encoded entries (default 4 MiB), but
+    always one. Roles: admin, auditor."""
     filters = _filters(consumer, dataset, kind, since, until)
     with db.read() as session:
         rows, next_after = ledger.page(session, filters, after_seq=decode_cursor(cursor),
-                                       limit=limit)
+                                       limit=limit,
+                                       max_bytes=settings.limits.ledger_page_bytes)
         items = [LedgerEntryPublic(**ledger.entry_document(e)) for e in rows]
     return Page[LedgerEntryPublic](
         items=items, next_cursor=encode_cursor(next_after) if next_after is not None else None)

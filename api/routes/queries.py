@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from starlette.concurrency import run_in_threadpool
 
 from api import release
 from api.deps import Analyst, DbDep, RequestIdDep, SettingsDep
+from api.limits import Limiter, get_limiter
 from api.openapi import problems
 from api.problems import Problem
 from api.schemas import Page, QueryPreview, QueryResponse, QuerySummary
@@ -16,27 +20,41 @@ _PROBLEMS: dict[int | str, dict[str, object]] = {
     status: {"model": Problem, "content": {"application/problem+json": {}}}
     for status in (401, 403, 404, 422)
 }
+LimiterDep = Annotated[Limiter, Depends(get_limiter)]
+_LIMITS = {422: "Invalid query (`invalid-query`, `invalid-request`), too many cells "
+                "(`too-many-cells`) or a cost below the minimum per release "
+                "(`cost-below-minimum`); nothing is spent.",
+           429: "Too many requests per minute, or no slot became free within the queue "
+                "timeout (`too-many-requests`, with `Retry-After` and `reason` "
+                "`rate_limited` or `concurrency_limit`); nothing is spent, and the refusal "
+                "is ledgered."}
 
 
 @router.post("", response_model=QueryResponse,
              responses={**_PROBLEMS, 409: {"model": Problem,
                                            "description": "budget-exceeded"},
-                        **problems(413, 500, 503, notes={
+                        **problems(413, 422, 429, 500, 503, notes={**_LIMITS,
                             500: "The release failed after its cost was debited; the cost is "
                                  "not refunded (`release-failed`).",
                             503: "An identical query is still being computed; ask again "
                                  "shortly (`release-in-progress`)."})})
-def run_query(body: QueryRequest, analyst: Analyst, db: DbDep, settings: SettingsDep,
-              request_id: RequestIdDep) -> QueryResponse:
+async def run_query(body: QueryRequest, analyst: Analyst, db: DbDep, settings: SettingsDep,
+                    request_id: RequestIdDep, limiter: LimiterDep) -> QueryResponse:
     """Run a query: debit its cost, then release DP values. Repeats are served from cache."""
-    return release.run(db, settings, analyst, body, request_id)
+    async with limiter.admit(db, analyst, gateway="release", dataset=body.dataset,
+                             request_id=request_id) as guard:
+        return await run_in_threadpool(release.run, db, settings, analyst, body, request_id,
+                                       guard)
 
 
 @router.post("/preview", response_model=QueryPreview,
-             responses={**_PROBLEMS, **problems(413)})
-def preview_query(body: QueryRequest, analyst: Analyst, db: DbDep) -> QueryPreview:
+             responses={**_PROBLEMS, **problems(413, 422, 429, notes=_LIMITS)})
+async def preview_query(body: QueryRequest, analyst: Analyst, db: DbDep,
+                        request_id: RequestIdDep, limiter: LimiterDep) -> QueryPreview:
     """What a query would cost and how accurate it would be; reads no data, spends nothing."""
-    return release.preview(db, analyst, body)
+    async with limiter.admit(db, analyst, gateway="preview", dataset=body.dataset,
+                             request_id=request_id) as guard:
+        return await run_in_threadpool(release.preview, db, analyst, body, guard)
 
 
 @router.get("", response_model=Page[QuerySummary], responses=_PROBLEMS)
