@@ -32,6 +32,9 @@ KINDS = (
     "release_output",
     "reread",
     "refused",
+    "dataset_suspended",
+    "dataset_reinstated",
+    "dataset_fingerprinted",
 )
 
 
