@@ -135,8 +135,8 @@ def _line_of(source: Path, row: int) -> int:
 
 
 def _typed(text: pl.Expr, column_type: str) -> pl.Expr:
-    if column_type == "date":
-        return text.str.to_date(strict=False)
+    if column_type == "date":  # ISO 8601, as the declared keys are
+        return text.str.to_date(format="%Y-%m-%d", strict=False)
     if column_type == "datetime":
         return text.str.to_datetime(time_unit="us", strict=False)
     return text.cast(dtype_of(column_type), strict=False)
@@ -150,7 +150,11 @@ def _cast_strictly(frame: pl.DataFrame, source: Path, metadata: DatasetMetadata,
     columns: list[pl.Series] = []
     for name, column_type in types.items():
         text = frame.get_column(name)
-        typed = frame.select(_typed(pl.col(name), column_type).alias(name)).to_series()
+        try:
+            typed = frame.select(_typed(pl.col(name), column_type).alias(name)).to_series()
+        except Exception:  # e.g. no date-time format fits the column; never quote polars
+            raise InvalidDataset(f"column {name!r}: the values are not "
+                                 f"{_TYPE_NAMES[column_type]}s in one ISO 8601 format") from None
         if typed.dtype == pl.Datetime and getattr(typed.dtype, "time_zone", None):
             typed = typed.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
         bad = (text.is_not_null() & typed.is_null()).arg_true()
