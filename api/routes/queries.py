@@ -25,7 +25,9 @@ _PROBLEMS: dict[int | str, dict[str, object]] = {
                             500: "The release failed after its cost was debited; the cost is "
                                  "not refunded (`release-failed`).",
                             503: "An identical query is still being computed; ask again "
-                                 "shortly (`release-in-progress`)."})})
+                                 "shortly (`release-in-progress`). Or the dataset is "
+                                 "suspended: its file changed or cannot be read; nothing "
+                                 "is charged (`dataset-unavailable`)."})})
 def run_query(body: QueryRequest, analyst: Analyst, db: DbDep, settings: SettingsDep,
               request_id: RequestIdDep) -> QueryResponse:
     """Run a query: debit its cost, then release DP values. Repeats are served from cache."""
@@ -33,7 +35,8 @@ def run_query(body: QueryRequest, analyst: Analyst, db: DbDep, settings: Setting
 
 
 @router.post("/preview", response_model=QueryPreview,
-             responses={**_PROBLEMS, **problems(413)})
+             responses={**_PROBLEMS, **problems(413, 503, notes={
+                 503: "The dataset is suspended (`dataset-unavailable`)."})})
 def preview_query(body: QueryRequest, analyst: Analyst, db: DbDep) -> QueryPreview:
     """What a query would cost and how accurate it would be; reads no data, spends nothing."""
     return release.preview(db, analyst, body)
