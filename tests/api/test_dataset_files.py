@@ -341,3 +341,29 @@ def test_readyz_fails_when_the_disk_is_full(full_disk: RunningServer) -> None:
     assert httpx.get(f"{full_disk.url}/healthz").status_code == 200
     admin = full_disk.client(ADMIN_KEY)
     assert admin.get("/v1/datasets").status_code == 200  # still answering, just not ready
+
+
+def test_a_file_changed_while_a_release_is_computed_is_not_released(
+        server: RunningServer, admin: httpx.Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    import api.release
+
+    data_dir = server.settings.data_dir
+    write_events(data_dir)
+    assert admin.post("/v1/datasets", json=events_metadata()).status_code == 201
+    ana = _analyst(server, admin)
+    real_execute = api.release.execute
+
+    def swapped_meanwhile(plan: Any, frame: Any) -> Any:
+        result = real_execute(plan, frame)
+        write_events(data_dir, seed=9)  # the operator replaces the file mid-release
+        return result
+
+    monkeypatch.setattr(api.release, "execute", swapped_meanwhile)
+    lost = ana.post("/v1/queries", json=VISITORS)
+    assert lost.status_code == 500 and lost.json()["type"] == "release-failed"
+    assert "rows" not in lost.text and lost.json()["release_id"]
+    outputs = _ledger(admin, kind="release_output")
+    assert [e["details"]["status"] for e in outputs] == ["failed"]  # values not released
+    assert admin.get("/v1/datasets/events").json()["suspended_reason"] == "file_changed"
+    _charged(admin, spent=0.5, releases=1)  # debited before the read: not refunded
+    _unavailable(ana, VISITORS)
