@@ -241,11 +241,10 @@ def _checked_fingerprint(db: Database, data_dir: Path, dataset: Dataset,
         except InvalidRequest:
             _suspend(db, dataset, "first_check_failed", None, request_id)
             raise _unavailable(dataset.name) from None
-        recorded = records.fingerprint_of(records.record(
-            db, name=dataset.name, fingerprint=first, actor=SYSTEM_ACTOR,
+        recorded = records.fingerprint_of(records.record(  # or the one a concurrent request
+            db, name=dataset.name, fingerprint=first, actor=SYSTEM_ACTOR,  # recorded first
             request_id=request_id))
-        assert recorded is not None
-        fingerprint = recorded
+        fingerprint = first if recorded is None else recorded
     reason, observed = _observe(data_dir, fingerprint, metadata)
     if reason is not None:
         _suspend(db, dataset, reason, observed, request_id)

@@ -171,6 +171,7 @@ def run(db: Database, settings: Settings, principal: Principal, query: QueryRequ
     checked = dataset_files.check_before_release(  # file metadata only; 503 before any debit
         db, settings.data_dir, dataset, metadata, consumer=principal.name, model=model,
         cost_units=units, query=plan.canonical, request_id=request_id)
+    details["file_sha256"] = checked.sha256  # the contents this release is computed on
     outcome = releases.start(db, consumer_id=principal.consumer_id, consumer=principal.name,
                              dataset_id=dataset.id or 0, dataset=dataset.name,
                              query_hash=query_hash(plan, checked.sha256), model=model,

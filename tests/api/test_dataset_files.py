@@ -296,7 +296,8 @@ def test_file_replaced_in_place_is_suspended_and_never_answered_from_cache(
     again = ana.post("/v1/queries", json=VISITORS).json()
     assert again["cached"] is False and again["id"] != first["id"]  # charged anew
     assert again["budget_remaining"] == {"epsilon": 4.0}
-    assert len(_ledger(admin, kind="release")) == 2
+    released = _ledger(admin, kind="release")
+    assert [e["details"]["file_sha256"] for e in released] == [old["sha256"], new["sha256"]]
     stored = ana.get(f"/v1/queries/{first['id']}").json()  # old releases stay readable
     assert stored["rows"] == first["rows"] and stored["cached"] is True
 
