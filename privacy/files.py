@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,7 +83,7 @@ def sha256_of(path: Path) -> str:
 def _records(source: Path) -> Iterator[tuple[int, list[str]]]:
     """The CSV's records with the physical line each ends on (strict quoting)."""
     csv.field_size_limit(CSV_FIELD_LIMIT)
-    with open(source, encoding="utf-8", newline="") as handle:
+    with open(source, encoding="utf-8-sig", newline="") as handle:
         reader = csv.reader(handle, strict=True)
         while True:
             try:
@@ -98,8 +99,11 @@ def _records(source: Path) -> Iterator[tuple[int, list[str]]]:
             yield reader.line_num, record
 
 
-def _check_structure(source: Path, metadata: DatasetMetadata) -> bool:
-    """Check the header and that every record has its fields; True if records span lines."""
+def _check_structure(source: Path, metadata: DatasetMetadata) -> tuple[int, bool]:
+    """Check the header and that every record has its fields.
+
+    Returns the number of data records and whether some record spans several lines.
+    """
     records = _records(source)
     header_line, header = next(records, (0, []))
     if not header or header_line != 1:
@@ -109,8 +113,9 @@ def _check_structure(source: Path, metadata: DatasetMetadata) -> bool:
     needed = [metadata.privacy_unit, *metadata.columns]
     for name in needed:
         if name not in header:
-            raise InvalidDataset(f"declared column {name!r} is not in the file")
-    width, multiline = len(header), False
+            what = "privacy unit column" if name == metadata.privacy_unit else "declared column"
+            raise InvalidDataset(f"{what} {name!r} is not in the file")
+    width, multiline, row = len(header), False, 0
     previous = header_line
     for row, (line, record) in enumerate(records, start=1):
         if len(record) != width:
@@ -123,7 +128,7 @@ def _check_structure(source: Path, metadata: DatasetMetadata) -> bool:
         if metadata.max_rows is not None and row > metadata.max_rows:
             raise InvalidDataset(f"the file holds more rows than the declared max_rows "
                                  f"({metadata.max_rows})")
-    return multiline
+    return row, multiline
 
 
 def _line_of(source: Path, row: int) -> int:
@@ -187,15 +192,18 @@ def convert_csv(source: Path, metadata: DatasetMetadata, target: Path) -> None:
     existing ``target`` with the same content is left untouched (its modification
     time is part of other datasets' fingerprints). OSError if it cannot be written.
     """
-    multiline = _check_structure(source, metadata)
+    records, multiline = _check_structure(source, metadata)
     needed = [metadata.privacy_unit, *metadata.columns]
     try:
         frame = pl.read_csv(source, infer_schema=False, columns=needed)
     except Exception:  # never quote polars' message: it may hold a value
         raise InvalidDataset("the CSV file could not be parsed") from None
+    if frame.height != records:  # the two parsers disagree: refuse rather than guess
+        raise InvalidDataset("the CSV file could not be parsed consistently (check its "
+                             "quoting)")
     typed = _cast_strictly(frame, source, metadata, multiline)
     target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     try:
         typed.write_parquet(temporary)
         with open(temporary, "rb") as handle:
