@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from api.datafiles import resolve_data_path
+from api import dataset_files
 from api.limits import QueryGuard
 from api.problems import ApiError, BudgetExceeded
 from api.schemas import QueryPreview, QueryResponse, QuerySummary
@@ -123,9 +123,12 @@ def _auto(plan: Plan) -> dict[str, Any] | None:
             "noise_scale_range": list(auto.noise_scale_range)}
 
 
-def query_hash(plan: Plan) -> str:
-    """The cache key: the canonical query, the privacy model and the exact cost."""
+def query_hash(plan: Plan, file_sha256: str | None = None) -> str:
+    """The cache key: the canonical query, the privacy model, the exact cost and the
+    SHA-256 of the file's contents (an answer is never served for other contents)."""
     key = {"query": plan.canonical, "model": plan.model, "cost": str(plan.cost)}
+    if file_sha256 is not None:
+        key["file_sha256"] = file_sha256
     return hashlib.sha256(ledger.canonical_json(key).encode()).hexdigest()
 
 
@@ -134,7 +137,8 @@ def preview(db: Database, principal: Principal, query: QueryRequest,
     """What the query would cost and how accurate it would be; reads no data, spends nothing.
 
     ``guard`` (:mod:`api.limits`) refuses too many cells or a too small cost first."""
-    _, metadata, model, remaining = _context(db, principal, query.dataset)
+    dataset, metadata, model, remaining = _context(db, principal, query.dataset)
+    dataset_files.require_active(dataset)  # suspended: 503, as a query would be
     if guard is not None:
         guard.before_plan(query, metadata)
     plan = plan_query(query, metadata, model)
@@ -179,9 +183,14 @@ def run(db: Database, settings: Settings, principal: Principal, query: QueryRequ
                "opendp_privacy_loss": plan.opendp_loss, "bounds": plan.bounds_used}
     if plan.auto is not None:  # the split and the candidates, ledgered before any data is read
         details["auto"] = _auto(plan)
+    checked = dataset_files.check_before_release(  # file metadata only; 503 before any debit
+        db, settings.data_dir, dataset, metadata, consumer=principal.name, model=model,
+        cost_units=units, query=plan.canonical, request_id=request_id)
+    details["file_sha256"] = checked.sha256  # the contents this release is computed on
     outcome = releases.start(db, consumer_id=principal.consumer_id, consumer=principal.name,
                              dataset_id=dataset.id or 0, dataset=dataset.name,
-                             query_hash=query_hash(plan), model=model, cost_units=units,
+                             query_hash=query_hash(plan, checked.sha256), model=model,
+                             cost_units=units,
                              details=details, request_id=request_id)
     for _ in range(_MAX_WAITS):
         if not isinstance(outcome, releases.InFlight):
@@ -194,7 +203,8 @@ def run(db: Database, settings: Settings, principal: Principal, query: QueryRequ
         # and this request starts a new release).
         outcome = releases.start(db, consumer_id=principal.consumer_id,
                                  consumer=principal.name, dataset_id=dataset.id or 0,
-                                 dataset=dataset.name, query_hash=query_hash(plan),
+                                 dataset=dataset.name,
+                                 query_hash=query_hash(plan, checked.sha256),
                                  model=model, cost_units=units, details=details,
                                  request_id=request_id)
     if isinstance(outcome, releases.InFlight):
@@ -209,9 +219,11 @@ def run(db: Database, settings: Settings, principal: Principal, query: QueryRequ
     # so that only a dead process's release is ever taken for abandoned).
     try:
         with releases.keep_alive(db, outcome.release_id):
-            frame = load_frame(resolve_data_path(settings.data_dir, metadata.path), metadata)
+            frame = load_frame(checked.path, metadata)
             released = execute(plan, frame)
             rows = list(released)  # the released rows (list or ReleaseResult)
+            dataset_files.check_after_release(db, settings.data_dir, dataset, metadata,
+                                              checked, request_id)
     except Exception as exc:
         log.error("release %s failed after its debit", outcome.release_id, exc_info=exc)
         with contextlib.suppress(releases.Abandoned):  # already ledgered as failed

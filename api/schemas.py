@@ -80,6 +80,14 @@ class DatasetPublic(BaseModel):
     budget_cap: dict[str, Any] | None = Field(
         default=None, description="the cap with what all consumers together spent and remain")
     created_at: datetime
+    status: Literal["active", "suspended"] = Field(
+        default="active", description="suspended: its data file changed or cannot be read; "
+                                      "queries are refused (503) until an admin reinstates it")
+    suspended_reason: str | None = Field(
+        default=None, description="admins and auditors: why it was suspended")
+    file: dict[str, Any] | None = Field(
+        default=None, description="admins and auditors: the fingerprint of the file queries "
+                                  "read (path, size, mtime_ns, rows, schema, sha256, source)")
 
 
 class BudgetPublic(BaseModel):
@@ -126,9 +134,9 @@ class LedgerVerification(BaseModel):
 
 
 class Health(BaseModel):
-    """Liveness or readiness."""
+    """Liveness or readiness (``degraded``: ready, but some datasets are suspended)."""
 
-    status: Literal["ok", "unavailable"]
+    status: Literal["ok", "degraded", "unavailable"]
     checks: dict[str, str] = {}
 
 

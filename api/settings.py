@@ -10,6 +10,10 @@ from pathlib import Path
 
 DEFAULT_DATA_DIR = "./data"
 MAX_BODY_BYTES = 1_000_000
+DEFAULT_MIN_FREE_MB = 64
+"""/readyz fails when the data or SQLite directory has less free space than this."""
+
+
 _CPUS = os.cpu_count() or 1
 
 
@@ -120,16 +124,20 @@ class Settings:
     max_body_bytes: int = MAX_BODY_BYTES
     metrics_token: str | None = field(default=None, repr=False)
     limits: LimitSettings = field(default_factory=LimitSettings)
+    min_free_bytes: int = DEFAULT_MIN_FREE_MB * 2**20
 
     @classmethod
     def from_env(cls) -> Settings:
         """``RUIS_DATABASE_URL`` (default: SQLite file ``ruis.db`` in the data directory),
         ``RUIS_DATA_DIR`` (default ``./data``), ``RUIS_BOOTSTRAP_ADMIN_KEY`` (optional),
         ``RUIS_METRICS_TOKEN`` (optional: when set, ``/metrics`` needs it as a bearer token),
-        and the limits (:meth:`LimitSettings.from_env`)."""
+        ``RUIS_MIN_FREE_MB`` (free space /readyz requires, default 64) and the limits
+        (:meth:`LimitSettings.from_env`)."""
         data_dir = Path(os.environ.get("RUIS_DATA_DIR", DEFAULT_DATA_DIR)).resolve()
         url = os.environ.get("RUIS_DATABASE_URL") or f"sqlite:///{data_dir / 'ruis.db'}"
         key = os.environ.get("RUIS_BOOTSTRAP_ADMIN_KEY") or None
         metrics_token = os.environ.get("RUIS_METRICS_TOKEN") or None
+        min_free_mb = int(os.environ.get("RUIS_MIN_FREE_MB") or DEFAULT_MIN_FREE_MB)
         return cls(database_url=url, data_dir=data_dir, bootstrap_admin_key=key,
-                   metrics_token=metrics_token, limits=LimitSettings.from_env())
+                   metrics_token=metrics_token, min_free_bytes=min_free_mb * 2**20,
+                   limits=LimitSettings.from_env())

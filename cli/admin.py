@@ -97,6 +97,8 @@ def action_of(args: argparse.Namespace) -> Action:
             return Action("POST", "/v1/datasets", _dataset_body(args.file))
         case "list-datasets":
             return Action("GET", "/v1/datasets")
+        case "reinstate-dataset":
+            return Action("POST", f"/v1/datasets/{_segment(args.name)}/reinstate")
         case "set-budget":
             return Action("PUT", f"/v1/budgets/{_segment(args.consumer)}/"
                                  f"{_segment(args.dataset)}", _amount(args.model, args.amount))
@@ -177,16 +179,15 @@ def _direct_export(settings: Settings, fmt: str) -> Iterator[str]:
 def run_direct(action: Action, settings: Settings, actor: str,
                out: Callable[[str], None]) -> None:
     """Perform ``action`` directly on the configured database (after migrating it)."""
-    from api import schemas
+    from api import dataset_files, schemas
     from api.app import prepare
-    from api.datafiles import resolve_data_path
     from api.problems import ApiError
     from api.routes.budgets import DEFAULT_DELTA, budget_public
     from api.routes.datasets import dataset_public
     from api.routes.limits import LimitsOverrides, limits_public
     from db import accounts, budgets, catalog, ledger, limits
     from privacy.errors import InvalidDataset
-    from privacy.metadata import BudgetAmount, DatasetMetadata, PureCost, check_file_schema
+    from privacy.metadata import BudgetAmount, DatasetMetadata, PureCost
 
     try:
         database = prepare(settings)
@@ -221,13 +222,14 @@ def run_direct(action: Action, settings: Settings, actor: str,
                                            revoked_at=key_row.revoked_at)
             case ("POST", ["datasets"]):
                 metadata = DatasetMetadata.model_validate(action.body)
-                path = resolve_data_path(settings.data_dir, metadata.path)
-                check_file_schema(path, metadata)
-                dataset = catalog.register(database, metadata=metadata.model_dump(mode="json"),
-                                           actor=actor)
-                result = dataset_public(dataset)
+                dataset = dataset_files.register(database, settings.data_dir, metadata,
+                                                 actor=actor)
+                result = dataset_public(dataset, full=True)
+            case ("POST", ["datasets", name, "reinstate"]):
+                dataset = dataset_files.reinstate(database, settings.data_dir, name, actor=actor)
+                result = dataset_public(dataset, full=True)
             case ("GET", ["datasets"]):
-                result = [dataset_public(d) for d in catalog.list_datasets(database)]
+                result = [dataset_public(d, full=True) for d in catalog.list_datasets(database)]
             case ("PUT", ["budgets", consumer_name, dataset_name]):
                 amount = TypeAdapter(BudgetAmount).validate_python(action.body)
                 value = amount.epsilon if isinstance(amount, PureCost) else amount.rho
@@ -344,6 +346,9 @@ def add_parser(commands: Any) -> None:
     register = sub.add_parser("register-dataset", help="register a dataset from a JSON file")
     register.add_argument("file")
     sub.add_parser("list-datasets", help="list datasets")
+    reinstate = sub.add_parser("reinstate-dataset", help="re-check a (suspended) dataset's "
+                               "current file and make it active again")
+    reinstate.add_argument("name")
     budget = sub.add_parser("set-budget", help="create or change a budget")
     budget.add_argument("consumer")
     budget.add_argument("dataset")

@@ -72,16 +72,17 @@ def _ensure_consumer(db: Database, name: str, role: str, keys: dict[str, str]) -
 
 
 def _ensure_dataset(db: Database, data_dir: Path, body: dict[str, Any]) -> None:
-    from privacy.metadata import DatasetMetadata, check_file_schema
+    from api import dataset_files
+    from privacy.metadata import DatasetMetadata
 
     metadata = DatasetMetadata.model_validate(body)
     try:
-        catalog.get(db, metadata.name)
-        return
+        dataset = catalog.get(db, metadata.name)
     except NotFound:
-        pass
-    check_file_schema(data_dir / metadata.path, metadata)
-    catalog.register(db, metadata=metadata.model_dump(mode="json"), actor="ruis-demo")
+        dataset_files.register(db, data_dir, metadata, actor="ruis-demo")
+        return
+    if not dataset_files.is_current(data_dir, dataset):  # the files were generated again
+        dataset_files.reinstate(db, data_dir, metadata.name, actor="ruis-demo")
 
 
 def _ensure_budget(db: Database, dataset: str) -> None:

@@ -31,11 +31,13 @@ def cap_document(dataset: Dataset) -> dict[str, Any] | None:
 
 
 def register(db: Database, *, metadata: dict[str, Any], actor: str,
-             request_id: str | None = None) -> Dataset:
+             request_id: str | None = None, file: dict[str, Any] | None = None) -> Dataset:
     """Store a dataset's public metadata; ledgers ``dataset_registered``.
 
     ``metadata`` must already be validated (and its file checked) by the caller.
     The cap amount is taken from ``metadata["budget_cap"]`` and rounded down.
+    ``file`` is the fingerprint of the file queries read (see :mod:`db.dataset_files`),
+    stored and ledgered with the metadata.
     """
     name = str(metadata["name"])
     cap = metadata.get("budget_cap")
@@ -43,7 +45,8 @@ def register(db: Database, *, metadata: dict[str, Any], actor: str,
         if session.exec(select(Dataset).where(Dataset.name == name)).first() is not None:
             raise AlreadyExists(f"dataset {name!r} already exists")
         dataset = Dataset(name=name, metadata_json=ledger.canonical_json(metadata),
-                          created_at=_now())
+                          created_at=_now(),
+                          file_json=ledger.canonical_json(file) if file is not None else None)
         if cap is not None:
             dataset.cap_model = str(cap["model"])
             amount = cap["epsilon"] if cap["model"] == "pure" else cap["rho"]
@@ -54,8 +57,15 @@ def register(db: Database, *, metadata: dict[str, Any], actor: str,
         session.add(dataset)
         session.flush()
         ledger.append(session, kind="dataset_registered", actor=actor, dataset=name,
-                      request_id=request_id, details={"metadata": metadata})
+                      request_id=request_id,
+                      details={"metadata": metadata, **({"file": file} if file else {})})
         return dataset
+
+
+def exists(db: Database, name: str) -> bool:
+    """Whether a dataset called ``name`` is registered."""
+    with db.read() as session:
+        return session.exec(select(Dataset.id).where(Dataset.name == name)).first() is not None
 
 
 def _get(session: Session, name: str) -> Dataset:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -90,6 +91,12 @@ class Database:
             raise ValueError(f"unsupported database {self.dialect!r}: use sqlite or postgresql")
         for engine in {self._write_engine, self._read_engine}:
             event.listen(engine, "before_cursor_execute", _refuse_nul)
+
+    @property
+    def local_directory(self) -> Path | None:
+        """The directory of an SQLite database file (None for PostgreSQL or in-memory)."""
+        name = make_url(self.url).database if self.dialect == "sqlite" else None
+        return Path(name).resolve().parent if name and name != ":memory:" else None
 
     @property
     def engine(self) -> Engine:

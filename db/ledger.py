@@ -33,6 +33,9 @@ KINDS = (
     "reread",
     "refused",
     "limits_set",
+    "dataset_suspended",
+    "dataset_reinstated",
+    "dataset_fingerprinted",
 )
 
 

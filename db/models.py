@@ -46,6 +46,10 @@ class Dataset(SQLModel, table=True):
     cap_total_units: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     cap_spent_units: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     created_at: datetime
+    # The file queries read and its fingerprint (db.dataset_files); "suspended" when it changed.
+    status: str = Field(default="active", max_length=16)
+    suspended_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    file_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 class Budget(SQLModel, table=True):

@@ -246,6 +246,14 @@ def check_file_schema(path: Path, metadata: DatasetMetadata) -> None:
     except Exception as exc:  # polars raises many kinds on unreadable files
         raise InvalidDataset(f"cannot read the schema of {metadata.path!r}: "
                              f"{type(exc).__name__}") from None
+    check_schema(schema, metadata)
+
+
+def check_schema(schema: pl.Schema, metadata: DatasetMetadata) -> None:
+    """Check that ``schema`` has the declared columns with compatible types.
+
+    Raises :class:`InvalidDataset` naming the first mismatch (names and types only).
+    """
     if metadata.privacy_unit not in schema:
         raise InvalidDataset(f"privacy unit column {metadata.privacy_unit!r} is not in the file")
     for name, spec in metadata.columns.items():

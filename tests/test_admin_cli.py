@@ -109,6 +109,9 @@ def _every_action(run: Admin, dataset_file: str) -> dict[str, Any]:
     registered = run("register-dataset", dataset_file).json()
     assert registered["name"] == "events" and registered["privacy_unit"] == "device_id"
     assert [d["name"] for d in run("list-datasets").json()] == ["events"]
+    assert registered["status"] == "active" and registered["file"]["path"] == "events.parquet"
+    reinstated = run("reinstate-dataset", "events").json()
+    assert reinstated["status"] == "active" and reinstated["file"] == registered["file"]
 
     budget = run("set-budget", "ana", "events", "2.5").json()
     assert (budget["total"], budget["spent"], budget["remaining"]) == (2.5, 0, 2.5)
@@ -128,7 +131,7 @@ def _every_action(run: Admin, dataset_file: str) -> dict[str, Any]:
     assert entries[-1]["hash"] == verification["head"]
     kinds = [e["kind"] for e in entries]
     for kind in ("consumer_created", "key_issued", "key_revoked", "dataset_registered",
-                 "budget_set"):
+                 "dataset_reinstated", "budget_set"):
         assert kind in kinds
     assert kinds.count("key_revoked") == 1
     csv_lines = run("export-ledger", "--format", "csv").out.splitlines()

@@ -150,7 +150,10 @@ def test_readyz_checks_the_database_and_the_data_dir(server: RunningServer,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     ready = httpx.get(f"{server.url}/readyz")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ok", "checks": {"database": "ok", "data_dir": "ok"}}
+    # An SQLite database's directory is checked for free space too; PostgreSQL's is remote.
+    local = {"database_dir": "ok"} if server.settings.database_url.startswith("sqlite") else {}
+    assert ready.json() == {"status": "ok", "checks": {"database": "ok", "data_dir": "ok",
+                                                       **local, "datasets": "ok"}}
 
     database = server.server.config.app.state.db
 
@@ -161,14 +164,15 @@ def test_readyz_checks_the_database_and_the_data_dir(server: RunningServer,
     down = httpx.get(f"{server.url}/readyz")
     assert down.status_code == 503
     assert down.json()["checks"] == {"database": "unavailable: ConnectionRefusedError",
-                                     "data_dir": "ok"}
+                                     "data_dir": "ok", **local}
     monkeypatch.undo()
 
     server.settings.data_dir.rename(server.settings.data_dir.with_name("moved"))
     gone = httpx.get(f"{server.url}/readyz")
     assert gone.status_code == 503
     assert gone.json() == {"status": "unavailable",
-                           "checks": {"database": "ok", "data_dir": "unavailable"}}
+                           "checks": {"database": "ok", "data_dir": "unavailable", **local,
+                                      "datasets": "ok"}}
     assert httpx.get(f"{server.url}/healthz").status_code == 200  # alive, just not ready
 
 

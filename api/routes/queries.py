@@ -37,7 +37,9 @@ _LIMITS = {422: "Invalid query (`invalid-query`, `invalid-request`), too many ce
                             500: "The release failed after its cost was debited; the cost is "
                                  "not refunded (`release-failed`).",
                             503: "An identical query is still being computed; ask again "
-                                 "shortly (`release-in-progress`)."})})
+                                 "shortly (`release-in-progress`). Or the dataset is "
+                                 "suspended: its file changed or cannot be read; nothing "
+                                 "is charged (`dataset-unavailable`)."})})
 async def run_query(body: QueryRequest, analyst: Analyst, db: DbDep, settings: SettingsDep,
                     request_id: RequestIdDep, limiter: LimiterDep) -> QueryResponse:
     """Run a query: debit its cost, then release DP values. Repeats are served from cache."""
@@ -48,7 +50,8 @@ async def run_query(body: QueryRequest, analyst: Analyst, db: DbDep, settings: S
 
 
 @router.post("/preview", response_model=QueryPreview,
-             responses={**_PROBLEMS, **problems(413, 422, 429, notes=_LIMITS)})
+             responses={**_PROBLEMS, **problems(413, 422, 429, 503, notes={
+                 **_LIMITS, 503: "The dataset is suspended (`dataset-unavailable`)."})})
 async def preview_query(body: QueryRequest, analyst: Analyst, db: DbDep,
                         request_id: RequestIdDep, limiter: LimiterDep) -> QueryPreview:
     """What a query would cost and how accurate it would be; reads no data, spends nothing."""

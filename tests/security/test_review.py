@@ -341,7 +341,9 @@ def test_no_response_reveals_a_row_a_true_count_or_the_data_range(
         texts.append(response.text)
     (data_dir / "events.parquet").write_bytes(b"PAR1 not really " + MARK_TEXT.encode())
     broken = ana.post("/v1/queries", json={**VISITORS, "privacy": {"epsilon": 0.3}})
-    assert broken.status_code == 500 and broken.headers["content-type"] == PROBLEM
+    # Found by the check before the debit: the dataset is suspended, nothing charged.
+    assert broken.status_code == 503 and broken.headers["content-type"] == PROBLEM
+    assert broken.json()["type"] == "dataset-unavailable"
     texts.append(broken.text)
     for client in (ana, admin):
         for path in ("/v1/datasets", "/v1/datasets/events", "/v1/budgets", "/v1/queries"):

@@ -4,14 +4,14 @@ Each column is NULL when the deployment's default (``RUIS_...``) applies.
 Minimum costs are integer units of 10^-12 ε or ρ, like budgets.
 
 Revision ID: 0005
-Revises: 0002
+Revises: 0003
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision = "0002"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
