@@ -27,7 +27,7 @@ from typing import ParamSpec, TypeVar
 P = ParamSpec("P")
 R = TypeVar("R")
 
-DEFAULT_QUANTUM_MS = 250
+DEFAULT_QUANTUM_MS = 100
 """The default quantum (``RUIS_RELEASE_TIME_QUANTUM_MS``); see docs/threat-model.md."""
 
 _QUANTUM: ContextVar[float | None] = ContextVar("ruis_release_quantum", default=None)

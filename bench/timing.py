@@ -30,6 +30,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from api.release_timing import DEFAULT_QUANTUM_MS
 from bench.data import SIZES, ensure
 from bench.server import serve
 
@@ -97,6 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     days = registration["columns"]["day"]["keys"]
     if args.quantum_ms is not None:
         os.environ["RUIS_RELEASE_TIME_QUANTUM_MS"] = str(args.quantum_ms)
+    quantum = os.environ.get("RUIS_RELEASE_TIME_QUANTUM_MS") or f"{DEFAULT_QUANTUM_MS} (default)"
     started = time.monotonic()
     timings: dict[str, dict[str, list[float]]] = {s: {"all": [], "none": []} for s in wanted}
     truncated = False
@@ -130,8 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: dict[str, Any] = {}
     failed = False
     print(f"\nTiming: filter matching ALL {data.n_events:,} rows vs NONE, over HTTP "
-          f"({args.label}; quantum {os.environ.get('RUIS_RELEASE_TIME_QUANTUM_MS', 'default')}"
-          f" ms)\n")
+          f"({args.label}; quantum {quantum} ms)\n")
     print(f"{'statistic':<11}{'runs':>5} │ {'all: p10':>8} {'median':>8} {'p90':>8} │ "
           f"{'none: p10':>9} {'median':>8} {'p90':>8} │ {'all/none':>8}")
     for statistic in wanted:
@@ -152,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = {
         "label": args.label, "time": datetime.now(UTC).isoformat(), "size": args.size,
         "rows": data.n_events, "runs": args.runs, "stopped_early": truncated,
-        "quantum_ms": os.environ.get("RUIS_RELEASE_TIME_QUANTUM_MS"),
+        "quantum_ms": quantum,
         "python": sys.version.split()[0], "machine": platform.machine(),
         "load_average": os.getloadavg(), "seconds": time.monotonic() - started,
         "results": results,
