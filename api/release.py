@@ -23,6 +23,7 @@ from typing import Any, cast
 from api import dataset_files
 from api.limits import QueryGuard
 from api.problems import ApiError, BudgetExceeded
+from api.release_timing import after_debit, quantised
 from api.schemas import QueryPreview, QueryResponse, QuerySummary
 from api.settings import Settings
 from db import budgets, catalog, ledger, releases
@@ -165,6 +166,7 @@ def _refusal(outcome: Refused, model: str, metadata: DatasetMetadata) -> BudgetE
                           f"of your budget on {metadata.name!r}", remaining={unit: remaining})
 
 
+@quantised  # once debited, the answer (or error) leaves at a multiple of the quantum
 def run(db: Database, settings: Settings, principal: Principal, query: QueryRequest,
         request_id: str, guard: QueryGuard | None = None) -> QueryResponse:
     """Answer ``query`` for ``principal``: cached, refused (409) or debited then computed.
@@ -217,6 +219,7 @@ def run(db: Database, settings: Settings, principal: Principal, query: QueryRequ
         return QueryResponse.model_validate(body)
     # Debited and committed: only now is the data read (the lease is renewed meanwhile,
     # so that only a dead process's release is ever taken for abandoned).
+    after_debit(settings.release_time_quantum_ms)
     try:
         with releases.keep_alive(db, outcome.release_id):
             frame = load_frame(checked.path, metadata)

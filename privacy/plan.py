@@ -5,7 +5,10 @@ measurement over an empty frame with the public schema, and reads the privacy
 loss from OpenDP's privacy map and the noise from OpenDP's ``summarize``. A
 preview is exactly a plan. :func:`execute` applies the row-wise filters and our
 per-unit truncation (:mod:`privacy.truncation`) to the real data, invokes the
-measurement once and lays the noisy values out on the public key product.
+measurement once and lays the noisy values out on the public key product. The
+filters are carried as a mask through the truncation rather than applied by
+dropping rows first, so that the work does not depend on how many rows they
+match (:func:`masked_frame`; "Timing" in :mod:`privacy.truncation`).
 
 Privacy, end to end: the released values are ``M(T(F(D)))`` where ``F`` are the
 row-wise ``where`` filters (and dropping rows whose unit, keys or value are
@@ -71,7 +74,12 @@ from privacy.query import (
     RhoLoss,
     resolve_query,
 )
-from privacy.truncation import truncate_contributions, unit_group_counts, unit_profile
+from privacy.truncation import (
+    matching_counts,
+    truncate_contributions,
+    unit_group_counts,
+    unit_profile,
+)
 
 DEFAULT_ALPHA = 0.05
 MAX_ACCURACY_FIRST_COST = Decimal(10_000)
@@ -86,6 +94,8 @@ PLAN_BASE_BYTES = 64 * 1024
 PLAN_BYTES_PER_CELL = 64
 PLAN_BYTES_PER_CANDIDATE = 1024
 QUANTILE_CANDIDATES_ESTIMATE = 128
+MATCH_COLUMN = "__ruis_match__"
+"""The mask column of :func:`masked_frame`: the row passes the filters."""
 
 
 @dataclass(frozen=True)
@@ -571,30 +581,32 @@ def _filter_expression(flt: ResolvedFilter, dtype: pl.DataType) -> pl.Expr:
 def prepare_frame(plan: Plan, data: pl.LazyFrame) -> pl.LazyFrame:
     """The truncated frame the plan's measurement takes (lazy; see the module docstring).
 
-    Applies the ``where`` filters, drops rows whose unit is null, whose group
-    keys are not public keys, or whose value is null/NaN (sum, mean,
-    quantile), keeps the unit, group and value columns, and truncates each
-    unit's contributions. All steps are row-wise or per unit.
+    ``T(F(D))``: the rows :func:`filtered_frame` keeps, truncated per unit. The
+    filters are applied as a mask (:func:`masked_frame`) carried through the
+    truncation, so the work runs over every row of ``data`` whatever the
+    filters match; the result is the same multiset of rows as truncating the
+    filtered frame.
     """
     query, metadata = plan.query, plan.metadata
     assert query is not None and metadata is not None
     return truncate_contributions(
-        filtered_frame(query, metadata, data), unit=metadata.privacy_unit, by=query.group_by,
+        masked_frame(query, metadata, data), unit=metadata.privacy_unit, by=query.group_by,
         max_groups=query.max_partitions_contributed,
-        max_rows_per_group=query.max_contributions_per_partition,
+        max_rows_per_group=query.max_contributions_per_partition, mask=MATCH_COLUMN,
     )
 
 
-def filtered_frame(query: ResolvedQuery, metadata: DatasetMetadata,
-                   data: pl.LazyFrame) -> pl.LazyFrame:
-    """The rows a query looks at, before truncation (lazy; row-wise only).
+def masked_frame(query: ResolvedQuery, metadata: DatasetMetadata,
+                 data: pl.LazyFrame) -> pl.LazyFrame:
+    """Every row of ``data``, with the unit, group and value columns and the mask ``MATCH_COLUMN``.
 
-    Applies the ``where`` filters, drops rows whose unit is null, whose group
-    keys are not public keys, or whose value is null/NaN (sum, mean,
-    quantile), and keeps the unit, group and value columns.
+    ``MATCH_COLUMN`` (Boolean, never null) is true exactly for the rows
+    :func:`filtered_frame` keeps: those matching the ``where`` filters, with a
+    unit, group keys among the public keys, and (sum, mean, quantile) a value
+    that is not null/NaN. Row-wise only; no row is dropped, so what follows
+    works on as many rows as the file has, whatever the filters match.
     """
     unit = metadata.privacy_unit
-    frame = data
     conditions: list[pl.Expr] = [
         _filter_expression(f, dtype_of(metadata.columns[f.column].type)) for f in query.filters
     ]
@@ -607,14 +619,28 @@ def filtered_frame(query: ResolvedQuery, metadata: DatasetMetadata,
         conditions.append(pl.col(query.column).is_not_null())
         if query.column_type == "float":
             conditions.append(pl.col(query.column).is_not_nan())
-    frame = frame.filter(pl.all_horizontal(conditions))
     schema = truncated_schema(query, metadata)
-    return frame.select([
+    return data.select([
         pl.col(unit).cast(pl.String),
         *(pl.col(name).cast(schema[name]) for name in query.group_by),
         *([pl.col(query.column).cast(schema[VALUE_COLUMN]).alias(VALUE_COLUMN)]
           if query.column is not None else []),
+        pl.all_horizontal(conditions).fill_null(False).alias(MATCH_COLUMN),
     ])
+
+
+def filtered_frame(query: ResolvedQuery, metadata: DatasetMetadata,
+                   data: pl.LazyFrame) -> pl.LazyFrame:
+    """The rows a query looks at, before truncation (lazy; row-wise only): ``F(D)``.
+
+    Applies the ``where`` filters, drops rows whose unit is null, whose group
+    keys are not public keys, or whose value is null/NaN (sum, mean,
+    quantile), and keeps the unit, group and value columns. Releases do not
+    use it (they carry :func:`masked_frame`'s mask instead, so that their work
+    does not shrink with the matches); it states what the mask selects.
+    """
+    return (masked_frame(query, metadata, data).filter(pl.col(MATCH_COLUMN))
+            .drop(MATCH_COLUMN))
 
 
 def _post_process(plan: Plan, value: Any) -> float:
@@ -670,7 +696,7 @@ def _execute_auto(plan: Plan, data: pl.LazyFrame) -> ReleaseResult:
     unit, by = metadata.privacy_unit, list(query.group_by)
     k, c = query.max_partitions_contributed, query.max_contributions_per_partition
     clamp_bounds = query.bounds
-    frame = filtered_frame(query, metadata, data)
+    frame = masked_frame(query, metadata, data)
     losses: list[float] = []
     selection: dict[str, Any] = {}
     counts: pl.LazyFrame | None = None
@@ -678,9 +704,10 @@ def _execute_auto(plan: Plan, data: pl.LazyFrame) -> ReleaseResult:
     if contribution is not None:
         if query.column is not None:  # read once, then profile and truncate
             frame = frame.collect().lazy()
-        counts = unit_group_counts(frame, unit=unit, by=by).collect(engine="streaming").lazy()
+        counts = unit_group_counts(frame, unit=unit, by=by, mask=MATCH_COLUMN).collect(
+            engine="streaming").lazy()
         profile = unit_profile(
-            counts, unit=unit, by=by, max_groups=contribution.fixed_partitions,
+            matching_counts(counts), unit=unit, by=by, max_groups=contribution.fixed_partitions,
             group_limit=contribution.group_limit, row_limit=contribution.row_limit,
             groups_column=contribution.groups_column, rows_column=contribution.rows_column)
         released = contribution.solved.measurement(profile).collect()
@@ -695,7 +722,8 @@ def _execute_auto(plan: Plan, data: pl.LazyFrame) -> ReleaseResult:
             "noise_scale": contribution.solved.scale,
             "opendp_privacy_loss": contribution.solved.loss}
     truncated = truncate_contributions(frame, unit=unit, by=by, max_groups=k,
-                                       max_rows_per_group=c, counts=counts).collect()
+                                       max_rows_per_group=c, counts=counts,
+                                       mask=MATCH_COLUMN).collect()
     clamp = auto.clamp
     if clamp is not None:
         solved = clamp.for_rows(k * c)

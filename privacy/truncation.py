@@ -35,6 +35,20 @@ pass ``identifier=`` to ``dp.unit_of``: OpenDP would then require its own
 truncation in the plan; without it, the Bounds describe exactly the row-level
 distance that ``T`` guarantees, and OpenDP calibrates noise for ``k`` groups
 × ``c`` rows (it also uses ``min(k, number of public key combinations)``).
+
+**Timing.** The work must not grow with how many rows the ``where`` filters
+match (the response time would reveal it, outside any budget). So the filters
+are not applied by dropping rows: they arrive as a Boolean ``mask`` column and
+the expensive steps of ``T`` run over all rows of the file — one group-by per
+(unit, group) over all rows that counts the matching rows (groups with none
+get 0, rank after every other group of their unit and are never kept) and,
+when rows carry a value, picks each group's first ``c`` matching rows in the
+hash order of step 2 (non-matching rows order after all matching ones). The
+result is exactly the multiset ``T(F(D))`` (``F`` the filters), so the privacy
+argument above is unchanged; only how it is computed differs. What is left
+depends on the data only through the per-(unit, group) table (as many rows as
+the file has (unit, group) pairs, whatever matches) and the truncated rows (at
+most ``k·c`` per unit), which the OpenDP measurement then reads.
 """
 
 from __future__ import annotations
@@ -50,6 +64,8 @@ _SAMPLE_HASH = "__ruis_sample_hash__"
 _ROWS = "__ruis_rows__"
 _GROUP_HASH = "__ruis_group_hash__"
 _ROW_HASH = "__ruis_row_hash__"
+_MATCH = "__ruis_match__"
+_KEPT = "__ruis_kept_group__"
 
 
 def truncate_contributions(
@@ -60,58 +76,116 @@ def truncate_contributions(
     max_groups: int,
     max_rows_per_group: int,
     counts: pl.LazyFrame | None = None,
+    mask: str | None = None,
 ) -> pl.LazyFrame:
     """Keep, per unit, its ``max_groups`` largest groups and ``max_rows_per_group`` rows in each.
 
     A per-unit function (see the module docstring for the privacy argument):
     after it, every unit has rows in at most ``max_groups`` groups of ``by``
     and at most ``max_rows_per_group`` rows per group. Without ``by`` the whole
-    frame is one group. Rows with a null unit must be removed beforehand.
-    Lazy; the columns of ``frame`` are kept (row order is not). ``counts``, if
-    given, must be :func:`unit_group_counts` of this very ``frame`` (computed
-    once and shared with the choice of automatic bounds); the result is the same.
+    frame is one group. Lazy; the columns of ``frame`` but ``mask`` are kept
+    (row order is not).
+
+    ``mask``, if given, names a Boolean column of ``frame`` (never null): ``T``
+    is then applied to the rows where it is true, exactly as if the others had
+    been dropped first, but the expensive steps run over ALL rows of ``frame``
+    (one group-by per (unit, group) that counts the matching rows and picks
+    each one's first ``c`` matching rows by hash), so that work does not depend
+    on how many rows the mask keeps (see "Timing" in the module docstring).
+    Without ``mask`` every row counts, and rows with a null unit must be
+    removed beforehand. ``counts``, if given, must be :func:`unit_group_counts`
+    of this very ``frame`` with the same ``mask`` (computed once and shared with
+    the choice of automatic bounds; only used when the rows hold nothing but
+    the unit and group keys); the result is the same.
     """
     if max_groups < 1 or max_rows_per_group < 1:
         raise ValueError("contribution bounds must be at least 1")
-    columns = frame.collect_schema().names()
+    if mask is None:
+        mask = _MATCH
+        frame = frame.with_columns(pl.lit(True).alias(_MATCH))
+        if counts is not None:
+            counts = counts.filter(pl.col(_ROWS) > 0)
+    columns = [name for name in frame.collect_schema().names() if name != mask]
     group_key = [unit, *by]
     others = [name for name in columns if name not in group_key]
-    if counts is None:
-        counts = unit_group_counts(frame, unit=unit, by=by)
     if not others:
+        if counts is None:
+            counts = unit_group_counts(frame, unit=unit, by=by, mask=mask)
         return _truncate_keys_only(counts, group_key=group_key, unit=unit,
                                    max_groups=max_groups, max_rows_per_group=max_rows_per_group)
+    # One group-by over ALL rows: per (unit, group), the number of matching rows and
+    # its c matching rows with the smallest hash of their content (then by the
+    # content, so only identical — interchangeable — rows are ever tied). Rows that
+    # do not match get no hash: they order after every matching row, and are dropped.
+    hashed = frame.with_columns(
+        pl.when(pl.col(mask)).then(pl.struct(columns).hash(_ROW_SEED)).alias(_ROW_HASH))
+    rows = pl.col(mask).sum().cast(pl.UInt32).alias(_ROWS)
+    if max_rows_per_group == 1 and len(others) == 1:
+        # The lexicographic minimum of (hash, value), without sorting every group.
+        (other,) = others
+        first = pl.col(other).filter(pl.col(_ROW_HASH) == pl.col(_ROW_HASH).min()).min()
+        selected = hashed.group_by(group_key).agg(rows, first)
+        exploded: list[str] = []
+    else:
+        chosen = (pl.col([*others, _ROW_HASH])
+                  .sort_by([_ROW_HASH, *others], nulls_last=True).head(max_rows_per_group))
+        selected = hashed.group_by(group_key).agg(rows, chosen)
+        exploded = [*others, _ROW_HASH]
     if by:
-        frame = frame.join(_top_groups(counts, group_key=group_key, unit=unit,
-                                       max_groups=max_groups).select(group_key),
-                           on=group_key, how="semi", nulls_equal=True)
-    # Rows of one (unit, group) differ: choose them by a hash of their content
-    # (then by the content), so that only identical rows are ever tied.
-    frame = (
-        frame.with_columns(pl.struct(columns).hash(_ROW_SEED).alias(_ROW_HASH))
-        .sort([_ROW_HASH, *others], maintain_order=True)
-        .drop(_ROW_HASH)
-    )
-    return frame.filter(_position_within(*group_key) < max_rows_per_group)
+        selected = _rank_groups(selected, group_key=group_key, unit=unit,
+                                max_groups=max_groups).filter(pl.col(_KEPT))
+    else:
+        selected = matching_counts(selected)
+    if exploded:
+        selected = selected.explode(exploded).filter(pl.col(_ROW_HASH).is_not_null())
+    return selected.select(columns)
 
 
-def unit_group_counts(frame: pl.LazyFrame, *, unit: str, by: Sequence[str]) -> pl.LazyFrame:
-    """The number of rows of each (unit, group) of ``frame``: columns ``unit, *by, _ROWS``."""
-    return frame.group_by([unit, *by]).agg(pl.len().alias(_ROWS))
+def unit_group_counts(frame: pl.LazyFrame, *, unit: str, by: Sequence[str],
+                      mask: str | None = None) -> pl.LazyFrame:
+    """The number of rows of each (unit, group) of ``frame``: columns ``unit, *by, _ROWS``.
+
+    With ``mask`` (a Boolean column), the number of rows where it is true, for
+    EVERY (unit, group) of the frame (0 where none is): one group-by over all
+    rows, whatever the mask keeps.
+    """
+    if mask is None:
+        return frame.group_by([unit, *by]).agg(pl.len().alias(_ROWS))
+    return frame.group_by([unit, *by]).agg(pl.col(mask).sum().cast(pl.UInt32).alias(_ROWS))
 
 
-def _top_groups(counts: pl.LazyFrame, *, group_key: list[str], unit: str,
-                max_groups: int) -> pl.LazyFrame:
-    """Per unit, its ``max_groups`` groups with most rows, with the row count ``_ROWS``."""
+def matching_counts(counts: pl.LazyFrame) -> pl.LazyFrame:
+    """The (unit, group) rows of :func:`unit_group_counts` that have at least one matching row."""
+    return counts.filter(pl.col(_ROWS) > 0)
+
+
+def _rank_groups(counts: pl.LazyFrame, *, group_key: list[str], unit: str,
+                 max_groups: int) -> pl.LazyFrame:
+    """``counts`` plus ``_KEPT``: the (unit, group) is among the unit's ``max_groups`` largest.
+
+    The order is :func:`_top_groups`'s; groups with no matching row sort after
+    every group with one and are never kept, so the kept groups are exactly
+    those :func:`_top_groups` keeps on the counts of the matching rows alone.
+    """
     by = group_key[1:]
     return (
         counts
         .with_columns(pl.struct(group_key).hash(_GROUP_SEED).alias(_GROUP_HASH))
         .sort([_ROWS, _GROUP_HASH, *by], descending=[True, *([False] * (len(by) + 1))],
               maintain_order=True)
-        .filter(_position_within(unit) < max_groups)
-        .select([*group_key, _ROWS])
+        .with_columns(((_position_within(unit) < max_groups) & (pl.col(_ROWS) > 0))
+                      .alias(_KEPT))
     )
+
+
+def _top_groups(counts: pl.LazyFrame, *, group_key: list[str], unit: str,
+                max_groups: int) -> pl.LazyFrame:
+    """Per unit, its ``max_groups`` groups with most rows, with the row count ``_ROWS``.
+
+    Groups with 0 rows (masked counts) are never kept.
+    """
+    return (_rank_groups(counts, group_key=group_key, unit=unit, max_groups=max_groups)
+            .filter(pl.col(_KEPT)).select([*group_key, _ROWS]))
 
 
 def _truncate_keys_only(counts: pl.LazyFrame, *, group_key: list[str], unit: str,
@@ -122,10 +196,13 @@ def _truncate_keys_only(counts: pl.LazyFrame, *, group_key: list[str], unit: str
     described by the per-(unit, group) row ``counts``: each kept group
     contributes ``min(rows, c)`` copies of its key row. Computing it from the
     aggregated counts avoids re-reading, joining and ranking every row, and
-    gives exactly the same multiset of rows as the general path.
+    gives exactly the same multiset of rows as the general path. ``counts``
+    may hold groups with 0 (matching) rows: they are never kept.
     """
     if len(group_key) > 1:
         counts = _top_groups(counts, group_key=group_key, unit=unit, max_groups=max_groups)
+    else:
+        counts = matching_counts(counts)
     if max_rows_per_group == 1:
         return counts.select(group_key)
     copies = pl.int_ranges(0, pl.min_horizontal(pl.col(_ROWS), max_rows_per_group),
