@@ -29,9 +29,14 @@ WIDE = {**VISITORS, "group_by": ["municipality", "day"]}
 
 
 @contextmanager
-def serve(settings: Settings, **limits: Any) -> Iterator[RunningServer]:
-    """The real app with these limits (the rest at their defaults)."""
-    running = start_server(dataclasses.replace(settings, limits=LimitSettings(**limits)))
+def serve(settings: Settings, *, quantum_ms: int | None = None,
+          **limits: Any) -> Iterator[RunningServer]:
+    """The real app with these limits (the rest at their defaults); ``quantum_ms`` sets the
+    release time quantum (a fresh release then holds its slot for at least that long)."""
+    changed = dataclasses.replace(settings, limits=LimitSettings(**limits))
+    if quantum_ms is not None:
+        changed = dataclasses.replace(changed, release_time_quantum_ms=quantum_ms)
+    running = start_server(changed)
     try:
         yield running
     finally:
@@ -138,13 +143,15 @@ def test_parallel_releases_of_one_consumer_queue_at_most_two_at_once(
 
 def test_a_release_waiting_past_the_queue_timeout_gets_429_and_nothing_is_spent(
         settings: Settings) -> None:
+    # The quantum makes the first release hold ana's only slot for at least 3 s, whatever
+    # the machine's speed.
     with serve(settings, max_concurrent_per_consumer=1, queue_timeout_seconds=0.05,
-               max_cells=1_000_000) as server:
+               max_cells=1_000_000, quantum_ms=3000) as server:
         admin, clients = _setup(server, big=True)
         ana = clients["ana"]
         slow = threading.Thread(target=lambda: ana.post("/v1/queries", json=VISITORS))
         slow.start()
-        time.sleep(0.3)  # the slow release (6,006 cells) holds ana's only slot
+        time.sleep(0.5)  # the slow release holds ana's only slot until its quantum ends
         refused = ana.post("/v1/queries", json={**VISITORS, "privacy": {"epsilon": 0.25}})
         slow.join()
         _is_429(refused, "concurrency_limit")
