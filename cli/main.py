@@ -38,11 +38,18 @@ def _serve(args: argparse.Namespace) -> int:
     from api.logs import logging_config
     from api.server import EdgeLimits, run, server_config
     from api.settings import Settings
+    from db.bootstrap import check_bootstrap_key
 
+    settings = Settings.from_env()
+    try:  # before anything starts: a bad setting stops here, with one line saying why
+        limits = EdgeLimits.from_env()
+        if settings.bootstrap_admin_key:
+            check_bootstrap_key(settings.bootstrap_admin_key)
+    except ValueError as exc:
+        print(f"ruis serve: {exc}", file=sys.stderr)
+        return 2
     log_config = logging_config(args.log_level)
     logging.config.dictConfig(log_config)
-    settings = Settings.from_env()
-    limits = EdgeLimits.from_env()  # before anything starts: a bad value stops here
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     prepare(settings)  # migrate once before the workers start
     options: dict[str, Any] = {"log_level": args.log_level, "log_config": log_config,

@@ -22,7 +22,7 @@ from api.server import EdgeLimits, server_config
 from api.settings import Settings
 
 PG_ADMIN_URL = os.environ.get("RUIS_TEST_POSTGRES_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
-ADMIN_KEY = "test-admin-key-0123456789abcdef"
+ADMIN_KEY = "test-admin-key-Vq7Lw2Zr9Xk4Tn8Pd3Hs"
 
 
 def postgres_available() -> bool:
