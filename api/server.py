@@ -139,6 +139,10 @@ class GuardedH11Protocol(H11Protocol):
             self._header_deadline = self.loop.call_later(self.limits.header_timeout,
                                                          self._header_timed_out)
         super().data_received(data)
+
+    def handle_events(self) -> None:
+        # Called for received data and, after a response, for pipelined requests.
+        super().handle_events()
         self._follow_request_state()
 
     def _follow_request_state(self) -> None:
