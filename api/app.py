@@ -16,7 +16,7 @@ from api.middleware import BodySizeLimitMiddleware, ObservabilityMiddleware, Req
 from api.openapi import complete_document
 from api.routes import budgets, consumers, datasets, health, ledger, limits, queries
 from api.settings import Settings
-from db import accounts
+from db import bootstrap
 from db.engine import Database
 from db.migrate import upgrade
 from privacy.plan import set_plan_cache_bytes
@@ -63,11 +63,14 @@ class RuisApp(FastAPI):
 
 
 def prepare(settings: Settings) -> Database:
-    """Open the database, migrate it to the newest schema and create the bootstrap admin."""
+    """Open the database, migrate it to the newest schema and create (or rotate the key of)
+    the bootstrap admin; ValueError when the bootstrap key is too weak."""
+    if settings.bootstrap_admin_key:  # a weak key stops start-up before anything is touched
+        bootstrap.check_bootstrap_key(settings.bootstrap_admin_key)
     database = Database(settings.database_url)
     upgrade(database)
-    if settings.bootstrap_admin_key:
-        accounts.ensure_bootstrap_admin(database, settings.bootstrap_admin_key)
+    if settings.bootstrap_admin_key:  # created, rotated when changed (logged), or unchanged
+        bootstrap.ensure_bootstrap_admin(database, settings.bootstrap_admin_key)
     return database
 
 

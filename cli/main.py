@@ -36,25 +36,34 @@ def _serve(args: argparse.Namespace) -> int:
         _share_metrics_between_workers()
     from api.app import create_app, prepare
     from api.logs import logging_config
+    from api.server import EdgeLimits, run, server_config
     from api.settings import Settings
+    from db.bootstrap import check_bootstrap_key
 
+    settings = Settings.from_env()
+    try:  # before anything starts: a bad setting stops here, with one line saying why
+        limits = EdgeLimits.from_env()
+        if settings.bootstrap_admin_key:
+            check_bootstrap_key(settings.bootstrap_admin_key)
+    except ValueError as exc:
+        print(f"ruis serve: {exc}", file=sys.stderr)
+        return 2
     log_config = logging_config(args.log_level)
     logging.config.dictConfig(log_config)
-    settings = Settings.from_env()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     prepare(settings)  # migrate once before the workers start
+    options: dict[str, Any] = {"log_level": args.log_level, "log_config": log_config,
+                               "access_log": False}
     if args.workers > 1:
-        extra: dict[str, Any] = {}
-        if "timeout_worker_healthcheck" in inspect.signature(uvicorn.run).parameters:
+        if "timeout_worker_healthcheck" in inspect.signature(uvicorn.Config).parameters:
             # A worker imports OpenDP and Polars before it answers the supervisor's
             # health check; the default 5 s gets it killed and restarted on a busy host.
-            extra["timeout_worker_healthcheck"] = WORKER_STARTUP_SECONDS
-        uvicorn.run("api.asgi:app", host=args.host, port=args.port, workers=args.workers,
-                    log_level=args.log_level, log_config=log_config, access_log=False,
-                    **extra)
+            options["timeout_worker_healthcheck"] = WORKER_STARTUP_SECONDS
+        run(server_config("api.asgi:app", host=args.host, port=args.port, limits=limits,
+                          workers=args.workers, **options))
     else:
-        uvicorn.run(create_app(settings), host=args.host, port=args.port,
-                    log_level=args.log_level, log_config=log_config, access_log=False)
+        run(server_config(create_app(settings), host=args.host, port=args.port,
+                          limits=limits, **options))
     return 0
 
 

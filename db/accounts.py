@@ -18,7 +18,7 @@ from sqlmodel import Session, col, select
 
 from db import ledger
 from db.engine import Database
-from db.errors import AlreadyExists, NotFound
+from db.errors import AlreadyExists, InvalidChange, NotFound
 from db.models import ApiKey, Consumer
 
 ROLES = ("analyst", "admin", "auditor")
@@ -67,22 +67,32 @@ def _get_consumer(session: Session, name: str) -> Consumer:
     return consumer
 
 
-def _issue_key(session: Session, consumer: Consumer, *, actor: str, request_id: str | None,
-               secret: str | None = None) -> IssuedKey:
+def issue_key_in(session: Session, consumer: Consumer, *, actor: str, request_id: str | None,
+                 secret: str | None = None, origin: str = "api") -> IssuedKey:
+    """Issue a key to ``consumer`` in the caller's write transaction; ledgers ``key_issued``.
+
+    A random key (``secret`` None) keeps its first 9 characters (``ruis_`` and 4
+    random ones, 24 of its 192 bits) as its public prefix; an operator-chosen
+    ``secret`` (``origin`` ``"environment"``) gets an empty prefix, so no part of it
+    is stored or shown.
+    """
+    prefix = "" if secret is not None else None
     secret = secret or new_secret()
     key = ApiKey(id="key_" + secrets.token_hex(8), consumer_id=consumer.id or 0,
-                 prefix=secret[: min(12, len(secret) // 4)], key_hash=hash_key(secret),
-                 created_at=_now())
+                 prefix=secret[:9] if prefix is None else prefix, key_hash=hash_key(secret),
+                 created_at=_now(), origin=origin)
     session.add(key)
     session.flush()
+    details = {"key_id": key.id, "prefix": key.prefix}
+    if origin != "api":
+        details["origin"] = origin
     ledger.append(session, kind="key_issued", actor=actor, consumer=consumer.name,
-                  request_id=request_id, details={"key_id": key.id, "prefix": key.prefix})
+                  request_id=request_id, details=details)
     return IssuedKey(key_id=key.id, prefix=key.prefix, secret=secret, created_at=key.created_at)
 
 
 def create_consumer(db: Database, *, name: str, role: str, actor: str,
-                    request_id: str | None = None, secret: str | None = None
-                    ) -> tuple[Consumer, IssuedKey]:
+                    request_id: str | None = None) -> tuple[Consumer, IssuedKey]:
     """Create a consumer with one key; ledgers ``consumer_created`` and ``key_issued``."""
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}")
@@ -94,55 +104,48 @@ def create_consumer(db: Database, *, name: str, role: str, actor: str,
         session.flush()
         ledger.append(session, kind="consumer_created", actor=actor, consumer=name,
                       request_id=request_id, details={"name": name, "role": role})
-        issued = _issue_key(session, consumer, actor=actor, request_id=request_id,
-                            secret=secret)
+        issued = issue_key_in(session, consumer, actor=actor, request_id=request_id)
         return consumer, issued
-
-
-MIN_BOOTSTRAP_KEY_LENGTH = 24
-
-
-def ensure_bootstrap_admin(db: Database, secret: str) -> bool:
-    """Create ``bootstrap-admin`` with ``secret`` when no admin exists yet; True if created.
-
-    The secret must be at least 24 characters, so that it carries enough entropy
-    and its displayed prefix (a quarter of it at most) gives little away.
-    """
-    if len(secret) < MIN_BOOTSTRAP_KEY_LENGTH:
-        raise ValueError(f"RUIS_BOOTSTRAP_ADMIN_KEY must be at least "
-                         f"{MIN_BOOTSTRAP_KEY_LENGTH} characters")
-    with db.write() as session:
-        if session.exec(select(Consumer).where(Consumer.role == "admin")).first() is not None:
-            return False
-    try:
-        create_consumer(db, name=BOOTSTRAP_ADMIN, role="admin", actor="system", secret=secret)
-    except AlreadyExists:
-        return False
-    return True
 
 
 def issue_key(db: Database, *, name: str, actor: str, request_id: str | None = None
               ) -> IssuedKey:
     """Issue another key for consumer ``name``; ledgers ``key_issued``."""
     with db.write() as session:
-        return _issue_key(session, _get_consumer(session, name), actor=actor,
-                          request_id=request_id)
+        return issue_key_in(session, _get_consumer(session, name), actor=actor,
+                            request_id=request_id)
 
 
 def revoke_key(db: Database, *, name: str, key_id: str, actor: str,
                request_id: str | None = None) -> ApiKey:
-    """Revoke one key of ``name`` (idempotent); ledgers ``key_revoked`` the first time."""
+    """Revoke one key of ``name`` (idempotent); ledgers ``key_revoked`` the first time.
+
+    Raises InvalidChange (409) instead when it is the last active key of any admin:
+    without it, nobody could manage consumers, keys, datasets or budgets any more.
+    """
     with db.write() as session:
         consumer = _get_consumer(session, name)
         key = session.get(ApiKey, key_id)
         if key is None or key.consumer_id != consumer.id:
             raise NotFound(f"key {key_id!r} of consumer {name!r} does not exist")
+        if key.revoked_at is None and consumer.role == "admin" and not _other_admin_key(
+                session, key_id):
+            raise InvalidChange(f"key {key_id!r} is the last active admin key: issue another "
+                                f"admin key before revoking it")
         if key.revoked_at is None:
             key.revoked_at = _now()
             session.add(key)
             ledger.append(session, kind="key_revoked", actor=actor, consumer=name,
                           request_id=request_id, details={"key_id": key_id})
         return key
+
+
+def _other_admin_key(session: Session, key_id: str) -> bool:
+    """Whether an active key of an admin other than ``key_id`` exists."""
+    return session.exec(
+        select(ApiKey.id).join(Consumer, col(Consumer.id) == col(ApiKey.consumer_id))
+        .where(Consumer.role == "admin", col(ApiKey.revoked_at).is_(None), ApiKey.id != key_id)
+        .limit(1)).first() is not None
 
 
 def list_consumers(db: Database) -> list[Consumer]:

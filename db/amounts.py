@@ -13,8 +13,10 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 UNITS_DECIMAL_PLACES = 12
 UNITS_PER_ONE: int = 10**UNITS_DECIMAL_PLACES
-MAX_UNITS = 2**62  # far below BIGINT's 2^63 - 1, so spent + cost never overflows
-_MAX_AMOUNT = Decimal(f"{MAX_UNITS}E-{UNITS_DECIMAL_PLACES}")
+MAX_AMOUNT = 1_000_000
+"""The largest ε or ρ of a budget, cap or cost (the API refuses more with a 422)."""
+MAX_UNITS = MAX_AMOUNT * UNITS_PER_ONE  # 10^18: spent + cost ≤ 2·10^18 < BIGINT's 2^63 - 1
+_MAX_AMOUNT = Decimal(MAX_AMOUNT)
 
 
 def _to_units(amount: Decimal, rounding: str) -> int:
@@ -24,7 +26,7 @@ def _to_units(amount: Decimal, rounding: str) -> int:
     if not amount.is_finite() or amount < 0:
         raise ValueError(f"privacy amount must be finite and non-negative, got {amount}")
     if amount > _MAX_AMOUNT:  # an exact comparison, before any arithmetic
-        raise ValueError(f"privacy amount {amount} is too large")
+        raise ValueError(f"privacy amount {amount} is too large: at most {MAX_AMOUNT}")
     _, digits, exponent = amount.as_tuple()
     coefficient = int("".join(map(str, digits)))
     shift = int(exponent) + UNITS_DECIMAL_PLACES  # units = coefficient * 10**shift, then rounded
@@ -39,7 +41,7 @@ def _to_units(amount: Decimal, rounding: str) -> int:
         if remainder and rounding == ROUND_CEILING:
             units += 1
     if units > MAX_UNITS:
-        raise ValueError(f"privacy amount {amount} is too large")
+        raise ValueError(f"privacy amount {amount} is too large: at most {MAX_AMOUNT}")
     return units
 
 

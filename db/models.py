@@ -33,6 +33,10 @@ class ApiKey(SQLModel, table=True):
     key_hash: str = Field(max_length=64, unique=True, index=True)
     created_at: datetime
     revoked_at: datetime | None = None
+    # "environment": issued from RUIS_BOOTSTRAP_ADMIN_KEY (rotated at start-up, no prefix
+    # stored); "api": issued by Ruis, random.
+    origin: str = Field(default="api", max_length=16,
+                        sa_column_kwargs={"server_default": "api"})
 
 
 class Dataset(SQLModel, table=True):

@@ -10,12 +10,24 @@ import opendp.prelude as dp
 dp.enable_features("contrib")
 
 
+def bun_steinke_epsilon(rho: float, delta: float) -> float:
+    """ε = ρ + 2·√(ρ·ln(1/δ)): ρ-zCDP implies (ε, δ)-DP (Bun & Steinke 2016, Prop. 1.3).
+
+    A valid, slightly looser bound than OpenDP's optimal conversion; used only
+    where OpenDP's own computation overflows (ρ of about 1e5 and more).
+    """
+    return rho + 2.0 * math.sqrt(rho * math.log(1.0 / delta))
+
+
 @lru_cache(maxsize=4096)
 def zcdp_to_epsilon_delta(rho: float, delta: float) -> float:
     """The ε such that ρ-zCDP implies (ε, δ)-DP, by OpenDP's zCDP→approx-DP conversion.
 
     Built on a Gaussian mechanism of sensitivity 1 whose privacy map is exactly
-    ρ; OpenDP's privacy profile then gives the smallest ε at ``delta``.
+    ρ; OpenDP's privacy profile then gives the smallest ε at ``delta``. For very
+    large ρ (where the profile overflows a float, from about ρ = 1e5) it is the
+    closed-form bound of Bun & Steinke instead, which is never smaller: the ε
+    shown is always one that the cost implies. Only displayed, never charged.
     """
     if not (rho > 0 and math.isfinite(rho)) or not 0 < delta < 1:
         raise ValueError("rho must be positive and finite, delta in (0, 1)")
@@ -23,4 +35,9 @@ def zcdp_to_epsilon_delta(rho: float, delta: float) -> float:
     gaussian = dp.m.make_gaussian(dp.atom_domain(T=float, nan=False),
                                   dp.absolute_distance(T=float), scale)
     profile = dp.c.make_zCDP_to_approxDP(gaussian).map(1.0)
-    return float(profile.epsilon(delta))
+    try:
+        return float(profile.epsilon(delta))
+    except dp.OpenDPException as exc:
+        if exc.variant != "Overflow":
+            raise
+        return bun_steinke_epsilon(rho, delta)

@@ -45,6 +45,8 @@ DEFAULT_AUTO_LIMIT = 20
 """Largest candidate for an automatic contribution bound when the dataset declares none."""
 MAX_AUTO_LIMIT = 100
 """Largest limit a dataset may declare for automatic contribution bounds."""
+MAX_PRIVACY_AMOUNT = 1_000_000
+"""The largest ε or ρ of a budget, cap or query cost (as ``db.amounts.MAX_AMOUNT``)."""
 
 
 class PureCost(BaseModel):
@@ -52,7 +54,8 @@ class PureCost(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     model: Literal["pure"] = "pure"
-    epsilon: Decimal = Field(gt=0, allow_inf_nan=False, max_digits=24, decimal_places=12)
+    epsilon: Decimal = Field(gt=0, le=MAX_PRIVACY_AMOUNT, allow_inf_nan=False, max_digits=24,
+                             decimal_places=12)
 
     @field_serializer("epsilon", when_used="json")
     def _as_number(self, value: Decimal) -> float:
@@ -64,7 +67,8 @@ class ZcdpCost(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     model: Literal["zcdp"] = "zcdp"
-    rho: Decimal = Field(gt=0, allow_inf_nan=False, max_digits=24, decimal_places=12)
+    rho: Decimal = Field(gt=0, le=MAX_PRIVACY_AMOUNT, allow_inf_nan=False, max_digits=24,
+                             decimal_places=12)
 
     @field_serializer("rho", when_used="json")
     def _as_number(self, value: Decimal) -> float:

@@ -23,6 +23,7 @@ from privacy.errors import InvalidQuery
 from privacy.metadata import (
     AUTO,
     COLUMN_PATTERN,
+    MAX_PRIVACY_AMOUNT,
     NAME_PATTERN,
     Auto,
     AutoLimits,
@@ -40,6 +41,8 @@ MAX_IN_VALUES = 10_000
 MAX_STRING_LENGTH = 256
 MAX_CELLS = 1_000_000
 """Largest number of key combinations (release rows) one query may ask for."""
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+"""Integer columns are read as Int64: filter values outside it are refused (422)."""
 MAX_ABS_BOUND = 2.0**52
 """Clamping bounds must lie within ±2^52 (exact integers in a float)."""
 DEFAULT_AUTO_SHARE = Decimal("0.1")
@@ -49,7 +52,8 @@ MAX_AUTO_SHARE = Decimal("0.5")
 ColumnName = Annotated[str, Field(pattern=COLUMN_PATTERN)]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 ExactAmount = Annotated[
-    Decimal, Field(gt=0, allow_inf_nan=False, max_digits=24, decimal_places=12)
+    Decimal, Field(gt=0, le=MAX_PRIVACY_AMOUNT, allow_inf_nan=False, max_digits=24,
+                   decimal_places=12)
 ]
 
 
@@ -58,8 +62,8 @@ def _check_scalar(value: object) -> None:
         raise ValueError(f"filter values must be strings or numbers, got {type(value).__name__}")
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError("filter values must be finite numbers")
-    if isinstance(value, int) and abs(value) >= 2**63:
-        raise ValueError("integer filter values must fit in 64 bits")
+    if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+        raise ValueError("integer filter values must fit in 64 bits (Int64)")
     if isinstance(value, str) and len(value) > MAX_STRING_LENGTH:
         raise ValueError(f"filter strings must be at most {MAX_STRING_LENGTH} characters")
 
@@ -276,6 +280,9 @@ def _typed_filter_value(column: str, spec: ColumnSpec, value: object) -> tuple[A
             value = int(value)
         if not isinstance(value, int):
             raise InvalidQuery(f"{where}: expected an integer, got {value!r}")
+        if not INT64_MIN <= value <= INT64_MAX:  # e.g. 1e19 given as a float
+            raise InvalidQuery(f"{where}: {value!r} is outside the column's range "
+                               f"(Int64: -2^63 to 2^63 - 1)")
         return value, value
     if spec.type == "float":
         if isinstance(value, str):

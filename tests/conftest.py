@@ -18,10 +18,11 @@ import pytest
 import uvicorn
 
 from api.app import create_app
+from api.server import EdgeLimits, server_config
 from api.settings import Settings
 
 PG_ADMIN_URL = os.environ.get("RUIS_TEST_POSTGRES_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
-ADMIN_KEY = "test-admin-key-0123456789abcdef"
+ADMIN_KEY = "test-admin-key-Vq7Lw2Zr9Xk4Tn8Pd3Hs"
 
 
 def postgres_available() -> bool:
@@ -104,11 +105,12 @@ class RunningServer:
         self.thread.join(timeout=30)
 
 
-def start_server(settings: Settings) -> RunningServer:
-    """Serve ``create_app(settings)`` on a free port until stopped."""
+def start_server(settings: Settings, limits: EdgeLimits | None = None) -> RunningServer:
+    """Serve ``create_app(settings)`` on a free port until stopped, with the HTTP edge
+    ``ruis serve`` has (``limits``: the defaults unless given)."""
     port = free_port()
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
-                            log_level="warning", lifespan="on")
+    config = server_config(create_app(settings), host="127.0.0.1", port=port,
+                           limits=limits or EdgeLimits(), log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -52,10 +52,12 @@ def list_keys(name: str, admin: Admin, db: DbDep) -> Page[KeyPublic]:
 
 
 @router.delete("/{name}/keys/{key_id}", response_model=KeyPublic,
-               responses=problems(401, 403, 404, 422))
+               responses=problems(401, 403, 404, 409, 422, notes={
+                   409: "The key is the last active admin key (`conflict`)."}))
 def revoke_key(name: str, key_id: str, admin: Admin, db: DbDep,
                request_id: RequestIdDep) -> KeyPublic:
-    """Revoke one key; it stops working at once. Idempotent. Role: admin."""
+    """Revoke one key; it stops working at once. Idempotent; never the last active admin
+    key. Role: admin."""
     key = accounts.revoke_key(db, name=name, key_id=key_id, actor=admin.name,
                               request_id=request_id)
     return KeyPublic(id=key.id, prefix=key.prefix, created_at=key.created_at,
