@@ -33,6 +33,7 @@ class Problem(BaseModel):
     detail: str
     errors: list[dict[str, Any]] | None = None
     remaining: dict[str, Any] | None = None
+    release_id: str | None = None
 
 
 class ApiError(Exception):
@@ -41,6 +42,8 @@ class ApiError(Exception):
     status = 400
     type = "bad-request"
     title = "Bad request"
+    headers: dict[str, str] | None = None
+    """Response headers of this problem (e.g. ``Retry-After``)."""
 
     def __init__(self, detail: str, **extra: Any) -> None:
         super().__init__(detail)
@@ -120,7 +123,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else exc.headers
         return problem_response(exc.status, exc.type, exc.title, exc.detail, headers,
                                 **exc.extra)
 

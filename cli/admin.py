@@ -162,9 +162,10 @@ def run_direct(action: Action, settings: Settings, actor: str,
     from api.app import prepare
     from api.datafiles import resolve_data_path
     from api.problems import ApiError
+    from api.routes import ledger as ledger_routes
     from api.routes.budgets import DEFAULT_DELTA, budget_public
     from api.routes.datasets import dataset_public
-    from db import accounts, budgets, catalog, ledger
+    from db import accounts, budgets, catalog, reconcile
     from privacy.errors import InvalidDataset
     from privacy.metadata import BudgetAmount, DatasetMetadata, PureCost, check_file_schema
 
@@ -224,11 +225,7 @@ def run_direct(action: Action, settings: Settings, actor: str,
                           for v in budgets.list_budgets(database, consumer=params.get("consumer"),
                                                         dataset=params.get("dataset"))]
             case ("GET", ["ledger", "verify"]):
-                with database.read() as session:
-                    verification = ledger.verify(session)
-                result = schemas.LedgerVerification(
-                    valid=verification.valid, entries=verification.entries,
-                    head=verification.head, first_bad_seq=verification.first_bad_seq)
+                result = ledger_routes.verification(*reconcile.verify(database))
             case ("GET", ["ledger", "export"]):
                 for chunk in _direct_export(settings, (action.params or {})["format"]):
                     out(chunk)

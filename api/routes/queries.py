@@ -25,7 +25,11 @@ _PROBLEMS: dict[int | str, dict[str, object]] = {
                             500: "The release failed after its cost was debited; the cost is "
                                  "not refunded (`release-failed`).",
                             503: "An identical query is still being computed; ask again "
-                                 "shortly (`release-in-progress`)."})})
+                                 "shortly (`release-in-progress`). Or its values were "
+                                 "computed but could not be stored yet (`release-pending`, "
+                                 "with `release_id` and `Retry-After`): the same query "
+                                 "asked again is answered with them, without a second "
+                                 "debit."})})
 def run_query(body: QueryRequest, analyst: Analyst, db: DbDep, settings: SettingsDep,
               request_id: RequestIdDep) -> QueryResponse:
     """Run a query: debit its cost, then release DP values. Repeats are served from cache."""
