@@ -8,7 +8,9 @@ every :data:`SWEEP_EVERY_SECONDS`:
    left — and renews the lease of any it cannot store yet, so nobody fails them
    as abandoned meanwhile;
 2. fails, as ``abandoned`` (ledgered, no refund), pending releases whose lease
-   ran out and whose values are not in the spool (their owner died computing).
+   ran out (:data:`ABANDON_GRACE_SECONDS` ago: a request waiting for the same query
+   takes it over first) and whose values are not in the spool (their owner died
+   computing).
 
 Every step is idempotent under the ledger lock, so several workers or replicas
 may sweep at once. A database that is down only delays the sweep.
@@ -30,9 +32,13 @@ log = logging.getLogger("ruis.sweeper")
 
 SWEEP_EVERY_SECONDS = 2.0
 """How often the sweeper looks for spooled values and abandoned releases."""
+ABANDON_GRACE_SECONDS = 5.0
+"""How long past its lease a release is left to a request waiting for it (which takes
+it over and answers anew) before the sweeper fails it."""
 
 
-def sweep(db: Database, spool: Spool | None) -> tuple[int, int]:
+def sweep(db: Database, spool: Spool | None, *, grace: float = ABANDON_GRACE_SECONDS
+          ) -> tuple[int, int]:
     """One pass; returns how many spooled releases it stored and how many it failed as
     abandoned. Errors of one release are logged and do not stop the others."""
     stored = abandoned = 0
@@ -51,7 +57,7 @@ def sweep(db: Database, spool: Spool | None) -> tuple[int, int]:
             log.warning("could not store the spooled release %s yet", release_id, exc_info=exc)
             with contextlib.suppress(Exception):  # the next sweep tries again
                 releases.renew(db, release_id)
-    for release_id in releases.expired(db):
+    for release_id in releases.expired(db, grace=grace):
         if spool is not None and spool.get(release_id) is not None:
             continue  # its values exist: stored by the loop above or the next sweep
         try:

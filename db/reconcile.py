@@ -33,7 +33,7 @@ from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlmodel import Session, col, select
 
@@ -81,6 +81,14 @@ class Reconciliation:
         self.total += 1
         if len(self.discrepancies) < MAX_DISCREPANCIES:
             self.discrepancies.append({"kind": kind, "detail": detail, **fields})
+
+
+class _Row(NamedTuple):
+    """The columns of a release row that reconciling needs (never its body)."""
+
+    id: str
+    status: str
+    ledger_seq: int
 
 
 @dataclass
@@ -145,8 +153,9 @@ class Reconciler:
         if not items:
             return
         ids = {item.release_id for item in items}
-        rows = {r.id: r for r in self._session.exec(
-            select(Release).where(col(Release.id).in_(ids))).all()}
+        rows = {r.id: r for r in map(_Row._make, self._session.exec(  # not the bodies
+            select(Release.id, Release.status, Release.ledger_seq)
+            .where(col(Release.id).in_(ids))).all())}
         for item in items:
             row = rows.get(item.release_id)
             if item.kind == "release":
@@ -231,8 +240,9 @@ class Reconciler:
         self._done_seqs = array("q", sorted(self._done_seqs))
         last = ""
         while True:
-            rows = list(self._session.exec(select(Release).where(col(Release.id) > last)
-                                           .order_by(col(Release.id)).limit(_BATCH)).all())
+            rows = list(map(_Row._make, self._session.exec(
+                select(Release.id, Release.status, Release.ledger_seq)
+                .where(col(Release.id) > last).order_by(col(Release.id)).limit(_BATCH)).all()))
             if not rows:
                 return
             last = rows[-1].id

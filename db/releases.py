@@ -98,7 +98,10 @@ def lease_expired(release: Release, now: datetime | None = None) -> bool:
     """Whether ``release`` is pending and nobody holds its lease any more (abandoned)."""
     if release.status != "pending":
         return False
-    end = release.lease_expires_at
+    return _past(release.lease_expires_at, now)
+
+
+def _past(end: datetime | None, now: datetime | None = None) -> bool:
     if end is None:  # pending since before leases existed
         return True
     if end.tzinfo is None:  # SQLite keeps no time zone; every time stored is UTC
@@ -302,13 +305,18 @@ def store_spooled(db: Database, item: spool.Spooled) -> LedgerEntry | None:
                     dataset=item.dataset, output=item.output, request_id=item.request_id)
 
 
-def expired(db: Database, *, limit: int = 100) -> list[str]:
-    """Ids of pending releases whose lease ran out (or that never had one)."""
-    now = _now()
+def expired(db: Database, *, grace: float = 0.0, limit: int = 100) -> list[str]:
+    """Ids of pending releases whose lease ran out ``grace`` seconds ago or more (or
+    that never had one)."""
+    now = _now() - timedelta(seconds=grace)
     with db.read() as session:
-        rows = session.exec(select(Release).where(Release.status == "pending")
-                            .order_by(col(Release.lease_expires_at)).limit(limit)).all()
-        return [r.id for r in rows if lease_expired(r, now)]
+        rows = session.exec(
+            select(Release.id, Release.lease_expires_at)
+            .where(Release.status == "pending")
+            .where(col(Release.lease_expires_at).is_(None)
+                   | (col(Release.lease_expires_at) <= now))
+            .limit(limit)).all()
+    return [release_id for release_id, end in rows if _past(end, now)]
 
 
 def abandon(db: Database, release_id: str) -> bool:

@@ -105,9 +105,14 @@ class Spool:
             return None
 
     def remove(self, release_id: str) -> None:
-        """Forget ``release_id`` (it was stored, or can never be); absent is fine."""
-        with contextlib.suppress(FileNotFoundError):
+        """Forget ``release_id`` (it was stored, or can never be); never raises (a file
+        that cannot be removed is met again by the sweeper, which finds it stored)."""
+        try:
             self._path(release_id).unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.error("could not remove the spool file of %s", release_id, exc_info=exc)
 
     def release_ids(self) -> Iterator[str]:
         """The ids of the spooled releases (any order)."""

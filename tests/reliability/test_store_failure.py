@@ -16,6 +16,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -307,13 +308,14 @@ def test_the_sweeper_fails_an_expired_release_without_values(database: Database,
                              cost_units=cost_units(Decimal("0.1")), details={},
                              request_id=None)
     assert isinstance(started, releases.Started)
-    assert sweep(database, spool) == (0, 0)  # its lease runs: left alone
+    assert sweep(database, spool, grace=0) == (0, 0)  # its lease runs: left alone
     with database.write() as session:
         release = session.get(Release, started.release_id)
         assert release is not None
-        release.lease_expires_at = None
+        release.lease_expires_at = datetime.now(UTC) - timedelta(seconds=1)
         session.add(release)
-    assert sweep(database, spool) == (0, 1)
+    assert sweep(database, spool) == (0, 0)  # just past its lease: left to a waiter
+    assert sweep(database, spool, grace=0) == (0, 1)
     with database.read() as session:
         outputs = [json.loads(e.details_json) for e in ledger.iterate(session)
                    if e.kind == "release_output"]
