@@ -321,3 +321,39 @@ def test_the_sweeper_fails_an_expired_release_without_values(database: Database,
                    if e.kind == "release_output"]
     assert outputs == [{"release_id": started.release_id, "release_seq": started.debit.entry.seq,
                         "status": "failed", "reason": "abandoned"}]
+
+
+_FAULTS = {
+    "sqlite": ["CREATE TRIGGER refuse_store BEFORE UPDATE OF status ON releases "
+               "WHEN NEW.status = 'done' BEGIN SELECT RAISE(ABORT, 'storage failed'); END"],
+    "postgresql": [
+        "CREATE FUNCTION refuse_store() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'storage failed'; END $$",
+        "CREATE TRIGGER refuse_store BEFORE UPDATE OF status ON releases FOR EACH ROW "
+        "WHEN (NEW.status = 'done') EXECUTE FUNCTION refuse_store()"],
+}
+
+
+def test_a_database_refusing_to_store_keeps_the_values_on_each_backend(
+        server: RunningServer, admin: httpx.Client) -> None:
+    """The database itself refuses the store (a trigger stands in for a full disk or a
+    read-only failover target) until the fault is removed."""
+    keys = setup_events(server.url, server.settings.data_dir, analysts={"ana": 1.0})
+    ana = server.client(keys["ana"])
+    db = _db(server)
+    with db.engine.begin() as conn:
+        for statement in _FAULTS[db.dialect]:
+            conn.exec_driver_sql(statement)
+    try:
+        pending = ana.post("/v1/queries", json=VISITORS)
+    finally:
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql("DROP TRIGGER refuse_store" +
+                                 (" ON releases" if db.dialect == "postgresql" else ""))
+    assert pending.status_code == 503, pending.text
+    assert pending.json()["type"] == "release-pending"
+    release_id = pending.json()["release_id"]
+    retry = ana.post("/v1/queries", json=VISITORS)
+    assert retry.status_code == 200, retry.text
+    assert retry.json()["cached"] is True and retry.json()["id"] == release_id
+    _assert_paid_once(admin, release_id)
