@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, NamedTuple
 
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from db import ledger
@@ -91,6 +92,14 @@ class _Row(NamedTuple):
     ledger_seq: int
 
 
+class _Entry(NamedTuple):
+    seq: int
+    kind: str
+    details_json: str
+    consumer: str | None
+    dataset: str | None
+
+
 @dataclass
 class _Pending:
     kind: str  # "release", "done", "failed"
@@ -114,34 +123,38 @@ class Reconciler:
         self._unmatched: dict[int, _Pending] = {}  # release entries without a row yet
         self.result = Reconciliation()
 
-    def visit(self, entry: LedgerEntry) -> None:
-        """Account one entry (entries must come in ``seq`` order)."""
+    def visit(self, entry: LedgerEntry, document: dict[str, Any] | None = None) -> None:
+        """Account one entry (entries must come in ``seq`` order); ``document`` is its
+        :func:`db.ledger.entry_document` when the caller has it already."""
         kind = entry.kind
+        if kind not in ("release", "release_output", "budget_set", "dataset_registered"):
+            return
+        details = (document["details"] if document is not None
+                   else json.loads(entry.details_json))
         if kind == "release":
             cost = _decimal_json(entry.cost_json) if entry.cost_json else None
             units = ledgered_units(_amount(cost) or 0)
             key = (entry.consumer, entry.dataset)
             self._spent[key] = self._spent.get(key, 0) + units
             self._cap_spent[entry.dataset] = self._cap_spent.get(entry.dataset, 0) + units
-            details = json.loads(entry.details_json)
             if "release_id" in details:  # a debit of a release (not a bare budget debit)
                 self._queue(_Pending("release", str(details["release_id"]), entry.seq,
                                      entry.consumer, entry.dataset))
         elif kind == "release_output":
-            details = json.loads(entry.details_json)
             status = "done" if details.get("status") == "done" else "failed"
             seq = int(details.get("release_seq") or 0)
             if status == "done":
                 self._done_seqs.append(seq)
             self._queue(_Pending(status, str(details.get("release_id")), seq,
                                  entry.consumer, entry.dataset))
-        elif kind == "budget_set":
-            details = _decimal_json(entry.details_json)
-            self._budget_total[(entry.consumer, entry.dataset)] = details.get("budget")
-        elif kind == "dataset_registered":
-            details = _decimal_json(entry.details_json)
-            metadata = details.get("metadata") or {}
-            self._cap_total[entry.dataset] = metadata.get("budget_cap")
+        elif kind == "budget_set":  # amounts exactly as written: Decimal, not float
+            budget = details.get("budget")
+            self._budget_total[(entry.consumer, entry.dataset)] = (
+                _decimal_json(json.dumps(budget)) if budget is not None else None)
+        else:  # dataset_registered
+            cap = (details.get("metadata") or {}).get("budget_cap")
+            self._cap_total[entry.dataset] = (_decimal_json(json.dumps(cap))
+                                              if cap is not None else None)
 
     def _queue(self, item: _Pending) -> None:
         self._pending.append(item)
@@ -246,12 +259,16 @@ class Reconciler:
             if not rows:
                 return
             last = rows[-1].id
-            entries = {e.seq: e for e in self._session.exec(select(LedgerEntry).where(
-                col(LedgerEntry.seq).in_([r.ledger_seq for r in rows]))).all()}
+            entries = {e.seq: e for e in map(_Entry._make, self._session.execute(
+                sa_select(col(LedgerEntry.seq), col(LedgerEntry.kind),
+                          col(LedgerEntry.details_json), col(LedgerEntry.consumer),
+                          col(LedgerEntry.dataset))
+                .where(col(LedgerEntry.seq).in_([r.ledger_seq for r in rows]))).all())}
             for row in rows:
                 entry = entries.get(row.ledger_seq)
+                # Canonical JSON: the release's id appears exactly so in its entry.
                 if (entry is None or entry.kind != "release"
-                        or json.loads(entry.details_json).get("release_id") != row.id):
+                        or f'"release_id":{json.dumps(row.id)}' not in entry.details_json):
                     self.result.add("release", "a release row has no release entry",
                                     release_id=row.id)
                 elif row.status == "done" and not self._has_done(row.ledger_seq):
