@@ -16,6 +16,7 @@ from api.middleware import BodySizeLimitMiddleware, ObservabilityMiddleware, Req
 from api.openapi import complete_document
 from api.routes import budgets, consumers, datasets, health, ledger, limits, queries
 from api.settings import Settings
+from api.sweeper import start_sweeper
 from db import bootstrap
 from db.engine import Database
 from db.migrate import upgrade
@@ -82,7 +83,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if getattr(app.state, "db", None) is None:
             app.state.db = prepare(settings)
+        sweeper = start_sweeper(app.state.db, settings)  # resolves releases left pending
         yield
+        sweeper.stop()
         app.state.db.dispose()
 
     app = RuisApp(title="Ruis", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,

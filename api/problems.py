@@ -33,6 +33,7 @@ class Problem(BaseModel):
     detail: str
     errors: list[dict[str, Any]] | None = None
     remaining: dict[str, Any] | None = None
+    release_id: str | None = None
 
 
 class ApiError(Exception):

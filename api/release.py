@@ -11,7 +11,6 @@ budget, never on the data.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -20,7 +19,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from api import dataset_files
+from api import completion, dataset_files
+from api.completion import ReleaseFailed
 from api.limits import QueryGuard
 from api.problems import ApiError, BudgetExceeded
 from api.release_timing import after_debit, quantised
@@ -50,12 +50,6 @@ _MAX_WAITS = 3
 """How many times one request waits for an identical query that another is computing."""
 
 
-
-
-class ReleaseFailed(ApiError):
-    """The computation failed after the cost was debited (not refunded)."""
-
-    status, type, title = 500, "release-failed", "Release failed"
 
 
 class ReleaseBusy(ApiError):
@@ -218,7 +212,8 @@ def run(db: Database, settings: Settings, principal: Principal, query: QueryRequ
                 "budget_remaining": {MODEL_UNITS[model]: as_json_number(outcome.remaining_units)}}
         return QueryResponse.model_validate(body)
     # Debited and committed: only now is the data read (the lease is renewed meanwhile,
-    # so that only a dead process's release is ever taken for abandoned).
+    # so that only a dead process's release is ever taken for abandoned). From here on
+    # every failure carries the release id and is ledgered (api/completion.py).
     after_debit(settings.release_time_quantum_ms)
     try:
         with releases.keep_alive(db, outcome.release_id):
@@ -227,51 +222,40 @@ def run(db: Database, settings: Settings, principal: Principal, query: QueryRequ
             rows = list(released)  # the released rows (list or ReleaseResult)
             dataset_files.check_after_release(db, settings.data_dir, dataset, metadata,
                                               checked, request_id)
+        # with automatic bounds, the statistic's noise depends on the bounds chosen
+        result = released if isinstance(released, ReleaseResult) else None
+        output: dict[str, Any] = {"columns": plan.columns, "rows": rows}
+        if result is not None and result.bounds_chosen is not None:
+            output.update({"bounds_chosen": result.bounds_chosen,
+                           "mechanism": result.mechanism, "noise_scale": result.noise_scale,
+                           "accuracy": _accuracy(plan, result.accuracy),
+                           "opendp_privacy_loss": result.opendp_loss,
+                           "selection": result.selection})
+        body = {
+            "id": outcome.release_id, "dataset": dataset.name,
+            "statistic": plan.canonical["statistic"], "columns": plan.columns, "rows": rows,
+            "cost": {"model": model, **_amount(model, plan.cost)},
+            "mechanism": result.mechanism if result else plan.mechanism,
+            "noise_scale": result.noise_scale if result else plan.noise_scale,
+            "accuracy": _accuracy(plan, result.accuracy if result else None),
+            "epsilon_delta": _epsilon_delta(plan, metadata),
+            "budget_remaining": {MODEL_UNITS[model]:
+                                 as_json_number(outcome.debit.remaining_units)},
+            "cached": False, "ledger_seq": outcome.debit.entry.seq, "query": plan.canonical,
+            "bounds": plan.bounds_used,
+            "bounds_chosen": result.bounds_chosen if result else None, "auto": _auto(plan),
+            "created_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        }
+        response = QueryResponse.model_validate(body)
     except Exception as exc:
         log.error("release %s failed after its debit", outcome.release_id, exc_info=exc)
-        with contextlib.suppress(releases.Abandoned):  # already ledgered as failed
-            releases.fail(db, release_id=outcome.release_id, consumer=principal.name,
-                          dataset=dataset.name, reason=type(exc).__name__,
-                          request_id=request_id)
-        raise _failed(outcome.release_id) from None
-    # with automatic bounds, the statistic's noise depends on the bounds chosen
-    result = released if isinstance(released, ReleaseResult) else None
-    output: dict[str, Any] = {"columns": plan.columns, "rows": rows}
-    if result is not None and result.bounds_chosen is not None:
-        output.update({"bounds_chosen": result.bounds_chosen, "mechanism": result.mechanism,
-                       "noise_scale": result.noise_scale,
-                       "accuracy": _accuracy(plan, result.accuracy),
-                       "opendp_privacy_loss": result.opendp_loss,
-                       "selection": result.selection})
-    body = {
-        "id": outcome.release_id, "dataset": dataset.name,
-        "statistic": plan.canonical["statistic"], "columns": plan.columns, "rows": rows,
-        "cost": {"model": model, **_amount(model, plan.cost)},
-        "mechanism": result.mechanism if result else plan.mechanism,
-        "noise_scale": result.noise_scale if result else plan.noise_scale,
-        "accuracy": _accuracy(plan, result.accuracy if result else None),
-        "epsilon_delta": _epsilon_delta(plan, metadata),
-        "budget_remaining": {MODEL_UNITS[model]:
-                             as_json_number(outcome.debit.remaining_units)},
-        "cached": False, "ledger_seq": outcome.debit.entry.seq, "query": plan.canonical,
-        "bounds": plan.bounds_used,
-        "bounds_chosen": result.bounds_chosen if result else None, "auto": _auto(plan),
-        "created_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-    }
-    try:
-        releases.complete(db, release_id=outcome.release_id, body=body,
-                          consumer=principal.name, dataset=dataset.name,
-                          output=output,
-                          request_id=request_id)
-    except releases.Abandoned:  # taken for dead and failed meanwhile: release nothing
-        log.error("release %s lost its lease before it completed", outcome.release_id)
-        raise _failed(outcome.release_id) from None
-    return QueryResponse.model_validate(body)
-
-
-def _failed(release_id: str) -> ReleaseFailed:
-    return ReleaseFailed("the release could not be computed; its cost was debited and "
-                         "is not refunded", release_id=release_id)
+        completion.fail(db, release_id=outcome.release_id, consumer=principal.name,
+                        dataset=dataset.name, reason=type(exc).__name__,
+                        request_id=request_id)
+        raise ReleaseFailed.of(outcome.release_id) from None
+    completion.store(db, release_id=outcome.release_id, body=body, consumer=principal.name,
+                     dataset=dataset.name, output=output, request_id=request_id)
+    return response
 
 
 def reread(db: Database, principal: Principal, release_id: str, request_id: str

@@ -124,13 +124,36 @@ class LedgerEntryPublic(BaseModel):
     hash: str
 
 
+class LedgerDiscrepancy(BaseModel):
+    """One thing the stored amounts or releases disagree with the ledger about."""
+
+    kind: Literal["budget", "budget_total", "cap", "cap_total", "release", "release_output",
+                  "release_missing"]
+    detail: str
+    consumer: str | None = None
+    dataset: str | None = None
+    release_id: str | None = None
+    spent: float | None = None
+    total: float | None = None
+    ledgered: float | None = None
+
+
 class LedgerVerification(BaseModel):
-    """The result of re-computing the hash chain."""
+    """The hash chain re-computed, and the budgets, caps and releases reconciled with it.
+
+    ``valid`` is ``chain_valid and reconciled``. ``first_bad_seq`` is the first entry
+    that breaks the chain (null when the chain holds); ``discrepancies`` lists at most
+    100 of the ``discrepancy_count`` disagreements between the tables and the ledger.
+    """
 
     valid: bool
     entries: int
     head: str | None = None
     first_bad_seq: int | None = None
+    chain_valid: bool = True
+    reconciled: bool = True
+    discrepancy_count: int = 0
+    discrepancies: list[LedgerDiscrepancy] = []
 
 
 class Health(BaseModel):

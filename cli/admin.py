@@ -182,10 +182,11 @@ def run_direct(action: Action, settings: Settings, actor: str,
     from api import dataset_files, schemas
     from api.app import prepare
     from api.problems import ApiError
+    from api.routes import ledger as ledger_routes
     from api.routes.budgets import DEFAULT_DELTA, budget_public
     from api.routes.datasets import dataset_public
     from api.routes.limits import LimitsOverrides, limits_public
-    from db import accounts, budgets, catalog, ledger, limits
+    from db import accounts, budgets, catalog, limits, reconcile
     from privacy.errors import InvalidDataset
     from privacy.metadata import BudgetAmount, DatasetMetadata, PureCost
 
@@ -255,11 +256,7 @@ def run_direct(action: Action, settings: Settings, actor: str,
                 result = limits_public(name, limits.get_by_name(database, name),
                                        settings.limits)
             case ("GET", ["ledger", "verify"]):
-                with database.read() as session:
-                    verification = ledger.verify(session)
-                result = schemas.LedgerVerification(
-                    valid=verification.valid, entries=verification.entries,
-                    head=verification.head, first_bad_seq=verification.first_bad_seq)
+                result = ledger_routes.verification(*reconcile.verify(database))
             case ("GET", ["ledger", "export"]):
                 for chunk in _direct_export(settings, (action.params or {})["format"]):
                     out(chunk)

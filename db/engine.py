@@ -110,6 +110,16 @@ class Database:
             yield session
 
     @contextmanager
+    def snapshot(self) -> Iterator[Session]:
+        """A read-only session whose every query sees the same committed state (one
+        transaction: SQLite WAL keeps its snapshot; PostgreSQL runs it REPEATABLE READ)."""
+        with Session(self._read_engine, expire_on_commit=False) as session:
+            if self.dialect == "postgresql":
+                session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            yield session
+            session.rollback()
+
+    @contextmanager
     def write(self) -> Iterator[Session]:
         """A write transaction holding the ledger lock; commits on success, rolls back on error.
 

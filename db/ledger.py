@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -128,12 +128,16 @@ class Verification:
     first_bad_seq: int | None = None
 
 
-def verify(session: Session, *, batch: int = 2000) -> Verification:
+def verify(session: Session, *, batch: int = 2000,
+           visit: Callable[[LedgerEntry, dict[str, Any]], None] | None = None
+           ) -> Verification:
     """Re-compute every hash in order; report the first entry whose chain breaks.
 
     An entry is bad when its stored hash is not the hash of its fields, when its
     ``prev_hash`` is not the previous entry's hash, or when its ``seq`` skips.
-    The ledger head row must also agree with the last entry.
+    The ledger head row must also agree with the last entry. ``visit`` is called
+    with each entry that verified and its document, in order (so one pass can also
+    reconcile).
     """
     previous_hash = GENESIS_HASH
     expected_seq = 1
@@ -147,10 +151,13 @@ def verify(session: Session, *, batch: int = 2000) -> Verification:
         for entry in rows:
             if entry.seq != expected_seq:  # an entry is missing (or seqs were rewritten)
                 return Verification(valid=False, entries=count, first_bad_seq=expected_seq)
-            computed = compute_hash(entry_document(entry))
+            document = entry_document(entry)
+            computed = compute_hash(document)
             if entry.prev_hash != previous_hash or computed != entry.hash:
                 return Verification(valid=False, entries=count, first_bad_seq=entry.seq)
             previous_hash = entry.hash
+            if visit is not None:
+                visit(entry, document)
             expected_seq += 1
             count += 1
             last_seq = entry.seq

@@ -24,6 +24,7 @@ shutdown; it assumes the servers' clocks agree to well within
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import secrets
@@ -37,11 +38,11 @@ from typing import Any
 
 from sqlmodel import col, delete, select
 
-from db import budgets, ledger
+from db import budgets, ledger, spool
 from db.budgets import Debited, Refused
 from db.engine import Database
 from db.errors import InvalidChange, InvalidInput, NotFound
-from db.models import Budget, LedgerEntry, Release
+from db.models import Budget, Consumer, Dataset, LedgerEntry, Release
 
 log = logging.getLogger("ruis.db.releases")
 
@@ -49,6 +50,10 @@ LEASE_SECONDS = 10.0
 """How long a pending release stays owned without a renewal."""
 RENEW_EVERY_SECONDS = 2.0
 """How often :func:`keep_alive` renews the lease of a release being computed."""
+LEDGER_ROWS_MAX_BYTES = 64 * 1024
+"""Released rows up to this size (canonical JSON, UTF-8) are copied into the
+``release_output`` entry; larger ones stay in the release body only and the entry
+carries ``rows_sha256``, ``rows_bytes`` and ``rows_count`` instead."""
 
 
 class Abandoned(InvalidChange):
@@ -63,6 +68,7 @@ class Cached:
     body: dict[str, Any]
     entry: LedgerEntry
     remaining_units: int
+    from_spool: bool = False
 
 
 @dataclass(frozen=True)
@@ -92,7 +98,10 @@ def lease_expired(release: Release, now: datetime | None = None) -> bool:
     """Whether ``release`` is pending and nobody holds its lease any more (abandoned)."""
     if release.status != "pending":
         return False
-    end = release.lease_expires_at
+    return _past(release.lease_expires_at, now)
+
+
+def _past(end: datetime | None, now: datetime | None = None) -> bool:
     if end is None:  # pending since before leases existed
         return True
     if end.tzinfo is None:  # SQLite keeps no time zone; every time stored is UTC
@@ -100,7 +109,8 @@ def lease_expired(release: Release, now: datetime | None = None) -> bool:
     return end <= (now or _now())
 
 
-def _abandon(session: Any, release: Release, *, consumer: str, dataset: str,
+def _abandon(session: Any, release: Release, *, consumer: str | None,
+             dataset: str | None,
              request_id: str | None) -> LedgerEntry:
     """Fail a pending release whose owner is gone (no refund), in the caller's transaction."""
     release.status = "failed"
@@ -129,41 +139,75 @@ def _reread(session: Any, release: Release, *, consumer: str, dataset: str, mode
 def start(db: Database, *, consumer_id: int, consumer: str, dataset_id: int, dataset: str,
           query_hash: str, model: str, cost_units: int, details: dict[str, Any],
           request_id: str | None) -> Cached | Started | InFlight | Refused:
-    """Serve the stored answer, or debit and open a new release, in one transaction."""
+    """Serve the stored answer, or debit and open a new release, in one transaction.
+
+    A pending release whose computed values wait in the database's spool
+    (:mod:`db.spool`: its owner could not store them, or died after spooling them)
+    is completed from the spool here and served as stored, never debited again.
+    """
+    spooled_values = spool.of(db)
     with db.write() as session:
-        existing = session.exec(select(Release).where(
-            Release.consumer_id == consumer_id, Release.dataset_id == dataset_id,
-            Release.query_hash == query_hash)).first()
-        if existing is not None and existing.status == "done" and existing.body_json:
-            entry = _reread(session, existing, consumer=consumer, dataset=dataset, model=model,
-                            actor=consumer, request_id=request_id, via="query")
-            budget = session.exec(select(Budget).where(
-                Budget.consumer_id == consumer_id, Budget.dataset_id == dataset_id)).first()
-            remaining = budget.total_units - budget.spent_units if budget is not None else 0
-            return Cached(release_id=existing.id, body=json.loads(existing.body_json),
-                          entry=entry, remaining_units=remaining)
-        if existing is not None and existing.status == "pending":
-            if not lease_expired(existing):
-                return InFlight(release_id=existing.id)
-            # Its owner died while computing it: fail it, then answer this request anew.
-            _abandon(session, existing, consumer=consumer, dataset=dataset,
-                     request_id=request_id)
-        release_id = new_release_id()
-        outcome = budgets.debit(session, consumer_id=consumer_id, consumer=consumer,
-                                dataset_id=dataset_id, dataset=dataset, model=model,
-                                cost_units=cost_units, actor=consumer,
-                                details={"release_id": release_id, **details},
-                                request_id=request_id)
-        if isinstance(outcome, Refused):
-            return outcome
-        if existing is not None:  # an earlier attempt failed after its debit: replace it
-            session.exec(delete(Release).where(col(Release.id) == existing.id))
-            session.flush()
-        session.add(Release(id=release_id, consumer_id=consumer_id, dataset_id=dataset_id,
-                            query_hash=query_hash, status="pending",
-                            ledger_seq=outcome.entry.seq, created_at=_now(),
-                            lease_expires_at=_lease_end()))
-        return Started(release_id=release_id, debit=outcome)
+        outcome = _start(session, spooled_values, consumer_id=consumer_id, consumer=consumer,
+                         dataset_id=dataset_id, dataset=dataset, query_hash=query_hash,
+                         model=model, cost_units=cost_units, details=details,
+                         request_id=request_id)
+    if isinstance(outcome, Cached) and outcome.from_spool and spooled_values is not None:
+        spooled_values.remove(outcome.release_id)  # stored now (committed)
+    return outcome
+
+
+def _remaining(session: Any, consumer_id: int, dataset_id: int) -> int:
+    budget = session.exec(select(Budget).where(
+        Budget.consumer_id == consumer_id, Budget.dataset_id == dataset_id)).first()
+    return int(budget.total_units - budget.spent_units) if budget is not None else 0
+
+
+def _start(session: Any, spooled_values: spool.Spool | None, *, consumer_id: int,
+           consumer: str, dataset_id: int, dataset: str, query_hash: str, model: str,
+           cost_units: int, details: dict[str, Any], request_id: str | None
+           ) -> Cached | Started | InFlight | Refused:
+    existing = session.exec(select(Release).where(
+        Release.consumer_id == consumer_id, Release.dataset_id == dataset_id,
+        Release.query_hash == query_hash)).first()
+    if existing is not None and existing.status == "done" and existing.body_json:
+        entry = _reread(session, existing, consumer=consumer, dataset=dataset, model=model,
+                        actor=consumer, request_id=request_id, via="query")
+        return Cached(release_id=existing.id, body=json.loads(existing.body_json),
+                      entry=entry, remaining_units=_remaining(session, consumer_id, dataset_id))
+    if existing is not None and existing.status == "pending":
+        spooled = (spooled_values.get(existing.id) if spooled_values is not None
+                   else None)
+        if spooled is not None:  # computed, not stored yet: store it now, serve it
+            _store(session, existing, spooled.body, consumer=spooled.consumer,
+                   dataset=spooled.dataset, output=spooled.output,
+                   request_id=spooled.request_id)
+            entry = _reread(session, existing, consumer=consumer, dataset=dataset,
+                            model=model, actor=consumer, request_id=request_id,
+                            via="query")
+            return Cached(release_id=existing.id, body=spooled.body, entry=entry,
+                          remaining_units=_remaining(session, consumer_id, dataset_id),
+                          from_spool=True)
+        if not lease_expired(existing):
+            return InFlight(release_id=existing.id)
+        # Its owner died while computing it: fail it, then answer this request anew.
+        _abandon(session, existing, consumer=consumer, dataset=dataset,
+                 request_id=request_id)
+    release_id = new_release_id()
+    outcome = budgets.debit(session, consumer_id=consumer_id, consumer=consumer,
+                            dataset_id=dataset_id, dataset=dataset, model=model,
+                            cost_units=cost_units, actor=consumer,
+                            details={"release_id": release_id, **details},
+                            request_id=request_id)
+    if isinstance(outcome, Refused):
+        return outcome
+    if existing is not None:  # an earlier attempt failed after its debit: replace it
+        session.exec(delete(Release).where(col(Release.id) == existing.id))
+        session.flush()
+    session.add(Release(id=release_id, consumer_id=consumer_id, dataset_id=dataset_id,
+                        query_hash=query_hash, status="pending",
+                        ledger_seq=outcome.entry.seq, created_at=_now(),
+                        lease_expires_at=_lease_end()))
+    return Started(release_id=release_id, debit=outcome)
 
 
 def renew(db: Database, release_id: str) -> bool:
@@ -206,24 +250,87 @@ def _owned(session: Any, release_id: str) -> Release:
     return release
 
 
+def ledger_output(output: dict[str, Any]) -> dict[str, Any]:
+    """The ``release_output`` details of ``output``: its rows copied when small, else
+    committed to by ``rows_sha256`` (SHA-256 of their canonical JSON), ``rows_bytes``
+    and ``rows_count`` (the rows themselves stay in the release body)."""
+    rows = output.get("rows")
+    if rows is None:
+        return dict(output)
+    encoded = ledger.canonical_json(rows).encode("utf-8")
+    if len(encoded) <= LEDGER_ROWS_MAX_BYTES:
+        return dict(output)
+    details = {k: v for k, v in output.items() if k != "rows"}
+    details.update({"rows_sha256": hashlib.sha256(encoded).hexdigest(),
+                    "rows_bytes": len(encoded), "rows_count": len(rows)})
+    return details
+
+
+def _store(session: Any, release: Release, body: dict[str, Any], *, consumer: str,
+           dataset: str, output: dict[str, Any], request_id: str | None) -> LedgerEntry:
+    release.status = "done"
+    release.lease_expires_at = None
+    release.body_json = ledger.canonical_json(body)
+    session.add(release)
+    return ledger.append(session, kind="release_output", actor=consumer, consumer=consumer,
+                         dataset=dataset, request_id=request_id,
+                         details={"release_id": release.id,
+                                  "release_seq": release.ledger_seq, "status": "done",
+                                  **ledger_output(output)})
+
+
 def complete(db: Database, *, release_id: str, body: dict[str, Any], consumer: str,
-             dataset: str, output: dict[str, Any], request_id: str | None) -> LedgerEntry:
+             dataset: str, output: dict[str, Any], request_id: str | None
+             ) -> LedgerEntry | None:
     """Store the finished release and append its ``release_output`` entry.
 
-    Raises :class:`Abandoned` (and stores nothing) if the release is no longer
-    pending, i.e. its lease ran out and another request failed it.
+    Idempotent: if exactly this body was stored already (from the spool, by the
+    sweeper or a retry), stores nothing more and returns None. Raises
+    :class:`Abandoned` (and stores nothing) if the release is no longer pending
+    otherwise, i.e. its lease ran out and another request failed it.
     """
     with db.write() as session:
+        release: Release | None = session.get(Release, release_id)
+        if (release is not None and release.status == "done"
+                and release.body_json == ledger.canonical_json(body)):
+            return None
         release = _owned(session, release_id)
-        release.status = "done"
-        release.lease_expires_at = None
-        release.body_json = ledger.canonical_json(body)
-        session.add(release)
-        return ledger.append(session, kind="release_output", actor=consumer, consumer=consumer,
-                             dataset=dataset, request_id=request_id,
-                             details={"release_id": release_id,
-                                      "release_seq": release.ledger_seq, "status": "done",
-                                      **output})
+        return _store(session, release, body, consumer=consumer, dataset=dataset,
+                      output=output, request_id=request_id)
+
+
+def store_spooled(db: Database, item: spool.Spooled) -> LedgerEntry | None:
+    """:func:`complete` with spooled values (raises :class:`Abandoned` likewise)."""
+    return complete(db, release_id=item.release_id, body=item.body, consumer=item.consumer,
+                    dataset=item.dataset, output=item.output, request_id=item.request_id)
+
+
+def expired(db: Database, *, grace: float = 0.0, limit: int = 100) -> list[str]:
+    """Ids of pending releases whose lease ran out ``grace`` seconds ago or more (or
+    that never had one)."""
+    now = _now() - timedelta(seconds=grace)
+    with db.read() as session:
+        rows = session.exec(
+            select(Release.id, Release.lease_expires_at)
+            .where(Release.status == "pending")
+            .where(col(Release.lease_expires_at).is_(None)
+                   | (col(Release.lease_expires_at) <= now))
+            .limit(limit)).all()
+    return [release_id for release_id, end in rows if _past(end, now)]
+
+
+def abandon(db: Database, release_id: str) -> bool:
+    """Fail ``release_id`` as abandoned (ledgered, no refund) if it is still pending past
+    its lease, under the ledger lock; whether it did."""
+    with db.write() as session:
+        release: Release | None = session.get(Release, release_id)
+        if release is None or not lease_expired(release):
+            return False
+        consumer = session.get(Consumer, release.consumer_id)
+        dataset = session.get(Dataset, release.dataset_id)
+        _abandon(session, release, consumer=consumer.name if consumer else None,
+                 dataset=dataset.name if dataset else None, request_id=None)
+        return True
 
 
 def fail(db: Database, *, release_id: str, consumer: str, dataset: str, reason: str,

@@ -17,8 +17,8 @@ from fastapi.responses import StreamingResponse
 from api.deps import AdminOrAuditor, DbDep, SettingsDep
 from api.openapi import problems
 from api.problems import InvalidRequest
-from api.schemas import LedgerEntryPublic, LedgerVerification, Page
-from db import ledger
+from api.schemas import LedgerDiscrepancy, LedgerEntryPublic, LedgerVerification, Page
+from db import ledger, reconcile
 from db.engine import Database
 from db.ledger import LedgerFilter
 
@@ -100,11 +100,19 @@ def list_entries(
 
 @router.get("/verify", response_model=LedgerVerification, responses=problems(401, 403))
 def verify(_: AdminOrAuditor, db: DbDep) -> LedgerVerification:
-    """Re-compute the hash chain; report the first entry that breaks it. Roles: admin, auditor."""
-    with db.read() as session:
-        result = ledger.verify(session)
-    return LedgerVerification(valid=result.valid, entries=result.entries, head=result.head,
-                              first_bad_seq=result.first_bad_seq)
+    """Re-compute the hash chain and reconcile budgets, caps and releases with it, in one
+    snapshot and one streamed pass; report what disagrees. Roles: admin, auditor."""
+    return verification(*reconcile.verify(db))
+
+
+def verification(chain: ledger.Verification, found: reconcile.Reconciliation
+                 ) -> LedgerVerification:
+    """The public form of a chain verification and a reconciliation."""
+    return LedgerVerification(
+        valid=chain.valid and found.reconciled, entries=chain.entries, head=chain.head,
+        first_bad_seq=chain.first_bad_seq, chain_valid=chain.valid, reconciled=found.reconciled,
+        discrepancy_count=found.total,
+        discrepancies=[LedgerDiscrepancy.model_validate(d) for d in found.discrepancies])
 
 
 def export_lines(db: Database, fmt: str) -> Iterator[str]:

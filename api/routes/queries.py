@@ -39,7 +39,11 @@ _LIMITS = {422: "Invalid query (`invalid-query`, `invalid-request`), too many ce
                             503: "An identical query is still being computed; ask again "
                                  "shortly (`release-in-progress`). Or the dataset is "
                                  "suspended: its file changed or cannot be read; nothing "
-                                 "is charged (`dataset-unavailable`)."})})
+                                 "is charged (`dataset-unavailable`). Or its values were "
+                                 "computed but could not be stored yet (`release-pending`, "
+                                 "with `release_id` and `Retry-After`): the same query "
+                                 "asked again is answered with them, without a second "
+                                 "debit."})})
 async def run_query(body: QueryRequest, analyst: Analyst, db: DbDep, settings: SettingsDep,
                     request_id: RequestIdDep, limiter: LimiterDep) -> QueryResponse:
     """Run a query: debit its cost, then release DP values. Repeats are served from cache."""

@@ -207,6 +207,10 @@ def _bad_ledger_parameters_are_422(admin: httpx.Client) -> None:
         assert admin.get("/v1/ledger/export", params=params).status_code == 422
 
 
+RECONCILED = {"chain_valid": True, "reconciled": True, "discrepancy_count": 0,
+              "discrepancies": []}
+
+
 def _verify(admin: httpx.Client) -> dict[str, Any]:
     response = admin.get("/v1/ledger/verify")
     assert response.status_code == 200, response.text
@@ -220,7 +224,7 @@ def test_verify_catches_tampering(server: RunningServer, admin: httpx.Client,
     entries = _all_entries(admin)
     count = len(entries)
     assert _verify(admin) == {"valid": True, "entries": count, "head": entries[-1]["hash"],
-                              "first_bad_seq": None}
+                              "first_bad_seq": None, **RECONCILED}
 
     def row(seq: int) -> dict[str, Any]:
         with engine.connect() as conn:
@@ -292,7 +296,7 @@ def test_verify_catches_tampering(server: RunningServer, admin: httpx.Client,
     assert broken() == (False, 3)
     restore(first, second)
     assert _verify(admin) == {"valid": True, "entries": count, "head": entries[-1]["hash"],
-                              "first_bad_seq": None}
+                              "first_bad_seq": None, **RECONCILED}
 
 
 def _as_entry(row: dict[str, Any]) -> LedgerEntry:
