@@ -240,8 +240,10 @@ def test_ledger_pages_stay_within_the_byte_budget_and_hold_at_least_one_entry(
 
 
 def test_another_consumer_is_served_before_a_queue_of_the_first(settings: Settings) -> None:
+    # The quantum makes each release hold the only slot for at least 1 s, so bob surely
+    # arrives while ana's first computes and her other two wait.
     with serve(settings, max_concurrent_releases=1, max_concurrent_per_consumer=1,
-               queue_timeout_seconds=120) as server:
+               queue_timeout_seconds=120, quantum_ms=1000) as server:
         _, clients = _setup(server, analysts=("ana", "bob"), big=True)
         ana, bob = clients["ana"], clients["bob"]
         finished: list[str] = []
