@@ -34,7 +34,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -277,6 +277,8 @@ class Limiter:
         self.settings = settings
         self.releases = Gate(settings.max_concurrent_releases)
         self.previews = Gate(settings.max_concurrent_previews)
+        self.heavy_releases = Gate(settings.max_concurrent_heavy_releases)
+        self.heavy_previews = Gate(settings.max_concurrent_heavy_previews)
         self._lock = threading.Lock()
         self._buckets: dict[int, _Bucket] = {}
         self._overrides: dict[int, tuple[float, Overrides]] = {}
@@ -358,14 +360,26 @@ class Limiter:
                 log.error("could not ledger a %s refusal", reason, exc_info=exc)
         return TooManyRequests(detail, retry_after=seconds, reason=reason)
 
+    def _gate(self, gateway: Gateway, cells: int | None) -> Gate:
+        """The lane of a request: heavy (more than ``heavy_cells`` cells) or not."""
+        heavy = cells is not None and cells > self.settings.heavy_cells
+        if gateway == "release":
+            return self.heavy_releases if heavy else self.releases
+        return self.heavy_previews if heavy else self.previews
+
     @asynccontextmanager
     async def admit(self, db: Database, principal: Principal, *, gateway: Gateway,
-                    dataset: str | None, request_id: str) -> AsyncIterator[QueryGuard]:
+                    dataset: str | None, request_id: str,
+                    cells: Callable[[], int | None] | None = None
+                    ) -> AsyncIterator[QueryGuard]:
         """Hold a slot of ``gateway`` for this request, or raise :class:`TooManyRequests`.
 
         First the consumer's token bucket (refused at once when empty), then a
-        slot (waited for at most ``queue_timeout_seconds``). Yields the
-        consumer's :class:`QueryGuard`; the slot is given back on exit.
+        slot (waited for at most ``queue_timeout_seconds``). ``cells`` (run in a
+        worker thread) says how many cells the query has, from public metadata
+        (None when unknown): a heavy query waits in the heavy lane, whose few
+        slots never hold back small queries. Yields the consumer's
+        :class:`QueryGuard`; the slot is given back on exit.
         """
         limits = await self._limits_async(db, principal.consumer_id)
         wait = self.take_token(principal.consumer_id, limits)
@@ -375,7 +389,7 @@ class Limiter:
                 retry_after=wait, request_id=request_id,
                 detail=f"more than {limits.requests_per_minute} query requests per minute "
                        f"(burst {limits.burst}); retry later")
-        gate = self.releases if gateway == "release" else self.previews
+        gate = self._gate(gateway, await run_in_threadpool(cells) if cells else None)
         timeout = self.settings.queue_timeout_seconds
         if not await gate.acquire(principal.consumer_id, limit=limits.max_concurrent,
                                   timeout=timeout,

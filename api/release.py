@@ -21,7 +21,7 @@ from typing import Any, cast
 
 from api import completion, dataset_files
 from api.completion import ReleaseFailed
-from api.limits import QueryGuard
+from api.limits import QueryGuard, query_cells
 from api.problems import ApiError, BudgetExceeded
 from api.release_timing import after_debit, quantised
 from api.schemas import QueryPreview, QueryResponse, QuerySummary
@@ -31,6 +31,7 @@ from db.accounts import Principal
 from db.amounts import as_json_number, cost_units, from_units
 from db.budgets import MODEL_UNITS, Refused
 from db.engine import Database
+from db.errors import DbError
 from db.models import Dataset
 from privacy import (
     Accuracy,
@@ -116,6 +117,16 @@ def _auto(plan: Plan) -> dict[str, Any] | None:
             "selection": [{**step, "cost": _amount(plan.model, step["cost"])}
                           for step in auto.selection_steps()],
             "noise_scale_range": list(auto.noise_scale_range)}
+
+
+def cells_of(db: Database, principal: Principal, query: QueryRequest) -> int | None:
+    """How many cells (key combinations) ``query`` has, from public metadata; None when the
+    dataset is not visible to ``principal`` (the release path then says why)."""
+    try:
+        _, metadata, _, _ = _context(db, principal, query.dataset)
+    except DbError:
+        return None
+    return query_cells(query, metadata)
 
 
 def query_hash(plan: Plan, file_sha256: str | None = None) -> str:

@@ -80,6 +80,14 @@ class LimitSettings:
     """Releases computed at once in this process, over all consumers."""
     max_concurrent_previews: int = max(1, math.ceil(_CPUS / 2))
     """Previews computed at once in this process, over all consumers."""
+    heavy_cells: int = 10_000
+    """Queries with more cells than this are *heavy*: they compute in their own, smaller
+    lanes, so that they never hold the slots small queries need."""
+    max_concurrent_heavy_releases: int = max(1, _CPUS // 2)
+    """Heavy releases computed at once in this process (within ``max_concurrent_releases``
+    there is always room for small ones)."""
+    max_concurrent_heavy_previews: int = 1
+    """Heavy previews (compiling a large plan) at once in this process."""
     queue_timeout_seconds: float = 30.0
     """How long a request waits for a free slot before a 429."""
     max_queued_per_consumer: int = 200
@@ -106,6 +114,11 @@ class LimitSettings:
                                              d.max_concurrent_releases),
             max_concurrent_previews=_env_int("RUIS_MAX_CONCURRENT_PREVIEWS",
                                              d.max_concurrent_previews),
+            heavy_cells=_env_int("RUIS_HEAVY_CELLS", d.heavy_cells),
+            max_concurrent_heavy_releases=_env_int("RUIS_MAX_CONCURRENT_HEAVY_RELEASES",
+                                                   d.max_concurrent_heavy_releases),
+            max_concurrent_heavy_previews=_env_int("RUIS_MAX_CONCURRENT_HEAVY_PREVIEWS",
+                                                   d.max_concurrent_heavy_previews),
             queue_timeout_seconds=_env_float("RUIS_QUEUE_TIMEOUT_SECONDS",
                                              d.queue_timeout_seconds),
             max_queued_per_consumer=_env_int("RUIS_MAX_QUEUED_PER_CONSUMER",

@@ -178,8 +178,8 @@ def _start(session: Any, spooled_values: spool.Spool | None, *, consumer_id: int
         spooled = (spooled_values.get(existing.id) if spooled_values is not None
                    else None)
         if spooled is not None:  # computed, not stored yet: store it now, serve it
-            _store(session, existing, spooled.body, consumer=spooled.consumer,
-                   dataset=spooled.dataset, output=spooled.output,
+            _store(session, existing, _Encoded.of(spooled.body, spooled.output),
+                   consumer=spooled.consumer, dataset=spooled.dataset,
                    request_id=spooled.request_id)
             entry = _reread(session, existing, consumer=consumer, dataset=dataset,
                             model=model, actor=consumer, request_id=request_id,
@@ -266,17 +266,31 @@ def ledger_output(output: dict[str, Any]) -> dict[str, Any]:
     return details
 
 
-def _store(session: Any, release: Release, body: dict[str, Any], *, consumer: str,
-           dataset: str, output: dict[str, Any], request_id: str | None) -> LedgerEntry:
+@dataclass(frozen=True)
+class _Encoded:
+    """A release's stored body and its ``release_output`` details, encoded once, before the
+    write transaction (a million-cell body is tens of MB of JSON: encoding it under the
+    ledger lock would hold every other debit back for seconds)."""
+
+    body_json: str
+    output_details: dict[str, Any]
+
+    @classmethod
+    def of(cls, body: dict[str, Any], output: dict[str, Any]) -> _Encoded:
+        return cls(ledger.canonical_json(body), ledger_output(output))
+
+
+def _store(session: Any, release: Release, encoded: _Encoded, *, consumer: str,
+           dataset: str, request_id: str | None) -> LedgerEntry:
     release.status = "done"
     release.lease_expires_at = None
-    release.body_json = ledger.canonical_json(body)
+    release.body_json = encoded.body_json
     session.add(release)
     return ledger.append(session, kind="release_output", actor=consumer, consumer=consumer,
                          dataset=dataset, request_id=request_id,
                          details={"release_id": release.id,
                                   "release_seq": release.ledger_seq, "status": "done",
-                                  **ledger_output(output)})
+                                  **encoded.output_details})
 
 
 def complete(db: Database, *, release_id: str, body: dict[str, Any], consumer: str,
@@ -289,14 +303,15 @@ def complete(db: Database, *, release_id: str, body: dict[str, Any], consumer: s
     :class:`Abandoned` (and stores nothing) if the release is no longer pending
     otherwise, i.e. its lease ran out and another request failed it.
     """
+    encoded = _Encoded.of(body, output)
     with db.write() as session:
         release: Release | None = session.get(Release, release_id)
         if (release is not None and release.status == "done"
-                and release.body_json == ledger.canonical_json(body)):
+                and release.body_json == encoded.body_json):
             return None
         release = _owned(session, release_id)
-        return _store(session, release, body, consumer=consumer, dataset=dataset,
-                      output=output, request_id=request_id)
+        return _store(session, release, encoded, consumer=consumer, dataset=dataset,
+                      request_id=request_id)
 
 
 def store_spooled(db: Database, item: spool.Spooled) -> LedgerEntry | None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from api import release
@@ -30,6 +32,16 @@ _LIMITS = {422: "Invalid query (`invalid-query`, `invalid-request`), too many ce
                 "is ledgered."}
 
 
+def _as_json(answer: Callable[..., BaseModel], *args: Any) -> Response:
+    """``answer(*args)`` serialised to JSON in the calling worker thread.
+
+    A million-cell release is tens of MB of JSON: serialised by FastAPI after an
+    ``async`` route returns, it would block the event loop (every other request)
+    for seconds. The routes' ``response_model`` still documents the body.
+    """
+    return Response(answer(*args).model_dump_json(), media_type="application/json")
+
+
 @router.post("", response_model=QueryResponse,
              responses={**_PROBLEMS, 409: {"model": Problem,
                                            "description": "budget-exceeded"},
@@ -45,23 +57,25 @@ _LIMITS = {422: "Invalid query (`invalid-query`, `invalid-request`), too many ce
                                  "asked again is answered with them, without a second "
                                  "debit."})})
 async def run_query(body: QueryRequest, analyst: Analyst, db: DbDep, settings: SettingsDep,
-                    request_id: RequestIdDep, limiter: LimiterDep) -> QueryResponse:
+                    request_id: RequestIdDep, limiter: LimiterDep) -> Response:
     """Run a query: debit its cost, then release DP values. Repeats are served from cache."""
     async with limiter.admit(db, analyst, gateway="release", dataset=body.dataset,
-                             request_id=request_id) as guard:
-        return await run_in_threadpool(release.run, db, settings, analyst, body, request_id,
-                                       guard)
+                             request_id=request_id,
+                             cells=lambda: release.cells_of(db, analyst, body)) as guard:
+        return await run_in_threadpool(_as_json, release.run, db, settings, analyst, body,
+                                       request_id, guard)
 
 
 @router.post("/preview", response_model=QueryPreview,
              responses={**_PROBLEMS, **problems(413, 422, 429, 503, notes={
                  **_LIMITS, 503: "The dataset is suspended (`dataset-unavailable`)."})})
 async def preview_query(body: QueryRequest, analyst: Analyst, db: DbDep,
-                        request_id: RequestIdDep, limiter: LimiterDep) -> QueryPreview:
+                        request_id: RequestIdDep, limiter: LimiterDep) -> Response:
     """What a query would cost and how accurate it would be; reads no data, spends nothing."""
     async with limiter.admit(db, analyst, gateway="preview", dataset=body.dataset,
-                             request_id=request_id) as guard:
-        return await run_in_threadpool(release.preview, db, analyst, body, guard)
+                             request_id=request_id,
+                             cells=lambda: release.cells_of(db, analyst, body)) as guard:
+        return await run_in_threadpool(_as_json, release.preview, db, analyst, body, guard)
 
 
 @router.get("", response_model=Page[QuerySummary], responses=_PROBLEMS)

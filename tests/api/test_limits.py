@@ -265,3 +265,37 @@ def test_another_consumer_is_served_before_a_queue_of_the_first(settings: Settin
         for thread in threads:
             thread.join()
         assert finished.index("bob") <= 1  # right after ana's first, not after her queue
+
+
+def test_heavy_queries_compute_in_their_own_lane_and_never_hold_back_small_ones(
+        settings: Settings) -> None:
+    # Two release slots, of which heavy queries (more than 1,000 cells) may hold only one;
+    # the quantum makes every release hold its slot for at least 2 s.
+    with serve(settings, max_concurrent_releases=2, max_concurrent_per_consumer=2,
+               max_concurrent_heavy_releases=1, heavy_cells=1_000,
+               queue_timeout_seconds=120, quantum_ms=2000) as server:
+        _, clients = _setup(server, analysts=("ana", "bob"), big=True)
+        ana, bob = clients["ana"], clients["bob"]
+        finished: list[str] = []
+
+        def ask(client: httpx.Client, name: str, body: dict[str, Any]) -> None:
+            response = client.post("/v1/queries", json=body)
+            assert response.status_code == 200, response.text
+            finished.append(name)
+
+        heavy = [threading.Thread(target=ask, args=(ana, "ana", {
+            **VISITORS, "privacy": {"epsilon": f"0.{10 + i}"}})) for i in range(3)]
+        for thread in heavy:  # 6,006 cells each: heavy
+            thread.start()
+            time.sleep(0.05)
+        time.sleep(0.3)
+        small = threading.Thread(target=ask, args=(bob, "bob", {  # 4 cells
+            **VISITORS, "group_by": ["day"], "max_partitions_contributed": 4}))
+        small.start()
+        for thread in [*heavy, small]:
+            thread.join()
+        # bob computed beside ana's first heavy release, not after her queue of heavy ones
+        assert finished.index("bob") <= 1, finished
+        limiter = _limiter(server)
+        assert max(limiter.heavy_releases.peak.values()) == 1
+        assert limiter.releases.peak  # bob's small release took a slot of the light lane
