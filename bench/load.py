@@ -47,7 +47,7 @@ import httpx
 
 from bench import load_data
 from bench.procmem import RssSampler, kill_tree
-from bench.server import Server, postgres_database, serve
+from bench.server import Server, ok_json, postgres_database, serve
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BUDGET_EPSILON = 1e6
@@ -252,24 +252,17 @@ class SmallAnalyst:
                 self.in_flight_since = None
 
 
-def _ok(response: httpx.Response) -> dict[str, Any]:
-    if response.status_code >= 400:
-        raise RuntimeError(f"{response.request.method} {response.request.url.path} → "
-                           f"{response.status_code}: {response.text[:500]}")
-    value: dict[str, Any] = response.json()
-    return value
-
 
 def create_analysts(server: Server, data: load_data.LoadData, analysts: int
                     ) -> tuple[list[str], str]:
     """Register both datasets; create the big analysts and the small one with big budgets."""
     with server.admin() as admin:
         for body in data.registrations():
-            _ok(admin.post("/v1/datasets", json=body))
+            ok_json(admin.post("/v1/datasets", json=body))
 
         def consumer(name: str, dataset: str) -> str:
-            created = _ok(admin.post("/v1/consumers", json={"name": name, "role": "analyst"}))
-            _ok(admin.put(f"/v1/budgets/{name}/{dataset}",
+            created = ok_json(admin.post("/v1/consumers", json={"name": name, "role": "analyst"}))
+            ok_json(admin.put(f"/v1/budgets/{name}/{dataset}",
                           json={"model": "pure", "epsilon": BUDGET_EPSILON}))
             return str(created["api_key"])
 

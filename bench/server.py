@@ -74,12 +74,12 @@ class Server:
         """Register the datasets, create the analyst and give it a big budget on each."""
         with self.admin() as client:
             for body in registrations:
-                _ok(client.post("/v1/datasets", json=body))
-            created = _ok(client.post("/v1/consumers", json={"name": ANALYST,
+                ok_json(client.post("/v1/datasets", json=body))
+            created = ok_json(client.post("/v1/consumers", json={"name": ANALYST,
                                                              "role": "analyst"}))
             self.analyst_key = str(created["api_key"])
             for body in registrations:
-                _ok(client.put(f"/v1/budgets/{ANALYST}/{body['name']}",
+                ok_json(client.put(f"/v1/budgets/{ANALYST}/{body['name']}",
                                json={"model": "pure", "epsilon": float(BIG_BUDGET)}))
 
     def memory_kb(self) -> dict[str, int]:
@@ -108,7 +108,8 @@ class Server:
             return ""
 
 
-def _ok(response: httpx.Response) -> dict[str, Any]:
+def ok_json(response: httpx.Response) -> dict[str, Any]:
+    """The JSON body of a successful response; a RuntimeError naming the request otherwise."""
     if response.status_code >= 400:
         raise RuntimeError(f"{response.request.method} {response.request.url.path} → "
                            f"{response.status_code}: {response.text[:500]}")

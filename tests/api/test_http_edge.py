@@ -125,23 +125,30 @@ def test_too_many_headers_are_refused_before_the_app(edge: RunningServer) -> Non
     assert "x-request-id" not in response.headers  # answered without reaching the app
 
 
+def _trickle(sock: socket.socket, chunk: bytes, *, every: float, times: int
+            ) -> tuple[bytes, float]:
+    """Send ``chunk`` every ``every`` seconds until the server answers or closes (at most
+    ``times`` chunks); what it sent back and the seconds that took."""
+    started = time.perf_counter()
+    sock.settimeout(every)
+    response = b""
+    for _ in range(times):
+        try:
+            sock.sendall(chunk)
+            response = sock.recv(65536)
+            break  # the server answered or closed
+        except TimeoutError:
+            continue
+        except (BrokenPipeError, ConnectionResetError):
+            break
+    elapsed = time.perf_counter() - started
+    return response + _read_until_closed(sock, timeout=2), elapsed
+
+
 def test_a_slowloris_connection_is_closed_at_the_header_deadline(edge: RunningServer) -> None:
     with _connect(edge) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
-        started = time.perf_counter()
-        sock.settimeout(1.0)
-        response = b""
-        for _ in range(20):  # one header byte a second
-            try:
-                sock.sendall(b"X")
-                response = sock.recv(65536)
-                break  # the server answered or closed
-            except TimeoutError:
-                continue
-            except (BrokenPipeError, ConnectionResetError):
-                break
-        elapsed = time.perf_counter() - started
-        response += _read_until_closed(sock, timeout=2)
+        response, elapsed = _trickle(sock, b"X", every=1.0, times=20)  # a header byte a second
     assert HEADER_TIMEOUT - 0.1 <= elapsed < HEADER_TIMEOUT + 1.5, elapsed
     assert _status(response) == 408, response[:200]
     assert b"application/problem+json" in response
@@ -161,20 +168,8 @@ def test_a_trickling_body_is_cut_at_the_body_deadline(edge: RunningServer) -> No
         sock.sendall(b"POST /v1/queries HTTP/1.1\r\nHost: x\r\n"
                      b"Authorization: Bearer " + ADMIN_KEY.encode() + b"\r\n"
                      b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n")
-        started = time.perf_counter()
-        sock.settimeout(0.5)
-        response = b""
-        for _ in range(40):  # ten bytes every half second: 1000 bytes would take 50 s
-            try:
-                sock.sendall(b"          ")
-                response = sock.recv(65536)
-                break
-            except TimeoutError:
-                continue
-            except (BrokenPipeError, ConnectionResetError):
-                break
-        elapsed = time.perf_counter() - started
-        response += _read_until_closed(sock, timeout=2)
+        # ten bytes every half second: 1000 bytes would take 50 s
+        response, elapsed = _trickle(sock, b" " * 10, every=0.5, times=40)
     assert BODY_TIMEOUT - 0.1 <= elapsed < BODY_TIMEOUT + 1.5, elapsed
     assert _status(response) == 408, response[:200]
     # The server is fine afterwards.

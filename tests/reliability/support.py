@@ -12,11 +12,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from db import accounts, budgets, catalog
+from db.engine import Database
+from db.migrate import upgrade
 from tests.conftest import ADMIN_KEY, free_port
 from tests.factories import events_metadata, write_events
 
@@ -29,6 +33,22 @@ VISITORS: dict[str, Any] = {
     "dataset": "events", "statistic": "unit_count", "group_by": ["municipality"],
     "max_partitions_contributed": 3, "privacy": {"epsilon": 0.1},
 }
+
+
+@contextmanager
+def ana_with_budget(db_url: str, epsilon: Decimal) -> Iterator[Database]:
+    """A migrated database holding analyst ``ana`` (consumer 1) with a pure budget of
+    ``epsilon`` on dataset ``events`` (dataset 1), for tests that drive ``db.releases``."""
+    db = Database(db_url)
+    upgrade(db)
+    accounts.create_consumer(db, name="ana", role="analyst", actor="test")
+    catalog.register(db, metadata={"name": "events"}, actor="test")
+    budgets.set_budget(db, consumer="ana", dataset="events", model="pure", amount=epsilon,
+                       actor="test")
+    try:
+        yield db
+    finally:
+        db.dispose()
 
 
 def distinct_queries(n: int, epsilon: float = 0.1) -> list[dict[str, Any]]:

@@ -19,15 +19,15 @@ import httpx
 import pytest
 
 import api.release
-from db import accounts, budgets, catalog, ledger, releases
+from db import budgets, ledger, releases
 from db.amounts import cost_units
 from db.budgets import Refused
 from db.engine import Database
-from db.migrate import upgrade
 from db.models import Release
 from tests.conftest import RunningServer
 from tests.reliability.support import (
     VISITORS,
+    ana_with_budget,
     assert_ledger_valid,
     budget_of,
     ledger_entries,
@@ -39,16 +39,8 @@ COST = cost_units(Decimal("0.1"))
 
 @pytest.fixture
 def database(db_url: str) -> Iterator[Database]:
-    db = Database(db_url)
-    upgrade(db)
-    accounts.create_consumer(db, name="ana", role="analyst", actor="test")
-    catalog.register(db, metadata={"name": "events"}, actor="test")
-    budgets.set_budget(db, consumer="ana", dataset="events", model="pure",
-                       amount=Decimal("0.25"), actor="test")
-    try:
+    with ana_with_budget(db_url, Decimal("0.25")) as db:
         yield db
-    finally:
-        db.dispose()
 
 
 def _start(db: Database, query_hash: str = "q" * 64) -> Any:

@@ -30,15 +30,15 @@ import api.completion
 import api.release
 from api.settings import Settings
 from api.sweeper import spool_directory, sweep
-from db import accounts, budgets, catalog, ledger, releases
+from db import budgets, ledger, releases
 from db.amounts import cost_units
 from db.engine import Database
-from db.migrate import upgrade
 from db.models import Release
 from db.spool import Spool, Spooled, attach
 from tests.conftest import ADMIN_KEY, PG_ADMIN_URL, RunningServer, _pg_database, start_server
 from tests.reliability.support import (
     VISITORS,
+    ana_with_budget,
     assert_ledger_valid,
     budget_of,
     ledger_entries,
@@ -251,16 +251,8 @@ def test_a_failure_that_cannot_be_ledgered_is_failed_by_the_sweeper(
 
 @pytest.fixture
 def database(db_url: str) -> Iterator[Database]:
-    db = Database(db_url)
-    upgrade(db)
-    accounts.create_consumer(db, name="ana", role="analyst", actor="test")
-    catalog.register(db, metadata={"name": "events"}, actor="test")
-    budgets.set_budget(db, consumer="ana", dataset="events", model="pure",
-                       amount=Decimal("1"), actor="test")
-    try:
+    with ana_with_budget(db_url, Decimal("1")) as db:
         yield db
-    finally:
-        db.dispose()
 
 
 @pytest.mark.parametrize("how", ["sweeper", "start"])
