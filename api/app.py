@@ -38,12 +38,17 @@ server sets `RUIS_METRICS_TOKEN`.
 """
 
 TAGS = [
-    {"name": "queries (analyst)", "description": "Preview, run and re-read differentially "
-     "private releases, charged to the analyst's budget."},
+    {
+        "name": "queries (analyst)",
+        "description": "Preview, run and re-read differentially "
+        "private releases, charged to the analyst's budget.",
+    },
     {"name": "datasets", "description": "Datasets' public metadata (never the data)."},
     {"name": "budgets", "description": "Privacy budgets per consumer and dataset."},
-    {"name": "ledger (admin, auditor)", "description": "The append-only, hash-chained "
-     "ledger: read, verify, export."},
+    {
+        "name": "ledger (admin, auditor)",
+        "description": "The append-only, hash-chained ledger: read, verify, export.",
+    },
     {"name": "consumers (admin)", "description": "Consumers and their API keys."},
     {"name": "health", "description": "Liveness and readiness, without authentication."},
     {"name": "operations", "description": "Prometheus metrics."},
@@ -88,8 +93,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         sweeper.stop()
         app.state.db.dispose()
 
-    app = RuisApp(title="Ruis", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
-                  openapi_tags=TAGS)
+    app = RuisApp(
+        title="Ruis", version="0.1.0", description=DESCRIPTION, lifespan=lifespan, openapi_tags=TAGS
+    )
     app.state.settings = settings
     app.state.db = None
     metrics = Metrics(lambda: app.state.db)
@@ -97,14 +103,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.limiter = Limiter(settings.limits)
     set_plan_cache_bytes(settings.limits.plan_cache_bytes)
     problems.install(app)
-    routers = [health.router, consumers.router, datasets.router, budgets.router, ledger.router,
-               limits.router, queries.router, metrics_router(metrics, settings.metrics_token)]
+    routers = [
+        health.router,
+        consumers.router,
+        datasets.router,
+        budgets.router,
+        ledger.router,
+        limits.router,
+        queries.router,
+        metrics_router(metrics, settings.metrics_token),
+    ]
     for router in routers:
         app.include_router(router)
     app.api_routes = [route for router in routers for route in router.routes]
     # Route templates for metrics and logs: the API's, then the app's own (/docs, ...).
-    templates = [*app.api_routes,
-                 *(r for r in app.routes if isinstance(getattr(r, "path", None), str))]
+    templates = [
+        *app.api_routes,
+        *(r for r in app.routes if isinstance(getattr(r, "path", None), str)),
+    ]
     # Outermost last: request id → metrics and access log → body size limit → app.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(ObservabilityMiddleware, metrics=metrics, routes=templates)

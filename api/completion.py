@@ -44,8 +44,10 @@ class ReleaseFailed(ApiError):
     @classmethod
     def of(cls, release_id: str) -> ReleaseFailed:
         """The problem for ``release_id`` (which the ledger records as failed)."""
-        return cls("the release could not be computed; its cost was debited and is not "
-                   "refunded", release_id=release_id)
+        return cls(
+            "the release could not be computed; its cost was debited and is not refunded",
+            release_id=release_id,
+        )
 
 
 class ReleasePending(ApiError):
@@ -54,31 +56,56 @@ class ReleasePending(ApiError):
     status, type, title = 503, "release-pending", "Release pending"
 
     def __init__(self, release_id: str) -> None:
-        super().__init__("the release was computed but could not be stored yet; its values "
-                         "are kept: send the same query again to receive them (no second "
-                         "debit)", release_id=release_id)
+        super().__init__(
+            "the release was computed but could not be stored yet; its values "
+            "are kept: send the same query again to receive them (no second "
+            "debit)",
+            release_id=release_id,
+        )
         self.headers = {"Retry-After": str(PENDING_RETRY_AFTER_SECONDS)}
 
 
-def fail(db: Database, *, release_id: str, consumer: str, dataset: str, reason: str,
-         request_id: str | None) -> None:
+def fail(
+    db: Database,
+    *,
+    release_id: str,
+    consumer: str,
+    dataset: str,
+    reason: str,
+    request_id: str | None,
+) -> None:
     """Ledger the failure of a debited release; never raises.
 
     Already failed (abandoned): nothing to do. The database failing: the release
     stays pending, and once its lease runs out the sweeper fails it as abandoned.
     """
     try:
-        releases.fail(db, release_id=release_id, consumer=consumer, dataset=dataset,
-                      reason=reason, request_id=request_id)
+        releases.fail(
+            db,
+            release_id=release_id,
+            consumer=consumer,
+            dataset=dataset,
+            reason=reason,
+            request_id=request_id,
+        )
     except releases.Abandoned:
         pass  # already ledgered as failed
     except Exception as exc:
-        log.error("could not ledger the failure of release %s; the sweeper will", release_id,
-                  exc_info=exc)
+        log.error(
+            "could not ledger the failure of release %s; the sweeper will", release_id, exc_info=exc
+        )
 
 
-def store(db: Database, *, release_id: str, body: dict[str, Any], consumer: str,
-          dataset: str, output: dict[str, Any], request_id: str | None) -> None:
+def store(
+    db: Database,
+    *,
+    release_id: str,
+    body: dict[str, Any],
+    consumer: str,
+    dataset: str,
+    output: dict[str, Any],
+    request_id: str | None,
+) -> None:
     """Store a computed release durably, or raise a problem carrying its ``release_id``.
 
     Returns once the body is stored (this call or a concurrent one stored it).
@@ -86,8 +113,14 @@ def store(db: Database, *, release_id: str, body: dict[str, Any], consumer: str,
     values are spooled, :class:`ReleaseFailed` if the release was lost to
     another request (abandoned) or could be neither stored nor spooled.
     """
-    item = spool.Spooled(release_id=release_id, consumer=consumer, dataset=dataset,
-                         request_id=request_id, body=body, output=output)
+    item = spool.Spooled(
+        release_id=release_id,
+        consumer=consumer,
+        dataset=dataset,
+        request_id=request_id,
+        body=body,
+        output=output,
+    )
     values = spool.of(db)
     spooled = False
     if values is not None:
@@ -111,8 +144,14 @@ def store(db: Database, *, release_id: str, body: dict[str, Any], consumer: str,
                 if delay is None:
                     if spooled:
                         raise ReleasePending(release_id) from None
-                    fail(db, release_id=release_id, consumer=consumer, dataset=dataset,
-                         reason="store_failed", request_id=request_id)
+                    fail(
+                        db,
+                        release_id=release_id,
+                        consumer=consumer,
+                        dataset=dataset,
+                        reason="store_failed",
+                        request_id=request_id,
+                    )
                     raise ReleaseFailed.of(release_id) from None
                 time.sleep(delay)
     if values is not None:

@@ -72,9 +72,11 @@ class CheckedFile:
 
 
 def _unavailable(name: str) -> DatasetUnavailable:
-    return DatasetUnavailable(f"the dataset {name!r} is unavailable: its data file changed or "
-                              "cannot be read; an admin must check and reinstate it. Nothing "
-                              "was charged.")
+    return DatasetUnavailable(
+        f"the dataset {name!r} is unavailable: its data file changed or "
+        "cannot be read; an admin must check and reinstate it. Nothing "
+        "was charged."
+    )
 
 
 def _is_csv(metadata: DatasetMetadata) -> bool:
@@ -95,24 +97,31 @@ def examine(data_dir: Path, metadata: DatasetMetadata) -> dict[str, Any]:
         origin: dict[str, Any] | None = None
         if _is_csv(metadata):
             size, mtime_ns = stat_facts(source)
-            origin = {"path": metadata.path, "size": size, "mtime_ns": mtime_ns,
-                      "sha256": sha256_of(source)}
+            origin = {
+                "path": metadata.path,
+                "size": size,
+                "mtime_ns": mtime_ns,
+                "sha256": sha256_of(source),
+            }
             relative = f"{CONVERTED_DIR}/{converted_name(origin['sha256'], metadata)}"
             target = data_dir.resolve() / relative
             try:
                 convert_csv(source, metadata, target)
             except OSError as exc:
                 log.error("cannot write the converted file of %r", metadata.name, exc_info=exc)
-                raise StorageUnavailable("the converted data file could not be written (is "
-                                         "the data directory full or read-only?)") from None
+                raise StorageUnavailable(
+                    "the converted data file could not be written (is "
+                    "the data directory full or read-only?)"
+                ) from None
             if stat_facts(source) != (size, mtime_ns):
                 raise InvalidRequest("the CSV file changed while it was checked; try again")
         else:
             relative, target = metadata.path, source
         facts = parquet_facts(target, metadata, metadata.path)
         if metadata.max_rows is not None and facts.rows > metadata.max_rows:
-            raise InvalidRequest(f"the file holds more rows than the declared max_rows "
-                                 f"({metadata.max_rows})")
+            raise InvalidRequest(
+                f"the file holds more rows than the declared max_rows ({metadata.max_rows})"
+            )
         digest = sha256_of(target)
         if stat_facts(target) != (facts.size, facts.mtime_ns):
             raise InvalidRequest("the data file changed while it was checked; try again")
@@ -120,12 +129,25 @@ def examine(data_dir: Path, metadata: DatasetMetadata) -> dict[str, Any]:
         raise InvalidRequest(exc.detail) from None
     except OSError:
         raise InvalidRequest(f"the data file {metadata.path!r} could not be read") from None
-    return {"path": relative, "size": facts.size, "mtime_ns": facts.mtime_ns,
-            "rows": facts.rows, "schema": facts.schema, "sha256": digest, "source": origin}
+    return {
+        "path": relative,
+        "size": facts.size,
+        "mtime_ns": facts.mtime_ns,
+        "rows": facts.rows,
+        "schema": facts.schema,
+        "sha256": digest,
+        "source": origin,
+    }
 
 
-def register(db: Database, data_dir: Path, metadata: DatasetMetadata, *, actor: str,
-             request_id: str | None = None) -> Dataset:
+def register(
+    db: Database,
+    data_dir: Path,
+    metadata: DatasetMetadata,
+    *,
+    actor: str,
+    request_id: str | None = None,
+) -> Dataset:
     """Check ``metadata``'s file in full (:func:`examine`) and register it with its fingerprint.
 
     A taken name is refused (409) before the file is read; a refused check stores
@@ -134,12 +156,18 @@ def register(db: Database, data_dir: Path, metadata: DatasetMetadata, *, actor: 
     if catalog.exists(db, metadata.name):
         raise AlreadyExists(f"dataset {metadata.name!r} already exists")
     fingerprint = examine(data_dir, metadata)
-    return catalog.register(db, metadata=metadata.model_dump(mode="json"), actor=actor,
-                            request_id=request_id, file=fingerprint)
+    return catalog.register(
+        db,
+        metadata=metadata.model_dump(mode="json"),
+        actor=actor,
+        request_id=request_id,
+        file=fingerprint,
+    )
 
 
-def reinstate(db: Database, data_dir: Path, name: str, *, actor: str,
-              request_id: str | None = None) -> Dataset:
+def reinstate(
+    db: Database, data_dir: Path, name: str, *, actor: str, request_id: str | None = None
+) -> Dataset:
     """Re-run the registration check on the dataset's current file and make it active.
 
     Records the new fingerprint; ledgers ``dataset_reinstated`` with the old and
@@ -148,8 +176,9 @@ def reinstate(db: Database, data_dir: Path, name: str, *, actor: str,
     dataset = catalog.get(db, name)
     metadata = DatasetMetadata.model_validate(catalog.metadata_of(dataset))
     fingerprint = examine(data_dir, metadata)
-    return records.reinstate(db, name=name, fingerprint=fingerprint, actor=actor,
-                             request_id=request_id)
+    return records.reinstate(
+        db, name=name, fingerprint=fingerprint, actor=actor, request_id=request_id
+    )
 
 
 def require_active(dataset: Dataset) -> None:
@@ -158,8 +187,9 @@ def require_active(dataset: Dataset) -> None:
         raise _unavailable(dataset.name)
 
 
-def _observe(data_dir: Path, fingerprint: dict[str, Any], metadata: DatasetMetadata
-             ) -> tuple[str | None, dict[str, Any] | None]:
+def _observe(
+    data_dir: Path, fingerprint: dict[str, Any], metadata: DatasetMetadata
+) -> tuple[str | None, dict[str, Any] | None]:
     """Why the file no longer matches ``fingerprint`` (None if it does), and what was seen."""
     origin = fingerprint.get("source")
     if origin is not None:
@@ -179,8 +209,12 @@ def _observe(data_dir: Path, fingerprint: dict[str, Any], metadata: DatasetMetad
         return "schema_changed", None
     except InvalidDataset:
         return ("file_missing" if not path.exists() else "file_unreadable"), None
-    observed = {"size": facts.size, "mtime_ns": facts.mtime_ns, "rows": facts.rows,
-                "schema": facts.schema}
+    observed = {
+        "size": facts.size,
+        "mtime_ns": facts.mtime_ns,
+        "rows": facts.rows,
+        "schema": facts.schema,
+    }
     if metadata.max_rows is not None and facts.rows > metadata.max_rows:
         return "max_rows_exceeded", observed
     if facts.rows != fingerprint["rows"]:
@@ -201,17 +235,36 @@ def is_current(data_dir: Path, dataset: Dataset) -> bool:
     return _observe(data_dir, fingerprint, metadata)[0] is None
 
 
-def _suspend(db: Database, dataset: Dataset, reason: str, observed: dict[str, Any] | None,
-             request_id: str | None) -> None:
-    if records.suspend(db, name=dataset.name, reason=reason, observed=observed,
-                       actor=SYSTEM_ACTOR, request_id=request_id):
+def _suspend(
+    db: Database,
+    dataset: Dataset,
+    reason: str,
+    observed: dict[str, Any] | None,
+    request_id: str | None,
+) -> None:
+    if records.suspend(
+        db,
+        name=dataset.name,
+        reason=reason,
+        observed=observed,
+        actor=SYSTEM_ACTOR,
+        request_id=request_id,
+    ):
         log.warning("dataset %r suspended: %s", dataset.name, reason)
 
 
-def check_before_release(db: Database, data_dir: Path, dataset: Dataset,
-                         metadata: DatasetMetadata, *, consumer: str, model: str,
-                         cost_units: int, query: dict[str, Any], request_id: str | None
-                         ) -> CheckedFile:
+def check_before_release(
+    db: Database,
+    data_dir: Path,
+    dataset: Dataset,
+    metadata: DatasetMetadata,
+    *,
+    consumer: str,
+    model: str,
+    cost_units: int,
+    query: dict[str, Any],
+    request_id: str | None,
+) -> CheckedFile:
     """The file a release may read, checked against its fingerprint before any debit.
 
     A suspended dataset, or one whose file no longer matches (which this call
@@ -223,16 +276,30 @@ def check_before_release(db: Database, data_dir: Path, dataset: Dataset,
     try:
         fingerprint = _checked_fingerprint(db, data_dir, dataset, metadata, request_id)
     except DatasetUnavailable:
-        records.refuse_unavailable(db, consumer=consumer, dataset=dataset.name, model=model,
-                                   asked_units=cost_units, details={"query": query},
-                                   request_id=request_id)
+        records.refuse_unavailable(
+            db,
+            consumer=consumer,
+            dataset=dataset.name,
+            model=model,
+            asked_units=cost_units,
+            details={"query": query},
+            request_id=request_id,
+        )
         raise
-    return CheckedFile(path=resolve_data_path(data_dir, fingerprint["path"]),
-                       sha256=str(fingerprint["sha256"]), fingerprint=fingerprint)
+    return CheckedFile(
+        path=resolve_data_path(data_dir, fingerprint["path"]),
+        sha256=str(fingerprint["sha256"]),
+        fingerprint=fingerprint,
+    )
 
 
-def _checked_fingerprint(db: Database, data_dir: Path, dataset: Dataset,
-                         metadata: DatasetMetadata, request_id: str | None) -> dict[str, Any]:
+def _checked_fingerprint(
+    db: Database,
+    data_dir: Path,
+    dataset: Dataset,
+    metadata: DatasetMetadata,
+    request_id: str | None,
+) -> dict[str, Any]:
     require_active(dataset)
     fingerprint = records.fingerprint_of(dataset)
     if fingerprint is None:  # registered before fingerprints: the full check, once
@@ -241,9 +308,15 @@ def _checked_fingerprint(db: Database, data_dir: Path, dataset: Dataset,
         except InvalidRequest:
             _suspend(db, dataset, "first_check_failed", None, request_id)
             raise _unavailable(dataset.name) from None
-        recorded = records.fingerprint_of(records.record(  # or the one a concurrent request
-            db, name=dataset.name, fingerprint=first, actor=SYSTEM_ACTOR,  # recorded first
-            request_id=request_id))
+        recorded = records.fingerprint_of(
+            records.record(  # or the one a concurrent request
+                db,
+                name=dataset.name,
+                fingerprint=first,
+                actor=SYSTEM_ACTOR,  # recorded first
+                request_id=request_id,
+            )
+        )
         fingerprint = first if recorded is None else recorded
     reason, observed = _observe(data_dir, fingerprint, metadata)
     if reason is not None:
@@ -252,9 +325,14 @@ def _checked_fingerprint(db: Database, data_dir: Path, dataset: Dataset,
     return fingerprint
 
 
-def check_after_release(db: Database, data_dir: Path, dataset: Dataset,
-                        metadata: DatasetMetadata, checked: CheckedFile,
-                        request_id: str | None) -> None:
+def check_after_release(
+    db: Database,
+    data_dir: Path,
+    dataset: Dataset,
+    metadata: DatasetMetadata,
+    checked: CheckedFile,
+    request_id: str | None,
+) -> None:
     """Fail the release (raise) if the file changed while it was computed; suspends it.
 
     Called after the data was read: the values are not released if the file they

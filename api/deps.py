@@ -66,8 +66,9 @@ def require(*roles: str) -> Callable[[Principal], Principal]:
 
     def _check(principal: CurrentPrincipal) -> Principal:
         if principal.role not in roles:
-            raise Forbidden(f"the {principal.role} role may not do this; "
-                            f"allowed: {', '.join(roles)}")
+            raise Forbidden(
+                f"the {principal.role} role may not do this; allowed: {', '.join(roles)}"
+            )
         return principal
 
     return _check

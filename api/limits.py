@@ -97,22 +97,29 @@ class EffectiveLimits:
     @classmethod
     def of(cls, settings: LimitSettings, overrides: Overrides) -> EffectiveLimits:
         """``overrides`` where set, else ``settings``."""
+
         def pick(value: Any, default: Any) -> Any:
             return default if value is None else value
+
         return cls(
             min_epsilon=pick(overrides.min_epsilon, settings.min_epsilon),
             min_rho=pick(overrides.min_rho, settings.min_rho),
             max_cells=pick(overrides.max_cells, settings.max_cells),
             max_concurrent=pick(overrides.max_concurrent, settings.max_concurrent_per_consumer),
-            requests_per_minute=pick(overrides.requests_per_minute,
-                                     settings.requests_per_minute),
-            burst=pick(overrides.burst, settings.burst))
+            requests_per_minute=pick(overrides.requests_per_minute, settings.requests_per_minute),
+            burst=pick(overrides.burst, settings.burst),
+        )
 
     def document(self) -> dict[str, Any]:
         """The JSON-able form (amounts as numbers)."""
-        return {"min_epsilon": float(self.min_epsilon), "min_rho": float(self.min_rho),
-                "max_cells": self.max_cells, "max_concurrent": self.max_concurrent,
-                "requests_per_minute": self.requests_per_minute, "burst": self.burst}
+        return {
+            "min_epsilon": float(self.min_epsilon),
+            "min_rho": float(self.min_rho),
+            "max_cells": self.max_cells,
+            "max_concurrent": self.max_concurrent,
+            "requests_per_minute": self.requests_per_minute,
+            "burst": self.burst,
+        }
 
 
 def query_cells(query: QueryRequest, metadata: DatasetMetadata) -> int:
@@ -143,26 +150,33 @@ class QueryGuard:
         cells = query_cells(query, metadata)
         allowed = min(self.limits.max_cells, MAX_CELLS)
         if cells > allowed:
-            raise TooManyCells(f"group_by {query.group_by} has {cells:,} key combinations; "
-                               f"at most {allowed:,} are allowed per query",
-                               cells=cells, max_cells=allowed)
+            raise TooManyCells(
+                f"group_by {query.group_by} has {cells:,} key combinations; "
+                f"at most {allowed:,} are allowed per query",
+                cells=cells,
+                max_cells=allowed,
+            )
         privacy = query.privacy
         if isinstance(privacy, EpsilonLoss | RhoLoss):
             unit = "epsilon" if isinstance(privacy, EpsilonLoss) else "rho"
             amount = privacy.epsilon if isinstance(privacy, EpsilonLoss) else privacy.rho
             if amount < self._minimum(unit):
-                raise CostBelowMinimum(f"a release costs at least {unit} "
-                                       f"{self._minimum(unit)}; this one asks {amount}",
-                                       minimum={unit: float(self._minimum(unit))})
+                raise CostBelowMinimum(
+                    f"a release costs at least {unit} "
+                    f"{self._minimum(unit)}; this one asks {amount}",
+                    minimum={unit: float(self._minimum(unit))},
+                )
 
     def after_plan(self, plan: Plan) -> None:
         """Refuse a planned cost below the minimum (an accuracy target chose it)."""
         unit = "epsilon" if plan.model == "pure" else "rho"
         if plan.cost < self._minimum(unit):
-            raise CostBelowMinimum(f"a release costs at least {unit} {self._minimum(unit)}; "
-                                   f"this accuracy target needs only {plan.cost}: ask for a "
-                                   f"smaller max_error or state the cost",
-                                   minimum={unit: float(self._minimum(unit))})
+            raise CostBelowMinimum(
+                f"a release costs at least {unit} {self._minimum(unit)}; "
+                f"this accuracy target needs only {plan.cost}: ask for a "
+                f"smaller max_error or state the cost",
+                minimum={unit: float(self._minimum(unit))},
+            )
 
 
 @dataclass
@@ -198,8 +212,9 @@ class Gate:
         """Slots held by ``consumer_id`` now."""
         return self._per.get(consumer_id, 0)
 
-    async def acquire(self, consumer_id: int, *, limit: int, timeout: float,
-                      max_queued: int) -> bool:
+    async def acquire(
+        self, consumer_id: int, *, limit: int, timeout: float, max_queued: int
+    ) -> bool:
         """Take a slot within ``timeout`` seconds (True), else False and nothing is held."""
         if self._queued.get(consumer_id, 0) >= max_queued:
             return False
@@ -305,8 +320,7 @@ class Limiter:
         if overrides is None:
             overrides = stored_limits.get(db, consumer_id=consumer_id)
             with self._lock:
-                self._overrides[consumer_id] = (time.monotonic() + OVERRIDES_TTL_SECONDS,
-                                                overrides)
+                self._overrides[consumer_id] = (time.monotonic() + OVERRIDES_TTL_SECONDS, overrides)
         return EffectiveLimits.of(self.settings, overrides)
 
     async def _limits_async(self, db: Database, consumer_id: int) -> EffectiveLimits:
@@ -322,8 +336,7 @@ class Limiter:
             bucket = self._buckets.get(consumer_id)
             if bucket is None:
                 bucket = self._buckets[consumer_id] = _Bucket(float(limits.burst), now)
-            bucket.tokens = min(float(limits.burst),
-                                bucket.tokens + (now - bucket.updated) * rate)
+            bucket.tokens = min(float(limits.burst), bucket.tokens + (now - bucket.updated) * rate)
             bucket.updated = now
             if bucket.tokens >= 1.0:
                 bucket.tokens -= 1.0
@@ -342,20 +355,34 @@ class Limiter:
             self._refusals[(consumer_id, reason)] = _RefusalWindow(started=now)
             return True, unledgered
 
-    async def refuse(self, db: Database, principal: Principal, *, reason: str,
-                     gateway: Gateway, dataset: str | None, retry_after: float, detail: str,
-                     request_id: str) -> TooManyRequests:
+    async def refuse(
+        self,
+        db: Database,
+        principal: Principal,
+        *,
+        reason: str,
+        gateway: Gateway,
+        dataset: str | None,
+        retry_after: float,
+        detail: str,
+        request_id: str,
+    ) -> TooManyRequests:
         """The 429 to raise, after ledgering it if it is the first of its minute."""
         seconds = max(1, math.ceil(retry_after))
         ledgered, unledgered = self._should_ledger(principal.consumer_id, reason)
         if ledgered:
-            details = {"gateway": gateway, "retry_after": seconds,
-                       "unledgered_before": unledgered}
+            details = {"gateway": gateway, "retry_after": seconds, "unledgered_before": unledgered}
             try:
                 await run_in_threadpool(
-                    stored_limits.record_refusal, db, consumer_id=principal.consumer_id,
-                    consumer=principal.name, dataset=dataset, reason=reason, details=details,
-                    request_id=request_id)
+                    stored_limits.record_refusal,
+                    db,
+                    consumer_id=principal.consumer_id,
+                    consumer=principal.name,
+                    dataset=dataset,
+                    reason=reason,
+                    details=details,
+                    request_id=request_id,
+                )
             except Exception as exc:  # the refusal stands even if it cannot be ledgered
                 log.error("could not ledger a %s refusal", reason, exc_info=exc)
         return TooManyRequests(detail, retry_after=seconds, reason=reason)
@@ -368,10 +395,16 @@ class Limiter:
         return self.heavy_previews if heavy else self.previews
 
     @asynccontextmanager
-    async def admit(self, db: Database, principal: Principal, *, gateway: Gateway,
-                    dataset: str | None, request_id: str,
-                    cells: Callable[[], int | None] | None = None
-                    ) -> AsyncIterator[QueryGuard]:
+    async def admit(
+        self,
+        db: Database,
+        principal: Principal,
+        *,
+        gateway: Gateway,
+        dataset: str | None,
+        request_id: str,
+        cells: Callable[[], int | None] | None = None,
+    ) -> AsyncIterator[QueryGuard]:
         """Hold a slot of ``gateway`` for this request, or raise :class:`TooManyRequests`.
 
         First the consumer's token bucket (refused at once when empty), then a
@@ -385,21 +418,36 @@ class Limiter:
         wait = self.take_token(principal.consumer_id, limits)
         if wait > 0:
             raise await self.refuse(
-                db, principal, reason="rate_limited", gateway=gateway, dataset=dataset,
-                retry_after=wait, request_id=request_id,
+                db,
+                principal,
+                reason="rate_limited",
+                gateway=gateway,
+                dataset=dataset,
+                retry_after=wait,
+                request_id=request_id,
                 detail=f"more than {limits.requests_per_minute} query requests per minute "
-                       f"(burst {limits.burst}); retry later")
+                f"(burst {limits.burst}); retry later",
+            )
         gate = self._gate(gateway, await run_in_threadpool(cells) if cells else None)
         timeout = self.settings.queue_timeout_seconds
-        if not await gate.acquire(principal.consumer_id, limit=limits.max_concurrent,
-                                  timeout=timeout,
-                                  max_queued=self.settings.max_queued_per_consumer):
+        if not await gate.acquire(
+            principal.consumer_id,
+            limit=limits.max_concurrent,
+            timeout=timeout,
+            max_queued=self.settings.max_queued_per_consumer,
+        ):
             raise await self.refuse(
-                db, principal, reason="concurrency_limit", gateway=gateway, dataset=dataset,
-                retry_after=timeout, request_id=request_id,
+                db,
+                principal,
+                reason="concurrency_limit",
+                gateway=gateway,
+                dataset=dataset,
+                retry_after=timeout,
+                request_id=request_id,
                 detail=f"no {gateway} slot became free within {timeout:g} s (at most "
-                       f"{limits.max_concurrent} at once per consumer, "
-                       f"{gate.capacity} in all); retry later")
+                f"{limits.max_concurrent} at once per consumer, "
+                f"{gate.capacity} in all); retry later",
+            )
         try:
             yield QueryGuard(limits)
         finally:

@@ -77,8 +77,12 @@ def logging_config(level: str = "info") -> dict[str, Any]:
         "filters": {"request": {"()": "api.logs.RequestContextFilter"}},
         "formatters": {"json": {"()": "api.logs.JsonFormatter"}},
         "handlers": {
-            "stderr": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr",
-                       "formatter": "json", "filters": ["request"]},
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stderr",
+                "formatter": "json",
+                "filters": ["request"],
+            },
         },
         "root": {"level": level_name, "handlers": ["stderr"]},
         "loggers": {

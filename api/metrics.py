@@ -78,14 +78,28 @@ class BudgetCollector(Collector):
         labels = ["consumer", "dataset", "model", "unit"]
         cap_labels = ["dataset", "model", "unit"]
         return [
-            GaugeMetricFamily("ruis_budget_total", "Privacy budget granted to a consumer on "
-                              "a dataset, in the budget's unit (epsilon or rho)", labels=labels),
-            GaugeMetricFamily("ruis_budget_spent", "Privacy budget spent by a consumer on a "
-                              "dataset, in the budget's unit (epsilon or rho)", labels=labels),
-            GaugeMetricFamily("ruis_dataset_cap_total", "A dataset's cap on what all consumers "
-                              "together may spend", labels=cap_labels),
-            GaugeMetricFamily("ruis_dataset_cap_spent", "What all consumers together spent "
-                              "under a dataset's cap", labels=cap_labels),
+            GaugeMetricFamily(
+                "ruis_budget_total",
+                "Privacy budget granted to a consumer on "
+                "a dataset, in the budget's unit (epsilon or rho)",
+                labels=labels,
+            ),
+            GaugeMetricFamily(
+                "ruis_budget_spent",
+                "Privacy budget spent by a consumer on a "
+                "dataset, in the budget's unit (epsilon or rho)",
+                labels=labels,
+            ),
+            GaugeMetricFamily(
+                "ruis_dataset_cap_total",
+                "A dataset's cap on what all consumers together may spend",
+                labels=cap_labels,
+            ),
+            GaugeMetricFamily(
+                "ruis_dataset_cap_spent",
+                "What all consumers together spent under a dataset's cap",
+                labels=cap_labels,
+            ),
         ]
 
     def describe(self) -> Iterable[Metric]:
@@ -93,8 +107,11 @@ class BudgetCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         total, spent, cap_total, cap_spent = self._families()
-        ok = GaugeMetricFamily("ruis_budget_scrape_ok", "1 when budgets were read from the "
-                               "database at this scrape, 0 when it could not be read")
+        ok = GaugeMetricFamily(
+            "ruis_budget_scrape_ok",
+            "1 when budgets were read from the "
+            "database at this scrape, 0 when it could not be read",
+        )
         database = self._database()
         try:
             if database is None:
@@ -125,17 +142,30 @@ class Metrics:
         self.budgets = BudgetCollector(database)
         self.registry.register(self.budgets)
         self.requests = Counter(
-            "ruis_http_requests", "HTTP requests by method, route template and status",
-            ["method", "route", "status"], registry=self.registry)
+            "ruis_http_requests",
+            "HTTP requests by method, route template and status",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
         self.request_duration = Histogram(
-            "ruis_http_request_duration_seconds", "HTTP request latency by route template",
-            ["method", "route"], buckets=LATENCY_BUCKETS, registry=self.registry)
+            "ruis_http_request_duration_seconds",
+            "HTTP request latency by route template",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.release_duration = Histogram(
-            "ruis_release_duration_seconds", "Latency of answered POST /v1/queries "
-            "(released or served from cache)", buckets=LATENCY_BUCKETS, registry=self.registry)
+            "ruis_release_duration_seconds",
+            "Latency of answered POST /v1/queries (released or served from cache)",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.refused = Counter(
-            "ruis_queries_refused", "POST /v1/queries refused, by reason",
-            ["reason"], registry=self.registry)
+            "ruis_queries_refused",
+            "POST /v1/queries refused, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
         for reason in REFUSAL_REASONS.values():
             self.refused.labels(reason=reason)
 
@@ -160,8 +190,10 @@ class Metrics:
 
 
 _metrics_bearer = HTTPBearer(
-    scheme_name="MetricsToken", auto_error=False,
-    description="RUIS_METRICS_TOKEN, needed only when the server sets it")
+    scheme_name="MetricsToken",
+    auto_error=False,
+    description="RUIS_METRICS_TOKEN, needed only when the server sets it",
+)
 
 
 def metrics_router(metrics: Metrics, token: str | None) -> APIRouter:
@@ -169,12 +201,20 @@ def metrics_router(metrics: Metrics, token: str | None) -> APIRouter:
     router = APIRouter(tags=["operations"])
 
     @router.get(
-        "/metrics", response_class=Response,
-        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
-                         "description": "The Prometheus text exposition format"},
-                   **problems(401, notes={401: "RUIS_METRICS_TOKEN is set and the bearer "
-                                               "token is missing or wrong"})},
-        openapi_extra={"security": [{}]})  # appended: the token is optional
+        "/metrics",
+        response_class=Response,
+        responses={
+            200: {
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+                "description": "The Prometheus text exposition format",
+            },
+            **problems(
+                401,
+                notes={401: "RUIS_METRICS_TOKEN is set and the bearer token is missing or wrong"},
+            ),
+        },
+        openapi_extra={"security": [{}]},
+    )  # appended: the token is optional
     def prometheus_metrics(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_metrics_bearer)],
     ) -> Response:
@@ -183,9 +223,9 @@ def metrics_router(metrics: Metrics, token: str | None) -> APIRouter:
         if token is not None:
             given = credentials.credentials if credentials is not None else ""
             if not hmac.compare_digest(given.encode(), token.encode()):
-                raise Unauthorized("/metrics needs the metrics token: "
-                                   "Authorization: Bearer <RUIS_METRICS_TOKEN>")
+                raise Unauthorized(
+                    "/metrics needs the metrics token: Authorization: Bearer <RUIS_METRICS_TOKEN>"
+                )
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     return router
-

@@ -54,8 +54,12 @@ class RequestIdMiddleware:
         except Exception:
             if not started:
                 # The same problem as api.problems' handler for unexpected errors.
-                response = problem_response(500, "internal-error", "Internal server error",
-                                            "the server failed to handle this request")
+                response = problem_response(
+                    500,
+                    "internal-error",
+                    "Internal server error",
+                    "the server failed to handle this request",
+                )
                 await response(scope, receive, send_with_id)
             raise
         finally:
@@ -112,11 +116,19 @@ class ObservabilityMiddleware:
             state = scope.get("state") or {}
             principal = state.get("principal")
             access_log.info(
-                "%s %s %d", method, route, status,
-                extra={"request_id": state.get("request_id"), "method": method,
-                       "route": route, "status": status,
-                       "duration_ms": round(seconds * 1000, 3),
-                       "consumer": getattr(principal, "name", None)})
+                "%s %s %d",
+                method,
+                route,
+                status,
+                extra={
+                    "request_id": state.get("request_id"),
+                    "method": method,
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 3),
+                    "consumer": getattr(principal, "name", None),
+                },
+            )
 
 
 class _TooLarge(Exception):
@@ -131,12 +143,24 @@ class BodySizeLimitMiddleware:
         self.max_bytes = max_bytes
 
     async def _reject(self, send: Send) -> None:
-        body = json.dumps({"type": "payload-too-large", "title": "Payload too large",
-                           "status": 413,
-                           "detail": f"request bodies are limited to {self.max_bytes} bytes"})
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/problem+json"),
-                                (b"content-length", str(len(body)).encode())]})
+        body = json.dumps(
+            {
+                "type": "payload-too-large",
+                "title": "Payload too large",
+                "status": 413,
+                "detail": f"request bodies are limited to {self.max_bytes} bytes",
+            }
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/problem+json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body.encode()})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -37,28 +37,31 @@ PROBLEM_NOTES: dict[int, str] = {
     401: "Missing, malformed, unknown or revoked API key (`unauthorized`).",
     403: "The caller's role may not do this (`forbidden`).",
     404: "No such consumer, key, dataset or release (`not-found`). An analyst gets 404 "
-         "for a dataset it holds no budget on, the same as for one that does not exist.",
+    "for a dataset it holds no budget on, the same as for one that does not exist.",
     409: "Conflicts with what is stored (`conflict`).",
     413: "The request body is larger than the service accepts (`payload-too-large`).",
     422: "The request is malformed or cannot be served as asked (`invalid-request`, "
-         "`invalid-query`); `errors` lists the offending fields.",
+    "`invalid-query`); `errors` lists the offending fields.",
     429: "A rate or concurrency limit was reached; nothing was spent; retry after the "
-         "`Retry-After` seconds (`too-many-requests`).",
+    "`Retry-After` seconds (`too-many-requests`).",
     500: "The server failed (`internal-error`).",
     503: "Temporarily unavailable; ask again shortly.",
 }
 
 
-def problems(*statuses: int, notes: Mapping[int, str] | None = None
-             ) -> dict[int | str, dict[str, Any]]:
+def problems(
+    *statuses: int, notes: Mapping[int, str] | None = None
+) -> dict[int | str, dict[str, Any]]:
     """``responses=`` for FastAPI: a problem document for each of ``statuses``.
 
     ``notes`` replaces the generic description of a status where a route has a
     more precise one (e.g. what a 409 means there).
     """
     notes = notes or {}
-    return {status: {"model": Problem, "description": notes.get(status, PROBLEM_NOTES[status])}
-            for status in statuses}
+    return {
+        status: {"model": Problem, "description": notes.get(status, PROBLEM_NOTES[status])}
+        for status in statuses
+    }
 
 
 def _required_roles(dependant: Dependant) -> tuple[str, ...] | None:
@@ -107,7 +110,7 @@ def complete_document(schema: dict[str, Any], routes: Sequence[BaseRoute]) -> di
     components = schema.setdefault("components", {})
     components.setdefault("headers", {})["X-Request-ID"] = {
         "description": "The id of this request (the client's own `X-Request-ID` when it sent "
-                       "a sane one); also recorded on the ledger entries the request caused.",
+        "a sane one); also recorded on the ledger entries the request caused.",
         "schema": {"type": "string"},
     }
     for path, operations in schema.get("paths", {}).items():
@@ -116,7 +119,8 @@ def complete_document(schema: dict[str, Any], routes: Sequence[BaseRoute]) -> di
                 if status[:1] in "45":
                     _problem_content(response)
                 response.setdefault("headers", {})["X-Request-ID"] = {
-                    "$ref": "#/components/headers/X-Request-ID"}
+                    "$ref": "#/components/headers/X-Request-ID"
+                }
             allowed = roles.get((path, method))
             if allowed is None:
                 continue
@@ -124,6 +128,7 @@ def complete_document(schema: dict[str, Any], routes: Sequence[BaseRoute]) -> di
             description = operation.get("description", "")
             if not _MENTIONS_ROLES.search(description):
                 label = "Role" if len(allowed) == 1 else "Roles"
-                operation["description"] = (f"{description}\n\n{label}: {', '.join(allowed)}."
-                                            .lstrip())
+                operation["description"] = (
+                    f"{description}\n\n{label}: {', '.join(allowed)}.".lstrip()
+                )
     return schema

@@ -100,13 +100,18 @@ _HTTP_TYPES = {
 }
 
 
-def problem_response(status: int, type_: str, title: str, detail: str,
-                     headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+def problem_response(
+    status: int,
+    type_: str,
+    title: str,
+    detail: str,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
     """A problem+json response."""
     body: dict[str, Any] = {"type": type_, "title": title, "status": status, "detail": detail}
     body.update({k: v for k, v in extra.items() if v is not None})
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE,
-                        headers=headers)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
 
 
 def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -124,8 +129,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else exc.headers
-        return problem_response(exc.status, exc.type, exc.title, exc.detail, headers,
-                                **exc.extra)
+        return problem_response(exc.status, exc.type, exc.title, exc.detail, headers, **exc.extra)
 
     @app.exception_handler(DbError)
     async def _db_error(_: Request, exc: DbError) -> JSONResponse:
@@ -144,8 +148,7 @@ def install(app: FastAPI) -> None:
         errors = _validation_errors(exc)
         first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
         detail = f"{'.'.join(first['loc'])}: {first['msg']}"
-        return problem_response(422, "invalid-request", "Invalid request", detail,
-                                errors=errors)
+        return problem_response(422, "invalid-request", "Invalid request", detail, errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -153,16 +156,32 @@ def install(app: FastAPI) -> None:
             # FastAPI's "error parsing the body" (invalid UTF-8, JSON nested too deeply,
             # ...): an invalid request body like any JSON syntax error, so the same
             # documented 422 problem, never a bare 400.
-            return problem_response(422, "invalid-request", "Invalid request",
-                                    "the request body is not valid UTF-8 JSON")
+            return problem_response(
+                422,
+                "invalid-request",
+                "Invalid request",
+                "the request body is not valid UTF-8 JSON",
+            )
         type_, title = _HTTP_TYPES.get(exc.status_code, ("http-error", "HTTP error"))
         detail = exc.detail if isinstance(exc.detail, str) else title
-        return problem_response(exc.status_code, type_, title, detail,
-                                headers=dict(exc.headers) if exc.headers else None)
+        return problem_response(
+            exc.status_code,
+            type_,
+            title,
+            detail,
+            headers=dict(exc.headers) if exc.headers else None,
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.error("unhandled error", exc_info=exc,
-                  extra={"request_id": getattr(request.state, "request_id", None)})
-        return problem_response(500, "internal-error", "Internal server error",
-                                "the server failed to handle this request")
+        log.error(
+            "unhandled error",
+            exc_info=exc,
+            extra={"request_id": getattr(request.state, "request_id", None)},
+        )
+        return problem_response(
+            500,
+            "internal-error",
+            "Internal server error",
+            "the server failed to handle this request",
+        )

@@ -25,8 +25,10 @@ class ConsumerCreate(BaseModel):
     """``POST /v1/consumers``."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$",
-                      description="unique slug: lowercase letters, digits and dashes")
+    name: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9-]{0,62}$",
+        description="unique slug: lowercase letters, digits and dashes",
+    )
     role: Role
 
 
@@ -78,16 +80,22 @@ class DatasetPublic(BaseModel):
     max_rows: int | None = None
     delta: float
     budget_cap: dict[str, Any] | None = Field(
-        default=None, description="the cap with what all consumers together spent and remain")
+        default=None, description="the cap with what all consumers together spent and remain"
+    )
     created_at: datetime
     status: Literal["active", "suspended"] = Field(
-        default="active", description="suspended: its data file changed or cannot be read; "
-                                      "queries are refused (503) until an admin reinstates it")
+        default="active",
+        description="suspended: its data file changed or cannot be read; "
+        "queries are refused (503) until an admin reinstates it",
+    )
     suspended_reason: str | None = Field(
-        default=None, description="admins and auditors: why it was suspended")
+        default=None, description="admins and auditors: why it was suspended"
+    )
     file: dict[str, Any] | None = Field(
-        default=None, description="admins and auditors: the fingerprint of the file queries "
-                                  "read (path, size, mtime_ns, rows, schema, sha256, source)")
+        default=None,
+        description="admins and auditors: the fingerprint of the file queries "
+        "read (path, size, mtime_ns, rows, schema, sha256, source)",
+    )
 
 
 class BudgetPublic(BaseModel):
@@ -101,7 +109,8 @@ class BudgetPublic(BaseModel):
     spent: float
     remaining: float
     remaining_epsilon_delta: dict[str, float] | None = Field(
-        default=None, description="for zCDP budgets: the (ε, δ) equivalent of what remains")
+        default=None, description="for zCDP budgets: the (ε, δ) equivalent of what remains"
+    )
     updated_at: datetime
 
 
@@ -127,8 +136,9 @@ class LedgerEntryPublic(BaseModel):
 class LedgerDiscrepancy(BaseModel):
     """One thing the stored amounts or releases disagree with the ledger about."""
 
-    kind: Literal["budget", "budget_total", "cap", "cap_total", "release", "release_output",
-                  "release_missing"]
+    kind: Literal[
+        "budget", "budget_total", "cap", "cap_total", "release", "release_output", "release_missing"
+    ]
     detail: str
     consumer: str | None = None
     dataset: str | None = None
@@ -175,8 +185,10 @@ class Accuracy(BaseModel):
     error_bound: float | None
     covers: str = Field(default=NOISE_ONLY, description="what error_bound accounts for")
     error_bound_range: list[float] | None = Field(
-        default=None, description="with automatic bounds, before they are chosen: the bound "
-                                  "at the smallest and at the largest candidates")
+        default=None,
+        description="with automatic bounds, before they are chosen: the bound "
+        "at the smallest and at the largest candidates",
+    )
 
 
 class QueryPreview(BaseModel):
@@ -195,8 +207,10 @@ class QueryPreview(BaseModel):
     fits_budget: bool
     bounds: dict[str, Any] = {}
     auto: dict[str, Any] | None = Field(
-        default=None, description="with automatic bounds: the cost split between choosing "
-                                  "them and the statistic, the candidates, the selection steps")
+        default=None,
+        description="with automatic bounds: the cost split between choosing "
+        "them and the statistic, the candidates, the selection steps",
+    )
 
 
 class QuerySummary(BaseModel):
@@ -225,16 +239,20 @@ class QueryResponse(BaseModel):
     noise_scale: float
     accuracy: Accuracy
     epsilon_delta: dict[str, float] | None = Field(
-        default=None, description="for zCDP costs: the equivalent (ε, δ)")
+        default=None, description="for zCDP costs: the equivalent (ε, δ)"
+    )
     budget_remaining: dict[str, Any]
     cached: bool
     ledger_seq: int
     query: dict[str, Any]
     bounds: dict[str, Any] = {}
     bounds_chosen: dict[str, Any] | None = Field(
-        default=None, description="with automatic bounds: the contribution and clamping "
-                                  "bounds chosen (noise_scale and accuracy are at these)")
+        default=None,
+        description="with automatic bounds: the contribution and clamping "
+        "bounds chosen (noise_scale and accuracy are at these)",
+    )
     auto: dict[str, Any] | None = Field(
-        default=None, description="with automatic bounds: the cost split, the candidates and "
-                                  "the selection steps")
+        default=None,
+        description="with automatic bounds: the cost split, the candidates and the selection steps",
+    )
     created_at: str

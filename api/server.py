@@ -91,17 +91,19 @@ class EdgeLimits:
             try:
                 values[name] = kind(text)
             except ValueError:
-                raise ValueError(f"{variable} must be a positive {kind.__name__}, "
-                                 f"got {text!r}") from None
+                raise ValueError(
+                    f"{variable} must be a positive {kind.__name__}, got {text!r}"
+                ) from None
         return cls(**values)
 
 
 def _raw_problem(status: int, reason: str, type_: str, detail: str) -> bytes:
     """A complete HTTP/1.1 problem+json response that closes the connection."""
-    body = json.dumps({"type": type_, "title": reason, "status": status,
-                       "detail": detail}).encode()
-    head = (f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/problem+json\r\n"
-            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n").encode()
+    body = json.dumps({"type": type_, "title": reason, "status": status, "detail": detail}).encode()
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/problem+json\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    ).encode()
     return head + body
 
 
@@ -117,9 +119,15 @@ class GuardedH11Protocol(H11Protocol):
     over ``max_header_bytes`` get a 431 (h11's limit) instead of uvicorn's 400.
     """
 
-    def __init__(self, config: Config, server_state: ServerState,
-                 app_state: dict[str, Any], _loop: asyncio.AbstractEventLoop | None = None,
-                 *, limits: EdgeLimits) -> None:
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        limits: EdgeLimits,
+    ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self.limits = limits
         self.app = self._count_headers(self.app)
@@ -130,14 +138,16 @@ class GuardedH11Protocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._header_deadline = self.loop.call_later(self.limits.header_timeout,
-                                                     self._header_timed_out)
+        self._header_deadline = self.loop.call_later(
+            self.limits.header_timeout, self._header_timed_out
+        )
 
     def data_received(self, data: bytes) -> None:
         if self.conn.their_state is h11.IDLE and self._header_deadline is None:
             # The first byte of another request on a kept-alive connection.
-            self._header_deadline = self.loop.call_later(self.limits.header_timeout,
-                                                         self._header_timed_out)
+            self._header_deadline = self.loop.call_later(
+                self.limits.header_timeout, self._header_timed_out
+            )
         super().data_received(data)
 
     def handle_events(self) -> None:
@@ -151,8 +161,9 @@ class GuardedH11Protocol(H11Protocol):
             self._cancel_header_deadline()
         if state is h11.SEND_BODY:
             if self._body_deadline is None:
-                self._body_deadline = self.loop.call_later(self.limits.body_timeout,
-                                                           self._body_timed_out)
+                self._body_deadline = self.loop.call_later(
+                    self.limits.body_timeout, self._body_timed_out
+                )
         else:
             self._cancel_body_deadline()
 
@@ -176,9 +187,14 @@ class GuardedH11Protocol(H11Protocol):
         if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
             return
         if self.conn.trailing_data[0]:  # a request was started but not finished
-            self.transport.write(_raw_problem(
-                408, "Request Timeout", "request-timeout",
-                f"the request headers did not arrive within {self.limits.header_timeout:g} s"))
+            self.transport.write(
+                _raw_problem(
+                    408,
+                    "Request Timeout",
+                    "request-timeout",
+                    f"the request headers did not arrive within {self.limits.header_timeout:g} s",
+                )
+            )
         self.transport.close()
 
     def _body_timed_out(self) -> None:
@@ -187,9 +203,14 @@ class GuardedH11Protocol(H11Protocol):
             return
         cycle = self.cycle
         if cycle is not None and not cycle.response_started:
-            self.transport.write(_raw_problem(
-                408, "Request Timeout", "request-timeout",
-                f"the request body did not arrive within {self.limits.body_timeout:g} s"))
+            self.transport.write(
+                _raw_problem(
+                    408,
+                    "Request Timeout",
+                    "request-timeout",
+                    f"the request body did not arrive within {self.limits.body_timeout:g} s",
+                )
+            )
         if cycle is not None:  # the app's receive() now returns http.disconnect
             cycle.disconnected = True
             cycle.message_event.set()
@@ -197,22 +218,41 @@ class GuardedH11Protocol(H11Protocol):
 
     # --- header limits ---------------------------------------------------------------
 
-    async def _refuse_too_many_headers(self, scope: Scope, receive: ASGIReceiveCallable,
-                      send: ASGISendCallable
-                                       ) -> None:
-        await send({"type": "http.response.start", "status": 431,
-                    "headers": [(b"content-type", b"application/problem+json"),
-                                (b"connection", b"close")]})
-        await send({"type": "http.response.body", "body": json.dumps({
-            "type": "request-header-fields-too-large",
-            "title": "Request Header Fields Too Large", "status": 431,
-            "detail": f"requests are limited to {self.limits.max_headers} header fields",
-        }).encode()})
+    async def _refuse_too_many_headers(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 431,
+                "headers": [
+                    (b"content-type", b"application/problem+json"),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send(
+            {
+                "type": "http.response.body",
+                "body": json.dumps(
+                    {
+                        "type": "request-header-fields-too-large",
+                        "title": "Request Header Fields Too Large",
+                        "status": 431,
+                        "detail": (
+                            f"requests are limited to {self.limits.max_headers} header fields"
+                        ),
+                    }
+                ).encode(),
+            }
+        )
 
     def _count_headers(self, app: ASGI3Application) -> ASGI3Application:
         """``app`` behind the header count limit (a 431 that never reaches the app)."""
-        async def limited(scope: Scope, receive: ASGIReceiveCallable,
-                      send: ASGISendCallable) -> None:
+
+        async def limited(
+            scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+        ) -> None:
             headers = cast(list[tuple[bytes, bytes]], scope.get("headers") or [])
             if len(headers) > self.limits.max_headers:
                 await self._refuse_too_many_headers(scope, receive, send)
@@ -223,17 +263,23 @@ class GuardedH11Protocol(H11Protocol):
 
     def send_400_response(self, msg: str) -> None:
         if len(self.conn.trailing_data[0]) > self.limits.max_header_bytes:
-            self.transport.write(_raw_problem(
-                431, "Request Header Fields Too Large", "request-header-fields-too-large",
-                f"the request line and headers are limited to {self.limits.max_header_bytes} "
-                f"bytes"))
+            self.transport.write(
+                _raw_problem(
+                    431,
+                    "Request Header Fields Too Large",
+                    "request-header-fields-too-large",
+                    f"the request line and headers are limited to {self.limits.max_header_bytes} "
+                    f"bytes",
+                )
+            )
             self.transport.close()
             return
         super().send_400_response(msg)
 
 
-def server_config(app: Any, *, host: str, port: int, limits: EdgeLimits | None = None,
-                  **options: Any) -> uvicorn.Config:
+def server_config(
+    app: Any, *, host: str, port: int, limits: EdgeLimits | None = None, **options: Any
+) -> uvicorn.Config:
     """The uvicorn configuration Ruis is served with: :class:`GuardedH11Protocol` and
     uvicorn's own limits from ``limits`` (default: :meth:`EdgeLimits.from_env`).
 
@@ -243,7 +289,9 @@ def server_config(app: Any, *, host: str, port: int, limits: EdgeLimits | None =
     limits = limits or EdgeLimits.from_env()
     protocol = functools.partial(GuardedH11Protocol, limits=limits)
     return uvicorn.Config(
-        app, host=host, port=port,
+        app,
+        host=host,
+        port=port,
         http=cast(Any, protocol),
         h11_max_incomplete_event_size=limits.max_header_bytes,
         limit_concurrency=limits.max_connections,

@@ -106,26 +106,30 @@ class LimitSettings:
             min_epsilon=_env_amount("RUIS_MIN_EPSILON", d.min_epsilon),
             min_rho=_env_amount("RUIS_MIN_RHO", d.min_rho),
             max_cells=_env_int("RUIS_MAX_CELLS", d.max_cells),
-            max_concurrent_per_consumer=_env_int("RUIS_MAX_CONCURRENT_PER_CONSUMER",
-                                                 d.max_concurrent_per_consumer),
+            max_concurrent_per_consumer=_env_int(
+                "RUIS_MAX_CONCURRENT_PER_CONSUMER", d.max_concurrent_per_consumer
+            ),
             requests_per_minute=_env_int("RUIS_REQUESTS_PER_MINUTE", d.requests_per_minute),
             burst=_env_int("RUIS_BURST", d.burst),
-            max_concurrent_releases=_env_int("RUIS_MAX_CONCURRENT_RELEASES",
-                                             d.max_concurrent_releases),
-            max_concurrent_previews=_env_int("RUIS_MAX_CONCURRENT_PREVIEWS",
-                                             d.max_concurrent_previews),
+            max_concurrent_releases=_env_int(
+                "RUIS_MAX_CONCURRENT_RELEASES", d.max_concurrent_releases
+            ),
+            max_concurrent_previews=_env_int(
+                "RUIS_MAX_CONCURRENT_PREVIEWS", d.max_concurrent_previews
+            ),
             heavy_cells=_env_int("RUIS_HEAVY_CELLS", d.heavy_cells),
-            max_concurrent_heavy_releases=_env_int("RUIS_MAX_CONCURRENT_HEAVY_RELEASES",
-                                                   d.max_concurrent_heavy_releases),
-            max_concurrent_heavy_previews=_env_int("RUIS_MAX_CONCURRENT_HEAVY_PREVIEWS",
-                                                   d.max_concurrent_heavy_previews),
-            queue_timeout_seconds=_env_float("RUIS_QUEUE_TIMEOUT_SECONDS",
-                                             d.queue_timeout_seconds),
-            max_queued_per_consumer=_env_int("RUIS_MAX_QUEUED_PER_CONSUMER",
-                                             d.max_queued_per_consumer),
+            max_concurrent_heavy_releases=_env_int(
+                "RUIS_MAX_CONCURRENT_HEAVY_RELEASES", d.max_concurrent_heavy_releases
+            ),
+            max_concurrent_heavy_previews=_env_int(
+                "RUIS_MAX_CONCURRENT_HEAVY_PREVIEWS", d.max_concurrent_heavy_previews
+            ),
+            queue_timeout_seconds=_env_float("RUIS_QUEUE_TIMEOUT_SECONDS", d.queue_timeout_seconds),
+            max_queued_per_consumer=_env_int(
+                "RUIS_MAX_QUEUED_PER_CONSUMER", d.max_queued_per_consumer
+            ),
             plan_cache_bytes=_env_int("RUIS_PLAN_CACHE_BYTES", d.plan_cache_bytes),
-            ledger_page_bytes=_env_int("RUIS_LEDGER_PAGE_BYTES", d.ledger_page_bytes,
-                                       minimum=1024),
+            ledger_page_bytes=_env_int("RUIS_LEDGER_PAGE_BYTES", d.ledger_page_bytes, minimum=1024),
         )
 
 
@@ -156,6 +160,12 @@ class Settings:
         metrics_token = os.environ.get("RUIS_METRICS_TOKEN") or None
         min_free_mb = int(os.environ.get("RUIS_MIN_FREE_MB") or DEFAULT_MIN_FREE_MB)
         quantum = int(os.environ.get("RUIS_RELEASE_TIME_QUANTUM_MS") or DEFAULT_QUANTUM_MS)
-        return cls(database_url=url, data_dir=data_dir, bootstrap_admin_key=key,
-                   metrics_token=metrics_token, min_free_bytes=min_free_mb * 2**20,
-                   release_time_quantum_ms=quantum, limits=LimitSettings.from_env())
+        return cls(
+            database_url=url,
+            data_dir=data_dir,
+            bootstrap_admin_key=key,
+            metrics_token=metrics_token,
+            min_free_bytes=min_free_mb * 2**20,
+            release_time_quantum_ms=quantum,
+            limits=LimitSettings.from_env(),
+        )

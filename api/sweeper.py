@@ -37,8 +37,9 @@ ABANDON_GRACE_SECONDS = 5.0
 it over and answers anew) before the sweeper fails it."""
 
 
-def sweep(db: Database, spool: Spool | None, *, grace: float = ABANDON_GRACE_SECONDS
-          ) -> tuple[int, int]:
+def sweep(
+    db: Database, spool: Spool | None, *, grace: float = ABANDON_GRACE_SECONDS
+) -> tuple[int, int]:
     """One pass; returns how many spooled releases it stored and how many it failed as
     abandoned. Errors of one release are logged and do not stop the others."""
     stored = abandoned = 0
@@ -72,8 +73,9 @@ def sweep(db: Database, spool: Spool | None, *, grace: float = ABANDON_GRACE_SEC
 class Sweeper:
     """The background thread running :func:`sweep` until :meth:`stop`."""
 
-    def __init__(self, db: Database, spool: Spool | None, *,
-                 every: float = SWEEP_EVERY_SECONDS) -> None:
+    def __init__(
+        self, db: Database, spool: Spool | None, *, every: float = SWEEP_EVERY_SECONDS
+    ) -> None:
         self._db = db
         self._spool = spool
         self._every = every

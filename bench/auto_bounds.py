@@ -34,8 +34,11 @@ UNIT, GROUP = "device_id", "municipality"
 
 def ensure_data() -> demo_data.DemoFiles:
     """The 10M-event demo data set, generated into :data:`DATA_DIR` if missing."""
-    files = demo_data.describe(DATA_DIR, **PARAMS) if (
-        DATA_DIR / demo_data.EVENTS_FILE).exists() else None
+    files = (
+        demo_data.describe(DATA_DIR, **PARAMS)
+        if (DATA_DIR / demo_data.EVENTS_FILE).exists()
+        else None
+    )
     if files is None or not files.events_path.exists():
         print(f"generating {DATA_DIR} ...", flush=True)
         files = demo_data.generate(DATA_DIR, **PARAMS)
@@ -62,8 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     path = files.events_path
     keys = list(files.municipality_codes)
 
-    exact = _per_group(pl.scan_parquet(path).group_by(GROUP).agg(
-        pl.col(UNIT).n_unique()).collect())
+    exact = _per_group(pl.scan_parquet(path).group_by(GROUP).agg(pl.col(UNIT).n_unique()).collect())
     truth = {key: exact.get(key, 0.0) for key in keys}
     truncated_truth: dict[int, dict[str, float]] = {}
 
@@ -76,12 +78,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return truncated_truth[k]
 
     def query(k: int | str) -> QueryRequest:
-        return QueryRequest.model_validate({
-            "dataset": "mobility_events", "statistic": "unit_count", "group_by": [GROUP],
-            "max_partitions_contributed": k, "privacy": {"epsilon": args.epsilon}})
+        return QueryRequest.model_validate(
+            {
+                "dataset": "mobility_events",
+                "statistic": "unit_count",
+                "group_by": [GROUP],
+                "max_partitions_contributed": k,
+                "privacy": {"epsilon": args.epsilon},
+            }
+        )
 
-    print(f"{files.n_events:,} events, {files.n_devices:,} devices, {len(keys)} "
-          f"municipalities; total ε = {args.epsilon}; median of {args.reps} warm runs\n")
+    print(
+        f"{files.n_events:,} events, {files.n_devices:,} devices, {len(keys)} "
+        f"municipalities; total ε = {args.epsilon}; median of {args.reps} warm runs\n"
+    )
     bounds: dict[str, int | str] = {"fixed": 3, "auto": "auto"}
     for bound in bounds.values():  # warm up: compile the plans, load the file once
         execute(plan_query(query(bound), metadata, "pure"), load_frame(path, metadata))
@@ -96,28 +106,47 @@ def main(argv: Sequence[str] | None = None) -> int:
             plan = plan_query(query(bound), metadata, "pure")
             result = execute(plan, load_frame(path, metadata))
             times[label].append(time.perf_counter() - t0)
-            k = int(result.bounds_chosen["max_partitions_contributed"]
-                    if result.bounds_chosen else bound)
+            k = int(
+                result.bounds_chosen["max_partitions_contributed"]
+                if result.bounds_chosen
+                else bound
+            )
             chosen[label].append(k)
             scales[label].append(result.noise_scale)
             released = {str(row[0]): float(row[1]) for row in result.rows}
             reference = truncated_at(k)
-            error_untruncated[label].append(statistics.fmean(
-                abs(released[key] - truth[key]) for key in keys))
-            error_noise[label].append(statistics.fmean(
-                abs(released[key] - reference[key]) for key in keys))
-    rows = [(label, "/".join(map(str, sorted(set(chosen[label])))),
-             statistics.fmean(error_untruncated[label]), statistics.fmean(error_noise[label]),
-             statistics.median(times[label]), statistics.median(scales[label]))
-            for label in bounds]
+            error_untruncated[label].append(
+                statistics.fmean(abs(released[key] - truth[key]) for key in keys)
+            )
+            error_noise[label].append(
+                statistics.fmean(abs(released[key] - reference[key]) for key in keys)
+            )
+    rows = [
+        (
+            label,
+            "/".join(map(str, sorted(set(chosen[label])))),
+            statistics.fmean(error_untruncated[label]),
+            statistics.fmean(error_noise[label]),
+            statistics.median(times[label]),
+            statistics.median(scales[label]),
+        )
+        for label in bounds
+    ]
 
-    header = ("bounds", "k", "MAE vs untruncated", "MAE vs truncated (noise)", "time (s)",
-              "noise scale")
-    print(f"{header[0]:<7} {header[1]:>5} {header[2]:>19} {header[3]:>25} {header[4]:>9} "
-          f"{header[5]:>12}")
+    header = (
+        "bounds",
+        "k",
+        "MAE vs untruncated",
+        "MAE vs truncated (noise)",
+        "time (s)",
+        "noise scale",
+    )
+    print(
+        f"{header[0]:<7} {header[1]:>5} {header[2]:>19} {header[3]:>25} {header[4]:>9} "
+        f"{header[5]:>12}"
+    )
     for label, k_text, mae, noise, seconds, scale in rows:
-        print(f"{label:<7} {k_text:>5} {mae:>19.2f} {noise:>25.2f} {seconds:>9.2f} "
-              f"{scale:>12.2f}")
+        print(f"{label:<7} {k_text:>5} {mae:>19.2f} {noise:>25.2f} {seconds:>9.2f} {scale:>12.2f}")
     fixed_time, auto_time = rows[0][4], rows[1][4]
     print(f"\nauto / fixed time: {auto_time / fixed_time:.2f}×")
     return 0

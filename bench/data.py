@@ -63,15 +63,23 @@ class BenchData:
 
     def registration(self, dataset: str) -> dict[str, Any]:
         """The ``POST /v1/datasets`` body, without a dataset cap (the bench spends a lot)."""
-        body = (demo_data.events_registration(self.files) if dataset == "mobility_events"
-                else demo_data.residents_registration(self.files))
+        body = (
+            demo_data.events_registration(self.files)
+            if dataset == "mobility_events"
+            else demo_data.residents_registration(self.files)
+        )
         body["budget_cap"] = None
         return body
 
 
 def _describe(spec: DataSpec) -> demo_data.DemoFiles:
-    return demo_data.describe(spec.directory, devices=spec.devices, days=spec.days,
-                              seed=spec.seed, events_per_day=spec.events_per_day)
+    return demo_data.describe(
+        spec.directory,
+        devices=spec.devices,
+        days=spec.days,
+        seed=spec.seed,
+        events_per_day=spec.events_per_day,
+    )
 
 
 def _sizes(files: demo_data.DemoFiles) -> dict[str, int]:
@@ -79,9 +87,12 @@ def _sizes(files: demo_data.DemoFiles) -> dict[str, int]:
 
     events = pl.read_parquet(files.events_path)
     residents = pl.read_parquet(files.residents_path)
-    return {"n_events": events.height, "n_residents": residents.height,
-            "events_bytes": int(events.estimated_size()),
-            "residents_bytes": int(residents.estimated_size())}
+    return {
+        "n_events": events.height,
+        "n_residents": residents.height,
+        "events_bytes": int(events.estimated_size()),
+        "residents_bytes": int(residents.estimated_size()),
+    }
 
 
 def ensure(spec: DataSpec) -> BenchData:
@@ -96,16 +107,28 @@ def ensure(spec: DataSpec) -> BenchData:
             if files.events_path.exists() and files.residents_path.exists():
                 return _bench_data(spec, files, stored["sizes"], None)
     t0 = time.perf_counter()
-    files = demo_data.generate(spec.directory, devices=spec.devices, days=spec.days,
-                               seed=spec.seed, events_per_day=spec.events_per_day)
+    files = demo_data.generate(
+        spec.directory,
+        devices=spec.devices,
+        days=spec.days,
+        seed=spec.seed,
+        events_per_day=spec.events_per_day,
+    )
     elapsed = time.perf_counter() - t0
     sizes = _sizes(files)
     stamp.write_text(json.dumps({"params": wanted, "sizes": sizes}, indent=2))
     return _bench_data(spec, files, sizes, elapsed)
 
 
-def _bench_data(spec: DataSpec, files: demo_data.DemoFiles, sizes: dict[str, int],
-                elapsed: float | None) -> BenchData:
-    return BenchData(spec=spec, files=files, n_events=sizes["n_events"],
-                     n_residents=sizes["n_residents"], events_bytes=sizes["events_bytes"],
-                     residents_bytes=sizes["residents_bytes"], generated_seconds=elapsed)
+def _bench_data(
+    spec: DataSpec, files: demo_data.DemoFiles, sizes: dict[str, int], elapsed: float | None
+) -> BenchData:
+    return BenchData(
+        spec=spec,
+        files=files,
+        n_events=sizes["n_events"],
+        n_residents=sizes["n_residents"],
+        events_bytes=sizes["events_bytes"],
+        residents_bytes=sizes["residents_bytes"],
+        generated_seconds=elapsed,
+    )

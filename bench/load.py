@@ -126,11 +126,14 @@ class Outcomes:
         time they waited, or only of those answered) and the ``Retry-After`` waits."""
         with self.lock:
             values = self.answered if answered_only else self.latencies
-            return {"count": len(self.latencies), "statuses": dict(sorted(self.statuses.items())),
-                    "latency_s": latency_summary(values),
-                    "latency_of": "answered" if answered_only else "all",
-                    "retry_after_backoffs": self.backoffs,
-                    "retry_after_seconds": round(self.backoff_seconds, 3)}
+            return {
+                "count": len(self.latencies),
+                "statuses": dict(sorted(self.statuses.items())),
+                "latency_s": latency_summary(values),
+                "latency_of": "answered" if answered_only else "all",
+                "retry_after_backoffs": self.backoffs,
+                "retry_after_seconds": round(self.backoff_seconds, 3),
+            }
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -144,10 +147,16 @@ def percentile(values: list[float], q: float) -> float | None:
 
 def latency_summary(values: list[float]) -> dict[str, float | None]:
     """p50, p90, p99 and max of ``values`` (seconds, rounded to the millisecond)."""
+
     def r(v: float | None) -> float | None:
         return None if v is None else round(v, 4)
-    return {"p50": r(percentile(values, 50)), "p90": r(percentile(values, 90)),
-            "p99": r(percentile(values, 99)), "max": r(max(values) if values else None)}
+
+    return {
+        "p50": r(percentile(values, 50)),
+        "p90": r(percentile(values, 90)),
+        "p99": r(percentile(values, 99)),
+        "max": r(max(values) if values else None),
+    }
 
 
 def retry_after(response: httpx.Response) -> float | None:
@@ -166,8 +175,9 @@ def retry_after(response: httpx.Response) -> float | None:
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
-def _post(client: httpx.Client, path: str, body: dict[str, Any], timeout: float
-          ) -> tuple[str, httpx.Response | None]:
+def _post(
+    client: httpx.Client, path: str, body: dict[str, Any], timeout: float
+) -> tuple[str, httpx.Response | None]:
     try:
         response = client.post(path, json=body, timeout=timeout)
     except httpx.TimeoutException:  # the timeout is the end of the run (plus the grace)
@@ -194,15 +204,15 @@ class Run:
         return max(1.0, self.hard_stop - time.monotonic())
 
 
-def big_analyst(index: int, client: httpx.Client, run: Run, costs: Costs,
-                queries: Outcomes, previews: Outcomes) -> None:
+def big_analyst(
+    index: int, client: httpx.Client, run: Run, costs: Costs, queries: Outcomes, previews: Outcomes
+) -> None:
     """Alternate queries and previews (odd analysts start with a preview) until the run ends."""
     for n in range(run.config.max_requests):
         if not run.open():
             return
         preview = (n + index) % 2 == 1
-        path, outcomes = (("/v1/queries/preview", previews) if preview
-                          else ("/v1/queries", queries))
+        path, outcomes = ("/v1/queries/preview", previews) if preview else ("/v1/queries", queries)
         t0 = time.monotonic()
         status, response = _post(client, path, load_data.big_query(costs.next()), run.timeout())
         outcomes.record(status, time.monotonic() - t0)
@@ -236,8 +246,12 @@ class SmallAnalyst:
                 return
             with self._lock:
                 t0 = self.in_flight_since = time.monotonic()
-            status, _ = _post(self.client, "/v1/queries",
-                              load_data.small_query(self.costs.next()), self.run.timeout())
+            status, _ = _post(
+                self.client,
+                "/v1/queries",
+                load_data.small_query(self.costs.next()),
+                self.run.timeout(),
+            )
             with self._lock:
                 if self.in_flight_since is not None:  # else censor() counted it already
                     self.outcomes.record(status, time.monotonic() - t0)
@@ -252,9 +266,9 @@ class SmallAnalyst:
                 self.in_flight_since = None
 
 
-
-def create_analysts(server: Server, data: load_data.LoadData, analysts: int
-                    ) -> tuple[list[str], str]:
+def create_analysts(
+    server: Server, data: load_data.LoadData, analysts: int
+) -> tuple[list[str], str]:
     """Register both datasets; create the big analysts and the small one with big budgets."""
     with server.admin() as admin:
         for body in data.registrations():
@@ -262,8 +276,12 @@ def create_analysts(server: Server, data: load_data.LoadData, analysts: int
 
         def consumer(name: str, dataset: str) -> str:
             created = ok_json(admin.post("/v1/consumers", json={"name": name, "role": "analyst"}))
-            ok_json(admin.put(f"/v1/budgets/{name}/{dataset}",
-                          json={"model": "pure", "epsilon": BUDGET_EPSILON}))
+            ok_json(
+                admin.put(
+                    f"/v1/budgets/{name}/{dataset}",
+                    json={"model": "pure", "epsilon": BUDGET_EPSILON},
+                )
+            )
             return str(created["api_key"])
 
         big = [consumer(f"load-big-{i:03d}", load_data.BIG) for i in range(analysts)]
@@ -271,8 +289,12 @@ def create_analysts(server: Server, data: load_data.LoadData, analysts: int
 
 
 def _client(server: Server, key: str) -> httpx.Client:
-    return httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"},
-                        timeout=30, limits=httpx.Limits(max_connections=2))
+    return httpx.Client(
+        base_url=server.url,
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+        limits=httpx.Limits(max_connections=2),
+    )
 
 
 def _mem_available() -> int | None:
@@ -317,12 +339,16 @@ def run_load(config: LoadConfig) -> dict[str, Any]:
     """
     wall0 = time.monotonic()
     load_before = _load_average()
-    with tempfile.TemporaryDirectory(prefix="ruis-load-data-") as tmp, \
-            _database(config.database) as db_url:
-        data = load_data.generate(Path(tmp), cells=config.cells,
-                                  small_cells=config.small_cells, rows=config.rows)
-        with serve(Path(tmp), db_url, workers=config.server_workers,
-                   env=config.server_env) as server:
+    with (
+        tempfile.TemporaryDirectory(prefix="ruis-load-data-") as tmp,
+        _database(config.database) as db_url,
+    ):
+        data = load_data.generate(
+            Path(tmp), cells=config.cells, small_cells=config.small_cells, rows=config.rows
+        )
+        with serve(
+            Path(tmp), db_url, workers=config.server_workers, env=config.server_env
+        ) as server:
             report = _measure(server, data, config)
     report["load_average"] = {"before": load_before, "after": _load_average()}
     report["wall_seconds"] = round(time.monotonic() - wall0, 2)
@@ -338,21 +364,29 @@ def _measure(server: Server, data: load_data.LoadData, config: LoadConfig) -> di
         baseline = Outcomes()
         for n in range(config.baseline + 1):  # the first one warms up and is not counted
             t0 = time.monotonic()
-            status, _ = _post(small_client, "/v1/queries",
-                              load_data.small_query(small_costs.next()), 60)
+            status, _ = _post(
+                small_client, "/v1/queries", load_data.small_query(small_costs.next()), 60
+            )
             if n:
                 baseline.record(status, time.monotonic() - t0)
-        sampler = RssSampler(server.pid, abort_bytes=abort_bytes(config),
-                             on_abort=lambda: kill_tree(server.pid))
+        sampler = RssSampler(
+            server.pid, abort_bytes=abort_bytes(config), on_abort=lambda: kill_tree(server.pid)
+        )
         idle_rss = sampler.sample()
         run = Run(config)
         sampler.start()
         queries, previews = Outcomes(), Outcomes()
         big_costs = Costs("1")
         small = SmallAnalyst(small_client, run, small_costs)
-        threads = [threading.Thread(target=big_analyst, name=f"big-{i}", daemon=True,
-                                    args=(i, client, run, big_costs, queries, previews))
-                   for i, client in enumerate(clients)]
+        threads = [
+            threading.Thread(
+                target=big_analyst,
+                name=f"big-{i}",
+                daemon=True,
+                args=(i, client, run, big_costs, queries, previews),
+            )
+            for i, client in enumerate(clients)
+        ]
         threads.append(threading.Thread(target=small.loop, name="small", daemon=True))
         for thread in threads:
             thread.start()
@@ -366,7 +400,8 @@ def _measure(server: Server, data: load_data.LoadData, config: LoadConfig) -> di
         sampler.stop()
         exit_code = server.process.poll()
         busy = sum(thread.is_alive() for thread in threads) + sum(
-            part.statuses["unfinished"] for part in (queries, previews, small.outcomes))
+            part.statuses["unfinished"] for part in (queries, previews, small.outcomes)
+        )
         if busy:  # the server is still computing abandoned requests
             kill_tree(server.pid)
         for thread in threads:
@@ -375,16 +410,39 @@ def _measure(server: Server, data: load_data.LoadData, config: LoadConfig) -> di
     finally:
         for client in [*clients, small_client]:
             client.close()
-    return _report(config, data, baseline=baseline, small=small.outcomes, queries=queries,
-                   previews=previews, sampler=sampler, idle_rss=idle_rss, end_rss=end_rss,
-                   busy=busy, exit_code=exit_code, run_seconds=run_seconds,
-                   log_tail=server.log_tail(40) if exit_code is not None else "")
+    return _report(
+        config,
+        data,
+        baseline=baseline,
+        small=small.outcomes,
+        queries=queries,
+        previews=previews,
+        sampler=sampler,
+        idle_rss=idle_rss,
+        end_rss=end_rss,
+        busy=busy,
+        exit_code=exit_code,
+        run_seconds=run_seconds,
+        log_tail=server.log_tail(40) if exit_code is not None else "",
+    )
 
 
-def _report(config: LoadConfig, data: load_data.LoadData, *, baseline: Outcomes,
-            small: Outcomes, queries: Outcomes, previews: Outcomes, sampler: RssSampler,
-            idle_rss: int, end_rss: int, busy: int, exit_code: int | None,
-            run_seconds: float, log_tail: str) -> dict[str, Any]:
+def _report(
+    config: LoadConfig,
+    data: load_data.LoadData,
+    *,
+    baseline: Outcomes,
+    small: Outcomes,
+    queries: Outcomes,
+    previews: Outcomes,
+    sampler: RssSampler,
+    idle_rss: int,
+    end_rss: int,
+    busy: int,
+    exit_code: int | None,
+    run_seconds: float,
+    log_tail: str,
+) -> dict[str, Any]:
     small_summary = small.summary()
     p99 = small_summary["latency_s"]["p99"]
     peak = max(sampler.peak_rss, sampler.peak_hwm)
@@ -399,21 +457,25 @@ def _report(config: LoadConfig, data: load_data.LoadData, *, baseline: Outcomes,
         "kind": "ruis-load",
         "time": datetime.now(UTC).isoformat(timespec="seconds"),
         "config": asdict(config),
-        "data": {"rows": data.rows, "big_cells": data.big_cells,
-                 "small_cells": data.small_cells},
-        "targets": {"small_p99_s": config.p99_target, "rss_ceiling_mb": config.rss_ceiling_mb,
-                    "abort_rss_mb": round(abort_bytes(config) / MB)},
+        "data": {"rows": data.rows, "big_cells": data.big_cells, "small_cells": data.small_cells},
+        "targets": {
+            "small_p99_s": config.p99_target,
+            "rss_ceiling_mb": config.rss_ceiling_mb,
+            "abort_rss_mb": round(abort_bytes(config) / MB),
+        },
         "small_baseline": baseline.summary(),
         "small": small_summary,
         "big_queries": queries.summary(answered_only=True),
         "big_previews": previews.summary(answered_only=True),
-        "memory": {"idle_rss_mb": round(idle_rss / MB, 1),
-                   "peak_rss_mb": round(sampler.peak_rss / MB, 1),
-                   "peak_hwm_mb": round(sampler.peak_hwm / MB, 1),
-                   "peak_mb": round(peak / MB, 1),
-                   "end_rss_mb": round(end_rss / MB, 1),
-                   "aborted": sampler.aborted,
-                   "samples": [[t, round(rss / MB, 1)] for t, rss in sampler.samples[::4]]},
+        "memory": {
+            "idle_rss_mb": round(idle_rss / MB, 1),
+            "peak_rss_mb": round(sampler.peak_rss / MB, 1),
+            "peak_hwm_mb": round(sampler.peak_hwm / MB, 1),
+            "peak_mb": round(peak / MB, 1),
+            "end_rss_mb": round(end_rss / MB, 1),
+            "aborted": sampler.aborted,
+            "samples": [[t, round(rss / MB, 1)] for t, rss in sampler.samples[::4]],
+        },
         "run_seconds": round(run_seconds, 2),
         "requests_unfinished": busy,
         "server_exit_code": exit_code,
@@ -432,32 +494,53 @@ def format_table(report: dict[str, Any]) -> str:
     cfg, small, mem = report["config"], report["small"], report["memory"]
     lat, base = small["latency_s"], report["small_baseline"]["latency_s"]
     rows: list[tuple[str, str]] = [
-        ("setup", f"{cfg['analysts']} big analysts × {report['data']['big_cells']:,} cells, "
-                  f"1 small analyst × {report['data']['small_cells']} cells every "
-                  f"{cfg['small_interval']} s, {cfg['database']}, {cfg['duration']:g} s"),
+        (
+            "setup",
+            f"{cfg['analysts']} big analysts × {report['data']['big_cells']:,} cells, "
+            f"1 small analyst × {report['data']['small_cells']} cells every "
+            f"{cfg['small_interval']} s, {cfg['database']}, {cfg['duration']:g} s",
+        ),
         ("small queries", f"{small['count']}  statuses {small['statuses']}"),
-        ("small p50 / p99 / max", f"{_fmt(lat['p50'])} / {_fmt(lat['p99'])} / "
-                                  f"{_fmt(lat['max'])}   (target p99 < "
-                                  f"{report['targets']['small_p99_s']} s)"),
+        (
+            "small p50 / p99 / max",
+            f"{_fmt(lat['p50'])} / {_fmt(lat['p99'])} / "
+            f"{_fmt(lat['max'])}   (target p99 < "
+            f"{report['targets']['small_p99_s']} s)",
+        ),
         ("small p50 idle (before load)", _fmt(base["p50"])),
     ]
     for label, key in (("big queries", "big_queries"), ("big previews", "big_previews")):
         part = report[key]
-        rows.append((label, f"{part['count']}  statuses {part['statuses']}  "
-                            f"Retry-After waits {part['retry_after_backoffs']} "
-                            f"({part['retry_after_seconds']:.1f} s)  "
-                            f"p50 answered {_fmt(part['latency_s']['p50'])}"))
+        rows.append(
+            (
+                label,
+                f"{part['count']}  statuses {part['statuses']}  "
+                f"Retry-After waits {part['retry_after_backoffs']} "
+                f"({part['retry_after_seconds']:.1f} s)  "
+                f"p50 answered {_fmt(part['latency_s']['p50'])}",
+            )
+        )
     rows += [
-        ("server RSS idle / peak / end",
-         f"{mem['idle_rss_mb']:.0f} / {mem['peak_mb']:.0f} / {mem['end_rss_mb']:.0f} MB   "
-         f"(ceiling {report['targets']['rss_ceiling_mb']} MB"
-         + (", ABORTED at the safety limit" if mem["aborted"] else "") + ")"),
-        ("run / wall", f"{report['run_seconds']:.1f} s / {report['wall_seconds']:.1f} s, "
-                       f"{report['requests_unfinished']} requests unfinished at the end"),
-        ("load average before / after", f"{report['load_average']['before']} / "
-                                        f"{report['load_average']['after']}"),
-        ("checks", ", ".join(f"{k} {'ok' if v else 'FAILED'}"
-                             for k, v in report["checks"].items())),
+        (
+            "server RSS idle / peak / end",
+            f"{mem['idle_rss_mb']:.0f} / {mem['peak_mb']:.0f} / {mem['end_rss_mb']:.0f} MB   "
+            f"(ceiling {report['targets']['rss_ceiling_mb']} MB"
+            + (", ABORTED at the safety limit" if mem["aborted"] else "")
+            + ")",
+        ),
+        (
+            "run / wall",
+            f"{report['run_seconds']:.1f} s / {report['wall_seconds']:.1f} s, "
+            f"{report['requests_unfinished']} requests unfinished at the end",
+        ),
+        (
+            "load average before / after",
+            f"{report['load_average']['before']} / {report['load_average']['after']}",
+        ),
+        (
+            "checks",
+            ", ".join(f"{k} {'ok' if v else 'FAILED'}" for k, v in report["checks"].items()),
+        ),
     ]
     width = max(len(label) for label, _ in rows)
     return "\n".join(f"{label:<{width}}  {value}" for label, value in rows)
@@ -472,30 +555,55 @@ def _env_pair(text: str) -> tuple[str, str]:
 
 def build_parser() -> argparse.ArgumentParser:
     defaults = LoadConfig()
-    parser = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.load",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add = parser.add_argument
     add("--analysts", type=int, default=defaults.analysts, help="big analysts (threads)")
     add("--duration", type=float, default=defaults.duration, help="seconds of load")
     add("--cells", type=int, default=defaults.cells, help="cells of each big query")
     add("--small-cells", type=int, default=defaults.small_cells)
-    add("--small-interval", type=float, default=defaults.small_interval,
-        help="seconds between two small queries")
+    add(
+        "--small-interval",
+        type=float,
+        default=defaults.small_interval,
+        help="seconds between two small queries",
+    )
     add("--rows", type=int, default=defaults.rows, help="rows of the data file")
     add("--database", choices=("sqlite", "postgresql"), default=defaults.database)
     add("--server-workers", type=int, default=defaults.server_workers)
-    add("--server-env", type=_env_pair, action="append", default=[], metavar="NAME=VALUE",
-        help="extra environment for ruis serve (e.g. a limit); repeatable")
-    add("--baseline", type=int, default=defaults.baseline,
-        help="small queries before the load starts")
-    add("--grace", type=float, default=defaults.grace,
-        help="seconds past the end for requests in flight before the server is killed")
+    add(
+        "--server-env",
+        type=_env_pair,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for ruis serve (e.g. a limit); repeatable",
+    )
+    add(
+        "--baseline",
+        type=int,
+        default=defaults.baseline,
+        help="small queries before the load starts",
+    )
+    add(
+        "--grace",
+        type=float,
+        default=defaults.grace,
+        help="seconds past the end for requests in flight before the server is killed",
+    )
     add("--max-requests", type=int, default=defaults.max_requests, help="per analyst")
     add("--error-pause", type=float, default=defaults.error_pause)
     add("--p99-target", type=float, default=defaults.p99_target, help="seconds")
     add("--rss-ceiling-mb", type=int, default=defaults.rss_ceiling_mb)
-    add("--abort-rss-mb", type=int, default=None,
-        help="kill the server at this RSS (default min(2 × ceiling, half of MemAvailable))")
+    add(
+        "--abort-rss-mb",
+        type=int,
+        default=None,
+        help="kill the server at this RSS (default min(2 × ceiling, half of MemAvailable))",
+    )
     add("--out", type=Path, default=None, help="JSON file (default bench/results/load-*.json)")
     add("--no-check", action="store_true", help="report only; exit 0 even if a target is missed")
     return parser
@@ -504,17 +612,26 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.analysts < 0 or args.duration <= 0 or args.cells < 1 or args.small_interval <= 0:
-        print("--analysts ≥ 0, --duration > 0, --cells ≥ 1, --small-interval > 0",
-              file=sys.stderr)
+        print("--analysts ≥ 0, --duration > 0, --cells ≥ 1, --small-interval > 0", file=sys.stderr)
         return 2
     config = LoadConfig(
-        analysts=args.analysts, duration=args.duration, cells=args.cells,
-        small_cells=args.small_cells, small_interval=args.small_interval, rows=args.rows,
-        database=args.database, server_workers=args.server_workers,
-        server_env=dict(args.server_env), baseline=args.baseline, grace=args.grace,
-        max_requests=args.max_requests, error_pause=args.error_pause,
-        p99_target=args.p99_target, rss_ceiling_mb=args.rss_ceiling_mb,
-        abort_rss_mb=args.abort_rss_mb)
+        analysts=args.analysts,
+        duration=args.duration,
+        cells=args.cells,
+        small_cells=args.small_cells,
+        small_interval=args.small_interval,
+        rows=args.rows,
+        database=args.database,
+        server_workers=args.server_workers,
+        server_env=dict(args.server_env),
+        baseline=args.baseline,
+        grace=args.grace,
+        max_requests=args.max_requests,
+        error_pause=args.error_pause,
+        p99_target=args.p99_target,
+        rss_ceiling_mb=args.rss_ceiling_mb,
+        abort_rss_mb=args.abort_rss_mb,
+    )
     report = run_load(config)
     print(format_table(report))
     out = args.out or RESULTS / f"load-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"

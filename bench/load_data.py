@@ -44,29 +44,49 @@ class LoadData:
 
     def registrations(self) -> list[dict[str, Any]]:
         """The ``POST /v1/datasets`` bodies of ``load_big`` and ``load_small`` (no cap)."""
-        common: dict[str, Any] = {"path": FILE, "privacy_unit": "device_id",
-                                  "max_partitions_contributed": 1,
-                                  "max_contributions_per_partition": 1,
-                                  "max_rows": self.rows, "budget_cap": None}
+        common: dict[str, Any] = {
+            "path": FILE,
+            "privacy_unit": "device_id",
+            "max_partitions_contributed": 1,
+            "max_contributions_per_partition": 1,
+            "max_rows": self.rows,
+            "budget_cap": None,
+        }
         return [
-            {**common, "name": BIG, "columns": {
-                "a": {"type": "categorical", "keys": self.keys_a},
-                "b": {"type": "categorical", "keys": self.keys_b}}},
-            {**common, "name": SMALL, "columns": {
-                "s": {"type": "categorical", "keys": self.keys_s}}},
+            {
+                **common,
+                "name": BIG,
+                "columns": {
+                    "a": {"type": "categorical", "keys": self.keys_a},
+                    "b": {"type": "categorical", "keys": self.keys_b},
+                },
+            },
+            {
+                **common,
+                "name": SMALL,
+                "columns": {"s": {"type": "categorical", "keys": self.keys_s}},
+            },
         ]
 
 
 def big_query(epsilon: Decimal) -> dict[str, Any]:
     """A ``ka × kb``-cell query (visitors per (a, b)) at ``epsilon``."""
-    return {"dataset": BIG, "statistic": "unit_count", "group_by": ["a", "b"],
-            "privacy": {"epsilon": format(epsilon, "f")}}
+    return {
+        "dataset": BIG,
+        "statistic": "unit_count",
+        "group_by": ["a", "b"],
+        "privacy": {"epsilon": format(epsilon, "f")},
+    }
 
 
 def small_query(epsilon: Decimal) -> dict[str, Any]:
     """A few-cell query (visitors per s) at ``epsilon``."""
-    return {"dataset": SMALL, "statistic": "unit_count", "group_by": ["s"],
-            "privacy": {"epsilon": format(epsilon, "f")}}
+    return {
+        "dataset": SMALL,
+        "statistic": "unit_count",
+        "group_by": ["s"],
+        "privacy": {"epsilon": format(epsilon, "f")},
+    }
 
 
 def key_sizes(cells: int) -> tuple[int, int]:
@@ -76,8 +96,9 @@ def key_sizes(cells: int) -> tuple[int, int]:
     return ka, kb
 
 
-def generate(directory: Path, *, cells: int, small_cells: int = 4, rows: int = 2000,
-             seed: int = 7) -> LoadData:
+def generate(
+    directory: Path, *, cells: int, small_cells: int = 4, rows: int = 2000, seed: int = 7
+) -> LoadData:
     """Write the events file into ``directory`` (created) and return its public metadata.
 
     The values are drawn uniformly from the key lists with a fixed seed; only
@@ -89,12 +110,14 @@ def generate(directory: Path, *, cells: int, small_cells: int = 4, rows: int = 2
     keys_b = [f"b{i:05d}" for i in range(kb)]
     keys_s = [f"s{i:02d}" for i in range(max(1, small_cells))]
     rng = np.random.default_rng(seed)
-    frame = pl.DataFrame({
-        "device_id": np.arange(rows, dtype=np.int64) // ROWS_PER_DEVICE,
-        "a": [keys_a[i] for i in rng.integers(0, ka, rows)],
-        "b": [keys_b[i] for i in rng.integers(0, kb, rows)],
-        "s": [keys_s[i] for i in rng.integers(0, len(keys_s), rows)],
-    })
+    frame = pl.DataFrame(
+        {
+            "device_id": np.arange(rows, dtype=np.int64) // ROWS_PER_DEVICE,
+            "a": [keys_a[i] for i in rng.integers(0, ka, rows)],
+            "b": [keys_b[i] for i in rng.integers(0, kb, rows)],
+            "s": [keys_s[i] for i in rng.integers(0, len(keys_s), rows)],
+        }
+    )
     path = directory / FILE
     frame.write_parquet(path)
     return LoadData(path=path, rows=rows, keys_a=keys_a, keys_b=keys_b, keys_s=keys_s)

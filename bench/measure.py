@@ -31,9 +31,14 @@ class WorkerProcess:
 
     def __init__(self) -> None:
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the process
-        self._process = subprocess.Popen([sys.executable, "-m", "bench.worker"], cwd=ROOT,
-                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=self._stderr, text=True)
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "bench.worker"],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+        )
 
     def call(self, task: dict[str, Any]) -> dict[str, Any]:
         assert self._process.stdin is not None and self._process.stdout is not None
@@ -68,8 +73,9 @@ class WorkerProcess:
         self.close()
 
 
-def measure_query(data: BenchData, query: BenchQuery, *, reps: int, extra_draws: int,
-                  server: Server | None) -> dict[str, Any]:
+def measure_query(
+    data: BenchData, query: BenchQuery, *, reps: int, extra_draws: int, server: Server | None
+) -> dict[str, Any]:
     """One query three ways, repetitions interleaved so that all see the same load.
 
     Each of plain Polars exact, plain Polars exact with truncation and Ruis
@@ -81,11 +87,16 @@ def measure_query(data: BenchData, query: BenchQuery, *, reps: int, extra_draws:
     path = str(data.spec.directory / query.file)
     polars_task = {"task": "polars", "path": path, "unit": UNIT, "group_by": query.group_by}
     with WorkerProcess() as exact, WorkerProcess() as truncated, WorkerProcess() as ruis:
-        first = ruis.call({"task": "ruis_first", "path": path,
-                           "registration": data.registration(query.dataset),
-                           "query": query.body(), "group_by": query.group_by})
-        times: dict[str, list[float]] = {"exact": [], "exact_truncated": [], "warm": [],
-                                         "http": []}
+        first = ruis.call(
+            {
+                "task": "ruis_first",
+                "path": path,
+                "registration": data.registration(query.dataset),
+                "query": query.body(),
+                "group_by": query.group_by,
+            }
+        )
+        times: dict[str, list[float]] = {"exact": [], "exact_truncated": [], "warm": [], "http": []}
         releases: list[dict[str, float]] = [first["release"]]
         http_releases: list[dict[str, Any]] = []
         epsilons = distinct_epsilons(reps + 1)
@@ -101,8 +112,9 @@ def measure_query(data: BenchData, query: BenchQuery, *, reps: int, extra_draws:
             answer = exact.call({**polars_task, "k": None, "values": last})
             times["exact"].append(answer["seconds"])
             exact_values = answer["values"] or exact_values
-            answer = truncated.call({**polars_task, "k": query.max_partitions_contributed,
-                                     "values": last})
+            answer = truncated.call(
+                {**polars_task, "k": query.max_partitions_contributed, "values": last}
+            )
             times["exact_truncated"].append(answer["seconds"])
             truncated_values = answer["values"] or truncated_values
             answer = ruis.call({"task": "ruis_warm"})
@@ -121,12 +133,22 @@ def measure_query(data: BenchData, query: BenchQuery, *, reps: int, extra_draws:
         truncated_memory = truncated.call({"task": "memory"})
     result: dict[str, Any] = {
         "exact": {"times": times["exact"], "values": exact_values, **exact_memory},
-        "exact_truncated": {"times": times["exact_truncated"], "values": truncated_values,
-                            **truncated_memory},
-        "ruis": {"plan_seconds": first["plan_seconds"], "first_seconds": first["seconds"],
-                 "warm": times["warm"], "mechanism": first["mechanism"],
-                 "noise_scale": first["noise_scale"], "error_bound": first["error_bound"],
-                 "alpha": first["alpha"], "releases": releases, **finish},
+        "exact_truncated": {
+            "times": times["exact_truncated"],
+            "values": truncated_values,
+            **truncated_memory,
+        },
+        "ruis": {
+            "plan_seconds": first["plan_seconds"],
+            "first_seconds": first["seconds"],
+            "warm": times["warm"],
+            "mechanism": first["mechanism"],
+            "noise_scale": first["noise_scale"],
+            "error_bound": first["error_bound"],
+            "alpha": first["alpha"],
+            "releases": releases,
+            **finish,
+        },
     }
     if server is not None:
         result["http"] = http
@@ -143,8 +165,11 @@ def _post(server: Server, query: BenchQuery, epsilon: Decimal) -> tuple[float, d
     body = response.json()
     if body["cached"]:
         raise RuntimeError("a distinct query was served from the cache")
-    return elapsed, {"values": {str(r[0]): float(r[1]) for r in body["rows"]},
-                     "mechanism": body["mechanism"], "noise_scale": float(body["noise_scale"])}
+    return elapsed, {
+        "values": {str(r[0]): float(r[1]) for r in body["rows"]},
+        "mechanism": body["mechanism"],
+        "noise_scale": float(body["noise_scale"]),
+    }
 
 
 @dataclass
@@ -155,9 +180,15 @@ class _Hammer:
     first_error: str = ""
 
 
-def _hammer(url: str, key: str, request: Callable[[int], tuple[str, str, Any]],
-            check: Callable[[dict[str, Any]], bool], *, seconds: float, concurrency: int
-            ) -> dict[str, Any]:
+def _hammer(
+    url: str,
+    key: str,
+    request: Callable[[int], tuple[str, str, Any]],
+    check: Callable[[dict[str, Any]], bool],
+    *,
+    seconds: float,
+    concurrency: int,
+) -> dict[str, Any]:
     """``concurrency`` threads, each with its own keep-alive client, for ``seconds``."""
     counter = itertools.count()
     lock = threading.Lock()
@@ -167,8 +198,9 @@ def _hammer(url: str, key: str, request: Callable[[int], tuple[str, str, Any]],
 
     def worker() -> None:
         local = _Hammer()
-        with httpx.Client(base_url=url, timeout=60,
-                          headers={"Authorization": f"Bearer {key}"}) as client:
+        with httpx.Client(
+            base_url=url, timeout=60, headers={"Authorization": f"Bearer {key}"}
+        ) as client:
             client.get("/healthz")  # open the connection before the clock starts
             barrier.wait()
             while time.perf_counter() < stop_at[0]:
@@ -203,7 +235,9 @@ def _hammer(url: str, key: str, request: Callable[[int], tuple[str, str, Any]],
     elapsed = time.perf_counter() - start
     latencies = sorted(total.latencies) or [0.0]
     return {
-        "completed": total.completed, "errors": total.errors, "seconds": elapsed,
+        "completed": total.completed,
+        "errors": total.errors,
+        "seconds": elapsed,
         "per_second": total.completed / elapsed if elapsed > 0 else 0.0,
         "p50_ms": 1000 * statistics.median(latencies),
         "p95_ms": 1000 * latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))],
@@ -211,8 +245,16 @@ def _hammer(url: str, key: str, request: Callable[[int], tuple[str, str, Any]],
     }
 
 
-def ledger_throughput(tiny: BenchData, query: BenchQuery, wide: BenchQuery, backend: str, *,
-                      seconds: float, concurrency: int, workers: int = 1) -> dict[str, Any]:
+def ledger_throughput(
+    tiny: BenchData,
+    query: BenchQuery,
+    wide: BenchQuery,
+    backend: str,
+    *,
+    seconds: float,
+    concurrency: int,
+    workers: int = 1,
+) -> dict[str, Any]:
     """Cached re-reads and fresh small releases per second on ``backend`` (sqlite, postgresql).
 
     ``query`` is the small query of the throughput targets; fresh releases of
@@ -220,7 +262,8 @@ def ledger_throughput(tiny: BenchData, query: BenchQuery, wide: BenchQuery, back
     comparison.
     """
     database: AbstractContextManager[str | None] = (
-        postgres_database() if backend == "postgresql" else nullcontext(None))
+        postgres_database() if backend == "postgresql" else nullcontext(None)
+    )
     with database as url, serve(tiny.spec.directory, url, workers=workers) as server:
         server.setup([tiny.registration(query.dataset)])
         same = query.body(Decimal("0.01"))
@@ -250,14 +293,27 @@ def ledger_throughput(tiny: BenchData, query: BenchQuery, wide: BenchQuery, back
 
         key = server.analyst_key
         return {
-            "cached_post": _hammer(server.url, key, lambda _: ("POST", "/v1/queries", same),
-                                   is_cached, seconds=seconds, concurrency=concurrency),
-            "reread_get": _hammer(server.url, key,
-                                  lambda _: ("GET", f"/v1/queries/{release_id}", None),
-                                  is_cached, seconds=seconds, concurrency=concurrency),
-            "fresh": _hammer(server.url, key, fresh, is_fresh, seconds=seconds,
-                             concurrency=concurrency),
-            "fresh_wide": _hammer(server.url, key, fresh_wide, is_fresh, seconds=seconds,
-                                  concurrency=concurrency),
+            "cached_post": _hammer(
+                server.url,
+                key,
+                lambda _: ("POST", "/v1/queries", same),
+                is_cached,
+                seconds=seconds,
+                concurrency=concurrency,
+            ),
+            "reread_get": _hammer(
+                server.url,
+                key,
+                lambda _: ("GET", f"/v1/queries/{release_id}", None),
+                is_cached,
+                seconds=seconds,
+                concurrency=concurrency,
+            ),
+            "fresh": _hammer(
+                server.url, key, fresh, is_fresh, seconds=seconds, concurrency=concurrency
+            ),
+            "fresh_wide": _hammer(
+                server.url, key, fresh_wide, is_fresh, seconds=seconds, concurrency=concurrency
+            ),
             "workers": workers,
         }

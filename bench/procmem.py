@@ -74,8 +74,14 @@ class RssSampler:
     test kills the server then, so a run cannot exhaust a shared machine).
     """
 
-    def __init__(self, pid: int, *, interval: float = 0.25, abort_bytes: int | None = None,
-                 on_abort: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        pid: int,
+        *,
+        interval: float = 0.25,
+        abort_bytes: int | None = None,
+        on_abort: Callable[[], None] | None = None,
+    ) -> None:
         self.pid = pid
         self.interval = interval
         self.abort_bytes = abort_bytes
@@ -99,7 +105,7 @@ class RssSampler:
         self.peak_rss = max(self.peak_rss, rss)
         self.peak_hwm = max(self.peak_hwm, hwm)
         self.samples.append((round(time.monotonic() - self._started, 3), rss))
-        if (self.abort_bytes is not None and rss >= self.abort_bytes and not self.aborted):
+        if self.abort_bytes is not None and rss >= self.abort_bytes and not self.aborted:
             self.aborted = True
             if self.on_abort is not None:
                 self.on_abort()

@@ -21,8 +21,11 @@ from bench.queries import QUERIES
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.profile",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--size", default="10M", choices=list(SIZES))
     parser.add_argument("--query", default="Q1", choices=[q.name for q in QUERIES])
     parser.add_argument("--reps", type=int, default=3)
@@ -59,8 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     _, profile = lazy.profile()
     profile = profile.with_columns(ms=(pl.col("end") - pl.col("start")) / 1000)
     with pl.Config(tbl_rows=100, fmt_str_lengths=100, tbl_width_chars=160):
-        print("\nPolars per-node profile (µs since start; a gap between nodes is time in a "
-              "node Polars does not list, e.g. a group-by):")
+        print(
+            "\nPolars per-node profile (µs since start; a gap between nodes is time in a "
+            "node Polars does not list, e.g. a group-by):"
+        )
         print(profile)
     return 0
 

@@ -24,27 +24,46 @@ class BenchQuery:
 
     def body(self, epsilon: Decimal = Decimal(1)) -> dict[str, Any]:
         """The ``POST /v1/queries`` body at ``epsilon``."""
-        body: dict[str, Any] = {"dataset": self.dataset, "statistic": "unit_count",
-                                "group_by": [self.group_by],
-                                "privacy": {"epsilon": format(epsilon, "f")}}
+        body: dict[str, Any] = {
+            "dataset": self.dataset,
+            "statistic": "unit_count",
+            "group_by": [self.group_by],
+            "privacy": {"epsilon": format(epsilon, "f")},
+        }
         if self.sets_k:
             body["max_partitions_contributed"] = self.max_partitions_contributed
         return body
 
 
-Q1 = BenchQuery("Q1", "visitors per municipality", "mobility_events",
-                "mobility_events.parquet", "municipality", 3, sets_k=True)
-Q2 = BenchQuery("Q2", "residents per neighbourhood", "residents", "residents.parquet",
-                "home_neighbourhood", 1, sets_k=False)
+Q1 = BenchQuery(
+    "Q1",
+    "visitors per municipality",
+    "mobility_events",
+    "mobility_events.parquet",
+    "municipality",
+    3,
+    sets_k=True,
+)
+Q2 = BenchQuery(
+    "Q2",
+    "residents per neighbourhood",
+    "residents",
+    "residents.parquet",
+    "home_neighbourhood",
+    1,
+    sets_k=False,
+)
 QUERIES = (Q1, Q2)
-SMALL = BenchQuery("S", "visitors per day", "mobility_events", "mobility_events.parquet",
-                   "day", 1, sets_k=False)
+SMALL = BenchQuery(
+    "S", "visitors per day", "mobility_events", "mobility_events.parquet", "day", 1, sets_k=False
+)
 """The ledger tests' query: one cell on the one-day tiny data set, so the DP work is small."""
 UNIT = "device_id"
 
 
-def distinct_epsilons(count: int, base: Decimal = Decimal(1),
-                      step: Decimal = Decimal("0.0001")) -> list[Decimal]:
+def distinct_epsilons(
+    count: int, base: Decimal = Decimal(1), step: Decimal = Decimal("0.0001")
+) -> list[Decimal]:
     """``count`` slightly different costs, so that no query is answered from the cache."""
     return [base + i * step for i in range(count)]
 

@@ -64,10 +64,15 @@ def _environment() -> dict[str, Any]:
         opendp_version = version("opendp")
     except Exception:
         opendp_version = getattr(opendp, "__version__", "?")
-    return {"time": datetime.now(UTC).isoformat(timespec="seconds"),
-            "host": platform.node(), "python": platform.python_version(),
-            "polars": polars.__version__, "opendp": opendp_version,
-            "cpus": os.cpu_count(), "load_before": list(os.getloadavg())}
+    return {
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        "host": platform.node(),
+        "python": platform.python_version(),
+        "polars": polars.__version__,
+        "opendp": opendp_version,
+        "cpus": os.cpu_count(),
+        "load_before": list(os.getloadavg()),
+    }
 
 
 # ---------------------------------------------------------------- measuring
@@ -76,45 +81,66 @@ def _environment() -> dict[str, Any]:
 def _measure_size(data: BenchData, args: argparse.Namespace) -> dict[str, Any]:
     queries: dict[str, Any] = {}
     server: AbstractContextManager[Server | None] = (
-        nullcontext(None) if args.skip_http else serve(data.spec.directory))
+        nullcontext(None) if args.skip_http else serve(data.spec.directory)
+    )
     with server as running:
         if running is not None:
             running.setup([data.registration(q.dataset) for q in QUERIES])
         # Q2 first: the server's memory after the big Q1 would blur Q2's peak.
         for query in (Q2, Q1):
-            _log(f"{data.spec.label} {query.name}: exact Polars, Ruis in-process"
-                 + ("" if running is None else ", Ruis over HTTP") + " (interleaved)")
-            queries[query.name] = measure.measure_query(data, query, reps=args.reps,
-                                                        extra_draws=args.draws, server=running)
+            _log(
+                f"{data.spec.label} {query.name}: exact Polars, Ruis in-process"
+                + ("" if running is None else ", Ruis over HTTP")
+                + " (interleaved)"
+            )
+            queries[query.name] = measure.measure_query(
+                data, query, reps=args.reps, extra_draws=args.draws, server=running
+            )
     return {
-        "params": {"devices": data.spec.devices, "days": data.spec.days,
-                   "events_per_day": data.spec.events_per_day, "seed": data.spec.seed},
+        "params": {
+            "devices": data.spec.devices,
+            "days": data.spec.days,
+            "events_per_day": data.spec.events_per_day,
+            "seed": data.spec.seed,
+        },
         "directory": str(data.spec.directory),
         "rows": {"mobility_events": data.n_events, "residents": data.n_residents},
-        "estimated_bytes": {"mobility_events": data.events_bytes,
-                            "residents": data.residents_bytes},
+        "estimated_bytes": {
+            "mobility_events": data.events_bytes,
+            "residents": data.residents_bytes,
+        },
         "generated_seconds": data.generated_seconds,
-        "keys": {q.name: [str(k) for k in
-                          data.registration(q.dataset)["columns"][q.group_by]["keys"]]
-                 for q in QUERIES},
+        "keys": {
+            q.name: [str(k) for k in data.registration(q.dataset)["columns"][q.group_by]["keys"]]
+            for q in QUERIES
+        },
         "queries": queries,
     }
 
 
 def _measure_ledger(args: argparse.Namespace) -> dict[str, Any]:
     tiny = ensure(TINY)
-    results: dict[str, Any] = {"rows": tiny.n_events, "concurrency": args.concurrency,
-                               "server_workers": args.server_workers,
-                               "seconds_per_test": args.ledger_seconds, "backends": {}}
+    results: dict[str, Any] = {
+        "rows": tiny.n_events,
+        "concurrency": args.concurrency,
+        "server_workers": args.server_workers,
+        "seconds_per_test": args.ledger_seconds,
+        "backends": {},
+    }
     for backend in ("sqlite", "postgresql"):
         if backend == "postgresql" and not postgres_available():
-            results["backends"][backend] = {"skipped": "PostgreSQL not reachable on "
-                                                       "127.0.0.1:5432"}
+            results["backends"][backend] = {"skipped": "PostgreSQL not reachable on 127.0.0.1:5432"}
             continue
         _log(f"ledger throughput on {backend}")
         results["backends"][backend] = measure.ledger_throughput(
-            tiny, SMALL, Q1, backend, seconds=args.ledger_seconds,
-            concurrency=args.concurrency, workers=args.server_workers)
+            tiny,
+            SMALL,
+            Q1,
+            backend,
+            seconds=args.ledger_seconds,
+            concurrency=args.concurrency,
+            workers=args.server_workers,
+        )
     return results
 
 
@@ -133,8 +159,7 @@ def _accuracy(query: BenchQuery, keys: list[str], result: dict[str, Any]) -> dic
     for values in ruis["draws"]:
         samples.append(("extra_draw", values, ruis["mechanism"], ruis["noise_scale"]))
     for release in result.get("http", {}).get("releases", []):
-        samples.append(("http", release["values"], release["mechanism"],
-                        release["noise_scale"]))
+        samples.append(("http", release["values"], release["mechanism"], release["noise_scale"]))
     errors: list[float] = []
     theory: list[float] = []
     by_source: dict[str, list[float]] = {}
@@ -150,18 +175,25 @@ def _accuracy(query: BenchQuery, keys: list[str], result: dict[str, Any]) -> dic
     expected = statistics.fmean(theory)
     stderr = statistics.stdev(absolute) / math.sqrt(len(absolute)) if len(absolute) > 1 else 0
     return {
-        "query": query.name, "cells": len(errors), "releases": len(samples),
-        "mechanism": ruis["mechanism"], "noise_scale": ruis["noise_scale"],
-        "opendp_error_bound": ruis["error_bound"], "alpha": ruis["alpha"],
-        "mae": mae, "mae_stderr": stderr, "expected_abs_noise": expected,
+        "query": query.name,
+        "cells": len(errors),
+        "releases": len(samples),
+        "mechanism": ruis["mechanism"],
+        "noise_scale": ruis["noise_scale"],
+        "opendp_error_bound": ruis["error_bound"],
+        "alpha": ruis["alpha"],
+        "mae": mae,
+        "mae_stderr": stderr,
+        "expected_abs_noise": expected,
         "ratio": mae / expected if expected else None,
         "mean_signed_error": statistics.fmean(errors),
         "mae_by_source": {k: statistics.fmean(v) for k, v in by_source.items()},
         "truncation_bias": statistics.fmean(abs(reference[k] - untruncated[k]) for k in keys),
-        "truncation_bias_relative": (sum(abs(reference[k] - untruncated[k]) for k in keys)
-                                     / max(1.0, sum(untruncated.values()))),
-        "plain_vs_ruis_truncation": statistics.fmean(abs(plain[k] - reference[k])
-                                                     for k in keys),
+        "truncation_bias_relative": (
+            sum(abs(reference[k] - untruncated[k]) for k in keys)
+            / max(1.0, sum(untruncated.values()))
+        ),
+        "plain_vs_ruis_truncation": statistics.fmean(abs(plain[k] - reference[k]) for k in keys),
     }
 
 
@@ -174,38 +206,80 @@ def _analyse(results: dict[str, Any]) -> None:
             data_bytes = size["estimated_bytes"][query.dataset]
             rows: list[dict[str, Any]] = []
 
-            def row(method: str, times: Sequence[float], peak_kb: int | None,
-                    idle_kb: int | None, floor: float | None = floor,
-                    data_bytes: int = data_bytes) -> dict[str, Any]:
+            def row(
+                method: str,
+                times: Sequence[float],
+                peak_kb: int | None,
+                idle_kb: int | None,
+                floor: float | None = floor,
+                data_bytes: int = data_bytes,
+            ) -> dict[str, Any]:
                 median = _median(times)
                 peak = peak_kb * 1024 if peak_kb is not None else None
                 delta = (peak_kb - idle_kb) * 1024 if peak_kb is not None and idle_kb else None
-                return {"method": method, "runs": len(times), "median_s": median,
-                        "min_s": min(times) if times else None,
-                        "vs_floor": median / floor if median and floor else None,
-                        "peak_rss_bytes": peak, "delta_rss_bytes": delta,
-                        "delta_vs_data": delta / data_bytes if delta is not None else None}
+                return {
+                    "method": method,
+                    "runs": len(times),
+                    "median_s": median,
+                    "min_s": min(times) if times else None,
+                    "vs_floor": median / floor if median and floor else None,
+                    "peak_rss_bytes": peak,
+                    "delta_rss_bytes": delta,
+                    "delta_vs_data": delta / data_bytes if delta is not None else None,
+                }
 
-            exact, truncated, ruis = (result["exact"], result["exact_truncated"],
-                                      result["ruis"])
-            rows.append(row("exact Polars", exact["times"], exact["peak_rss_kb"],
-                            exact["idle_rss_kb"]))
-            rows.append(row("exact Polars + truncation (floor)", truncated["times"],
-                            truncated["peak_rss_kb"], truncated["idle_rss_kb"]))
-            rows.append(row(f"Ruis in-process, first (plan {ruis['plan_seconds']:.2f} s)",
-                            [ruis["first_seconds"]], ruis["peak_rss_kb"], ruis["idle_rss_kb"]))
-            rows.append(row("Ruis in-process, warm", ruis["warm"], ruis["peak_rss_kb"],
-                            ruis["idle_rss_kb"]))
-            rows.append(row("  of which prepare_frame (filter+truncate)",
-                            [ruis["prepare_seconds"]], None, None))
-            rows.append(row("  of which OpenDP measurement", [ruis["measurement_seconds"]],
-                            None, None))
+            exact, truncated, ruis = (result["exact"], result["exact_truncated"], result["ruis"])
+            rows.append(
+                row("exact Polars", exact["times"], exact["peak_rss_kb"], exact["idle_rss_kb"])
+            )
+            rows.append(
+                row(
+                    "exact Polars + truncation (floor)",
+                    truncated["times"],
+                    truncated["peak_rss_kb"],
+                    truncated["idle_rss_kb"],
+                )
+            )
+            rows.append(
+                row(
+                    f"Ruis in-process, first (plan {ruis['plan_seconds']:.2f} s)",
+                    [ruis["first_seconds"]],
+                    ruis["peak_rss_kb"],
+                    ruis["idle_rss_kb"],
+                )
+            )
+            rows.append(
+                row("Ruis in-process, warm", ruis["warm"], ruis["peak_rss_kb"], ruis["idle_rss_kb"])
+            )
+            rows.append(
+                row(
+                    "  of which prepare_frame (filter+truncate)",
+                    [ruis["prepare_seconds"]],
+                    None,
+                    None,
+                )
+            )
+            rows.append(
+                row("  of which OpenDP measurement", [ruis["measurement_seconds"]], None, None)
+            )
             http = result.get("http")
             if http:
-                rows.append(row("Ruis HTTP, first request", [http["first"]],
-                                http["peak_rss_kb"], http["idle_rss_kb"]))
-                rows.append(row("Ruis HTTP, distinct queries", http["times"],
-                                http["peak_rss_kb"], http["idle_rss_kb"]))
+                rows.append(
+                    row(
+                        "Ruis HTTP, first request",
+                        [http["first"]],
+                        http["peak_rss_kb"],
+                        http["idle_rss_kb"],
+                    )
+                )
+                rows.append(
+                    row(
+                        "Ruis HTTP, distinct queries",
+                        http["times"],
+                        http["peak_rss_kb"],
+                        http["idle_rss_kb"],
+                    )
+                )
             result["summary"] = rows
             result["accuracy"] = _accuracy(query, size["keys"][query.name], result)
 
@@ -213,13 +287,31 @@ def _analyse(results: dict[str, Any]) -> None:
 def _targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     targets: list[dict[str, Any]] = []
 
-    def add(name: str, measured: float | None, threshold: float, *, at_most: bool = True,
-            unit: str = "", note: str = "") -> None:
-        met = None if measured is None else (measured <= threshold if at_most
-                                             else measured >= threshold)
-        targets.append({"target": name, "measured": measured, "threshold": threshold,
-                        "comparison": "≤" if at_most else "≥", "unit": unit, "met": met,
-                        "note": note})
+    def add(
+        name: str,
+        measured: float | None,
+        threshold: float,
+        *,
+        at_most: bool = True,
+        unit: str = "",
+        note: str = "",
+    ) -> None:
+        met = (
+            None
+            if measured is None
+            else (measured <= threshold if at_most else measured >= threshold)
+        )
+        targets.append(
+            {
+                "target": name,
+                "measured": measured,
+                "threshold": threshold,
+                "comparison": "≤" if at_most else "≥",
+                "unit": unit,
+                "met": met,
+                "note": note,
+            }
+        )
 
     sizes = results["sizes"]
     big = "10M" if "10M" in sizes else next(iter(sizes), None)
@@ -231,19 +323,30 @@ def _targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         http_median = _median(http["times"]) if http else None
         paired_warm = _paired(http["times"] if http else [], q1["ruis"]["warm"])
         paired_floor = _paired(http["times"] if http else [], q1["exact_truncated"]["times"])
-        add(f"Q1 {big} HTTP / in-process warm",
-            http_median / warm if http_median and warm else None, HTTP_VS_WARM, unit="×",
-            note=f"medians; median of paired (interleaved) ratios {_fmt(paired_warm, '.2f')}×")
-        add(f"Q1 {big} HTTP / exact truncated Polars",
-            http_median / floor if http_median and floor else None, HTTP_VS_FLOOR, unit="×",
-            note=f"medians; median of paired (interleaved) ratios {_fmt(paired_floor, '.2f')}×")
+        add(
+            f"Q1 {big} HTTP / in-process warm",
+            http_median / warm if http_median and warm else None,
+            HTTP_VS_WARM,
+            unit="×",
+            note=f"medians; median of paired (interleaved) ratios {_fmt(paired_warm, '.2f')}×",
+        )
+        add(
+            f"Q1 {big} HTTP / exact truncated Polars",
+            http_median / floor if http_median and floor else None,
+            HTTP_VS_FLOOR,
+            unit="×",
+            note=f"medians; median of paired (interleaved) ratios {_fmt(paired_floor, '.2f')}×",
+        )
     for label, size in sizes.items():
         for query in QUERIES:
             accuracy = size["queries"][query.name]["accuracy"]
             ratio = accuracy["ratio"]
-            add(f"{query.name} {label} |measured/theoretical error − 1|",
-                abs(ratio - 1) if ratio is not None else None, NOISE_TOLERANCE,
-                note=f"n={accuracy['cells']} cells, ±{accuracy['mae_stderr']:.3f} (1 s.e.)")
+            add(
+                f"{query.name} {label} |measured/theoretical error − 1|",
+                abs(ratio - 1) if ratio is not None else None,
+                NOISE_TOLERANCE,
+                note=f"n={accuracy['cells']} cells, ±{accuracy['mae_stderr']:.3f} (1 s.e.)",
+            )
     for label, size in sizes.items():
         query = Q1
         result = size["queries"][query.name]
@@ -253,39 +356,69 @@ def _targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             if summary is None or summary["peak_rss_bytes"] is None:
                 continue
             short = "in-process" if "in-process" in method else "HTTP server"
-            add(f"Q1 {label} {short} peak RSS / data size",
-                summary["peak_rss_bytes"] / data_bytes, MEMORY_VS_DATA, unit="×",
+            add(
+                f"Q1 {label} {short} peak RSS / data size",
+                summary["peak_rss_bytes"] / data_bytes,
+                MEMORY_VS_DATA,
+                unit="×",
                 note=f"peak {summary['peak_rss_bytes'] / MB:.0f} MB, "
-                     f"of which {summary['delta_rss_bytes'] / MB:.0f} MB above idle; "
-                     f"data {data_bytes / MB:.0f} MB")
+                f"of which {summary['delta_rss_bytes'] / MB:.0f} MB above idle; "
+                f"data {data_bytes / MB:.0f} MB",
+            )
     if "1M" in sizes and "10M" in sizes:
         for query in QUERIES:
             small, large = sizes["1M"], sizes["10M"]
             growth = large["rows"][query.dataset] / small["rows"][query.dataset]
-            for method, pick in (("in-process warm", lambda r: r["ruis"]["warm"]),
-                                 ("HTTP", lambda r: r.get("http", {}).get("times", []))):
+            for method, pick in (
+                ("in-process warm", lambda r: r["ruis"]["warm"]),
+                ("HTTP", lambda r: r.get("http", {}).get("times", [])),
+            ):
                 t_small = _median(pick(small["queries"][query.name]))
                 t_large = _median(pick(large["queries"][query.name]))
                 if t_small and t_large:
-                    add(f"{query.name} {method} time growth 1M→10M / row growth",
-                        (t_large / t_small) / growth, 1.0, unit="×",
-                        note=f"time ×{t_large / t_small:.2f}, rows ×{growth:.2f}")
+                    add(
+                        f"{query.name} {method} time growth 1M→10M / row growth",
+                        (t_large / t_small) / growth,
+                        1.0,
+                        unit="×",
+                        note=f"time ×{t_large / t_small:.2f}, rows ×{growth:.2f}",
+                    )
     ledger = results.get("ledger", {}).get("backends", {})
     for backend in ("postgresql", "sqlite"):
         measured = ledger.get(backend)
         if not measured or "skipped" in measured:
             if backend == "postgresql" and results.get("ledger"):
-                add("PostgreSQL cached re-reads/s", None, CACHED_PER_SECOND, at_most=False,
-                    note=(measured or {}).get("skipped", "not run"))
+                add(
+                    "PostgreSQL cached re-reads/s",
+                    None,
+                    CACHED_PER_SECOND,
+                    at_most=False,
+                    note=(measured or {}).get("skipped", "not run"),
+                )
             continue
         note = "" if backend == "postgresql" else "SQLite (target is stated for PostgreSQL)"
         label = "PostgreSQL" if backend == "postgresql" else "SQLite"
-        add(f"{label} cached re-reads/s (same query POSTed)",
-            measured["cached_post"]["per_second"], CACHED_PER_SECOND, at_most=False, note=note)
-        add(f"{label} re-reads/s (GET /v1/queries/{{id}})",
-            measured["reread_get"]["per_second"], CACHED_PER_SECOND, at_most=False, note=note)
-        add(f"{label} fresh small releases/s", measured["fresh"]["per_second"],
-            FRESH_PER_SECOND, at_most=False, note=note)
+        add(
+            f"{label} cached re-reads/s (same query POSTed)",
+            measured["cached_post"]["per_second"],
+            CACHED_PER_SECOND,
+            at_most=False,
+            note=note,
+        )
+        add(
+            f"{label} re-reads/s (GET /v1/queries/{{id}})",
+            measured["reread_get"]["per_second"],
+            CACHED_PER_SECOND,
+            at_most=False,
+            note=note,
+        )
+        add(
+            f"{label} fresh small releases/s",
+            measured["fresh"]["per_second"],
+            FRESH_PER_SECOND,
+            at_most=False,
+            note=note,
+        )
     return targets
 
 
@@ -293,14 +426,23 @@ def _targets(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
-              for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w)
-                       for i, (h, w) in enumerate(zip(headers, widths, strict=True))),
-             "  ".join("-" * w for w in widths)]
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
+    lines = [
+        "  ".join(
+            h.ljust(w) if i == 0 else h.rjust(w)
+            for i, (h, w) in enumerate(zip(headers, widths, strict=True))
+        ),
+        "  ".join("-" * w for w in widths),
+    ]
     for r in rows:
-        lines.append("  ".join(c.ljust(w) if i in (0,) else c.rjust(w)
-                               for i, (c, w) in enumerate(zip(r, widths, strict=True))))
+        lines.append(
+            "  ".join(
+                c.ljust(w) if i in (0,) else c.rjust(w)
+                for i, (c, w) in enumerate(zip(r, widths, strict=True))
+            )
+        )
     return "\n".join(lines)
 
 
@@ -314,64 +456,114 @@ def _mb(value: float | None) -> str:
 
 def report(results: dict[str, Any]) -> str:
     env = results["environment"]
-    out = [f"Ruis benchmark — {env['time']}  ({env['cpus']} CPUs, Python {env['python']}, "
-           f"Polars {env['polars']}, OpenDP {env['opendp']})",
-           f"load average (1/5/15 min) before: "
-           f"{' '.join(f'{x:.2f}' for x in env['load_before'])}   after: "
-           f"{' '.join(f'{x:.2f}' for x in env['load_after'])}   "
-           f"(times are medians; other processes on this machine inflate them)"]
+    out = [
+        f"Ruis benchmark — {env['time']}  ({env['cpus']} CPUs, Python {env['python']}, "
+        f"Polars {env['polars']}, OpenDP {env['opendp']})",
+        f"load average (1/5/15 min) before: "
+        f"{' '.join(f'{x:.2f}' for x in env['load_before'])}   after: "
+        f"{' '.join(f'{x:.2f}' for x in env['load_after'])}   "
+        f"(times are medians; other processes on this machine inflate them)",
+    ]
     target_by_name = {t["target"]: t for t in results["targets"]}
     for label, size in results["sizes"].items():
         rows_q = size["rows"]
         out.append("")
-        out.append(f"== {label}: {rows_q['mobility_events']:,} events "
-                   f"({size['estimated_bytes']['mobility_events'] / MB:,.0f} MB in memory), "
-                   f"{rows_q['residents']:,} residents "
-                   f"({size['estimated_bytes']['residents'] / MB:,.1f} MB) ==")
+        out.append(
+            f"== {label}: {rows_q['mobility_events']:,} events "
+            f"({size['estimated_bytes']['mobility_events'] / MB:,.0f} MB in memory), "
+            f"{rows_q['residents']:,} residents "
+            f"({size['estimated_bytes']['residents'] / MB:,.1f} MB) =="
+        )
         table_rows: list[list[str]] = []
         for query in QUERIES:
             for r in size["queries"][query.name]["summary"]:
-                table_rows.append([f"{query.name} {r['method']}", str(r["runs"]),
-                                   _fmt(r["median_s"]), _fmt(r["min_s"]),
-                                   _fmt(r["vs_floor"], ".2f", "×"),
-                                   _mb(r["peak_rss_bytes"]), _mb(r["delta_rss_bytes"]),
-                                   _fmt(r["delta_vs_data"], ".2f", "×")])
-        out.append(_table(["query / method", "runs", "median s", "min s", "vs floor",
-                           "peak RSS MB",
-                           "Δ idle MB", "Δ/data"], table_rows))
+                table_rows.append(
+                    [
+                        f"{query.name} {r['method']}",
+                        str(r["runs"]),
+                        _fmt(r["median_s"]),
+                        _fmt(r["min_s"]),
+                        _fmt(r["vs_floor"], ".2f", "×"),
+                        _mb(r["peak_rss_bytes"]),
+                        _mb(r["delta_rss_bytes"]),
+                        _fmt(r["delta_vs_data"], ".2f", "×"),
+                    ]
+                )
+        out.append(
+            _table(
+                [
+                    "query / method",
+                    "runs",
+                    "median s",
+                    "min s",
+                    "vs floor",
+                    "peak RSS MB",
+                    "Δ idle MB",
+                    "Δ/data",
+                ],
+                table_rows,
+            )
+        )
     acc_rows: list[list[str]] = []
     for label, size in results["sizes"].items():
         for query in QUERIES:
             a = size["queries"][query.name]["accuracy"]
             name = f"{query.name} {label} |measured/theoretical error − 1|"
             met = target_by_name.get(name, {}).get("met")
-            acc_rows.append([f"{query.name} {label}", f"{a['mechanism']} b={a['noise_scale']:g}",
-                             f"{a['cells']:,}", f"{a['mae']:.3f} ± {a['mae_stderr']:.3f}",
-                             f"{a['expected_abs_noise']:.3f}", _fmt(a["ratio"], ".3f"),
-                             _fmt(a["opendp_error_bound"], ".1f"),
-                             f"{a['truncation_bias']:.1f} "
-                             f"({100 * a['truncation_bias_relative']:.1f}%)",
-                             _verdict(met)])
+            acc_rows.append(
+                [
+                    f"{query.name} {label}",
+                    f"{a['mechanism']} b={a['noise_scale']:g}",
+                    f"{a['cells']:,}",
+                    f"{a['mae']:.3f} ± {a['mae_stderr']:.3f}",
+                    f"{a['expected_abs_noise']:.3f}",
+                    _fmt(a["ratio"], ".3f"),
+                    _fmt(a["opendp_error_bound"], ".1f"),
+                    f"{a['truncation_bias']:.1f} ({100 * a['truncation_bias_relative']:.1f}%)",
+                    _verdict(met),
+                ]
+            )
     if acc_rows:
         out.append("")
         out.append("== accuracy: noise error vs the exact truncated answer, and truncation bias ==")
-        out.append(_table(["query", "mechanism", "cells", "MAE ± s.e.", "E|noise|",
-                           "MAE/E", "95% bound", "trunc bias (rel)", "target"], acc_rows))
+        out.append(
+            _table(
+                [
+                    "query",
+                    "mechanism",
+                    "cells",
+                    "MAE ± s.e.",
+                    "E|noise|",
+                    "MAE/E",
+                    "95% bound",
+                    "trunc bias (rel)",
+                    "target",
+                ],
+                acc_rows,
+            )
+        )
     ledger = results.get("ledger")
     if ledger:
         out.append("")
-        out.append(f"== ledger throughput: {ledger['rows']:,}-row dataset, "
-                   f"{ledger['concurrency']} client threads, {ledger['server_workers']} server "
-                   f"worker(s), {ledger['seconds_per_test']:g} s per test; small query: "
-                   f"{SMALL.title} (1 cell) ==")
+        out.append(
+            f"== ledger throughput: {ledger['rows']:,}-row dataset, "
+            f"{ledger['concurrency']} client threads, {ledger['server_workers']} server "
+            f"worker(s), {ledger['seconds_per_test']:g} s per test; small query: "
+            f"{SMALL.title} (1 cell) =="
+        )
         led_rows: list[list[str]] = []
-        names = {"cached_post": "cached re-read (same query POSTed)",
-                 "reread_get": "re-read (GET /v1/queries/{id})",
-                 "fresh": "fresh small release",
-                 "fresh_wide": f"fresh {Q1.title} (340 cells)"}
+        names = {
+            "cached_post": "cached re-read (same query POSTed)",
+            "reread_get": "re-read (GET /v1/queries/{id})",
+            "fresh": "fresh small release",
+            "fresh_wide": f"fresh {Q1.title} (340 cells)",
+        }
         thresholds: dict[str, float | None] = {
-            "cached_post": CACHED_PER_SECOND, "reread_get": CACHED_PER_SECOND,
-            "fresh": FRESH_PER_SECOND, "fresh_wide": None}
+            "cached_post": CACHED_PER_SECOND,
+            "reread_get": CACHED_PER_SECOND,
+            "fresh": FRESH_PER_SECOND,
+            "fresh_wide": None,
+        }
         for backend, measured in ledger["backends"].items():
             if "skipped" in measured:
                 led_rows.append([backend, measured["skipped"], "", "", "", "", "", ""])
@@ -379,18 +571,50 @@ def report(results: dict[str, Any]) -> str:
             for op, title in names.items():
                 m = measured[op]
                 threshold = thresholds[op]
-                verdict = ("(info)" if threshold is None else
-                           f"≥{threshold:,.0f} " + _verdict(m["per_second"] >= threshold))
-                led_rows.append([backend, title, f"{m['completed']:,}",
-                                 f"{m['per_second']:,.0f}", f"{m['p50_ms']:.1f}",
-                                 f"{m['p95_ms']:.1f}", str(m["errors"]), verdict])
-        out.append(_table(["backend", "operation", "requests", "per s", "p50 ms", "p95 ms",
-                           "errors", "target"], led_rows))
+                verdict = (
+                    "(info)"
+                    if threshold is None
+                    else f"≥{threshold:,.0f} " + _verdict(m["per_second"] >= threshold)
+                )
+                led_rows.append(
+                    [
+                        backend,
+                        title,
+                        f"{m['completed']:,}",
+                        f"{m['per_second']:,.0f}",
+                        f"{m['p50_ms']:.1f}",
+                        f"{m['p95_ms']:.1f}",
+                        str(m["errors"]),
+                        verdict,
+                    ]
+                )
+        out.append(
+            _table(
+                [
+                    "backend",
+                    "operation",
+                    "requests",
+                    "per s",
+                    "p50 ms",
+                    "p95 ms",
+                    "errors",
+                    "target",
+                ],
+                led_rows,
+            )
+        )
     out.append("")
     out.append("== targets ==")
-    target_rows = [[t["target"], _fmt(t["measured"], ".3f", t["unit"]),
-                    f"{t['comparison']} {t['threshold']:g}{t['unit']}", _verdict(t["met"]),
-                    t["note"]] for t in results["targets"]]
+    target_rows = [
+        [
+            t["target"],
+            _fmt(t["measured"], ".3f", t["unit"]),
+            f"{t['comparison']} {t['threshold']:g}{t['unit']}",
+            _verdict(t["met"]),
+            t["note"],
+        ]
+        for t in results["targets"]
+    ]
     out.append(_table(["target", "measured", "threshold", "result", "note"], target_rows))
     return "\n".join(out)
 
@@ -403,24 +627,50 @@ def _verdict(met: bool | None) -> str:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default=None,
-                        help="comma-separated sizes among 1M,10M (default both; 1M with --quick)")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 1M only (unless --sizes), fewer repetitions")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--sizes",
+        default=None,
+        help="comma-separated sizes among 1M,10M (default both; 1M with --quick)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 1M only (unless --sizes), fewer repetitions",
+    )
     parser.add_argument("--skip-http", action="store_true", help="no end-to-end HTTP runs")
     parser.add_argument("--skip-ledger", action="store_true", help="no ledger throughput")
-    parser.add_argument("--reps", type=int, default=None,
-                        help="timed repetitions per measurement (default 5, 3 with --quick)")
-    parser.add_argument("--draws", type=int, default=None,
-                        help="extra noise draws for the accuracy check (default 20, 5 quick)")
-    parser.add_argument("--ledger-seconds", type=float, default=None,
-                        help="seconds per ledger throughput test (default 5, 2 with --quick)")
-    parser.add_argument("--concurrency", type=int, default=8,
-                        help="client threads in the ledger throughput tests")
-    parser.add_argument("--server-workers", type=int, default=1,
-                        help="uvicorn workers of the server in the ledger tests")
+    parser.add_argument(
+        "--reps",
+        type=int,
+        default=None,
+        help="timed repetitions per measurement (default 5, 3 with --quick)",
+    )
+    parser.add_argument(
+        "--draws",
+        type=int,
+        default=None,
+        help="extra noise draws for the accuracy check (default 20, 5 quick)",
+    )
+    parser.add_argument(
+        "--ledger-seconds",
+        type=float,
+        default=None,
+        help="seconds per ledger throughput test (default 5, 2 with --quick)",
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=8, help="client threads in the ledger throughput tests"
+    )
+    parser.add_argument(
+        "--server-workers",
+        type=int,
+        default=1,
+        help="uvicorn workers of the server in the ledger tests",
+    )
     parser.add_argument("--out", type=Path, default=None, help="JSON result file")
     args = parser.parse_args(argv)
     sizes = args.sizes or ("1M" if args.quick else "1M,10M")
@@ -437,12 +687,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.perf_counter()
-    results: dict[str, Any] = {"environment": _environment(),
-                               "options": {"sizes": args.size_labels, "quick": args.quick,
-                                           "reps": args.reps, "draws": args.draws,
-                                           "skip_http": args.skip_http,
-                                           "skip_ledger": args.skip_ledger},
-                               "sizes": {}}
+    results: dict[str, Any] = {
+        "environment": _environment(),
+        "options": {
+            "sizes": args.size_labels,
+            "quick": args.quick,
+            "reps": args.reps,
+            "draws": args.draws,
+            "skip_http": args.skip_http,
+            "skip_ledger": args.skip_ledger,
+        },
+        "sizes": {},
+    }
     for label in args.size_labels:
         _log(f"data {label}")
         data = ensure(SIZES[label])

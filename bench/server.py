@@ -38,8 +38,9 @@ def _ruis_command() -> list[str]:
 class Server:
     """A running ``ruis serve`` with an admin client; see :func:`serve`."""
 
-    def __init__(self, process: subprocess.Popen[bytes], url: str, admin_key: str,
-                 log_path: Path) -> None:
+    def __init__(
+        self, process: subprocess.Popen[bytes], url: str, admin_key: str, log_path: Path
+    ) -> None:
         self.process = process
         self.url = url
         self.admin_key = admin_key
@@ -52,12 +53,16 @@ class Server:
         return self.process.pid
 
     def admin(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=120,
-                            headers={"Authorization": f"Bearer {self.admin_key}"})
+        return httpx.Client(
+            base_url=self.url, timeout=120, headers={"Authorization": f"Bearer {self.admin_key}"}
+        )
 
     def analyst(self, timeout: float = 600) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=timeout,
-                            headers={"Authorization": f"Bearer {self.analyst_key}"})
+        return httpx.Client(
+            base_url=self.url,
+            timeout=timeout,
+            headers={"Authorization": f"Bearer {self.analyst_key}"},
+        )
 
     def client(self) -> httpx.Client:
         """A keep-alive analyst client, closed when the server stops."""
@@ -75,12 +80,17 @@ class Server:
         with self.admin() as client:
             for body in registrations:
                 ok_json(client.post("/v1/datasets", json=body))
-            created = ok_json(client.post("/v1/consumers", json={"name": ANALYST,
-                                                             "role": "analyst"}))
+            created = ok_json(
+                client.post("/v1/consumers", json={"name": ANALYST, "role": "analyst"})
+            )
             self.analyst_key = str(created["api_key"])
             for body in registrations:
-                ok_json(client.put(f"/v1/budgets/{ANALYST}/{body['name']}",
-                               json={"model": "pure", "epsilon": float(BIG_BUDGET)}))
+                ok_json(
+                    client.put(
+                        f"/v1/budgets/{ANALYST}/{body['name']}",
+                        json={"model": "pure", "epsilon": float(BIG_BUDGET)},
+                    )
+                )
 
     def memory_kb(self) -> dict[str, int]:
         """``VmRSS`` and ``VmHWM`` (peak RSS since start or :meth:`reset_peak`), in kB."""
@@ -111,15 +121,22 @@ class Server:
 def ok_json(response: httpx.Response) -> dict[str, Any]:
     """The JSON body of a successful response; a RuntimeError naming the request otherwise."""
     if response.status_code >= 400:
-        raise RuntimeError(f"{response.request.method} {response.request.url.path} → "
-                           f"{response.status_code}: {response.text[:500]}")
+        raise RuntimeError(
+            f"{response.request.method} {response.request.url.path} → "
+            f"{response.status_code}: {response.text[:500]}"
+        )
     value: dict[str, Any] = response.json()
     return value
 
 
 @contextlib.contextmanager
-def serve(data_dir: Path, database_url: str | None = None, *, workers: int = 1,
-          env: Mapping[str, str] | None = None) -> Iterator[Server]:
+def serve(
+    data_dir: Path,
+    database_url: str | None = None,
+    *,
+    workers: int = 1,
+    env: Mapping[str, str] | None = None,
+) -> Iterator[Server]:
     """Start ``ruis serve`` on a free port over ``data_dir``; stop it on exit.
 
     The ledger is a fresh SQLite file in a temporary directory unless
@@ -128,15 +145,34 @@ def serve(data_dir: Path, database_url: str | None = None, *, workers: int = 1,
     scratch = Path(tempfile.mkdtemp(prefix="ruis-bench-"))
     admin_key = secrets.token_hex(24)
     port = _free_port()
-    env = {**os.environ, "RUIS_DATA_DIR": str(data_dir), "RUIS_BOOTSTRAP_ADMIN_KEY": admin_key,
-           "RUIS_DATABASE_URL": database_url or f"sqlite:///{scratch / 'ruis.db'}",
-           **(env or {})}
+    env = {
+        **os.environ,
+        "RUIS_DATA_DIR": str(data_dir),
+        "RUIS_BOOTSTRAP_ADMIN_KEY": admin_key,
+        "RUIS_DATABASE_URL": database_url or f"sqlite:///{scratch / 'ruis.db'}",
+        **(env or {}),
+    }
     log_path = scratch / "server.log"
-    command = [*_ruis_command(), "serve", "--host", "127.0.0.1", "--port", str(port),
-               "--log-level", "warning", "--workers", str(workers)]
+    command = [
+        *_ruis_command(),
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--workers",
+        str(workers),
+    ]
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                   cwd=Path(__file__).resolve().parent.parent)
+        process = subprocess.Popen(
+            command,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
     server = Server(process, f"http://127.0.0.1:{port}", admin_key, log_path)
     try:
         _wait_ready(server)
@@ -151,8 +187,9 @@ def _wait_ready(server: Server, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
-            raise RuntimeError(f"ruis serve exited with {server.process.returncode}:\n"
-                               f"{server.log_tail()}")
+            raise RuntimeError(
+                f"ruis serve exited with {server.process.returncode}:\n{server.log_tail()}"
+            )
         try:
             if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
                 return

@@ -49,10 +49,11 @@ def _bodies(statistic: str, first_day: str, last_day: str) -> dict[str, dict[str
     if statistic == "quantile":
         base["q"] = 0.5
     return {
-        "all": {**base, "where": [{"column": "day", "op": "between",
-                                   "value": [first_day, last_day]}]},
-        "none": {**base, "where": [{"column": "municipality", "op": "eq",
-                                    "value": ABSENT_KEY}]},
+        "all": {
+            **base,
+            "where": [{"column": "day", "op": "between", "value": [first_day, last_day]}],
+        },
+        "none": {**base, "where": [{"column": "municipality", "op": "eq", "value": ABSENT_KEY}]},
     }
 
 
@@ -67,8 +68,12 @@ def _quantile(values: Sequence[float], q: float) -> float:
 def _summary(values: Sequence[float]) -> dict[str, float | int | None]:
     if not values:
         return {"n": 0, "median": None, "p10": None, "p90": None}
-    return {"n": len(values), "median": statistics.median(values),
-            "p10": _quantile(values, 0.10), "p90": _quantile(values, 0.90)}
+    return {
+        "n": len(values),
+        "median": statistics.median(values),
+        "p10": _quantile(values, 0.10),
+        "p90": _quantile(values, 0.90),
+    }
 
 
 def _ms(value: float | int | None) -> str:
@@ -82,11 +87,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--statistics", default=",".join(STATISTICS))
     parser.add_argument("--label", default="run")
-    parser.add_argument("--quantum-ms", default=None,
-                        help="RUIS_RELEASE_TIME_QUANTUM_MS for the server (default: its own)")
+    parser.add_argument(
+        "--quantum-ms",
+        default=None,
+        help="RUIS_RELEASE_TIME_QUANTUM_MS for the server (default: its own)",
+    )
     parser.add_argument("--max-seconds", type=float, default=900.0)
-    parser.add_argument("--check", action="store_true",
-                        help="exit 1 unless every median ratio is within 10%%")
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 unless every median ratio is within 10%%"
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     wanted = [s for s in args.statistics.split(",") if s]
@@ -121,8 +130,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     response = client.post("/v1/queries", json=body)
                     elapsed = time.perf_counter() - t0
                     if response.status_code != 200 or response.json().get("cached"):
-                        raise RuntimeError(f"{statistic}/{kind}: {response.status_code} "
-                                           f"{response.text[:300]}")
+                        raise RuntimeError(
+                            f"{statistic}/{kind}: {response.status_code} {response.text[:300]}"
+                        )
                     timings[statistic][kind].append(elapsed)
                 if time.monotonic() - started > args.max_seconds:
                     truncated = True
@@ -131,31 +141,50 @@ def main(argv: Sequence[str] | None = None) -> int:
                 break
     results: dict[str, Any] = {}
     failed = False
-    print(f"\nTiming: filter matching ALL {data.n_events:,} rows vs NONE, over HTTP "
-          f"({args.label}; quantum {quantum} ms)\n")
-    print(f"{'statistic':<11}{'runs':>5} │ {'all: p10':>8} {'median':>8} {'p90':>8} │ "
-          f"{'none: p10':>9} {'median':>8} {'p90':>8} │ {'all/none':>8}")
+    print(
+        f"\nTiming: filter matching ALL {data.n_events:,} rows vs NONE, over HTTP "
+        f"({args.label}; quantum {quantum} ms)\n"
+    )
+    print(
+        f"{'statistic':<11}{'runs':>5} │ {'all: p10':>8} {'median':>8} {'p90':>8} │ "
+        f"{'none: p10':>9} {'median':>8} {'p90':>8} │ {'all/none':>8}"
+    )
     for statistic in wanted:
         matched, empty = (_summary(timings[statistic][k]) for k in ("all", "none"))
-        ratio = (matched["median"] / empty["median"]
-                 if matched["median"] and empty["median"] else None)
+        ratio = (
+            matched["median"] / empty["median"] if matched["median"] and empty["median"] else None
+        )
         within = ratio is not None and abs(ratio - 1) <= TARGET_RATIO
         failed = failed or not within
-        results[statistic] = {"all": matched, "none": empty, "ratio": ratio,
-                              "within_target": within,
-                              "raw": timings[statistic]}
-        print(f"{statistic:<11}{matched['n']:>5} │ {_ms(matched['p10'])} {_ms(matched['median'])}"
-              f" {_ms(matched['p90'])} │ {_ms(empty['p10']):>9} {_ms(empty['median'])} "
-              f"{_ms(empty['p90'])} │ {ratio if ratio is None else f'{ratio:8.2f}'}")
-    print("\n(milliseconds, client-side, one keep-alive connection; "
-          f"target |all/none − 1| ≤ {TARGET_RATIO:.0%})"
-          + ("\nSTOPPED EARLY at --max-seconds" if truncated else ""))
+        results[statistic] = {
+            "all": matched,
+            "none": empty,
+            "ratio": ratio,
+            "within_target": within,
+            "raw": timings[statistic],
+        }
+        print(
+            f"{statistic:<11}{matched['n']:>5} │ {_ms(matched['p10'])} {_ms(matched['median'])}"
+            f" {_ms(matched['p90'])} │ {_ms(empty['p10']):>9} {_ms(empty['median'])} "
+            f"{_ms(empty['p90'])} │ {ratio if ratio is None else f'{ratio:8.2f}'}"
+        )
+    print(
+        "\n(milliseconds, client-side, one keep-alive connection; "
+        f"target |all/none − 1| ≤ {TARGET_RATIO:.0%})"
+        + ("\nSTOPPED EARLY at --max-seconds" if truncated else "")
+    )
     report = {
-        "label": args.label, "time": datetime.now(UTC).isoformat(), "size": args.size,
-        "rows": data.n_events, "runs": args.runs, "stopped_early": truncated,
+        "label": args.label,
+        "time": datetime.now(UTC).isoformat(),
+        "size": args.size,
+        "rows": data.n_events,
+        "runs": args.runs,
+        "stopped_early": truncated,
         "quantum_ms": quantum,
-        "python": sys.version.split()[0], "machine": platform.machine(),
-        "load_average": os.getloadavg(), "seconds": time.monotonic() - started,
+        "python": sys.version.split()[0],
+        "machine": platform.machine(),
+        "load_average": os.getloadavg(),
+        "seconds": time.monotonic() - started,
         "results": results,
     }
     RESULTS.mkdir(exist_ok=True)

@@ -54,14 +54,14 @@ def exact_polars(path: str, *, unit: str, group_by: str, k: int | None) -> pl.Da
     if k is None:
         return scan.group_by(group_by).agg(pl.col(unit).n_unique().alias("value")).collect()
     per_unit = scan.group_by(unit, group_by).len()
-    kept = (per_unit.sort([unit, "len", group_by], descending=[False, True, False])
-            .filter(pl.int_range(pl.len()).over(unit) < k))
+    kept = per_unit.sort([unit, "len", group_by], descending=[False, True, False]).filter(
+        pl.int_range(pl.len()).over(unit) < k
+    )
     return kept.group_by(group_by).agg(pl.len().alias("value")).collect()
 
 
 def _values(frame: pl.DataFrame, group_by: str, column: str = "value") -> dict[str, int]:
-    return {str(key): int(value) for key, value in
-            frame.select(group_by, column).iter_rows()}
+    return {str(key): int(value) for key, value in frame.select(group_by, column).iter_rows()}
 
 
 class Worker:
@@ -87,10 +87,13 @@ class Worker:
 
     def polars(self, task: dict[str, Any]) -> dict[str, Any]:
         t0 = time.perf_counter()
-        result = exact_polars(task["path"], unit=task["unit"], group_by=task["group_by"],
-                              k=task["k"])
-        return {"seconds": time.perf_counter() - t0,
-                "values": _values(result, task["group_by"]) if task.get("values") else None}
+        result = exact_polars(
+            task["path"], unit=task["unit"], group_by=task["group_by"], k=task["k"]
+        )
+        return {
+            "seconds": time.perf_counter() - t0,
+            "values": _values(result, task["group_by"]) if task.get("values") else None,
+        }
 
     def ruis_first(self, task: dict[str, Any]) -> dict[str, Any]:
         from privacy import DatasetMetadata, QueryRequest, execute, load_frame, plan_query
@@ -103,10 +106,15 @@ class Worker:
         plan = plan_query(query, metadata, "pure")
         plan_seconds = time.perf_counter() - t0
         rows = execute(plan, load_frame(Path(task["path"]), metadata))
-        return {"seconds": time.perf_counter() - t0, "plan_seconds": plan_seconds,
-                "release": {str(row[0]): float(row[1]) for row in rows},
-                "mechanism": plan.mechanism, "noise_scale": plan.noise_scale,
-                "error_bound": plan.accuracy.error_bound, "alpha": plan.accuracy.alpha}
+        return {
+            "seconds": time.perf_counter() - t0,
+            "plan_seconds": plan_seconds,
+            "release": {str(row[0]): float(row[1]) for row in rows},
+            "mechanism": plan.mechanism,
+            "noise_scale": plan.noise_scale,
+            "error_bound": plan.accuracy.error_bound,
+            "alpha": plan.accuracy.alpha,
+        }
 
     def ruis_warm(self) -> dict[str, Any]:
         from privacy import execute, load_frame, plan_query
@@ -115,8 +123,10 @@ class Worker:
         t0 = time.perf_counter()
         plan = plan_query(query, metadata, "pure")
         rows = execute(plan, load_frame(path, metadata))
-        return {"seconds": time.perf_counter() - t0,
-                "release": {str(row[0]): float(row[1]) for row in rows}}
+        return {
+            "seconds": time.perf_counter() - t0,
+            "release": {str(row[0]): float(row[1]) for row in rows},
+        }
 
     def ruis_finish(self, extra_draws: int) -> dict[str, Any]:
         from privacy import load_frame, plan_query
@@ -132,16 +142,30 @@ class Worker:
         t0 = time.perf_counter()
         plan.measurement(truncated.lazy()).collect()
         measurement_seconds = time.perf_counter() - t0
-        reference = _values(truncated.group_by(group_by).agg(
-            pl.col(metadata.privacy_unit).n_unique().alias("value")), group_by)
+        reference = _values(
+            truncated.group_by(group_by).agg(
+                pl.col(metadata.privacy_unit).n_unique().alias("value")
+            ),
+            group_by,
+        )
         draws: list[dict[str, float]] = []
         for _ in range(extra_draws):
             released = plan.measurement(truncated.lazy()).collect()
-            draws.append({str(key): float(value) for key, value in
-                          released.select(group_by, VALUE_COLUMN).iter_rows()})
-        return {"idle_rss_kb": self.idle_kb, "peak_rss_kb": peak,
-                "prepare_seconds": prepare_seconds, "measurement_seconds": measurement_seconds,
-                "reference": reference, "draws": draws, "truncated_rows": truncated.height}
+            draws.append(
+                {
+                    str(key): float(value)
+                    for key, value in released.select(group_by, VALUE_COLUMN).iter_rows()
+                }
+            )
+        return {
+            "idle_rss_kb": self.idle_kb,
+            "peak_rss_kb": peak,
+            "prepare_seconds": prepare_seconds,
+            "measurement_seconds": measurement_seconds,
+            "reference": reference,
+            "draws": draws,
+            "truncated_rows": truncated.height,
+        }
 
 
 def main() -> int:

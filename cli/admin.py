@@ -60,8 +60,14 @@ def _dataset_body(path: str) -> dict[str, Any]:
     return body
 
 
-LIMIT_OPTIONS = ("min_epsilon", "min_rho", "max_cells", "max_concurrent",
-                 "requests_per_minute", "burst")
+LIMIT_OPTIONS = (
+    "min_epsilon",
+    "min_rho",
+    "max_cells",
+    "max_concurrent",
+    "requests_per_minute",
+    "burst",
+)
 
 
 def _limits_body(args: argparse.Namespace) -> dict[str, Any]:
@@ -91,8 +97,9 @@ def action_of(args: argparse.Namespace) -> Action:
         case "list-keys":
             return Action("GET", f"/v1/consumers/{_segment(args.name)}/keys")
         case "revoke-key":
-            return Action("DELETE", f"/v1/consumers/{_segment(args.name)}/keys/"
-                                    f"{_segment(args.key_id)}")
+            return Action(
+                "DELETE", f"/v1/consumers/{_segment(args.name)}/keys/{_segment(args.key_id)}"
+            )
         case "register-dataset":
             return Action("POST", "/v1/datasets", _dataset_body(args.file))
         case "list-datasets":
@@ -100,22 +107,24 @@ def action_of(args: argparse.Namespace) -> Action:
         case "reinstate-dataset":
             return Action("POST", f"/v1/datasets/{_segment(args.name)}/reinstate")
         case "set-budget":
-            return Action("PUT", f"/v1/budgets/{_segment(args.consumer)}/"
-                                 f"{_segment(args.dataset)}", _amount(args.model, args.amount))
+            return Action(
+                "PUT",
+                f"/v1/budgets/{_segment(args.consumer)}/{_segment(args.dataset)}",
+                _amount(args.model, args.amount),
+            )
         case "budgets":
-            params = {k: v for k, v in (("consumer", args.consumer), ("dataset", args.dataset))
-                      if v}
+            params = {
+                k: v for k, v in (("consumer", args.consumer), ("dataset", args.dataset)) if v
+            }
             return Action("GET", "/v1/budgets", params=params)
         case "set-limits":
-            return Action("PUT", f"/v1/consumers/{_segment(args.name)}/limits",
-                          _limits_body(args))
+            return Action("PUT", f"/v1/consumers/{_segment(args.name)}/limits", _limits_body(args))
         case "limits":
             return Action("GET", f"/v1/consumers/{_segment(args.name)}/limits")
         case "verify-ledger":
             return Action("GET", "/v1/ledger/verify")
         case "export-ledger":
-            return Action("GET", "/v1/ledger/export", params={"format": args.format},
-                          stream=True)
+            return Action("GET", "/v1/ledger/export", params={"format": args.format}, stream=True)
     raise AdminError(f"unknown command {args.admin_command!r}")  # pragma: no cover
 
 
@@ -138,8 +147,9 @@ def run_http(action: Action, url: str, key: str, out: Callable[[str], None]) -> 
     try:
         with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
             if action.stream:
-                with client.stream(action.method, action.path, json=action.body,
-                                   params=action.params) as response:
+                with client.stream(
+                    action.method, action.path, json=action.body, params=action.params
+                ) as response:
                     if response.is_error:
                         raise _http_error(response)
                     for chunk in response.iter_text():
@@ -148,8 +158,9 @@ def run_http(action: Action, url: str, key: str, out: Callable[[str], None]) -> 
             params = dict(action.params or {})
             items: list[Any] = []
             while True:
-                response = client.request(action.method, action.path, json=action.body,
-                                          params=params)
+                response = client.request(
+                    action.method, action.path, json=action.body, params=params
+                )
                 if response.is_error:
                     raise _http_error(response)
                 document = response.json()
@@ -176,8 +187,7 @@ def _direct_export(settings: Settings, fmt: str) -> Iterator[str]:
         database.dispose()
 
 
-def run_direct(action: Action, settings: Settings, actor: str,
-               out: Callable[[str], None]) -> None:
+def run_direct(action: Action, settings: Settings, actor: str, out: Callable[[str], None]) -> None:
     """Perform ``action`` directly on the configured database (after migrating it)."""
     from api import dataset_files, schemas
     from api.app import prepare
@@ -201,30 +211,47 @@ def run_direct(action: Action, settings: Settings, actor: str,
             case ("POST", ["consumers"]):
                 create = schemas.ConsumerCreate.model_validate(action.body)
                 consumer, key = accounts.create_consumer(
-                    database, name=create.name, role=create.role, actor=actor)
+                    database, name=create.name, role=create.role, actor=actor
+                )
                 result = schemas.ConsumerCreated(
-                    id=consumer.id or 0, name=consumer.name, role=create.role,
-                    created_at=consumer.created_at, api_key=key.secret, key_id=key.key_id)
+                    id=consumer.id or 0,
+                    name=consumer.name,
+                    role=create.role,
+                    created_at=consumer.created_at,
+                    api_key=key.secret,
+                    key_id=key.key_id,
+                )
             case ("GET", ["consumers"]):
-                result = [schemas.ConsumerPublic.model_validate(c, from_attributes=True)
-                          for c in accounts.list_consumers(database)]
+                result = [
+                    schemas.ConsumerPublic.model_validate(c, from_attributes=True)
+                    for c in accounts.list_consumers(database)
+                ]
             case ("POST", ["consumers", name, "keys"]):
                 issued = accounts.issue_key(database, name=name, actor=actor)
-                result = schemas.KeyCreated(id=issued.key_id, prefix=issued.prefix,
-                                            created_at=issued.created_at, api_key=issued.secret)
+                result = schemas.KeyCreated(
+                    id=issued.key_id,
+                    prefix=issued.prefix,
+                    created_at=issued.created_at,
+                    api_key=issued.secret,
+                )
             case ("GET", ["consumers", name, "keys"]):
-                result = [schemas.KeyPublic(id=k.id, prefix=k.prefix, created_at=k.created_at,
-                                            revoked_at=k.revoked_at)
-                          for k in accounts.list_keys(database, name)]
+                result = [
+                    schemas.KeyPublic(
+                        id=k.id, prefix=k.prefix, created_at=k.created_at, revoked_at=k.revoked_at
+                    )
+                    for k in accounts.list_keys(database, name)
+                ]
             case ("DELETE", ["consumers", name, "keys", key_id]):
                 key_row = accounts.revoke_key(database, name=name, key_id=key_id, actor=actor)
-                result = schemas.KeyPublic(id=key_row.id, prefix=key_row.prefix,
-                                           created_at=key_row.created_at,
-                                           revoked_at=key_row.revoked_at)
+                result = schemas.KeyPublic(
+                    id=key_row.id,
+                    prefix=key_row.prefix,
+                    created_at=key_row.created_at,
+                    revoked_at=key_row.revoked_at,
+                )
             case ("POST", ["datasets"]):
                 metadata = DatasetMetadata.model_validate(action.body)
-                dataset = dataset_files.register(database, settings.data_dir, metadata,
-                                                 actor=actor)
+                dataset = dataset_files.register(database, settings.data_dir, metadata, actor=actor)
                 result = dataset_public(dataset, full=True)
             case ("POST", ["datasets", name, "reinstate"]):
                 dataset = dataset_files.reinstate(database, settings.data_dir, name, actor=actor)
@@ -234,27 +261,39 @@ def run_direct(action: Action, settings: Settings, actor: str,
             case ("PUT", ["budgets", consumer_name, dataset_name]):
                 amount = TypeAdapter(BudgetAmount).validate_python(action.body)
                 value = amount.epsilon if isinstance(amount, PureCost) else amount.rho
-                view = budgets.set_budget(database, consumer=consumer_name,
-                                          dataset=dataset_name, model=amount.model,
-                                          amount=value, actor=actor)
+                view = budgets.set_budget(
+                    database,
+                    consumer=consumer_name,
+                    dataset=dataset_name,
+                    model=amount.model,
+                    amount=value,
+                    actor=actor,
+                )
                 metadata_doc = catalog.metadata_of(catalog.get(database, dataset_name))
                 result = budget_public(view, float(metadata_doc.get("delta", DEFAULT_DELTA)))
             case ("GET", ["budgets"]):
                 params = action.params or {}
-                deltas = {d.name: float(catalog.metadata_of(d).get("delta", DEFAULT_DELTA))
-                          for d in catalog.list_datasets(database)}
-                result = [budget_public(v, deltas.get(v.dataset, DEFAULT_DELTA))
-                          for v in budgets.list_budgets(database, consumer=params.get("consumer"),
-                                                        dataset=params.get("dataset"))]
+                deltas = {
+                    d.name: float(catalog.metadata_of(d).get("delta", DEFAULT_DELTA))
+                    for d in catalog.list_datasets(database)
+                }
+                result = [
+                    budget_public(v, deltas.get(v.dataset, DEFAULT_DELTA))
+                    for v in budgets.list_budgets(
+                        database, consumer=params.get("consumer"), dataset=params.get("dataset")
+                    )
+                ]
             case ("PUT", ["consumers", name, "limits"]):
                 overrides = LimitsOverrides.model_validate(action.body)
                 stored = limits.set_overrides(
-                    database, name=name, overrides=limits.Overrides(**overrides.model_dump()),
-                    actor=actor)
+                    database,
+                    name=name,
+                    overrides=limits.Overrides(**overrides.model_dump()),
+                    actor=actor,
+                )
                 result = limits_public(name, stored, settings.limits)
             case ("GET", ["consumers", name, "limits"]):
-                result = limits_public(name, limits.get_by_name(database, name),
-                                       settings.limits)
+                result = limits_public(name, limits.get_by_name(database, name), settings.limits)
             case ("GET", ["ledger", "verify"]):
                 result = ledger_routes.verification(*reconcile.verify(database))
             case ("GET", ["ledger", "export"]):
@@ -296,6 +335,7 @@ def _local_user() -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run one ``ruis admin`` command."""
+
     def out(text: str) -> None:
         sys.stdout.write(text)
 
@@ -322,10 +362,12 @@ def run(args: argparse.Namespace) -> int:
 
 def add_parser(commands: Any) -> None:
     """Register ``ruis admin`` and its subcommands."""
-    admin = commands.add_parser("admin", help="administration (consumers, keys, datasets, "
-                                "budgets, ledger)")
-    admin.add_argument("--url", help="call this Ruis server instead of using the database "
-                       "directly (env RUIS_URL)")
+    admin = commands.add_parser(
+        "admin", help="administration (consumers, keys, datasets, budgets, ledger)"
+    )
+    admin.add_argument(
+        "--url", help="call this Ruis server instead of using the database directly (env RUIS_URL)"
+    )
     admin.add_argument("--key", help="admin API key for --url (env RUIS_ADMIN_KEY)")
     admin.set_defaults(handler=run)
     sub = admin.add_subparsers(dest="admin_command", required=True)
@@ -343,8 +385,10 @@ def add_parser(commands: Any) -> None:
     register = sub.add_parser("register-dataset", help="register a dataset from a JSON file")
     register.add_argument("file")
     sub.add_parser("list-datasets", help="list datasets")
-    reinstate = sub.add_parser("reinstate-dataset", help="re-check a (suspended) dataset's "
-                               "current file and make it active again")
+    reinstate = sub.add_parser(
+        "reinstate-dataset",
+        help="re-check a (suspended) dataset's current file and make it active again",
+    )
     reinstate.add_argument("name")
     budget = sub.add_parser("set-budget", help="create or change a budget")
     budget.add_argument("consumer")
@@ -354,16 +398,20 @@ def add_parser(commands: Any) -> None:
     show = sub.add_parser("budgets", help="show budgets")
     show.add_argument("--consumer")
     show.add_argument("--dataset")
-    set_limits = sub.add_parser("set-limits", help="replace a consumer's limit overrides "
-                                "(options not given: the deployment's default)")
+    set_limits = sub.add_parser(
+        "set-limits",
+        help="replace a consumer's limit overrides (options not given: the deployment's default)",
+    )
     set_limits.add_argument("name")
     set_limits.add_argument("--min-epsilon", help="smallest ε one release may cost")
     set_limits.add_argument("--min-rho", help="smallest ρ one release may cost")
     set_limits.add_argument("--max-cells", type=int, help="most key combinations per query")
-    set_limits.add_argument("--max-concurrent", type=int,
-                            help="releases (and previews) computing at once, per process")
-    set_limits.add_argument("--requests-per-minute", type=int,
-                            help="sustained query requests per minute, per process")
+    set_limits.add_argument(
+        "--max-concurrent", type=int, help="releases (and previews) computing at once, per process"
+    )
+    set_limits.add_argument(
+        "--requests-per-minute", type=int, help="sustained query requests per minute, per process"
+    )
     set_limits.add_argument("--burst", type=int, help="token bucket size")
     show_limits = sub.add_parser("limits", help="show a consumer's limits")
     show_limits.add_argument("name")

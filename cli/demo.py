@@ -36,10 +36,10 @@ def _ensure_files(data_dir: Path, args: argparse.Namespace) -> DemoFiles:
     stamp = data_dir / "demo-params.json"
     params = {"devices": args.devices, "days": args.days, "seed": args.seed}
     files_exist = (data_dir / "mobility_events.parquet").exists() and (
-        data_dir / "residents.parquet").exists()
+        data_dir / "residents.parquet"
+    ).exists()
     if files_exist and stamp.exists() and json.loads(stamp.read_text()) == params:
-        return demo_data.describe(data_dir, devices=args.devices, days=args.days,
-                                  seed=args.seed)
+        return demo_data.describe(data_dir, devices=args.devices, days=args.days, seed=args.seed)
     print(f"generating {args.devices:,} devices over {args.days} days (seed {args.seed})...")
     files = demo_data.generate(data_dir, devices=args.devices, days=args.days, seed=args.seed)
     stamp.write_text(json.dumps(params))
@@ -65,8 +65,11 @@ def _ensure_consumer(db: Database, name: str, role: str, keys: dict[str, str]) -
         _, issued = accounts.create_consumer(db, name=name, role=role, actor="ruis-demo")
         return issued.secret
     except AlreadyExists:
-        if name in keys and (principal := accounts.authenticate(db, keys[name])) is not None \
-                and principal.name == name:
+        if (
+            name in keys
+            and (principal := accounts.authenticate(db, keys[name])) is not None
+            and principal.name == name
+        ):
             return keys[name]
         return accounts.issue_key(db, name=name, actor="ruis-demo").secret
 
@@ -88,19 +91,30 @@ def _ensure_dataset(db: Database, data_dir: Path, body: dict[str, Any]) -> None:
 def _ensure_budget(db: Database, dataset: str) -> None:
     if budgets.list_budgets(db, consumer=ANALYST, dataset=dataset):
         return
-    budgets.set_budget(db, consumer=ANALYST, dataset=dataset, model="pure",
-                       amount=ANALYST_EPSILON, actor="ruis-demo")
+    budgets.set_budget(
+        db,
+        consumer=ANALYST,
+        dataset=dataset,
+        model="pure",
+        amount=ANALYST_EPSILON,
+        actor="ruis-demo",
+    )
 
 
 def example_query(files: DemoFiles) -> dict[str, Any]:
     """The body of "visitors per municipality, last week"."""
     last = files.days[-1]
     first = max(files.days[0], last - timedelta(days=6))
-    return {"dataset": "mobility_events", "statistic": "unit_count",
-            "group_by": ["municipality"],
-            "where": [{"column": "day", "op": "between",
-                       "value": [first.isoformat(), last.isoformat()]}],
-            "max_partitions_contributed": 3, "privacy": {"epsilon": 0.5}}
+    return {
+        "dataset": "mobility_events",
+        "statistic": "unit_count",
+        "group_by": ["municipality"],
+        "where": [
+            {"column": "day", "op": "between", "value": [first.isoformat(), last.isoformat()]}
+        ],
+        "max_partitions_contributed": 3,
+        "privacy": {"epsilon": 0.5},
+    }
 
 
 def setup(settings: Settings, args: argparse.Namespace) -> tuple[dict[str, str], dict[str, Any]]:
@@ -115,9 +129,10 @@ def setup(settings: Settings, args: argparse.Namespace) -> tuple[dict[str, str],
     try:
         keys_path = data_dir / KEYS_FILE
         known = _read_keys(keys_path)
-        keys = {name: _ensure_consumer(db, name, role, known)
-                for name, role in ((ADMIN, "admin"), (ANALYST, "analyst"),
-                                   (AUDITOR, "auditor"))}
+        keys = {
+            name: _ensure_consumer(db, name, role, known)
+            for name, role in ((ADMIN, "admin"), (ANALYST, "analyst"), (AUDITOR, "auditor"))
+        }
         _write_keys(keys_path, keys)
         _ensure_dataset(db, data_dir, demo_data.events_registration(files))
         _ensure_dataset(db, data_dir, demo_data.residents_registration(files))
@@ -180,6 +195,9 @@ def add_parser(commands: Any) -> None:
     demo.add_argument("--devices", type=int, default=20_000)
     demo.add_argument("--days", type=int, default=7)
     demo.add_argument("--seed", type=int, default=42)
-    demo.add_argument("--data-dir", default="ruis-demo",
-                      help="where the data, database and keys live (default ./ruis-demo)")
+    demo.add_argument(
+        "--data-dir",
+        default="ruis-demo",
+        help="where the data, database and keys live (default ./ruis-demo)",
+    )
     demo.set_defaults(handler=run)

@@ -52,18 +52,32 @@ def _serve(args: argparse.Namespace) -> int:
     logging.config.dictConfig(log_config)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     prepare(settings)  # migrate once before the workers start
-    options: dict[str, Any] = {"log_level": args.log_level, "log_config": log_config,
-                               "access_log": False}
+    options: dict[str, Any] = {
+        "log_level": args.log_level,
+        "log_config": log_config,
+        "access_log": False,
+    }
     if args.workers > 1:
         if "timeout_worker_healthcheck" in inspect.signature(uvicorn.Config).parameters:
             # A worker imports OpenDP and Polars before it answers the supervisor's
             # health check; the default 5 s gets it killed and restarted on a busy host.
             options["timeout_worker_healthcheck"] = WORKER_STARTUP_SECONDS
-        run(server_config("api.asgi:app", host=args.host, port=args.port, limits=limits,
-                          workers=args.workers, **options))
+        run(
+            server_config(
+                "api.asgi:app",
+                host=args.host,
+                port=args.port,
+                limits=limits,
+                workers=args.workers,
+                **options,
+            )
+        )
     else:
-        run(server_config(create_app(settings), host=args.host, port=args.port,
-                          limits=limits, **options))
+        run(
+            server_config(
+                create_app(settings), host=args.host, port=args.port, limits=limits, **options
+            )
+        )
     return 0
 
 
@@ -88,15 +102,18 @@ def _openapi(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``ruis``."""
-    parser = argparse.ArgumentParser(prog="ruis", description="Differentially private "
-                                     "aggregate queries with a privacy budget ledger.")
+    parser = argparse.ArgumentParser(
+        prog="ruis",
+        description="Differentially private aggregate queries with a privacy budget ledger.",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the HTTP API")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
-    serve.add_argument("--log-level", default="info",
-                       choices=["critical", "error", "warning", "info", "debug"])
+    serve.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
     serve.set_defaults(handler=_serve)
     openapi = commands.add_parser("openapi", help="print the OpenAPI document (JSON)")
     openapi.add_argument("--output", "-o", help="write it to this file instead of stdout")

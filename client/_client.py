@@ -38,13 +38,19 @@ def _condition(condition: Condition) -> dict[str, Any]:
     return {**condition, "value": _json_value(condition.get("value"))}
 
 
-def _privacy(epsilon: float | None, rho: float | None, max_error: float | None,
-             alpha: float | None) -> dict[str, float]:
-    given = [name for name, value in (("epsilon", epsilon), ("rho", rho),
-                                      ("max_error", max_error)) if value is not None]
+def _privacy(
+    epsilon: float | None, rho: float | None, max_error: float | None, alpha: float | None
+) -> dict[str, float]:
+    given = [
+        name
+        for name, value in (("epsilon", epsilon), ("rho", rho), ("max_error", max_error))
+        if value is not None
+    ]
     if len(given) != 1:
-        raise ValueError("give exactly one of epsilon=, rho= (the cost) or max_error= "
-                         f"(an accuracy target); got {', '.join(given) or 'none'}")
+        raise ValueError(
+            "give exactly one of epsilon=, rho= (the cost) or max_error= "
+            f"(an accuracy target); got {', '.join(given) or 'none'}"
+        )
     if alpha is not None and max_error is None:
         raise ValueError("alpha= goes with max_error=")
     if epsilon is not None:
@@ -71,12 +77,21 @@ class Ruis:
     ``transport`` replaces the network (an ``httpx`` transport, e.g. for tests).
     """
 
-    def __init__(self, url: str, key: str, *, timeout: float = DEFAULT_TIMEOUT,
-                 transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        key: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.url = url.rstrip("/")
-        self._http = httpx.Client(base_url=self.url, timeout=timeout, transport=transport,
-                                  headers={"Authorization": f"Bearer {key}",
-                                           "Accept": "application/json"})
+        self._http = httpx.Client(
+            base_url=self.url,
+            timeout=timeout,
+            transport=transport,
+            headers={"Authorization": f"Bearer {key}", "Accept": "application/json"},
+        )
 
     def __repr__(self) -> str:
         return f"Ruis({self.url!r})"
@@ -88,14 +103,24 @@ class Ruis:
     def __enter__(self) -> Ruis:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         self.close()
 
     # -- HTTP ------------------------------------------------------------------------
 
-    def _call(self, method: str, path: str, *, json: Mapping[str, Any] | None = None,
-              params: Mapping[str, str | int] | None = None) -> Any:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Mapping[str, Any] | None = None,
+        params: Mapping[str, str | int] | None = None,
+    ) -> Any:
         try:
             response = self._http.request(method, path, json=json, params=params)
         except httpx.TransportError as exc:
@@ -107,8 +132,12 @@ class Ruis:
             except ValueError:
                 document = None
             if not isinstance(document, dict):
-                document = {"type": "about:blank", "title": response.reason_phrase,
-                            "status": response.status_code, "detail": response.text[:300]}
+                document = {
+                    "type": "about:blank",
+                    "title": response.reason_phrase,
+                    "status": response.status_code,
+                    "detail": response.text[:300],
+                }
             problem = Problem.from_document(document, response.status_code)
             raise error_for(problem, request_id=request_id)
         try:
@@ -116,13 +145,15 @@ class Ruis:
         except ValueError:
             raise RuisError(f"{method} {path}: the server's answer is not JSON") from None
 
-    def _pages(self, path: str, params: Mapping[str, str | int] | None = None
-               ) -> list[dict[str, Any]]:
+    def _pages(
+        self, path: str, params: Mapping[str, str | int] | None = None
+    ) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         cursor: str | None = None
         while True:
-            page = self._call("GET", path, params={**(params or {}),
-                                                   **({"cursor": cursor} if cursor else {})})
+            page = self._call(
+                "GET", path, params={**(params or {}), **({"cursor": cursor} if cursor else {})}
+            )
             items.extend(page["items"])
             cursor = page.get("next_cursor")
             if not cursor:
@@ -146,59 +177,107 @@ class Ruis:
             return [Budget.from_document(b) for b in self._pages("/v1/budgets")]
         found = self._pages("/v1/budgets", {"dataset": dataset})
         if not found:
-            raise NotFound(Problem(type="not-found", title="Not found", status=404,
-                                   detail=f"you hold no budget on dataset {dataset!r}"))
+            raise NotFound(
+                Problem(
+                    type="not-found",
+                    title="Not found",
+                    status=404,
+                    detail=f"you hold no budget on dataset {dataset!r}",
+                )
+            )
         return Budget.from_document(found[0])
 
     # -- queries -----------------------------------------------------------------------
 
     @staticmethod
-    def _query_body(dataset: str, statistic: Statistic, *, group_by: Sequence[str] | None,
-                    where: Sequence[Condition] | None, column: str | None, q: float | None,
-                    bounds: tuple[float, float] | None,
-                    max_partitions_contributed: int | None,
-                    max_contributions_per_partition: int | None, epsilon: float | None,
-                    rho: float | None, max_error: float | None, alpha: float | None
-                    ) -> dict[str, Any]:
-        body: dict[str, Any] = {"dataset": dataset, "statistic": statistic,
-                                "privacy": _privacy(epsilon, rho, max_error, alpha)}
+    def _query_body(
+        dataset: str,
+        statistic: Statistic,
+        *,
+        group_by: Sequence[str] | None,
+        where: Sequence[Condition] | None,
+        column: str | None,
+        q: float | None,
+        bounds: tuple[float, float] | None,
+        max_partitions_contributed: int | None,
+        max_contributions_per_partition: int | None,
+        epsilon: float | None,
+        rho: float | None,
+        max_error: float | None,
+        alpha: float | None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "dataset": dataset,
+            "statistic": statistic,
+            "privacy": _privacy(epsilon, rho, max_error, alpha),
+        }
         if isinstance(group_by, str):
             raise ValueError("group_by is a list of column names")
         optional = {
             "group_by": list(group_by) if group_by is not None else None,
             "where": [_condition(c) for c in where] if where is not None else None,
-            "column": column, "q": q, "bounds": list(bounds) if bounds is not None else None,
+            "column": column,
+            "q": q,
+            "bounds": list(bounds) if bounds is not None else None,
             "max_partitions_contributed": max_partitions_contributed,
             "max_contributions_per_partition": max_contributions_per_partition,
         }
         body.update({name: value for name, value in optional.items() if value is not None})
         return body
 
-    def preview(self, dataset: str, statistic: Statistic, *,
-                group_by: Sequence[str] | None = None,
-                where: Sequence[Condition] | None = None, column: str | None = None,
-                q: float | None = None, bounds: tuple[float, float] | None = None,
-                max_partitions_contributed: int | None = None,
-                max_contributions_per_partition: int | None = None,
-                epsilon: float | None = None, rho: float | None = None,
-                max_error: float | None = None, alpha: float | None = None) -> Preview:
+    def preview(
+        self,
+        dataset: str,
+        statistic: Statistic,
+        *,
+        group_by: Sequence[str] | None = None,
+        where: Sequence[Condition] | None = None,
+        column: str | None = None,
+        q: float | None = None,
+        bounds: tuple[float, float] | None = None,
+        max_partitions_contributed: int | None = None,
+        max_contributions_per_partition: int | None = None,
+        epsilon: float | None = None,
+        rho: float | None = None,
+        max_error: float | None = None,
+        alpha: float | None = None,
+    ) -> Preview:
         """What :meth:`query` with the same arguments would cost and how accurate it would
         be. Reads no data and spends nothing."""
         body = self._query_body(
-            dataset, statistic, group_by=group_by, where=where, column=column, q=q,
-            bounds=bounds, max_partitions_contributed=max_partitions_contributed,
+            dataset,
+            statistic,
+            group_by=group_by,
+            where=where,
+            column=column,
+            q=q,
+            bounds=bounds,
+            max_partitions_contributed=max_partitions_contributed,
             max_contributions_per_partition=max_contributions_per_partition,
-            epsilon=epsilon, rho=rho, max_error=max_error, alpha=alpha)
+            epsilon=epsilon,
+            rho=rho,
+            max_error=max_error,
+            alpha=alpha,
+        )
         return Preview.from_document(self._call("POST", "/v1/queries/preview", json=body))
 
-    def query(self, dataset: str, statistic: Statistic, *,
-              group_by: Sequence[str] | None = None,
-              where: Sequence[Condition] | None = None, column: str | None = None,
-              q: float | None = None, bounds: tuple[float, float] | None = None,
-              max_partitions_contributed: int | None = None,
-              max_contributions_per_partition: int | None = None,
-              epsilon: float | None = None, rho: float | None = None,
-              max_error: float | None = None, alpha: float | None = None) -> Release:
+    def query(
+        self,
+        dataset: str,
+        statistic: Statistic,
+        *,
+        group_by: Sequence[str] | None = None,
+        where: Sequence[Condition] | None = None,
+        column: str | None = None,
+        q: float | None = None,
+        bounds: tuple[float, float] | None = None,
+        max_partitions_contributed: int | None = None,
+        max_contributions_per_partition: int | None = None,
+        epsilon: float | None = None,
+        rho: float | None = None,
+        max_error: float | None = None,
+        alpha: float | None = None,
+    ) -> Release:
         """Run a query and return its differentially private release.
 
         ``statistic`` is ``count``, ``unit_count``, ``sum``, ``mean`` (these two need
@@ -209,10 +288,20 @@ class Ruis:
         returns the same release (``cached=True``).
         """
         body = self._query_body(
-            dataset, statistic, group_by=group_by, where=where, column=column, q=q,
-            bounds=bounds, max_partitions_contributed=max_partitions_contributed,
+            dataset,
+            statistic,
+            group_by=group_by,
+            where=where,
+            column=column,
+            q=q,
+            bounds=bounds,
+            max_partitions_contributed=max_partitions_contributed,
             max_contributions_per_partition=max_contributions_per_partition,
-            epsilon=epsilon, rho=rho, max_error=max_error, alpha=alpha)
+            epsilon=epsilon,
+            rho=rho,
+            max_error=max_error,
+            alpha=alpha,
+        )
         return Release.from_document(self._call("POST", "/v1/queries", json=body))
 
     def releases(self) -> list[ReleaseSummary]:

@@ -39,10 +39,13 @@ class Problem:
     @classmethod
     def from_document(cls, document: Mapping[str, Any], status: int) -> Problem:
         """A problem from a decoded response body (lenient about missing fields)."""
-        return cls(type=str(document.get("type", "about:blank")),
-                   title=str(document.get("title", "")),
-                   status=int(document.get("status", status)),
-                   detail=str(document.get("detail", "")), document=dict(document))
+        return cls(
+            type=str(document.get("type", "about:blank")),
+            title=str(document.get("title", "")),
+            status=int(document.get("status", status)),
+            detail=str(document.get("detail", "")),
+            document=dict(document),
+        )
 
 
 class RuisError(Exception):
@@ -119,5 +122,9 @@ def error_for(problem: Problem, *, request_id: str | None = None) -> APIError:
 
 
 _BY_STATUS: dict[int, type[APIError]] = {
-    401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict, 422: InvalidQuery,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    422: InvalidQuery,
 }

@@ -60,8 +60,9 @@ class Accuracy:
     def from_document(cls, document: Mapping[str, Any]) -> Accuracy:
         """From ``{"alpha": 0.05, "error_bound": 18.0}``."""
         bound = document.get("error_bound")
-        return cls(alpha=float(document["alpha"]),
-                   error_bound=None if bound is None else float(bound))
+        return cls(
+            alpha=float(document["alpha"]), error_bound=None if bound is None else float(bound)
+        )
 
 
 @dataclass(frozen=True)
@@ -78,12 +79,14 @@ class Dataset:
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> Dataset:
         """From an item of ``GET /v1/datasets``."""
-        return cls(name=document["name"], privacy_unit=document["privacy_unit"],
-                   columns=document["columns"],
-                   max_partitions_contributed=int(document["max_partitions_contributed"]),
-                   max_contributions_per_partition=int(
-                       document["max_contributions_per_partition"]),
-                   document=dict(document))
+        return cls(
+            name=document["name"],
+            privacy_unit=document["privacy_unit"],
+            columns=document["columns"],
+            max_partitions_contributed=int(document["max_partitions_contributed"]),
+            max_contributions_per_partition=int(document["max_contributions_per_partition"]),
+            document=dict(document),
+        )
 
 
 @dataclass(frozen=True)
@@ -112,10 +115,15 @@ class Budget:
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> Budget:
         """From an item of ``GET /v1/budgets``."""
-        return cls(dataset=document["dataset"], model=document["model"],
-                   total=float(document["total"]), spent=float(document["spent"]),
-                   remaining=float(document["remaining"]),
-                   updated_at=_time(document["updated_at"]), document=dict(document))
+        return cls(
+            dataset=document["dataset"],
+            model=document["model"],
+            total=float(document["total"]),
+            spent=float(document["spent"]),
+            remaining=float(document["remaining"]),
+            updated_at=_time(document["updated_at"]),
+            document=dict(document),
+        )
 
 
 @dataclass(frozen=True)
@@ -137,15 +145,19 @@ class Preview:
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> Preview:
         """From the answer of ``POST /v1/queries/preview``."""
-        return cls(dataset=document["dataset"], statistic=document["statistic"],
-                   columns=list(document["columns"]),
-                   cost=Cost.from_document(document["cost"]),
-                   accuracy=Accuracy.from_document(document["accuracy"]),
-                   mechanism=document["mechanism"],
-                   noise_scale=float(document["noise_scale"]),
-                   budget_remaining=_amount(document["budget_remaining"]),
-                   fits_budget=bool(document["fits_budget"]), query=document["query"],
-                   document=dict(document))
+        return cls(
+            dataset=document["dataset"],
+            statistic=document["statistic"],
+            columns=list(document["columns"]),
+            cost=Cost.from_document(document["cost"]),
+            accuracy=Accuracy.from_document(document["accuracy"]),
+            mechanism=document["mechanism"],
+            noise_scale=float(document["noise_scale"]),
+            budget_remaining=_amount(document["budget_remaining"]),
+            fits_budget=bool(document["fits_budget"]),
+            query=document["query"],
+            document=dict(document),
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -175,17 +187,27 @@ class Release:
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> Release:
         """From the answer of ``POST /v1/queries`` or ``GET /v1/queries/{id}``."""
-        frame = pl.DataFrame(document["rows"], schema=list(document["columns"]),
-                             orient="row", infer_schema_length=None)
-        return cls(id=document["id"], dataset=document["dataset"],
-                   statistic=document["statistic"], frame=frame,
-                   cost=Cost.from_document(document["cost"]),
-                   accuracy=Accuracy.from_document(document["accuracy"]),
-                   mechanism=document["mechanism"], noise_scale=float(document["noise_scale"]),
-                   cached=bool(document["cached"]),
-                   budget_remaining=_amount(document["budget_remaining"]),
-                   ledger_seq=int(document["ledger_seq"]), query=document["query"],
-                   document=dict(document))
+        frame = pl.DataFrame(
+            document["rows"],
+            schema=list(document["columns"]),
+            orient="row",
+            infer_schema_length=None,
+        )
+        return cls(
+            id=document["id"],
+            dataset=document["dataset"],
+            statistic=document["statistic"],
+            frame=frame,
+            cost=Cost.from_document(document["cost"]),
+            accuracy=Accuracy.from_document(document["accuracy"]),
+            mechanism=document["mechanism"],
+            noise_scale=float(document["noise_scale"]),
+            cached=bool(document["cached"]),
+            budget_remaining=_amount(document["budget_remaining"]),
+            ledger_seq=int(document["ledger_seq"]),
+            query=document["query"],
+            document=dict(document),
+        )
 
     def to_pandas(self) -> pandas.DataFrame:
         """:attr:`frame` as a pandas DataFrame (needs ``pandas`` and ``pyarrow`` installed)."""
@@ -209,7 +231,13 @@ class ReleaseSummary:
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> ReleaseSummary:
         """From an item of ``GET /v1/queries``."""
-        return cls(id=document["id"], dataset=document["dataset"],
-                   statistic=document["statistic"], cost=Cost.from_document(document["cost"]),
-                   mechanism=document["mechanism"], ledger_seq=int(document["ledger_seq"]),
-                   created_at=_time(document["created_at"]), query=document["query"])
+        return cls(
+            id=document["id"],
+            dataset=document["dataset"],
+            statistic=document["statistic"],
+            cost=Cost.from_document(document["cost"]),
+            mechanism=document["mechanism"],
+            ledger_seq=int(document["ledger_seq"]),
+            created_at=_time(document["created_at"]),
+            query=document["query"],
+        )

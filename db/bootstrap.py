@@ -94,9 +94,11 @@ def check_bootstrap_key(secret: str) -> None:
         raise ValueError("RUIS_BOOTSTRAP_ADMIN_KEY must be printable ASCII without spaces")
     bits = estimated_entropy_bits(secret)
     if bits < MIN_ENTROPY_BITS:
-        raise ValueError(f"RUIS_BOOTSTRAP_ADMIN_KEY is too weak: about {bits:.0f} bits of "
-                         f"entropy, at least {MIN_ENTROPY_BITS} needed (e.g. "
-                         f"`openssl rand -hex 24`)")
+        raise ValueError(
+            f"RUIS_BOOTSTRAP_ADMIN_KEY is too weak: about {bits:.0f} bits of "
+            f"entropy, at least {MIN_ENTROPY_BITS} needed (e.g. "
+            f"`openssl rand -hex 24`)"
+        )
 
 
 def _now() -> datetime:
@@ -104,17 +106,27 @@ def _now() -> datetime:
 
 
 def _rotate(session: Session, admin: Consumer, secret: str) -> None:
-    old_keys = session.exec(select(ApiKey).where(
-        ApiKey.consumer_id == admin.id, ApiKey.origin == ENVIRONMENT,
-        col(ApiKey.revoked_at).is_(None))).all()
-    accounts.issue_key_in(session, admin, actor="system", request_id=None, secret=secret,
-                          origin=ENVIRONMENT)
+    old_keys = session.exec(
+        select(ApiKey).where(
+            ApiKey.consumer_id == admin.id,
+            ApiKey.origin == ENVIRONMENT,
+            col(ApiKey.revoked_at).is_(None),
+        )
+    ).all()
+    accounts.issue_key_in(
+        session, admin, actor="system", request_id=None, secret=secret, origin=ENVIRONMENT
+    )
     for key in old_keys:
         key.revoked_at = _now()
         session.add(key)
-        ledger.append(session, kind="key_revoked", actor="system", consumer=admin.name,
-                      request_id=None, details={"key_id": key.id,
-                                                "reason": "RUIS_BOOTSTRAP_ADMIN_KEY changed"})
+        ledger.append(
+            session,
+            kind="key_revoked",
+            actor="system",
+            consumer=admin.name,
+            request_id=None,
+            details={"key_id": key.id, "reason": "RUIS_BOOTSTRAP_ADMIN_KEY changed"},
+        )
 
 
 def ensure_bootstrap_admin(db: Database, secret: str) -> Outcome:
@@ -130,8 +142,9 @@ def ensure_bootstrap_admin(db: Database, secret: str) -> Outcome:
     digest = accounts.hash_key(secret)
     with db.write() as session:
         existing = session.exec(select(ApiKey).where(ApiKey.key_hash == digest)).first()
-        admin = session.exec(select(Consumer).where(
-            Consumer.name == accounts.BOOTSTRAP_ADMIN)).first()
+        admin = session.exec(
+            select(Consumer).where(Consumer.name == accounts.BOOTSTRAP_ADMIN)
+        ).first()
         if existing is not None:
             outcome = Outcome.UNCHANGED if existing.revoked_at is None else Outcome.REVOKED
         elif admin is None:
@@ -141,11 +154,22 @@ def ensure_bootstrap_admin(db: Database, secret: str) -> Outcome:
                 admin = Consumer(name=accounts.BOOTSTRAP_ADMIN, role="admin", created_at=_now())
                 session.add(admin)
                 session.flush()
-                ledger.append(session, kind="consumer_created", actor="system",
-                              consumer=admin.name, request_id=None,
-                              details={"name": admin.name, "role": "admin"})
-                accounts.issue_key_in(session, admin, actor="system", request_id=None,
-                                      secret=secret, origin=ENVIRONMENT)
+                ledger.append(
+                    session,
+                    kind="consumer_created",
+                    actor="system",
+                    consumer=admin.name,
+                    request_id=None,
+                    details={"name": admin.name, "role": "admin"},
+                )
+                accounts.issue_key_in(
+                    session,
+                    admin,
+                    actor="system",
+                    request_id=None,
+                    secret=secret,
+                    origin=ENVIRONMENT,
+                )
                 outcome = Outcome.CREATED
         elif admin.role != "admin":
             outcome = Outcome.IGNORED
@@ -160,11 +184,14 @@ def _log(outcome: Outcome) -> None:
     if outcome is Outcome.CREATED:
         log.info("created bootstrap-admin with the key RUIS_BOOTSTRAP_ADMIN_KEY")
     elif outcome is Outcome.ROTATED:
-        log.warning("RUIS_BOOTSTRAP_ADMIN_KEY changed: bootstrap-admin's key from the "
-                    "environment was rotated (the previous one is revoked)")
+        log.warning(
+            "RUIS_BOOTSTRAP_ADMIN_KEY changed: bootstrap-admin's key from the "
+            "environment was rotated (the previous one is revoked)"
+        )
     elif outcome is Outcome.REVOKED:
-        log.warning("RUIS_BOOTSTRAP_ADMIN_KEY is a revoked key and was not reinstated: "
-                    "set a new value to issue a new bootstrap key")
+        log.warning(
+            "RUIS_BOOTSTRAP_ADMIN_KEY is a revoked key and was not reinstated: "
+            "set a new value to issue a new bootstrap key"
+        )
     elif outcome is Outcome.IGNORED:
-        log.warning("RUIS_BOOTSTRAP_ADMIN_KEY is ignored: admins exist but none is "
-                    "bootstrap-admin")
+        log.warning("RUIS_BOOTSTRAP_ADMIN_KEY is ignored: admins exist but none is bootstrap-admin")

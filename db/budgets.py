@@ -53,8 +53,16 @@ class BudgetView:
         return self.total_units - self.spent_units
 
 
-def set_budget(db: Database, *, consumer: str, dataset: str, model: str, amount: Decimal,
-               actor: str, request_id: str | None = None) -> BudgetView:
+def set_budget(
+    db: Database,
+    *,
+    consumer: str,
+    dataset: str,
+    model: str,
+    amount: Decimal,
+    actor: str,
+    request_id: str | None = None,
+) -> BudgetView:
     """Create or change a budget; never below what is spent; ledgers ``budget_set``.
 
     The model may change only while nothing is spent; it must match the dataset
@@ -76,52 +84,93 @@ def set_budget(db: Database, *, consumer: str, dataset: str, model: str, amount:
         if dataset_row is None:
             raise NotFound(f"dataset {dataset!r} does not exist")
         if dataset_row.cap_model is not None and dataset_row.cap_model != model:
-            raise InvalidInput(f"dataset {dataset!r} has a {dataset_row.cap_model} cap; "
-                               f"its budgets must be {dataset_row.cap_model} too")
-        budget = session.exec(select(Budget).where(
-            Budget.consumer_id == consumer_row.id, Budget.dataset_id == dataset_row.id)).first()
+            raise InvalidInput(
+                f"dataset {dataset!r} has a {dataset_row.cap_model} cap; "
+                f"its budgets must be {dataset_row.cap_model} too"
+            )
+        budget = session.exec(
+            select(Budget).where(
+                Budget.consumer_id == consumer_row.id, Budget.dataset_id == dataset_row.id
+            )
+        ).first()
         previous = None
         if budget is None:
-            budget = Budget(consumer_id=consumer_row.id or 0, dataset_id=dataset_row.id or 0,
-                            model=model, total_units=units, spent_units=0, updated_at=_now())
+            budget = Budget(
+                consumer_id=consumer_row.id or 0,
+                dataset_id=dataset_row.id or 0,
+                model=model,
+                total_units=units,
+                spent_units=0,
+                updated_at=_now(),
+            )
         else:
             previous = amount_document(budget.model, budget.total_units)
             if budget.model != model and budget.spent_units > 0:
-                raise InvalidChange(f"the budget of {consumer!r} on {dataset!r} is "
-                                    f"{budget.model} and already spent; it cannot change model")
+                raise InvalidChange(
+                    f"the budget of {consumer!r} on {dataset!r} is "
+                    f"{budget.model} and already spent; it cannot change model"
+                )
             if units < budget.spent_units:
                 spent = amount_document(budget.model, budget.spent_units)
-                raise InvalidChange(f"cannot set the budget below what is already spent "
-                                    f"({spent[MODEL_UNITS[budget.model]]} "
-                                    f"{MODEL_UNITS[budget.model]})")
+                raise InvalidChange(
+                    f"cannot set the budget below what is already spent "
+                    f"({spent[MODEL_UNITS[budget.model]]} "
+                    f"{MODEL_UNITS[budget.model]})"
+                )
             budget.model = model
             budget.total_units = units
             budget.updated_at = _now()
         session.add(budget)
         session.flush()
-        ledger.append(session, kind="budget_set", actor=actor, consumer=consumer,
-                      dataset=dataset, request_id=request_id,
-                      details={"budget": amount_document(model, units), "previous": previous,
-                               "spent": amount_document(model, budget.spent_units)})
-        return BudgetView(consumer=consumer, dataset=dataset, model=model, total_units=units,
-                          spent_units=budget.spent_units, updated_at=budget.updated_at)
+        ledger.append(
+            session,
+            kind="budget_set",
+            actor=actor,
+            consumer=consumer,
+            dataset=dataset,
+            request_id=request_id,
+            details={
+                "budget": amount_document(model, units),
+                "previous": previous,
+                "spent": amount_document(model, budget.spent_units),
+            },
+        )
+        return BudgetView(
+            consumer=consumer,
+            dataset=dataset,
+            model=model,
+            total_units=units,
+            spent_units=budget.spent_units,
+            updated_at=budget.updated_at,
+        )
 
 
-def list_budgets(db: Database, *, consumer: str | None = None, dataset: str | None = None
-                 ) -> list[BudgetView]:
+def list_budgets(
+    db: Database, *, consumer: str | None = None, dataset: str | None = None
+) -> list[BudgetView]:
     """Budgets, optionally of one consumer and/or one dataset, by consumer then dataset."""
     with db.read() as session:
-        query = (select(Budget, Consumer.name, Dataset.name)
-                 .join(Consumer, col(Consumer.id) == col(Budget.consumer_id))
-                 .join(Dataset, col(Dataset.id) == col(Budget.dataset_id)))
+        query = (
+            select(Budget, Consumer.name, Dataset.name)
+            .join(Consumer, col(Consumer.id) == col(Budget.consumer_id))
+            .join(Dataset, col(Dataset.id) == col(Budget.dataset_id))
+        )
         if consumer is not None:
             query = query.where(Consumer.name == consumer)
         if dataset is not None:
             query = query.where(Dataset.name == dataset)
         rows = session.exec(query.order_by(col(Consumer.name), col(Dataset.name))).all()
-        return [BudgetView(consumer=c, dataset=d, model=b.model, total_units=b.total_units,
-                           spent_units=b.spent_units, updated_at=b.updated_at)
-                for b, c, d in rows]
+        return [
+            BudgetView(
+                consumer=c,
+                dataset=d,
+                model=b.model,
+                total_units=b.total_units,
+                spent_units=b.spent_units,
+                updated_at=b.updated_at,
+            )
+            for b, c, d in rows
+        ]
 
 
 @dataclass(frozen=True)
@@ -142,9 +191,20 @@ class Refused:
     cap_remaining_units: int | None
 
 
-def debit(session: Session, *, consumer_id: int, consumer: str, dataset_id: int,
-          dataset: str, model: str, cost_units: int, actor: str, details: dict[str, Any],
-          request_id: str | None, kind: str = "release") -> Debited | Refused:
+def debit(
+    session: Session,
+    *,
+    consumer_id: int,
+    consumer: str,
+    dataset_id: int,
+    dataset: str,
+    model: str,
+    cost_units: int,
+    actor: str,
+    details: dict[str, Any],
+    request_id: str | None,
+    kind: str = "release",
+) -> Debited | Refused:
     """Charge ``cost_units`` of ``model`` to the budget and the dataset cap, or refuse.
 
     Runs inside the caller's :meth:`Database.write` transaction (the ledger lock
@@ -156,8 +216,9 @@ def debit(session: Session, *, consumer_id: int, consumer: str, dataset_id: int,
     """
     if cost_units <= 0:
         raise InvalidInput("a cost must be positive")
-    budget = session.exec(select(Budget).where(
-        Budget.consumer_id == consumer_id, Budget.dataset_id == dataset_id)).first()
+    budget = session.exec(
+        select(Budget).where(Budget.consumer_id == consumer_id, Budget.dataset_id == dataset_id)
+    ).first()
     if budget is None:
         raise NotFound(f"dataset {dataset!r} does not exist")
     if budget.model != model:
@@ -165,8 +226,11 @@ def debit(session: Session, *, consumer_id: int, consumer: str, dataset_id: int,
     dataset_row = session.get(Dataset, dataset_id)
     if dataset_row is None:  # pragma: no cover - guarded by the foreign key
         raise NotFound(f"dataset {dataset!r} does not exist")
-    cap_remaining = (None if dataset_row.cap_total_units is None
-                     else dataset_row.cap_total_units - dataset_row.cap_spent_units)
+    cap_remaining = (
+        None
+        if dataset_row.cap_total_units is None
+        else dataset_row.cap_total_units - dataset_row.cap_spent_units
+    )
     remaining = budget.total_units - budget.spent_units
     reason = None
     if cost_units > remaining:
@@ -175,61 +239,100 @@ def debit(session: Session, *, consumer_id: int, consumer: str, dataset_id: int,
         reason = "dataset_cap"
     if reason is None:
         charged: CursorResult[Any] = session.execute(  # type: ignore[assignment]
-            update(Budget).where(col(Budget.id) == budget.id)
+            update(Budget)
+            .where(col(Budget.id) == budget.id)
             .where(col(Budget.spent_units) + cost_units <= col(Budget.total_units))
-            .values(spent_units=col(Budget.spent_units) + cost_units,
-                    updated_at=_now()))
+            .values(spent_units=col(Budget.spent_units) + cost_units, updated_at=_now())
+        )
         if charged.rowcount != 1:  # pragma: no cover - impossible under the ledger lock
             reason = "budget"
     if reason is None and cap_remaining is not None:
         capped: CursorResult[Any] = session.execute(  # type: ignore[assignment]
-            update(Dataset).where(col(Dataset.id) == dataset_id)
+            update(Dataset)
+            .where(col(Dataset.id) == dataset_id)
             .where(col(Dataset.cap_spent_units) + cost_units <= col(Dataset.cap_total_units))
-            .values(cap_spent_units=col(Dataset.cap_spent_units) + cost_units))
+            .values(cap_spent_units=col(Dataset.cap_spent_units) + cost_units)
+        )
         if capped.rowcount != 1:  # pragma: no cover - impossible under the ledger lock
             raise InvalidChange("dataset cap changed during the debit")
     asked = amount_document(model, cost_units)
     if reason is not None:
         entry = ledger.append(
-            session, kind="refused", actor=actor, consumer=consumer, dataset=dataset,
-            cost=amount_document(model, 0), request_id=request_id,
-            details={**details, "reason": reason, "asked": asked,
-                     "remaining": amount_document(model, remaining),
-                     "dataset_cap_remaining": None if cap_remaining is None
-                     else amount_document(model, cap_remaining)})
-        return Refused(entry=entry, reason=reason, remaining_units=remaining,
-                       cap_remaining_units=cap_remaining)
-    entry = ledger.append(session, kind=kind, actor=actor, consumer=consumer, dataset=dataset,
-                          cost=asked, request_id=request_id, details=details)
+            session,
+            kind="refused",
+            actor=actor,
+            consumer=consumer,
+            dataset=dataset,
+            cost=amount_document(model, 0),
+            request_id=request_id,
+            details={
+                **details,
+                "reason": reason,
+                "asked": asked,
+                "remaining": amount_document(model, remaining),
+                "dataset_cap_remaining": None
+                if cap_remaining is None
+                else amount_document(model, cap_remaining),
+            },
+        )
+        return Refused(
+            entry=entry, reason=reason, remaining_units=remaining, cap_remaining_units=cap_remaining
+        )
+    entry = ledger.append(
+        session,
+        kind=kind,
+        actor=actor,
+        consumer=consumer,
+        dataset=dataset,
+        cost=asked,
+        request_id=request_id,
+        details=details,
+    )
     return Debited(entry=entry, remaining_units=remaining - cost_units)
 
 
-def spend(db: Database, *, consumer: str, dataset: str, model: str, cost_units: int,
-          details: dict[str, Any], request_id: str | None = None) -> Debited | Refused:
+def spend(
+    db: Database,
+    *,
+    consumer: str,
+    dataset: str,
+    model: str,
+    cost_units: int,
+    details: dict[str, Any],
+    request_id: str | None = None,
+) -> Debited | Refused:
     """Open a write transaction and :func:`debit` in it (the contract the tests race)."""
     with db.write() as session:
         consumer_row = session.exec(select(Consumer).where(Consumer.name == consumer)).first()
         dataset_row = session.exec(select(Dataset).where(Dataset.name == dataset)).first()
         if consumer_row is None or dataset_row is None:
             raise NotFound("unknown consumer or dataset")
-        return debit(session, consumer_id=consumer_row.id or 0, consumer=consumer,
-                     dataset_id=dataset_row.id or 0, dataset=dataset, model=model,
-                     cost_units=cost_units, actor=consumer, details=details,
-                     request_id=request_id)
+        return debit(
+            session,
+            consumer_id=consumer_row.id or 0,
+            consumer=consumer,
+            dataset_id=dataset_row.id or 0,
+            dataset=dataset,
+            model=model,
+            cost_units=cost_units,
+            actor=consumer,
+            details=details,
+            request_id=request_id,
+        )
 
 
 def remaining(db: Database, *, consumer_id: int, dataset_id: int) -> tuple[str, Decimal]:
     """The model and remaining amount of one budget."""
     with db.read() as session:
-        budget = session.exec(select(Budget).where(
-            Budget.consumer_id == consumer_id, Budget.dataset_id == dataset_id)).first()
+        budget = session.exec(
+            select(Budget).where(Budget.consumer_id == consumer_id, Budget.dataset_id == dataset_id)
+        ).first()
         if budget is None:
             raise NotFound("budget does not exist")
         return budget.model, from_units(budget.total_units - budget.spent_units)
 
 
-def dataset_and_budget(db: Database, *, dataset: str, consumer_id: int
-                       ) -> tuple[Dataset, Budget]:
+def dataset_and_budget(db: Database, *, dataset: str, consumer_id: int) -> tuple[Dataset, Budget]:
     """One read: the dataset ``dataset`` and this consumer's budget on it.
 
     A dataset without a budget for the consumer raises the same NotFound as a
@@ -237,8 +340,10 @@ def dataset_and_budget(db: Database, *, dataset: str, consumer_id: int
     """
     with db.read() as session:
         row = session.exec(
-            select(Dataset, Budget).join(Budget, col(Budget.dataset_id) == col(Dataset.id))
-            .where(Dataset.name == dataset, Budget.consumer_id == consumer_id)).first()
+            select(Dataset, Budget)
+            .join(Budget, col(Budget.dataset_id) == col(Dataset.id))
+            .where(Dataset.name == dataset, Budget.consumer_id == consumer_id)
+        ).first()
     if row is None:
         raise NotFound(f"dataset {dataset!r} does not exist")
     return row[0], row[1]

@@ -25,13 +25,22 @@ def cap_document(dataset: Dataset) -> dict[str, Any] | None:
     if dataset.cap_model is None or dataset.cap_total_units is None:
         return None
     unit = "epsilon" if dataset.cap_model == "pure" else "rho"
-    return {"model": dataset.cap_model, unit: as_json_number(dataset.cap_total_units),
-            "spent": as_json_number(dataset.cap_spent_units),
-            "remaining": as_json_number(dataset.cap_total_units - dataset.cap_spent_units)}
+    return {
+        "model": dataset.cap_model,
+        unit: as_json_number(dataset.cap_total_units),
+        "spent": as_json_number(dataset.cap_spent_units),
+        "remaining": as_json_number(dataset.cap_total_units - dataset.cap_spent_units),
+    }
 
 
-def register(db: Database, *, metadata: dict[str, Any], actor: str,
-             request_id: str | None = None, file: dict[str, Any] | None = None) -> Dataset:
+def register(
+    db: Database,
+    *,
+    metadata: dict[str, Any],
+    actor: str,
+    request_id: str | None = None,
+    file: dict[str, Any] | None = None,
+) -> Dataset:
     """Store a dataset's public metadata; ledgers ``dataset_registered``.
 
     ``metadata`` must already be validated (and its file checked) by the caller.
@@ -44,9 +53,12 @@ def register(db: Database, *, metadata: dict[str, Any], actor: str,
     with db.write() as session:
         if session.exec(select(Dataset).where(Dataset.name == name)).first() is not None:
             raise AlreadyExists(f"dataset {name!r} already exists")
-        dataset = Dataset(name=name, metadata_json=ledger.canonical_json(metadata),
-                          created_at=_now(),
-                          file_json=ledger.canonical_json(file) if file is not None else None)
+        dataset = Dataset(
+            name=name,
+            metadata_json=ledger.canonical_json(metadata),
+            created_at=_now(),
+            file_json=ledger.canonical_json(file) if file is not None else None,
+        )
         if cap is not None:
             dataset.cap_model = str(cap["model"])
             amount = cap["epsilon"] if cap["model"] == "pure" else cap["rho"]
@@ -56,9 +68,14 @@ def register(db: Database, *, metadata: dict[str, Any], actor: str,
                 raise InvalidInput(f"budget cap: {exc}") from None
         session.add(dataset)
         session.flush()
-        ledger.append(session, kind="dataset_registered", actor=actor, dataset=name,
-                      request_id=request_id,
-                      details={"metadata": metadata, **({"file": file} if file else {})})
+        ledger.append(
+            session,
+            kind="dataset_registered",
+            actor=actor,
+            dataset=name,
+            request_id=request_id,
+            details={"metadata": metadata, **({"file": file} if file else {})},
+        )
         return dataset
 
 
@@ -84,8 +101,11 @@ def get(db: Database, name: str, *, visible_to: int | None = None) -> Dataset:
     with db.read() as session:
         dataset = session.exec(select(Dataset).where(Dataset.name == name)).first()
         if dataset is not None and visible_to is not None:
-            budget = session.exec(select(Budget.id).where(
-                Budget.dataset_id == dataset.id, Budget.consumer_id == visible_to)).first()
+            budget = session.exec(
+                select(Budget.id).where(
+                    Budget.dataset_id == dataset.id, Budget.consumer_id == visible_to
+                )
+            ).first()
             if budget is None:
                 dataset = None
         if dataset is None:
@@ -99,7 +119,8 @@ def list_datasets(db: Database, *, visible_to: int | None = None) -> list[Datase
         query = select(Dataset)
         if visible_to is not None:
             query = query.join(Budget, col(Budget.dataset_id) == col(Dataset.id)).where(
-                Budget.consumer_id == visible_to)
+                Budget.consumer_id == visible_to
+            )
         return list(session.exec(query.order_by(col(Dataset.name))).all())
 
 

@@ -43,8 +43,14 @@ def _get(session: Session, name: str) -> Dataset:
     return dataset
 
 
-def record(db: Database, *, name: str, fingerprint: dict[str, Any], actor: str,
-           request_id: str | None = None) -> Dataset:
+def record(
+    db: Database,
+    *,
+    name: str,
+    fingerprint: dict[str, Any],
+    actor: str,
+    request_id: str | None = None,
+) -> Dataset:
     """Store the first fingerprint of a dataset that has none; ledgers ``dataset_fingerprinted``.
 
     If another request recorded one meanwhile, that one is kept and returned
@@ -56,14 +62,27 @@ def record(db: Database, *, name: str, fingerprint: dict[str, Any], actor: str,
             return dataset
         dataset.file_json = ledger.canonical_json(fingerprint)
         session.add(dataset)
-        ledger.append(session, kind="dataset_fingerprinted", actor=actor, dataset=name,
-                      request_id=request_id, details={"file": fingerprint})
+        ledger.append(
+            session,
+            kind="dataset_fingerprinted",
+            actor=actor,
+            dataset=name,
+            request_id=request_id,
+            details={"file": fingerprint},
+        )
         session.flush()
         return dataset
 
 
-def suspend(db: Database, *, name: str, reason: str, observed: dict[str, Any] | None,
-            actor: str, request_id: str | None = None) -> bool:
+def suspend(
+    db: Database,
+    *,
+    name: str,
+    reason: str,
+    observed: dict[str, Any] | None,
+    actor: str,
+    request_id: str | None = None,
+) -> bool:
     """Suspend the dataset ``name``; ledgers ``dataset_suspended`` once.
 
     Returns True if this call suspended it, False if it already was suspended
@@ -77,15 +96,25 @@ def suspend(db: Database, *, name: str, reason: str, observed: dict[str, Any] | 
         dataset.status = SUSPENDED
         dataset.suspended_reason = reason
         session.add(dataset)
-        ledger.append(session, kind="dataset_suspended", actor=actor, dataset=name,
-                      request_id=request_id,
-                      details={"reason": reason, "recorded": fingerprint_of(dataset),
-                               "observed": observed})
+        ledger.append(
+            session,
+            kind="dataset_suspended",
+            actor=actor,
+            dataset=name,
+            request_id=request_id,
+            details={"reason": reason, "recorded": fingerprint_of(dataset), "observed": observed},
+        )
         return True
 
 
-def reinstate(db: Database, *, name: str, fingerprint: dict[str, Any], actor: str,
-              request_id: str | None = None) -> Dataset:
+def reinstate(
+    db: Database,
+    *,
+    name: str,
+    fingerprint: dict[str, Any],
+    actor: str,
+    request_id: str | None = None,
+) -> Dataset:
     """Make ``name`` active with a new fingerprint; ledgers ``dataset_reinstated``.
 
     The entry holds the previous status, the suspension reason and both the old
@@ -93,33 +122,59 @@ def reinstate(db: Database, *, name: str, fingerprint: dict[str, Any], actor: st
     """
     with db.write() as session:
         dataset = _get(session, name)
-        previous = {"status": dataset.status, "suspended_reason": dataset.suspended_reason,
-                    "file": fingerprint_of(dataset)}
+        previous = {
+            "status": dataset.status,
+            "suspended_reason": dataset.suspended_reason,
+            "file": fingerprint_of(dataset),
+        }
         dataset.status = ACTIVE
         dataset.suspended_reason = None
         dataset.file_json = ledger.canonical_json(fingerprint)
         session.add(dataset)
-        ledger.append(session, kind="dataset_reinstated", actor=actor, dataset=name,
-                      request_id=request_id,
-                      details={"previous": previous, "file": fingerprint})
+        ledger.append(
+            session,
+            kind="dataset_reinstated",
+            actor=actor,
+            dataset=name,
+            request_id=request_id,
+            details={"previous": previous, "file": fingerprint},
+        )
         session.flush()
         return dataset
 
 
-def refuse_unavailable(db: Database, *, consumer: str, dataset: str, model: str,
-                       asked_units: int, details: dict[str, Any],
-                       request_id: str | None = None) -> None:
+def refuse_unavailable(
+    db: Database,
+    *,
+    consumer: str,
+    dataset: str,
+    model: str,
+    asked_units: int,
+    details: dict[str, Any],
+    request_id: str | None = None,
+) -> None:
     """Ledger a query refused because its dataset is suspended (cost 0, nothing charged)."""
     with db.write() as session:
-        ledger.append(session, kind="refused", actor=consumer, consumer=consumer,
-                      dataset=dataset, cost=amount_document(model, 0), request_id=request_id,
-                      details={**details, "reason": "dataset_unavailable",
-                               "asked": amount_document(model, asked_units)})
+        ledger.append(
+            session,
+            kind="refused",
+            actor=consumer,
+            consumer=consumer,
+            dataset=dataset,
+            cost=amount_document(model, 0),
+            request_id=request_id,
+            details={
+                **details,
+                "reason": "dataset_unavailable",
+                "asked": amount_document(model, asked_units),
+            },
+        )
 
 
 def count_suspended(db: Database) -> int:
     """How many datasets are suspended."""
     with db.read() as session:
-        count = session.exec(select(func.count()).select_from(Dataset)
-                             .where(Dataset.status == SUSPENDED)).one()
+        count = session.exec(
+            select(func.count()).select_from(Dataset).where(Dataset.status == SUSPENDED)
+        ).one()
         return int(count)

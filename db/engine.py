@@ -29,7 +29,8 @@ def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
         url,
         connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
         # Pooled: a connection's PRAGMAs run once, not on every transaction.
-        pool_size=8, max_overflow=16,
+        pool_size=8,
+        max_overflow=16,
     )
 
     @event.listens_for(engine, "connect")
@@ -59,8 +60,9 @@ def _has_nul(value: Any) -> bool:
     return False
 
 
-def _refuse_nul(_conn: Any, _cursor: Any, _statement: str, parameters: Any, _context: Any,
-                _executemany: bool) -> None:
+def _refuse_nul(
+    _conn: Any, _cursor: Any, _statement: str, parameters: Any, _context: Any, _executemany: bool
+) -> None:
     """Refuse text parameters with NUL characters, on every backend alike.
 
     PostgreSQL cannot store or even compare them (its driver raises DataError,
@@ -84,7 +86,10 @@ class Database:
         elif self.dialect == "postgresql":
             self._write_engine = create_engine(
                 # No pre-ping round trip per checkout; connections are recycled instead.
-                url, pool_size=10, max_overflow=20, pool_recycle=1800
+                url,
+                pool_size=10,
+                max_overflow=20,
+                pool_recycle=1800,
             )
             self._read_engine = self._write_engine
         else:

@@ -41,8 +41,9 @@ KINDS = (
 
 def canonical_json(value: Any) -> str:
     """The canonical JSON text that is hashed: sorted keys, no spaces, UTF-8, no NaN."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False)
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
 
 
 def now_iso() -> str:
@@ -128,9 +129,12 @@ class Verification:
     first_bad_seq: int | None = None
 
 
-def verify(session: Session, *, batch: int = 2000,
-           visit: Callable[[LedgerEntry, dict[str, Any]], None] | None = None
-           ) -> Verification:
+def verify(
+    session: Session,
+    *,
+    batch: int = 2000,
+    visit: Callable[[LedgerEntry, dict[str, Any]], None] | None = None,
+) -> Verification:
     """Re-compute every hash in order; report the first entry whose chain breaks.
 
     An entry is bad when its stored hash is not the hash of its fields, when its
@@ -144,8 +148,9 @@ def verify(session: Session, *, batch: int = 2000,
     count = 0
     last_seq = 0
     while True:
-        rows, _ = page(session, LedgerFilter(), after_seq=last_seq, limit=batch,
-                       max_bytes=BATCH_BYTES)  # bounded in bytes, not only in entries
+        rows, _ = page(
+            session, LedgerFilter(), after_seq=last_seq, limit=batch, max_bytes=BATCH_BYTES
+        )  # bounded in bytes, not only in entries
         if not rows:
             break
         for entry in rows:
@@ -165,8 +170,9 @@ def verify(session: Session, *, batch: int = 2000,
     if head is None or head.seq != count or head.hash != previous_hash:
         # The newest entries were removed or the last one rewritten with a new hash.
         truncated = head is not None and head.seq > count
-        return Verification(valid=False, entries=count,
-                            first_bad_seq=count + 1 if truncated else max(count, 1))
+        return Verification(
+            valid=False, entries=count, first_bad_seq=count + 1 if truncated else max(count, 1)
+        )
     return Verification(valid=True, entries=count, head=previous_hash)
 
 
@@ -204,12 +210,21 @@ BATCH_BYTES = 16 * 2**20
 
 def encoded_size(entry: LedgerEntry) -> int:
     """Bytes of the entry's public JSON form, compact and UTF-8 (as the API sends it)."""
-    return len(json.dumps(entry_document(entry), separators=(",", ":"), ensure_ascii=False,
-                          allow_nan=False).encode("utf-8"))
+    return len(
+        json.dumps(
+            entry_document(entry), separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        ).encode("utf-8")
+    )
 
 
-def page(session: Session, filters: LedgerFilter, *, after_seq: int, limit: int,
-         max_bytes: int | None = None) -> tuple[list[LedgerEntry], int | None]:
+def page(
+    session: Session,
+    filters: LedgerFilter,
+    *,
+    after_seq: int,
+    limit: int,
+    max_bytes: int | None = None,
+) -> tuple[list[LedgerEntry], int | None]:
     """Entries matching ``filters`` with ``seq > after_seq``, oldest first.
 
     At most ``limit`` entries and, with ``max_bytes``, at most that many bytes of
@@ -225,10 +240,18 @@ def page(session: Session, filters: LedgerFilter, *, after_seq: int, limit: int,
             return rows[:limit], rows[limit - 1].seq
         return rows, None
     sizes = session.exec(
-        _filtered(select(col(LedgerEntry.seq), func.length(LedgerEntry.details_json)
-                         + func.coalesce(func.length(LedgerEntry.cost_json), 0)), filters)
-        .where(col(LedgerEntry.seq) > after_seq).order_by(col(LedgerEntry.seq))
-        .limit(limit + 1)).all()
+        _filtered(
+            select(
+                col(LedgerEntry.seq),
+                func.length(LedgerEntry.details_json)
+                + func.coalesce(func.length(LedgerEntry.cost_json), 0),
+            ),
+            filters,
+        )
+        .where(col(LedgerEntry.seq) > after_seq)
+        .order_by(col(LedgerEntry.seq))
+        .limit(limit + 1)
+    ).all()
     if not sizes:
         return [], None
     chosen, total = 0, 0
@@ -238,8 +261,11 @@ def page(session: Session, filters: LedgerFilter, *, after_seq: int, limit: int,
             break
         chosen += 1
     last_seq = sizes[chosen - 1][0]
-    rows = list(session.exec(query.where(col(LedgerEntry.seq) <= last_seq)
-                             .order_by(col(LedgerEntry.seq))).all())
+    rows = list(
+        session.exec(
+            query.where(col(LedgerEntry.seq) <= last_seq).order_by(col(LedgerEntry.seq))
+        ).all()
+    )
     kept: list[LedgerEntry] = []
     total = 0
     for entry in rows:
@@ -251,14 +277,20 @@ def page(session: Session, filters: LedgerFilter, *, after_seq: int, limit: int,
     return kept, kept[-1].seq if more else None
 
 
-def iterate(session: Session, filters: LedgerFilter | None = None, *, batch: int = 1000,
-            max_bytes: int = BATCH_BYTES) -> Iterator[LedgerEntry]:
+def iterate(
+    session: Session,
+    filters: LedgerFilter | None = None,
+    *,
+    batch: int = 1000,
+    max_bytes: int = BATCH_BYTES,
+) -> Iterator[LedgerEntry]:
     """Every entry matching ``filters``, oldest first, fetched in batches of at most
     ``batch`` entries and ``max_bytes`` encoded bytes (so memory stays bounded)."""
     after = 0
     while True:
-        rows, next_after = page(session, filters or LedgerFilter(), after_seq=after,
-                                limit=batch, max_bytes=max_bytes)
+        rows, next_after = page(
+            session, filters or LedgerFilter(), after_seq=after, limit=batch, max_bytes=max_bytes
+        )
         yield from rows
         if next_after is None:
             return

@@ -37,8 +37,10 @@ class Overrides:
 
     def document(self) -> dict[str, Any]:
         """The JSON-able form (amounts as numbers), as ledgered and returned."""
-        return {name: (as_json_number(cost_units(value)) if isinstance(value, Decimal)
-                       else value) for name, value in asdict(self).items()}
+        return {
+            name: (as_json_number(cost_units(value)) if isinstance(value, Decimal) else value)
+            for name, value in asdict(self).items()
+        }
 
 
 def _overrides(row: ConsumerLimit | None) -> Overrides:
@@ -47,8 +49,11 @@ def _overrides(row: ConsumerLimit | None) -> Overrides:
     return Overrides(
         min_epsilon=None if row.min_epsilon_units is None else from_units(row.min_epsilon_units),
         min_rho=None if row.min_rho_units is None else from_units(row.min_rho_units),
-        max_cells=row.max_cells, max_concurrent=row.max_concurrent,
-        requests_per_minute=row.requests_per_minute, burst=row.burst)
+        max_cells=row.max_cells,
+        max_concurrent=row.max_concurrent,
+        requests_per_minute=row.requests_per_minute,
+        burst=row.burst,
+    )
 
 
 def _units(name: str, amount: Decimal | None) -> int | None:
@@ -78,8 +83,9 @@ def get_by_name(db: Database, name: str) -> Overrides:
         return _overrides(session.get(ConsumerLimit, consumer.id))
 
 
-def set_overrides(db: Database, *, name: str, overrides: Overrides, actor: str,
-                  request_id: str | None = None) -> Overrides:
+def set_overrides(
+    db: Database, *, name: str, overrides: Overrides, actor: str, request_id: str | None = None
+) -> Overrides:
     """Replace all overrides of consumer ``name`` (None fields: back to the default).
 
     Ledgers ``limits_set`` with the new and the previous overrides, in the same
@@ -106,14 +112,27 @@ def set_overrides(db: Database, *, name: str, overrides: Overrides, actor: str,
         session.add(row)
         session.flush()
         stored = _overrides(row)
-        ledger.append(session, kind="limits_set", actor=actor, consumer=name,
-                      request_id=request_id,
-                      details={"limits": stored.document(), "previous": previous.document()})
+        ledger.append(
+            session,
+            kind="limits_set",
+            actor=actor,
+            consumer=name,
+            request_id=request_id,
+            details={"limits": stored.document(), "previous": previous.document()},
+        )
         return stored
 
 
-def record_refusal(db: Database, *, consumer_id: int, consumer: str, dataset: str | None,
-                   reason: str, details: dict[str, Any], request_id: str | None) -> int:
+def record_refusal(
+    db: Database,
+    *,
+    consumer_id: int,
+    consumer: str,
+    dataset: str | None,
+    reason: str,
+    details: dict[str, Any],
+    request_id: str | None,
+) -> int:
     """Ledger a ``refused`` entry (cost 0) for a request refused by a limit; its seq.
 
     The entry names the dataset and the budget's unit only when the consumer
@@ -125,11 +144,20 @@ def record_refusal(db: Database, *, consumer_id: int, consumer: str, dataset: st
         named: str | None = None
         if dataset is not None:
             row = session.exec(
-                select(Budget.model).join(Dataset, Dataset.id == Budget.dataset_id)  # type: ignore[arg-type]
-                .where(Dataset.name == dataset, Budget.consumer_id == consumer_id)).first()
+                select(Budget.model)
+                .join(Dataset, Dataset.id == Budget.dataset_id)  # type: ignore[arg-type]
+                .where(Dataset.name == dataset, Budget.consumer_id == consumer_id)
+            ).first()
             if row is not None and row in MODEL_UNITS:
                 model, named = row, dataset
-        entry = ledger.append(session, kind="refused", actor=consumer, consumer=consumer,
-                              dataset=named, cost=amount_document(model, 0),
-                              request_id=request_id, details={**details, "reason": reason})
+        entry = ledger.append(
+            session,
+            kind="refused",
+            actor=consumer,
+            consumer=consumer,
+            dataset=named,
+            cost=amount_document(model, 0),
+            request_id=request_id,
+            details={**details, "reason": reason},
+        )
         return entry.seq

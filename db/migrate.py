@@ -34,6 +34,5 @@ def upgrade(database: Database, revision: str = "head") -> None:
             connection.commit()
         finally:
             if database.dialect == "postgresql":
-                connection.execute(text("SELECT pg_advisory_unlock(:k)"),
-                                   {"k": _PG_MIGRATION_LOCK})
+                connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_MIGRATION_LOCK})
                 connection.commit()

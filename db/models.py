@@ -35,8 +35,7 @@ class ApiKey(SQLModel, table=True):
     revoked_at: datetime | None = None
     # "environment": issued from RUIS_BOOTSTRAP_ADMIN_KEY (rotated at start-up, no prefix
     # stored); "api": issued by Ruis, random.
-    origin: str = Field(default="api", max_length=16,
-                        sa_column_kwargs={"server_default": "api"})
+    origin: str = Field(default="api", max_length=16, sa_column_kwargs={"server_default": "api"})
 
 
 class Dataset(SQLModel, table=True):
@@ -120,7 +119,8 @@ class Release(SQLModel, table=True):
     # While pending: until when the computing request owns it (renewed as it computes);
     # a pending release past its lease was abandoned by a dead process (db.releases).
     lease_expires_at: datetime | None = Field(
-        default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
 
 
 class ConsumerLimit(SQLModel, table=True):
@@ -128,8 +128,7 @@ class ConsumerLimit(SQLModel, table=True):
 
     __tablename__ = "consumer_limits"
     consumer_id: int = Field(foreign_key="consumers.id", primary_key=True)
-    min_epsilon_units: int | None = Field(
-        default=None, sa_column=Column(BigInteger, nullable=True))
+    min_epsilon_units: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     min_rho_units: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     max_cells: int | None = None
     max_concurrent: int | None = None

@@ -129,8 +129,7 @@ class Reconciler:
         kind = entry.kind
         if kind not in ("release", "release_output", "budget_set", "dataset_registered"):
             return
-        details = (document["details"] if document is not None
-                   else json.loads(entry.details_json))
+        details = document["details"] if document is not None else json.loads(entry.details_json)
         if kind == "release":
             cost = _decimal_json(entry.cost_json) if entry.cost_json else None
             units = ledgered_units(_amount(cost) or 0)
@@ -138,23 +137,33 @@ class Reconciler:
             self._spent[key] = self._spent.get(key, 0) + units
             self._cap_spent[entry.dataset] = self._cap_spent.get(entry.dataset, 0) + units
             if "release_id" in details:  # a debit of a release (not a bare budget debit)
-                self._queue(_Pending("release", str(details["release_id"]), entry.seq,
-                                     entry.consumer, entry.dataset))
+                self._queue(
+                    _Pending(
+                        "release",
+                        str(details["release_id"]),
+                        entry.seq,
+                        entry.consumer,
+                        entry.dataset,
+                    )
+                )
         elif kind == "release_output":
             status = "done" if details.get("status") == "done" else "failed"
             seq = int(details.get("release_seq") or 0)
             if status == "done":
                 self._done_seqs.append(seq)
-            self._queue(_Pending(status, str(details.get("release_id")), seq,
-                                 entry.consumer, entry.dataset))
+            self._queue(
+                _Pending(status, str(details.get("release_id")), seq, entry.consumer, entry.dataset)
+            )
         elif kind == "budget_set":  # amounts exactly as written: Decimal, not float
             budget = details.get("budget")
             self._budget_total[(entry.consumer, entry.dataset)] = (
-                _decimal_json(json.dumps(budget)) if budget is not None else None)
+                _decimal_json(json.dumps(budget)) if budget is not None else None
+            )
         else:  # dataset_registered
             cap = (details.get("metadata") or {}).get("budget_cap")
-            self._cap_total[entry.dataset] = (_decimal_json(json.dumps(cap))
-                                              if cap is not None else None)
+            self._cap_total[entry.dataset] = (
+                _decimal_json(json.dumps(cap)) if cap is not None else None
+            )
 
     def _queue(self, item: _Pending) -> None:
         self._pending.append(item)
@@ -166,33 +175,53 @@ class Reconciler:
         if not items:
             return
         ids = {item.release_id for item in items}
-        rows = {r.id: r for r in map(_Row._make, self._session.exec(  # not the bodies
-            select(Release.id, Release.status, Release.ledger_seq)
-            .where(col(Release.id).in_(ids))).all())}
+        rows = {
+            r.id: r
+            for r in map(
+                _Row._make,
+                self._session.exec(  # not the bodies
+                    select(Release.id, Release.status, Release.ledger_seq).where(
+                        col(Release.id).in_(ids)
+                    )
+                ).all(),
+            )
+        }
         for item in items:
             row = rows.get(item.release_id)
             if item.kind == "release":
                 if row is None:
                     self._unmatched[item.seq] = item  # fine if a failure follows
                 elif row.ledger_seq != item.seq:
-                    self.result.add("release", "the release row points at another ledger "
-                                    "entry", release_id=item.release_id,
-                                    consumer=item.consumer, dataset=item.dataset)
+                    self.result.add(
+                        "release",
+                        "the release row points at another ledger entry",
+                        release_id=item.release_id,
+                        consumer=item.consumer,
+                        dataset=item.dataset,
+                    )
             elif item.kind == "failed":
                 self._unmatched.pop(item.seq, None)
             elif row is None or row.status != "done" or row.ledger_seq != item.seq:
-                self.result.add("release_missing", "a done release_output has no done "
-                                "release row", release_id=item.release_id,
-                                consumer=item.consumer, dataset=item.dataset)
+                self.result.add(
+                    "release_missing",
+                    "a done release_output has no done release row",
+                    release_id=item.release_id,
+                    consumer=item.consumer,
+                    dataset=item.dataset,
+                )
                 self._unmatched.pop(item.seq, None)
 
     def finish(self) -> Reconciliation:
         """Compare the tables with what the ledger accounted; the discrepancies."""
         self._flush()
         for item in self._unmatched.values():
-            self.result.add("release_missing", "a release entry has no release row and "
-                            "was not failed", release_id=item.release_id,
-                            consumer=item.consumer, dataset=item.dataset)
+            self.result.add(
+                "release_missing",
+                "a release entry has no release row and was not failed",
+                release_id=item.release_id,
+                consumer=item.consumer,
+                dataset=item.dataset,
+            )
         self._check_budgets()
         self._check_caps()
         self._check_release_rows()
@@ -200,81 +229,133 @@ class Reconciler:
 
     def _check_budgets(self) -> None:
         seen: set[tuple[str | None, str | None]] = set()
-        for budget, consumer, dataset in _batched(self._session, select(
-                Budget, Consumer.name, Dataset.name)
-                .join(Consumer, col(Consumer.id) == col(Budget.consumer_id))
-                .join(Dataset, col(Dataset.id) == col(Budget.dataset_id)), col(Budget.id)):
+        for budget, consumer, dataset in _batched(
+            self._session,
+            select(Budget, Consumer.name, Dataset.name)
+            .join(Consumer, col(Consumer.id) == col(Budget.consumer_id))
+            .join(Dataset, col(Dataset.id) == col(Budget.dataset_id)),
+            col(Budget.id),
+        ):
             key = (consumer, dataset)
             seen.add(key)
             ledgered = self._spent.get(key, 0)
             if budget.spent_units != ledgered:
-                self.result.add("budget", "spent differs from the sum of the ledgered "
-                                "release costs", consumer=consumer, dataset=dataset,
-                                spent=as_json_number(budget.spent_units),
-                                ledgered=as_json_number(ledgered))
+                self.result.add(
+                    "budget",
+                    "spent differs from the sum of the ledgered release costs",
+                    consumer=consumer,
+                    dataset=dataset,
+                    spent=as_json_number(budget.spent_units),
+                    ledgered=as_json_number(ledgered),
+                )
             granted = self._budget_total.get(key)
             amount = _amount(granted)
             # The entry shows the total as as_json_number(units): compare in that form.
             if amount is None or as_json_number(budget.total_units) != float(amount):
-                self.result.add("budget_total", "the total differs from the last "
-                                "ledgered budget_set", consumer=consumer, dataset=dataset,
-                                total=as_json_number(budget.total_units),
-                                ledgered=None if amount is None else float(amount))
+                self.result.add(
+                    "budget_total",
+                    "the total differs from the last ledgered budget_set",
+                    consumer=consumer,
+                    dataset=dataset,
+                    total=as_json_number(budget.total_units),
+                    ledgered=None if amount is None else float(amount),
+                )
         for (consumer, dataset), units in self._spent.items():
             if (consumer, dataset) not in seen and units:
-                self.result.add("budget", "ledgered releases have no budget",
-                                consumer=consumer, dataset=dataset, spent=None,
-                                ledgered=as_json_number(units))
+                self.result.add(
+                    "budget",
+                    "ledgered releases have no budget",
+                    consumer=consumer,
+                    dataset=dataset,
+                    spent=None,
+                    ledgered=as_json_number(units),
+                )
 
     def _check_caps(self) -> None:
-        for (dataset,) in _batched(self._session, select(Dataset), col(Dataset.id),
-                                   scalar=True):
+        for (dataset,) in _batched(self._session, select(Dataset), col(Dataset.id), scalar=True):
             name = dataset.name
             declared = _amount(self._cap_total.get(name))
             if dataset.cap_total_units is None:
                 if declared is not None:
-                    self.result.add("cap_total", "the ledgered cap was removed", dataset=name,
-                                    total=None, ledgered=float(declared))
+                    self.result.add(
+                        "cap_total",
+                        "the ledgered cap was removed",
+                        dataset=name,
+                        total=None,
+                        ledgered=float(declared),
+                    )
                 continue
             ledgered = self._cap_spent.get(name, 0)
             if dataset.cap_spent_units != ledgered:
-                self.result.add("cap", "cap spent differs from the sum of the ledgered "
-                                "release costs", dataset=name,
-                                spent=as_json_number(dataset.cap_spent_units),
-                                ledgered=as_json_number(ledgered))
+                self.result.add(
+                    "cap",
+                    "cap spent differs from the sum of the ledgered release costs",
+                    dataset=name,
+                    spent=as_json_number(dataset.cap_spent_units),
+                    ledgered=as_json_number(ledgered),
+                )
             # Registration rounds the declared cap down to whole units, as here.
             if declared is None or dataset.cap_total_units != _cap_units(declared):
-                self.result.add("cap_total", "the cap differs from the ledgered "
-                                "registration", dataset=name,
-                                total=as_json_number(dataset.cap_total_units),
-                                ledgered=None if declared is None else float(declared))
+                self.result.add(
+                    "cap_total",
+                    "the cap differs from the ledgered registration",
+                    dataset=name,
+                    total=as_json_number(dataset.cap_total_units),
+                    ledgered=None if declared is None else float(declared),
+                )
 
     def _check_release_rows(self) -> None:
         self._done_seqs = array("q", sorted(self._done_seqs))
         last = ""
         while True:
-            rows = list(map(_Row._make, self._session.exec(
-                select(Release.id, Release.status, Release.ledger_seq)
-                .where(col(Release.id) > last).order_by(col(Release.id)).limit(_BATCH)).all()))
+            rows = list(
+                map(
+                    _Row._make,
+                    self._session.exec(
+                        select(Release.id, Release.status, Release.ledger_seq)
+                        .where(col(Release.id) > last)
+                        .order_by(col(Release.id))
+                        .limit(_BATCH)
+                    ).all(),
+                )
+            )
             if not rows:
                 return
             last = rows[-1].id
-            entries = {e.seq: e for e in map(_Entry._make, self._session.execute(
-                sa_select(col(LedgerEntry.seq), col(LedgerEntry.kind),
-                          col(LedgerEntry.details_json), col(LedgerEntry.consumer),
-                          col(LedgerEntry.dataset))
-                .where(col(LedgerEntry.seq).in_([r.ledger_seq for r in rows]))).all())}
+            entries = {
+                e.seq: e
+                for e in map(
+                    _Entry._make,
+                    self._session.execute(
+                        sa_select(
+                            col(LedgerEntry.seq),
+                            col(LedgerEntry.kind),
+                            col(LedgerEntry.details_json),
+                            col(LedgerEntry.consumer),
+                            col(LedgerEntry.dataset),
+                        ).where(col(LedgerEntry.seq).in_([r.ledger_seq for r in rows]))
+                    ).all(),
+                )
+            }
             for row in rows:
                 entry = entries.get(row.ledger_seq)
                 # Canonical JSON: the release's id appears exactly so in its entry.
-                if (entry is None or entry.kind != "release"
-                        or f'"release_id":{json.dumps(row.id)}' not in entry.details_json):
-                    self.result.add("release", "a release row has no release entry",
-                                    release_id=row.id)
+                if (
+                    entry is None
+                    or entry.kind != "release"
+                    or f'"release_id":{json.dumps(row.id)}' not in entry.details_json
+                ):
+                    self.result.add(
+                        "release", "a release row has no release entry", release_id=row.id
+                    )
                 elif row.status == "done" and not self._has_done(row.ledger_seq):
-                    self.result.add("release_output", "a done release has no done "
-                                    "release_output entry", release_id=row.id,
-                                    consumer=entry.consumer, dataset=entry.dataset)
+                    self.result.add(
+                        "release_output",
+                        "a done release has no done release_output entry",
+                        release_id=row.id,
+                        consumer=entry.consumer,
+                        dataset=entry.dataset,
+                    )
 
     def _has_done(self, seq: int) -> bool:
         index = bisect.bisect_left(self._done_seqs, seq)
@@ -288,8 +369,7 @@ def _cap_units(declared: Decimal) -> int | None:
         return None
 
 
-def _batched(session: Session, query: Any, key: Any, *, scalar: bool = False
-             ) -> Iterator[Any]:
+def _batched(session: Session, query: Any, key: Any, *, scalar: bool = False) -> Iterator[Any]:
     """The rows of ``query`` in batches by the integer ``key`` (ascending)."""
     last = 0
     while True:

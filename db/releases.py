@@ -109,17 +109,32 @@ def _past(end: datetime | None, now: datetime | None = None) -> bool:
     return end <= (now or _now())
 
 
-def _abandon(session: Any, release: Release, *, consumer: str | None,
-             dataset: str | None,
-             request_id: str | None) -> LedgerEntry:
+def _abandon(
+    session: Any,
+    release: Release,
+    *,
+    consumer: str | None,
+    dataset: str | None,
+    request_id: str | None,
+) -> LedgerEntry:
     """Fail a pending release whose owner is gone (no refund), in the caller's transaction."""
     release.status = "failed"
     release.lease_expires_at = None
     session.add(release)
-    return ledger.append(session, kind="release_output", actor="system", consumer=consumer,
-                         dataset=dataset, request_id=request_id,
-                         details={"release_id": release.id, "release_seq": release.ledger_seq,
-                                  "status": "failed", "reason": "abandoned"})
+    return ledger.append(
+        session,
+        kind="release_output",
+        actor="system",
+        consumer=consumer,
+        dataset=dataset,
+        request_id=request_id,
+        details={
+            "release_id": release.id,
+            "release_seq": release.ledger_seq,
+            "status": "failed",
+            "reason": "abandoned",
+        },
+    )
 
 
 def new_release_id() -> str:
@@ -127,18 +142,42 @@ def new_release_id() -> str:
     return "rel_" + secrets.token_hex(12)
 
 
-def _reread(session: Any, release: Release, *, consumer: str, dataset: str, model: str,
-            actor: str, request_id: str | None, via: str) -> LedgerEntry:
-    return ledger.append(session, kind="reread", actor=actor, consumer=consumer,
-                         dataset=dataset, cost=budgets.amount_document(model, 0),
-                         request_id=request_id,
-                         details={"release_id": release.id, "release_seq": release.ledger_seq,
-                                  "via": via})
+def _reread(
+    session: Any,
+    release: Release,
+    *,
+    consumer: str,
+    dataset: str,
+    model: str,
+    actor: str,
+    request_id: str | None,
+    via: str,
+) -> LedgerEntry:
+    return ledger.append(
+        session,
+        kind="reread",
+        actor=actor,
+        consumer=consumer,
+        dataset=dataset,
+        cost=budgets.amount_document(model, 0),
+        request_id=request_id,
+        details={"release_id": release.id, "release_seq": release.ledger_seq, "via": via},
+    )
 
 
-def start(db: Database, *, consumer_id: int, consumer: str, dataset_id: int, dataset: str,
-          query_hash: str, model: str, cost_units: int, details: dict[str, Any],
-          request_id: str | None) -> Cached | Started | InFlight | Refused:
+def start(
+    db: Database,
+    *,
+    consumer_id: int,
+    consumer: str,
+    dataset_id: int,
+    dataset: str,
+    query_hash: str,
+    model: str,
+    cost_units: int,
+    details: dict[str, Any],
+    request_id: str | None,
+) -> Cached | Started | InFlight | Refused:
     """Serve the stored answer, or debit and open a new release, in one transaction.
 
     A pending release whose computed values wait in the database's spool
@@ -147,66 +186,131 @@ def start(db: Database, *, consumer_id: int, consumer: str, dataset_id: int, dat
     """
     spooled_values = spool.of(db)
     with db.write() as session:
-        outcome = _start(session, spooled_values, consumer_id=consumer_id, consumer=consumer,
-                         dataset_id=dataset_id, dataset=dataset, query_hash=query_hash,
-                         model=model, cost_units=cost_units, details=details,
-                         request_id=request_id)
+        outcome = _start(
+            session,
+            spooled_values,
+            consumer_id=consumer_id,
+            consumer=consumer,
+            dataset_id=dataset_id,
+            dataset=dataset,
+            query_hash=query_hash,
+            model=model,
+            cost_units=cost_units,
+            details=details,
+            request_id=request_id,
+        )
     if isinstance(outcome, Cached) and outcome.from_spool and spooled_values is not None:
         spooled_values.remove(outcome.release_id)  # stored now (committed)
     return outcome
 
 
 def _remaining(session: Any, consumer_id: int, dataset_id: int) -> int:
-    budget = session.exec(select(Budget).where(
-        Budget.consumer_id == consumer_id, Budget.dataset_id == dataset_id)).first()
+    budget = session.exec(
+        select(Budget).where(Budget.consumer_id == consumer_id, Budget.dataset_id == dataset_id)
+    ).first()
     return int(budget.total_units - budget.spent_units) if budget is not None else 0
 
 
-def _start(session: Any, spooled_values: spool.Spool | None, *, consumer_id: int,
-           consumer: str, dataset_id: int, dataset: str, query_hash: str, model: str,
-           cost_units: int, details: dict[str, Any], request_id: str | None
-           ) -> Cached | Started | InFlight | Refused:
-    existing = session.exec(select(Release).where(
-        Release.consumer_id == consumer_id, Release.dataset_id == dataset_id,
-        Release.query_hash == query_hash)).first()
+def _start(
+    session: Any,
+    spooled_values: spool.Spool | None,
+    *,
+    consumer_id: int,
+    consumer: str,
+    dataset_id: int,
+    dataset: str,
+    query_hash: str,
+    model: str,
+    cost_units: int,
+    details: dict[str, Any],
+    request_id: str | None,
+) -> Cached | Started | InFlight | Refused:
+    existing = session.exec(
+        select(Release).where(
+            Release.consumer_id == consumer_id,
+            Release.dataset_id == dataset_id,
+            Release.query_hash == query_hash,
+        )
+    ).first()
     if existing is not None and existing.status == "done" and existing.body_json:
-        entry = _reread(session, existing, consumer=consumer, dataset=dataset, model=model,
-                        actor=consumer, request_id=request_id, via="query")
-        return Cached(release_id=existing.id, body=json.loads(existing.body_json),
-                      entry=entry, remaining_units=_remaining(session, consumer_id, dataset_id))
+        entry = _reread(
+            session,
+            existing,
+            consumer=consumer,
+            dataset=dataset,
+            model=model,
+            actor=consumer,
+            request_id=request_id,
+            via="query",
+        )
+        return Cached(
+            release_id=existing.id,
+            body=json.loads(existing.body_json),
+            entry=entry,
+            remaining_units=_remaining(session, consumer_id, dataset_id),
+        )
     if existing is not None and existing.status == "pending":
-        spooled = (spooled_values.get(existing.id) if spooled_values is not None
-                   else None)
+        spooled = spooled_values.get(existing.id) if spooled_values is not None else None
         if spooled is not None:  # computed, not stored yet: store it now, serve it
-            _store(session, existing, _Encoded.of(spooled.body, spooled.output),
-                   consumer=spooled.consumer, dataset=spooled.dataset,
-                   request_id=spooled.request_id)
-            entry = _reread(session, existing, consumer=consumer, dataset=dataset,
-                            model=model, actor=consumer, request_id=request_id,
-                            via="query")
-            return Cached(release_id=existing.id, body=spooled.body, entry=entry,
-                          remaining_units=_remaining(session, consumer_id, dataset_id),
-                          from_spool=True)
+            _store(
+                session,
+                existing,
+                _Encoded.of(spooled.body, spooled.output),
+                consumer=spooled.consumer,
+                dataset=spooled.dataset,
+                request_id=spooled.request_id,
+            )
+            entry = _reread(
+                session,
+                existing,
+                consumer=consumer,
+                dataset=dataset,
+                model=model,
+                actor=consumer,
+                request_id=request_id,
+                via="query",
+            )
+            return Cached(
+                release_id=existing.id,
+                body=spooled.body,
+                entry=entry,
+                remaining_units=_remaining(session, consumer_id, dataset_id),
+                from_spool=True,
+            )
         if not lease_expired(existing):
             return InFlight(release_id=existing.id)
         # Its owner died while computing it: fail it, then answer this request anew.
-        _abandon(session, existing, consumer=consumer, dataset=dataset,
-                 request_id=request_id)
+        _abandon(session, existing, consumer=consumer, dataset=dataset, request_id=request_id)
     release_id = new_release_id()
-    outcome = budgets.debit(session, consumer_id=consumer_id, consumer=consumer,
-                            dataset_id=dataset_id, dataset=dataset, model=model,
-                            cost_units=cost_units, actor=consumer,
-                            details={"release_id": release_id, **details},
-                            request_id=request_id)
+    outcome = budgets.debit(
+        session,
+        consumer_id=consumer_id,
+        consumer=consumer,
+        dataset_id=dataset_id,
+        dataset=dataset,
+        model=model,
+        cost_units=cost_units,
+        actor=consumer,
+        details={"release_id": release_id, **details},
+        request_id=request_id,
+    )
     if isinstance(outcome, Refused):
         return outcome
     if existing is not None:  # an earlier attempt failed after its debit: replace it
         session.exec(delete(Release).where(col(Release.id) == existing.id))
         session.flush()
-    session.add(Release(id=release_id, consumer_id=consumer_id, dataset_id=dataset_id,
-                        query_hash=query_hash, status="pending",
-                        ledger_seq=outcome.entry.seq, created_at=_now(),
-                        lease_expires_at=_lease_end()))
+    session.add(
+        Release(
+            id=release_id,
+            consumer_id=consumer_id,
+            dataset_id=dataset_id,
+            query_hash=query_hash,
+            status="pending",
+            ledger_seq=outcome.entry.seq,
+            created_at=_now(),
+            lease_expires_at=_lease_end(),
+        )
+    )
     return Started(release_id=release_id, debit=outcome)
 
 
@@ -222,8 +326,9 @@ def renew(db: Database, release_id: str) -> bool:
 
 
 @contextmanager
-def keep_alive(db: Database, release_id: str, *,
-               every: float = RENEW_EVERY_SECONDS) -> Iterator[None]:
+def keep_alive(
+    db: Database, release_id: str, *, every: float = RENEW_EVERY_SECONDS
+) -> Iterator[None]:
     """Renew the release's lease in a background thread while the block computes it."""
     stop = threading.Event()
 
@@ -261,8 +366,13 @@ def ledger_output(output: dict[str, Any]) -> dict[str, Any]:
     if len(encoded) <= LEDGER_ROWS_MAX_BYTES:
         return dict(output)
     details = {k: v for k, v in output.items() if k != "rows"}
-    details.update({"rows_sha256": hashlib.sha256(encoded).hexdigest(),
-                    "rows_bytes": len(encoded), "rows_count": len(rows)})
+    details.update(
+        {
+            "rows_sha256": hashlib.sha256(encoded).hexdigest(),
+            "rows_bytes": len(encoded),
+            "rows_count": len(rows),
+        }
+    )
     return details
 
 
@@ -280,22 +390,45 @@ class _Encoded:
         return cls(ledger.canonical_json(body), ledger_output(output))
 
 
-def _store(session: Any, release: Release, encoded: _Encoded, *, consumer: str,
-           dataset: str, request_id: str | None) -> LedgerEntry:
+def _store(
+    session: Any,
+    release: Release,
+    encoded: _Encoded,
+    *,
+    consumer: str,
+    dataset: str,
+    request_id: str | None,
+) -> LedgerEntry:
     release.status = "done"
     release.lease_expires_at = None
     release.body_json = encoded.body_json
     session.add(release)
-    return ledger.append(session, kind="release_output", actor=consumer, consumer=consumer,
-                         dataset=dataset, request_id=request_id,
-                         details={"release_id": release.id,
-                                  "release_seq": release.ledger_seq, "status": "done",
-                                  **encoded.output_details})
+    return ledger.append(
+        session,
+        kind="release_output",
+        actor=consumer,
+        consumer=consumer,
+        dataset=dataset,
+        request_id=request_id,
+        details={
+            "release_id": release.id,
+            "release_seq": release.ledger_seq,
+            "status": "done",
+            **encoded.output_details,
+        },
+    )
 
 
-def complete(db: Database, *, release_id: str, body: dict[str, Any], consumer: str,
-             dataset: str, output: dict[str, Any], request_id: str | None
-             ) -> LedgerEntry | None:
+def complete(
+    db: Database,
+    *,
+    release_id: str,
+    body: dict[str, Any],
+    consumer: str,
+    dataset: str,
+    output: dict[str, Any],
+    request_id: str | None,
+) -> LedgerEntry | None:
     """Store the finished release and append its ``release_output`` entry.
 
     Idempotent: if exactly this body was stored already (from the spool, by the
@@ -306,18 +439,29 @@ def complete(db: Database, *, release_id: str, body: dict[str, Any], consumer: s
     encoded = _Encoded.of(body, output)
     with db.write() as session:
         release: Release | None = session.get(Release, release_id)
-        if (release is not None and release.status == "done"
-                and release.body_json == encoded.body_json):
+        if (
+            release is not None
+            and release.status == "done"
+            and release.body_json == encoded.body_json
+        ):
             return None
         release = _owned(session, release_id)
-        return _store(session, release, encoded, consumer=consumer, dataset=dataset,
-                      request_id=request_id)
+        return _store(
+            session, release, encoded, consumer=consumer, dataset=dataset, request_id=request_id
+        )
 
 
 def store_spooled(db: Database, item: spool.Spooled) -> LedgerEntry | None:
     """:func:`complete` with spooled values (raises :class:`Abandoned` likewise)."""
-    return complete(db, release_id=item.release_id, body=item.body, consumer=item.consumer,
-                    dataset=item.dataset, output=item.output, request_id=item.request_id)
+    return complete(
+        db,
+        release_id=item.release_id,
+        body=item.body,
+        consumer=item.consumer,
+        dataset=item.dataset,
+        output=item.output,
+        request_id=item.request_id,
+    )
 
 
 def expired(db: Database, *, grace: float = 0.0, limit: int = 100) -> list[str]:
@@ -328,9 +472,9 @@ def expired(db: Database, *, grace: float = 0.0, limit: int = 100) -> list[str]:
         rows = session.exec(
             select(Release.id, Release.lease_expires_at)
             .where(Release.status == "pending")
-            .where(col(Release.lease_expires_at).is_(None)
-                   | (col(Release.lease_expires_at) <= now))
-            .limit(limit)).all()
+            .where(col(Release.lease_expires_at).is_(None) | (col(Release.lease_expires_at) <= now))
+            .limit(limit)
+        ).all()
     return [release_id for release_id, end in rows if _past(end, now)]
 
 
@@ -343,13 +487,25 @@ def abandon(db: Database, release_id: str) -> bool:
             return False
         consumer = session.get(Consumer, release.consumer_id)
         dataset = session.get(Dataset, release.dataset_id)
-        _abandon(session, release, consumer=consumer.name if consumer else None,
-                 dataset=dataset.name if dataset else None, request_id=None)
+        _abandon(
+            session,
+            release,
+            consumer=consumer.name if consumer else None,
+            dataset=dataset.name if dataset else None,
+            request_id=None,
+        )
         return True
 
 
-def fail(db: Database, *, release_id: str, consumer: str, dataset: str, reason: str,
-         request_id: str | None) -> LedgerEntry:
+def fail(
+    db: Database,
+    *,
+    release_id: str,
+    consumer: str,
+    dataset: str,
+    reason: str,
+    request_id: str | None,
+) -> LedgerEntry:
     """Mark a debited release failed (no refund) and ledger the failure.
 
     Raises :class:`Abandoned` if it was already failed as abandoned (ledgered then).
@@ -359,11 +515,20 @@ def fail(db: Database, *, release_id: str, consumer: str, dataset: str, reason: 
         release.status = "failed"
         release.lease_expires_at = None
         session.add(release)
-        return ledger.append(session, kind="release_output", actor=consumer, consumer=consumer,
-                             dataset=dataset, request_id=request_id,
-                             details={"release_id": release_id,
-                                      "release_seq": release.ledger_seq, "status": "failed",
-                                      "reason": reason})
+        return ledger.append(
+            session,
+            kind="release_output",
+            actor=consumer,
+            consumer=consumer,
+            dataset=dataset,
+            request_id=request_id,
+            details={
+                "release_id": release_id,
+                "release_seq": release.ledger_seq,
+                "status": "failed",
+                "reason": reason,
+            },
+        )
 
 
 def wait_for(db: Database, release_id: str, *, timeout: float = 120.0) -> Release | None:
@@ -390,29 +555,50 @@ def get(db: Database, release_id: str, *, consumer_id: int) -> Release:
     return release
 
 
-def reread(db: Database, release: Release, *, consumer: str, dataset: str, model: str,
-           request_id: str | None) -> LedgerEntry:
+def reread(
+    db: Database,
+    release: Release,
+    *,
+    consumer: str,
+    dataset: str,
+    model: str,
+    request_id: str | None,
+) -> LedgerEntry:
     """Ledger a re-read of a stored release (``GET /v1/queries/{id}``), at no cost."""
     with db.write() as session:
-        return _reread(session, release, consumer=consumer, dataset=dataset, model=model,
-                       actor=consumer, request_id=request_id, via="get")
+        return _reread(
+            session,
+            release,
+            consumer=consumer,
+            dataset=dataset,
+            model=model,
+            actor=consumer,
+            request_id=request_id,
+            via="get",
+        )
 
 
-def page(db: Database, *, consumer_id: int, after: str | None, limit: int
-         ) -> tuple[list[Release], str | None]:
+def page(
+    db: Database, *, consumer_id: int, after: str | None, limit: int
+) -> tuple[list[Release], str | None]:
     """This consumer's finished releases, newest first, by (created_at, id) keyset."""
     with db.read() as session:
-        query = select(Release).where(Release.consumer_id == consumer_id,
-                                      Release.status == "done")
+        query = select(Release).where(Release.consumer_id == consumer_id, Release.status == "done")
         if after is not None:
             anchor = session.get(Release, after)
             if anchor is None or anchor.consumer_id != consumer_id:
                 raise InvalidInput("the cursor is not valid")
             query = query.where(
                 (col(Release.created_at) < anchor.created_at)
-                | ((col(Release.created_at) == anchor.created_at) & (col(Release.id) < anchor.id)))
-        rows = list(session.exec(query.order_by(col(Release.created_at).desc(),
-                                                col(Release.id).desc()).limit(limit + 1)).all())
+                | ((col(Release.created_at) == anchor.created_at) & (col(Release.id) < anchor.id))
+            )
+        rows = list(
+            session.exec(
+                query.order_by(col(Release.created_at).desc(), col(Release.id).desc()).limit(
+                    limit + 1
+                )
+            ).all()
+        )
     if len(rows) > limit:
         return rows[:limit], rows[limit - 1].id
     return rows, None

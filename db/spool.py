@@ -64,10 +64,19 @@ class Spool:
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         path = self._path(item.release_id)
         temporary = path.with_suffix(".tmp")
-        text = json.dumps({"release_id": item.release_id, "consumer": item.consumer,
-                           "dataset": item.dataset, "request_id": item.request_id,
-                           "body": item.body, "output": item.output},
-                          separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        text = json.dumps(
+            {
+                "release_id": item.release_id,
+                "consumer": item.consumer,
+                "dataset": item.dataset,
+                "request_id": item.request_id,
+                "body": item.body,
+                "output": item.output,
+            },
+            separators=(",", ":"),
+            ensure_ascii=False,
+            allow_nan=False,
+        )
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
@@ -93,11 +102,14 @@ class Spool:
         try:
             path = self._path(release_id)
             document = json.loads(path.read_text(encoding="utf-8"))
-            return Spooled(release_id=str(document["release_id"]),
-                           consumer=str(document["consumer"]),
-                           dataset=str(document["dataset"]),
-                           request_id=document.get("request_id"),
-                           body=dict(document["body"]), output=dict(document["output"]))
+            return Spooled(
+                release_id=str(document["release_id"]),
+                consumer=str(document["consumer"]),
+                dataset=str(document["dataset"]),
+                request_id=document.get("request_id"),
+                body=dict(document["body"]),
+                output=dict(document["output"]),
+            )
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError) as exc:  # torn or foreign file

@@ -32,8 +32,9 @@ def zcdp_to_epsilon_delta(rho: float, delta: float) -> float:
     if not (rho > 0 and math.isfinite(rho)) or not 0 < delta < 1:
         raise ValueError("rho must be positive and finite, delta in (0, 1)")
     scale = 1.0 / math.sqrt(2.0 * rho)
-    gaussian = dp.m.make_gaussian(dp.atom_domain(T=float, nan=False),
-                                  dp.absolute_distance(T=float), scale)
+    gaussian = dp.m.make_gaussian(
+        dp.atom_domain(T=float, nan=False), dp.absolute_distance(T=float), scale
+    )
     profile = dp.c.make_zCDP_to_approxDP(gaussian).map(1.0)
     try:
         return float(profile.epsilon(delta))

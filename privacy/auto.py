@@ -137,6 +137,7 @@ _SCALE_TO_ACCURACY: dict[str, Callable[[float, float], float]] = {
 
 # --- noise facts (utility only: no privacy rests on these) -------------------------------------
 
+
 def expected_abs_noise(distribution: str, scale: float) -> float:
     """E|X| of OpenDP's noise ``distribution`` at ``scale``.
 
@@ -153,7 +154,7 @@ def expected_abs_noise(distribution: str, scale: float) -> float:
         return scale
     if distribution == "Integer Gaussian" and scale < 8:
         support = np.arange(-int(40 * scale) - 10, int(40 * scale) + 11, dtype=float)
-        weights = np.exp(-(support ** 2) / (2 * scale * scale))
+        weights = np.exp(-(support**2) / (2 * scale * scale))
         return float((np.abs(support) * weights).sum() / weights.sum())
     return scale * math.sqrt(2.0 / math.pi)
 
@@ -171,13 +172,15 @@ def scale_to_accuracy(distribution: str, scale: float, alpha: float) -> float | 
 
 # --- splitting the cost ------------------------------------------------------------------------
 
+
 def split_cost(cost: Decimal, share: Decimal, parts: int) -> tuple[list[Decimal], Decimal]:
     """``(selection pieces, statistic cost)``: the pieces sum to ``floor(share · cost)``
     (to 12 decimals), the statistic gets the exact rest, so everything sums to ``cost``."""
     selection = (cost * share).quantize(COST_QUANTUM, rounding=ROUND_FLOOR)
     if parts < 1 or selection < COST_QUANTUM * parts:
-        raise InvalidQuery(f"the cost {cost} is too small to spend a share of it on choosing "
-                           f"automatic bounds")
+        raise InvalidQuery(
+            f"the cost {cost} is too small to spend a share of it on choosing automatic bounds"
+        )
     piece = (selection / parts).quantize(COST_QUANTUM, rounding=ROUND_FLOOR)
     pieces = [piece] * (parts - 1) + [selection - piece * (parts - 1)]
     return pieces, cost - selection
@@ -192,6 +195,7 @@ def decimal_float_at_most(amount: Decimal) -> float:
 
 
 # --- DP histograms over public integer keys ----------------------------------------------------
+
 
 @dataclass(frozen=True, eq=False)
 class SolvedHistogram:
@@ -230,12 +234,15 @@ class Histogram:
         empty = pl.LazyFrame(schema=dict.fromkeys(names, pl.Int64()))
         self.plan = frame.lazy().join(
             empty.group_by(names).agg(cast(pl.Expr, dp_len(signed=True)).alias(COUNT_COLUMN)),
-            on=names, how="left", nulls_equal=True)
+            on=names,
+            how="left",
+            nulls_equal=True,
+        )
         self.metric, _ = dp.unit_of(contributions=[Bound(by=[], per_group=1)])
-        self.domain = dp.lazyframe_domain([
-            dp.series_domain(name, dp.option_domain(dp.atom_domain(T="i64"))) for name in names])
-        self.measure = (dp.max_divergence() if model == "pure"
-                        else dp.zero_concentrated_divergence())
+        self.domain = dp.lazyframe_domain(
+            [dp.series_domain(name, dp.option_domain(dp.atom_domain(T="i64"))) for name in names]
+        )
+        self.measure = dp.max_divergence() if model == "pure" else dp.zero_concentrated_divergence()
 
     @staticmethod
     def d_in(rows: int) -> list[Bound]:
@@ -246,11 +253,16 @@ class Histogram:
         """The measurement at OpenDP global scale ``scale``."""
         try:
             return dp.m.make_private_lazyframe(
-                input_domain=self.domain, input_metric=self.metric,
-                output_measure=self.measure, lazyframe=self.plan, global_scale=scale)
+                input_domain=self.domain,
+                input_metric=self.metric,
+                output_measure=self.measure,
+                lazyframe=self.plan,
+                global_scale=scale,
+            )
         except dp.OpenDPException as exc:
-            raise InvalidQuery(f"OpenDP cannot build the selection histogram: "
-                               f"{opendp_message(exc)}") from None
+            raise InvalidQuery(
+                f"OpenDP cannot build the selection histogram: {opendp_message(exc)}"
+            ) from None
 
     def solve(self, target_loss: float, rows: int) -> SolvedHistogram:
         """The measurement whose OpenDP map at ``rows`` rows per unit is ≤ ``target_loss``."""
@@ -260,9 +272,12 @@ class Histogram:
         if not loss <= target_loss:
             raise InvalidQuery(f"OpenDP reports a selection loss {loss} above {target_loss}")
         summary = cast(pl.DataFrame, dp.summarize_polars_measurement(measurement, 0.05))
-        return SolvedHistogram(measurement=measurement, loss=loss,
-                               scale=float(summary["scale"][0]),
-                               distribution=str(summary["distribution"][0]))
+        return SolvedHistogram(
+            measurement=measurement,
+            loss=loss,
+            scale=float(summary["scale"][0]),
+            distribution=str(summary["distribution"][0]),
+        )
 
 
 def trimmed(counts: np.ndarray, solved: SolvedHistogram) -> np.ndarray:
@@ -278,8 +293,9 @@ def trimmed(counts: np.ndarray, solved: SolvedHistogram) -> np.ndarray:
     """
     cleaned = np.array(counts, dtype=float)
     accuracy = scale_to_accuracy(solved.distribution, solved.scale, TRIM_ALPHA / cleaned.size)
-    threshold = accuracy if accuracy is not None else 10 * noise_sd(solved.distribution,
-                                                                     solved.scale)
+    threshold = (
+        accuracy if accuracy is not None else 10 * noise_sd(solved.distribution, solved.scale)
+    )
     for axis in range(cleaned.ndim):
         other = tuple(a for a in range(cleaned.ndim) if a != axis)
         marginal = cleaned.sum(axis=other) if other else cleaned
@@ -296,12 +312,18 @@ def trimmed(counts: np.ndarray, solved: SolvedHistogram) -> np.ndarray:
 def released_counts(released: pl.DataFrame, keys: pl.DataFrame) -> np.ndarray:
     """The noisy counts in the order of ``keys`` (post-processing; negatives kept)."""
     names = keys.columns
-    joined = keys.join(released.select([*names, COUNT_COLUMN]), on=names, how="left",
-                       nulls_equal=True, maintain_order="left")
+    joined = keys.join(
+        released.select([*names, COUNT_COLUMN]),
+        on=names,
+        how="left",
+        nulls_equal=True,
+        maintain_order="left",
+    )
     return joined[COUNT_COLUMN].fill_null(0).cast(pl.Float64).to_numpy()
 
 
 # --- statistic noise per candidate, from OpenDP's maps -----------------------------------------
+
 
 @dataclass(frozen=True, eq=False)
 class UnitScaleMeasurement:
@@ -326,8 +348,12 @@ class UnitScaleMeasurement:
         measurement = builder.build(1.0)
         components = builder.summarize(measurement, 0.05)
         component = next((c for c in components if c.aggregate == aggregate), components[0])
-        return cls(measurement=measurement, unit_scale=component.scale,
-                   distribution=component.distribution, group_by=builder.query.group_by)
+        return cls(
+            measurement=measurement,
+            unit_scale=component.scale,
+            distribution=component.distribution,
+            group_by=builder.query.group_by,
+        )
 
     def scale(self, k: int, c: int, target: float, model: PrivacyModel) -> float:
         """The noise scale at bounds (k, c) and cost ``target``."""
@@ -339,19 +365,29 @@ class UnitScaleMeasurement:
         return expected_abs_noise(self.distribution, self.scale(k, c, target, model))
 
 
-def count_proxy(query: ResolvedQuery, metadata: DatasetMetadata,
-                model: PrivacyModel) -> UnitScaleMeasurement:
+def count_proxy(
+    query: ResolvedQuery, metadata: DatasetMetadata, model: PrivacyModel
+) -> UnitScaleMeasurement:
     """The count of rows over the query's cells (its own statistic for count/unit_count)."""
     counted = ResolvedQuery(
-        dataset=query.dataset, statistic="count", column=None, column_type=None, q=None,
-        bounds=None, group_by=query.group_by, filters=query.filters,
+        dataset=query.dataset,
+        statistic="count",
+        column=None,
+        column_type=None,
+        q=None,
+        bounds=None,
+        group_by=query.group_by,
+        filters=query.filters,
         max_partitions_contributed=query.max_partitions_contributed,
         max_contributions_per_partition=query.max_contributions_per_partition,
-        privacy=query.privacy, cells=query.cells)
+        privacy=query.privacy,
+        cells=query.cells,
+    )
     return UnitScaleMeasurement.of(MeasurementBuilder(counted, metadata, model), "count")
 
 
 # --- 1. contribution bounds --------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ContributionChoice:
@@ -386,12 +422,17 @@ class ContributionSelection:
         """The candidate (k, c) of least estimated error, from the released histogram."""
         keys = self.histogram.keys
         shape = [len(set(keys[name].to_list())) for name in keys.columns]
-        counts = trimmed(released_counts(released, keys).reshape(shape),
-                         self.solved).reshape(-1)
-        groups = (keys[self.groups_column].to_numpy().astype(float)
-                  if self.groups_column is not None else np.ones(keys.height))
-        rows = (keys[self.rows_column].to_numpy().astype(float)
-                if self.rows_column is not None else np.ones(keys.height))
+        counts = trimmed(released_counts(released, keys).reshape(shape), self.solved).reshape(-1)
+        groups = (
+            keys[self.groups_column].to_numpy().astype(float)
+            if self.groups_column is not None
+            else np.ones(keys.height)
+        )
+        rows = (
+            keys[self.rows_column].to_numpy().astype(float)
+            if self.rows_column is not None
+            else np.ones(keys.height)
+        )
 
         def kept(k: int, c: int) -> float:
             row_factor = np.minimum(rows, c) if self.counts_rows else 1.0
@@ -407,15 +448,20 @@ class ContributionSelection:
             if best is None or bias + noise < best[0]:
                 best = (bias + noise, k, c)
         assert best is not None
-        table = [[*(float(v) for v in row), float(n)]
-                 for row, n in zip(keys.iter_rows(), released_counts(released, keys),
-                                   strict=True)]
+        table = [
+            [*(float(v) for v in row), float(n)]
+            for row, n in zip(keys.iter_rows(), released_counts(released, keys), strict=True)
+        ]
         return ContributionChoice(k=best[1], c=best[2], scores=scores, histogram=table)
 
 
-def plan_contribution_selection(query: ResolvedQuery, metadata: DatasetMetadata,
-                                model: PrivacyModel, cost: Decimal,
-                                statistic_cost: Decimal) -> ContributionSelection:
+def plan_contribution_selection(
+    query: ResolvedQuery,
+    metadata: DatasetMetadata,
+    model: PrivacyModel,
+    cost: Decimal,
+    statistic_cost: Decimal,
+) -> ContributionSelection:
     """Compile the contribution histogram at ``cost`` and the candidates' noise at
     ``statistic_cost`` (public metadata only)."""
     auto = query.auto
@@ -437,19 +483,29 @@ def plan_contribution_selection(query: ResolvedQuery, metadata: DatasetMetadata,
     solved = histogram.solve(decimal_float_at_most(cost), rows=1)
     proxy = count_proxy(query, metadata, model)
     target = decimal_float_at_most(statistic_cost)
-    noise = {(kk, cc): proxy.expected_abs(kk, cc, target, model)
-             for kk, cc in itertools.product(partitions, contributions)}
+    noise = {
+        (kk, cc): proxy.expected_abs(kk, cc, target, model)
+        for kk, cc in itertools.product(partitions, contributions)
+    }
     return ContributionSelection(
-        cost=cost, histogram=histogram, solved=solved,
+        cost=cost,
+        histogram=histogram,
+        solved=solved,
         groups_column=GROUPS_COLUMN if need_groups else None,
         rows_column=ROWS_COLUMN if need_rows else None,
-        group_limit=group_limit, row_limit=row_limit, partitions=partitions,
+        group_limit=group_limit,
+        row_limit=row_limit,
+        partitions=partitions,
         contributions=contributions,
         fixed_partitions=k if auto.partitions is None else None,
-        counts_rows=counts_rows, cells=query.cells, noise=noise)
+        counts_rows=counts_rows,
+        cells=query.cells,
+        noise=noise,
+    )
 
 
 # --- 2. clamping bounds ------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ClampChoice:
@@ -511,8 +567,7 @@ class ClampSelection:
             distance = value.abs()
         distance = distance.clip(0.0, self.candidates.full_width)
         edges = pl.Series("edges", list(self.candidates.widths), dtype=pl.Float64)
-        return (pl.lit(edges).search_sorted(distance, side="left").cast(pl.Int64)
-                .alias(BIN_COLUMN))
+        return pl.lit(edges).search_sorted(distance, side="left").cast(pl.Int64).alias(BIN_COLUMN)
 
     def choose(self, released: pl.DataFrame, k: int, c: int) -> ClampChoice:
         """The candidate of least estimated error at the chosen (k, c)."""
@@ -528,36 +583,58 @@ class ClampSelection:
             level = self._quantile_level(counts, k, c)
             total = counts.sum()
             cumulative = np.cumsum(counts)
-            reach = (int(np.searchsorted(cumulative, level * total, side="left"))
-                     if total >= 1 else len(widths) - 1)
+            reach = (
+                int(np.searchsorted(cumulative, level * total, side="left"))
+                if total >= 1
+                else len(widths) - 1
+            )
             estimate = float(widths[min(reach, len(widths) - 1)])
             for index, width in enumerate(widths):
                 outside = max(0.0, estimate - float(width))
                 error = outside + self.spacing[index] / 2
                 errors.append(error)
-                scores.append({"bounds": list(self.candidates.bounds(index)),
-                               "outside": outside, "spacing": self.spacing[index],
-                               "error": error})
+                scores.append(
+                    {
+                        "bounds": list(self.candidates.bounds(index)),
+                        "outside": outside,
+                        "spacing": self.spacing[index],
+                        "error": error,
+                    }
+                )
         else:
             assert self.sum_noise is not None
             for index, width in enumerate(widths):
                 above = slice(index + 1, None)
                 bias = float((counts[above] * (middles[above] - width)).sum()) / self.cells
-                noise = self.sum_noise[index].expected_abs(k, c, self.statistic_target,
-                                                           self.model)
+                noise = self.sum_noise[index].expected_abs(k, c, self.statistic_target, self.model)
                 errors.append(bias + noise)
-                scores.append({"bounds": list(self.candidates.bounds(index)), "bias": bias,
-                               "noise": noise, "error": bias + noise})
+                scores.append(
+                    {
+                        "bounds": list(self.candidates.bounds(index)),
+                        "bias": bias,
+                        "noise": noise,
+                        "error": bias + noise,
+                    }
+                )
         index = int(np.argmin(errors))
-        return ClampChoice(index=index, bounds=self.candidates.bounds(index), scores=scores,
-                           histogram=[float(v) for v in noisy])
+        return ClampChoice(
+            index=index,
+            bounds=self.candidates.bounds(index),
+            scores=scores,
+            histogram=[float(v) for v in noisy],
+        )
 
     def _quantile_level(self, counts: np.ndarray, k: int, c: int) -> float:
         """The level of ``y`` the clamp must cover for the quantile, plus the noise margin."""
         assert self.q is not None
         mode = self.candidates.mode
-        level = self.q if mode == "upper" else 1 - self.q if mode == "lower" else max(
-            self.q, 1 - self.q)
+        level = (
+            self.q
+            if mode == "upper"
+            else 1 - self.q
+            if mode == "lower"
+            else max(self.q, 1 - self.q)
+        )
         solved = self.for_rows(k * c)
         total = float(counts.sum())
         if total < 1:
@@ -566,8 +643,13 @@ class ClampSelection:
         return min(1.0, level + QUANTILE_MARGIN_SDS * sd / total)
 
 
-def plan_clamp_selection(query: ResolvedQuery, metadata: DatasetMetadata, model: PrivacyModel,
-                         cost: Decimal, statistic_cost: Decimal) -> ClampSelection:
+def plan_clamp_selection(
+    query: ResolvedQuery,
+    metadata: DatasetMetadata,
+    model: PrivacyModel,
+    cost: Decimal,
+    statistic_cost: Decimal,
+) -> ClampSelection:
     """Compile what choosing the clamp needs, from public metadata only."""
     auto = query.auto
     assert auto is not None and auto.clamp is not None and query.column_type is not None
@@ -576,19 +658,37 @@ def plan_clamp_selection(query: ResolvedQuery, metadata: DatasetMetadata, model:
     sum_noise: tuple[UnitScaleMeasurement, ...] | None = None
     if query.statistic in ("sum", "mean"):
         sum_noise = tuple(
-            UnitScaleMeasurement.of(MeasurementBuilder(
-                query.with_bounds(query.max_partitions_contributed,
-                                  query.max_contributions_per_partition, bounds, query.privacy),
-                metadata, model), "sum")
-            for bounds in candidates.all_bounds())
+            UnitScaleMeasurement.of(
+                MeasurementBuilder(
+                    query.with_bounds(
+                        query.max_partitions_contributed,
+                        query.max_contributions_per_partition,
+                        bounds,
+                        query.privacy,
+                    ),
+                    metadata,
+                    model,
+                ),
+                "sum",
+            )
+            for bounds in candidates.all_bounds()
+        )
     spacing = []
     for bounds in candidates.all_bounds():
         points = quantile_candidates(bounds, query.column_type)
         spacing.append((float(bounds[1]) - float(bounds[0])) / max(1, len(points) - 1))
     selection = ClampSelection(
-        cost=cost, candidates=candidates, histogram=histogram, statistic=query.statistic,
-        q=query.q, model=model, statistic_target=decimal_float_at_most(statistic_cost),
-        cells=query.cells, sum_noise=sum_noise, spacing=tuple(spacing))
+        cost=cost,
+        candidates=candidates,
+        histogram=histogram,
+        statistic=query.statistic,
+        q=query.q,
+        model=model,
+        statistic_target=decimal_float_at_most(statistic_cost),
+        cells=query.cells,
+        sum_noise=sum_noise,
+        spacing=tuple(spacing),
+    )
     # the largest (k, c), compiled now: its loss is what a preview reports
     selection.for_rows(query.max_partitions_contributed * query.max_contributions_per_partition)
     return selection

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-CLAMP_RATIO = 2.0 ** -0.5
+CLAMP_RATIO = 2.0**-0.5
 """Each clamping candidate is this much narrower than the previous one."""
 MAX_CLAMP_CANDIDATES = 32
 """At most this many clamping candidates: widths down to 2^-15.5 of the public width."""
@@ -70,8 +70,9 @@ class ClampCandidates:
         return self.widths[-1]
 
 
-def clamp_candidates(public: tuple[float, float] | tuple[int, int],
-                     column_type: str) -> ClampCandidates:
+def clamp_candidates(
+    public: tuple[float, float] | tuple[int, int], column_type: str
+) -> ClampCandidates:
     """The candidates inside the public bounds ``public`` of a column of ``column_type``."""
     low, high = float(public[0]), float(public[1])
     mode: ClampMode
@@ -84,14 +85,15 @@ def clamp_candidates(public: tuple[float, float] | tuple[int, int],
     integer = column_type == "integer"
     widths: set[float] = set()
     for step in range(MAX_CLAMP_CANDIDATES):
-        width = full * CLAMP_RATIO ** step
+        width = full * CLAMP_RATIO**step
         if integer:
             width = float(max(1, math.ceil(width - 1e-9)))
         if width > 0:
             widths.add(min(width, full))
     widths.add(full)
-    return ClampCandidates(mode=mode, public=(low, high), widths=tuple(sorted(widths)),
-                           integer=integer)
+    return ClampCandidates(
+        mode=mode, public=(low, high), widths=tuple(sorted(widths)), integer=integer
+    )
 
 
 def integer_candidates(limit: int) -> tuple[int, ...]:

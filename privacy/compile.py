@@ -115,8 +115,9 @@ def _aggregate_name(aggregate: str) -> str:
     return aggregate.lower()
 
 
-def quantile_candidates(bounds: tuple[float, float] | tuple[int, int],
-                        column_type: str) -> list[float] | list[int]:
+def quantile_candidates(
+    bounds: tuple[float, float] | tuple[int, int], column_type: str
+) -> list[float] | list[int]:
     """Up to 128 evenly spaced candidates covering the public bounds (integers for integers)."""
     low, high = bounds
     if column_type == "integer":
@@ -146,27 +147,37 @@ class MeasurementBuilder:
     ``ZeroConcentratedDivergence`` (ρ-zCDP, Gaussian family).
     """
 
-    def __init__(self, query: ResolvedQuery, metadata: DatasetMetadata,
-                 model: PrivacyModel) -> None:
+    def __init__(
+        self, query: ResolvedQuery, metadata: DatasetMetadata, model: PrivacyModel
+    ) -> None:
         self.query = query
         self.model = model
         self.schema = truncated_schema(query, metadata)
-        self.measure = (dp.max_divergence() if model == "pure"
-                        else dp.zero_concentrated_divergence())
+        self.measure = dp.max_divergence() if model == "pure" else dp.zero_concentrated_divergence()
         group_by = list(query.group_by)
-        self.metric, self.d_in = dp.unit_of(contributions=contribution_bounds(
-            query.group_by, query.max_partitions_contributed,
-            query.max_contributions_per_partition))
-        domain = dp.lazyframe_domain([
-            dp.series_domain(name, dp.option_domain(dp.atom_domain(T=_OPENDP_TYPES[type(dtype)])))
-            for name, dtype in self.schema.items()
-        ])
+        self.metric, self.d_in = dp.unit_of(
+            contributions=contribution_bounds(
+                query.group_by,
+                query.max_partitions_contributed,
+                query.max_contributions_per_partition,
+            )
+        )
+        domain = dp.lazyframe_domain(
+            [
+                dp.series_domain(
+                    name, dp.option_domain(dp.atom_domain(T=_OPENDP_TYPES[type(dtype)]))
+                )
+                for name, dtype in self.schema.items()
+            ]
+        )
         if query.statistic in ("sum", "mean", "quantile"):
             max_rows = metadata.max_rows
             assert max_rows is not None  # checked by resolve_query
             if max_rows > MAX_OPENDP_ROWS:
-                raise InvalidQuery(f"max_rows={max_rows} is more than OpenDP's limit of "
-                                   f"{MAX_OPENDP_ROWS} rows for {query.statistic}")
+                raise InvalidQuery(
+                    f"max_rows={max_rows} is more than OpenDP's limit of "
+                    f"{MAX_OPENDP_ROWS} rows for {query.statistic}"
+                )
             margins = [Margin(by=[], max_length=max_rows)]
             if group_by:
                 margins.append(Margin(by=group_by, max_length=max_rows))
@@ -179,8 +190,11 @@ class MeasurementBuilder:
         """The measurement with OpenDP's ``global_scale`` set to ``scale``."""
         try:
             return dp.m.make_private_lazyframe(
-                input_domain=self.domain, input_metric=self.metric,
-                output_measure=self.measure, lazyframe=self.plan, global_scale=scale,
+                input_domain=self.domain,
+                input_metric=self.metric,
+                output_measure=self.measure,
+                lazyframe=self.plan,
+                global_scale=scale,
             )
         except dp.OpenDPException as exc:
             raise InvalidQuery(f"OpenDP cannot build this query: {opendp_message(exc)}") from None
@@ -210,13 +224,15 @@ class MeasurementBuilder:
                 accuracy = max(float(accuracy), 0.0)
             if accuracy is not None and not math.isfinite(accuracy):
                 accuracy = None
-            components.append(NoiseComponent(
-                aggregate=_aggregate_name(str(row["aggregate"])),
-                distribution=distribution,
-                mechanism=mechanism_name(distribution),
-                scale=float(row["scale"]),
-                error_bound=float(accuracy) if accuracy is not None else None,
-            ))
+            components.append(
+                NoiseComponent(
+                    aggregate=_aggregate_name(str(row["aggregate"])),
+                    distribution=distribution,
+                    mechanism=mechanism_name(distribution),
+                    scale=float(row["scale"]),
+                    error_bound=float(accuracy) if accuracy is not None else None,
+                )
+            )
         return components
 
     def scale_for_accuracy(self, max_error: float, alpha: float) -> float:
@@ -266,8 +282,9 @@ def predicted_scale(loss_at_scale_one: float, target_loss: float, model: Privacy
     return ratio if model == "pure" else math.sqrt(ratio)
 
 
-def solve_global_scale(build: Callable[[float], dp.Measurement], d_in: object,
-                       target_loss: float, model: PrivacyModel) -> float:
+def solve_global_scale(
+    build: Callable[[float], dp.Measurement], d_in: object, target_loss: float, model: PrivacyModel
+) -> float:
     """A global scale whose OpenDP privacy map at ``d_in`` is ≤ ``target_loss``.
 
     Starts from :func:`predicted_scale` and only increases it until OpenDP's
@@ -310,8 +327,7 @@ def key_frame(query: ResolvedQuery, metadata: DatasetMetadata) -> pl.DataFrame:
     frame: pl.DataFrame | None = None
     for name in query.group_by:
         spec = metadata.columns[name]
-        column = pl.DataFrame({name: pl.Series(name, spec.typed_keys(),
-                                               dtype=dtype_of(spec.type))})
+        column = pl.DataFrame({name: pl.Series(name, spec.typed_keys(), dtype=dtype_of(spec.type))})
         frame = column if frame is None else frame.join(column, how="cross")
     assert frame is not None
     return frame
@@ -331,8 +347,9 @@ def _aggregate(query: ResolvedQuery) -> pl.Expr:
     return cast(pl.Expr, value.quantile(query.q, candidates))  # type: ignore[arg-type]
 
 
-def _polars_plan(query: ResolvedQuery, metadata: DatasetMetadata,
-                 schema: pl.Schema) -> pl.LazyFrame:
+def _polars_plan(
+    query: ResolvedQuery, metadata: DatasetMetadata, schema: pl.Schema
+) -> pl.LazyFrame:
     frame = pl.LazyFrame(schema=schema)
     aggregate = _aggregate(query).alias(VALUE_COLUMN)
     if not query.group_by:

@@ -23,8 +23,13 @@ from privacy.data import dtype_of, frame_schema
 from privacy.errors import InvalidDataset
 from privacy.metadata import DatasetMetadata, check_schema
 
-_TYPE_NAMES = {"integer": "integer (64-bit)", "float": "number", "date": "date",
-               "datetime": "date-time", "categorical": "text"}
+_TYPE_NAMES = {
+    "integer": "integer (64-bit)",
+    "float": "number",
+    "date": "date",
+    "datetime": "date-time",
+    "categorical": "text",
+}
 CSV_FIELD_LIMIT = 1 << 20
 """Largest CSV field accepted (bytes); a longer one is a malformed file."""
 
@@ -70,8 +75,12 @@ def parquet_facts(path: Path, metadata: DatasetMetadata, label: str) -> FileFact
         check_schema(pl.Schema(schema), metadata)
     except InvalidDataset as exc:
         raise SchemaMismatch(exc.detail) from None
-    return FileFacts(size=size, mtime_ns=mtime_ns, rows=rows,
-                     schema={name: str(dtype) for name, dtype in schema.items()})
+    return FileFacts(
+        size=size,
+        mtime_ns=mtime_ns,
+        rows=rows,
+        schema={name: str(dtype) for name, dtype in schema.items()},
+    )
 
 
 def sha256_of(path: Path) -> str:
@@ -91,11 +100,13 @@ def _records(source: Path) -> Iterator[tuple[int, list[str]]]:
             except StopIteration:
                 return
             except csv.Error:
-                raise InvalidDataset(f"line {reader.line_num + 1}: malformed CSV record "
-                                     "(quoting or field size)") from None
+                raise InvalidDataset(
+                    f"line {reader.line_num + 1}: malformed CSV record (quoting or field size)"
+                ) from None
             except UnicodeDecodeError:
-                raise InvalidDataset(f"around line {reader.line_num + 1}: the file is not "
-                                     "valid UTF-8") from None
+                raise InvalidDataset(
+                    f"around line {reader.line_num + 1}: the file is not valid UTF-8"
+                ) from None
             yield reader.line_num, record
 
 
@@ -121,13 +132,13 @@ def _check_structure(source: Path, metadata: DatasetMetadata) -> tuple[int, bool
         if len(record) != width:
             if record == []:  # a blank line
                 raise InvalidDataset(f"line {line}: blank line inside the CSV data")
-            raise InvalidDataset(f"line {line}: expected {width} fields, found "
-                                 f"{len(record)}")
+            raise InvalidDataset(f"line {line}: expected {width} fields, found {len(record)}")
         multiline = multiline or line != previous + 1
         previous = line
         if metadata.max_rows is not None and row > metadata.max_rows:
-            raise InvalidDataset(f"the file holds more rows than the declared max_rows "
-                                 f"({metadata.max_rows})")
+            raise InvalidDataset(
+                f"the file holds more rows than the declared max_rows ({metadata.max_rows})"
+            )
     return row, multiline
 
 
@@ -147,30 +158,37 @@ def _typed(text: pl.Expr, column_type: str) -> pl.Expr:
     return text.cast(dtype_of(column_type), strict=False)
 
 
-def _cast_strictly(frame: pl.DataFrame, source: Path, metadata: DatasetMetadata,
-                   multiline: bool) -> pl.DataFrame:
+def _cast_strictly(
+    frame: pl.DataFrame, source: Path, metadata: DatasetMetadata, multiline: bool
+) -> pl.DataFrame:
     """``frame`` (all text) cast to the declared types; any value that does not cast fails."""
-    types = {metadata.privacy_unit: "categorical",
-             **{name: spec.type for name, spec in metadata.columns.items()}}
+    types = {
+        metadata.privacy_unit: "categorical",
+        **{name: spec.type for name, spec in metadata.columns.items()},
+    }
     columns: list[pl.Series] = []
     for name, column_type in types.items():
         text = frame.get_column(name)
         try:
             typed = frame.select(_typed(pl.col(name), column_type).alias(name)).to_series()
         except Exception:  # e.g. no date-time format fits the column; never quote polars
-            raise InvalidDataset(f"column {name!r}: the values are not "
-                                 f"{_TYPE_NAMES[column_type]}s in one ISO 8601 format") from None
+            raise InvalidDataset(
+                f"column {name!r}: the values are not "
+                f"{_TYPE_NAMES[column_type]}s in one ISO 8601 format"
+            ) from None
         if typed.dtype == pl.Datetime and getattr(typed.dtype, "time_zone", None):
             typed = typed.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
         bad = (text.is_not_null() & typed.is_null()).arg_true()
         if len(bad):
             row = int(bad[0]) + 1
             line = _line_of(source, row) if multiline else row + 1
-            raise InvalidDataset(f"column {name!r}, row {row} (line {line}): not a valid "
-                                 f"{_TYPE_NAMES[column_type]}")
+            raise InvalidDataset(
+                f"column {name!r}, row {row} (line {line}): not a valid {_TYPE_NAMES[column_type]}"
+            )
         columns.append(typed)
     return pl.DataFrame(columns).select(
-        [pl.col(name).cast(dtype) for name, dtype in frame_schema(metadata).items()])
+        [pl.col(name).cast(dtype) for name, dtype in frame_schema(metadata).items()]
+    )
 
 
 def converted_name(source_sha256: str, metadata: DatasetMetadata) -> str:
@@ -199,8 +217,7 @@ def convert_csv(source: Path, metadata: DatasetMetadata, target: Path) -> None:
     except Exception:  # never quote polars' message: it may hold a value
         raise InvalidDataset("the CSV file could not be parsed") from None
     if frame.height != records:  # the two parsers disagree: refuse rather than guess
-        raise InvalidDataset("the CSV file could not be parsed consistently (check its "
-                             "quoting)")
+        raise InvalidDataset("the CSV file could not be parsed consistently (check its quoting)")
     typed = _cast_strictly(frame, source, metadata, multiline)
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")

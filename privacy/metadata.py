@@ -54,8 +54,9 @@ class PureCost(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     model: Literal["pure"] = "pure"
-    epsilon: Decimal = Field(gt=0, le=MAX_PRIVACY_AMOUNT, allow_inf_nan=False, max_digits=24,
-                             decimal_places=12)
+    epsilon: Decimal = Field(
+        gt=0, le=MAX_PRIVACY_AMOUNT, allow_inf_nan=False, max_digits=24, decimal_places=12
+    )
 
     @field_serializer("epsilon", when_used="json")
     def _as_number(self, value: Decimal) -> float:
@@ -67,8 +68,9 @@ class ZcdpCost(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     model: Literal["zcdp"] = "zcdp"
-    rho: Decimal = Field(gt=0, le=MAX_PRIVACY_AMOUNT, allow_inf_nan=False, max_digits=24,
-                             decimal_places=12)
+    rho: Decimal = Field(
+        gt=0, le=MAX_PRIVACY_AMOUNT, allow_inf_nan=False, max_digits=24, decimal_places=12
+    )
 
     @field_serializer("rho", when_used="json")
     def _as_number(self, value: Decimal) -> float:
@@ -88,7 +90,8 @@ class ColumnSpec(BaseModel):
     auto_bounds: bool = Field(
         default=False,
         description="clamp this column to bounds Ruis chooses per query (from a DP estimate, "
-                    "among candidates within the public bounds) unless the query gives bounds")
+        "among candidates within the public bounds) unless the query gives bounds",
+    )
 
     @model_serializer(mode="wrap")
     def _omit_default_auto(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -102,8 +105,10 @@ class ColumnSpec(BaseModel):
     def _check_keys_and_bounds(self) -> ColumnSpec:
         if self.keys is not None:
             if self.type not in ("categorical", "date", "integer"):
-                raise ValueError(f"public keys are only allowed on categorical, date or integer "
-                                 f"columns, not on {self.type}")
+                raise ValueError(
+                    f"public keys are only allowed on categorical, date or integer "
+                    f"columns, not on {self.type}"
+                )
             if len(self.keys) == 0:
                 raise ValueError("keys must not be empty")
             if len(set(map(str, self.keys))) != len(self.keys):
@@ -126,8 +131,9 @@ class ColumnSpec(BaseModel):
             lower, upper = self.bounds
             if not lower < upper:
                 raise ValueError(f"bounds must satisfy lower < upper, got [{lower}, {upper}]")
-            if self.type == "integer" and not (float(lower).is_integer()
-                                               and float(upper).is_integer()):
+            if self.type == "integer" and not (
+                float(lower).is_integer() and float(upper).is_integer()
+            ):
                 raise ValueError("bounds of an integer column must be integers")
             if max(abs(lower), abs(upper)) > 2**52:
                 raise ValueError("bounds must lie within ±2^52")
@@ -155,8 +161,9 @@ class AutoLimits(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     max_partitions_contributed: int = Field(default=DEFAULT_AUTO_LIMIT, ge=1, le=MAX_AUTO_LIMIT)
-    max_contributions_per_partition: int = Field(default=DEFAULT_AUTO_LIMIT, ge=1,
-                                                 le=MAX_AUTO_LIMIT)
+    max_contributions_per_partition: int = Field(
+        default=DEFAULT_AUTO_LIMIT, ge=1, le=MAX_AUTO_LIMIT
+    )
 
 
 class DatasetMetadata(BaseModel):
@@ -164,24 +171,39 @@ class DatasetMetadata(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str = Field(pattern=NAME_PATTERN, description="unique slug")
-    path: str = Field(min_length=1, max_length=1024,
-                      description="file path relative to the data directory (.parquet or .csv)")
-    privacy_unit: str = Field(pattern=COLUMN_PATTERN,
-                              description="column identifying the person or device protected")
+    path: str = Field(
+        min_length=1,
+        max_length=1024,
+        description="file path relative to the data directory (.parquet or .csv)",
+    )
+    privacy_unit: str = Field(
+        pattern=COLUMN_PATTERN, description="column identifying the person or device protected"
+    )
     columns: dict[str, ColumnSpec] = Field(min_length=1, max_length=256)
     max_partitions_contributed: Annotated[int, Field(ge=1, le=10_000)] | Auto = Field(
-        default=1, description="groups one unit may affect, or 'auto' (chosen per query)")
+        default=1, description="groups one unit may affect, or 'auto' (chosen per query)"
+    )
     max_contributions_per_partition: Annotated[int, Field(ge=1, le=100_000)] | Auto = Field(
-        default=1, description="rows per group one unit may contribute, or 'auto'")
+        default=1, description="rows per group one unit may contribute, or 'auto'"
+    )
     auto_limits: AutoLimits | None = Field(
-        default=None, description="upper limits of the candidates for 'auto' contribution "
-                                  f"bounds (default {DEFAULT_AUTO_LIMIT} each)")
+        default=None,
+        description="upper limits of the candidates for 'auto' contribution "
+        f"bounds (default {DEFAULT_AUTO_LIMIT} each)",
+    )
     max_rows: int | None = Field(
-        default=None, ge=1, le=2**40,
+        default=None,
+        ge=1,
+        le=2**40,
         description="public upper bound on the number of rows; needed by float sums and means",
     )
-    delta: float = Field(default=1e-9, gt=0, lt=1e-3, allow_inf_nan=False,
-                         description="δ used to show the (ε, δ) equivalent of zCDP costs")
+    delta: float = Field(
+        default=1e-9,
+        gt=0,
+        lt=1e-3,
+        allow_inf_nan=False,
+        description="δ used to show the (ε, δ) equivalent of zCDP costs",
+    )
     budget_cap: BudgetAmount | None = None
 
     @model_serializer(mode="wrap")
@@ -223,8 +245,7 @@ class DatasetMetadata(BaseModel):
 
 _COMPATIBLE: dict[str, tuple[type[pl.DataType], ...]] = {
     "categorical": (pl.String, pl.Categorical, pl.Enum),
-    "integer": (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32,
-                pl.UInt64),
+    "integer": (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64),
     "float": (pl.Float32, pl.Float64),
     "date": (pl.Date,),
     "datetime": (pl.Datetime,),
@@ -248,8 +269,9 @@ def check_file_schema(path: Path, metadata: DatasetMetadata) -> None:
     try:
         schema = scan_file(path).collect_schema()
     except Exception as exc:  # polars raises many kinds on unreadable files
-        raise InvalidDataset(f"cannot read the schema of {metadata.path!r}: "
-                             f"{type(exc).__name__}") from None
+        raise InvalidDataset(
+            f"cannot read the schema of {metadata.path!r}: {type(exc).__name__}"
+        ) from None
     check_schema(schema, metadata)
 
 
@@ -265,8 +287,9 @@ def check_schema(schema: pl.Schema, metadata: DatasetMetadata) -> None:
             raise InvalidDataset(f"declared column {name!r} is not in the file")
         dtype = schema[name]
         if not isinstance(dtype, _COMPATIBLE[spec.type]) and dtype not in _COMPATIBLE[spec.type]:
-            raise InvalidDataset(f"column {name!r} is declared {spec.type} but the file "
-                                 f"stores {dtype}")
+            raise InvalidDataset(
+                f"column {name!r} is declared {spec.type} but the file stores {dtype}"
+            )
 
 
 def iso(value: object) -> object:

@@ -153,14 +153,26 @@ class AutoPlan:
         steps: list[dict[str, Any]] = []
         if self.contribution is not None:
             solved = self.contribution.solved
-            steps.append({"chooses": "contribution_bounds", "cost": self.contribution.cost,
-                          "mechanism": solved.mechanism, "noise_scale": solved.scale,
-                          "opendp_privacy_loss": solved.loss})
+            steps.append(
+                {
+                    "chooses": "contribution_bounds",
+                    "cost": self.contribution.cost,
+                    "mechanism": solved.mechanism,
+                    "noise_scale": solved.scale,
+                    "opendp_privacy_loss": solved.loss,
+                }
+            )
         if self.clamp is not None:
             widest = self.clamp.solved_at_most_rows()
-            steps.append({"chooses": "clamp", "cost": self.clamp.cost,
-                          "mechanism": widest.mechanism, "noise_scale": widest.scale,
-                          "opendp_privacy_loss": widest.loss})
+            steps.append(
+                {
+                    "chooses": "clamp",
+                    "cost": self.clamp.cost,
+                    "mechanism": widest.mechanism,
+                    "noise_scale": widest.scale,
+                    "opendp_privacy_loss": widest.loss,
+                }
+            )
         return steps
 
 
@@ -276,8 +288,9 @@ class _PlanCache:
             return plan
 
     def _evict(self) -> None:
-        while self._plans and (len(self._plans) > self._size
-                               or self._total_bytes > self._max_bytes):
+        while self._plans and (
+            len(self._plans) > self._size or self._total_bytes > self._max_bytes
+        ):
             _, (_, size) = self._plans.popitem(last=False)
             self._total_bytes -= size
 
@@ -314,12 +327,17 @@ def plan_bytes(plan: Plan) -> int:
     query = plan.query
     cells = query.cells if query is not None else 1
     columns = len(query.group_by) + 1 if query is not None else 1
-    candidates = sum(len(v) if isinstance(v, list) else 1
-                     for v in (plan.auto.candidates.values() if plan.auto else ()))
+    candidates = sum(
+        len(v) if isinstance(v, list) else 1
+        for v in (plan.auto.candidates.values() if plan.auto else ())
+    )
     if query is not None and query.statistic == "quantile":
         candidates += QUANTILE_CANDIDATES_ESTIMATE
-    return (PLAN_BASE_BYTES + cells * columns * PLAN_BYTES_PER_CELL
-            + candidates * PLAN_BYTES_PER_CANDIDATE)
+    return (
+        PLAN_BASE_BYTES
+        + cells * columns * PLAN_BYTES_PER_CELL
+        + candidates * PLAN_BYTES_PER_CANDIDATE
+    )
 
 
 _CACHE = _PlanCache(PLAN_CACHE_SIZE)
@@ -354,27 +372,34 @@ def round_up_cost(loss: float | Decimal) -> Decimal:
 
 def _check_model(query: ResolvedQuery, model: PrivacyModel) -> None:
     if isinstance(query.privacy, EpsilonLoss) and model != "pure":
-        raise InvalidQuery("the budget on this dataset is zCDP: state the cost as "
-                           "{'rho': ...}, not {'epsilon': ...}")
+        raise InvalidQuery(
+            "the budget on this dataset is zCDP: state the cost as "
+            "{'rho': ...}, not {'epsilon': ...}"
+        )
     if isinstance(query.privacy, RhoLoss) and model != "zcdp":
-        raise InvalidQuery("the budget on this dataset is pure ε-DP: state the cost as "
-                           "{'epsilon': ...}, not {'rho': ...}")
+        raise InvalidQuery(
+            "the budget on this dataset is pure ε-DP: state the cost as "
+            "{'epsilon': ...}, not {'rho': ...}"
+        )
 
 
 def _unit_name(model: PrivacyModel) -> str:
     return "epsilon" if model == "pure" else "rho"
 
 
-def _accuracy_first(builder: MeasurementBuilder, target: AccuracyTarget,
-                    model: PrivacyModel) -> tuple[Decimal, dp.Measurement]:
+def _accuracy_first(
+    builder: MeasurementBuilder, target: AccuracyTarget, model: PrivacyModel
+) -> tuple[Decimal, dp.Measurement]:
     """The smallest 4-significant-digit cost whose OpenDP accuracy meets ``target``."""
     needed_scale = builder.scale_for_accuracy(target.max_error, target.alpha)
     needed_loss = builder.loss(builder.build(needed_scale))
     cost = round_up_cost(needed_loss)
     if cost > MAX_ACCURACY_FIRST_COST:
-        raise InvalidQuery(f"max_error={target.max_error} at alpha={target.alpha} would cost "
-                           f"{_unit_name(model)}≈{cost:.4g}, more than the limit of "
-                           f"{MAX_ACCURACY_FIRST_COST}; ask for a larger max_error")
+        raise InvalidQuery(
+            f"max_error={target.max_error} at alpha={target.alpha} would cost "
+            f"{_unit_name(model)}≈{cost:.4g}, more than the limit of "
+            f"{MAX_ACCURACY_FIRST_COST}; ask for a larger max_error"
+        )
     for _ in range(16):
         measurement = builder.build(builder.solve_scale(float_at_most(cost)))
         (component,) = builder.summarize(measurement, target.alpha)
@@ -385,8 +410,9 @@ def _accuracy_first(builder: MeasurementBuilder, target: AccuracyTarget,
     raise InvalidQuery(f"could not find a cost meeting max_error={target.max_error}")
 
 
-def _compile(query: ResolvedQuery, metadata: DatasetMetadata, model: PrivacyModel,
-             alpha: float) -> Plan:
+def _compile(
+    query: ResolvedQuery, metadata: DatasetMetadata, model: PrivacyModel, alpha: float
+) -> Plan:
     builder = MeasurementBuilder(query, metadata, model)
     privacy = query.privacy
     if isinstance(privacy, AccuracyTarget):
@@ -410,7 +436,8 @@ def _compile(query: ResolvedQuery, metadata: DatasetMetadata, model: PrivacyMode
     if query.statistic == "quantile":
         assert query.bounds is not None and query.column_type is not None
         bounds_used["quantile_candidates"] = len(
-            quantile_candidates(query.bounds, query.column_type))
+            quantile_candidates(query.bounds, query.column_type)
+        )
     return Plan(
         canonical=query.canonical(),
         model=model,
@@ -420,8 +447,9 @@ def _compile(query: ResolvedQuery, metadata: DatasetMetadata, model: PrivacyMode
         noise_scale=primary.scale,
         accuracy=Accuracy(alpha=alpha, error_bound=error_bound),
         columns=[*query.group_by, "value"],
-        epsilon_delta=(builder.epsilon_delta(measurement, metadata.delta)
-                       if model == "zcdp" else None),
+        epsilon_delta=(
+            builder.epsilon_delta(measurement, metadata.delta) if model == "zcdp" else None
+        ),
         bounds_used=bounds_used,
         measurement=measurement,
         components=components,
@@ -430,8 +458,13 @@ def _compile(query: ResolvedQuery, metadata: DatasetMetadata, model: PrivacyMode
     )
 
 
-def plan_query(query: QueryRequest, metadata: DatasetMetadata, model: PrivacyModel, *,
-               alpha: float = DEFAULT_ALPHA) -> Plan:
+def plan_query(
+    query: QueryRequest,
+    metadata: DatasetMetadata,
+    model: PrivacyModel,
+    *,
+    alpha: float = DEFAULT_ALPHA,
+) -> Plan:
     """Validate and compile ``query`` into a :class:`Plan`, from public metadata only.
 
     Never opens the data file (a preview is just this). Privacy unit: one
@@ -453,12 +486,17 @@ def plan_query(query: QueryRequest, metadata: DatasetMetadata, model: PrivacyMod
     resolved = resolve_query(query, metadata)
     _check_model(resolved, model)
     plan = _cached_plan(resolved, metadata, model, alpha)
-    return replace(plan, canonical=copy.deepcopy(plan.canonical), columns=list(plan.columns),
-                   bounds_used=copy.deepcopy(plan.bounds_used))
+    return replace(
+        plan,
+        canonical=copy.deepcopy(plan.canonical),
+        columns=list(plan.columns),
+        bounds_used=copy.deepcopy(plan.bounds_used),
+    )
 
 
-def _cached_plan(resolved: ResolvedQuery, metadata: DatasetMetadata, model: PrivacyModel,
-                 alpha: float) -> Plan:
+def _cached_plan(
+    resolved: ResolvedQuery, metadata: DatasetMetadata, model: PrivacyModel, alpha: float
+) -> Plan:
     """The plan of ``resolved`` from the LRU, compiled once (keyed by shape and cost)."""
     canonical = resolved.canonical()
     key = (metadata.digest, json.dumps(canonical, sort_keys=True), model, repr(float(alpha)))
@@ -470,8 +508,9 @@ def _loss_of(model: PrivacyModel, amount: Decimal) -> PrivacyRequest:
     return EpsilonLoss(epsilon=amount) if model == "pure" else RhoLoss(rho=amount)
 
 
-def _compile_auto(query: ResolvedQuery, metadata: DatasetMetadata, model: PrivacyModel,
-                  alpha: float) -> Plan:
+def _compile_auto(
+    query: ResolvedQuery, metadata: DatasetMetadata, model: PrivacyModel, alpha: float
+) -> Plan:
     """Plan a query with automatic bounds (see :mod:`privacy.auto`), from public metadata.
 
     Explicit cost ``C``: the selection steps get ``floor(share · C)`` between them,
@@ -488,44 +527,58 @@ def _compile_auto(query: ResolvedQuery, metadata: DatasetMetadata, model: Privac
     k_max, c_max = query.max_partitions_contributed, query.max_contributions_per_partition
     widest = query.bounds
     parts = (auto.partitions is not None or auto.contributions is not None) + (
-        auto.clamp is not None)
+        auto.clamp is not None
+    )
     privacy = query.privacy
     if isinstance(privacy, AccuracyTarget):
         alpha = privacy.alpha
-        needed = _cached_plan(query.with_bounds(k_max, c_max, widest, privacy), metadata, model,
-                              alpha).cost
+        needed = _cached_plan(
+            query.with_bounds(k_max, c_max, widest, privacy), metadata, model, alpha
+        ).cost
         total = round_up_cost(needed / (1 - auto.share))
         pieces, statistic_cost = split_cost(total, auto.share, parts)
         while statistic_cost < needed:  # not expected: total·(1 − share) ≥ needed
-            total += max(Decimal(1).scaleb(total.adjusted() - COST_SIGNIFICANT_DIGITS + 1),
-                         COST_QUANTUM)
+            total += max(
+                Decimal(1).scaleb(total.adjusted() - COST_SIGNIFICANT_DIGITS + 1), COST_QUANTUM
+            )
             pieces, statistic_cost = split_cost(total, auto.share, parts)
         if total > MAX_ACCURACY_FIRST_COST:
-            raise InvalidQuery(f"max_error={privacy.max_error} at alpha={privacy.alpha} would "
-                               f"cost {_unit_name(model)}≈{total:.4g}, more than the limit of "
-                               f"{MAX_ACCURACY_FIRST_COST}; ask for a larger max_error")
+            raise InvalidQuery(
+                f"max_error={privacy.max_error} at alpha={privacy.alpha} would "
+                f"cost {_unit_name(model)}≈{total:.4g}, more than the limit of "
+                f"{MAX_ACCURACY_FIRST_COST}; ask for a larger max_error"
+            )
     else:
         total = privacy.epsilon if isinstance(privacy, EpsilonLoss) else privacy.rho
         pieces, statistic_cost = split_cost(total, auto.share, parts)
     statistic_privacy = _loss_of(model, statistic_cost)
-    worst = _cached_plan(query.with_bounds(k_max, c_max, widest, statistic_privacy), metadata,
-                         model, alpha)
+    worst = _cached_plan(
+        query.with_bounds(k_max, c_max, widest, statistic_privacy), metadata, model, alpha
+    )
     smallest = query.with_bounds(
         auto.partitions[0] if auto.partitions is not None else k_max,
         auto.contributions[0] if auto.contributions is not None else c_max,
-        auto.clamp.bounds(0) if auto.clamp is not None else widest, statistic_privacy)
+        auto.clamp.bounds(0) if auto.clamp is not None else widest,
+        statistic_privacy,
+    )
     best = _cached_plan(smallest, metadata, model, alpha)
     if isinstance(privacy, AccuracyTarget) and not (
-            worst.accuracy.error_bound is not None
-            and worst.accuracy.error_bound <= privacy.max_error):
+        worst.accuracy.error_bound is not None and worst.accuracy.error_bound <= privacy.max_error
+    ):
         raise InvalidQuery(f"could not find a cost meeting max_error={privacy.max_error}")
-    contribution = (plan_contribution_selection(query, metadata, model, pieces[0],
-                                                statistic_cost)
-                    if auto.partitions is not None or auto.contributions is not None else None)
-    clamp = (plan_clamp_selection(query, metadata, model, pieces[-1], statistic_cost)
-             if auto.clamp is not None else None)
+    contribution = (
+        plan_contribution_selection(query, metadata, model, pieces[0], statistic_cost)
+        if auto.partitions is not None or auto.contributions is not None
+        else None
+    )
+    clamp = (
+        plan_clamp_selection(query, metadata, model, pieces[-1], statistic_cost)
+        if auto.clamp is not None
+        else None
+    )
     selection_loss = (contribution.solved.loss if contribution is not None else 0.0) + (
-        clamp.for_rows(k_max * c_max).loss if clamp is not None else 0.0)
+        clamp.for_rows(k_max * c_max).loss if clamp is not None else 0.0
+    )
     if not Decimal(selection_loss) + Decimal(worst.opendp_loss) <= total:
         raise InvalidQuery("OpenDP reports a privacy loss above the cost")
     candidates: dict[str, Any] = {}
@@ -536,30 +589,48 @@ def _compile_auto(query: ResolvedQuery, metadata: DatasetMetadata, model: Privac
     if auto.clamp is not None:
         candidates["clamp"] = [list(b) for b in auto.clamp.all_bounds()]
     ranges = (best.accuracy.error_bound, worst.accuracy.error_bound)
-    error_range = (ranges[0], ranges[1]) if ranges[0] is not None and ranges[1] is not None \
-        else None
+    error_range = (
+        (ranges[0], ranges[1]) if ranges[0] is not None and ranges[1] is not None else None
+    )
     bounds_used = copy.deepcopy(worst.bounds_used)
-    bounds_used.update({
-        "max_partitions_contributed": AUTO if auto.partitions is not None else k_max,
-        "max_contributions_per_partition": AUTO if auto.contributions is not None else c_max,
-        "clamp": AUTO if auto.clamp is not None else bounds_used["clamp"],
-        "candidates": candidates,
-    })
+    bounds_used.update(
+        {
+            "max_partitions_contributed": AUTO if auto.partitions is not None else k_max,
+            "max_contributions_per_partition": AUTO if auto.contributions is not None else c_max,
+            "clamp": AUTO if auto.clamp is not None else bounds_used["clamp"],
+            "candidates": candidates,
+        }
+    )
     return Plan(
-        canonical=query.canonical(), model=model, cost=total,
-        opendp_loss=selection_loss + worst.opendp_loss, mechanism=worst.mechanism,
+        canonical=query.canonical(),
+        model=model,
+        cost=total,
+        opendp_loss=selection_loss + worst.opendp_loss,
+        mechanism=worst.mechanism,
         noise_scale=worst.noise_scale,
-        accuracy=Accuracy(alpha=alpha, error_bound=worst.accuracy.error_bound,
-                          error_bound_range=error_range),
+        accuracy=Accuracy(
+            alpha=alpha, error_bound=worst.accuracy.error_bound, error_bound_range=error_range
+        ),
         columns=list(worst.columns),
-        epsilon_delta=((zcdp_to_epsilon_delta(float(total), metadata.delta), metadata.delta)
-                       if model == "zcdp" else None),
-        bounds_used=bounds_used, measurement=worst.measurement, components=worst.components,
-        query=query, metadata=metadata,
-        auto=AutoPlan(share=auto.share, selection_cost=total - statistic_cost,
-                      statistic_cost=statistic_cost, contribution=contribution, clamp=clamp,
-                      candidates=candidates,
-                      noise_scale_range=(best.noise_scale, worst.noise_scale)),
+        epsilon_delta=(
+            (zcdp_to_epsilon_delta(float(total), metadata.delta), metadata.delta)
+            if model == "zcdp"
+            else None
+        ),
+        bounds_used=bounds_used,
+        measurement=worst.measurement,
+        components=worst.components,
+        query=query,
+        metadata=metadata,
+        auto=AutoPlan(
+            share=auto.share,
+            selection_cost=total - statistic_cost,
+            statistic_cost=statistic_cost,
+            contribution=contribution,
+            clamp=clamp,
+            candidates=candidates,
+            noise_scale_range=(best.noise_scale, worst.noise_scale),
+        ),
     )
 
 
@@ -569,11 +640,14 @@ def _filter_expression(flt: ResolvedFilter, dtype: pl.DataType) -> pl.Expr:
         return column.is_in(pl.Series(list(flt.typed), dtype=dtype).implode())
     if flt.op == "between":
         low, high = flt.typed
-        return column.is_between(pl.lit(low, dtype=dtype), pl.lit(high, dtype=dtype),
-                                 closed="both")
+        return column.is_between(pl.lit(low, dtype=dtype), pl.lit(high, dtype=dtype), closed="both")
     value = pl.lit(flt.typed, dtype=dtype)
     comparisons = {
-        "eq": column.eq, "lt": column.lt, "le": column.le, "gt": column.gt, "ge": column.ge,
+        "eq": column.eq,
+        "lt": column.lt,
+        "le": column.le,
+        "gt": column.gt,
+        "ge": column.ge,
     }
     return comparisons[flt.op](value)
 
@@ -590,14 +664,18 @@ def prepare_frame(plan: Plan, data: pl.LazyFrame) -> pl.LazyFrame:
     query, metadata = plan.query, plan.metadata
     assert query is not None and metadata is not None
     return truncate_contributions(
-        masked_frame(query, metadata, data), unit=metadata.privacy_unit, by=query.group_by,
+        masked_frame(query, metadata, data),
+        unit=metadata.privacy_unit,
+        by=query.group_by,
         max_groups=query.max_partitions_contributed,
-        max_rows_per_group=query.max_contributions_per_partition, mask=MATCH_COLUMN,
+        max_rows_per_group=query.max_contributions_per_partition,
+        mask=MATCH_COLUMN,
     )
 
 
-def masked_frame(query: ResolvedQuery, metadata: DatasetMetadata,
-                 data: pl.LazyFrame) -> pl.LazyFrame:
+def masked_frame(
+    query: ResolvedQuery, metadata: DatasetMetadata, data: pl.LazyFrame
+) -> pl.LazyFrame:
     """Every row of ``data``, with the unit, group and value columns and the mask ``MATCH_COLUMN``.
 
     ``MATCH_COLUMN`` (Boolean, never null) is true exactly for the rows
@@ -620,17 +698,23 @@ def masked_frame(query: ResolvedQuery, metadata: DatasetMetadata,
         if query.column_type == "float":
             conditions.append(pl.col(query.column).is_not_nan())
     schema = truncated_schema(query, metadata)
-    return data.select([
-        pl.col(unit).cast(pl.String),
-        *(pl.col(name).cast(schema[name]) for name in query.group_by),
-        *([pl.col(query.column).cast(schema[VALUE_COLUMN]).alias(VALUE_COLUMN)]
-          if query.column is not None else []),
-        pl.all_horizontal(conditions).fill_null(False).alias(MATCH_COLUMN),
-    ])
+    return data.select(
+        [
+            pl.col(unit).cast(pl.String),
+            *(pl.col(name).cast(schema[name]) for name in query.group_by),
+            *(
+                [pl.col(query.column).cast(schema[VALUE_COLUMN]).alias(VALUE_COLUMN)]
+                if query.column is not None
+                else []
+            ),
+            pl.all_horizontal(conditions).fill_null(False).alias(MATCH_COLUMN),
+        ]
+    )
 
 
-def filtered_frame(query: ResolvedQuery, metadata: DatasetMetadata,
-                   data: pl.LazyFrame) -> pl.LazyFrame:
+def filtered_frame(
+    query: ResolvedQuery, metadata: DatasetMetadata, data: pl.LazyFrame
+) -> pl.LazyFrame:
     """The rows a query looks at, before truncation (lazy; row-wise only): ``F(D)``.
 
     Applies the ``where`` filters, drops rows whose unit is null, whose group
@@ -639,8 +723,7 @@ def filtered_frame(query: ResolvedQuery, metadata: DatasetMetadata,
     use it (they carry :func:`masked_frame`'s mask instead, so that their work
     does not shrink with the matches); it states what the mask selects.
     """
-    return (masked_frame(query, metadata, data).filter(pl.col(MATCH_COLUMN))
-            .drop(MATCH_COLUMN))
+    return masked_frame(query, metadata, data).filter(pl.col(MATCH_COLUMN)).drop(MATCH_COLUMN)
 
 
 def _post_process(plan: Plan, value: Any) -> float:
@@ -680,9 +763,14 @@ def execute(plan: Plan, data: pl.LazyFrame) -> ReleaseResult:
         return _execute_auto(plan, data)
     truncated = prepare_frame(plan, data).collect(engine="streaming")
     released = plan.measurement(truncated.lazy()).collect()
-    return ReleaseResult(rows=_layout(plan, released), mechanism=plan.mechanism,
-                         noise_scale=plan.noise_scale, accuracy=plan.accuracy,
-                         components=plan.components, opendp_loss=plan.opendp_loss)
+    return ReleaseResult(
+        rows=_layout(plan, released),
+        mechanism=plan.mechanism,
+        noise_scale=plan.noise_scale,
+        accuracy=plan.accuracy,
+        components=plan.components,
+        opendp_loss=plan.opendp_loss,
+    )
 
 
 def _execute_auto(plan: Plan, data: pl.LazyFrame) -> ReleaseResult:
@@ -704,26 +792,46 @@ def _execute_auto(plan: Plan, data: pl.LazyFrame) -> ReleaseResult:
     if contribution is not None:
         if query.column is not None:  # read once, then profile and truncate
             frame = frame.collect().lazy()
-        counts = unit_group_counts(frame, unit=unit, by=by, mask=MATCH_COLUMN).collect(
-            engine="streaming").lazy()
+        counts = (
+            unit_group_counts(frame, unit=unit, by=by, mask=MATCH_COLUMN)
+            .collect(engine="streaming")
+            .lazy()
+        )
         profile = unit_profile(
-            matching_counts(counts), unit=unit, by=by, max_groups=contribution.fixed_partitions,
-            group_limit=contribution.group_limit, row_limit=contribution.row_limit,
-            groups_column=contribution.groups_column, rows_column=contribution.rows_column)
+            matching_counts(counts),
+            unit=unit,
+            by=by,
+            max_groups=contribution.fixed_partitions,
+            group_limit=contribution.group_limit,
+            row_limit=contribution.row_limit,
+            groups_column=contribution.groups_column,
+            rows_column=contribution.rows_column,
+        )
         released = contribution.solved.measurement(profile).collect()
         losses.append(contribution.solved.loss)
         chosen = contribution.choose(released)
         k, c = chosen.k, chosen.c
         selection["contribution_bounds"] = {
-            "columns": [name for name in (contribution.groups_column, contribution.rows_column)
-                        if name is not None],
-            "histogram": chosen.histogram, "scores": chosen.scores,
+            "columns": [
+                name
+                for name in (contribution.groups_column, contribution.rows_column)
+                if name is not None
+            ],
+            "histogram": chosen.histogram,
+            "scores": chosen.scores,
             "mechanism": contribution.solved.mechanism,
             "noise_scale": contribution.solved.scale,
-            "opendp_privacy_loss": contribution.solved.loss}
-    truncated = truncate_contributions(frame, unit=unit, by=by, max_groups=k,
-                                       max_rows_per_group=c, counts=counts,
-                                       mask=MATCH_COLUMN).collect()
+            "opendp_privacy_loss": contribution.solved.loss,
+        }
+    truncated = truncate_contributions(
+        frame,
+        unit=unit,
+        by=by,
+        max_groups=k,
+        max_rows_per_group=c,
+        counts=counts,
+        mask=MATCH_COLUMN,
+    ).collect()
     clamp = auto.clamp
     if clamp is not None:
         solved = clamp.for_rows(k * c)
@@ -734,25 +842,37 @@ def _execute_auto(plan: Plan, data: pl.LazyFrame) -> ReleaseResult:
         clamp_bounds = clamp_choice.bounds
         selection["clamp"] = {
             "candidates": [list(b) for b in clamp.candidates.all_bounds()],
-            "histogram": clamp_choice.histogram, "scores": clamp_choice.scores,
-            "mechanism": solved.mechanism, "noise_scale": solved.scale,
-            "opendp_privacy_loss": solved.loss}
+            "histogram": clamp_choice.histogram,
+            "scores": clamp_choice.scores,
+            "mechanism": solved.mechanism,
+            "noise_scale": solved.scale,
+            "opendp_privacy_loss": solved.loss,
+        }
     statistic = _cached_plan(
         query.with_bounds(k, c, clamp_bounds, _loss_of(plan.model, auto.statistic_cost)),
-        metadata, plan.model, plan.accuracy.alpha)
+        metadata,
+        plan.model,
+        plan.accuracy.alpha,
+    )
     spent = sum((Decimal(loss) for loss in losses), Decimal(statistic.opendp_loss))
     if not spent <= plan.cost:
-        raise ReleaseFailed("the privacy losses of the selection and the statistic exceed "
-                            "the cost")
+        raise ReleaseFailed("the privacy losses of the selection and the statistic exceed the cost")
     released = statistic.measurement(truncated.lazy()).collect()
-    chosen_bounds: dict[str, Any] = {"max_partitions_contributed": k,
-                                     "max_contributions_per_partition": c,
-                                     "clamp": list(clamp_bounds) if clamp_bounds else None}
+    chosen_bounds: dict[str, Any] = {
+        "max_partitions_contributed": k,
+        "max_contributions_per_partition": c,
+        "clamp": list(clamp_bounds) if clamp_bounds else None,
+    }
     return ReleaseResult(
-        rows=_layout(statistic, released), mechanism=statistic.mechanism,
-        noise_scale=statistic.noise_scale, accuracy=statistic.accuracy,
-        components=statistic.components, opendp_loss=float(spent),
-        bounds_chosen=chosen_bounds, selection=selection)
+        rows=_layout(statistic, released),
+        mechanism=statistic.mechanism,
+        noise_scale=statistic.noise_scale,
+        accuracy=statistic.accuracy,
+        components=statistic.components,
+        opendp_loss=float(spent),
+        bounds_chosen=chosen_bounds,
+        selection=selection,
+    )
 
 
 def _layout(plan: Plan, released: pl.DataFrame) -> list[list[Any]]:
@@ -764,14 +884,10 @@ def _layout(plan: Plan, released: pl.DataFrame) -> list[list[Any]]:
             raise ReleaseFailed("the release does not have exactly one row")
         return [[_post_process(plan, released.get_column(VALUE_COLUMN)[0])]]
     by = list(query.group_by)
-    values = {
-        tuple(row[:-1]): row[-1]
-        for row in released.select([*by, VALUE_COLUMN]).iter_rows()
-    }
+    values = {tuple(row[:-1]): row[-1] for row in released.select([*by, VALUE_COLUMN]).iter_rows()}
     rows: list[list[Any]] = []
     for combination in itertools.product(*(metadata.columns[n].typed_keys() for n in by)):
         if combination not in values:
             raise ReleaseFailed("the release lacks a public key combination")
-        rows.append([*(iso(k) for k in combination),
-                     _post_process(plan, values[combination])])
+        rows.append([*(iso(k) for k in combination), _post_process(plan, values[combination])])
     return rows

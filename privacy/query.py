@@ -52,8 +52,8 @@ MAX_AUTO_SHARE = Decimal("0.5")
 ColumnName = Annotated[str, Field(pattern=COLUMN_PATTERN)]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 ExactAmount = Annotated[
-    Decimal, Field(gt=0, le=MAX_PRIVACY_AMOUNT, allow_inf_nan=False, max_digits=24,
-                   decimal_places=12)
+    Decimal,
+    Field(gt=0, le=MAX_PRIVACY_AMOUNT, allow_inf_nan=False, max_digits=24, decimal_places=12),
 ]
 
 
@@ -137,9 +137,14 @@ class QueryRequest(BaseModel):
     max_partitions_contributed: Annotated[int, Field(ge=1, le=10_000)] | Auto | None = None
     max_contributions_per_partition: Annotated[int, Field(ge=1, le=100_000)] | Auto | None = None
     auto_share: Decimal | None = Field(
-        default=None, gt=0, le=MAX_AUTO_SHARE, allow_inf_nan=False, max_digits=7,
+        default=None,
+        gt=0,
+        le=MAX_AUTO_SHARE,
+        allow_inf_nan=False,
+        max_digits=7,
         decimal_places=6,
-        description="share of the cost spent choosing 'auto' bounds (default 0.1, at most 0.5)")
+        description="share of the cost spent choosing 'auto' bounds (default 0.1, at most 0.5)",
+    )
     privacy: PrivacyRequest
 
 
@@ -207,12 +212,22 @@ class ResolvedQuery:
     cells: int
     auto: AutoSpec | None = None
 
-    def with_bounds(self, k: int, c: int,
-                    bounds: tuple[float, float] | tuple[int, int] | None,
-                    privacy: PrivacyRequest) -> ResolvedQuery:
+    def with_bounds(
+        self,
+        k: int,
+        c: int,
+        bounds: tuple[float, float] | tuple[int, int] | None,
+        privacy: PrivacyRequest,
+    ) -> ResolvedQuery:
         """This query with fixed contribution and clamping bounds and cost (no ``auto``)."""
-        return replace(self, max_partitions_contributed=k, max_contributions_per_partition=c,
-                       bounds=bounds, privacy=privacy, auto=None)
+        return replace(
+            self,
+            max_partitions_contributed=k,
+            max_contributions_per_partition=c,
+            bounds=bounds,
+            privacy=privacy,
+            auto=None,
+        )
 
     def canonical(self) -> dict[str, Any]:
         """The JSON-able canonical form: the cache key and what the ledger stores."""
@@ -222,23 +237,35 @@ class ResolvedQuery:
         elif isinstance(self.privacy, RhoLoss):
             privacy = {"rho": decimal_text(self.privacy.rho)}
         else:
-            privacy = {"max_error": float(self.privacy.max_error),
-                       "alpha": float(self.privacy.alpha)}
+            privacy = {
+                "max_error": float(self.privacy.max_error),
+                "alpha": float(self.privacy.alpha),
+            }
         auto = self.auto
         canonical: dict[str, Any] = {
             "dataset": self.dataset,
             "statistic": self.statistic,
             "column": self.column,
             "q": self.q,
-            "bounds": (AUTO if auto is not None and auto.clamp is not None
-                       else list(self.bounds) if self.bounds is not None else None),
+            "bounds": (
+                AUTO
+                if auto is not None and auto.clamp is not None
+                else list(self.bounds)
+                if self.bounds is not None
+                else None
+            ),
             "group_by": list(self.group_by),
             "where": [{"column": f.column, "op": f.op, "value": f.value} for f in self.filters],
-            "max_partitions_contributed": (AUTO if auto is not None and auto.partitions
-                                           is not None else self.max_partitions_contributed),
+            "max_partitions_contributed": (
+                AUTO
+                if auto is not None and auto.partitions is not None
+                else self.max_partitions_contributed
+            ),
             "max_contributions_per_partition": (
-                AUTO if auto is not None and auto.contributions is not None
-                else self.max_contributions_per_partition),
+                AUTO
+                if auto is not None and auto.contributions is not None
+                else self.max_contributions_per_partition
+            ),
             "privacy": privacy,
         }
         if auto is not None:
@@ -258,13 +285,16 @@ def _normalise_float(value: float) -> float:
 
 def _column_spec(metadata: DatasetMetadata, name: str, role: str) -> ColumnSpec:
     if name == metadata.privacy_unit:
-        raise InvalidQuery(f"column {name!r} is the privacy unit of dataset "
-                           f"{metadata.name!r} and cannot be used in a query ({role})")
+        raise InvalidQuery(
+            f"column {name!r} is the privacy unit of dataset "
+            f"{metadata.name!r} and cannot be used in a query ({role})"
+        )
     spec = metadata.columns.get(name)
     if spec is None:
         declared = ", ".join(sorted(metadata.columns))
-        raise InvalidQuery(f"unknown column {name!r} in {role}: dataset {metadata.name!r} "
-                           f"declares only {declared}")
+        raise InvalidQuery(
+            f"unknown column {name!r} in {role}: dataset {metadata.name!r} declares only {declared}"
+        )
     return spec
 
 
@@ -281,8 +311,9 @@ def _typed_filter_value(column: str, spec: ColumnSpec, value: object) -> tuple[A
         if not isinstance(value, int):
             raise InvalidQuery(f"{where}: expected an integer, got {value!r}")
         if not INT64_MIN <= value <= INT64_MAX:  # e.g. 1e19 given as a float
-            raise InvalidQuery(f"{where}: {value!r} is outside the column's range "
-                               f"(Int64: -2^63 to 2^63 - 1)")
+            raise InvalidQuery(
+                f"{where}: {value!r} is outside the column's range (Int64: -2^63 to 2^63 - 1)"
+            )
         return value, value
     if spec.type == "float":
         if isinstance(value, str):
@@ -309,31 +340,39 @@ def _typed_filter_value(column: str, spec: ColumnSpec, value: object) -> tuple[A
 def _resolve_filter(flt: Filter, metadata: DatasetMetadata) -> ResolvedFilter:
     spec = _column_spec(metadata, flt.column, "where")
     if flt.op == "in":
-        pairs = {json.dumps(c): (c, t) for c, t in
-                 (_typed_filter_value(flt.column, spec, v) for v in flt.value)}
+        pairs = {
+            json.dumps(c): (c, t)
+            for c, t in (_typed_filter_value(flt.column, spec, v) for v in flt.value)
+        }
         ordered = [pairs[k] for k in sorted(pairs)]
-        return ResolvedFilter(flt.column, flt.op, [c for c, _ in ordered],
-                              tuple(t for _, t in ordered))
+        return ResolvedFilter(
+            flt.column, flt.op, [c for c, _ in ordered], tuple(t for _, t in ordered)
+        )
     if flt.op == "between":
         low, low_typed = _typed_filter_value(flt.column, spec, flt.value[0])
         high, high_typed = _typed_filter_value(flt.column, spec, flt.value[1])
         if low_typed > high_typed:
-            raise InvalidQuery(f"filter 'between' on {flt.column!r}: low {low!r} is above "
-                               f"high {high!r}")
+            raise InvalidQuery(
+                f"filter 'between' on {flt.column!r}: low {low!r} is above high {high!r}"
+            )
         return ResolvedFilter(flt.column, flt.op, [low, high], (low_typed, high_typed))
     canonical, typed = _typed_filter_value(flt.column, spec, flt.value)
     return ResolvedFilter(flt.column, flt.op, canonical, typed)
 
 
-def _resolve_bounds(query: QueryRequest, spec: ColumnSpec,
-                    column: str) -> tuple[float, float] | tuple[int, int]:
+def _resolve_bounds(
+    query: QueryRequest, spec: ColumnSpec, column: str
+) -> tuple[float, float] | tuple[int, int]:
     raw = query.bounds if query.bounds is not None and query.bounds != AUTO else spec.bounds
     if raw is None and query.bounds == AUTO:
-        raise InvalidQuery(f"'bounds': 'auto' needs public bounds on {column!r}: the candidates "
-                           f"lie within them")
+        raise InvalidQuery(
+            f"'bounds': 'auto' needs public bounds on {column!r}: the candidates lie within them"
+        )
     if raw is None or raw == AUTO:
-        raise InvalidQuery(f"{query.statistic} of {column!r} needs clamping bounds: give "
-                           f"'bounds' in the query or declare public bounds for the column")
+        raise InvalidQuery(
+            f"{query.statistic} of {column!r} needs clamping bounds: give "
+            f"'bounds' in the query or declare public bounds for the column"
+        )
     low, high = float(raw[0]), float(raw[1])
     if not (math.isfinite(low) and math.isfinite(high)):
         raise InvalidQuery("bounds must be finite numbers")
@@ -343,8 +382,9 @@ def _resolve_bounds(query: QueryRequest, spec: ColumnSpec,
         raise InvalidQuery("bounds must lie within ±2^52")
     if spec.type == "integer":
         if not (low.is_integer() and high.is_integer()):
-            raise InvalidQuery(f"column {column!r} is integer: bounds must be integers, got "
-                               f"[{raw[0]}, {raw[1]}]")
+            raise InvalidQuery(
+                f"column {column!r} is integer: bounds must be integers, got [{raw[0]}, {raw[1]}]"
+            )
         return int(low), int(high)
     return _normalise_float(low), _normalise_float(high)
 
@@ -356,8 +396,9 @@ def resolve_query(query: QueryRequest, metadata: DatasetMetadata) -> ResolvedQue
     naming the problem. Does not check the privacy model (see ``plan_query``).
     """
     if query.dataset != metadata.name:
-        raise InvalidQuery(f"query is for dataset {query.dataset!r}, metadata is for "
-                           f"{metadata.name!r}")
+        raise InvalidQuery(
+            f"query is for dataset {query.dataset!r}, metadata is for {metadata.name!r}"
+        )
     statistic = query.statistic
     column: str | None = None
     column_type: str | None = None
@@ -374,15 +415,18 @@ def resolve_query(query: QueryRequest, metadata: DatasetMetadata) -> ResolvedQue
             raise InvalidQuery(f"{statistic} needs a 'column'")
         spec = _column_spec(metadata, query.column, "column")
         if spec.type not in ("integer", "float"):
-            raise InvalidQuery(f"{statistic} needs a numeric column; {query.column!r} is "
-                               f"{spec.type}")
+            raise InvalidQuery(
+                f"{statistic} needs a numeric column; {query.column!r} is {spec.type}"
+            )
         column, column_type = query.column, spec.type
         bounds = _resolve_bounds(query, spec, query.column)
         auto_clamp = query.bounds == AUTO or (query.bounds is None and spec.auto_bounds)
         if metadata.max_rows is None:
-            raise InvalidQuery(f"{statistic} needs a public upper bound on the number of rows: "
-                               f"ask the administrator to declare 'max_rows' for dataset "
-                               f"{metadata.name!r}")
+            raise InvalidQuery(
+                f"{statistic} needs a public upper bound on the number of rows: "
+                f"ask the administrator to declare 'max_rows' for dataset "
+                f"{metadata.name!r}"
+            )
     if statistic == "quantile":
         if query.q is None:
             raise InvalidQuery("quantile needs 'q', e.g. 0.5 for the median")
@@ -392,11 +436,15 @@ def resolve_query(query: QueryRequest, metadata: DatasetMetadata) -> ResolvedQue
     elif query.q is not None:
         raise InvalidQuery(f"'q' is only used by quantile, not by {statistic}")
     if statistic in ("mean", "quantile") and isinstance(query.privacy, AccuracyTarget):
-        reason = ("its error is stated in ranks of the data, which depend on the private data"
-                  if statistic == "quantile" else
-                  "its error depends on the private number of rows in each cell")
-        raise InvalidQuery(f"an accuracy target ('max_error') is not supported for {statistic}: "
-                           f"{reason}; give an explicit cost instead")
+        reason = (
+            "its error is stated in ranks of the data, which depend on the private data"
+            if statistic == "quantile"
+            else "its error depends on the private number of rows in each cell"
+        )
+        raise InvalidQuery(
+            f"an accuracy target ('max_error') is not supported for {statistic}: "
+            f"{reason}; give an explicit cost instead"
+        )
 
     if len(set(query.group_by)) != len(query.group_by):
         raise InvalidQuery("group_by lists a column twice")
@@ -404,12 +452,15 @@ def resolve_query(query: QueryRequest, metadata: DatasetMetadata) -> ResolvedQue
     for name in query.group_by:
         spec = _column_spec(metadata, name, "group_by")
         if spec.keys is None:
-            raise InvalidQuery(f"cannot group by {name!r}: it has no public keys (declare its "
-                               f"keys so that the released rows do not depend on the data)")
+            raise InvalidQuery(
+                f"cannot group by {name!r}: it has no public keys (declare its "
+                f"keys so that the released rows do not depend on the data)"
+            )
         cells *= len(spec.keys)
         if cells > MAX_CELLS:
-            raise InvalidQuery(f"group_by {query.group_by} has more than {MAX_CELLS:,} key "
-                               f"combinations")
+            raise InvalidQuery(
+                f"group_by {query.group_by} has more than {MAX_CELLS:,} key combinations"
+            )
 
     resolved_filters = {
         json.dumps([f.column, f.op, f.value]): f
@@ -446,17 +497,34 @@ def resolve_query(query: QueryRequest, metadata: DatasetMetadata) -> ResolvedQue
     clamp = clamp if clamp is not None and len(clamp.widths) > 1 else None
     auto: AutoSpec | None = None
     if k_candidates is not None or c_candidates is not None or clamp is not None:
-        auto = AutoSpec(share=query.auto_share if query.auto_share is not None
-                        else DEFAULT_AUTO_SHARE, limits=limits, partitions=k_candidates,
-                        contributions=c_candidates, clamp=clamp)
+        auto = AutoSpec(
+            share=query.auto_share if query.auto_share is not None else DEFAULT_AUTO_SHARE,
+            limits=limits,
+            partitions=k_candidates,
+            contributions=c_candidates,
+            clamp=clamp,
+        )
     elif query.auto_share is not None and AUTO not in (
-            asked_k, asked_c, query.bounds, AUTO if auto_clamp else None):
+        asked_k,
+        asked_c,
+        query.bounds,
+        AUTO if auto_clamp else None,
+    ):
         raise InvalidQuery("'auto_share' is only used when a bound is 'auto'")
     return ResolvedQuery(
-        dataset=query.dataset, statistic=statistic, column=column, column_type=column_type,
-        q=q, bounds=bounds, group_by=tuple(query.group_by), filters=filters,
-        max_partitions_contributed=k, max_contributions_per_partition=c,
-        privacy=query.privacy, cells=cells, auto=auto,
+        dataset=query.dataset,
+        statistic=statistic,
+        column=column,
+        column_type=column_type,
+        q=q,
+        bounds=bounds,
+        group_by=tuple(query.group_by),
+        filters=filters,
+        max_partitions_contributed=k,
+        max_contributions_per_partition=c,
+        privacy=query.privacy,
+        cells=cells,
+        auto=auto,
     )
 
 

@@ -111,14 +111,20 @@ def truncate_contributions(
     if not others:
         if counts is None:
             counts = unit_group_counts(frame, unit=unit, by=by, mask=mask)
-        return _truncate_keys_only(counts, group_key=group_key, unit=unit,
-                                   max_groups=max_groups, max_rows_per_group=max_rows_per_group)
+        return _truncate_keys_only(
+            counts,
+            group_key=group_key,
+            unit=unit,
+            max_groups=max_groups,
+            max_rows_per_group=max_rows_per_group,
+        )
     # One group-by over ALL rows: per (unit, group), the number of matching rows and
     # its c matching rows with the smallest hash of their content (then by the
     # content, so only identical — interchangeable — rows are ever tied). Rows that
     # do not match get no hash: they order after every matching row, and are dropped.
     hashed = frame.with_columns(
-        pl.when(pl.col(mask)).then(pl.struct(columns).hash(_ROW_SEED)).alias(_ROW_HASH))
+        pl.when(pl.col(mask)).then(pl.struct(columns).hash(_ROW_SEED)).alias(_ROW_HASH)
+    )
     rows = pl.col(mask).sum().cast(pl.UInt32).alias(_ROWS)
     if max_rows_per_group == 1 and len(others) == 1:
         # The lexicographic minimum of (hash, value), without sorting every group.
@@ -127,13 +133,17 @@ def truncate_contributions(
         selected = hashed.group_by(group_key).agg(rows, first)
         exploded: list[str] = []
     else:
-        chosen = (pl.col([*others, _ROW_HASH])
-                  .sort_by([_ROW_HASH, *others], nulls_last=True).head(max_rows_per_group))
+        chosen = (
+            pl.col([*others, _ROW_HASH])
+            .sort_by([_ROW_HASH, *others], nulls_last=True)
+            .head(max_rows_per_group)
+        )
         selected = hashed.group_by(group_key).agg(rows, chosen)
         exploded = [*others, _ROW_HASH]
     if by:
-        selected = _rank_groups(selected, group_key=group_key, unit=unit,
-                                max_groups=max_groups).filter(pl.col(_KEPT))
+        selected = _rank_groups(
+            selected, group_key=group_key, unit=unit, max_groups=max_groups
+        ).filter(pl.col(_KEPT))
     else:
         selected = matching_counts(selected)
     if exploded:
@@ -141,8 +151,9 @@ def truncate_contributions(
     return selected.select(columns)
 
 
-def unit_group_counts(frame: pl.LazyFrame, *, unit: str, by: Sequence[str],
-                      mask: str | None = None) -> pl.LazyFrame:
+def unit_group_counts(
+    frame: pl.LazyFrame, *, unit: str, by: Sequence[str], mask: str | None = None
+) -> pl.LazyFrame:
     """The number of rows of each (unit, group) of ``frame``: columns ``unit, *by, _ROWS``.
 
     With ``mask`` (a Boolean column), the number of rows where it is true, for
@@ -159,8 +170,9 @@ def matching_counts(counts: pl.LazyFrame) -> pl.LazyFrame:
     return counts.filter(pl.col(_ROWS) > 0)
 
 
-def _rank_groups(counts: pl.LazyFrame, *, group_key: list[str], unit: str,
-                 max_groups: int) -> pl.LazyFrame:
+def _rank_groups(
+    counts: pl.LazyFrame, *, group_key: list[str], unit: str, max_groups: int
+) -> pl.LazyFrame:
     """``counts`` plus ``_KEPT``: the (unit, group) is among the unit's ``max_groups`` largest.
 
     The order is :func:`_top_groups`'s; groups with no matching row sort after
@@ -169,27 +181,38 @@ def _rank_groups(counts: pl.LazyFrame, *, group_key: list[str], unit: str,
     """
     by = group_key[1:]
     return (
-        counts
-        .with_columns(pl.struct(group_key).hash(_GROUP_SEED).alias(_GROUP_HASH))
-        .sort([_ROWS, _GROUP_HASH, *by], descending=[True, *([False] * (len(by) + 1))],
-              maintain_order=True)
-        .with_columns(((_position_within(unit) < max_groups) & (pl.col(_ROWS) > 0))
-                      .alias(_KEPT))
+        counts.with_columns(pl.struct(group_key).hash(_GROUP_SEED).alias(_GROUP_HASH))
+        .sort(
+            [_ROWS, _GROUP_HASH, *by],
+            descending=[True, *([False] * (len(by) + 1))],
+            maintain_order=True,
+        )
+        .with_columns(((_position_within(unit) < max_groups) & (pl.col(_ROWS) > 0)).alias(_KEPT))
     )
 
 
-def _top_groups(counts: pl.LazyFrame, *, group_key: list[str], unit: str,
-                max_groups: int) -> pl.LazyFrame:
+def _top_groups(
+    counts: pl.LazyFrame, *, group_key: list[str], unit: str, max_groups: int
+) -> pl.LazyFrame:
     """Per unit, its ``max_groups`` groups with most rows, with the row count ``_ROWS``.
 
     Groups with 0 rows (masked counts) are never kept.
     """
-    return (_rank_groups(counts, group_key=group_key, unit=unit, max_groups=max_groups)
-            .filter(pl.col(_KEPT)).select([*group_key, _ROWS]))
+    return (
+        _rank_groups(counts, group_key=group_key, unit=unit, max_groups=max_groups)
+        .filter(pl.col(_KEPT))
+        .select([*group_key, _ROWS])
+    )
 
 
-def _truncate_keys_only(counts: pl.LazyFrame, *, group_key: list[str], unit: str,
-                        max_groups: int, max_rows_per_group: int) -> pl.LazyFrame:
+def _truncate_keys_only(
+    counts: pl.LazyFrame,
+    *,
+    group_key: list[str],
+    unit: str,
+    max_groups: int,
+    max_rows_per_group: int,
+) -> pl.LazyFrame:
     """:func:`truncate_contributions` when rows hold only the unit and group keys.
 
     Then all rows of one (unit, group) are identical, so the result is fully
@@ -205,14 +228,21 @@ def _truncate_keys_only(counts: pl.LazyFrame, *, group_key: list[str], unit: str
         counts = matching_counts(counts)
     if max_rows_per_group == 1:
         return counts.select(group_key)
-    copies = pl.int_ranges(0, pl.min_horizontal(pl.col(_ROWS), max_rows_per_group),
-                           dtype=pl.UInt32)
+    copies = pl.int_ranges(0, pl.min_horizontal(pl.col(_ROWS), max_rows_per_group), dtype=pl.UInt32)
     return counts.with_columns(copies.alias(_ROWS)).explode(_ROWS).select(group_key)
 
 
-def unit_profile(counts: pl.LazyFrame, *, unit: str, by: Sequence[str],
-                 max_groups: int | None, group_limit: int, row_limit: int,
-                 groups_column: str | None, rows_column: str | None) -> pl.LazyFrame:
+def unit_profile(
+    counts: pl.LazyFrame,
+    *,
+    unit: str,
+    by: Sequence[str],
+    max_groups: int | None,
+    group_limit: int,
+    row_limit: int,
+    groups_column: str | None,
+    rows_column: str | None,
+) -> pl.LazyFrame:
     """One row per unit describing its contributions: the input of the automatic-bounds choice.
 
     ``counts`` is :func:`unit_group_counts` of the filtered frame. With
@@ -241,8 +271,9 @@ def unit_profile(counts: pl.LazyFrame, *, unit: str, by: Sequence[str],
     if groups_column is not None:
         aggregates.append(pl.len().clip(1, group_limit).cast(pl.Int64).alias(groups_column))
     if rows_column is not None:
-        sampled = (pl.col(_ROWS).sort_by([_SAMPLE_HASH, *by]).first() if by
-                   else pl.col(_ROWS).first())
+        sampled = (
+            pl.col(_ROWS).sort_by([_SAMPLE_HASH, *by]).first() if by else pl.col(_ROWS).first()
+        )
         aggregates.append(sampled.clip(1, row_limit).cast(pl.Int64).alias(rows_column))
     if not aggregates:
         raise ValueError("a unit profile needs at least one column")

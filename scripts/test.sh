@@ -9,5 +9,6 @@ elif [ "${CI:-}" = "true" ]; then
   echo "CI needs PostgreSQL" >&2; exit 1
 fi
 .venv/bin/ruff check .
+.venv/bin/ruff format --check .
 .venv/bin/mypy
 .venv/bin/pytest -p no:cacheprovider "$@"

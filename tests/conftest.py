@@ -21,7 +21,9 @@ from api.app import create_app
 from api.server import EdgeLimits, server_config
 from api.settings import Settings
 
-PG_ADMIN_URL = os.environ.get("RUIS_TEST_POSTGRES_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = os.environ.get(
+    "RUIS_TEST_POSTGRES_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 ADMIN_KEY = "test-admin-key-Vq7Lw2Zr9Xk4Tn8Pd3Hs"
 
 
@@ -58,8 +60,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         return
     if not _PG_UP:
         if REQUIRE_PG:
-            pytest.fail("PostgreSQL is required here (CI) but does not answer at "
-                        f"{PG_ADMIN_URL}")
+            pytest.fail(f"PostgreSQL is required here (CI) but does not answer at {PG_ADMIN_URL}")
         pytest.skip("PostgreSQL is not reachable")
     yield from _pg_database()
 
@@ -109,8 +110,14 @@ def start_server(settings: Settings, limits: EdgeLimits | None = None) -> Runnin
     """Serve ``create_app(settings)`` on a free port until stopped, with the HTTP edge
     ``ruis serve`` has (``limits``: the defaults unless given)."""
     port = free_port()
-    config = server_config(create_app(settings), host="127.0.0.1", port=port,
-                           limits=limits or EdgeLimits(), log_level="warning", lifespan="on")
+    config = server_config(
+        create_app(settings),
+        host="127.0.0.1",
+        port=port,
+        limits=limits or EdgeLimits(),
+        log_level="warning",
+        lifespan="on",
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -119,8 +126,9 @@ def start_server(settings: Settings, limits: EdgeLimits | None = None) -> Runnin
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("the test server did not start")
         time.sleep(0.02)
-    return RunningServer(url=f"http://127.0.0.1:{port}", settings=settings, server=server,
-                         thread=thread)
+    return RunningServer(
+        url=f"http://127.0.0.1:{port}", settings=settings, server=server, thread=thread
+    )
 
 
 @pytest.fixture

@@ -47,8 +47,9 @@ def _runner(capsys: pytest.CaptureFixture[str], prefix: list[str]) -> Admin:
 
 
 @pytest.fixture
-def direct(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, db_url: str,
-           data_dir: Path) -> Admin:
+def direct(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, db_url: str, data_dir: Path
+) -> Admin:
     """``ruis admin`` on the database itself (each backend)."""
     monkeypatch.setenv("RUIS_DATABASE_URL", db_url)
     monkeypatch.setenv("RUIS_DATA_DIR", str(data_dir))
@@ -58,8 +59,9 @@ def direct(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, 
 
 
 @pytest.fixture
-def over_http(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-              server: RunningServer) -> Admin:
+def over_http(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, server: RunningServer
+) -> Admin:
     """``ruis admin --url --key`` against the real server (each backend)."""
     for name in ("RUIS_URL", "RUIS_ADMIN_KEY", "RUIS_DATABASE_URL"):
         monkeypatch.delenv(name, raising=False)
@@ -130,8 +132,14 @@ def _every_action(run: Admin, dataset_file: str) -> dict[str, Any]:
     assert len(entries) == verification["entries"]
     assert entries[-1]["hash"] == verification["head"]
     kinds = [e["kind"] for e in entries]
-    for kind in ("consumer_created", "key_issued", "key_revoked", "dataset_registered",
-                 "dataset_reinstated", "budget_set"):
+    for kind in (
+        "consumer_created",
+        "key_issued",
+        "key_revoked",
+        "dataset_registered",
+        "dataset_reinstated",
+        "budget_set",
+    ):
         assert kind in kinds
     assert kinds.count("key_revoked") == 1
     csv_lines = run("export-ledger", "--format", "csv").out.splitlines()
@@ -145,8 +153,7 @@ def test_every_action_on_the_database(direct: Admin, tmp_path: Path, data_dir: P
     assert len(actors) == 1 and actors.pop().startswith("cli:")
 
 
-def test_every_action_over_http(over_http: Admin, server: RunningServer, tmp_path: Path
-                                ) -> None:
+def test_every_action_over_http(over_http: Admin, server: RunningServer, tmp_path: Path) -> None:
     facts = _every_action(over_http, _dataset_file(tmp_path, server.settings.data_dir))
     ours = [e for e in facts["entries"] if e["consumer"] != "bootstrap-admin"]
     assert {e["actor"] for e in ours} == {"bootstrap-admin"}
@@ -170,8 +177,9 @@ def _fails(outcome: Outcome, *fragments: str) -> None:
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_direct_mode_errors(direct: Admin, tmp_path: Path, data_dir: Path,
-                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_direct_mode_errors(
+    direct: Admin, tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _fails(direct("set-budget", "ana", "events", "1"), "'ana' does not exist")
     assert direct("create-consumer", "ana", "--role", "analyst").code == 0
     _fails(direct("create-consumer", "ana", "--role", "analyst"), "ana")
@@ -200,8 +208,9 @@ def test_direct_mode_errors(direct: Admin, tmp_path: Path, data_dir: Path,
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_http_mode_errors(over_http: Admin, capsys: pytest.CaptureFixture[str],
-                          server: RunningServer, tmp_path: Path) -> None:
+def test_http_mode_errors(
+    over_http: Admin, capsys: pytest.CaptureFixture[str], server: RunningServer, tmp_path: Path
+) -> None:
     _fails(over_http("set-budget", "ana", "events", "1"), "HTTP 404", "'ana' does not exist")
     _fails(over_http("set-budget", "ana", "events", "lots"), "'lots' is not a number")
     _fails(over_http("create-consumer", "Not A Slug", "--role", "analyst"), "HTTP 422")
@@ -215,17 +224,17 @@ def test_http_mode_errors(over_http: Admin, capsys: pytest.CaptureFixture[str],
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_environment_selects_http_mode(capsys: pytest.CaptureFixture[str],
-                                       monkeypatch: pytest.MonkeyPatch,
-                                       server: RunningServer) -> None:
+def test_environment_selects_http_mode(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, server: RunningServer
+) -> None:
     monkeypatch.setenv("RUIS_URL", server.url)
     monkeypatch.setenv("RUIS_ADMIN_KEY", ADMIN_KEY)
     monkeypatch.setenv("RUIS_DATABASE_URL", "sqlite:////nonexistent/never-used.db")
     created = _runner(capsys, [])("create-consumer", "via-env", "--role", "auditor").json()
-    auditor = httpx.get(f"{server.url}/v1/ledger/verify",
-                        headers={"Authorization": f"Bearer {created['api_key']}"})
+    auditor = httpx.get(
+        f"{server.url}/v1/ledger/verify", headers={"Authorization": f"Bearer {created['api_key']}"}
+    )
     assert auditor.status_code == 200 and auditor.json()["valid"] is True
-
 
 
 def _set_limits_and_show_them(run: Admin, *, direct_mode: bool) -> None:

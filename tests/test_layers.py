@@ -13,8 +13,18 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 FORBIDDEN = {
-    "privacy": {"api", "db", "cli", "client", "fastapi", "starlette", "sqlalchemy", "sqlmodel",
-                "psycopg", "httpx"},
+    "privacy": {
+        "api",
+        "db",
+        "cli",
+        "client",
+        "fastapi",
+        "starlette",
+        "sqlalchemy",
+        "sqlmodel",
+        "psycopg",
+        "httpx",
+    },
     "db": {"api", "privacy", "cli", "client", "opendp", "polars", "fastapi"},
     "api": {"cli", "client", "opendp", "polars", "numpy"},
 }
@@ -36,9 +46,11 @@ def imported_modules(package: str) -> dict[str, set[str]]:
 
 @pytest.mark.parametrize("package", sorted(FORBIDDEN))
 def test_layer_imports_only_what_it_may(package: str) -> None:
-    violations = {module: sorted(names & FORBIDDEN[package])
-                  for module, names in imported_modules(package).items()
-                  if names & FORBIDDEN[package]}
+    violations = {
+        module: sorted(names & FORBIDDEN[package])
+        for module, names in imported_modules(package).items()
+        if names & FORBIDDEN[package]
+    }
     assert violations == {}
 
 

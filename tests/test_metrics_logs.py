@@ -23,32 +23,48 @@ from tests.conftest import ADMIN_KEY, RunningServer, free_port, start_server
 from tests.factories import events_metadata, write_events
 
 SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-SUM: dict[str, Any] = {"dataset": "events", "statistic": "sum", "column": "dwell_minutes",
-                       "group_by": ["municipality"], "privacy": {"epsilon": 0.5}}
+SUM: dict[str, Any] = {
+    "dataset": "events",
+    "statistic": "sum",
+    "column": "dwell_minutes",
+    "group_by": ["municipality"],
+    "privacy": {"epsilon": 0.5},
+}
 
 
 def _samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    return {(sample.name, frozenset(sample.labels.items())): sample.value
-            for family in text_string_to_metric_families(text) for sample in family.samples}
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
-def _value(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str,
-           **labels: str) -> float:
+def _value(
+    samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
+) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
 def _analyst(server: RunningServer, admin: httpx.Client, epsilon: float = 1.0) -> httpx.Client:
     write_events(server.settings.data_dir)
-    assert admin.post("/v1/datasets", json=events_metadata(
-        budget_cap={"model": "pure", "epsilon": 5})).status_code == 201
+    assert (
+        admin.post(
+            "/v1/datasets", json=events_metadata(budget_cap={"model": "pure", "epsilon": 5})
+        ).status_code
+        == 201
+    )
     key = admin.post("/v1/consumers", json={"name": "ana", "role": "analyst"}).json()["api_key"]
-    assert admin.put("/v1/budgets/ana/events",
-                     json={"model": "pure", "epsilon": epsilon}).status_code == 200
+    assert (
+        admin.put("/v1/budgets/ana/events", json={"model": "pure", "epsilon": epsilon}).status_code
+        == 200
+    )
     return server.client(key)
 
 
 def test_metrics_count_routes_releases_refusals_and_budgets(
-        server: RunningServer, admin: httpx.Client) -> None:
+    server: RunningServer, admin: httpx.Client
+) -> None:
     ana = _analyst(server, admin)
     assert ana.post("/v1/queries", json=SUM).status_code == 200
     assert ana.post("/v1/queries", json=SUM).status_code == 200  # cached: no new spending
@@ -64,10 +80,14 @@ def test_metrics_count_routes_releases_refusals_and_budgets(
     samples = _samples(response.text)
     requests = "ruis_http_requests_total"
     assert _value(samples, requests, method="POST", route="/v1/queries", status="200") == 2
-    assert _value(samples, requests, method="GET", route="/v1/consumers/{name}/keys",
-                  status="200") == 1
-    assert _value(samples, requests, method="GET", route="/v1/consumers/{name}/keys",
-                  status="404") == 1
+    assert (
+        _value(samples, requests, method="GET", route="/v1/consumers/{name}/keys", status="200")
+        == 1
+    )
+    assert (
+        _value(samples, requests, method="GET", route="/v1/consumers/{name}/keys", status="404")
+        == 1
+    )
     assert _value(samples, requests, method="GET", route="<unmatched>", status="404") == 1
     assert "nobody" not in response.text and "/no/such" not in response.text  # templates only
     assert _value(samples, "ruis_release_duration_seconds_count") == 2
@@ -94,8 +114,9 @@ def test_metrics_token(settings: Settings) -> None:
         assert missing.headers["content-type"] == "application/problem+json"
         assert missing.headers["www-authenticate"] == "Bearer"
         assert httpx.get(url, headers={"Authorization": "Bearer wrong"}).status_code == 401
-        assert httpx.get(url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}
-                         ).status_code == 401  # an API key is not the metrics token
+        assert (
+            httpx.get(url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}).status_code == 401
+        )  # an API key is not the metrics token
         granted = httpx.get(url, headers={"Authorization": f"Bearer {token}"})
         assert granted.status_code == 200 and "ruis_http_requests_total" in granted.text
     finally:
@@ -105,20 +126,38 @@ def test_metrics_token(settings: Settings) -> None:
 
 @SQLITE_ONLY
 def test_access_log_lines_carry_the_request_and_no_released_values(
-        server: RunningServer, admin: httpx.Client, caplog: pytest.LogCaptureFixture) -> None:
+    server: RunningServer, admin: httpx.Client, caplog: pytest.LogCaptureFixture
+) -> None:
     ana = _analyst(server, admin)
     caplog.set_level(logging.DEBUG)
     release = ana.post("/v1/queries", json=SUM, headers={"X-Request-ID": "trace-42"})
     assert release.status_code == 200
-    records = [r for r in caplog.records if r.name == "ruis.access"
-               and getattr(r, "request_id", None) == "trace-42"]
+    records = [
+        r
+        for r in caplog.records
+        if r.name == "ruis.access" and getattr(r, "request_id", None) == "trace-42"
+    ]
     assert len(records) == 1
     line = json.loads(JsonFormatter().format(records[0]))
-    assert set(line) == {"time", "level", "logger", "message", "request_id", "method", "route",
-                         "status", "duration_ms", "consumer"}
+    assert set(line) == {
+        "time",
+        "level",
+        "logger",
+        "message",
+        "request_id",
+        "method",
+        "route",
+        "status",
+        "duration_ms",
+        "consumer",
+    }
     assert line["time"].endswith("Z") and line["level"] == "info"
     assert (line["method"], line["route"], line["status"], line["consumer"]) == (
-        "POST", "/v1/queries", 200, "ana")
+        "POST",
+        "/v1/queries",
+        200,
+        "ana",
+    )
     assert line["message"] == "POST /v1/queries 200" and line["duration_ms"] > 0
     ledgered = admin.get("/v1/ledger", params={"kind": "release"}).json()["items"]
     assert ledgered[-1]["request_id"] == "trace-42"
@@ -137,8 +176,15 @@ def test_json_formatter_keeps_exception_type_and_stack_not_its_message() -> None
     try:
         _parse(private)
     except ValueError:
-        record = logging.LogRecord("ruis.release", logging.ERROR, __file__, 1,
-                                   "release %s failed", ("rel_1",), sys.exc_info())
+        record = logging.LogRecord(
+            "ruis.release",
+            logging.ERROR,
+            __file__,
+            1,
+            "release %s failed",
+            ("rel_1",),
+            sys.exc_info(),
+        )
     line = json.loads(JsonFormatter().format(record))
     assert line["message"] == "release rel_1 failed" and line["level"] == "error"
     assert line["exception"] == "builtins.ValueError"
@@ -146,14 +192,17 @@ def test_json_formatter_keeps_exception_type_and_stack_not_its_message() -> None
     assert private not in json.dumps(line)  # the stack shows code, not runtime values
 
 
-def test_readyz_checks_the_database_and_the_data_dir(server: RunningServer,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_readyz_checks_the_database_and_the_data_dir(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ready = httpx.get(f"{server.url}/readyz")
     assert ready.status_code == 200
     # An SQLite database's directory is checked for free space too; PostgreSQL's is remote.
     local = {"database_dir": "ok"} if server.settings.database_url.startswith("sqlite") else {}
-    assert ready.json() == {"status": "ok", "checks": {"database": "ok", "data_dir": "ok",
-                                                       **local, "datasets": "ok"}}
+    assert ready.json() == {
+        "status": "ok",
+        "checks": {"database": "ok", "data_dir": "ok", **local, "datasets": "ok"},
+    }
 
     database = server.server.config.app.state.db
 
@@ -163,16 +212,20 @@ def test_readyz_checks_the_database_and_the_data_dir(server: RunningServer,
     monkeypatch.setattr(database, "ping", unreachable)
     down = httpx.get(f"{server.url}/readyz")
     assert down.status_code == 503
-    assert down.json()["checks"] == {"database": "unavailable: ConnectionRefusedError",
-                                     "data_dir": "ok", **local}
+    assert down.json()["checks"] == {
+        "database": "unavailable: ConnectionRefusedError",
+        "data_dir": "ok",
+        **local,
+    }
     monkeypatch.undo()
 
     server.settings.data_dir.rename(server.settings.data_dir.with_name("moved"))
     gone = httpx.get(f"{server.url}/readyz")
     assert gone.status_code == 503
-    assert gone.json() == {"status": "unavailable",
-                           "checks": {"database": "ok", "data_dir": "unavailable", **local,
-                                      "datasets": "ok"}}
+    assert gone.json() == {
+        "status": "unavailable",
+        "checks": {"database": "ok", "data_dir": "unavailable", **local, "datasets": "ok"},
+    }
     assert httpx.get(f"{server.url}/healthz").status_code == 200  # alive, just not ready
 
 
@@ -182,15 +235,28 @@ def test_serve_with_workers_sums_metrics_and_logs_json(tmp_path: Path, data_dir:
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
     (metrics_dir / "counter_stale.db").write_bytes(b"left by an earlier run")
-    env = {**os.environ, "RUIS_DATA_DIR": str(data_dir),
-           "RUIS_DATABASE_URL": f"sqlite:///{tmp_path / 'ruis.db'}",
-           "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    env = {
+        **os.environ,
+        "RUIS_DATA_DIR": str(data_dir),
+        "RUIS_DATABASE_URL": f"sqlite:///{tmp_path / 'ruis.db'}",
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+    }
     env.pop("RUIS_METRICS_TOKEN", None)
     stderr = (tmp_path / "stderr.log").open("w+")
     process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("ruis")), "serve", "--port", str(port),
-         "--workers", "2"], env=env, stdout=subprocess.DEVNULL, stderr=stderr,
-        start_new_session=True)
+        [
+            str(Path(sys.executable).with_name("ruis")),
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -206,8 +272,12 @@ def test_serve_with_workers_sums_metrics_and_logs_json(tmp_path: Path, data_dir:
         for _ in range(requests):  # new connections: the kernel spreads them over workers
             assert httpx.get(f"{url}/healthz").status_code == 200
         samples = _samples(httpx.get(f"{url}/metrics").text)
-        assert _value(samples, "ruis_http_requests_total", method="GET", route="/healthz",
-                      status="200") == requests
+        assert (
+            _value(
+                samples, "ruis_http_requests_total", method="GET", route="/healthz", status="200"
+            )
+            == requests
+        )
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
@@ -222,8 +292,11 @@ def test_serve_with_workers_sums_metrics_and_logs_json(tmp_path: Path, data_dir:
 
 @SQLITE_ONLY
 def test_an_unexpected_error_is_a_500_problem_with_the_request_id(
-        server: RunningServer, admin: httpx.Client, monkeypatch: pytest.MonkeyPatch,
-        caplog: pytest.LogCaptureFixture) -> None:
+    server: RunningServer,
+    admin: httpx.Client,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     database = server.server.config.app.state.db
     private = "-".join(["GM0363", "private", "value"])  # (stacks show code, not values)
 
@@ -236,14 +309,19 @@ def test_an_unexpected_error_is_a_500_problem_with_the_request_id(
     assert response.status_code == 500
     assert response.headers["x-request-id"] == "fail-1"
     assert response.headers["content-type"] == "application/problem+json"
-    assert response.json() == {"type": "internal-error", "title": "Internal server error",
-                               "status": 500,
-                               "detail": "the server failed to handle this request"}
+    assert response.json() == {
+        "type": "internal-error",
+        "title": "Internal server error",
+        "status": 500,
+        "detail": "the server failed to handle this request",
+    }
     assert private not in response.text
     monkeypatch.undo()
     samples = _samples(httpx.get(f"{server.url}/metrics").text)
-    assert _value(samples, "ruis_http_requests_total", method="GET", route="/v1/budgets",
-                  status="500") == 1
+    assert (
+        _value(samples, "ruis_http_requests_total", method="GET", route="/v1/budgets", status="500")
+        == 1
+    )
     logged = [r for r in caplog.records if getattr(r, "request_id", None) == "fail-1"]
     assert {r.name for r in logged} >= {"ruis.api", "ruis.access"}
     assert all(private not in JsonFormatter().format(r) for r in logged)

@@ -27,8 +27,11 @@ def _committed() -> dict[str, Any]:
 
 
 def _operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
-    return [(path, method, operation) for path, operations in document["paths"].items()
-            for method, operation in operations.items()]
+    return [
+        (path, method, operation)
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+    ]
 
 
 @SQLITE_ONLY
@@ -36,14 +39,15 @@ def test_committed_document_is_what_the_server_serves(server: RunningServer) -> 
     served = httpx.get(f"{server.url}/openapi.json").json()
     assert served == _committed(), (
         f"openapi/openapi.json differs from the served /openapi.json; regenerate it with "
-        f"`{REGENERATE}` and commit it")
+        f"`{REGENERATE}` and commit it"
+    )
 
 
-def test_cli_writes_the_committed_bytes(capsys: pytest.CaptureFixture[str],
-                                        tmp_path: Path) -> None:
+def test_cli_writes_the_committed_bytes(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert main(["openapi"]) == 0
     assert capsys.readouterr().out == COMMITTED.read_text(encoding="utf-8"), (
-        f"openapi/openapi.json is stale; regenerate it with `{REGENERATE}`")
+        f"openapi/openapi.json is stale; regenerate it with `{REGENERATE}`"
+    )
     target = tmp_path / "openapi.json"
     assert main(["openapi", "--output", str(target)]) == 0
     assert target.read_bytes() == COMMITTED.read_bytes()
@@ -52,8 +56,11 @@ def test_cli_writes_the_committed_bytes(capsys: pytest.CaptureFixture[str],
 def test_every_operation_documents_roles_models_and_problems() -> None:
     document = _committed()
     schemes = document["components"]["securitySchemes"]
-    assert schemes["HTTPBearer"] == {"type": "http", "scheme": "bearer",
-                                     "description": "An API key issued by an admin"}
+    assert schemes["HTTPBearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key issued by an admin",
+    }
     assert "HTTPValidationError" not in document["components"]["schemas"]
     for path, method, operation in _operations(document):
         where = f"{method.upper()} {path}"
@@ -67,8 +74,7 @@ def test_every_operation_documents_roles_models_and_problems() -> None:
         for code, response in responses.items():
             assert "X-Request-ID" in response["headers"], where
             if code[0] in "45" and not (path == "/readyz" and code == "503"):
-                assert response["content"] == {"application/problem+json": PROBLEM}, (where,
-                                                                                     code)
+                assert response["content"] == {"application/problem+json": PROBLEM}, (where, code)
         if path in ("/healthz", "/readyz", "/metrics"):
             assert "HTTPBearer" not in json.dumps(operation.get("security", [])), where
             continue
@@ -99,12 +105,14 @@ def _fill(path: str) -> str:
 
 
 @SQLITE_ONLY
-def test_documented_roles_are_the_enforced_roles(server: RunningServer,
-                                                 admin: httpx.Client) -> None:
+def test_documented_roles_are_the_enforced_roles(
+    server: RunningServer, admin: httpx.Client
+) -> None:
     clients = {"admin": admin}
     for role in ("analyst", "auditor"):
-        key = admin.post("/v1/consumers", json={"name": f"a-{role}", "role": role}
-                         ).json()["api_key"]
+        key = admin.post("/v1/consumers", json={"name": f"a-{role}", "role": role}).json()[
+            "api_key"
+        ]
         clients[role] = server.client(key)
     anonymous = server.client()
     for path, method, operation in _operations(_committed()):

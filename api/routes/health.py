@@ -36,15 +36,16 @@ def readyz(db: DbDep, settings: SettingsDep) -> Health | JSONResponse:
         suspended = count_suspended(db)
     except Exception as exc:
         checks["database"] = f"unavailable: {type(exc).__name__}"
-    checks["data_dir"] = directory_state(settings.data_dir, settings.min_free_bytes,
-                                         writable=True)
+    checks["data_dir"] = directory_state(settings.data_dir, settings.min_free_bytes, writable=True)
     database_dir = db.local_directory
     if database_dir is not None:
-        checks["database_dir"] = directory_state(database_dir, settings.min_free_bytes,
-                                                 writable=True)
+        checks["database_dir"] = directory_state(
+            database_dir, settings.min_free_bytes, writable=True
+        )
     if checks["database"] == "ok":
         checks["datasets"] = f"{suspended} suspended" if suspended else "ok"
     if any(v != "ok" for name, v in checks.items() if name != "datasets"):
-        return JSONResponse(Health(status="unavailable", checks=checks).model_dump(),
-                            status_code=503)
+        return JSONResponse(
+            Health(status="unavailable", checks=checks).model_dump(), status_code=503
+        )
     return Health(status="degraded" if suspended else "ok", checks=checks)

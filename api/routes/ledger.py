@@ -25,8 +25,19 @@ from db.ledger import LedgerFilter
 router = APIRouter(prefix="/v1/ledger", tags=["ledger (admin, auditor)"])
 _CURSOR = re.compile(r"seq:([0-9]{1,19})")
 MAX_SEQ = 2**63 - 1
-EXPORT_FIELDS = ("seq", "time", "kind", "actor", "consumer", "dataset", "cost", "request_id",
-                 "details", "prev_hash", "hash")
+EXPORT_FIELDS = (
+    "seq",
+    "time",
+    "kind",
+    "actor",
+    "consumer",
+    "dataset",
+    "cost",
+    "request_id",
+    "details",
+    "prev_hash",
+    "hash",
+)
 
 
 def _ledger_time(value: str | None, *, end_of_day: bool) -> str | None:
@@ -65,18 +76,29 @@ def decode_cursor(cursor: str | None) -> int:
         raise InvalidRequest("the cursor is not valid") from None
 
 
-def _filters(consumer: str | None, dataset: str | None, kind: str | None, since: str | None,
-             until: str | None) -> LedgerFilter:
+def _filters(
+    consumer: str | None,
+    dataset: str | None,
+    kind: str | None,
+    since: str | None,
+    until: str | None,
+) -> LedgerFilter:
     if kind is not None and kind not in ledger.KINDS:
         raise InvalidRequest(f"unknown kind {kind[:40]!r}; one of {', '.join(ledger.KINDS)}")
-    return LedgerFilter(consumer=consumer, dataset=dataset, kind=kind,
-                        since=_ledger_time(since, end_of_day=False),
-                        until=_ledger_time(until, end_of_day=True))
+    return LedgerFilter(
+        consumer=consumer,
+        dataset=dataset,
+        kind=kind,
+        since=_ledger_time(since, end_of_day=False),
+        until=_ledger_time(until, end_of_day=True),
+    )
 
 
 @router.get("", response_model=Page[LedgerEntryPublic], responses=problems(401, 403, 422))
 def list_entries(
-    _: AdminOrAuditor, db: DbDep, settings: SettingsDep,
+    _: AdminOrAuditor,
+    db: DbDep,
+    settings: SettingsDep,
     consumer: str | None = Query(default=None, max_length=64),
     dataset: str | None = Query(default=None, max_length=64),
     kind: str | None = Query(default=None, max_length=32),
@@ -90,12 +112,17 @@ def list_entries(
     always one. Roles: admin, auditor."""
     filters = _filters(consumer, dataset, kind, since, until)
     with db.read() as session:
-        rows, next_after = ledger.page(session, filters, after_seq=decode_cursor(cursor),
-                                       limit=limit,
-                                       max_bytes=settings.limits.ledger_page_bytes)
+        rows, next_after = ledger.page(
+            session,
+            filters,
+            after_seq=decode_cursor(cursor),
+            limit=limit,
+            max_bytes=settings.limits.ledger_page_bytes,
+        )
         items = [LedgerEntryPublic(**ledger.entry_document(e)) for e in rows]
     return Page[LedgerEntryPublic](
-        items=items, next_cursor=encode_cursor(next_after) if next_after is not None else None)
+        items=items, next_cursor=encode_cursor(next_after) if next_after is not None else None
+    )
 
 
 @router.get("/verify", response_model=LedgerVerification, responses=problems(401, 403))
@@ -105,14 +132,18 @@ def verify(_: AdminOrAuditor, db: DbDep) -> LedgerVerification:
     return verification(*reconcile.verify(db))
 
 
-def verification(chain: ledger.Verification, found: reconcile.Reconciliation
-                 ) -> LedgerVerification:
+def verification(chain: ledger.Verification, found: reconcile.Reconciliation) -> LedgerVerification:
     """The public form of a chain verification and a reconciliation."""
     return LedgerVerification(
-        valid=chain.valid and found.reconciled, entries=chain.entries, head=chain.head,
-        first_bad_seq=chain.first_bad_seq, chain_valid=chain.valid, reconciled=found.reconciled,
+        valid=chain.valid and found.reconciled,
+        entries=chain.entries,
+        head=chain.head,
+        first_bad_seq=chain.first_bad_seq,
+        chain_valid=chain.valid,
+        reconciled=found.reconciled,
         discrepancy_count=found.total,
-        discrepancies=[LedgerDiscrepancy.model_validate(d) for d in found.discrepancies])
+        discrepancies=[LedgerDiscrepancy.model_validate(d) for d in found.discrepancies],
+    )
 
 
 def export_lines(db: Database, fmt: str) -> Iterator[str]:
@@ -130,21 +161,34 @@ def export_lines(db: Database, fmt: str) -> Iterator[str]:
             if fmt == "jsonl":
                 yield json.dumps(document, separators=(",", ":"), ensure_ascii=False) + "\n"
                 continue
-            writer.writerow([
-                json.dumps(document[f], separators=(",", ":"), ensure_ascii=False)
-                if f in ("cost", "details") else document[f] for f in EXPORT_FIELDS])
+            writer.writerow(
+                [
+                    json.dumps(document[f], separators=(",", ":"), ensure_ascii=False)
+                    if f in ("cost", "details")
+                    else document[f]
+                    for f in EXPORT_FIELDS
+                ]
+            )
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()
 
 
-@router.get("/export", response_class=StreamingResponse,
-            responses={200: {"content": {"text/csv": {}, "application/x-ndjson": {}}},
-                       **problems(401, 403, 422)})
-def export(_: AdminOrAuditor, db: DbDep,
-           format: Literal["csv", "jsonl"] = Query(default="jsonl")) -> StreamingResponse:
+@router.get(
+    "/export",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"text/csv": {}, "application/x-ndjson": {}}},
+        **problems(401, 403, 422),
+    },
+)
+def export(
+    _: AdminOrAuditor, db: DbDep, format: Literal["csv", "jsonl"] = Query(default="jsonl")
+) -> StreamingResponse:
     """The whole ledger, oldest first, streamed as CSV or JSON lines. Roles: admin, auditor."""
     media = "text/csv" if format == "csv" else "application/x-ndjson"
     return StreamingResponse(
-        export_lines(db, format), media_type=media,
-        headers={"Content-Disposition": f'attachment; filename="ruis-ledger.{format}"'})
+        export_lines(db, format),
+        media_type=media,
+        headers={"Content-Disposition": f'attachment; filename="ruis-ledger.{format}"'},
+    )

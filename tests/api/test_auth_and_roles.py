@@ -18,11 +18,14 @@ def _consumer(admin: httpx.Client, name: str, role: str) -> str:
     return key
 
 
-def test_missing_wrong_and_revoked_keys_are_401(server: RunningServer,
-                                                admin: httpx.Client) -> None:
+def test_missing_wrong_and_revoked_keys_are_401(server: RunningServer, admin: httpx.Client) -> None:
     anonymous = server.client()
-    for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic abc"},
-                    {"Authorization": "Bearer " + "x" * 5000}):
+    for headers in (
+        {},
+        {"Authorization": "Bearer nope"},
+        {"Authorization": "Basic abc"},
+        {"Authorization": "Bearer " + "x" * 5000},
+    ):
         response = anonymous.get("/v1/budgets", headers=headers)
         assert response.status_code == 401
         assert response.headers["content-type"] == PROBLEM
@@ -53,8 +56,9 @@ def test_wrong_role_is_403(server: RunningServer, admin: httpx.Client) -> None:
     assert auditor.get("/v1/budgets").status_code == 200
 
 
-def test_analyst_sees_unbudgeted_dataset_as_missing(server: RunningServer,
-                                                    admin: httpx.Client) -> None:
+def test_analyst_sees_unbudgeted_dataset_as_missing(
+    server: RunningServer, admin: httpx.Client
+) -> None:
     write_events(server.settings.data_dir)
     assert admin.post("/v1/datasets", json=events_metadata()).status_code == 201
     analyst = server.client(_consumer(admin, "ana", "analyst"))
@@ -69,7 +73,8 @@ def test_analyst_sees_unbudgeted_dataset_as_missing(server: RunningServer,
 
 
 def test_keys_are_random_shown_once_and_stored_only_as_hashes(
-        server: RunningServer, admin: httpx.Client) -> None:
+    server: RunningServer, admin: httpx.Client
+) -> None:
     created = admin.post("/v1/consumers", json={"name": "ana", "role": "analyst"}).json()
     second = admin.post("/v1/consumers/ana/keys").json()
     secrets = {created["api_key"], second["api_key"]}
@@ -83,8 +88,11 @@ def test_keys_are_random_shown_once_and_stored_only_as_hashes(
     assert all(secret not in admin.get("/v1/ledger/export").text for secret in secrets)
     engine = create_engine(server.settings.database_url.replace("+psycopg", "+psycopg"))
     with engine.connect() as conn:
-        dump = " ".join(str(row) for table in ("api_keys", "consumers", "ledger")
-                        for row in conn.execute(text(f"SELECT * FROM {table}")))
+        dump = " ".join(
+            str(row)
+            for table in ("api_keys", "consumers", "ledger")
+            for row in conn.execute(text(f"SELECT * FROM {table}"))
+        )
     engine.dispose()
     assert all(secret not in dump for secret in secrets)
     assert admin.get("/v1/consumers/nobody/keys").status_code == 404

@@ -11,32 +11,44 @@ from tests.conftest import RunningServer
 from tests.factories import MUNICIPALITIES, events_metadata, write_events
 
 AUTO_VISITORS: dict[str, Any] = {
-    "dataset": "events", "statistic": "unit_count", "group_by": ["municipality"],
-    "max_partitions_contributed": "auto", "privacy": {"epsilon": 0.5},
+    "dataset": "events",
+    "statistic": "unit_count",
+    "group_by": ["municipality"],
+    "max_partitions_contributed": "auto",
+    "privacy": {"epsilon": 0.5},
 }
 NOISE_ONLY = "noise only; truncation and clamping bias not included"
 
 
-def _analyst(server: RunningServer, admin: httpx.Client, *, model: str = "pure",
-             amount: float = 1.0, **metadata: Any) -> httpx.Client:
+def _analyst(
+    server: RunningServer,
+    admin: httpx.Client,
+    *,
+    model: str = "pure",
+    amount: float = 1.0,
+    **metadata: Any,
+) -> httpx.Client:
     write_events(server.settings.data_dir)
     response = admin.post("/v1/datasets", json=events_metadata(**metadata))
     assert response.status_code == 201, response.text
     key = admin.post("/v1/consumers", json={"name": "ana", "role": "analyst"}).json()
     unit = "epsilon" if model == "pure" else "rho"
-    assert admin.put("/v1/budgets/ana/events",
-                     json={"model": model, unit: amount}).status_code == 200
+    assert (
+        admin.put("/v1/budgets/ana/events", json={"model": model, unit: amount}).status_code == 200
+    )
     return server.client(key["api_key"])
 
 
 def _ledger(admin: httpx.Client, **params: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = admin.get("/v1/ledger", params={"limit": 1000, **params}
-                                            ).json()["items"]
+    items: list[dict[str, Any]] = admin.get("/v1/ledger", params={"limit": 1000, **params}).json()[
+        "items"
+    ]
     return items
 
 
-def test_auto_release_ledgers_the_split_then_the_choice(server: RunningServer,
-                                                        admin: httpx.Client) -> None:
+def test_auto_release_ledgers_the_split_then_the_choice(
+    server: RunningServer, admin: httpx.Client
+) -> None:
     ana = _analyst(server, admin)
     response = ana.post("/v1/queries", json=AUTO_VISITORS)
     assert response.status_code == 200, response.text
@@ -64,7 +76,8 @@ def test_auto_release_ledgers_the_split_then_the_choice(server: RunningServer,
     assert details["auto"]["selection_cost"] == {"epsilon": 0.05}
     assert details["auto"]["statistic_cost"] == {"epsilon": 0.45}
     assert details["auto"]["candidates"] == {
-        "max_partitions_contributed": list(range(1, len(MUNICIPALITIES) + 1))}
+        "max_partitions_contributed": list(range(1, len(MUNICIPALITIES) + 1))
+    }
     (step,) = details["auto"]["selection"]
     assert step["chooses"] == "contribution_bounds" and step["cost"] == {"epsilon": 0.05}
     assert step["opendp_privacy_loss"] <= 0.05
@@ -87,12 +100,20 @@ def test_auto_release_ledgers_the_split_then_the_choice(server: RunningServer,
     assert ana.get("/v1/budgets").json()["items"][0]["spent"] == 0.5
 
 
-def test_auto_clamp_under_zcdp_spends_exactly_rho(server: RunningServer,
-                                                  admin: httpx.Client) -> None:
+def test_auto_clamp_under_zcdp_spends_exactly_rho(
+    server: RunningServer, admin: httpx.Client
+) -> None:
     ana = _analyst(server, admin, model="zcdp", amount=0.5)
-    query = {"dataset": "events", "statistic": "sum", "column": "dwell_minutes",
-             "group_by": ["day"], "bounds": "auto", "max_contributions_per_partition": "auto",
-             "auto_share": 0.2, "privacy": {"rho": 0.3}}
+    query = {
+        "dataset": "events",
+        "statistic": "sum",
+        "column": "dwell_minutes",
+        "group_by": ["day"],
+        "bounds": "auto",
+        "max_contributions_per_partition": "auto",
+        "auto_share": 0.2,
+        "privacy": {"rho": 0.3},
+    }
     response = ana.post("/v1/queries", json=query)
     assert response.status_code == 200, response.text
     body = response.json()
@@ -112,8 +133,9 @@ def test_auto_clamp_under_zcdp_spends_exactly_rho(server: RunningServer,
     assert ana.get("/v1/budgets").json()["items"][0]["spent"] == 0.3
 
 
-def test_auto_preview_reads_no_data_and_spends_nothing(server: RunningServer,
-                                                       admin: httpx.Client) -> None:
+def test_auto_preview_reads_no_data_and_spends_nothing(
+    server: RunningServer, admin: httpx.Client
+) -> None:
     ana = _analyst(server, admin)
     (server.settings.data_dir / "events.parquet").unlink()  # preview must not need it
     preview = ana.post("/v1/queries/preview", json=AUTO_VISITORS)
@@ -126,8 +148,9 @@ def test_auto_preview_reads_no_data_and_spends_nothing(server: RunningServer,
     assert body["noise_scale"] == pytest.approx(len(MUNICIPALITIES) / 0.45)
     assert body["auto"]["statistic_cost"] == {"epsilon": 0.45}
     assert body["bounds"]["max_partitions_contributed"] == "auto"
-    target = ana.post("/v1/queries/preview",
-                      json={**AUTO_VISITORS, "privacy": {"max_error": 30}}).json()
+    target = ana.post(
+        "/v1/queries/preview", json={**AUTO_VISITORS, "privacy": {"max_error": 30}}
+    ).json()
     assert target["accuracy"]["error_bound"] <= 30  # at the largest candidate, so at all
     assert ana.get("/v1/budgets").json()["items"][0]["spent"] == 0
     kinds = {entry["kind"] for entry in _ledger(admin)}
@@ -137,21 +160,34 @@ def test_auto_preview_reads_no_data_and_spends_nothing(server: RunningServer,
 def test_dataset_defaults_can_be_auto(server: RunningServer, admin: httpx.Client) -> None:
     columns = events_metadata()["columns"]
     columns["dwell_minutes"] = {"type": "float", "bounds": [0, 240], "auto_bounds": True}
-    ana = _analyst(server, admin, max_partitions_contributed="auto",
-                   auto_limits={"max_partitions_contributed": 4,
-                                "max_contributions_per_partition": 5},
-                   columns=columns)
+    ana = _analyst(
+        server,
+        admin,
+        max_partitions_contributed="auto",
+        auto_limits={"max_partitions_contributed": 4, "max_contributions_per_partition": 5},
+        columns=columns,
+    )
     shown = admin.get("/v1/datasets/events").json()
     assert shown["max_partitions_contributed"] == "auto"
-    assert shown["auto_limits"] == {"max_partitions_contributed": 4,
-                                    "max_contributions_per_partition": 5}
+    assert shown["auto_limits"] == {
+        "max_partitions_contributed": 4,
+        "max_contributions_per_partition": 5,
+    }
     assert shown["columns"]["dwell_minutes"]["auto_bounds"] is True
-    preview = ana.post("/v1/queries/preview", json={
-        "dataset": "events", "statistic": "sum", "column": "dwell_minutes",
-        "group_by": ["municipality"], "privacy": {"epsilon": 1}}).json()
+    preview = ana.post(
+        "/v1/queries/preview",
+        json={
+            "dataset": "events",
+            "statistic": "sum",
+            "column": "dwell_minutes",
+            "group_by": ["municipality"],
+            "privacy": {"epsilon": 1},
+        },
+    ).json()
     assert preview["query"]["max_partitions_contributed"] == "auto"
     assert preview["query"]["bounds"] == "auto"
     assert preview["auto"]["candidates"]["max_partitions_contributed"] == [1, 2, 3, 4]
-    bad = ana.post("/v1/queries", json={**AUTO_VISITORS, "max_partitions_contributed": 2,
-                                        "auto_share": 0.2})
+    bad = ana.post(
+        "/v1/queries", json={**AUTO_VISITORS, "max_partitions_contributed": 2, "auto_share": 0.2}
+    )
     assert bad.status_code == 422 and "auto_share" in bad.json()["detail"]

@@ -36,22 +36,29 @@ def _consumer(admin: httpx.Client, name: str, role: str = "analyst") -> str:
     return key
 
 
-def _dataset(server: RunningServer, admin: httpx.Client, name: str = "events",
-             **overrides: Any) -> None:
+def _dataset(
+    server: RunningServer, admin: httpx.Client, name: str = "events", **overrides: Any
+) -> None:
     if not (server.settings.data_dir / "events.parquet").exists():
         write_events(server.settings.data_dir)
     response = admin.post("/v1/datasets", json=events_metadata(name=name, **overrides))
     assert response.status_code == 201, response.text
 
 
-def _spend(database: Database, consumer: str, amount: str, model: str = "pure",
-           dataset: str = "events") -> Debited | Refused:
-    return budgets.spend(database, consumer=consumer, dataset=dataset, model=model,
-                         cost_units=cost_units(Decimal(amount)), details={"test": True})
+def _spend(
+    database: Database, consumer: str, amount: str, model: str = "pure", dataset: str = "events"
+) -> Debited | Refused:
+    return budgets.spend(
+        database,
+        consumer=consumer,
+        dataset=dataset,
+        model=model,
+        cost_units=cost_units(Decimal(amount)),
+        details={"test": True},
+    )
 
 
-def _put(admin: httpx.Client, consumer: str, body: Any, dataset: str = "events"
-         ) -> httpx.Response:
+def _put(admin: httpx.Client, consumer: str, body: Any, dataset: str = "events") -> httpx.Response:
     return admin.put(f"/v1/budgets/{consumer}/{dataset}", json=body)
 
 
@@ -68,21 +75,39 @@ def _problem(response: httpx.Response, status: int) -> dict[str, Any]:
     return body
 
 
-def test_put_creates_and_changes_budgets(server: RunningServer, admin: httpx.Client,
-                                         database: Database) -> None:
+def test_put_creates_and_changes_budgets(
+    server: RunningServer, admin: httpx.Client, database: Database
+) -> None:
     _dataset(server, admin)
     _consumer(admin, "ana")
     _consumer(admin, "bob")
     created = _put(admin, "ana", {"model": "pure", "epsilon": 3.0})
     assert created.status_code == 200, created.text
     ana = created.json()
-    assert {k: ana[k] for k in ("consumer", "dataset", "model", "unit", "total", "spent",
-                                "remaining", "remaining_epsilon_delta")} == {
-        "consumer": "ana", "dataset": "events", "model": "pure", "unit": "epsilon",
-        "total": 3.0, "spent": 0, "remaining": 3.0, "remaining_epsilon_delta": None}
+    assert {
+        k: ana[k]
+        for k in (
+            "consumer",
+            "dataset",
+            "model",
+            "unit",
+            "total",
+            "spent",
+            "remaining",
+            "remaining_epsilon_delta",
+        )
+    } == {
+        "consumer": "ana",
+        "dataset": "events",
+        "model": "pure",
+        "unit": "epsilon",
+        "total": 3.0,
+        "spent": 0,
+        "remaining": 3.0,
+        "remaining_epsilon_delta": None,
+    }
     bob = _put(admin, "bob", {"model": "zcdp", "rho": 0.5}).json()
-    assert (bob["model"], bob["unit"], bob["total"], bob["remaining"]) == ("zcdp", "rho", 0.5,
-                                                                          0.5)
+    assert (bob["model"], bob["unit"], bob["total"], bob["remaining"]) == ("zcdp", "rho", 0.5, 0.5)
     equivalent = bob["remaining_epsilon_delta"]
     assert equivalent["delta"] == 1e-9
     # The optimal conversion is below the classic bound rho + 2 sqrt(rho log(1/delta)).
@@ -92,7 +117,10 @@ def test_put_creates_and_changes_budgets(server: RunningServer, admin: httpx.Cli
     assert isinstance(_spend(database, "bob", "0.125", model="zcdp"), Debited)
     listed = {b["consumer"]: b for b in admin.get("/v1/budgets").json()["items"]}
     assert (listed["ana"]["total"], listed["ana"]["spent"], listed["ana"]["remaining"]) == (
-        3.0, 1.25, 1.75)
+        3.0,
+        1.25,
+        1.75,
+    )
     assert (listed["bob"]["spent"], listed["bob"]["remaining"]) == (0.125, 0.375)
     smaller = listed["bob"]["remaining_epsilon_delta"]["epsilon"]
     assert 0 < smaller < equivalent["epsilon"]
@@ -114,8 +142,9 @@ def test_put_creates_and_changes_budgets(server: RunningServer, admin: httpx.Cli
     assert entries[2]["details"]["spent"] == {"model": "pure", "epsilon": 1.25}
 
 
-def test_zcdp_equivalent_uses_the_declared_delta(server: RunningServer,
-                                                 admin: httpx.Client) -> None:
+def test_zcdp_equivalent_uses_the_declared_delta(
+    server: RunningServer, admin: httpx.Client
+) -> None:
     _dataset(server, admin, delta=1e-6)
     _dataset(server, admin, name="strict")
     _consumer(admin, "ana")
@@ -123,15 +152,15 @@ def test_zcdp_equivalent_uses_the_declared_delta(server: RunningServer,
     strict = _put(admin, "ana", {"model": "zcdp", "rho": 0.5}, dataset="strict").json()
     assert loose["remaining_epsilon_delta"]["delta"] == 1e-6
     assert strict["remaining_epsilon_delta"]["delta"] == 1e-9
-    assert loose["remaining_epsilon_delta"]["epsilon"] < strict["remaining_epsilon_delta"][
-        "epsilon"]
+    assert (
+        loose["remaining_epsilon_delta"]["epsilon"] < strict["remaining_epsilon_delta"]["epsilon"]
+    )
     listed = {b["dataset"]: b for b in admin.get("/v1/budgets").json()["items"]}
     assert listed["events"]["remaining_epsilon_delta"] == loose["remaining_epsilon_delta"]
     assert listed["strict"]["remaining_epsilon_delta"] == strict["remaining_epsilon_delta"]
 
 
-def test_refused_changes(server: RunningServer, admin: httpx.Client,
-                         database: Database) -> None:
+def test_refused_changes(server: RunningServer, admin: httpx.Client, database: Database) -> None:
     _dataset(server, admin)
     _dataset(server, admin, name="capped", budget_cap={"model": "pure", "epsilon": 2})
     _consumer(admin, "ana")
@@ -145,27 +174,49 @@ def test_refused_changes(server: RunningServer, admin: httpx.Client,
     assert below["type"] == "conflict" and "1.5" in below["detail"]
     assert _problem(_put(admin, "ana", {"model": "zcdp", "rho": 5}), 409)["type"] == "conflict"
     assert _problem(_put(admin, "nobody", {"model": "pure", "epsilon": 1}), 404)
-    assert _problem(_put(admin, "ana", {"model": "pure", "epsilon": 1}, dataset="nothing"),
-                    404)
+    assert _problem(_put(admin, "ana", {"model": "pure", "epsilon": 1}, dataset="nothing"), 404)
     assert _problem(_put(admin, "root", {"model": "pure", "epsilon": 1}), 422)
     assert _problem(_put(admin, "aud", {"model": "pure", "epsilon": 1}), 422)
     assert _problem(_put(admin, "ana", {"model": "zcdp", "rho": 1}, dataset="capped"), 422)
-    for amount in (0, -1, -0.0, "NaN", "Infinity", "-Infinity", "abc", "", None, True,
-                   [1], {"epsilon": 1}, 1e7, "1e7", 10**30, "0.0000000000001"):
+    for amount in (
+        0,
+        -1,
+        -0.0,
+        "NaN",
+        "Infinity",
+        "-Infinity",
+        "abc",
+        "",
+        None,
+        True,
+        [1],
+        {"epsilon": 1},
+        1e7,
+        "1e7",
+        10**30,
+        "0.0000000000001",
+    ):
         _problem(_put(admin, "ana", {"model": "pure", "epsilon": amount}), 422)
-    for raw in ('{"model": "pure", "epsilon": NaN}', '{"model": "pure", "epsilon": Infinity}',
-                '{"model": "pure", "epsilon": 1e309}', '{"model": "pure", "epsilon": -1e309}',
-                '{"model": "pure"}', '{"model": "pure", "epsilon": 1, "rho": 1}',
-                '{"model": "approx", "epsilon": 1}', '{"epsilon": 1}', '[]'):
-        response = admin.put("/v1/budgets/ana/events", content=raw,
-                             headers={"content-type": "application/json"})
+    for raw in (
+        '{"model": "pure", "epsilon": NaN}',
+        '{"model": "pure", "epsilon": Infinity}',
+        '{"model": "pure", "epsilon": 1e309}',
+        '{"model": "pure", "epsilon": -1e309}',
+        '{"model": "pure"}',
+        '{"model": "pure", "epsilon": 1, "rho": 1}',
+        '{"model": "approx", "epsilon": 1}',
+        '{"epsilon": 1}',
+        "[]",
+    ):
+        response = admin.put(
+            "/v1/budgets/ana/events", content=raw, headers={"content-type": "application/json"}
+        )
         _problem(response, 422)
     assert _entries(admin) == before, "a refused change was ledgered"
     ana = admin.get("/v1/budgets", params={"consumer": "ana"}).json()["items"]
     assert [(b["model"], b["total"], b["spent"]) for b in ana] == [("pure", 2, 1.5)]
     # Before anything is spent the model may change.
-    assert _put(admin, "ana", {"model": "pure", "epsilon": 1}, dataset="capped"
-                ).status_code == 200
+    assert _put(admin, "ana", {"model": "pure", "epsilon": 1}, dataset="capped").status_code == 200
     changed = _put(admin, "ana", {"model": "pure", "epsilon": 3}, dataset="capped").json()
     assert changed["total"] == 3
     _consumer(admin, "bob")
@@ -181,8 +232,10 @@ def test_who_sees_which_budgets(server: RunningServer, admin: httpx.Client) -> N
     bob = server.client(_consumer(admin, "bob"))
     auditor = server.client(_consumer(admin, "aud", "auditor"))
     for consumer, dataset in (("ana", "events"), ("bob", "events"), ("bob", "other")):
-        assert _put(admin, consumer, {"model": "pure", "epsilon": 1}, dataset=dataset
-                    ).status_code == 200
+        assert (
+            _put(admin, consumer, {"model": "pure", "epsilon": 1}, dataset=dataset).status_code
+            == 200
+        )
 
     def pairs(client: httpx.Client, **params: str) -> list[tuple[str, str]]:
         response = client.get("/v1/budgets", params=params)
@@ -201,8 +254,9 @@ def test_who_sees_which_budgets(server: RunningServer, admin: httpx.Client) -> N
     assert pairs(auditor, consumer="nobody") == []
 
 
-def test_decimal_amounts_are_exact(server: RunningServer, admin: httpx.Client,
-                                   database: Database) -> None:
+def test_decimal_amounts_are_exact(
+    server: RunningServer, admin: httpx.Client, database: Database
+) -> None:
     _dataset(server, admin)
     _consumer(admin, "ana")
     assert _put(admin, "ana", {"model": "pure", "epsilon": 0.3}).json()["total"] == 0.3
@@ -215,8 +269,7 @@ def test_decimal_amounts_are_exact(server: RunningServer, admin: httpx.Client,
     refused = _spend(database, "ana", "0.1")
     assert isinstance(refused, Refused)
     assert (refused.reason, refused.remaining_units) == ("budget", 0)
-    kinds = [e["kind"] for e in admin.get("/v1/ledger", params={"consumer": "ana"}
-                                          ).json()["items"]]
+    kinds = [e["kind"] for e in admin.get("/v1/ledger", params={"consumer": "ana"}).json()["items"]]
     assert kinds[-4:] == ["release", "release", "release", "refused"]
     refusal = admin.get("/v1/ledger", params={"kind": "refused"}).json()["items"][0]
     assert refusal["cost"] == {"model": "pure", "epsilon": 0}

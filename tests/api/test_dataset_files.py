@@ -22,8 +22,11 @@ from tests.factories import events_metadata, write_events
 
 PROBLEM = "application/problem+json"
 VISITORS: dict[str, Any] = {
-    "dataset": "events", "statistic": "unit_count", "group_by": ["municipality"],
-    "max_partitions_contributed": 3, "privacy": {"epsilon": 0.5},
+    "dataset": "events",
+    "statistic": "unit_count",
+    "group_by": ["municipality"],
+    "max_partitions_contributed": 3,
+    "privacy": {"epsilon": 0.5},
 }
 ROWS = 300 * 6  # write_events' default row count
 SECRET = "SECRET-VALUE-42"  # a data value that must never appear in a message
@@ -49,17 +52,24 @@ def _refused(admin: httpx.Client, body: dict[str, Any]) -> str:
 
 
 def _ledger(admin: httpx.Client, **params: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = admin.get("/v1/ledger", params={"limit": 1000, **params}
-                                            ).json()["items"]
+    items: list[dict[str, Any]] = admin.get("/v1/ledger", params={"limit": 1000, **params}).json()[
+        "items"
+    ]
     return items
 
 
-def _analyst(server: RunningServer, admin: httpx.Client, name: str = "ana",
-             datasets: tuple[str, ...] = ("events",), epsilon: float = 5) -> httpx.Client:
+def _analyst(
+    server: RunningServer,
+    admin: httpx.Client,
+    name: str = "ana",
+    datasets: tuple[str, ...] = ("events",),
+    epsilon: float = 5,
+) -> httpx.Client:
     key = admin.post("/v1/consumers", json={"name": name, "role": "analyst"}).json()["api_key"]
     for dataset in datasets:
-        response = admin.put(f"/v1/budgets/{name}/{dataset}",
-                             json={"model": "pure", "epsilon": epsilon})
+        response = admin.put(
+            f"/v1/budgets/{name}/{dataset}", json={"model": "pure", "epsilon": epsilon}
+        )
         assert response.status_code == 200, response.text
     return server.client(key)
 
@@ -93,7 +103,8 @@ def _replace(path: Path, frame: pl.DataFrame) -> None:
 
 
 def test_more_rows_than_max_rows_refused_at_registration_then_suspends_when_swapped_in(
-        server: RunningServer, admin: httpx.Client) -> None:
+    server: RunningServer, admin: httpx.Client
+) -> None:
     data_dir = server.settings.data_dir
     write_events(data_dir)
     detail = _refused(admin, events_metadata(max_rows=ROWS - 1))
@@ -148,7 +159,9 @@ def test_more_rows_than_max_rows_refused_at_registration_then_suspends_when_swap
     assert reinstated.json()["suspended_reason"] is None
     assert ana.post("/v1/queries", json=VISITORS).status_code == 200
     assert httpx.get(f"{server.url}/readyz").json() == {
-        "status": "ok", "checks": {**ready.json()["checks"], "datasets": "ok"}}
+        "status": "ok",
+        "checks": {**ready.json()["checks"], "datasets": "ok"},
+    }
 
 
 def _csv(path: Path, lines: list[str]) -> None:
@@ -156,42 +169,64 @@ def _csv(path: Path, lines: list[str]) -> None:
 
 
 CSV_HEADER = "device_id,municipality,day,dwell_minutes,hour"
-CSV_ROWS = ["d1,GM0014,2026-03-01,10.5,3", "d2,GM0034,2026-03-02,20,4",
-            "d3,GM0363,2026-03-03,30.25,5"]
+CSV_ROWS = [
+    "d1,GM0014,2026-03-01,10.5,3",
+    "d2,GM0034,2026-03-02,20,4",
+    "d3,GM0363,2026-03-03,30.25,5",
+]
 
 
 def _csv_metadata(**overrides: Any) -> dict[str, Any]:
     return events_metadata(path="events.csv", **overrides)
 
 
-@pytest.mark.parametrize(("rows", "needles"), [
-    ([*CSV_ROWS[:2], f"d3,{SECRET},2026-03-03"], ["line 4", "expected 5 fields, found 3"]),
-    ([*CSV_ROWS[:2], f"d3,GM0363,2026-03-03,30,4,{SECRET}"], ["line 4", "found 6"]),
-    ([CSV_ROWS[0], f"d2,GM0034,2026-03-02,20,{SECRET}", CSV_ROWS[2]],
-     ["'hour'", "row 2 (line 3)", "integer"]),
-    ([CSV_ROWS[0], "d2,GM0034,2026-03-02,20,9223372036854775808"], ["'hour'", "row 2"]),
-    ([CSV_ROWS[0], f"d2,GM0034,{SECRET},20,4"], ["'day'", "row 2", "date"]),
-    ([f'd1,"GM{SECRET}\nmore",2026-03-01,{SECRET},3', CSV_ROWS[1]],
-     ["'dwell_minutes'", "row 1 (line 3)", "number"]),
-    ([CSV_ROWS[0], f'd2,"GM0034{SECRET},2026-03-02,20,4'], ["line"]),
-    ([CSV_ROWS[0], "", CSV_ROWS[1]], ["line 3", "blank"]),
-    (CSV_ROWS * 2, ["max_rows (5)"]),
-], ids=["short-row", "long-row", "bad-integer", "integer-overflow", "bad-date",
-        "multiline-bad-float", "unclosed-quote", "blank-line", "max-rows"])
+@pytest.mark.parametrize(
+    ("rows", "needles"),
+    [
+        ([*CSV_ROWS[:2], f"d3,{SECRET},2026-03-03"], ["line 4", "expected 5 fields, found 3"]),
+        ([*CSV_ROWS[:2], f"d3,GM0363,2026-03-03,30,4,{SECRET}"], ["line 4", "found 6"]),
+        (
+            [CSV_ROWS[0], f"d2,GM0034,2026-03-02,20,{SECRET}", CSV_ROWS[2]],
+            ["'hour'", "row 2 (line 3)", "integer"],
+        ),
+        ([CSV_ROWS[0], "d2,GM0034,2026-03-02,20,9223372036854775808"], ["'hour'", "row 2"]),
+        ([CSV_ROWS[0], f"d2,GM0034,{SECRET},20,4"], ["'day'", "row 2", "date"]),
+        (
+            [f'd1,"GM{SECRET}\nmore",2026-03-01,{SECRET},3', CSV_ROWS[1]],
+            ["'dwell_minutes'", "row 1 (line 3)", "number"],
+        ),
+        ([CSV_ROWS[0], f'd2,"GM0034{SECRET},2026-03-02,20,4'], ["line"]),
+        ([CSV_ROWS[0], "", CSV_ROWS[1]], ["line 3", "blank"]),
+        (CSV_ROWS * 2, ["max_rows (5)"]),
+    ],
+    ids=[
+        "short-row",
+        "long-row",
+        "bad-integer",
+        "integer-overflow",
+        "bad-date",
+        "multiline-bad-float",
+        "unclosed-quote",
+        "blank-line",
+        "max-rows",
+    ],
+)
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_malformed_csv_refused_at_registration(server: RunningServer, admin: httpx.Client,
-                                               rows: list[str], needles: list[str]) -> None:
+def test_malformed_csv_refused_at_registration(
+    server: RunningServer, admin: httpx.Client, rows: list[str], needles: list[str]
+) -> None:
     _csv(server.settings.data_dir / "events.csv", [CSV_HEADER, *rows])
     detail = _refused(admin, _csv_metadata(max_rows=5))
     for needle in needles:
         assert needle in detail, detail
     assert not (server.settings.data_dir / ".ruis" / "converted").exists() or not any(
-        p.suffix == ".parquet" for p in (server.settings.data_dir / ".ruis" / "converted"
-                                         ).iterdir())
+        p.suffix == ".parquet" for p in (server.settings.data_dir / ".ruis" / "converted").iterdir()
+    )
 
 
 def test_csv_is_converted_once_and_a_malformed_swap_suspends(
-        server: RunningServer, admin: httpx.Client) -> None:
+    server: RunningServer, admin: httpx.Client
+) -> None:
     data_dir = server.settings.data_dir
     write_events(data_dir)
     pl.read_parquet(data_dir / "events.parquet").write_csv(data_dir / "events.csv")
@@ -233,13 +268,15 @@ def test_csv_is_converted_once_and_a_malformed_swap_suspends(
 
 
 def test_renamed_column_deleted_file_and_changed_type_cost_nothing(
-        server: RunningServer, admin: httpx.Client) -> None:
+    server: RunningServer, admin: httpx.Client
+) -> None:
     data_dir = server.settings.data_dir
     names = ("renamed", "deleted", "retyped", "converted")
     for name in names:
         write_events(data_dir, name=f"{name}.parquet")
-        response = admin.post("/v1/datasets", json=events_metadata(
-            name=name, path=f"{name}.parquet"))
+        response = admin.post(
+            "/v1/datasets", json=events_metadata(name=name, path=f"{name}.parquet")
+        )
         assert response.status_code == 201, response.text
     ana = _analyst(server, admin, datasets=names)
     frame = pl.read_parquet(data_dir / "renamed.parquet")
@@ -252,17 +289,23 @@ def test_renamed_column_deleted_file_and_changed_type_cost_nothing(
         _unavailable(ana, {**VISITORS, "dataset": name})
         _unavailable(ana, {**VISITORS, "dataset": name})
     _charged(admin, spent=0, releases=0)
-    reasons = {e["dataset"]: e["details"]["reason"]
-               for e in _ledger(admin, kind="dataset_suspended")}
-    assert reasons == {"renamed": "schema_changed", "deleted": "file_missing",
-                       "retyped": "schema_changed", "converted": "schema_changed"}
+    reasons = {
+        e["dataset"]: e["details"]["reason"] for e in _ledger(admin, kind="dataset_suspended")
+    }
+    assert reasons == {
+        "renamed": "schema_changed",
+        "deleted": "file_missing",
+        "retyped": "schema_changed",
+        "converted": "schema_changed",
+    }
     assert httpx.get(f"{server.url}/readyz").json()["checks"]["datasets"] == "4 suspended"
     missing = admin.post("/v1/datasets/deleted/reinstate")
     assert missing.status_code == 422 and "deleted.parquet" in missing.json()["detail"]
 
 
 def test_file_replaced_in_place_is_suspended_and_never_answered_from_cache(
-        server: RunningServer, admin: httpx.Client) -> None:
+    server: RunningServer, admin: httpx.Client
+) -> None:
     data_dir = server.settings.data_dir
     write_events(data_dir)
     assert admin.post("/v1/datasets", json=events_metadata()).status_code == 201
@@ -281,16 +324,20 @@ def test_file_replaced_in_place_is_suspended_and_never_answered_from_cache(
     analyst_try = ana.post("/v1/datasets/events/reinstate")
     assert analyst_try.status_code == 403
     auditor = admin.post("/v1/consumers", json={"name": "olga", "role": "auditor"}).json()
-    assert server.client(auditor["api_key"]).post(
-        "/v1/datasets/events/reinstate").status_code == 403
+    assert (
+        server.client(auditor["api_key"]).post("/v1/datasets/events/reinstate").status_code == 403
+    )
     assert admin.post("/v1/datasets/nothing/reinstate").status_code == 404
     reinstated = admin.post("/v1/datasets/events/reinstate").json()
     new = reinstated["file"]
     assert new["sha256"] != old["sha256"] and new["rows"] == old["rows"]
     entry = _ledger(admin, kind="dataset_reinstated")[-1]
     assert entry["actor"] == "bootstrap-admin"
-    assert entry["details"]["previous"] == {"status": "suspended",
-                                            "suspended_reason": "file_changed", "file": old}
+    assert entry["details"]["previous"] == {
+        "status": "suspended",
+        "suspended_reason": "file_changed",
+        "file": old,
+    }
     assert entry["details"]["file"] == new
 
     again = ana.post("/v1/queries", json=VISITORS).json()
@@ -303,7 +350,8 @@ def test_file_replaced_in_place_is_suspended_and_never_answered_from_cache(
 
 
 def test_a_dataset_registered_before_fingerprints_gets_one_at_its_first_release(
-        server: RunningServer, admin: httpx.Client) -> None:
+    server: RunningServer, admin: httpx.Client
+) -> None:
     write_events(server.settings.data_dir)
     metadata = events_metadata()
     database = Database(server.settings.database_url)
@@ -345,7 +393,8 @@ def test_readyz_fails_when_the_disk_is_full(full_disk: RunningServer) -> None:
 
 
 def test_a_file_changed_while_a_release_is_computed_is_not_released(
-        server: RunningServer, admin: httpx.Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    server: RunningServer, admin: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import api.release
 
     data_dir = server.settings.data_dir

@@ -47,8 +47,11 @@ def test_register_shows_metadata_back(server: RunningServer, admin: httpx.Client
     created = response.json()
     assert created["name"] == "events" and created["path"] == "events.parquet"
     assert created["privacy_unit"] == "device_id"
-    assert created["columns"]["municipality"] == {"type": "categorical",
-                                                  "keys": MUNICIPALITIES, "bounds": None}
+    assert created["columns"]["municipality"] == {
+        "type": "categorical",
+        "keys": MUNICIPALITIES,
+        "bounds": None,
+    }
     assert created["columns"]["day"]["keys"] == [d.isoformat() for d in DAYS]
     assert created["columns"]["dwell_minutes"]["bounds"] == [0, 240]
     assert created["columns"]["hour"] == {"type": "integer", "keys": None, "bounds": [0, 23]}
@@ -56,8 +59,7 @@ def test_register_shows_metadata_back(server: RunningServer, admin: httpx.Client
     assert created["max_contributions_per_partition"] == 1
     assert created["max_rows"] == 100_000
     assert created["delta"] == 1e-9
-    assert created["budget_cap"] == {"model": "pure", "epsilon": 20, "spent": 0,
-                                     "remaining": 20}
+    assert created["budget_cap"] == {"model": "pure", "epsilon": 20, "spent": 0, "remaining": 20}
     assert "created_at" in created
     assert admin.get("/v1/datasets/events").json() == created
     assert admin.get("/v1/datasets").json() == {"items": [created], "next_cursor": None}
@@ -67,39 +69,54 @@ def test_register_shows_metadata_back(server: RunningServer, admin: httpx.Client
     assert [(e["dataset"], e["actor"]) for e in entries] == [("events", "bootstrap-admin")]
     assert entries[0]["details"]["metadata"]["columns"]["hour"]["bounds"] == [0, 23]
 
-    zcdp = events_metadata(name="zcdp_events", budget_cap={"model": "zcdp", "rho": 0.25},
-                           delta=1e-7)
+    zcdp = events_metadata(
+        name="zcdp_events", budget_cap={"model": "zcdp", "rho": 0.25}, delta=1e-7
+    )
     created = admin.post("/v1/datasets", json=zcdp).json()
-    assert created["budget_cap"] == {"model": "zcdp", "rho": 0.25, "spent": 0,
-                                     "remaining": 0.25}
+    assert created["budget_cap"] == {"model": "zcdp", "rho": 0.25, "spent": 0, "remaining": 0.25}
     assert created["delta"] == 1e-7
     assert [d["name"] for d in admin.get("/v1/datasets").json()["items"]] == [
-        "events", "zcdp_events"]
+        "events",
+        "zcdp_events",
+    ]
 
 
-def test_budget_cap_shows_what_all_consumers_spent(server: RunningServer,
-                                                    admin: httpx.Client) -> None:
+def test_budget_cap_shows_what_all_consumers_spent(
+    server: RunningServer, admin: httpx.Client
+) -> None:
     write_events(server.settings.data_dir)
     body = events_metadata(budget_cap={"model": "pure", "epsilon": 0.3})
     assert admin.post("/v1/datasets", json=body).status_code == 201
     for name in ("ana", "bob"):
-        assert admin.post("/v1/consumers", json={"name": name, "role": "analyst"}
-                          ).status_code == 201
-        assert admin.put(f"/v1/budgets/{name}/events", json={"model": "pure", "epsilon": 1}
-                         ).status_code == 200
+        assert (
+            admin.post("/v1/consumers", json={"name": name, "role": "analyst"}).status_code == 201
+        )
+        assert (
+            admin.put(
+                f"/v1/budgets/{name}/events", json={"model": "pure", "epsilon": 1}
+            ).status_code
+            == 200
+        )
     database = Database(server.settings.database_url)
     try:
         for name in ("ana", "bob", "ana", "bob"):
-            budgets.spend(database, consumer=name, dataset="events", model="pure",
-                          cost_units=cost_units(Decimal("0.1")), details={})
+            budgets.spend(
+                database,
+                consumer=name,
+                dataset="events",
+                model="pure",
+                cost_units=cost_units(Decimal("0.1")),
+                details={},
+            )
     finally:
         database.dispose()
     cap = admin.get("/v1/datasets/events").json()["budget_cap"]
     assert cap == {"model": "pure", "epsilon": 0.3, "spent": 0.3, "remaining": 0}
 
 
-def test_paths_outside_the_data_dir_are_refused(server: RunningServer, admin: httpx.Client,
-                                                tmp_path: Path) -> None:
+def test_paths_outside_the_data_dir_are_refused(
+    server: RunningServer, admin: httpx.Client, tmp_path: Path
+) -> None:
     data_dir = server.settings.data_dir
     write_events(data_dir)
     outside = tmp_path / "outside"
@@ -110,26 +127,44 @@ def test_paths_outside_the_data_dir_are_refused(server: RunningServer, admin: ht
     (data_dir / "notes.txt").write_text("device_id\n")
     (data_dir / "folder.parquet").mkdir()
     (data_dir / "loop.parquet").symlink_to("loop.parquet")
-    for path in ("../outside/secret.parquet", "/etc/passwd", str(secret),
-                 "escape.parquet", "escape_dir/secret.parquet", "a//events.parquet",
-                 "./../outside/secret.parquet", "events\x00.parquet", "sub\\events.parquet",
-                 "~/events.parquet", "missing.parquet", "notes.txt", "events.parquet.bak",
-                 "events", "folder.parquet", "loop.parquet", "events.parquet/x.parquet",
-                 "x" * 300 + ".parquet", "d/" * 400 + "x.parquet"):
+    for path in (
+        "../outside/secret.parquet",
+        "/etc/passwd",
+        str(secret),
+        "escape.parquet",
+        "escape_dir/secret.parquet",
+        "a//events.parquet",
+        "./../outside/secret.parquet",
+        "events\x00.parquet",
+        "sub\\events.parquet",
+        "~/events.parquet",
+        "missing.parquet",
+        "notes.txt",
+        "events.parquet.bak",
+        "events",
+        "folder.parquet",
+        "loop.parquet",
+        "events.parquet/x.parquet",
+        "x" * 300 + ".parquet",
+        "d/" * 400 + "x.parquet",
+    ):
         _refused(admin, events_metadata(path=path))
     # Symlinks and subdirectories that stay inside the data directory are fine.
     (data_dir / "sub").mkdir()
     write_events(data_dir / "sub")
     (data_dir / "alias.parquet").symlink_to(Path("sub") / "events.parquet")
-    for name, path in (("events", "events.parquet"), ("nested", "sub/events.parquet"),
-                       ("alias", "alias.parquet"), ("dotted", "./alias.parquet")):
+    for name, path in (
+        ("events", "events.parquet"),
+        ("nested", "sub/events.parquet"),
+        ("alias", "alias.parquet"),
+        ("dotted", "./alias.parquet"),
+    ):
         response = admin.post("/v1/datasets", json=events_metadata(name=name, path=path))
         assert response.status_code == 201, (path, response.text)
         assert response.json()["path"] == path
 
 
-def test_declared_schema_must_match_the_file(server: RunningServer,
-                                             admin: httpx.Client) -> None:
+def test_declared_schema_must_match_the_file(server: RunningServer, admin: httpx.Client) -> None:
     data_dir = server.settings.data_dir
     write_events(data_dir)
     (data_dir / "garbage.parquet").write_bytes(b"not a parquet file at all")
@@ -143,11 +178,15 @@ def test_declared_schema_must_match_the_file(server: RunningServer,
     wrong_date["columns"]["municipality"] = {"type": "date", "keys": ["2026-03-01"]}
     wrong_numeric = events_metadata()
     wrong_numeric["columns"]["municipality"] = {"type": "float", "bounds": [0, 1]}
-    for body, needle in ((missing_column, "region"), (wrong_float, "dwell_minutes"),
-                         (wrong_categorical, "hour"), (wrong_date, "municipality"),
-                         (wrong_numeric, "municipality"),
-                         (events_metadata(privacy_unit="imei"), "imei"),
-                         (events_metadata(path="garbage.parquet"), "garbage.parquet")):
+    for body, needle in (
+        (missing_column, "region"),
+        (wrong_float, "dwell_minutes"),
+        (wrong_categorical, "hour"),
+        (wrong_date, "municipality"),
+        (wrong_numeric, "municipality"),
+        (events_metadata(privacy_unit="imei"), "imei"),
+        (events_metadata(path="garbage.parquet"), "garbage.parquet"),
+    ):
         assert needle in _refused(admin, body)["detail"]
     # The same checks on a CSV file, whose types are inferred from its header and rows.
     pl.read_parquet(data_dir / "events.parquet").write_csv(data_dir / "events.csv")
@@ -176,26 +215,34 @@ INCONSISTENT_COLUMNS: list[dict[str, Any]] = [
 ]
 
 
-def test_inconsistent_metadata_and_duplicate_names_are_refused(server: RunningServer,
-                                                            admin: httpx.Client) -> None:
+def test_inconsistent_metadata_and_duplicate_names_are_refused(
+    server: RunningServer, admin: httpx.Client
+) -> None:
     write_events(server.settings.data_dir)
     for columns in INCONSISTENT_COLUMNS:
         body = events_metadata()
         body["columns"] = {**body["columns"], **columns}
         _refused(admin, body)
     _refused(admin, events_metadata(columns={}))
-    for override in ({"name": "Events"}, {"name": "1events"}, {"name": "ev-ents"},
-                     {"name": "../x"}, {"name": ""}, {"name": "e" * 64},
-                     {"max_partitions_contributed": 0},
-                     {"max_contributions_per_partition": -1},
-                     {"delta": 0}, {"delta": 0.5},
-                     {"budget_cap": {"model": "pure", "epsilon": 0}},
-                     {"budget_cap": {"model": "pure", "epsilon": -1}},
-                     {"budget_cap": {"model": "pure", "epsilon": "NaN"}},
-                     {"budget_cap": {"model": "pure", "epsilon": 1e7}},
-                     {"budget_cap": {"model": "zcdp", "epsilon": 1}},
-                     {"budget_cap": {"model": "approx", "epsilon": 1}},
-                     {"unexpected": True}):
+    for override in (
+        {"name": "Events"},
+        {"name": "1events"},
+        {"name": "ev-ents"},
+        {"name": "../x"},
+        {"name": ""},
+        {"name": "e" * 64},
+        {"max_partitions_contributed": 0},
+        {"max_contributions_per_partition": -1},
+        {"delta": 0},
+        {"delta": 0.5},
+        {"budget_cap": {"model": "pure", "epsilon": 0}},
+        {"budget_cap": {"model": "pure", "epsilon": -1}},
+        {"budget_cap": {"model": "pure", "epsilon": "NaN"}},
+        {"budget_cap": {"model": "pure", "epsilon": 1e7}},
+        {"budget_cap": {"model": "zcdp", "epsilon": 1}},
+        {"budget_cap": {"model": "approx", "epsilon": 1}},
+        {"unexpected": True},
+    ):
         _refused(admin, events_metadata(**override))
     assert admin.post("/v1/datasets", json=events_metadata()).status_code == 201
     problem = _refused(admin, events_metadata(max_rows=5), status=409)

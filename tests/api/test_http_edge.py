@@ -19,8 +19,9 @@ from tests.conftest import ADMIN_KEY, RunningServer, start_server
 
 HEADER_TIMEOUT = 1.5
 BODY_TIMEOUT = 1.5
-LIMITS = EdgeLimits(header_timeout=HEADER_TIMEOUT, body_timeout=BODY_TIMEOUT, max_headers=50,
-                    max_connections=40)
+LIMITS = EdgeLimits(
+    header_timeout=HEADER_TIMEOUT, body_timeout=BODY_TIMEOUT, max_headers=50, max_connections=40
+)
 
 
 @pytest.fixture
@@ -70,8 +71,7 @@ def _send_huge_header(server: RunningServer, request: bytes) -> tuple[float, byt
     return time.perf_counter() - started, response
 
 
-def test_a_1mb_header_is_refused_quickly_while_healthz_stays_fast(
-        edge: RunningServer) -> None:
+def test_a_1mb_header_is_refused_quickly_while_healthz_stays_fast(edge: RunningServer) -> None:
     latencies: list[float] = []
     statuses: set[int] = set()
     stop = threading.Event()
@@ -117,16 +117,18 @@ def test_headers_within_the_limit_are_served(edge: RunningServer) -> None:
 
 def test_too_many_headers_are_refused_before_the_app(edge: RunningServer) -> None:
     headers = {f"x-extra-{i}": "1" for i in range(LIMITS.max_headers + 1)}
-    response = httpx.get(f"{edge.url}/v1/budgets", timeout=10,
-                         headers={**headers, "Authorization": f"Bearer {ADMIN_KEY}"})
+    response = httpx.get(
+        f"{edge.url}/v1/budgets",
+        timeout=10,
+        headers={**headers, "Authorization": f"Bearer {ADMIN_KEY}"},
+    )
     assert response.status_code == 431
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["type"] == "request-header-fields-too-large"
     assert "x-request-id" not in response.headers  # answered without reaching the app
 
 
-def _trickle(sock: socket.socket, chunk: bytes, *, every: float, times: int
-            ) -> tuple[bytes, float]:
+def _trickle(sock: socket.socket, chunk: bytes, *, every: float, times: int) -> tuple[bytes, float]:
     """Send ``chunk`` every ``every`` seconds until the server answers or closes (at most
     ``times`` chunks); what it sent back and the seconds that took."""
     started = time.perf_counter()
@@ -165,9 +167,11 @@ def test_an_idle_connection_is_closed_at_the_header_deadline(edge: RunningServer
 
 def test_a_trickling_body_is_cut_at_the_body_deadline(edge: RunningServer) -> None:
     with _connect(edge) as sock:
-        sock.sendall(b"POST /v1/queries HTTP/1.1\r\nHost: x\r\n"
-                     b"Authorization: Bearer " + ADMIN_KEY.encode() + b"\r\n"
-                     b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n")
+        sock.sendall(
+            b"POST /v1/queries HTTP/1.1\r\nHost: x\r\n"
+            b"Authorization: Bearer " + ADMIN_KEY.encode() + b"\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+        )
         # ten bytes every half second: 1000 bytes would take 50 s
         response, elapsed = _trickle(sock, b" " * 10, every=0.5, times=40)
     assert BODY_TIMEOUT - 0.1 <= elapsed < BODY_TIMEOUT + 1.5, elapsed
@@ -177,9 +181,12 @@ def test_a_trickling_body_is_cut_at_the_body_deadline(edge: RunningServer) -> No
 
 
 def test_a_body_sent_in_time_is_served(edge: RunningServer) -> None:
-    response = httpx.post(f"{edge.url}/v1/consumers", timeout=10,
-                          headers={"Authorization": f"Bearer {ADMIN_KEY}"},
-                          json={"name": "ana", "role": "analyst"})
+    response = httpx.post(
+        f"{edge.url}/v1/consumers",
+        timeout=10,
+        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        json={"name": "ana", "role": "analyst"},
+    )
     assert response.status_code == 201, response.text
 
 

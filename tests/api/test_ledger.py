@@ -24,8 +24,19 @@ from tests.conftest import RunningServer
 from tests.factories import events_metadata, write_events
 
 PROBLEM = "application/problem+json"
-EXPORT_FIELDS = ["seq", "time", "kind", "actor", "consumer", "dataset", "cost", "request_id",
-                 "details", "prev_hash", "hash"]
+EXPORT_FIELDS = [
+    "seq",
+    "time",
+    "kind",
+    "actor",
+    "consumer",
+    "dataset",
+    "cost",
+    "request_id",
+    "details",
+    "prev_hash",
+    "hash",
+]
 
 
 @pytest.fixture
@@ -58,8 +69,9 @@ def _populate(server: RunningServer, admin: httpx.Client) -> dict[str, str]:
     write_events(server.settings.data_dir)
     request_ids: dict[str, str] = {}
 
-    def call(label: str, method: str, path: str, body: Any = None,
-             supplied_id: str | None = None) -> httpx.Response:
+    def call(
+        label: str, method: str, path: str, body: Any = None, supplied_id: str | None = None
+    ) -> httpx.Response:
         headers = {"X-Request-ID": supplied_id} if supplied_id else {}
         response = admin.request(method, path, json=body, headers=headers)
         assert response.status_code in (200, 201), response.text
@@ -69,8 +81,13 @@ def _populate(server: RunningServer, admin: httpx.Client) -> dict[str, str]:
         return response
 
     call("ana", "POST", "/v1/consumers", {"name": "ana", "role": "analyst"})
-    call("bob", "POST", "/v1/consumers", {"name": "bob", "role": "analyst"},
-         supplied_id="create-bob.1")
+    call(
+        "bob",
+        "POST",
+        "/v1/consumers",
+        {"name": "bob", "role": "analyst"},
+        supplied_id="create-bob.1",
+    )
     key_id = call("key", "POST", "/v1/consumers/ana/keys").json()["id"]
     call("revoke", "DELETE", f"/v1/consumers/ana/keys/{key_id}", supplied_id="revoke_1")
     call("events", "POST", "/v1/datasets", events_metadata())
@@ -80,23 +97,37 @@ def _populate(server: RunningServer, admin: httpx.Client) -> dict[str, str]:
     database = Database(server.settings.database_url)
     try:
         for amount in ("0.1", "0.1", "0.1"):
-            budgets.spend(database, consumer="ana", dataset="events", model="pure",
-                          cost_units=cost_units(Decimal(amount)), details={"n": amount},
-                          request_id="spend-" + amount)
-        budgets.spend(database, consumer="bob", dataset="other", model="zcdp",
-                      cost_units=cost_units(Decimal("0.5")), details={})
+            budgets.spend(
+                database,
+                consumer="ana",
+                dataset="events",
+                model="pure",
+                cost_units=cost_units(Decimal(amount)),
+                details={"n": amount},
+                request_id="spend-" + amount,
+            )
+        budgets.spend(
+            database,
+            consumer="bob",
+            dataset="other",
+            model="zcdp",
+            cost_units=cost_units(Decimal("0.5")),
+            details={},
+        )
     finally:
         database.dispose()
     return request_ids
 
 
-def test_admin_actions_are_ledgered_with_their_request_ids(server: RunningServer,
-                                                           admin: httpx.Client) -> None:
+def test_admin_actions_are_ledgered_with_their_request_ids(
+    server: RunningServer, admin: httpx.Client
+) -> None:
     ids = _populate(server, admin)
     entries = _all_entries(admin)
     assert [e["seq"] for e in entries] == list(range(1, len(entries) + 1))
-    summary = [(e["kind"], e["actor"], e["consumer"], e["dataset"], e["request_id"])
-               for e in entries]
+    summary = [
+        (e["kind"], e["actor"], e["consumer"], e["dataset"], e["request_id"]) for e in entries
+    ]
     admin_name = "bootstrap-admin"
     assert summary == [
         ("consumer_created", "system", admin_name, None, None),
@@ -128,11 +159,13 @@ def test_admin_actions_are_ledgered_with_their_request_ids(server: RunningServer
         assert ledger.compute_hash(entry) == entry["hash"]
     assert entries[0]["prev_hash"] == ledger.GENESIS_HASH
     # A request id that is not a sane token is replaced, not stored.
-    response = admin.post("/v1/consumers", json={"name": "cyd", "role": "auditor"},
-                          headers={"X-Request-ID": "bad id\twith spaces"})
+    response = admin.post(
+        "/v1/consumers",
+        json={"name": "cyd", "role": "auditor"},
+        headers={"X-Request-ID": "bad id\twith spaces"},
+    )
     assert response.headers["x-request-id"] != "bad id\twith spaces"
-    assert _all_entries(admin, consumer="cyd")[0]["request_id"] == response.headers[
-        "x-request-id"]
+    assert _all_entries(admin, consumer="cyd")[0]["request_id"] == response.headers["x-request-id"]
 
 
 def test_filters_and_pagination(server: RunningServer, admin: httpx.Client) -> None:
@@ -145,8 +178,7 @@ def test_filters_and_pagination(server: RunningServer, admin: httpx.Client) -> N
 
     assert selected(consumer="ana") == [e["seq"] for e in entries if e["consumer"] == "ana"]
     assert selected(dataset="other") == [e["seq"] for e in entries if e["dataset"] == "other"]
-    assert selected(kind="key_issued") == [e["seq"] for e in entries
-                                           if e["kind"] == "key_issued"]
+    assert selected(kind="key_issued") == [e["seq"] for e in entries if e["kind"] == "key_issued"]
     assert selected(consumer="ana", kind="release", dataset="events") == [13, 14]
     assert selected(consumer="ana", dataset="other") == []
     assert selected(consumer="nobody") == []
@@ -159,7 +191,8 @@ def test_filters_and_pagination(server: RunningServer, admin: httpx.Client) -> N
     assert selected(since=first["time"][:10], until=last["time"][:10]) == seqs
     assert selected(until=first["time"][:10] + "T00:00:00Z") == []
     assert selected(since=last["time"].replace("Z", "+00:00")) == [
-        e["seq"] for e in entries if e["time"] >= last["time"]]
+        e["seq"] for e in entries if e["time"] >= last["time"]
+    ]
 
     for limit in (1, 3, 5, len(entries) - 1, len(entries), len(entries) + 1):
         walked: list[int] = []
@@ -180,35 +213,55 @@ def test_filters_and_pagination(server: RunningServer, admin: httpx.Client) -> N
         assert pages == -(-len(seqs) // limit)
     assert selected(kind="release", limit=1) == [13, 14, 16]
 
-    auditor_key = admin.post("/v1/consumers", json={"name": "aud", "role": "auditor"}
-                             ).json()["api_key"]
+    auditor_key = admin.post("/v1/consumers", json={"name": "aud", "role": "auditor"}).json()[
+        "api_key"
+    ]
     assert [e["seq"] for e in _all_entries(server.client(auditor_key))] == [
-        *seqs, len(seqs) + 1, len(seqs) + 2]
+        *seqs,
+        len(seqs) + 1,
+        len(seqs) + 2,
+    ]
 
 
 def _bad_ledger_parameters_are_422(admin: httpx.Client) -> None:
     def b64(value: str) -> str:
         return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
 
-    for params in ({"cursor": "!!!"}, {"cursor": b64("seq:abc")}, {"cursor": b64("foo:1")},
-                   {"cursor": b64("seq:-1")}, {"cursor": b64("seq")}, {"cursor": "x" * 65},
-                   {"cursor": "/w"}, {"cursor": b64("seq:" + "9" * 30)},
-                   {"cursor": b64("seq: 5")}, {"cursor": b64("seq:1_0")},
-                   {"since": "0001-01-01T00:00:00+01:00"}, {"kind": "nope"}, {"kind": "RELEASE"},
-                   {"since": "yesterday"}, {"since": "2026-13-01"}, {"until": "2026-02-30"},
-                   {"until": "12:00"}, {"limit": 0}, {"limit": 1001}, {"limit": "ten"}):
+    for params in (
+        {"cursor": "!!!"},
+        {"cursor": b64("seq:abc")},
+        {"cursor": b64("foo:1")},
+        {"cursor": b64("seq:-1")},
+        {"cursor": b64("seq")},
+        {"cursor": "x" * 65},
+        {"cursor": "/w"},
+        {"cursor": b64("seq:" + "9" * 30)},
+        {"cursor": b64("seq: 5")},
+        {"cursor": b64("seq:1_0")},
+        {"since": "0001-01-01T00:00:00+01:00"},
+        {"kind": "nope"},
+        {"kind": "RELEASE"},
+        {"since": "yesterday"},
+        {"since": "2026-13-01"},
+        {"until": "2026-02-30"},
+        {"until": "12:00"},
+        {"limit": 0},
+        {"limit": 1001},
+        {"limit": "ten"},
+    ):
         response = admin.get("/v1/ledger", params=params)
         assert response.status_code == 422, (params, response.text)
         assert response.headers["content-type"] == PROBLEM
         assert response.json()["status"] == 422
     assert admin.get("/v1/ledger", params={"cursor": b64(f"seq:{2**63 - 1}")}).json() == {
-        "items": [], "next_cursor": None}
+        "items": [],
+        "next_cursor": None,
+    }
     for params in ({"format": "xml"}, {"format": ""}):
         assert admin.get("/v1/ledger/export", params=params).status_code == 422
 
 
-RECONCILED = {"chain_valid": True, "reconciled": True, "discrepancy_count": 0,
-              "discrepancies": []}
+RECONCILED = {"chain_valid": True, "reconciled": True, "discrepancy_count": 0, "discrepancies": []}
 
 
 def _verify(admin: httpx.Client) -> dict[str, Any]:
@@ -218,13 +271,19 @@ def _verify(admin: httpx.Client) -> dict[str, Any]:
     return result
 
 
-def test_verify_catches_tampering(server: RunningServer, admin: httpx.Client,
-                                  engine: Engine) -> None:
+def test_verify_catches_tampering(
+    server: RunningServer, admin: httpx.Client, engine: Engine
+) -> None:
     _populate(server, admin)
     entries = _all_entries(admin)
     count = len(entries)
-    assert _verify(admin) == {"valid": True, "entries": count, "head": entries[-1]["hash"],
-                              "first_bad_seq": None, **RECONCILED}
+    assert _verify(admin) == {
+        "valid": True,
+        "entries": count,
+        "head": entries[-1]["hash"],
+        "first_bad_seq": None,
+        **RECONCILED,
+    }
 
     def row(seq: int) -> dict[str, Any]:
         with engine.connect() as conn:
@@ -253,22 +312,23 @@ def test_verify_catches_tampering(server: RunningServer, admin: httpx.Client,
     original = row(11)
     details = json.loads(original["details_json"])
     details["budget"]["epsilon"] = 25
-    execute("UPDATE ledger SET details_json = :d WHERE seq = 11",
-            d=ledger.canonical_json(details))
+    execute("UPDATE ledger SET details_json = :d WHERE seq = 11", d=ledger.canonical_json(details))
     assert broken() == (False, 11)
     restore(original)
     # (b) the cost of a release lowered
     original = row(13)
     assert original["cost_json"] == '{"epsilon":0.1,"model":"pure"}'
-    execute("UPDATE ledger SET cost_json = :c WHERE seq = 13",
-            c='{"epsilon":0.01,"model":"pure"}')
+    execute("UPDATE ledger SET cost_json = :c WHERE seq = 13", c='{"epsilon":0.01,"model":"pure"}')
     assert broken() == (False, 13)
     restore(original)
     # ... even when the tamperer re-computes that entry's hash, the next entry breaks
     document = ledger.entry_document(_as_entry(original))
     document["cost"] = {"model": "pure", "epsilon": 0.01}
-    execute("UPDATE ledger SET cost_json = :c, hash = :h WHERE seq = 13",
-            c=ledger.canonical_json(document["cost"]), h=ledger.compute_hash(document))
+    execute(
+        "UPDATE ledger SET cost_json = :c, hash = :h WHERE seq = 13",
+        c=ledger.canonical_json(document["cost"]),
+        h=ledger.compute_hash(document),
+    )
     assert broken() == (False, 14)
     restore(original)
     # (c) a middle entry deleted
@@ -283,9 +343,12 @@ def test_verify_catches_tampering(server: RunningServer, admin: httpx.Client,
     restore(original)
     document = ledger.entry_document(_as_entry(original))
     document["details"] = {"forged": True}
-    execute("UPDATE ledger SET details_json = :d, hash = :h WHERE seq = :s",
-            d=ledger.canonical_json(document["details"]), h=ledger.compute_hash(document),
-            s=count)
+    execute(
+        "UPDATE ledger SET details_json = :d, hash = :h WHERE seq = :s",
+        d=ledger.canonical_json(document["details"]),
+        h=ledger.compute_hash(document),
+        s=count,
+    )
     assert broken() == (False, count)
     restore(original)
     # two entries swapped
@@ -295,8 +358,13 @@ def test_verify_catches_tampering(server: RunningServer, admin: httpx.Client,
     execute("UPDATE ledger SET seq = 4 WHERE seq = -1")
     assert broken() == (False, 3)
     restore(first, second)
-    assert _verify(admin) == {"valid": True, "entries": count, "head": entries[-1]["hash"],
-                              "first_bad_seq": None, **RECONCILED}
+    assert _verify(admin) == {
+        "valid": True,
+        "entries": count,
+        "head": entries[-1]["hash"],
+        "first_bad_seq": None,
+        **RECONCILED,
+    }
 
 
 def _as_entry(row: dict[str, Any]) -> LedgerEntry:
@@ -309,9 +377,15 @@ def test_export_streams_the_whole_ledger(server: RunningServer, admin: httpx.Cli
     try:  # more entries than one export batch, with text that needs quoting in CSV
         with database.write() as session:
             for i in range(1000):
-                ledger.append(session, kind="refused", actor="ana", consumer="ana",
-                              dataset="events", cost={"model": "pure", "epsilon": 0},
-                              details={"i": i, "note": 'a "quoted", multi\nline ü'})
+                ledger.append(
+                    session,
+                    kind="refused",
+                    actor="ana",
+                    consumer="ana",
+                    dataset="events",
+                    cost={"model": "pure", "epsilon": 0},
+                    details={"i": i, "note": 'a "quoted", multi\nline ü'},
+                )
     finally:
         database.dispose()
     entries = _all_entries(admin)
@@ -337,9 +411,15 @@ def test_export_streams_the_whole_ledger(server: RunningServer, admin: httpx.Cli
         record = dict(zip(EXPORT_FIELDS, values, strict=True))
         parsed: dict[str, Any] = {
             **{k: record[k] or None for k in ("consumer", "dataset", "request_id")},
-            "seq": int(record["seq"]), "time": record["time"], "kind": record["kind"],
-            "actor": record["actor"], "prev_hash": record["prev_hash"], "hash": record["hash"],
-            "cost": json.loads(record["cost"]), "details": json.loads(record["details"])}
+            "seq": int(record["seq"]),
+            "time": record["time"],
+            "kind": record["kind"],
+            "actor": record["actor"],
+            "prev_hash": record["prev_hash"],
+            "hash": record["hash"],
+            "cost": json.loads(record["cost"]),
+            "details": json.loads(record["details"]),
+        }
         assert parsed == entry
         assert ledger.compute_hash(parsed) == parsed["hash"]
     assert _verify(admin)["entries"] == len(entries)
@@ -352,20 +432,50 @@ def test_http_errors_are_problems(server: RunningServer, admin: httpx.Client) ->
         (server.client().get("/nothing"), 404),
         (admin.delete("/v1/datasets"), 405),
         (admin.post("/v1/ledger"), 405),
-        (admin.post("/v1/consumers", content=b'{"name": "ana", "role": ',
-                    headers={"content-type": "application/json"}), 422),
-        (admin.post("/v1/consumers", content=b"\xff\xfe",
-                    headers={"content-type": "application/json"}), 422),
-        (admin.post("/v1/consumers", content=b'{"name": "x"} trailing',
-                    headers={"content-type": "application/json"}), 422),
-        (admin.post("/v1/consumers", content=b"[]",
-                    headers={"content-type": "application/json"}), 422),
-            (admin.post("/v1/consumers", content=b'{"name": "ana", "role": "analyst"}',
-                    headers={"content-type": "text/plain"}), 422),
+        (
+            admin.post(
+                "/v1/consumers",
+                content=b'{"name": "ana", "role": ',
+                headers={"content-type": "application/json"},
+            ),
+            422,
+        ),
+        (
+            admin.post(
+                "/v1/consumers", content=b"\xff\xfe", headers={"content-type": "application/json"}
+            ),
+            422,
+        ),
+        (
+            admin.post(
+                "/v1/consumers",
+                content=b'{"name": "x"} trailing',
+                headers={"content-type": "application/json"},
+            ),
+            422,
+        ),
+        (
+            admin.post(
+                "/v1/consumers", content=b"[]", headers={"content-type": "application/json"}
+            ),
+            422,
+        ),
+        (
+            admin.post(
+                "/v1/consumers",
+                content=b'{"name": "ana", "role": "analyst"}',
+                headers={"content-type": "text/plain"},
+            ),
+            422,
+        ),
     ]
     big = b'{"name": "' + b"a" * 2_000_000 + b'", "role": "analyst"}'
-    cases.append((admin.post("/v1/consumers", content=big,
-                             headers={"content-type": "application/json"}), 413))
+    cases.append(
+        (
+            admin.post("/v1/consumers", content=big, headers={"content-type": "application/json"}),
+            413,
+        )
+    )
 
     def chunks() -> Iterator[bytes]:  # no Content-Length: the limit applies while reading
         yield b'{"name": "'
@@ -373,8 +483,14 @@ def test_http_errors_are_problems(server: RunningServer, admin: httpx.Client) ->
             yield b"a" * 50_000
         yield b'", "role": "analyst"}'
 
-    cases.append((admin.post("/v1/consumers", content=chunks(),
-                             headers={"content-type": "application/json"}), 413))
+    cases.append(
+        (
+            admin.post(
+                "/v1/consumers", content=chunks(), headers={"content-type": "application/json"}
+            ),
+            413,
+        )
+    )
     for response, status in cases:
         assert response.status_code == status, (response.request.url, response.text)
         assert response.headers["content-type"] == PROBLEM

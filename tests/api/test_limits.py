@@ -20,8 +20,11 @@ from tests.conftest import ADMIN_KEY, RunningServer, start_server
 from tests.factories import MUNICIPALITIES, events_metadata, write_events
 
 VISITORS: dict[str, Any] = {
-    "dataset": "events", "statistic": "unit_count", "group_by": ["municipality"],
-    "max_partitions_contributed": 3, "privacy": {"epsilon": 0.5},
+    "dataset": "events",
+    "statistic": "unit_count",
+    "group_by": ["municipality"],
+    "max_partitions_contributed": 3,
+    "privacy": {"epsilon": 0.5},
 }
 BIG_KEYS = MUNICIPALITIES + [f"XX{i:05d}" for i in range(6_000)]
 """Public keys beyond the data's: a grouping whose plan takes a while to compile and run."""
@@ -29,8 +32,9 @@ WIDE = {**VISITORS, "group_by": ["municipality", "day"]}
 
 
 @contextmanager
-def serve(settings: Settings, *, quantum_ms: int | None = None,
-          **limits: Any) -> Iterator[RunningServer]:
+def serve(
+    settings: Settings, *, quantum_ms: int | None = None, **limits: Any
+) -> Iterator[RunningServer]:
     """The real app with these limits (the rest at their defaults); ``quantum_ms`` sets the
     release time quantum (a fresh release then holds its slot for at least that long)."""
     changed = dataclasses.replace(settings, limits=LimitSettings(**limits))
@@ -43,8 +47,13 @@ def serve(settings: Settings, *, quantum_ms: int | None = None,
         running.stop()
 
 
-def _setup(server: RunningServer, *, analysts: tuple[str, ...] = ("ana",), amount: float = 50,
-           big: bool = False) -> tuple[httpx.Client, dict[str, httpx.Client]]:
+def _setup(
+    server: RunningServer,
+    *,
+    analysts: tuple[str, ...] = ("ana",),
+    amount: float = 50,
+    big: bool = False,
+) -> tuple[httpx.Client, dict[str, httpx.Client]]:
     admin = server.client(ADMIN_KEY)
     write_events(server.settings.data_dir)
     body = events_metadata()
@@ -54,8 +63,9 @@ def _setup(server: RunningServer, *, analysts: tuple[str, ...] = ("ana",), amoun
     clients = {}
     for name in analysts:
         key = admin.post("/v1/consumers", json={"name": name, "role": "analyst"}).json()
-        response = admin.put(f"/v1/budgets/{name}/events", json={"model": "pure",
-                                                                 "epsilon": amount})
+        response = admin.put(
+            f"/v1/budgets/{name}/events", json={"model": "pure", "epsilon": amount}
+        )
         assert response.status_code == 200, response.text
         clients[name] = server.client(key["api_key"])
     return admin, clients
@@ -70,8 +80,9 @@ def _entries(admin: httpx.Client, **params: str) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     cursor: str | None = None
     while True:
-        page = admin.get("/v1/ledger", params={**params, **({"cursor": cursor} if cursor
-                                                             else {})}).json()
+        page = admin.get(
+            "/v1/ledger", params={**params, **({"cursor": cursor} if cursor else {})}
+        ).json()
         items += page["items"]
         cursor = page["next_cursor"]
         if cursor is None:
@@ -104,11 +115,16 @@ def test_a_cost_below_the_minimum_is_refused_before_any_debit(settings: Settings
             loose = ana.post(path, json={**VISITORS, "privacy": {"max_error": 1e9}})
             assert loose.status_code == 422, loose.text
             assert loose.json()["type"] == "cost-below-minimum"
-        assert ana.post("/v1/queries", json={**VISITORS, "privacy": {"epsilon": 0.001}}
-                        ).status_code == 200
+        assert (
+            ana.post("/v1/queries", json={**VISITORS, "privacy": {"epsilon": 0.001}}).status_code
+            == 200
+        )
         assert _spent(admin) == 0.001
-        assert [e["kind"] for e in _entries(admin, consumer="ana")
-                if e["kind"] in ("release", "refused")] == ["release"]
+        assert [
+            e["kind"]
+            for e in _entries(admin, consumer="ana")
+            if e["kind"] in ("release", "refused")
+        ] == ["release"]
 
 
 def test_too_many_cells_are_refused_in_query_and_preview(settings: Settings) -> None:
@@ -126,8 +142,7 @@ def test_too_many_cells_are_refused_in_query_and_preview(settings: Settings) -> 
         assert _spent(admin) == 0.5
 
 
-def test_parallel_releases_of_one_consumer_queue_at_most_two_at_once(
-        settings: Settings) -> None:
+def test_parallel_releases_of_one_consumer_queue_at_most_two_at_once(settings: Settings) -> None:
     with serve(settings, max_concurrent_per_consumer=2, queue_timeout_seconds=120) as server:
         admin, clients = _setup(server, analysts=("ana", "bob"))
         ana = clients["ana"]
@@ -135,18 +150,25 @@ def test_parallel_releases_of_one_consumer_queue_at_most_two_at_once(
         with ThreadPoolExecutor(len(queries)) as pool:
             responses = list(pool.map(lambda q: ana.post("/v1/queries", json=q), queries))
         assert [r.status_code for r in responses] == [200] * len(queries)
-        ana_id = next(c["id"] for c in admin.get("/v1/consumers").json()["items"]
-                      if c["name"] == "ana")
+        ana_id = next(
+            c["id"] for c in admin.get("/v1/consumers").json()["items"] if c["name"] == "ana"
+        )
         assert _limiter(server).releases.peak[ana_id] == 2  # queued, never more than 2
         assert not any(e["kind"] == "refused" for e in _entries(admin, consumer="ana"))
 
 
 def test_a_release_waiting_past_the_queue_timeout_gets_429_and_nothing_is_spent(
-        settings: Settings) -> None:
+    settings: Settings,
+) -> None:
     # The quantum makes the first release hold ana's only slot for at least 3 s, whatever
     # the machine's speed.
-    with serve(settings, max_concurrent_per_consumer=1, queue_timeout_seconds=0.05,
-               max_cells=1_000_000, quantum_ms=3000) as server:
+    with serve(
+        settings,
+        max_concurrent_per_consumer=1,
+        queue_timeout_seconds=0.05,
+        max_cells=1_000_000,
+        quantum_ms=3000,
+    ) as server:
         admin, clients = _setup(server, big=True)
         ana = clients["ana"]
         slow = threading.Thread(target=lambda: ana.post("/v1/queries", json=VISITORS))
@@ -163,7 +185,8 @@ def test_a_release_waiting_past_the_queue_timeout_gets_429_and_nothing_is_spent(
 
 
 def test_rate_limit_is_429_with_retry_after_and_ledgered_once_per_minute(
-        settings: Settings) -> None:
+    settings: Settings,
+) -> None:
     with serve(settings, requests_per_minute=1, burst=3) as server:
         admin, clients = _setup(server)
         ana = clients["ana"]
@@ -205,29 +228,38 @@ def test_an_admin_overrides_one_consumers_limits(settings: Settings) -> None:
 
 
 def test_ledger_pages_stay_within_the_byte_budget_and_hold_at_least_one_entry(
-        settings: Settings) -> None:
+    settings: Settings,
+) -> None:
     budget = 4096
     with serve(settings, ledger_page_bytes=budget, max_cells=1_000_000) as server:
         admin, clients = _setup(server, big=True)
         ana = clients["ana"]
         # a large entry (release_output of 6,006 cells) among small ones
-        assert ana.post("/v1/queries", json={**VISITORS, "privacy": {"epsilon": 1}}
-                        ).status_code == 200
+        assert (
+            ana.post("/v1/queries", json={**VISITORS, "privacy": {"epsilon": 1}}).status_code == 200
+        )
         for i in range(10):
-            assert ana.post("/v1/queries", json={**VISITORS, "privacy": {
-                "epsilon": f"0.0{10 + i}"}}).status_code == 200
+            assert (
+                ana.post(
+                    "/v1/queries", json={**VISITORS, "privacy": {"epsilon": f"0.0{10 + i}"}}
+                ).status_code
+                == 200
+            )
         pages: list[list[dict[str, Any]]] = []
         cursor: str | None = None
         while True:
-            response = admin.get("/v1/ledger", params={"limit": 1000,
-                                                       **({"cursor": cursor} if cursor else {})})
+            response = admin.get(
+                "/v1/ledger", params={"limit": 1000, **({"cursor": cursor} if cursor else {})}
+            )
             page = response.json()
             pages.append(page["items"])
             cursor = page["next_cursor"]
             if cursor is None:
                 break
-        sizes = [[len(json.dumps(e, separators=(",", ":"), ensure_ascii=False).encode())
-                  for e in items] for items in pages]
+        sizes = [
+            [len(json.dumps(e, separators=(",", ":"), ensure_ascii=False).encode()) for e in items]
+            for items in pages
+        ]
         assert all(len(items) >= 1 for items in pages)
         assert all(sum(s) <= budget for s in sizes if len(s) > 1)
         assert any(len(s) == 1 and s[0] > budget for s in sizes)  # the big entry, alone
@@ -242,20 +274,25 @@ def test_ledger_pages_stay_within_the_byte_budget_and_hold_at_least_one_entry(
 def test_another_consumer_is_served_before_a_queue_of_the_first(settings: Settings) -> None:
     # The quantum makes each release hold the only slot for at least 1 s, so bob surely
     # arrives while ana's first computes and her other two wait.
-    with serve(settings, max_concurrent_releases=1, max_concurrent_per_consumer=1,
-               queue_timeout_seconds=120, quantum_ms=1000) as server:
+    with serve(
+        settings,
+        max_concurrent_releases=1,
+        max_concurrent_per_consumer=1,
+        queue_timeout_seconds=120,
+        quantum_ms=1000,
+    ) as server:
         _, clients = _setup(server, analysts=("ana", "bob"), big=True)
         ana, bob = clients["ana"], clients["bob"]
         finished: list[str] = []
 
         def ask(client: httpx.Client, name: str, epsilon: str) -> None:
-            response = client.post("/v1/queries", json={**VISITORS, "privacy": {
-                "epsilon": epsilon}})
+            response = client.post(
+                "/v1/queries", json={**VISITORS, "privacy": {"epsilon": epsilon}}
+            )
             assert response.status_code == 200, response.text
             finished.append(name)
 
-        threads = [threading.Thread(target=ask, args=(ana, "ana", f"0.{10 + i}"))
-                   for i in range(3)]
+        threads = [threading.Thread(target=ask, args=(ana, "ana", f"0.{10 + i}")) for i in range(3)]
         for thread in threads:
             thread.start()
             time.sleep(0.05)
@@ -268,12 +305,19 @@ def test_another_consumer_is_served_before_a_queue_of_the_first(settings: Settin
 
 
 def test_heavy_queries_compute_in_their_own_lane_and_never_hold_back_small_ones(
-        settings: Settings) -> None:
+    settings: Settings,
+) -> None:
     # Two release slots, of which heavy queries (more than 1,000 cells) may hold only one;
     # the quantum makes every release hold its slot for at least 2 s.
-    with serve(settings, max_concurrent_releases=2, max_concurrent_per_consumer=2,
-               max_concurrent_heavy_releases=1, heavy_cells=1_000,
-               queue_timeout_seconds=120, quantum_ms=2000) as server:
+    with serve(
+        settings,
+        max_concurrent_releases=2,
+        max_concurrent_per_consumer=2,
+        max_concurrent_heavy_releases=1,
+        heavy_cells=1_000,
+        queue_timeout_seconds=120,
+        quantum_ms=2000,
+    ) as server:
         _, clients = _setup(server, analysts=("ana", "bob"), big=True)
         ana, bob = clients["ana"], clients["bob"]
         finished: list[str] = []
@@ -283,14 +327,28 @@ def test_heavy_queries_compute_in_their_own_lane_and_never_hold_back_small_ones(
             assert response.status_code == 200, response.text
             finished.append(name)
 
-        heavy = [threading.Thread(target=ask, args=(ana, "ana", {
-            **VISITORS, "privacy": {"epsilon": f"0.{10 + i}"}})) for i in range(3)]
+        heavy = [
+            threading.Thread(
+                target=ask, args=(ana, "ana", {**VISITORS, "privacy": {"epsilon": f"0.{10 + i}"}})
+            )
+            for i in range(3)
+        ]
         for thread in heavy:  # 6,006 cells each: heavy
             thread.start()
             time.sleep(0.05)
         time.sleep(0.3)
-        small = threading.Thread(target=ask, args=(bob, "bob", {  # 4 cells
-            **VISITORS, "group_by": ["day"], "max_partitions_contributed": 4}))
+        small = threading.Thread(
+            target=ask,
+            args=(
+                bob,
+                "bob",
+                {  # 4 cells
+                    **VISITORS,
+                    "group_by": ["day"],
+                    "max_partitions_contributed": 4,
+                },
+            ),
+        )
         small.start()
         for thread in [*heavy, small]:
             thread.join()

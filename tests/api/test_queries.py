@@ -12,14 +12,23 @@ from tests.conftest import RunningServer
 from tests.factories import MUNICIPALITIES, events_metadata, write_events
 
 VISITORS: dict[str, Any] = {
-    "dataset": "events", "statistic": "unit_count", "group_by": ["municipality"],
-    "max_partitions_contributed": 3, "privacy": {"epsilon": 0.5},
+    "dataset": "events",
+    "statistic": "unit_count",
+    "group_by": ["municipality"],
+    "max_partitions_contributed": 3,
+    "privacy": {"epsilon": 0.5},
 }
 
 
-def _setup(server: RunningServer, admin: httpx.Client, *, model: str = "pure",
-           amount: float = 1.0, analysts: tuple[str, ...] = ("ana",),
-           cap: dict[str, Any] | None = None) -> dict[str, httpx.Client]:
+def _setup(
+    server: RunningServer,
+    admin: httpx.Client,
+    *,
+    model: str = "pure",
+    amount: float = 1.0,
+    analysts: tuple[str, ...] = ("ana",),
+    cap: dict[str, Any] | None = None,
+) -> dict[str, httpx.Client]:
     write_events(server.settings.data_dir)
     body = events_metadata(budget_cap=cap) if cap else events_metadata()
     assert admin.post("/v1/datasets", json=body).status_code == 201
@@ -34,13 +43,15 @@ def _setup(server: RunningServer, admin: httpx.Client, *, model: str = "pure",
 
 
 def _ledger(admin: httpx.Client, **params: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = admin.get("/v1/ledger", params={"limit": 1000, **params}
-                                            ).json()["items"]
+    items: list[dict[str, Any]] = admin.get("/v1/ledger", params={"limit": 1000, **params}).json()[
+        "items"
+    ]
     return items
 
 
 def test_release_is_debited_ledgered_and_shaped_as_the_spec(
-        server: RunningServer, admin: httpx.Client) -> None:
+    server: RunningServer, admin: httpx.Client
+) -> None:
     ana = _setup(server, admin)["ana"]
     response = ana.post("/v1/queries", json=VISITORS)
     assert response.status_code == 200, response.text
@@ -69,7 +80,8 @@ def test_release_is_debited_ledgered_and_shaped_as_the_spec(
 
 
 def test_refusal_is_409_ledgered_at_cost_zero_and_spends_nothing(
-        server: RunningServer, admin: httpx.Client) -> None:
+    server: RunningServer, admin: httpx.Client
+) -> None:
     ana = _setup(server, admin, amount=0.3)["ana"]
     response = ana.post("/v1/queries", json=VISITORS)
     assert response.status_code == 409
@@ -87,8 +99,9 @@ def test_refusal_is_409_ledgered_at_cost_zero_and_spends_nothing(
     assert _ledger(admin, kind="release") == []
 
 
-def test_same_query_is_served_from_cache_at_no_cost(server: RunningServer,
-                                                   admin: httpx.Client) -> None:
+def test_same_query_is_served_from_cache_at_no_cost(
+    server: RunningServer, admin: httpx.Client
+) -> None:
     ana = _setup(server, admin, amount=0.5)["ana"]
     first = ana.post("/v1/queries", json=VISITORS).json()
     again = ana.post("/v1/queries", json=VISITORS)  # no budget left: still served
@@ -110,8 +123,9 @@ def test_same_query_is_served_from_cache_at_no_cost(server: RunningServer,
     assert different.status_code == 409
 
 
-def test_preview_reads_no_data_and_spends_nothing(server: RunningServer,
-                                                  admin: httpx.Client) -> None:
+def test_preview_reads_no_data_and_spends_nothing(
+    server: RunningServer, admin: httpx.Client
+) -> None:
     ana = _setup(server, admin)["ana"]
     (server.settings.data_dir / "events.parquet").unlink()  # preview must not need it
     preview = ana.post("/v1/queries/preview", json=VISITORS)
@@ -124,8 +138,9 @@ def test_preview_reads_no_data_and_spends_nothing(server: RunningServer,
     assert not kinds & {"release", "refused", "reread", "release_output"}
 
 
-def test_accuracy_first_picks_a_cost_that_meets_the_target(server: RunningServer,
-                                                          admin: httpx.Client) -> None:
+def test_accuracy_first_picks_a_cost_that_meets_the_target(
+    server: RunningServer, admin: httpx.Client
+) -> None:
     ana = _setup(server, admin, amount=5.0)["ana"]
     loose = ana.post("/v1/queries/preview", json={**VISITORS, "privacy": {"max_error": 40}})
     tight = ana.post("/v1/queries/preview", json={**VISITORS, "privacy": {"max_error": 10}})
@@ -153,7 +168,8 @@ def test_roles_and_isolation_for_queries(server: RunningServer, admin: httpx.Cli
 
 
 def test_unknown_dataset_and_invalid_queries_are_problems_that_spend_nothing(
-        server: RunningServer, admin: httpx.Client) -> None:
+    server: RunningServer, admin: httpx.Client
+) -> None:
     ana = _setup(server, admin)["ana"]
     cases = [
         ({**VISITORS, "dataset": "nothing"}, 404),
@@ -174,14 +190,18 @@ def test_unknown_dataset_and_invalid_queries_are_problems_that_spend_nothing(
     assert _ledger(admin, kind="release") == []
 
 
-def test_concurrent_queries_never_overspend(server: RunningServer,
-                                            admin: httpx.Client) -> None:
+def test_concurrent_queries_never_overspend(server: RunningServer, admin: httpx.Client) -> None:
     ana = _setup(server, admin, amount=1.0)["ana"]
-    bodies = [{**VISITORS, "privacy": {"epsilon": 0.1},
-               "where": [{"column": "hour", "op": "ge", "value": hour}]} for hour in range(20)]
+    bodies = [
+        {
+            **VISITORS,
+            "privacy": {"epsilon": 0.1},
+            "where": [{"column": "hour", "op": "ge", "value": hour}],
+        }
+        for hour in range(20)
+    ]
     with ThreadPoolExecutor(max_workers=20) as pool:
-        statuses = list(pool.map(lambda b: ana.post("/v1/queries", json=b).status_code,
-                                 bodies))
+        statuses = list(pool.map(lambda b: ana.post("/v1/queries", json=b).status_code, bodies))
     assert statuses.count(200) == 10 and statuses.count(409) == 10
     budget = ana.get("/v1/budgets").json()["items"][0]
     assert budget["spent"] == 1 and budget["remaining"] == 0
@@ -189,12 +209,13 @@ def test_concurrent_queries_never_overspend(server: RunningServer,
     assert admin.get("/v1/ledger/verify").json()["valid"] is True
 
 
-def test_zcdp_budget_reports_rho_and_epsilon_delta(server: RunningServer,
-                                                   admin: httpx.Client) -> None:
+def test_zcdp_budget_reports_rho_and_epsilon_delta(
+    server: RunningServer, admin: httpx.Client
+) -> None:
     ana = _setup(server, admin, model="zcdp", amount=0.5)["ana"]
     body = ana.post("/v1/queries", json={**VISITORS, "privacy": {"rho": 0.125}}).json()
     assert body["cost"] == {"model": "zcdp", "rho": 0.125}
     assert body["mechanism"] == "discrete_gaussian"
-    assert body["noise_scale"] == pytest.approx(3 ** 0.5 / (2 * 0.125) ** 0.5, rel=1e-6)
+    assert body["noise_scale"] == pytest.approx(3**0.5 / (2 * 0.125) ** 0.5, rel=1e-6)
     assert body["epsilon_delta"]["delta"] == 1e-9 and body["epsilon_delta"]["epsilon"] > 0
     assert body["budget_remaining"] == {"rho": 0.375}

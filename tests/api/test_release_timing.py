@@ -17,7 +17,9 @@ from tests.factories import events_metadata, write_events
 
 QUANTUM_MS = 400
 VISITORS: dict[str, Any] = {
-    "dataset": "events", "statistic": "unit_count", "group_by": ["municipality"],
+    "dataset": "events",
+    "statistic": "unit_count",
+    "group_by": ["municipality"],
     "max_partitions_contributed": 3,
 }
 
@@ -36,8 +38,10 @@ def _analyst(server: RunningServer, epsilon: float = 100.0) -> httpx.Client:
     admin = server.client(ADMIN_KEY)
     assert admin.post("/v1/datasets", json=events_metadata()).status_code == 201
     key = admin.post("/v1/consumers", json={"name": "ana", "role": "analyst"}).json()
-    assert admin.put("/v1/budgets/ana/events",
-                     json={"model": "pure", "epsilon": epsilon}).status_code == 200
+    assert (
+        admin.put("/v1/budgets/ana/events", json={"model": "pure", "epsilon": epsilon}).status_code
+        == 200
+    )
     return server.client(key["api_key"])
 
 
@@ -54,8 +58,7 @@ def test_padded_duration() -> None:
     assert padded_duration(0.2501, 0.25) == 0.5
 
 
-def test_fresh_releases_take_a_quantum_and_cached_ones_do_not(slow_server: RunningServer
-                                                               ) -> None:
+def test_fresh_releases_take_a_quantum_and_cached_ones_do_not(slow_server: RunningServer) -> None:
     analyst = _analyst(slow_server)
     quantum = QUANTUM_MS / 1000
     for i, where in enumerate(([], [{"column": "municipality", "op": "eq", "value": "GM0363"}])):
@@ -74,8 +77,9 @@ def test_refusals_and_bad_queries_are_not_padded(slow_server: RunningServer) -> 
     analyst = _analyst(slow_server, epsilon=1.0)
     response, elapsed = _timed(analyst, {**VISITORS, "privacy": {"epsilon": 5}})
     assert response.status_code == 409
-    bad, bad_elapsed = _timed(analyst, {**VISITORS, "group_by": ["nope"],
-                                        "privacy": {"epsilon": 0.1}})
+    bad, bad_elapsed = _timed(
+        analyst, {**VISITORS, "group_by": ["nope"], "privacy": {"epsilon": 0.1}}
+    )
     assert bad.status_code == 422
     assert max(elapsed, bad_elapsed) < QUANTUM_MS / 1000
 

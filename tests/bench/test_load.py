@@ -26,15 +26,25 @@ from bench.server import postgres_available
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgresql",
-                                                             marks=pytest.mark.postgres)])
+@pytest.mark.parametrize(
+    "database", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
 def test_load_report_has_every_field(database: str) -> None:
     if database == "postgresql" and not postgres_available():
         if os.environ.get("RUIS_REQUIRE_POSTGRES"):
             pytest.fail("PostgreSQL is required here but does not answer")
         pytest.skip("PostgreSQL is not reachable")
-    config = LoadConfig(analysts=2, duration=5, cells=100, small_cells=2, rows=200,
-                        small_interval=0.2, baseline=2, grace=5, database=database)
+    config = LoadConfig(
+        analysts=2,
+        duration=5,
+        cells=100,
+        small_cells=2,
+        rows=200,
+        small_interval=0.2,
+        baseline=2,
+        grace=5,
+        database=database,
+    )
     report = run_load(config)
     assert report["data"] == {"rows": 200, "big_cells": 100, "small_cells": 2}
     small = report["small"]
@@ -50,8 +60,12 @@ def test_load_report_has_every_field(database: str) -> None:
     assert 50 < memory["idle_rss_mb"] <= memory["peak_mb"] and not memory["aborted"]
     assert memory["samples"]
     assert report["server_exit_code"] is None and report["requests_unfinished"] == 0
-    assert set(report["checks"]) == {"small_p99_under_target", "small_all_200",
-                                     "rss_under_ceiling", "server_survived"}
+    assert set(report["checks"]) == {
+        "small_p99_under_target",
+        "small_all_200",
+        "rss_under_ceiling",
+        "server_survived",
+    }
     assert report["run_seconds"] < 5 + 5 + 1
     assert "small p50 / p99 / max" in format_table(report)
 

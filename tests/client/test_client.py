@@ -27,14 +27,14 @@ from tests.conftest import RunningServer, free_port
 from tests.factories import DAYS, MUNICIPALITIES, events_metadata, write_events
 
 
-def _setup(server: RunningServer, admin: httpx.Client, *, budget: dict[str, Any]
-           ) -> dict[str, str]:
+def _setup(server: RunningServer, admin: httpx.Client, *, budget: dict[str, Any]) -> dict[str, str]:
     write_events(server.settings.data_dir)
     assert admin.post("/v1/datasets", json=events_metadata()).status_code == 201
     keys = {}
     for name, role in (("ana", "analyst"), ("olga", "auditor")):
-        keys[name] = admin.post("/v1/consumers", json={"name": name, "role": role}
-                                ).json()["api_key"]
+        keys[name] = admin.post("/v1/consumers", json={"name": name, "role": role}).json()[
+            "api_key"
+        ]
     assert admin.put("/v1/budgets/ana/events", json=budget).status_code == 200
     return keys
 
@@ -49,9 +49,26 @@ def ana(server: RunningServer, admin: httpx.Client) -> Iterator[Ruis]:
 
 def test_exported_names() -> None:
     assert sorted(client.__all__) == [
-        "APIError", "Accuracy", "Budget", "BudgetExceeded", "Condition", "Conflict", "Cost",
-        "Dataset", "Forbidden", "InvalidQuery", "NotFound", "Preview", "Problem", "Release",
-        "ReleaseSummary", "Ruis", "RuisError", "ServerError", "Statistic", "TransportError",
+        "APIError",
+        "Accuracy",
+        "Budget",
+        "BudgetExceeded",
+        "Condition",
+        "Conflict",
+        "Cost",
+        "Dataset",
+        "Forbidden",
+        "InvalidQuery",
+        "NotFound",
+        "Preview",
+        "Problem",
+        "Release",
+        "ReleaseSummary",
+        "Ruis",
+        "RuisError",
+        "ServerError",
+        "Statistic",
+        "TransportError",
         "Unauthorized",
     ]
     for name in client.__all__:
@@ -91,18 +108,19 @@ def test_preview_query_cache_and_reread(ana: Ruis) -> None:
     assert ana.budget("events").spent == 0.5
 
     [summary] = ana.releases()
-    assert (summary.id, summary.statistic, summary.cost) == (release.id, "unit_count",
-                                                               release.cost)
+    assert (summary.id, summary.statistic, summary.cost) == (release.id, "unit_count", release.cost)
     reread = ana.release(release.id)
     assert reread.cached and reread.frame.equals(release.frame)
 
 
 def test_where_bounds_and_accuracy_target(ana: Ruis) -> None:
-    where: list[client.Condition] = [("day", "between", [DAYS[0], DAYS[1]]),
-                                     {"column": "municipality", "op": "in",
-                                      "value": MUNICIPALITIES[:2]}]
-    mean = ana.query("events", "mean", column="dwell_minutes", bounds=(0, 120),
-                     where=where, epsilon=0.2)
+    where: list[client.Condition] = [
+        ("day", "between", [DAYS[0], DAYS[1]]),
+        {"column": "municipality", "op": "in", "value": MUNICIPALITIES[:2]},
+    ]
+    mean = ana.query(
+        "events", "mean", column="dwell_minutes", bounds=(0, 120), where=where, epsilon=0.2
+    )
     assert mean.frame.columns == ["value"] and mean.frame.height == 1
     assert mean.query["where"][0]["value"] == [d.isoformat() for d in DAYS[:2]]
     assert mean.query["bounds"] == [0, 120]
@@ -135,15 +153,17 @@ def test_zcdp_budget(server: RunningServer, admin: httpx.Client) -> None:
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_typed_errors_carry_the_problem(server: RunningServer, admin: httpx.Client,
-                                        ana: Ruis) -> None:
+def test_typed_errors_carry_the_problem(
+    server: RunningServer, admin: httpx.Client, ana: Ruis
+) -> None:
     with Ruis(server.url, "not-a-key") as stranger, pytest.raises(Unauthorized) as caught:
         stranger.datasets()
     assert caught.value.status == 401 and caught.value.problem.type == "unauthorized"
     assert caught.value.request_id
 
-    olga_key = admin.post("/v1/consumers", json={"name": "olga2", "role": "auditor"}
-                          ).json()["api_key"]
+    olga_key = admin.post("/v1/consumers", json={"name": "olga2", "role": "auditor"}).json()[
+        "api_key"
+    ]
     with Ruis(server.url, olga_key) as olga, pytest.raises(Forbidden) as forbidden:
         olga.query("events", "count", epsilon=0.1)
     assert forbidden.value.problem.status == 403
@@ -175,8 +195,10 @@ def test_typed_errors_carry_the_problem(server: RunningServer, admin: httpx.Clie
     with pytest.raises(ValueError, match="alpha"):
         ana.query("events", "count", epsilon=0.1, alpha=0.1)
 
-    with Ruis(f"http://127.0.0.1:{free_port()}", "k", timeout=2) as nowhere, \
-            pytest.raises(TransportError):
+    with (
+        Ruis(f"http://127.0.0.1:{free_port()}", "k", timeout=2) as nowhere,
+        pytest.raises(TransportError),
+    ):
         nowhere.datasets()
 
 
@@ -186,11 +208,20 @@ def test_transport_seam() -> None:
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
-        return httpx.Response(503, json={"type": "release-in-progress", "title": "Busy",
-                                         "status": 503, "detail": "ask again shortly"})
+        return httpx.Response(
+            503,
+            json={
+                "type": "release-in-progress",
+                "title": "Busy",
+                "status": 503,
+                "detail": "ask again shortly",
+            },
+        )
 
-    with Ruis("http://ruis.invalid", "secret", transport=httpx.MockTransport(handler)) as ruis, \
-            pytest.raises(client.ServerError) as caught:
+    with (
+        Ruis("http://ruis.invalid", "secret", transport=httpx.MockTransport(handler)) as ruis,
+        pytest.raises(client.ServerError) as caught,
+    ):
         ruis.query("events", "count", where=[("day", "eq", date(2026, 3, 1))], epsilon=0.1)
     assert caught.value.problem.detail == "ask again shortly"
     assert seen[0].headers["authorization"] == "Bearer secret"

@@ -23,15 +23,23 @@ MAX_AMOUNT = Decimal(MAX_UNITS) / UNITS_PER_ONE
 
 def amounts(places: int = 20, max_value: str = "1000") -> st.SearchStrategy[Decimal]:
     """Non-negative finite decimals, with more places than the 12 that units keep."""
-    return st.decimals(min_value=0, max_value=Decimal(max_value), places=places,
-                       allow_nan=False, allow_infinity=False)
+    return st.decimals(
+        min_value=0,
+        max_value=Decimal(max_value),
+        places=places,
+        allow_nan=False,
+        allow_infinity=False,
+    )
 
 
 def long_amounts() -> st.SearchStrategy[Decimal]:
     """Decimals with more significant digits than the default context's 28."""
-    return st.builds(lambda whole, fraction, tail: Decimal(f"{whole}.{fraction:012d}{tail}"),
-                     st.integers(0, 10**6 - 1), st.integers(0, 10**12 - 1),
-                     st.text("0123456789", min_size=1, max_size=30))
+    return st.builds(
+        lambda whole, fraction, tail: Decimal(f"{whole}.{fraction:012d}{tail}"),
+        st.integers(0, 10**6 - 1),
+        st.integers(0, 10**12 - 1),
+        st.text("0123456789", min_size=1, max_size=30),
+    )
 
 
 @given(total=amounts(), costs=st.lists(amounts(max_value="50"), max_size=40))
@@ -69,9 +77,18 @@ def test_units_round_trip(units: int) -> None:
         assert total_units(Decimal(str(shown))) == units
 
 
-@pytest.mark.parametrize("bad", [Decimal("-0.000000000001"), Decimal("NaN"),
-                                 Decimal("Infinity"), Decimal("-Infinity"),
-                                 MAX_AMOUNT + 1, Decimal("1e30"), Decimal("1e999999")])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        Decimal("-0.000000000001"),
+        Decimal("NaN"),
+        Decimal("Infinity"),
+        Decimal("-Infinity"),
+        MAX_AMOUNT + 1,
+        Decimal("1e30"),
+        Decimal("1e999999"),
+    ],
+)
 def test_negative_infinite_and_huge_amounts_are_refused(bad: Decimal) -> None:
     for convert in (cost_units, total_units):
         with pytest.raises(ValueError):

@@ -20,8 +20,15 @@ from db.bootstrap import Outcome, estimated_entropy_bits
 from tests.conftest import ADMIN_KEY, RunningServer, start_server
 from tests.reliability.support import assert_ledger_valid, ledger_entries
 
-WEAK = ["a" * 64, "abc" * 20, "0123456789" * 4, "Password1!" * 3, "short-key",
-        "test-admin-key-0123456789abcdef", "abcdefghijklmnopqrstuvwxyz0123456789"]
+WEAK = [
+    "a" * 64,
+    "abc" * 20,
+    "0123456789" * 4,
+    "Password1!" * 3,
+    "short-key",
+    "test-admin-key-0123456789abcdef",
+    "abcdefghijklmnopqrstuvwxyz0123456789",
+]
 
 
 def _key() -> str:
@@ -45,8 +52,8 @@ def test_the_entropy_estimate() -> None:
 
 
 def test_serve_refuses_a_weak_key_with_a_clear_message(
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], db_url: str,
-        data_dir: Path) -> None:
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], db_url: str, data_dir: Path
+) -> None:
     monkeypatch.setenv("RUIS_DATABASE_URL", db_url)
     monkeypatch.setenv("RUIS_DATA_DIR", str(data_dir))
     monkeypatch.setenv("RUIS_BOOTSTRAP_ADMIN_KEY", "a" * 40)
@@ -61,8 +68,9 @@ def _bootstrap_keys(server: RunningServer, admin: httpx.Client) -> list[dict[str
     return items
 
 
-def test_no_prefix_of_the_bootstrap_key_is_stored_or_shown(server: RunningServer,
-                                                           admin: httpx.Client) -> None:
+def test_no_prefix_of_the_bootstrap_key_is_stored_or_shown(
+    server: RunningServer, admin: httpx.Client
+) -> None:
     (key,) = _bootstrap_keys(server, admin)
     assert key["prefix"] == ""
     issued = ledger_entries(admin, kind="key_issued")
@@ -77,15 +85,19 @@ def test_no_prefix_of_the_bootstrap_key_is_stored_or_shown(server: RunningServer
 
 
 def test_a_changed_bootstrap_key_rotates_the_environment_key_only(
-        settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
     first = start_server(settings)
     admin = first.client(ADMIN_KEY)
     api_key = admin.post(f"/v1/consumers/{accounts.BOOTSTRAP_ADMIN}/keys").json()
     first.stop()
 
     new_secret = _key()
-    rotated = Settings(database_url=settings.database_url, data_dir=settings.data_dir,
-                       bootstrap_admin_key=new_secret)
+    rotated = Settings(
+        database_url=settings.database_url,
+        data_dir=settings.data_dir,
+        bootstrap_admin_key=new_secret,
+    )
     with caplog.at_level(logging.INFO, logger="ruis.bootstrap"):
         second = start_server(rotated)
     try:
@@ -102,10 +114,10 @@ def test_a_changed_bootstrap_key_rotates_the_environment_key_only(
         # Both halves of the rotation are ledgered by the system.
         revoked = ledger_entries(new_admin, kind="key_revoked")
         assert [(e["actor"], e["details"]["reason"]) for e in revoked] == [
-            ("system", "RUIS_BOOTSTRAP_ADMIN_KEY changed")]
+            ("system", "RUIS_BOOTSTRAP_ADMIN_KEY changed")
+        ]
         issued = ledger_entries(new_admin, kind="key_issued")
-        assert [e["details"].get("origin") for e in issued] == ["environment", None,
-                                                                "environment"]
+        assert [e["details"].get("origin") for e in issued] == ["environment", None, "environment"]
         assert_ledger_valid(new_admin)
         stored = hashlib.sha256(new_secret.encode()).hexdigest()
         assert stored not in new_admin.get("/v1/ledger/export?format=jsonl").text
@@ -122,8 +134,9 @@ def test_a_changed_bootstrap_key_rotates_the_environment_key_only(
         database.dispose()
 
 
-def test_the_last_active_admin_key_cannot_be_revoked(server: RunningServer,
-                                                     admin: httpx.Client) -> None:
+def test_the_last_active_admin_key_cannot_be_revoked(
+    server: RunningServer, admin: httpx.Client
+) -> None:
     (key,) = _bootstrap_keys(server, admin)
     path = f"/v1/consumers/{accounts.BOOTSTRAP_ADMIN}/keys/{key['id']}"
     refused = admin.delete(path)
@@ -144,8 +157,8 @@ def test_the_last_active_admin_key_cannot_be_revoked(server: RunningServer,
 
 
 def test_ruis_admin_cannot_revoke_the_last_admin_key(
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], settings: Settings
-        ) -> None:
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], settings: Settings
+) -> None:
     database = prepare(settings)
     try:
         (key,) = accounts.list_keys(database, accounts.BOOTSTRAP_ADMIN)

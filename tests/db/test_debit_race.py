@@ -43,13 +43,24 @@ def _prepare(url: str) -> None:
         for name in ("ana", "bob"):
             accounts.create_consumer(database, name=name, role="analyst", actor="test")
         catalog.register(database, metadata={"name": "solo"}, actor="test")
-        catalog.register(database, metadata={"name": "shared",
-                                             "budget_cap": {"model": "pure", "epsilon": "1.0"}},
-                         actor="test")
-        for consumer, dataset, amount in (("ana", "solo", TOTAL), ("ana", "shared", TOTAL),
-                                          ("bob", "shared", TOTAL)):
-            budgets.set_budget(database, consumer=consumer, dataset=dataset, model="pure",
-                               amount=amount, actor="test")
+        catalog.register(
+            database,
+            metadata={"name": "shared", "budget_cap": {"model": "pure", "epsilon": "1.0"}},
+            actor="test",
+        )
+        for consumer, dataset, amount in (
+            ("ana", "solo", TOTAL),
+            ("ana", "shared", TOTAL),
+            ("bob", "shared", TOTAL),
+        ):
+            budgets.set_budget(
+                database,
+                consumer=consumer,
+                dataset=dataset,
+                model="pure",
+                amount=amount,
+                actor="test",
+            )
     finally:
         database.dispose()
 
@@ -63,8 +74,9 @@ def _calls() -> list[Call]:
     return calls
 
 
-def _race(url: str, calls: list[Call], threads: int,
-          ready: Any = None) -> list[tuple[str, str, str, int]]:
+def _race(
+    url: str, calls: list[Call], threads: int, ready: Any = None
+) -> list[tuple[str, str, str, int]]:
     """Run ``calls`` from ``threads`` threads released together; return, per call, the
     consumer, dataset, outcome (``Debited``/``Refused``/reason) and remaining units.
 
@@ -80,11 +92,19 @@ def _race(url: str, calls: list[Call], threads: int,
         try:
             start.wait(timeout=60)
             for consumer, dataset in mine:
-                outcome = budgets.spend(database, consumer=consumer, dataset=dataset,
-                                        model="pure", cost_units=cost_units(COST),
-                                        details={"race": True})
-                label = (type(outcome).__name__ if isinstance(outcome, Debited)
-                         else f"Refused:{outcome.reason}")
+                outcome = budgets.spend(
+                    database,
+                    consumer=consumer,
+                    dataset=dataset,
+                    model="pure",
+                    cost_units=cost_units(COST),
+                    details={"race": True},
+                )
+                label = (
+                    type(outcome).__name__
+                    if isinstance(outcome, Debited)
+                    else f"Refused:{outcome.reason}"
+                )
                 with lock:
                     results.append((consumer, dataset, label, outcome.remaining_units))
         except BaseException as exc:  # reported to the caller
@@ -129,8 +149,9 @@ def _check(url: str, results: list[tuple[str, str, str, int]]) -> None:
             assert own.count("Debited") == K
     # Each success saw all the earlier ones: remaining amounts after the debits are
     # exactly 0.9, 0.8, ..., 0 (no two debits read the same state).
-    solo_left = sorted(left for _, dataset, label, left in results
-                       if dataset == "solo" and label == "Debited")
+    solo_left = sorted(
+        left for _, dataset, label, left in results if dataset == "solo" and label == "Debited"
+    )
     assert solo_left == [cost_units(COST) * i for i in range(K)]
 
     database = Database(url)
@@ -138,8 +159,9 @@ def _check(url: str, results: list[tuple[str, str, str, int]]) -> None:
         views = {(v.consumer, v.dataset): v for v in budgets.list_budgets(database)}
         assert views["ana", "solo"].spent_units == views["ana", "solo"].total_units
         assert views["ana", "solo"].total_units == total_units(TOTAL)
-        shared_debits = Counter(c for c, d, label, _ in results
-                                if d == "shared" and label == "Debited")
+        shared_debits = Counter(
+            c for c, d, label, _ in results if d == "shared" and label == "Debited"
+        )
         for consumer in ("ana", "bob"):
             view = views[consumer, "shared"]
             assert view.spent_units == shared_debits[consumer] * cost_units(COST)
@@ -147,16 +169,23 @@ def _check(url: str, results: list[tuple[str, str, str, int]]) -> None:
         with database.read() as session:
             capped = session.exec(select(Dataset).where(Dataset.name == "shared")).one()
             assert capped.cap_spent_units == capped.cap_total_units == total_units(TOTAL)
-            kinds = Counter((e.dataset, e.kind) for e in ledger.iterate(session)
-                            if e.dataset is not None)
+            kinds = Counter(
+                (e.dataset, e.kind) for e in ledger.iterate(session) if e.dataset is not None
+            )
             verification = ledger.verify(session)
             entries = ledger.count(session)
     finally:
         database.dispose()
-    assert kinds == {("solo", "dataset_registered"): 1, ("shared", "dataset_registered"): 1,
-                     ("solo", "budget_set"): 1, ("shared", "budget_set"): 2,
-                     ("solo", "release"): K, ("solo", "refused"): N - K,
-                     ("shared", "release"): K, ("shared", "refused"): N - K}
+    assert kinds == {
+        ("solo", "dataset_registered"): 1,
+        ("shared", "dataset_registered"): 1,
+        ("solo", "budget_set"): 1,
+        ("shared", "budget_set"): 2,
+        ("solo", "release"): K,
+        ("solo", "refused"): N - K,
+        ("shared", "release"): K,
+        ("shared", "refused"): N - K,
+    }
     assert verification.valid and verification.entries == entries
 
 
@@ -173,12 +202,15 @@ def test_processes_never_overspend(db_url: str) -> None:
     out = context.Queue()
     # Process p takes every other (solo, shared) pair: all its shared calls are by one
     # analyst, so the two analysts race each other from separate processes.
-    shares = [[call for i in range(N) if i % 2 == p for call in calls[2 * i: 2 * i + 2]]
-              for p in range(2)]
+    shares = [
+        [call for i in range(N) if i % 2 == p for call in calls[2 * i : 2 * i + 2]]
+        for p in range(2)
+    ]
     assert {c for c, d in shares[0] if d == "shared"} == {"ana"}
     assert {c for c, d in shares[1] if d == "shared"} == {"bob"}
-    processes = [context.Process(target=_process, args=(db_url, share, ready, out))
-                 for share in shares]
+    processes = [
+        context.Process(target=_process, args=(db_url, share, ready, out)) for share in shares
+    ]
     for process in processes:
         process.start()
     results: list[tuple[str, str, str, int]] = []
@@ -205,21 +237,53 @@ def test_debit_refuses_nonpositive_costs_and_unknown_names(db_url: str) -> None:
     try:
         for bad_cost in (0, -1):
             with pytest.raises(InvalidInput):
-                budgets.spend(database, consumer="ana", dataset="solo", model="pure",
-                              cost_units=bad_cost, details={})
-        for consumer, dataset, model in (("nobody", "solo", "pure"), ("ana", "nothing", "pure"),
-                                         ("bob", "solo", "pure"), ("ana", "solo", "zcdp")):
+                budgets.spend(
+                    database,
+                    consumer="ana",
+                    dataset="solo",
+                    model="pure",
+                    cost_units=bad_cost,
+                    details={},
+                )
+        for consumer, dataset, model in (
+            ("nobody", "solo", "pure"),
+            ("ana", "nothing", "pure"),
+            ("bob", "solo", "pure"),
+            ("ana", "solo", "zcdp"),
+        ):
             with pytest.raises((NotFound, InvalidInput)):
-                budgets.spend(database, consumer=consumer, dataset=dataset, model=model,
-                              cost_units=1, details={})
+                budgets.spend(
+                    database,
+                    consumer=consumer,
+                    dataset=dataset,
+                    model=model,
+                    cost_units=1,
+                    details={},
+                )
         with database.read() as session:
             assert {e.kind for e in ledger.iterate(session)} == {
-                "consumer_created", "key_issued", "dataset_registered", "budget_set"}
-        refused = budgets.spend(database, consumer="ana", dataset="solo", model="pure",
-                                cost_units=total_units(TOTAL) + 1, details={})
+                "consumer_created",
+                "key_issued",
+                "dataset_registered",
+                "budget_set",
+            }
+        refused = budgets.spend(
+            database,
+            consumer="ana",
+            dataset="solo",
+            model="pure",
+            cost_units=total_units(TOTAL) + 1,
+            details={},
+        )
         assert isinstance(refused, Refused) and refused.remaining_units == total_units(TOTAL)
-        exact = budgets.spend(database, consumer="ana", dataset="solo", model="pure",
-                              cost_units=total_units(TOTAL), details={})
+        exact = budgets.spend(
+            database,
+            consumer="ana",
+            dataset="solo",
+            model="pure",
+            cost_units=total_units(TOTAL),
+            details={},
+        )
         assert isinstance(exact, Debited) and exact.remaining_units == 0
     finally:
         database.dispose()

@@ -48,8 +48,9 @@ def _scalar(engine: Engine, sql: str, **params: Any) -> Any:
 def _populate(server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> dict[str, httpx.Client]:
     """Two analysts on a capped dataset, releases, a re-read, a refusal and a failed
     release retried (its row replaced)."""
-    keys = setup_events(server.url, server.settings.data_dir,
-                        analysts={"ana": 1.0, "bob": 0.35}, cap=5.0)
+    keys = setup_events(
+        server.url, server.settings.data_dir, analysts={"ana": 1.0, "bob": 0.35}, cap=5.0
+    )
     ana, bob = server.client(keys["ana"]), server.client(keys["bob"])
     queries = distinct_queries(4, epsilon=0.1)
     for body in queries[:3]:
@@ -68,19 +69,19 @@ def _populate(server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> dict[st
     assert bob.post("/v1/queries", json=queries[3]).status_code == 500
     assert bob.post("/v1/queries", json=queries[3]).status_code == 200  # replaces the row
     monkeypatch.setattr(api.release, "execute", real_execute)
-    assert bob.post("/v1/queries", json={**queries[0], "privacy": {"epsilon": 0.3}}
-                    ).status_code == 409
+    assert (
+        bob.post("/v1/queries", json={**queries[0], "privacy": {"epsilon": 0.3}}).status_code == 409
+    )
     return {"ana": ana, "bob": bob}
 
 
 def _kinds(result: dict[str, Any]) -> list[tuple[Any, ...]]:
-    return sorted((d["kind"], d.get("consumer"), d.get("dataset"))
-                  for d in result["discrepancies"])
+    return sorted((d["kind"], d.get("consumer"), d.get("dataset")) for d in result["discrepancies"])
 
 
 def test_verify_reports_tampered_budgets_caps_and_releases(
-        server: RunningServer, admin: httpx.Client, engine: Engine,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    server: RunningServer, admin: httpx.Client, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _populate(server, monkeypatch)
     clean = _verify(admin)
     assert clean["valid"] is True and clean["chain_valid"] is True, clean
@@ -95,19 +96,30 @@ def test_verify_reports_tampered_budgets_caps_and_releases(
     result = _verify(admin)
     assert result["valid"] is False and result["chain_valid"] is True
     assert result["reconciled"] is False and result["first_bad_seq"] is None
-    assert result["discrepancies"] == [{
-        "kind": "budget", "consumer": "ana", "dataset": "events", "spent": 0,
-        "ledgered": pytest.approx(0.3), "detail": result["discrepancies"][0]["detail"],
-        "release_id": None, "total": None}]
-    _execute(engine, "UPDATE budgets SET spent_units = :s WHERE consumer_id = :c", s=spent,
-             c=ana_id)
+    assert result["discrepancies"] == [
+        {
+            "kind": "budget",
+            "consumer": "ana",
+            "dataset": "events",
+            "spent": 0,
+            "ledgered": pytest.approx(0.3),
+            "detail": result["discrepancies"][0]["detail"],
+            "release_id": None,
+            "total": None,
+        }
+    ]
+    _execute(
+        engine, "UPDATE budgets SET spent_units = :s WHERE consumer_id = :c", s=spent, c=ana_id
+    )
     assert _verify(admin)["valid"] is True
     # (b) a budget's total raised past its grant
-    _execute(engine, "UPDATE budgets SET total_units = total_units * 10 WHERE consumer_id = :c",
-             c=ana_id)
+    _execute(
+        engine, "UPDATE budgets SET total_units = total_units * 10 WHERE consumer_id = :c", c=ana_id
+    )
     assert _kinds(_verify(admin)) == [("budget_total", "ana", "events")]
-    _execute(engine, "UPDATE budgets SET total_units = total_units / 10 WHERE consumer_id = :c",
-             c=ana_id)
+    _execute(
+        engine, "UPDATE budgets SET total_units = total_units / 10 WHERE consumer_id = :c", c=ana_id
+    )
     # (c) the dataset cap's spending reset, (d) the cap raised
     cap_spent = _scalar(engine, "SELECT cap_spent_units FROM datasets WHERE name = 'events'")
     assert cap_spent == 5 * 10**11  # ana's three and bob's two (failed + retried) releases
@@ -122,23 +134,27 @@ def test_verify_reports_tampered_budgets_caps_and_releases(
     _execute(engine, "UPDATE datasets SET cap_total_units = cap_total_units - 1")
     assert _verify(admin)["valid"] is True
     # (e) a done release row deleted (so the same query would be charged again)
-    release_id = _scalar(engine, "SELECT id FROM releases WHERE consumer_id = :c "
-                         "ORDER BY ledger_seq LIMIT 1", c=ana_id)
+    release_id = _scalar(
+        engine,
+        "SELECT id FROM releases WHERE consumer_id = :c ORDER BY ledger_seq LIMIT 1",
+        c=ana_id,
+    )
     _execute(engine, "DELETE FROM releases WHERE id = :r", r=release_id)
     result = _verify(admin)
     assert _kinds(result) == [("release_missing", "ana", "events")]
     assert result["discrepancies"][0]["release_id"] == release_id
     # (f) a release row whose ledger entry is another release's
-    _execute(engine, "UPDATE releases SET ledger_seq = ledger_seq - 1 WHERE consumer_id = :c",
-             c=ana_id)
+    _execute(
+        engine, "UPDATE releases SET ledger_seq = ledger_seq - 1 WHERE consumer_id = :c", c=ana_id
+    )
     result = _verify(admin)
     assert result["reconciled"] is False
     assert {d["kind"] for d in result["discrepancies"]} >= {"release", "release_missing"}
 
 
-def test_the_discrepancy_list_is_bounded(server: RunningServer, admin: httpx.Client,
-                                         engine: Engine,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_discrepancy_list_is_bounded(
+    server: RunningServer, admin: httpx.Client, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _populate(server, monkeypatch)
     monkeypatch.setattr(reconcile, "MAX_DISCREPANCIES", 1)
     _execute(engine, "UPDATE budgets SET spent_units = 0")
@@ -146,8 +162,9 @@ def test_the_discrepancy_list_is_bounded(server: RunningServer, admin: httpx.Cli
     assert result["discrepancy_count"] == 2 and len(result["discrepancies"]) == 1
 
 
-def test_a_busy_untampered_ledger_reconciles(server: RunningServer, admin: httpx.Client,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_busy_untampered_ledger_reconciles(
+    server: RunningServer, admin: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
     clients = _populate(server, monkeypatch)
     stop = threading.Event()
     errors: list[str] = []
@@ -161,8 +178,10 @@ def test_a_busy_untampered_ledger_reconciles(server: RunningServer, admin: httpx
                 errors.append(response.text)
 
     queries = distinct_queries(40, epsilon=0.01)[4:]
-    workers = [threading.Thread(target=spend, args=(clients["ana"], queries[:18])),
-               threading.Thread(target=spend, args=(clients["bob"], queries[18:]))]
+    workers = [
+        threading.Thread(target=spend, args=(clients["ana"], queries[:18])),
+        threading.Thread(target=spend, args=(clients["bob"], queries[18:])),
+    ]
     for worker in workers:
         worker.start()
     results = []
@@ -177,7 +196,8 @@ def test_a_busy_untampered_ledger_reconciles(server: RunningServer, admin: httpx
     assert errors == []
     assert len(results) >= 2
     assert all(r["valid"] and r["reconciled"] for r in results), [
-        r for r in results if not r["valid"]]
+        r for r in results if not r["valid"]
+    ]
     assert results[-1]["entries"] > results[0]["entries"]
 
 

@@ -28,14 +28,19 @@ def test_rows_above_the_threshold_are_committed_to_by_digest() -> None:
     encoded = ledger.canonical_json(rows).encode()
     assert len(encoded) > releases.LEDGER_ROWS_MAX_BYTES == 64 * 1024
     details = releases.ledger_output({"columns": ["m", "count"], "rows": rows})
-    assert details == {"columns": ["m", "count"], "rows_sha256": _digest(rows),
-                       "rows_bytes": len(encoded), "rows_count": 8000}
+    assert details == {
+        "columns": ["m", "count"],
+        "rows_sha256": _digest(rows),
+        "rows_bytes": len(encoded),
+        "rows_count": 8000,
+    }
     small = {"columns": ["m", "count"], "rows": rows[:10]}
     assert releases.ledger_output(small) == small
 
 
 def test_a_large_release_is_ledgered_by_digest_and_checkable(
-        server: RunningServer, admin: httpx.Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    server: RunningServer, admin: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(releases, "LEDGER_ROWS_MAX_BYTES", 300)  # 24 groups are above it
     keys = setup_events(server.url, server.settings.data_dir, analysts={"ana": 1.0})
     ana = server.client(keys["ana"])
@@ -44,8 +49,10 @@ def test_a_large_release_is_ledgered_by_digest_and_checkable(
     assert large.status_code == 200, large.text
     body = large.json()
     assert len(body["rows"]) == 24
-    outputs = {e["details"]["release_id"]: e["details"]
-               for e in ledger_entries(admin, kind="release_output")}
+    outputs = {
+        e["details"]["release_id"]: e["details"]
+        for e in ledger_entries(admin, kind="release_output")
+    }
     assert outputs[small["id"]]["rows"] == small["rows"]  # small: copied as before
     committed = outputs[body["id"]]
     assert "rows" not in committed

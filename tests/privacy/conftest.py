@@ -58,12 +58,14 @@ def exact() -> Callable[[Plan, pl.DataFrame], dict[tuple[Any, ...], float]]:
             value = truncated.select(aggregate.alias("v")).item()
             return {(): float(value) if value is not None else 0.0}
         table = truncated.group_by(by).agg(aggregate.alias("v"))
-        values = {tuple(row[:-1]): float(row[-1]) for row in table.iter_rows()
-                  if row[-1] is not None}
+        values = {
+            tuple(row[:-1]): float(row[-1]) for row in table.iter_rows() if row[-1] is not None
+        }
         keys = [plan.metadata.columns[name].typed_keys() for name in by]
         return {
-            tuple(k.isoformat() if isinstance(k, date) else k for k in combo):
-                values.get(combo, 0.0)
+            tuple(k.isoformat() if isinstance(k, date) else k for k in combo): values.get(
+                combo, 0.0
+            )
             for combo in product(*keys)
         }
 

@@ -16,8 +16,10 @@ import polars as pl
 from privacy import DatasetMetadata
 
 DATA_SEED = 20260308
-MUNICIPALITIES = [f"GM{code:04d}" for code in
-                  sorted(np.random.default_rng(7).choice(10_000, size=40, replace=False))]
+MUNICIPALITIES = [
+    f"GM{code:04d}"
+    for code in sorted(np.random.default_rng(7).choice(10_000, size=40, replace=False))
+]
 DAYS = [date(2026, 3, 1) + timedelta(days=i) for i in range(7)]
 OPERATORS = ["kpn", "odido", "vodafone"]
 
@@ -51,8 +53,9 @@ def make_events(seed: int = DATA_SEED, devices: int = 2_000) -> pl.DataFrame:
     device_ids: list[str] = []
     municipalities: list[str] = []
     for device in range(devices):
-        visited = rng.choice(len(MUNICIPALITIES), size=int(rng.integers(1, 7)), replace=False,
-                             p=popularity)
+        visited = rng.choice(
+            len(MUNICIPALITIES), size=int(rng.integers(1, 7)), replace=False, p=popularity
+        )
         for m in visited:
             rows = int(rng.integers(1, 6))
             device_ids += [f"dev-{device:05d}"] * rows
@@ -60,17 +63,20 @@ def make_events(seed: int = DATA_SEED, devices: int = 2_000) -> pl.DataFrame:
     n = len(device_ids)
     day_index = rng.integers(0, len(DAYS), n)
     hours = rng.integers(0, 24, n)
-    return pl.DataFrame({
-        "device_id": device_ids,
-        "municipality": municipalities,
-        "day": [DAYS[int(i)] for i in day_index],
-        "dwell_minutes": rng.gamma(2.0, 40.0, n),  # some above the 240 bound: clamped
-        "hour": hours,
-        "operator": rng.choice(OPERATORS, n),
-        "seen_at": (np.datetime64("2026-03-01T00:00", "m")
-                    + (day_index * 1440 + hours * 60).astype("timedelta64[m]")
-                    ).astype("datetime64[us]"),
-    }).with_columns(
+    return pl.DataFrame(
+        {
+            "device_id": device_ids,
+            "municipality": municipalities,
+            "day": [DAYS[int(i)] for i in day_index],
+            "dwell_minutes": rng.gamma(2.0, 40.0, n),  # some above the 240 bound: clamped
+            "hour": hours,
+            "operator": rng.choice(OPERATORS, n),
+            "seen_at": (
+                np.datetime64("2026-03-01T00:00", "m")
+                + (day_index * 1440 + hours * 60).astype("timedelta64[m]")
+            ).astype("datetime64[us]"),
+        }
+    ).with_columns(
         pl.col("hour").cast(pl.Int64),
         pl.col("seen_at").cast(pl.Datetime("us")),
     )

@@ -16,8 +16,12 @@ ExactFn = Callable[[Plan, pl.DataFrame], dict[tuple[Any, ...], float]]
 
 
 def query(**fields: Any) -> QueryRequest:
-    body: dict[str, Any] = {"dataset": "mobility_events", "statistic": "unit_count",
-                            "group_by": ["municipality"], "privacy": {"max_error": 10}}
+    body: dict[str, Any] = {
+        "dataset": "mobility_events",
+        "statistic": "unit_count",
+        "group_by": ["municipality"],
+        "privacy": {"max_error": 10},
+    }
     body.update(fields)
     return QueryRequest.model_validate(body)
 
@@ -35,15 +39,18 @@ CASES: list[tuple[dict[str, Any], str, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("fields", "model", "unit"), CASES,
-                         ids=[f"{f['statistic']}-{m}" for f, m, _ in CASES])
-def test_tighter_targets_cost_more_and_are_met(metadata: DatasetMetadata, fields: dict[str, Any],
-                                               model: str, unit: str) -> None:
+@pytest.mark.parametrize(
+    ("fields", "model", "unit"), CASES, ids=[f"{f['statistic']}-{m}" for f, m, _ in CASES]
+)
+def test_tighter_targets_cost_more_and_are_met(
+    metadata: DatasetMetadata, fields: dict[str, Any], model: str, unit: str
+) -> None:
     scale = 100.0 if fields["statistic"] == "sum" else 1.0
     costs: list[Decimal] = []
     for max_error in (20 * scale, 10 * scale, 5 * scale):
-        plan = plan_query(query(**fields, privacy={"max_error": max_error, "alpha": 0.05}),
-                          metadata, model)  # type: ignore[arg-type]
+        plan = plan_query(
+            query(**fields, privacy={"max_error": max_error, "alpha": 0.05}), metadata, model
+        )  # type: ignore[arg-type]
         assert plan.accuracy.error_bound is not None
         assert plan.accuracy.error_bound <= max_error
         assert plan.accuracy.alpha == 0.05
@@ -51,8 +58,9 @@ def test_tighter_targets_cost_more_and_are_met(metadata: DatasetMetadata, fields
         assert plan.opendp_loss <= float(plan.cost)
         assert plan.canonical["privacy"] == {"max_error": max_error, "alpha": 0.05}
         # the chosen cost is the smallest at 4 significant digits
-        cheaper = plan_query(query(**fields, privacy={unit: str(one_step_less(plan.cost))}),
-                             metadata, model)  # type: ignore[arg-type]
+        cheaper = plan_query(
+            query(**fields, privacy={unit: str(one_step_less(plan.cost))}), metadata, model
+        )  # type: ignore[arg-type]
         assert cheaper.accuracy.error_bound is not None
         assert cheaper.accuracy.error_bound > max_error
         costs.append(plan.cost)
@@ -66,12 +74,14 @@ def test_smaller_alpha_costs_more(metadata: DatasetMetadata) -> None:
     assert strict.accuracy.alpha == 0.01
 
 
-def test_accuracy_first_release_covers(metadata: DatasetMetadata, events: pl.DataFrame,
-                                       exact: ExactFn) -> None:
+def test_accuracy_first_release_covers(
+    metadata: DatasetMetadata, events: pl.DataFrame, exact: ExactFn
+) -> None:
     plan = plan_query(query(privacy={"max_error": 8}), metadata, "pure")
     truth = exact(plan, events)
-    errors = np.array([row[-1] - truth[tuple(row[:-1])]
-                       for _ in range(6) for row in execute(plan, events.lazy())])
+    errors = np.array(
+        [row[-1] - truth[tuple(row[:-1])] for _ in range(6) for row in execute(plan, events.lazy())]
+    )
     assert np.mean(np.abs(errors) <= 8) >= 0.90
 
 

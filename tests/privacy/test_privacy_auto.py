@@ -36,8 +36,14 @@ from privacy.truncation import unit_group_counts, unit_profile
 UNITS = 4_000
 
 
-def spread(groups_per_unit: int, rows_per_group: int, *, units: int = UNITS, seed: int = 5,
-           values: np.ndarray | None = None) -> pl.DataFrame:
+def spread(
+    groups_per_unit: int,
+    rows_per_group: int,
+    *,
+    units: int = UNITS,
+    seed: int = 5,
+    values: np.ndarray | None = None,
+) -> pl.DataFrame:
     """Every unit visits exactly ``groups_per_unit`` municipalities, ``rows_per_group`` rows
     each."""
     rng = np.random.default_rng(seed)
@@ -46,21 +52,27 @@ def spread(groups_per_unit: int, rows_per_group: int, *, units: int = UNITS, see
     group_index = np.repeat(chosen.reshape(-1), rows_per_group)
     n = unit_index.size
     day_index = rng.integers(0, len(DAYS), n)
-    return pl.DataFrame({
-        "device_id": [f"dev-{i:05d}" for i in unit_index],
-        "municipality": np.array(MUNICIPALITIES)[group_index],
-        "day": [DAYS[0] + timedelta(days=int(i)) for i in day_index],
-        "dwell_minutes": values if values is not None else rng.gamma(2.0, 40.0, n),
-        "hour": rng.integers(0, 24, n).astype(np.int64),
-        "operator": rng.choice(["kpn", "odido"], n),
-        "seen_at": np.full(n, np.datetime64("2026-03-01T00:00", "us")),
-    }).with_columns(pl.col("seen_at").cast(pl.Datetime("us")))
+    return pl.DataFrame(
+        {
+            "device_id": [f"dev-{i:05d}" for i in unit_index],
+            "municipality": np.array(MUNICIPALITIES)[group_index],
+            "day": [DAYS[0] + timedelta(days=int(i)) for i in day_index],
+            "dwell_minutes": values if values is not None else rng.gamma(2.0, 40.0, n),
+            "hour": rng.integers(0, 24, n).astype(np.int64),
+            "operator": rng.choice(["kpn", "odido"], n),
+            "seen_at": np.full(n, np.datetime64("2026-03-01T00:00", "us")),
+        }
+    ).with_columns(pl.col("seen_at").cast(pl.Datetime("us")))
 
 
 def query(**fields: Any) -> QueryRequest:
-    body: dict[str, Any] = {"dataset": "mobility_events", "statistic": "unit_count",
-                            "group_by": ["municipality"], "max_partitions_contributed": "auto",
-                            "privacy": {"epsilon": 1}}
+    body: dict[str, Any] = {
+        "dataset": "mobility_events",
+        "statistic": "unit_count",
+        "group_by": ["municipality"],
+        "max_partitions_contributed": "auto",
+        "privacy": {"epsilon": 1},
+    }
     body.update(fields)
     return QueryRequest.model_validate(body)
 
@@ -71,6 +83,7 @@ def chosen(result: ReleaseResult) -> dict[str, Any]:
 
 
 # --- the choice follows the data ---------------------------------------------------------------
+
 
 @pytest.mark.parametrize("model", ["pure", "zcdp"])
 def test_k_follows_how_many_groups_units_touch(metadata: DatasetMetadata, model: str) -> None:
@@ -84,22 +97,37 @@ def test_k_follows_how_many_groups_units_touch(metadata: DatasetMetadata, model:
     assert many["max_partitions_contributed"] == 9
 
 
-@pytest.mark.parametrize(("fields", "data", "expected"), [
-    ({"max_partitions_contributed": 2, "max_contributions_per_partition": "auto"},
-     (2, 1), (2, 1)),
-    ({"max_partitions_contributed": 2, "max_contributions_per_partition": "auto"},
-     (2, 6), (2, 6)),
-    ({"max_contributions_per_partition": "auto"}, (2, 6), (2, 6)),
-    ({"max_contributions_per_partition": "auto"}, (5, 2), (5, 2)),
-    ({"group_by": [], "max_contributions_per_partition": "auto"}, (3, 2), (1, 6)),
-], ids=["c-one-row", "c-six-rows", "kc-2x6", "kc-5x2", "c-no-grouping"])
-def test_rows_per_group_follow_the_data(metadata: DatasetMetadata, fields: dict[str, Any],
-                                        data: tuple[int, int],
-                                        expected: tuple[int, int]) -> None:
+@pytest.mark.parametrize(
+    ("fields", "data", "expected"),
+    [
+        (
+            {"max_partitions_contributed": 2, "max_contributions_per_partition": "auto"},
+            (2, 1),
+            (2, 1),
+        ),
+        (
+            {"max_partitions_contributed": 2, "max_contributions_per_partition": "auto"},
+            (2, 6),
+            (2, 6),
+        ),
+        ({"max_contributions_per_partition": "auto"}, (2, 6), (2, 6)),
+        ({"max_contributions_per_partition": "auto"}, (5, 2), (5, 2)),
+        ({"group_by": [], "max_contributions_per_partition": "auto"}, (3, 2), (1, 6)),
+    ],
+    ids=["c-one-row", "c-six-rows", "kc-2x6", "kc-5x2", "c-no-grouping"],
+)
+def test_rows_per_group_follow_the_data(
+    metadata: DatasetMetadata,
+    fields: dict[str, Any],
+    data: tuple[int, int],
+    expected: tuple[int, int],
+) -> None:
     plan = plan_query(query(statistic="count", **fields), metadata, "pure")
     bounds = chosen(execute(plan, spread(*data).lazy()))
-    assert (bounds["max_partitions_contributed"],
-            bounds["max_contributions_per_partition"]) == expected
+    assert (
+        bounds["max_partitions_contributed"],
+        bounds["max_contributions_per_partition"],
+    ) == expected
 
 
 def test_auto_visitors_beat_a_too_small_fixed_bound(metadata: DatasetMetadata) -> None:
@@ -119,16 +147,34 @@ def test_auto_visitors_beat_a_too_small_fixed_bound(metadata: DatasetMetadata) -
 
 # --- the cost is exactly what was asked, by OpenDP's maps ---------------------------------------
 
-@pytest.mark.parametrize(("fields", "model", "amount"), [
-    ({}, "pure", "0.7"),
-    ({}, "zcdp", "0.2"),
-    ({"statistic": "sum", "column": "dwell_minutes", "bounds": "auto",
-      "max_contributions_per_partition": "auto", "auto_share": "0.25"}, "pure", "1.3"),
-    ({"statistic": "mean", "column": "hour", "bounds": "auto", "group_by": ["day"]},
-     "zcdp", "0.3"),
-], ids=["unit_count-pure", "unit_count-zcdp", "sum-kc-clamp-pure", "mean-clamp-zcdp"])
-def test_total_cost_is_exactly_the_request(metadata: DatasetMetadata, fields: dict[str, Any],
-                                           model: str, amount: str) -> None:
+
+@pytest.mark.parametrize(
+    ("fields", "model", "amount"),
+    [
+        ({}, "pure", "0.7"),
+        ({}, "zcdp", "0.2"),
+        (
+            {
+                "statistic": "sum",
+                "column": "dwell_minutes",
+                "bounds": "auto",
+                "max_contributions_per_partition": "auto",
+                "auto_share": "0.25",
+            },
+            "pure",
+            "1.3",
+        ),
+        (
+            {"statistic": "mean", "column": "hour", "bounds": "auto", "group_by": ["day"]},
+            "zcdp",
+            "0.3",
+        ),
+    ],
+    ids=["unit_count-pure", "unit_count-zcdp", "sum-kc-clamp-pure", "mean-clamp-zcdp"],
+)
+def test_total_cost_is_exactly_the_request(
+    metadata: DatasetMetadata, fields: dict[str, Any], model: str, amount: str
+) -> None:
     unit = "epsilon" if model == "pure" else "rho"
     plan = plan_query(query(privacy={unit: amount}, **fields), metadata, model)  # type: ignore[arg-type]
     auto = plan.auto
@@ -146,20 +192,32 @@ def test_total_cost_is_exactly_the_request(metadata: DatasetMetadata, fields: di
     bounds = chosen(result)
     assert Decimal(result.opendp_loss) <= plan.cost
     # the statistic, as OpenDP compiles it at the chosen bounds, has exactly the rest
-    concrete = plan_query(query(privacy={unit: str(auto.statistic_cost)},
-                                **{**fields, **{key: value for key, value in bounds.items()
-                                                if key != "clamp"},
-                                   "bounds": bounds["clamp"], "auto_share": None}),
-                          metadata, model)  # type: ignore[arg-type]
+    concrete = plan_query(
+        query(
+            privacy={unit: str(auto.statistic_cost)},
+            **{
+                **fields,
+                **{key: value for key, value in bounds.items() if key != "clamp"},
+                "bounds": bounds["clamp"],
+                "auto_share": None,
+            },
+        ),
+        metadata,
+        model,
+    )  # type: ignore[arg-type]
     assert concrete.auto is None and concrete.cost == auto.statistic_cost
     assert result.noise_scale == concrete.noise_scale
     assert result.accuracy.error_bound == concrete.accuracy.error_bound
     assert concrete.query is not None
-    d_in = contribution_bounds(concrete.query.group_by, bounds["max_partitions_contributed"],
-                               bounds["max_contributions_per_partition"])
+    d_in = contribution_bounds(
+        concrete.query.group_by,
+        bounds["max_partitions_contributed"],
+        bounds["max_contributions_per_partition"],
+    )
     statistic_loss = Decimal(float(concrete.measurement.map(d_in)))
-    selection_loss = sum(Decimal(step["opendp_privacy_loss"]) for step in
-                         (result.selection or {}).values())
+    selection_loss = sum(
+        Decimal(step["opendp_privacy_loss"]) for step in (result.selection or {}).values()
+    )
     assert selection_loss + statistic_loss <= Decimal(amount)
     assert selection_loss + statistic_loss >= Decimal(amount) * Decimal("0.999")
 
@@ -172,12 +230,16 @@ def test_accuracy_first_holds_at_every_candidate(metadata: DatasetMetadata) -> N
     assert auto.selection_cost + auto.statistic_cost == plan.cost
     assert auto.selection_cost >= plan.cost * Decimal("0.1") - Decimal("1e-12")
     for k in auto.candidates["max_partitions_contributed"]:
-        at_k = plan_query(query(max_partitions_contributed=k,
-                                privacy={"epsilon": str(auto.statistic_cost)}), metadata, "pure")
+        at_k = plan_query(
+            query(max_partitions_contributed=k, privacy={"epsilon": str(auto.statistic_cost)}),
+            metadata,
+            "pure",
+        )
         assert at_k.accuracy.error_bound is not None and at_k.accuracy.error_bound <= 12
     # the statistic's part is the smallest cost meeting the target at the largest k
-    largest = plan_query(query(max_partitions_contributed=20,
-                               privacy={"max_error": 12}), metadata, "pure")
+    largest = plan_query(
+        query(max_partitions_contributed=20, privacy={"max_error": 12}), metadata, "pure"
+    )
     assert auto.statistic_cost >= largest.cost
     assert plan.cost <= largest.cost / Decimal("0.9") * Decimal("1.001")
     result = execute(plan, spread(2, 1).lazy())
@@ -186,12 +248,15 @@ def test_accuracy_first_holds_at_every_candidate(metadata: DatasetMetadata) -> N
 
 # --- clamping bounds ---------------------------------------------------------------------------
 
+
 def test_auto_clamp_beats_the_public_bounds_on_a_skewed_column() -> None:
     """Declared bounds [0, 100000], values mostly in the tens: the chosen clamp is far tighter."""
-    metadata = make_metadata(columns={
-        **make_metadata().model_dump(mode="json")["columns"],
-        "dwell_minutes": {"type": "float", "bounds": [0, 100_000]},
-    })
+    metadata = make_metadata(
+        columns={
+            **make_metadata().model_dump(mode="json")["columns"],
+            "dwell_minutes": {"type": "float", "bounds": [0, 100_000]},
+        }
+    )
     rng = np.random.default_rng(8)
     values = np.minimum(rng.lognormal(3.0, 1.0, UNITS * 3), 100_000)
     data = spread(3, 1, values=values)
@@ -199,27 +264,48 @@ def test_auto_clamp_beats_the_public_bounds_on_a_skewed_column() -> None:
     errors: dict[str, list[float]] = {"auto": [], "public": []}
     bounds_seen: list[list[float]] = []
     for bounds in ("auto", None):
-        plan = plan_query(query(statistic="sum", column="dwell_minutes", group_by=["day"],
-                                max_partitions_contributed=None,
-                                max_contributions_per_partition=3, bounds=bounds),
-                          metadata, "pure")
+        plan = plan_query(
+            query(
+                statistic="sum",
+                column="dwell_minutes",
+                group_by=["day"],
+                max_partitions_contributed=None,
+                max_contributions_per_partition=3,
+                bounds=bounds,
+            ),
+            metadata,
+            "pure",
+        )
         for _ in range(3):
             result = execute(plan, data.lazy())
             if bounds == "auto":
                 bounds_seen.append(chosen(result)["clamp"])
-            errors["auto" if bounds else "public"].append(float(np.mean(
-                [abs(value - truth[date.fromisoformat(day)]) for day, value in result])))
+            errors["auto" if bounds else "public"].append(
+                float(
+                    np.mean([abs(value - truth[date.fromisoformat(day)]) for day, value in result])
+                )
+            )
     assert all(b[0] == 0 and 20 < b[1] < 5_000 for b in bounds_seen)
     # public bounds: noise scale 3·100000/1 ≈ 300k per cell; the chosen clamp: a few thousand
     assert np.mean(errors["auto"]) * 10 < np.mean(errors["public"])
 
 
 def test_auto_clamp_for_a_mean_stays_within_bounds_and_near_truth(
-        metadata: DatasetMetadata) -> None:
+    metadata: DatasetMetadata,
+) -> None:
     data = spread(2, 2)
-    plan = plan_query(query(statistic="mean", column="dwell_minutes", group_by=["day"],
-                            max_partitions_contributed=None,
-                            max_contributions_per_partition=2, bounds="auto"), metadata, "pure")
+    plan = plan_query(
+        query(
+            statistic="mean",
+            column="dwell_minutes",
+            group_by=["day"],
+            max_partitions_contributed=None,
+            max_contributions_per_partition=2,
+            bounds="auto",
+        ),
+        metadata,
+        "pure",
+    )
     truth = dict(data.group_by("day").agg(pl.col("dwell_minutes").mean()).iter_rows())
     result = execute(plan, data.lazy())
     low, high = chosen(result)["clamp"]
@@ -232,9 +318,18 @@ def test_auto_clamp_for_a_mean_stays_within_bounds_and_near_truth(
 @pytest.mark.parametrize("q", [0.5, 0.9])
 def test_auto_clamp_for_a_quantile_covers_it(metadata: DatasetMetadata, q: float) -> None:
     data = spread(2, 1)
-    plan = plan_query(query(statistic="quantile", column="dwell_minutes", q=q,
-                            group_by=["day"], max_partitions_contributed=None,
-                            bounds="auto"), metadata, "pure")
+    plan = plan_query(
+        query(
+            statistic="quantile",
+            column="dwell_minutes",
+            q=q,
+            group_by=["day"],
+            max_partitions_contributed=None,
+            bounds="auto",
+        ),
+        metadata,
+        "pure",
+    )
     result = execute(plan, data.lazy())
     low, high = chosen(result)["clamp"]
     assert high >= float(data["dwell_minutes"].quantile(q))  # the clamp covers the quantile
@@ -249,8 +344,9 @@ def test_clamp_candidates_lie_inside_the_public_bounds() -> None:
     upper = clamp_candidates((0.0, 240.0), "float")
     assert upper.mode == "upper" and upper.bounds(len(upper.widths) - 1) == (0.0, 240.0)
     assert all(0.0 == low < high <= 240.0 for low, high in upper.all_bounds())
-    assert [high for _, high in upper.all_bounds()] == sorted(high for _, high in
-                                                              upper.all_bounds())
+    assert [high for _, high in upper.all_bounds()] == sorted(
+        high for _, high in upper.all_bounds()
+    )
     symmetric = clamp_candidates((-50, 10), "integer")
     assert symmetric.mode == "symmetric"
     assert all(isinstance(b, int) for pair in symmetric.all_bounds() for b in pair)
@@ -264,12 +360,21 @@ def test_clamp_candidates_lie_inside_the_public_bounds() -> None:
 
 # --- planning reads no data; previews show the range ----------------------------------------
 
+
 def test_preview_of_an_auto_query_reads_no_data(no_data_reads: None) -> None:
     metadata = make_metadata(name="ghost", path="nowhere/ghost.parquet")
 
-    plan = plan_query(query(dataset="ghost", statistic="sum", column="dwell_minutes",
-                            max_contributions_per_partition="auto", bounds="auto"),
-                      metadata, "pure")
+    plan = plan_query(
+        query(
+            dataset="ghost",
+            statistic="sum",
+            column="dwell_minutes",
+            max_contributions_per_partition="auto",
+            bounds="auto",
+        ),
+        metadata,
+        "pure",
+    )
     auto = plan.auto
     assert auto is not None and plan.cost == 1
     assert plan.accuracy.error_bound_range is not None
@@ -281,9 +386,18 @@ def test_preview_of_an_auto_query_reads_no_data(no_data_reads: None) -> None:
     assert auto.candidates["max_partitions_contributed"] == list(range(1, 21))
     assert auto.candidates["clamp"][-1] == [0, 240]
     # the largest candidates' bound is OpenDP's at the statistic's cost
-    fixed = plan_query(query(dataset="ghost", statistic="sum", column="dwell_minutes",
-                             max_partitions_contributed=20, max_contributions_per_partition=20,
-                             privacy={"epsilon": str(auto.statistic_cost)}), metadata, "pure")
+    fixed = plan_query(
+        query(
+            dataset="ghost",
+            statistic="sum",
+            column="dwell_minutes",
+            max_partitions_contributed=20,
+            max_contributions_per_partition=20,
+            privacy={"epsilon": str(auto.statistic_cost)},
+        ),
+        metadata,
+        "pure",
+    )
     assert fixed.accuracy.error_bound == largest
 
 
@@ -297,27 +411,37 @@ def test_auto_plans_are_cached(metadata: DatasetMetadata) -> None:
 
 # --- validation and the canonical form --------------------------------------------------------
 
+
 def test_auto_in_queries_and_dataset_defaults(metadata: DatasetMetadata) -> None:
     canonical = canonical_query(query(auto_share="0.2"), metadata)
     assert canonical["max_partitions_contributed"] == "auto"
     assert canonical["max_contributions_per_partition"] == 1
-    assert canonical["auto"] == {"share": "0.2", "limits": {
-        "max_partitions_contributed": 20, "max_contributions_per_partition": 20}}
+    assert canonical["auto"] == {
+        "share": "0.2",
+        "limits": {"max_partitions_contributed": 20, "max_contributions_per_partition": 20},
+    }
     fixed = canonical_query(query(max_partitions_contributed=3), metadata)
     assert "auto" not in fixed and fixed["max_partitions_contributed"] == 3
 
-    defaults = make_metadata(max_partitions_contributed="auto",
-                             auto_limits={"max_partitions_contributed": 8},
-                             columns={**metadata.model_dump(mode="json")["columns"],
-                                      "hour": {"type": "integer", "bounds": [0, 23],
-                                               "auto_bounds": True}})
-    plan = plan_query(query(max_partitions_contributed=None, statistic="sum", column="hour"),
-                      defaults, "pure")
+    defaults = make_metadata(
+        max_partitions_contributed="auto",
+        auto_limits={"max_partitions_contributed": 8},
+        columns={
+            **metadata.model_dump(mode="json")["columns"],
+            "hour": {"type": "integer", "bounds": [0, 23], "auto_bounds": True},
+        },
+    )
+    plan = plan_query(
+        query(max_partitions_contributed=None, statistic="sum", column="hour"), defaults, "pure"
+    )
     assert plan.auto is not None
     assert plan.auto.candidates["max_partitions_contributed"] == list(range(1, 9))
     assert plan.canonical["bounds"] == "auto"
-    explicit = plan_query(query(max_partitions_contributed=2, statistic="sum", column="hour",
-                                bounds=[0, 10]), defaults, "pure")
+    explicit = plan_query(
+        query(max_partitions_contributed=2, statistic="sum", column="hour", bounds=[0, 10]),
+        defaults,
+        "pure",
+    )
     assert explicit.auto is None
     # stored declarations without automatic bounds keep their form
     assert "auto_limits" not in metadata.model_dump(mode="json")
@@ -325,25 +449,39 @@ def test_auto_in_queries_and_dataset_defaults(metadata: DatasetMetadata) -> None
     assert defaults.model_dump(mode="json")["columns"]["hour"]["auto_bounds"] is True
 
 
-@pytest.mark.parametrize(("fields", "message"), [
-    ({"max_partitions_contributed": 3, "auto_share": "0.2"}, "only used when a bound"),
-    ({"statistic": "count", "bounds": "auto"}, "takes no 'bounds'"),
-    ({"statistic": "sum", "column": "hour", "bounds": "auto", "group_by": [],
-      "privacy": {"epsilon": "0.000000000005"}}, "too small"),
-])
-def test_invalid_auto_queries(metadata: DatasetMetadata, fields: dict[str, Any],
-                              message: str) -> None:
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"max_partitions_contributed": 3, "auto_share": "0.2"}, "only used when a bound"),
+        ({"statistic": "count", "bounds": "auto"}, "takes no 'bounds'"),
+        (
+            {
+                "statistic": "sum",
+                "column": "hour",
+                "bounds": "auto",
+                "group_by": [],
+                "privacy": {"epsilon": "0.000000000005"},
+            },
+            "too small",
+        ),
+    ],
+)
+def test_invalid_auto_queries(
+    metadata: DatasetMetadata, fields: dict[str, Any], message: str
+) -> None:
     with pytest.raises(InvalidQuery, match=message):
         plan_query(query(**fields), metadata, "pure")
 
 
 def test_auto_clamp_needs_public_bounds() -> None:
-    metadata = make_metadata(columns={"municipality": {"type": "categorical",
-                                                       "keys": MUNICIPALITIES},
-                                      "dwell_minutes": {"type": "float"}})
+    metadata = make_metadata(
+        columns={
+            "municipality": {"type": "categorical", "keys": MUNICIPALITIES},
+            "dwell_minutes": {"type": "float"},
+        }
+    )
     with pytest.raises(InvalidQuery, match="needs public bounds"):
-        plan_query(query(statistic="sum", column="dwell_minutes", bounds="auto"), metadata,
-                   "pure")
+        plan_query(query(statistic="sum", column="dwell_minutes", bounds="auto"), metadata, "pure")
     with pytest.raises(ValidationError, match="auto_bounds needs public bounds"):
         make_metadata(columns={"x": {"type": "float", "auto_bounds": True}})
 
@@ -357,25 +495,40 @@ def test_auto_share_is_in_range(share: str) -> None:
 # --- the profile is a per-unit map -----------------------------------------------------------
 
 Row = tuple[str, str]
-rows_strategy = st.lists(st.tuples(st.sampled_from(["u1", "u2", "u3"]),
-                                   st.sampled_from(["G1", "G2", "G3", "G4"])), max_size=40)
+rows_strategy = st.lists(
+    st.tuples(st.sampled_from(["u1", "u2", "u3"]), st.sampled_from(["G1", "G2", "G3", "G4"])),
+    max_size=40,
+)
 
 
 def profile(rows: list[Row], max_groups: int | None) -> Counter[tuple[int, int]]:
     frame = pl.LazyFrame(rows, schema={"unit": pl.String, "group": pl.String}, orient="row")
     counts = unit_group_counts(frame, unit="unit", by=["group"])
-    out = unit_profile(counts, unit="unit", by=["group"], max_groups=max_groups, group_limit=3,
-                       row_limit=2, groups_column="g", rows_column="n").collect()
+    out = unit_profile(
+        counts,
+        unit="unit",
+        by=["group"],
+        max_groups=max_groups,
+        group_limit=3,
+        row_limit=2,
+        groups_column="g",
+        rows_column="n",
+    ).collect()
     return Counter(out.iter_rows())
 
 
 @settings(max_examples=100, deadline=None)
-@given(rows=rows_strategy,
-       extra=st.lists(st.tuples(st.just("v"), st.sampled_from(["G1", "G2", "G3", "G4"])),
-                      min_size=1, max_size=10),
-       max_groups=st.sampled_from([None, 1, 2]), seed=st.integers(0, 2**32 - 1))
-def test_profile_adds_exactly_one_row_per_unit(rows: list[Row], extra: list[Row],
-                                                max_groups: int | None, seed: int) -> None:
+@given(
+    rows=rows_strategy,
+    extra=st.lists(
+        st.tuples(st.just("v"), st.sampled_from(["G1", "G2", "G3", "G4"])), min_size=1, max_size=10
+    ),
+    max_groups=st.sampled_from([None, 1, 2]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_profile_adds_exactly_one_row_per_unit(
+    rows: list[Row], extra: list[Row], max_groups: int | None, seed: int
+) -> None:
     combined = rows + extra
     order = np.random.default_rng(seed).permutation(len(combined))
     before = profile(rows, max_groups)

@@ -26,8 +26,12 @@ ExactFn = Callable[[Plan, pl.DataFrame], dict[tuple[Any, ...], float]]
 
 
 def query(**fields: Any) -> QueryRequest:
-    body: dict[str, Any] = {"dataset": "mobility_events", "statistic": "unit_count",
-                            "group_by": ["municipality"], "privacy": {"epsilon": 1}}
+    body: dict[str, Any] = {
+        "dataset": "mobility_events",
+        "statistic": "unit_count",
+        "group_by": ["municipality"],
+        "privacy": {"epsilon": 1},
+    }
     body.update(fields)
     return QueryRequest.model_validate(body)
 
@@ -44,8 +48,7 @@ def discrete_gaussian_pmf(sigma: float, support: int = 400) -> tuple[np.ndarray,
     return x, weights / weights.sum()
 
 
-def pooled_errors(plan: Plan, events: pl.DataFrame, exact: ExactFn,
-                  releases: int) -> np.ndarray:
+def pooled_errors(plan: Plan, events: pl.DataFrame, exact: ExactFn, releases: int) -> np.ndarray:
     """Released − exact (on the same truncated data), pooled over several releases."""
     truth = exact(plan, events)
     errors: list[float] = []
@@ -55,8 +58,9 @@ def pooled_errors(plan: Plan, events: pl.DataFrame, exact: ExactFn,
     return np.array(errors)
 
 
-def check_against_pmf(errors: np.ndarray, x: np.ndarray, pmf: np.ndarray,
-                      error_bound: float) -> None:
+def check_against_pmf(
+    errors: np.ndarray, x: np.ndarray, pmf: np.ndarray, error_bound: float
+) -> None:
     n = len(errors)
     assert n >= 200
     # coverage of OpenDP's 95% bound (expected ≥ 95%; 90% leaves ~3.5 sd of slack)
@@ -66,7 +70,10 @@ def check_against_pmf(errors: np.ndarray, x: np.ndarray, pmf: np.ndarray,
     sd_abs = math.sqrt(float(np.sum(x.astype(float) ** 2 * pmf)) - mean_abs**2)
     band = 4 * sd_abs / math.sqrt(n)
     assert abs(float(np.mean(np.abs(errors))) - mean_abs) <= band, (
-        np.mean(np.abs(errors)), mean_abs, band)
+        np.mean(np.abs(errors)),
+        mean_abs,
+        band,
+    )
     # exact answers are not what is returned: only as often as the noise is 0
     p_zero = float(pmf[x == 0][0])
     zero_rate = float(np.mean(errors == 0))
@@ -79,8 +86,10 @@ def check_against_pmf(errors: np.ndarray, x: np.ndarray, pmf: np.ndarray,
 
 # --- statistical tests -------------------------------------------------------------------------
 
-def test_unit_count_pure_epsilon_1_k_3(metadata: DatasetMetadata, events: pl.DataFrame,
-                                       exact: ExactFn) -> None:
+
+def test_unit_count_pure_epsilon_1_k_3(
+    metadata: DatasetMetadata, events: pl.DataFrame, exact: ExactFn
+) -> None:
     plan = plan_query(query(max_partitions_contributed=3), metadata, "pure")
     assert plan.mechanism == "discrete_laplace"
     assert plan.noise_scale == 3.0  # sensitivity k = 3, ε = 1
@@ -93,11 +102,11 @@ def test_unit_count_pure_epsilon_1_k_3(metadata: DatasetMetadata, events: pl.Dat
     check_against_pmf(errors, x, pmf, plan.accuracy.error_bound)
 
 
-def test_unit_count_zcdp_rho(metadata: DatasetMetadata, events: pl.DataFrame,
-                             exact: ExactFn) -> None:
+def test_unit_count_zcdp_rho(
+    metadata: DatasetMetadata, events: pl.DataFrame, exact: ExactFn
+) -> None:
     rho, k = 0.125, 3
-    plan = plan_query(query(max_partitions_contributed=k, privacy={"rho": rho}), metadata,
-                      "zcdp")
+    plan = plan_query(query(max_partitions_contributed=k, privacy={"rho": rho}), metadata, "zcdp")
     assert plan.mechanism == "discrete_gaussian"
     expected_sigma = math.sqrt(k) / math.sqrt(2 * rho)  # ℓ2 sensitivity √k
     assert plan.noise_scale == pytest.approx(expected_sigma, rel=1e-9)
@@ -111,43 +120,71 @@ def test_unit_count_zcdp_rho(metadata: DatasetMetadata, events: pl.DataFrame,
     check_against_pmf(errors, x, pmf, plan.accuracy.error_bound)
 
 
-def test_count_with_c_rows_per_group(metadata: DatasetMetadata, events: pl.DataFrame,
-                                     exact: ExactFn) -> None:
+def test_count_with_c_rows_per_group(
+    metadata: DatasetMetadata, events: pl.DataFrame, exact: ExactFn
+) -> None:
     k, c, epsilon = 2, 3, 2.0
-    plan = plan_query(query(statistic="count", max_partitions_contributed=k,
-                            max_contributions_per_partition=c, privacy={"epsilon": epsilon}),
-                      metadata, "pure")
+    plan = plan_query(
+        query(
+            statistic="count",
+            max_partitions_contributed=k,
+            max_contributions_per_partition=c,
+            privacy={"epsilon": epsilon},
+        ),
+        metadata,
+        "pure",
+    )
     assert plan.noise_scale == pytest.approx(k * c / epsilon, rel=1e-12)
     assert plan.accuracy.error_bound is not None
     errors = pooled_errors(plan, events, exact, releases=5)
-    check_against_pmf(errors, *discrete_laplace_pmf(plan.noise_scale),
-                      plan.accuracy.error_bound)
+    check_against_pmf(errors, *discrete_laplace_pmf(plan.noise_scale), plan.accuracy.error_bound)
 
 
 # --- scales against hand-derived sensitivities ----------------------------------------------
+
 
 @pytest.mark.parametrize(("k", "c"), [(1, 1), (3, 1), (3, 2), (5, 4)])
 @pytest.mark.parametrize("statistic", ["count", "unit_count"])
 def test_count_scales(metadata: DatasetMetadata, statistic: str, k: int, c: int) -> None:
     per_cell = c if statistic == "count" else 1
-    pure = plan_query(query(statistic=statistic, max_partitions_contributed=k,
-                            max_contributions_per_partition=c, privacy={"epsilon": "0.5"}),
-                      metadata, "pure")
+    pure = plan_query(
+        query(
+            statistic=statistic,
+            max_partitions_contributed=k,
+            max_contributions_per_partition=c,
+            privacy={"epsilon": "0.5"},
+        ),
+        metadata,
+        "pure",
+    )
     assert pure.mechanism == "discrete_laplace"
     assert pure.noise_scale == pytest.approx(k * per_cell / 0.5, rel=1e-12)
-    zcdp = plan_query(query(statistic=statistic, max_partitions_contributed=k,
-                            max_contributions_per_partition=c, privacy={"rho": "0.02"}),
-                      metadata, "zcdp")
+    zcdp = plan_query(
+        query(
+            statistic=statistic,
+            max_partitions_contributed=k,
+            max_contributions_per_partition=c,
+            privacy={"rho": "0.02"},
+        ),
+        metadata,
+        "zcdp",
+    )
     assert zcdp.mechanism == "discrete_gaussian"
-    assert zcdp.noise_scale == pytest.approx(math.sqrt(k) * per_cell / math.sqrt(2 * 0.02),
-                                             rel=1e-9)
+    assert zcdp.noise_scale == pytest.approx(
+        math.sqrt(k) * per_cell / math.sqrt(2 * 0.02), rel=1e-9
+    )
     assert zcdp.bounds_used["max_partitions_contributed"] == k
 
 
 def test_integer_sum_scales(metadata: DatasetMetadata) -> None:
     k, c = 3, 2
-    fields = {"statistic": "sum", "column": "hour", "bounds": [-5, 20],
-              "max_partitions_contributed": k, "max_contributions_per_partition": c}
+    fields = {
+        "statistic": "sum",
+        "column": "hour",
+        "bounds": [-5, 20],
+        "max_partitions_contributed": k,
+        "max_contributions_per_partition": c,
+    }
     pure = plan_query(query(**fields, privacy={"epsilon": 2}), metadata, "pure")
     assert pure.mechanism == "discrete_laplace"
     assert pure.noise_scale == pytest.approx(k * c * 20 / 2, rel=1e-12)
@@ -159,8 +196,12 @@ def test_integer_sum_scales(metadata: DatasetMetadata) -> None:
 def test_float_sum_scales(metadata: DatasetMetadata) -> None:
     """Float sums: OpenDP adds a small allowance for float rounding (it grows with max_rows²)."""
     k, c = 3, 1
-    fields = {"statistic": "sum", "column": "dwell_minutes", "max_partitions_contributed": k,
-              "max_contributions_per_partition": c}
+    fields = {
+        "statistic": "sum",
+        "column": "dwell_minutes",
+        "max_partitions_contributed": k,
+        "max_contributions_per_partition": c,
+    }
     pure = plan_query(query(**fields, privacy={"epsilon": 1}), metadata, "pure")
     assert pure.mechanism == "laplace"
     hand = k * c * 240 / 1
@@ -175,8 +216,16 @@ def test_float_sum_scales(metadata: DatasetMetadata) -> None:
 def test_mean_scales_split_the_cost(metadata: DatasetMetadata) -> None:
     """A mean is a noisy sum and a noisy count; OpenDP spends ε/2 on each."""
     k, epsilon = 3, 1.0
-    plan = plan_query(query(statistic="mean", column="hour", max_partitions_contributed=k,
-                            privacy={"epsilon": epsilon}), metadata, "pure")
+    plan = plan_query(
+        query(
+            statistic="mean",
+            column="hour",
+            max_partitions_contributed=k,
+            privacy={"epsilon": epsilon},
+        ),
+        metadata,
+        "pure",
+    )
     by_aggregate = {c.aggregate: c for c in plan.components}
     assert set(by_aggregate) == {"sum", "count"}
     assert by_aggregate["sum"].scale == pytest.approx(k * 23 / (epsilon / 2), rel=1e-9)
@@ -196,15 +245,21 @@ def test_quantile_scales(metadata: DatasetMetadata, q: float) -> None:
     k, c = 3, 2
     fraction = Fraction(q)
     score_sensitivity = max(fraction.numerator, fraction.denominator - fraction.numerator)
-    fields = {"statistic": "quantile", "column": "hour", "q": q,
-              "max_partitions_contributed": k, "max_contributions_per_partition": c}
+    fields = {
+        "statistic": "quantile",
+        "column": "hour",
+        "q": q,
+        "max_partitions_contributed": k,
+        "max_contributions_per_partition": c,
+    }
     pure = plan_query(query(**fields, privacy={"epsilon": 1}), metadata, "pure")
     assert pure.mechanism == "exponential"
     assert pure.noise_scale == pytest.approx(2 * score_sensitivity * k * c / 1, rel=1e-9)
     zcdp = plan_query(query(**fields, privacy={"rho": "0.5"}), metadata, "zcdp")
     assert zcdp.mechanism == "report_noisy_max_gumbel"
     assert zcdp.noise_scale == pytest.approx(
-        2 * score_sensitivity * math.sqrt(k) * c / math.sqrt(8 * 0.5), rel=1e-9)
+        2 * score_sensitivity * math.sqrt(k) * c / math.sqrt(8 * 0.5), rel=1e-9
+    )
     assert pure.accuracy.error_bound is None
     assert pure.bounds_used["quantile_candidates"] == 24
 
@@ -225,12 +280,21 @@ def test_explicit_cost_is_charged_exactly(metadata: DatasetMetadata) -> None:
 
 def test_quantile_scale_grows_with_contributions(metadata: DatasetMetadata) -> None:
     """For q that is not a dyadic fraction OpenDP's score denominator is large; scale ∝ k·c."""
+
     def scale(k: int, c: int, model: str) -> float:
         privacy = {"epsilon": 1} if model == "pure" else {"rho": "0.5"}
-        return plan_query(query(statistic="quantile", column="dwell_minutes", q=0.9,
-                                max_partitions_contributed=k, max_contributions_per_partition=c,
-                                privacy=privacy), metadata, model).noise_scale  # type: ignore[arg-type]
+        return plan_query(
+            query(
+                statistic="quantile",
+                column="dwell_minutes",
+                q=0.9,
+                max_partitions_contributed=k,
+                max_contributions_per_partition=c,
+                privacy=privacy,
+            ),
+            metadata,
+            model,
+        ).noise_scale  # type: ignore[arg-type]
 
     assert scale(3, 2, "pure") == pytest.approx(6 * scale(1, 1, "pure"), rel=1e-9)
-    assert scale(3, 2, "zcdp") == pytest.approx(2 * math.sqrt(3) * scale(1, 1, "zcdp"),
-                                                rel=1e-9)
+    assert scale(3, 2, "zcdp") == pytest.approx(2 * math.sqrt(3) * scale(1, 1, "zcdp"), rel=1e-9)

@@ -29,8 +29,12 @@ PRIVACY_DIR = Path(privacy.__file__).parent
 
 
 def query(**fields: Any) -> QueryRequest:
-    body: dict[str, Any] = {"dataset": "mobility_events", "statistic": "unit_count",
-                            "group_by": ["municipality"], "privacy": {"epsilon": "0.5"}}
+    body: dict[str, Any] = {
+        "dataset": "mobility_events",
+        "statistic": "unit_count",
+        "group_by": ["municipality"],
+        "privacy": {"epsilon": "0.5"},
+    }
     body.update(fields)
     return QueryRequest.model_validate(body)
 
@@ -40,13 +44,21 @@ def test_preview_never_opens_the_file(no_data_reads: None) -> None:
     assert not Path(metadata.path).exists()
 
     cases: list[tuple[str, dict[str, Any]]] = [
-        ("unit_count", {}), ("sum", {"column": "dwell_minutes"}),
+        ("unit_count", {}),
+        ("sum", {"column": "dwell_minutes"}),
         ("quantile", {"column": "hour", "q": 0.5}),
     ]
     for statistic, extra in cases:
-        plan = plan_query(query(dataset="ghost", statistic=statistic, privacy={"max_error": 50}
-                                if statistic != "quantile" else {"epsilon": 1}, **extra),
-                          metadata, "pure")
+        plan = plan_query(
+            query(
+                dataset="ghost",
+                statistic=statistic,
+                privacy={"max_error": 50} if statistic != "quantile" else {"epsilon": 1},
+                **extra,
+            ),
+            metadata,
+            "pure",
+        )
         assert plan.cost > 0 and plan.noise_scale > 0
 
 
@@ -55,9 +67,12 @@ def test_plan_fields(metadata: DatasetMetadata) -> None:
     assert plan.model == "pure"
     assert plan.columns == ["municipality", "value"]
     assert plan.epsilon_delta is None
-    assert plan.bounds_used == {"max_partitions_contributed": 3,
-                                "max_contributions_per_partition": 1, "clamp": None,
-                                "max_rows": None}
+    assert plan.bounds_used == {
+        "max_partitions_contributed": 3,
+        "max_contributions_per_partition": 1,
+        "clamp": None,
+        "max_rows": None,
+    }
     assert plan.canonical["privacy"] == {"epsilon": "0.5"}
     zcdp = plan_query(query(privacy={"rho": "0.1"}), metadata, "zcdp")
     assert zcdp.epsilon_delta is not None and zcdp.epsilon_delta[1] == metadata.delta
@@ -98,11 +113,16 @@ class _FakeRelease:
         return self.frame
 
 
-def test_rows_come_from_public_keys_not_from_the_release(metadata: DatasetMetadata,
-                                                         events: pl.DataFrame) -> None:
+def test_rows_come_from_public_keys_not_from_the_release(
+    metadata: DatasetMetadata, events: pl.DataFrame
+) -> None:
     plan = plan_query(query(), metadata, "pure")
-    shuffled = pl.DataFrame({"municipality": [*reversed(MUNICIPALITIES), None, "GM_XTRA"],
-                             "ruis.value": list(range(len(MUNICIPALITIES) + 2))})
+    shuffled = pl.DataFrame(
+        {
+            "municipality": [*reversed(MUNICIPALITIES), None, "GM_XTRA"],
+            "ruis.value": list(range(len(MUNICIPALITIES) + 2)),
+        }
+    )
     fake = dataclasses.replace(plan, measurement=lambda _: _FakeRelease(shuffled))  # type: ignore[arg-type]
     rows = execute(fake, events.lazy())
     # extra rows (unknown or null keys) are ignored; order is the declared key order
@@ -113,8 +133,9 @@ def test_rows_come_from_public_keys_not_from_the_release(metadata: DatasetMetada
         execute(lacking, events.lazy())
 
 
-def test_release_contains_no_exact_answer_path(metadata: DatasetMetadata,
-                                               events: pl.DataFrame) -> None:
+def test_release_contains_no_exact_answer_path(
+    metadata: DatasetMetadata, events: pl.DataFrame
+) -> None:
     """The measurement is invoked exactly once per execute, on the truncated frame."""
     plan = plan_query(query(), metadata, "pure")
     calls: list[pl.LazyFrame] = []
@@ -130,8 +151,10 @@ def test_release_contains_no_exact_answer_path(metadata: DatasetMetadata,
 
 # --- loading files -----------------------------------------------------------------------------
 
-def test_load_parquet_casts_to_the_declared_schema(tmp_path: Path, metadata: DatasetMetadata,
-                                                   events: pl.DataFrame) -> None:
+
+def test_load_parquet_casts_to_the_declared_schema(
+    tmp_path: Path, metadata: DatasetMetadata, events: pl.DataFrame
+) -> None:
     stored = events.with_columns(
         pl.col("device_id").str.slice(4).cast(pl.Int32),  # numeric device ids
         pl.col("municipality").cast(pl.Categorical),
@@ -164,21 +187,52 @@ def test_load_csv_casts_and_nulls_bad_values(tmp_path: Path, metadata: DatasetMe
 
 # --- the package's surface ---------------------------------------------------------------------
 
+
 def test_exported_names_are_pinned() -> None:
-    assert sorted(privacy.__all__) == sorted([
-        "Accuracy", "AccuracyTarget", "DatasetMetadata", "EpsilonLoss", "Filter",
-        "InvalidDataset", "InvalidQuery", "NoiseComponent", "Plan", "PrivacyError",
-        "QueryRequest", "ReleaseFailed", "ReleaseResult", "RhoLoss", "canonical_query",
-        "clear_plan_cache", "execute", "frame_schema", "load_frame", "plan_query", "prepare_frame",
-    ])
+    assert sorted(privacy.__all__) == sorted(
+        [
+            "Accuracy",
+            "AccuracyTarget",
+            "DatasetMetadata",
+            "EpsilonLoss",
+            "Filter",
+            "InvalidDataset",
+            "InvalidQuery",
+            "NoiseComponent",
+            "Plan",
+            "PrivacyError",
+            "QueryRequest",
+            "ReleaseFailed",
+            "ReleaseResult",
+            "RhoLoss",
+            "canonical_query",
+            "clear_plan_cache",
+            "execute",
+            "frame_schema",
+            "load_frame",
+            "plan_query",
+            "prepare_frame",
+        ]
+    )
     for name in privacy.__all__:
         assert getattr(privacy, name) is not None
 
 
 def test_privacy_is_pure() -> None:
     """No web framework, no database, no other layer of Ruis."""
-    forbidden = {"fastapi", "starlette", "sqlalchemy", "sqlmodel", "alembic", "psycopg",
-                 "api", "db", "cli", "uvicorn", "httpx"}
+    forbidden = {
+        "fastapi",
+        "starlette",
+        "sqlalchemy",
+        "sqlmodel",
+        "alembic",
+        "psycopg",
+        "api",
+        "db",
+        "cli",
+        "uvicorn",
+        "httpx",
+    }
     for path in PRIVACY_DIR.glob("*.py"):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):

@@ -20,9 +20,12 @@ from privacy.plan import (
 
 
 def query(**fields: Any) -> QueryRequest:
-    body: dict[str, Any] = {"dataset": "mobility_events", "statistic": "count",
-                            "group_by": ["municipality", "day", "hour"],
-                            "privacy": {"epsilon": "0.5"}}
+    body: dict[str, Any] = {
+        "dataset": "mobility_events",
+        "statistic": "count",
+        "group_by": ["municipality", "day", "hour"],
+        "privacy": {"epsilon": "0.5"},
+    }
     body.update(fields)
     return QueryRequest.model_validate(body)
 
@@ -43,8 +46,9 @@ def test_estimate_grows_with_the_public_key_product(metadata: DatasetMetadata) -
     assert three > 10 * one and three >= 40 * 7 * 24 * 4 * 64
 
 
-def test_cache_never_holds_more_than_its_byte_bound(small_cache: int,
-                                                    metadata: DatasetMetadata) -> None:
+def test_cache_never_holds_more_than_its_byte_bound(
+    small_cache: int, metadata: DatasetMetadata
+) -> None:
     sizes = []
     for i in range(40):  # distinct costs: distinct plans, ~2.2 MB each by the estimate
         plan = plan_query(query(privacy={"epsilon": f"0.{10 + i}"}), metadata, "pure")
@@ -54,11 +58,14 @@ def test_cache_never_holds_more_than_its_byte_bound(small_cache: int,
     assert plan_cache_bytes() == plan_cache_size() * sizes[0]
 
 
-def test_a_plan_larger_than_the_bound_is_returned_but_not_kept(
-        small_cache: int) -> None:
+def test_a_plan_larger_than_the_bound_is_returned_but_not_kept(small_cache: int) -> None:
     keys = [f"K{i:05d}" for i in range(30_000)]
-    wide = make_metadata(columns={**make_metadata().model_dump(mode="json")["columns"],
-                                  "municipality": {"type": "categorical", "keys": keys}})
+    wide = make_metadata(
+        columns={
+            **make_metadata().model_dump(mode="json")["columns"],
+            "municipality": {"type": "categorical", "keys": keys},
+        }
+    )
     plan = plan_query(query(group_by=["municipality", "day"]), wide, "pure")
     assert plan_bytes(plan) > small_cache and plan.cost == 0.5
     assert plan_cache_size() == 0 and plan_cache_bytes() == 0

@@ -25,63 +25,74 @@ from privacy import (
 
 
 def request(**fields: Any) -> QueryRequest:
-    body: dict[str, Any] = {"dataset": "mobility_events", "statistic": "unit_count",
-                            "privacy": {"epsilon": 0.5}}
+    body: dict[str, Any] = {
+        "dataset": "mobility_events",
+        "statistic": "unit_count",
+        "privacy": {"epsilon": 0.5},
+    }
     body.update(fields)
     return QueryRequest.model_validate(body)
 
 
 # --- shape: rejected by pydantic before any planning ------------------------------------------
 
-@pytest.mark.parametrize("body", [
-    '{"dataset": "mobility_events", "statistic": "count", "privacy": {"epsilon": 1e309}}',
-    '{"dataset": "mobility_events", "statistic": "count", "privacy": {"rho": 1e309}}',
-    '{"dataset": "mobility_events", "statistic": "count", "privacy": {"max_error": 1e309}}',
-    '{"dataset": "mobility_events", "statistic": "count", "privacy": {"epsilon": "NaN"}}',
-    '{"dataset": "mobility_events", "statistic": "count", "privacy": {"epsilon": "Infinity"}}',
-    '{"dataset": "mobility_events", "statistic": "count", "privacy": {"epsilon": 0}}',
-    '{"dataset": "mobility_events", "statistic": "count", "privacy": {"epsilon": -1}}',
-    '{"dataset": "mobility_events", "statistic": "count", "privacy": {"rho": 0}}',
-    '{"dataset": "mobility_events", "statistic": "count", "privacy": {"max_error": 0}}',
-    '{"dataset": "mobility_events", "statistic": "count", '
-    '"privacy": {"max_error": 5, "alpha": 1}}',
-    '{"dataset": "mobility_events", "statistic": "count", '
-    '"privacy": {"max_error": 5, "alpha": 0}}',
-    '{"dataset": "mobility_events", "statistic": "count", "privacy": {"epsilon": 1, "rho": 1}}',
-    '{"dataset": "mobility_events", "statistic": "count", "privacy": {}}',
-    '{"dataset": "mobility_events", "statistic": "sum", "column": "dwell_minutes", '
-    '"bounds": [0, 1e309], "privacy": {"epsilon": 1}}',
-    '{"dataset": "mobility_events", "statistic": "quantile", "column": "hour", "q": 1e309, '
-    '"privacy": {"epsilon": 1}}',
-    '{"dataset": "mobility_events", "statistic": "count", "where": '
-    '[{"column": "dwell_minutes", "op": "lt", "value": 1e309}], "privacy": {"epsilon": 1}}',
-    '{"dataset": "mobility_events", "statistic": "count", "where": '
-    '[{"column": "municipality", "op": "in", "value": []}], "privacy": {"epsilon": 1}}',
-    '{"dataset": "mobility_events", "statistic": "count", "where": '
-    '[{"column": "hour", "op": "between", "value": [1, 2, 3]}], "privacy": {"epsilon": 1}}',
-    '{"dataset": "mobility_events", "statistic": "count", "where": '
-    '[{"column": "hour", "op": "eq", "value": [1]}], "privacy": {"epsilon": 1}}',
-    '{"dataset": "mobility_events", "statistic": "count", "where": '
-    '[{"column": "hour", "op": "eq", "value": true}], "privacy": {"epsilon": 1}}',
-    '{"dataset": "mobility_events", "statistic": "count", "where": '
-    '[{"column": "hour", "op": "like", "value": 1}], "privacy": {"epsilon": 1}}',
-    '{"dataset": "mobility_events", "statistic": "median", "privacy": {"epsilon": 1}}',
-    '{"dataset": "mobility_events", "statistic": "count", "privacy": {"epsilon": 1}, "x": 1}',
-    '{"dataset": "mobility_events", "statistic": "count", "group_by": '
-    '["a", "b", "c", "d", "e", "f", "g", "h", "i"], "privacy": {"epsilon": 1}}',
-    '{"dataset": "mobility_events", "statistic": "count", "max_partitions_contributed": 0, '
-    '"privacy": {"epsilon": 1}}',
-    '{"dataset": "mobility_events", "statistic": "count", "column": "x; drop table", '
-    '"privacy": {"epsilon": 1}}',
-])
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"dataset": "mobility_events", "statistic": "count", "privacy": {"epsilon": 1e309}}',
+        '{"dataset": "mobility_events", "statistic": "count", "privacy": {"rho": 1e309}}',
+        '{"dataset": "mobility_events", "statistic": "count", "privacy": {"max_error": 1e309}}',
+        '{"dataset": "mobility_events", "statistic": "count", "privacy": {"epsilon": "NaN"}}',
+        '{"dataset": "mobility_events", "statistic": "count", "privacy": {"epsilon": "Infinity"}}',
+        '{"dataset": "mobility_events", "statistic": "count", "privacy": {"epsilon": 0}}',
+        '{"dataset": "mobility_events", "statistic": "count", "privacy": {"epsilon": -1}}',
+        '{"dataset": "mobility_events", "statistic": "count", "privacy": {"rho": 0}}',
+        '{"dataset": "mobility_events", "statistic": "count", "privacy": {"max_error": 0}}',
+        '{"dataset": "mobility_events", "statistic": "count", '
+        '"privacy": {"max_error": 5, "alpha": 1}}',
+        '{"dataset": "mobility_events", "statistic": "count", '
+        '"privacy": {"max_error": 5, "alpha": 0}}',
+        '{"dataset": "mobility_events", "statistic": "count", "privacy": {"epsilon": 1, "rho": 1}}',
+        '{"dataset": "mobility_events", "statistic": "count", "privacy": {}}',
+        '{"dataset": "mobility_events", "statistic": "sum", "column": "dwell_minutes", '
+        '"bounds": [0, 1e309], "privacy": {"epsilon": 1}}',
+        '{"dataset": "mobility_events", "statistic": "quantile", "column": "hour", "q": 1e309, '
+        '"privacy": {"epsilon": 1}}',
+        '{"dataset": "mobility_events", "statistic": "count", "where": '
+        '[{"column": "dwell_minutes", "op": "lt", "value": 1e309}], "privacy": {"epsilon": 1}}',
+        '{"dataset": "mobility_events", "statistic": "count", "where": '
+        '[{"column": "municipality", "op": "in", "value": []}], "privacy": {"epsilon": 1}}',
+        '{"dataset": "mobility_events", "statistic": "count", "where": '
+        '[{"column": "hour", "op": "between", "value": [1, 2, 3]}], "privacy": {"epsilon": 1}}',
+        '{"dataset": "mobility_events", "statistic": "count", "where": '
+        '[{"column": "hour", "op": "eq", "value": [1]}], "privacy": {"epsilon": 1}}',
+        '{"dataset": "mobility_events", "statistic": "count", "where": '
+        '[{"column": "hour", "op": "eq", "value": true}], "privacy": {"epsilon": 1}}',
+        '{"dataset": "mobility_events", "statistic": "count", "where": '
+        '[{"column": "hour", "op": "like", "value": 1}], "privacy": {"epsilon": 1}}',
+        '{"dataset": "mobility_events", "statistic": "median", "privacy": {"epsilon": 1}}',
+        '{"dataset": "mobility_events", "statistic": "count", "privacy": {"epsilon": 1}, "x": 1}',
+        '{"dataset": "mobility_events", "statistic": "count", "group_by": '
+        '["a", "b", "c", "d", "e", "f", "g", "h", "i"], "privacy": {"epsilon": 1}}',
+        '{"dataset": "mobility_events", "statistic": "count", "max_partitions_contributed": 0, '
+        '"privacy": {"epsilon": 1}}',
+        '{"dataset": "mobility_events", "statistic": "count", "column": "x; drop table", '
+        '"privacy": {"epsilon": 1}}',
+    ],
+)
 def test_malformed_requests_are_rejected_by_the_model(body: str) -> None:
     with pytest.raises(ValidationError):
         QueryRequest.model_validate_json(body)
 
 
 def test_python_infinity_is_rejected_too() -> None:
-    for privacy in ({"epsilon": float("inf")}, {"rho": float("nan")},
-                    {"max_error": float("inf")}, {"max_error": 1.0, "alpha": float("nan")}):
+    for privacy in (
+        {"epsilon": float("inf")},
+        {"rho": float("nan")},
+        {"max_error": float("inf")},
+        {"max_error": 1.0, "alpha": float("nan")},
+    ):
         with pytest.raises(ValidationError):
             request(privacy=privacy)
 
@@ -105,8 +116,7 @@ INVALID: list[tuple[dict[str, Any], str, str]] = [
     ({"statistic": "sum", "column": "nope"}, "pure", "unknown column"),
     ({"statistic": "sum", "column": "device_id"}, "pure", "privacy unit"),
     ({"group_by": ["device_id"]}, "pure", "privacy unit"),
-    ({"where": [{"column": "device_id", "op": "eq", "value": "dev-1"}]}, "pure",
-     "privacy unit"),
+    ({"where": [{"column": "device_id", "op": "eq", "value": "dev-1"}]}, "pure", "privacy unit"),
     ({"group_by": ["nope"]}, "pure", "unknown column"),
     ({"where": [{"column": "nope", "op": "eq", "value": 1}]}, "pure", "unknown column"),
     ({"group_by": ["operator"]}, "pure", "no public keys"),
@@ -125,51 +135,75 @@ INVALID: list[tuple[dict[str, Any], str, str]] = [
     ({"statistic": "quantile", "column": "hour", "q": 1.0}, "pure", "strictly between"),
     ({"statistic": "quantile", "column": "hour", "q": 1.5}, "pure", "strictly between"),
     ({"statistic": "quantile", "column": "hour", "q": -0.1}, "pure", "strictly between"),
-    ({"statistic": "sum", "column": "dwell_minutes", "bounds": [10, 0]}, "pure",
-     "lower < upper"),
-    ({"statistic": "sum", "column": "dwell_minutes", "bounds": [5, 5]}, "pure",
-     "lower < upper"),
+    ({"statistic": "sum", "column": "dwell_minutes", "bounds": [10, 0]}, "pure", "lower < upper"),
+    ({"statistic": "sum", "column": "dwell_minutes", "bounds": [5, 5]}, "pure", "lower < upper"),
     ({"statistic": "sum", "column": "hour", "bounds": [0.5, 10]}, "pure", "integers"),
     ({"statistic": "sum", "column": "dwell_minutes", "bounds": [0, 1e300]}, "pure", "2^52"),
-    ({"where": [{"column": "hour", "op": "eq", "value": "seven"}]}, "pure",
-     "expected an integer"),
+    ({"where": [{"column": "hour", "op": "eq", "value": "seven"}]}, "pure", "expected an integer"),
     ({"where": [{"column": "hour", "op": "eq", "value": 7.5}]}, "pure", "expected an integer"),
-    ({"where": [{"column": "municipality", "op": "eq", "value": 363}]}, "pure",
-     "expected a string"),
-    ({"where": [{"column": "dwell_minutes", "op": "lt", "value": "ten"}]}, "pure",
-     "expected a number"),
+    (
+        {"where": [{"column": "municipality", "op": "eq", "value": 363}]},
+        "pure",
+        "expected a string",
+    ),
+    (
+        {"where": [{"column": "dwell_minutes", "op": "lt", "value": "ten"}]},
+        "pure",
+        "expected a number",
+    ),
     ({"where": [{"column": "day", "op": "eq", "value": 20260301}]}, "pure", "ISO 8601"),
     ({"where": [{"column": "day", "op": "eq", "value": "01-03-2026"}]}, "pure", "ISO date"),
-    ({"where": [{"column": "seen_at", "op": "ge", "value": "yesterday"}]}, "pure",
-     "ISO 8601 datetime"),
-    ({"where": [{"column": "day", "op": "between", "value": ["2026-03-05", "2026-03-01"]}]},
-     "pure", "above"),
-    ({"where": [{"column": "municipality", "op": "in", "value": ["GM0363", 5]}]}, "pure",
-     "expected a string"),
+    (
+        {"where": [{"column": "seen_at", "op": "ge", "value": "yesterday"}]},
+        "pure",
+        "ISO 8601 datetime",
+    ),
+    (
+        {"where": [{"column": "day", "op": "between", "value": ["2026-03-05", "2026-03-01"]}]},
+        "pure",
+        "above",
+    ),
+    (
+        {"where": [{"column": "municipality", "op": "in", "value": ["GM0363", 5]}]},
+        "pure",
+        "expected a string",
+    ),
     ({"privacy": {"rho": 0.1}}, "pure", "pure"),
     ({"privacy": {"epsilon": 0.1}}, "zcdp", "zCDP"),
-    ({"statistic": "quantile", "column": "hour", "q": 0.5, "privacy": {"max_error": 2}},
-     "pure", "not supported for quantile"),
-    ({"statistic": "mean", "column": "hour", "privacy": {"max_error": 2}}, "pure",
-     "not supported for mean"),
+    (
+        {"statistic": "quantile", "column": "hour", "q": 0.5, "privacy": {"max_error": 2}},
+        "pure",
+        "not supported for quantile",
+    ),
+    (
+        {"statistic": "mean", "column": "hour", "privacy": {"max_error": 2}},
+        "pure",
+        "not supported for mean",
+    ),
     ({"dataset": "other_dataset"}, "pure", "dataset"),
 ]
 
 
-@pytest.mark.parametrize(("fields", "model", "message"), INVALID,
-                         ids=[m + "-" + str(i) for i, (_, _, m) in enumerate(INVALID)])
-def test_invalid_queries_raise_invalid_query(metadata: DatasetMetadata, fields: dict[str, Any],
-                                             model: str, message: str) -> None:
+@pytest.mark.parametrize(
+    ("fields", "model", "message"),
+    INVALID,
+    ids=[m + "-" + str(i) for i, (_, _, m) in enumerate(INVALID)],
+)
+def test_invalid_queries_raise_invalid_query(
+    metadata: DatasetMetadata, fields: dict[str, Any], model: str, message: str
+) -> None:
     with pytest.raises(InvalidQuery) as raised:
         plan_query(request(**fields), metadata, model)  # type: ignore[arg-type]
     assert message in raised.value.detail
 
 
 def test_too_many_key_combinations() -> None:
-    wide = make_metadata(columns={
-        "a": {"type": "integer", "keys": list(range(1001))},
-        "b": {"type": "integer", "keys": list(range(1000))},
-    })
+    wide = make_metadata(
+        columns={
+            "a": {"type": "integer", "keys": list(range(1001))},
+            "b": {"type": "integer", "keys": list(range(1000))},
+        }
+    )
     with pytest.raises(InvalidQuery, match="1,000,000 key combinations"):
         plan_query(request(group_by=["a", "b"]), wide, "pure")
 
@@ -192,8 +226,9 @@ def test_sum_needs_bounds_from_query_or_metadata() -> None:
 
 def test_opendp_refusal_becomes_invalid_query(metadata: DatasetMetadata) -> None:
     # |bounds| · max_rows could overflow an i64 sum: OpenDP refuses, we say why
-    huge = make_metadata(columns={"n": {"type": "integer", "bounds": [0, 2**52]}},
-                         max_rows=2**32 - 1)
+    huge = make_metadata(
+        columns={"n": {"type": "integer", "bounds": [0, 2**52]}}, max_rows=2**32 - 1
+    )
     with pytest.raises(InvalidQuery, match="OpenDP cannot build"):
         plan_query(request(statistic="sum", column="n"), huge, "pure")
     too_many_rows = make_metadata(max_rows=2**40)
@@ -203,9 +238,12 @@ def test_opendp_refusal_becomes_invalid_query(metadata: DatasetMetadata) -> None
 
 # --- the canonical form ------------------------------------------------------------------------
 
+
 def test_canonical_fills_defaults_and_normalises(metadata: DatasetMetadata) -> None:
     query = request(
-        statistic="sum", column="dwell_minutes", group_by=["municipality", "day"],
+        statistic="sum",
+        column="dwell_minutes",
+        group_by=["municipality", "day"],
         where=[
             {"column": "municipality", "op": "in", "value": ["GM9999", "GM0001", "GM9999"]},
             {"column": "day", "op": "between", "value": ["2026-03-01", "2026-03-07"]},
@@ -234,14 +272,24 @@ def test_canonical_fills_defaults_and_normalises(metadata: DatasetMetadata) -> N
 
 
 def test_canonical_is_insensitive_to_spelling(metadata: DatasetMetadata) -> None:
-    first = request(where=[{"column": "hour", "op": "lt", "value": 9},
-                           {"column": "day", "op": "eq", "value": "2026-03-02"}],
-                    group_by=["municipality"], max_partitions_contributed=3,
-                    privacy={"epsilon": 1})
-    second = request(where=[{"column": "day", "op": "eq", "value": "2026-03-02"},
-                            {"column": "hour", "op": "lt", "value": 9.0},
-                            {"column": "hour", "op": "lt", "value": 9}],
-                     group_by=["municipality"], privacy={"epsilon": "1.000"})
+    first = request(
+        where=[
+            {"column": "hour", "op": "lt", "value": 9},
+            {"column": "day", "op": "eq", "value": "2026-03-02"},
+        ],
+        group_by=["municipality"],
+        max_partitions_contributed=3,
+        privacy={"epsilon": 1},
+    )
+    second = request(
+        where=[
+            {"column": "day", "op": "eq", "value": "2026-03-02"},
+            {"column": "hour", "op": "lt", "value": 9.0},
+            {"column": "hour", "op": "lt", "value": 9},
+        ],
+        group_by=["municipality"],
+        privacy={"epsilon": "1.000"},
+    )
     assert canonical_query(first, metadata) == canonical_query(second, metadata)
     # group_by order is meaningful (it orders the release's columns)
     a = canonical_query(request(group_by=["municipality", "day"]), metadata)
@@ -251,15 +299,31 @@ def test_canonical_is_insensitive_to_spelling(metadata: DatasetMetadata) -> None
 
 def test_canonical_contribution_bounds(metadata: DatasetMetadata) -> None:
     # unit_count counts a unit once per group; without group_by there is one partition
-    assert canonical_query(request(max_contributions_per_partition=7), metadata)[
-        "max_contributions_per_partition"] == 1
-    assert canonical_query(request(statistic="count", max_partitions_contributed=5),
-                           metadata)["max_partitions_contributed"] == 1
-    grouped = canonical_query(request(statistic="count", group_by=["municipality"],
-                                      max_partitions_contributed=5,
-                                      max_contributions_per_partition=2), metadata)
-    assert (grouped["max_partitions_contributed"], grouped["max_contributions_per_partition"]) \
-        == (5, 2)
+    assert (
+        canonical_query(request(max_contributions_per_partition=7), metadata)[
+            "max_contributions_per_partition"
+        ]
+        == 1
+    )
+    assert (
+        canonical_query(request(statistic="count", max_partitions_contributed=5), metadata)[
+            "max_partitions_contributed"
+        ]
+        == 1
+    )
+    grouped = canonical_query(
+        request(
+            statistic="count",
+            group_by=["municipality"],
+            max_partitions_contributed=5,
+            max_contributions_per_partition=2,
+        ),
+        metadata,
+    )
+    assert (grouped["max_partitions_contributed"], grouped["max_contributions_per_partition"]) == (
+        5,
+        2,
+    )
     # a unit cannot touch more groups than there are key combinations
     few = canonical_query(request(group_by=["day"], max_partitions_contributed=50), metadata)
     assert few["max_partitions_contributed"] == 7
@@ -268,20 +332,25 @@ def test_canonical_contribution_bounds(metadata: DatasetMetadata) -> None:
 @settings(max_examples=60, deadline=None)
 @given(
     epsilon=st.decimals(min_value=Decimal("0.000001"), max_value=Decimal(100), places=6),
-    where=st.lists(st.sampled_from([
-        {"column": "hour", "op": "ge", "value": 6},
-        {"column": "hour", "op": "lt", "value": 20.0},
-        {"column": "day", "op": "eq", "value": "2026-03-03"},
-        {"column": "municipality", "op": "in", "value": ["GM0001", "GM0002"]},
-        {"column": "dwell_minutes", "op": "between", "value": [1, 2.5]},
-    ]), max_size=5),
+    where=st.lists(
+        st.sampled_from(
+            [
+                {"column": "hour", "op": "ge", "value": 6},
+                {"column": "hour", "op": "lt", "value": 20.0},
+                {"column": "day", "op": "eq", "value": "2026-03-03"},
+                {"column": "municipality", "op": "in", "value": ["GM0001", "GM0002"]},
+                {"column": "dwell_minutes", "op": "between", "value": [1, 2.5]},
+            ]
+        ),
+        max_size=5,
+    ),
 )
-def test_canonical_is_stable_under_reordering(epsilon: Decimal,
-                                              where: list[dict[str, Any]]) -> None:
+def test_canonical_is_stable_under_reordering(
+    epsilon: Decimal, where: list[dict[str, Any]]
+) -> None:
     metadata = make_metadata()
     forward = request(where=where, privacy={"epsilon": str(epsilon)})
-    backward = request(where=list(reversed(where)),
-                       privacy={"epsilon": str(epsilon.normalize())})
+    backward = request(where=list(reversed(where)), privacy={"epsilon": str(epsilon.normalize())})
     assert canonical_query(forward, metadata) == canonical_query(backward, metadata)
     text = canonical_query(forward, metadata)["privacy"]["epsilon"]
     assert Decimal(text) == epsilon and "E" not in text

@@ -19,14 +19,18 @@ ExactFn = Callable[[Plan, pl.DataFrame], dict[tuple[Any, ...], float]]
 
 
 def query(**fields: Any) -> QueryRequest:
-    body: dict[str, Any] = {"dataset": "mobility_events", "statistic": "count",
-                            "privacy": {"epsilon": 2}}
+    body: dict[str, Any] = {
+        "dataset": "mobility_events",
+        "statistic": "count",
+        "privacy": {"epsilon": 2},
+    }
     body.update(fields)
     return QueryRequest.model_validate(body)
 
 
-def within_bound_share(plan: Plan, rows: list[list[Any]],
-                       truth: dict[tuple[Any, ...], float]) -> float:
+def within_bound_share(
+    plan: Plan, rows: list[list[Any]], truth: dict[tuple[Any, ...], float]
+) -> float:
     assert plan.accuracy.error_bound is not None
     hits = [abs(row[-1] - truth[tuple(row[:-1])]) <= plan.accuracy.error_bound for row in rows]
     return float(np.mean(hits))
@@ -34,12 +38,16 @@ def within_bound_share(plan: Plan, rows: list[list[Any]],
 
 @pytest.mark.parametrize("statistic", ["count", "unit_count", "sum"])
 @pytest.mark.parametrize("model", ["pure", "zcdp"])
-def test_additive_statistics_near_truth(metadata: DatasetMetadata, events: pl.DataFrame,
-                                        exact: ExactFn, statistic: str, model: str) -> None:
+def test_additive_statistics_near_truth(
+    metadata: DatasetMetadata, events: pl.DataFrame, exact: ExactFn, statistic: str, model: str
+) -> None:
     privacy = {"epsilon": 2} if model == "pure" else {"rho": "0.5"}
     column = {"column": "dwell_minutes"} if statistic == "sum" else {}
-    plan = plan_query(query(statistic=statistic, group_by=["municipality"], privacy=privacy,
-                            **column), metadata, model)  # type: ignore[arg-type]
+    plan = plan_query(
+        query(statistic=statistic, group_by=["municipality"], privacy=privacy, **column),
+        metadata,
+        model,
+    )  # type: ignore[arg-type]
     truth = exact(plan, events)
     rows = [row for _ in range(5) for row in execute(plan, events.lazy())]
     assert len(rows) == 5 * len(MUNICIPALITIES)
@@ -50,22 +58,41 @@ def test_additive_statistics_near_truth(metadata: DatasetMetadata, events: pl.Da
 
 
 def test_sum_clamps_to_bounds(metadata: DatasetMetadata, events: pl.DataFrame) -> None:
-    plan = plan_query(query(statistic="sum", column="dwell_minutes", bounds=[0, 10],
-                            max_contributions_per_partition=5), metadata, "pure")
+    plan = plan_query(
+        query(
+            statistic="sum",
+            column="dwell_minutes",
+            bounds=[0, 10],
+            max_contributions_per_partition=5,
+        ),
+        metadata,
+        "pure",
+    )
     ((released,),) = execute(plan, events.lazy())
     truncated = truncate_contributions(
         events.lazy().select("device_id", pl.col("dwell_minutes").alias("v")),
-        unit="device_id", by=[], max_groups=1, max_rows_per_group=5).collect()
+        unit="device_id",
+        by=[],
+        max_groups=1,
+        max_rows_per_group=5,
+    ).collect()
     clamped = float(truncated["v"].clip(0, 10).sum())
     assert plan.accuracy.error_bound is not None
     assert abs(released - clamped) <= 4 * plan.accuracy.error_bound  # fails w.p. 20^-4
     assert clamped < float(truncated["v"].sum()) / 3  # clamping really bites here
 
 
-def test_mean_near_truth(metadata: DatasetMetadata, events: pl.DataFrame,
-                         exact: ExactFn) -> None:
-    plan = plan_query(query(statistic="mean", column="dwell_minutes", group_by=["day"],
-                            max_contributions_per_partition=3), metadata, "pure")
+def test_mean_near_truth(metadata: DatasetMetadata, events: pl.DataFrame, exact: ExactFn) -> None:
+    plan = plan_query(
+        query(
+            statistic="mean",
+            column="dwell_minutes",
+            group_by=["day"],
+            max_contributions_per_partition=3,
+        ),
+        metadata,
+        "pure",
+    )
     truth = exact(plan, events)
     from privacy.plan import prepare_frame
 
@@ -87,22 +114,41 @@ def test_mean_near_truth(metadata: DatasetMetadata, events: pl.DataFrame,
     assert np.mean(hits) >= 0.75
 
 
-def test_mean_of_empty_cells_stays_in_bounds(metadata: DatasetMetadata,
-                                             events: pl.DataFrame) -> None:
-    plan = plan_query(query(statistic="mean", column="hour", group_by=["municipality"],
-                            where=[{"column": "hour", "op": "gt", "value": 99}]),
-                      metadata, "pure")
+def test_mean_of_empty_cells_stays_in_bounds(
+    metadata: DatasetMetadata, events: pl.DataFrame
+) -> None:
+    plan = plan_query(
+        query(
+            statistic="mean",
+            column="hour",
+            group_by=["municipality"],
+            where=[{"column": "hour", "op": "gt", "value": 99}],
+        ),
+        metadata,
+        "pure",
+    )
     rows = execute(plan, events.lazy())
     assert len(rows) == len(MUNICIPALITIES)
     assert all(0 <= value <= 23 and np.isfinite(value) for _, value in rows)
 
 
-@pytest.mark.parametrize(("q", "column"), [(0.5, "hour"), (0.25, "dwell_minutes"),
-                                           (0.9, "dwell_minutes")])
-def test_quantile_near_truth(metadata: DatasetMetadata, events: pl.DataFrame, q: float,
-                             column: str) -> None:
-    plan = plan_query(query(statistic="quantile", column=column, q=q, group_by=["day"],
-                            max_contributions_per_partition=3), metadata, "pure")
+@pytest.mark.parametrize(
+    ("q", "column"), [(0.5, "hour"), (0.25, "dwell_minutes"), (0.9, "dwell_minutes")]
+)
+def test_quantile_near_truth(
+    metadata: DatasetMetadata, events: pl.DataFrame, q: float, column: str
+) -> None:
+    plan = plan_query(
+        query(
+            statistic="quantile",
+            column=column,
+            q=q,
+            group_by=["day"],
+            max_contributions_per_partition=3,
+        ),
+        metadata,
+        "pure",
+    )
     from privacy.plan import prepare_frame
 
     truncated = prepare_frame(plan, events.lazy()).collect()
@@ -119,10 +165,16 @@ def test_quantile_near_truth(metadata: DatasetMetadata, events: pl.DataFrame, q:
             assert rank - 0.1 <= q <= rank_le + 0.1, (day, value, rank, rank_le)
 
 
-def test_group_by_two_columns_rows_and_order(metadata: DatasetMetadata, events: pl.DataFrame,
-                                             exact: ExactFn) -> None:
-    plan = plan_query(query(statistic="unit_count", group_by=["day", "municipality"],
-                            max_partitions_contributed=4), metadata, "pure")
+def test_group_by_two_columns_rows_and_order(
+    metadata: DatasetMetadata, events: pl.DataFrame, exact: ExactFn
+) -> None:
+    plan = plan_query(
+        query(
+            statistic="unit_count", group_by=["day", "municipality"], max_partitions_contributed=4
+        ),
+        metadata,
+        "pure",
+    )
     assert plan.columns == ["day", "municipality", "value"]
     rows = execute(plan, events.lazy()).rows
     expected_keys = [[d.isoformat(), m] for d, m in product(DAYS, MUNICIPALITIES)]
@@ -131,17 +183,22 @@ def test_group_by_two_columns_rows_and_order(metadata: DatasetMetadata, events: 
     assert within_bound_share(plan, rows, exact(plan, events)) >= 0.88
 
 
-def test_group_by_integer_keys(metadata: DatasetMetadata, events: pl.DataFrame,
-                               exact: ExactFn) -> None:
-    plan = plan_query(query(statistic="count", group_by=["hour"],
-                            max_contributions_per_partition=2), metadata, "pure")
+def test_group_by_integer_keys(
+    metadata: DatasetMetadata, events: pl.DataFrame, exact: ExactFn
+) -> None:
+    plan = plan_query(
+        query(statistic="count", group_by=["hour"], max_contributions_per_partition=2),
+        metadata,
+        "pure",
+    )
     rows = [row for _ in range(3) for row in execute(plan, events.lazy())]
     assert [row[0] for row in rows] == list(range(24)) * 3
     assert within_bound_share(plan, rows, exact(plan, events)) >= 0.85
 
 
-def test_no_group_by_gives_one_row(metadata: DatasetMetadata, events: pl.DataFrame,
-                                   exact: ExactFn) -> None:
+def test_no_group_by_gives_one_row(
+    metadata: DatasetMetadata, events: pl.DataFrame, exact: ExactFn
+) -> None:
     plan = plan_query(query(statistic="unit_count"), metadata, "pure")
     rows = execute(plan, events.lazy())
     assert plan.columns == ["value"] and len(rows) == 1 and len(rows[0]) == 1
@@ -151,37 +208,65 @@ def test_no_group_by_gives_one_row(metadata: DatasetMetadata, events: pl.DataFra
 # --- filters -----------------------------------------------------------------------------------
 
 FILTERS: list[tuple[dict[str, Any], pl.Expr]] = [
-    ({"column": "municipality", "op": "eq", "value": MUNICIPALITIES[-1]},
-     pl.col("municipality") == MUNICIPALITIES[-1]),
-    ({"column": "municipality", "op": "in", "value": MUNICIPALITIES[:3]},
-     pl.col("municipality").is_in(MUNICIPALITIES[:3])),
-    ({"column": "day", "op": "between", "value": ["2026-03-02", "2026-03-04"]},
-     pl.col("day").is_between(date(2026, 3, 2), date(2026, 3, 4))),
+    (
+        {"column": "municipality", "op": "eq", "value": MUNICIPALITIES[-1]},
+        pl.col("municipality") == MUNICIPALITIES[-1],
+    ),
+    (
+        {"column": "municipality", "op": "in", "value": MUNICIPALITIES[:3]},
+        pl.col("municipality").is_in(MUNICIPALITIES[:3]),
+    ),
+    (
+        {"column": "day", "op": "between", "value": ["2026-03-02", "2026-03-04"]},
+        pl.col("day").is_between(date(2026, 3, 2), date(2026, 3, 4)),
+    ),
     ({"column": "hour", "op": "lt", "value": 6}, pl.col("hour") < 6),
     ({"column": "hour", "op": "le", "value": 6}, pl.col("hour") <= 6),
     ({"column": "dwell_minutes", "op": "gt", "value": 120.5}, pl.col("dwell_minutes") > 120.5),
     ({"column": "hour", "op": "ge", "value": 18}, pl.col("hour") >= 18),
-    ({"column": "seen_at", "op": "ge", "value": "2026-03-06T12:00:00"},
-     pl.col("seen_at") >= datetime(2026, 3, 6, 12)),
-    ({"column": "operator", "op": "in", "value": ["kpn"]},
-     pl.col("operator").is_in(["kpn"])),
+    (
+        {"column": "seen_at", "op": "ge", "value": "2026-03-06T12:00:00"},
+        pl.col("seen_at") >= datetime(2026, 3, 6, 12),
+    ),
+    ({"column": "operator", "op": "in", "value": ["kpn"]}, pl.col("operator").is_in(["kpn"])),
 ]
 
 
-@pytest.mark.parametrize(("flt", "expression"), FILTERS,
-                         ids=[f"{f['op']}-{f['column']}" for f, _ in FILTERS])
-def test_each_filter_operator(metadata: DatasetMetadata, events: pl.DataFrame,
-                              flt: dict[str, Any], expression: pl.Expr) -> None:
+@pytest.mark.parametrize(
+    ("flt", "expression"), FILTERS, ids=[f"{f['op']}-{f['column']}" for f, _ in FILTERS]
+)
+def test_each_filter_operator(
+    metadata: DatasetMetadata, events: pl.DataFrame, flt: dict[str, Any], expression: pl.Expr
+) -> None:
     """Filtered count vs. an independent Polars filter + truncation of the raw events."""
     c = 3
-    plan = plan_query(query(where=[flt], max_contributions_per_partition=c,
-                            privacy={"epsilon": 3}), metadata, "pure")
-    expected = truncate_contributions(
-        events.lazy().filter(expression).select("device_id"),
-        unit="device_id", by=[], max_groups=1, max_rows_per_group=c).collect().height
-    unfiltered = truncate_contributions(
-        events.lazy().select("device_id"), unit="device_id", by=[], max_groups=1,
-        max_rows_per_group=c).collect().height
+    plan = plan_query(
+        query(where=[flt], max_contributions_per_partition=c, privacy={"epsilon": 3}),
+        metadata,
+        "pure",
+    )
+    expected = (
+        truncate_contributions(
+            events.lazy().filter(expression).select("device_id"),
+            unit="device_id",
+            by=[],
+            max_groups=1,
+            max_rows_per_group=c,
+        )
+        .collect()
+        .height
+    )
+    unfiltered = (
+        truncate_contributions(
+            events.lazy().select("device_id"),
+            unit="device_id",
+            by=[],
+            max_groups=1,
+            max_rows_per_group=c,
+        )
+        .collect()
+        .height
+    )
     assert 0 < expected < unfiltered * 0.9  # the filter changes the answer materially
     bound = plan.accuracy.error_bound
     assert bound is not None and bound < 10
@@ -191,23 +276,41 @@ def test_each_filter_operator(metadata: DatasetMetadata, events: pl.DataFrame,
 
 def test_filters_are_anded(metadata: DatasetMetadata, events: pl.DataFrame) -> None:
     flts = [{"column": "hour", "op": "ge", "value": 8}, {"column": "hour", "op": "lt", "value": 9}]
-    plan = plan_query(query(where=flts, max_contributions_per_partition=3,
-                            privacy={"epsilon": 3}), metadata, "pure")
-    expected = truncate_contributions(
-        events.lazy().filter(pl.col("hour") == 8).select("device_id"),
-        unit="device_id", by=[], max_groups=1, max_rows_per_group=3).collect().height
+    plan = plan_query(
+        query(where=flts, max_contributions_per_partition=3, privacy={"epsilon": 3}),
+        metadata,
+        "pure",
+    )
+    expected = (
+        truncate_contributions(
+            events.lazy().filter(pl.col("hour") == 8).select("device_id"),
+            unit="device_id",
+            by=[],
+            max_groups=1,
+            max_rows_per_group=3,
+        )
+        .collect()
+        .height
+    )
     assert abs(execute(plan, events.lazy())[0][0] - expected) <= 4 * (
-        plan.accuracy.error_bound or 0)
+        plan.accuracy.error_bound or 0
+    )
 
 
-def test_filter_matching_nothing_still_returns_every_key(metadata: DatasetMetadata,
-                                                         events: pl.DataFrame) -> None:
-    plan = plan_query(query(statistic="unit_count", group_by=["municipality", "day"],
-                            where=[{"column": "municipality", "op": "eq", "value": "GM_NONE"}]),
-                      metadata, "pure")
+def test_filter_matching_nothing_still_returns_every_key(
+    metadata: DatasetMetadata, events: pl.DataFrame
+) -> None:
+    plan = plan_query(
+        query(
+            statistic="unit_count",
+            group_by=["municipality", "day"],
+            where=[{"column": "municipality", "op": "eq", "value": "GM_NONE"}],
+        ),
+        metadata,
+        "pure",
+    )
     rows = execute(plan, events.lazy())
-    assert [r[:2] for r in rows] == [[m, d.isoformat()]
-                                     for m, d in product(MUNICIPALITIES, DAYS)]
+    assert [r[:2] for r in rows] == [[m, d.isoformat()] for m, d in product(MUNICIPALITIES, DAYS)]
     values = np.array([r[2] for r in rows])
     assert plan.accuracy.error_bound is not None
     assert np.mean(np.abs(values) <= plan.accuracy.error_bound) >= 0.9

@@ -30,8 +30,11 @@ START_TIMEOUT = 90.0  # three workers importing OpenDP and polars on two cores
 STOP_TIMEOUT = 30.0
 
 VISITORS: dict[str, Any] = {
-    "dataset": "events", "statistic": "unit_count", "group_by": ["municipality"],
-    "max_partitions_contributed": 3, "privacy": {"epsilon": 0.1},
+    "dataset": "events",
+    "statistic": "unit_count",
+    "group_by": ["municipality"],
+    "max_partitions_contributed": 3,
+    "privacy": {"epsilon": 0.1},
 }
 
 
@@ -43,8 +46,9 @@ def ana_with_budget(db_url: str, epsilon: Decimal) -> Iterator[Database]:
     upgrade(db)
     accounts.create_consumer(db, name="ana", role="analyst", actor="test")
     catalog.register(db, metadata={"name": "events"}, actor="test")
-    budgets.set_budget(db, consumer="ana", dataset="events", model="pure", amount=epsilon,
-                       actor="test")
+    budgets.set_budget(
+        db, consumer="ana", dataset="events", model="pure", amount=epsilon, actor="test"
+    )
     try:
         yield db
     finally:
@@ -56,18 +60,32 @@ def distinct_queries(n: int, epsilon: float = 0.1) -> list[dict[str, Any]]:
     bodies = []
     for i in range(n):
         op = ("ge", "le", "gt", "lt")[i // 24 % 4]
-        bodies.append({**VISITORS, "privacy": {"epsilon": epsilon},
-                       "where": [{"column": "hour", "op": op, "value": i % 24}]})
+        bodies.append(
+            {
+                **VISITORS,
+                "privacy": {"epsilon": epsilon},
+                "where": [{"column": "hour", "op": op, "value": i % 24}],
+            }
+        )
     assert len({repr(b) for b in bodies}) == n
     return bodies
 
 
-def setup_events(url: str, data_dir: Path, *, analysts: dict[str, float],
-                 cap: float | None = None, devices: int = 300) -> dict[str, str]:
+def setup_events(
+    url: str,
+    data_dir: Path,
+    *,
+    analysts: dict[str, float],
+    cap: float | None = None,
+    devices: int = 300,
+) -> dict[str, str]:
     """Write and register ``events``; create the analysts with pure budgets; their keys."""
     write_events(data_dir, devices=devices)
-    body = (events_metadata(budget_cap={"model": "pure", "epsilon": cap}) if cap is not None
-            else events_metadata())
+    body = (
+        events_metadata(budget_cap={"model": "pure", "epsilon": cap})
+        if cap is not None
+        else events_metadata()
+    )
     keys: dict[str, str] = {}
     with httpx.Client(base_url=url, headers=auth(ADMIN_KEY), timeout=60) as admin:
         response = admin.post("/v1/datasets", json=body)
@@ -76,8 +94,9 @@ def setup_events(url: str, data_dir: Path, *, analysts: dict[str, float],
             created = admin.post("/v1/consumers", json={"name": name, "role": "analyst"})
             assert created.status_code == 201, created.text
             keys[name] = created.json()["api_key"]
-            budget = admin.put(f"/v1/budgets/{name}/events",
-                               json={"model": "pure", "epsilon": epsilon})
+            budget = admin.put(
+                f"/v1/budgets/{name}/events", json={"model": "pure", "epsilon": epsilon}
+            )
             assert budget.status_code == 200, budget.text
     return keys
 
@@ -137,19 +156,35 @@ class ServerProcess:
 
     def start(self) -> ServerProcess:
         """Start serving and wait until ``/healthz`` answers (or fail with the log)."""
-        env = {"RUIS_DATABASE_URL": self.database_url, "RUIS_DATA_DIR": str(self.data_dir),
-               "RUIS_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY}
+        env = {
+            "RUIS_DATABASE_URL": self.database_url,
+            "RUIS_DATA_DIR": str(self.data_dir),
+            "RUIS_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY,
+        }
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [str(RUIS), "serve", "--port", str(self.port), "--workers", str(self.workers),
-                 "--log-level", "warning"],
-                env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True)
+                [
+                    str(RUIS),
+                    "serve",
+                    "--port",
+                    str(self.port),
+                    "--workers",
+                    str(self.workers),
+                    "--log-level",
+                    "warning",
+                ],
+                env=env,
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise AssertionError(f"ruis serve exited with {self.process.returncode}:\n"
-                                     f"{self.log()}")
+                raise AssertionError(
+                    f"ruis serve exited with {self.process.returncode}:\n{self.log()}"
+                )
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
                     return self
@@ -200,11 +235,13 @@ class ServerProcess:
 
 
 @contextmanager
-def serving(database_url: str, data_dir: Path, log_path: Path, *, workers: int = 1
-            ) -> Iterator[ServerProcess]:
+def serving(
+    database_url: str, data_dir: Path, log_path: Path, *, workers: int = 1
+) -> Iterator[ServerProcess]:
     """A started :class:`ServerProcess`, killed at the end whatever happens."""
-    server = ServerProcess(database_url=database_url, data_dir=data_dir, log_path=log_path,
-                           workers=workers).start()
+    server = ServerProcess(
+        database_url=database_url, data_dir=data_dir, log_path=log_path, workers=workers
+    ).start()
     try:
         yield server
     finally:

@@ -44,9 +44,18 @@ def database(db_url: str) -> Iterator[Database]:
 
 
 def _start(db: Database, query_hash: str = "q" * 64) -> Any:
-    return releases.start(db, consumer_id=1, consumer="ana", dataset_id=1, dataset="events",
-                          query_hash=query_hash, model="pure", cost_units=COST, details={},
-                          request_id=None)
+    return releases.start(
+        db,
+        consumer_id=1,
+        consumer="ana",
+        dataset_id=1,
+        dataset="events",
+        query_hash=query_hash,
+        model="pure",
+        cost_units=COST,
+        details={},
+        request_id=None,
+    )
 
 
 def _expire(db: Database, release_id: str) -> None:
@@ -59,8 +68,7 @@ def _expire(db: Database, release_id: str) -> None:
 
 def _entries(db: Database, kind: str) -> list[dict[str, Any]]:
     with db.read() as session:
-        return [ledger.entry_document(e) for e in ledger.iterate(session)
-                if e.kind == kind]
+        return [ledger.entry_document(e) for e in ledger.iterate(session) if e.kind == kind]
 
 
 def test_a_pending_release_past_its_lease_is_failed_and_replaced(database: Database) -> None:
@@ -76,22 +84,45 @@ def test_a_pending_release_past_its_lease_is_failed_and_replaced(database: Datab
     assert isinstance(second, releases.Started) and second.release_id != first.release_id
     failed = _entries(database, "release_output")
     assert len(failed) == 1 and failed[0]["actor"] == "system"
-    assert failed[0]["details"] == {"release_id": first.release_id,
-                                    "release_seq": first.debit.entry.seq,
-                                    "status": "failed", "reason": "abandoned"}
+    assert failed[0]["details"] == {
+        "release_id": first.release_id,
+        "release_seq": first.debit.entry.seq,
+        "status": "failed",
+        "reason": "abandoned",
+    }
     # Not refunded: both debits stay spent.
     view = budgets.list_budgets(database, consumer="ana")[0]
     assert view.spent_units == 2 * COST
     # The dead owner, were it only slow, can no longer complete, fail or renew it.
     with pytest.raises(releases.Abandoned):
-        releases.complete(database, release_id=first.release_id, body={}, consumer="ana",
-                          dataset="events", output={}, request_id=None)
+        releases.complete(
+            database,
+            release_id=first.release_id,
+            body={},
+            consumer="ana",
+            dataset="events",
+            output={},
+            request_id=None,
+        )
     with pytest.raises(releases.Abandoned):
-        releases.fail(database, release_id=first.release_id, consumer="ana",
-                      dataset="events", reason="late", request_id=None)
+        releases.fail(
+            database,
+            release_id=first.release_id,
+            consumer="ana",
+            dataset="events",
+            reason="late",
+            request_id=None,
+        )
     assert releases.renew(database, first.release_id) is False
-    releases.complete(database, release_id=second.release_id, body={"id": second.release_id},
-                      consumer="ana", dataset="events", output={"rows": []}, request_id=None)
+    releases.complete(
+        database,
+        release_id=second.release_id,
+        body={"id": second.release_id},
+        consumer="ana",
+        dataset="events",
+        output={"rows": []},
+        request_id=None,
+    )
     cached = _start(database)
     assert isinstance(cached, releases.Cached) and cached.release_id == second.release_id
     with database.read() as session:
@@ -99,7 +130,8 @@ def test_a_pending_release_past_its_lease_is_failed_and_replaced(database: Datab
 
 
 def test_an_abandoned_release_is_failed_even_when_the_new_attempt_is_refused(
-        database: Database) -> None:
+    database: Database,
+) -> None:
     first = _start(database, "a" * 64)
     second = _start(database, "b" * 64)
     assert isinstance(first, releases.Started) and isinstance(second, releases.Started)
@@ -111,8 +143,9 @@ def test_an_abandoned_release_is_failed_even_when_the_new_attempt_is_refused(
     assert isinstance(_start(database, "b" * 64), releases.InFlight)  # b's owner is alive
 
 
-def test_keep_alive_renews_the_lease_while_computing(database: Database,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_keep_alive_renews_the_lease_while_computing(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(releases, "LEASE_SECONDS", 0.5)
     started = _start(database)
     with releases.keep_alive(database, started.release_id, every=0.1):
@@ -123,7 +156,8 @@ def test_keep_alive_renews_the_lease_while_computing(database: Database,
 
 
 def test_over_http_a_stuck_owner_loses_its_release_and_releases_nothing(
-        server: RunningServer, admin: httpx.Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    server: RunningServer, admin: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
     keys = setup_events(server.url, server.settings.data_dir, analysts={"ana": 1.0})
     ana = server.client(keys["ana"])
     real_execute = api.release.execute
@@ -140,8 +174,7 @@ def test_over_http_a_stuck_owner_loses_its_release_and_releases_nothing(
     monkeypatch.setattr(releases, "renew", lambda db, release_id: True)
     monkeypatch.setattr(releases, "LEASE_SECONDS", 1.0)
     results: list[httpx.Response] = []
-    owner = threading.Thread(target=lambda: results.append(ana.post("/v1/queries",
-                                                                    json=VISITORS)))
+    owner = threading.Thread(target=lambda: results.append(ana.post("/v1/queries", json=VISITORS)))
     owner.start()
     try:
         deadline = time.monotonic() + 30
@@ -162,7 +195,9 @@ def test_over_http_a_stuck_owner_loses_its_release_and_releases_nothing(
     abandoned_id = released[0]["details"]["release_id"]
     outputs = ledger_entries(admin, kind="release_output")
     assert [(e["details"]["release_id"], e["details"]["status"]) for e in outputs] == [
-        (abandoned_id, "failed"), (retry.json()["id"], "done")]
+        (abandoned_id, "failed"),
+        (retry.json()["id"], "done"),
+    ]
     assert outputs[0]["details"]["reason"] == "abandoned"
     assert budget_of(admin, "ana")["spent"] == pytest.approx(0.2)
     again = ana.post("/v1/queries", json=VISITORS).json()

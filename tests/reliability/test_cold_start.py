@@ -24,9 +24,15 @@ print(pl.Series in dispatch.registry)
 
 
 def _registered_after(import_: str) -> bool:
-    result = subprocess.run([sys.executable, "-c", PROBE, import_], cwd=REPO, timeout=120,
-                            capture_output=True, text=True, check=True,
-                            env={"RUIS_DATA_DIR": str(REPO / "nonexistent-data-dir")})
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, import_],
+        cwd=REPO,
+        timeout=120,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"RUIS_DATA_DIR": str(REPO / "nonexistent-data-dir")},
+    )
     return result.stdout.strip() == "True"
 
 

@@ -39,8 +39,11 @@ def race(calls: list[Call]) -> list[httpx.Response]:
     for url, key, _ in calls:
         if (url, key) not in clients:
             clients[(url, key)] = httpx.Client(
-                base_url=url, headers=auth(key), timeout=120,
-                limits=httpx.Limits(max_connections=len(calls)))
+                base_url=url,
+                headers=auth(key),
+                timeout=120,
+                limits=httpx.Limits(max_connections=len(calls)),
+            )
     barrier = threading.Barrier(len(calls), timeout=60)
 
     def send(call: Call) -> httpx.Response:
@@ -56,12 +59,15 @@ def race(calls: list[Call]) -> list[httpx.Response]:
             client.close()
 
 
-def check_exactly_ten_fit(responses: list[httpx.Response], admin: httpx.Client,
-                          analyst: str = "ana") -> None:
+def check_exactly_ten_fit(
+    responses: list[httpx.Response], admin: httpx.Client, analyst: str = "ana"
+) -> None:
     """10 releases, 30 budget-exceeded problems, spent exactly 1.0, all in a valid ledger."""
     statuses = Counter(r.status_code for r in responses)
-    assert statuses == {200: FITS, 409: N - FITS}, (statuses, [r.text for r in responses
-                                                                if r.status_code >= 500])
+    assert statuses == {200: FITS, 409: N - FITS}, (
+        statuses,
+        [r.text for r in responses if r.status_code >= 500],
+    )
     for response in responses:
         if response.status_code == 409:
             assert response.headers["content-type"] == "application/problem+json"
@@ -73,20 +79,19 @@ def check_exactly_ten_fit(responses: list[httpx.Response], admin: httpx.Client,
     released = ledger_entries(admin, kind="release", consumer=analyst)
     assert len(released) == FITS
     assert sum(e["cost"]["epsilon"] for e in released) == pytest.approx(1.0, abs=1e-12)
-    assert ({e["details"]["release_id"] for e in released}
-            == {r.json()["id"] for r in responses if r.status_code == 200})
+    assert {e["details"]["release_id"] for e in released} == {
+        r.json()["id"] for r in responses if r.status_code == 200
+    }
     outputs = ledger_entries(admin, kind="release_output", consumer=analyst)
     assert len(outputs) == FITS and all(e["details"]["status"] == "done" for e in outputs)
     refused = ledger_entries(admin, kind="refused", consumer=analyst)
     assert len(refused) == N - FITS
-    assert all(e["cost"]["epsilon"] == 0 and e["details"]["reason"] == "budget"
-               for e in refused)
+    assert all(e["cost"]["epsilon"] == 0 and e["details"]["reason"] == "budget" for e in refused)
     verification = assert_ledger_valid(admin)
     assert verification["entries"] == len(ledger_entries(admin))
 
 
-def test_forty_queries_at_once_in_one_process(server: RunningServer,
-                                              admin: httpx.Client) -> None:
+def test_forty_queries_at_once_in_one_process(server: RunningServer, admin: httpx.Client) -> None:
     keys = setup_events(server.url, server.settings.data_dir, analysts={"ana": 1.0})
     responses = race([(server.url, keys["ana"], body) for body in distinct_queries(N)])
     check_exactly_ten_fit(responses, admin)
@@ -94,8 +99,9 @@ def test_forty_queries_at_once_in_one_process(server: RunningServer,
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_forty_queries_at_once_with_three_workers(db_url: str, data_dir: Path,
-                                                  tmp_path: Path) -> None:
+def test_forty_queries_at_once_with_three_workers(
+    db_url: str, data_dir: Path, tmp_path: Path
+) -> None:
     with serving(db_url, data_dir, tmp_path / "serve.log", workers=3) as served:
         keys = setup_events(served.url, data_dir, analysts={"ana": 1.0})
         responses = race([(served.url, keys["ana"], body) for body in distinct_queries(N)])
@@ -108,17 +114,21 @@ def test_forty_queries_at_once_with_three_workers(db_url: str, data_dir: Path,
 @pytest.mark.timeout(300)
 @pytest.mark.postgres
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
-def test_forty_queries_alternating_between_two_replicas(db_url: str, data_dir: Path,
-                                                        tmp_path: Path) -> None:
-    replicas = [ServerProcess(database_url=db_url, data_dir=data_dir,
-                              log_path=tmp_path / f"replica{i}.log") for i in range(2)]
+def test_forty_queries_alternating_between_two_replicas(
+    db_url: str, data_dir: Path, tmp_path: Path
+) -> None:
+    replicas = [
+        ServerProcess(database_url=db_url, data_dir=data_dir, log_path=tmp_path / f"replica{i}.log")
+        for i in range(2)
+    ]
     try:
         # Both start (and migrate the empty database) at the same time.
         with ThreadPoolExecutor(max_workers=2) as pool:
             list(pool.map(ServerProcess.start, replicas))
         keys = setup_events(replicas[0].url, data_dir, analysts={"ana": 1.0})
-        calls = [(replicas[i % 2].url, keys["ana"], body)
-                 for i, body in enumerate(distinct_queries(N))]
+        calls = [
+            (replicas[i % 2].url, keys["ana"], body) for i, body in enumerate(distinct_queries(N))
+        ]
         responses = race(calls)
         assert all(r.status_code < 500 for r in responses), [r.log() for r in replicas]
         for replica in replicas:  # both see the same budget and the same ledger
@@ -129,18 +139,19 @@ def test_forty_queries_alternating_between_two_replicas(db_url: str, data_dir: P
             replica.kill()
 
 
-def test_two_analysts_never_exceed_the_dataset_cap(server: RunningServer,
-                                                   admin: httpx.Client) -> None:
+def test_two_analysts_never_exceed_the_dataset_cap(
+    server: RunningServer, admin: httpx.Client
+) -> None:
     # Each analyst could spend 0.7 alone, but together they may spend only the cap, 1.0.
-    keys = setup_events(server.url, server.settings.data_dir,
-                        analysts={"ana": 0.7, "bob": 0.7}, cap=1.0)
+    keys = setup_events(
+        server.url, server.settings.data_dir, analysts={"ana": 0.7, "bob": 0.7}, cap=1.0
+    )
     bodies = distinct_queries(N // 2)
     calls = [(server.url, keys[name], body) for body in bodies for name in ("ana", "bob")]
     responses = race(calls)
     statuses = Counter(r.status_code for r in responses)
     assert statuses == {200: FITS, 409: N - FITS}, statuses
-    assert all(r.json()["type"] == "budget-exceeded" for r in responses
-               if r.status_code == 409)
+    assert all(r.json()["type"] == "budget-exceeded" for r in responses if r.status_code == 409)
     dataset = admin.get("/v1/datasets/events").json()
     assert dataset["budget_cap"]["spent"] == 1 and dataset["budget_cap"]["remaining"] == 0
     spent = {name: budget_of(admin, name)["spent"] for name in ("ana", "bob")}

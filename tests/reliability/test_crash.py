@@ -50,8 +50,11 @@ def _database(url: str) -> Iterator[Any]:
 
 def _pending(engine: Any) -> int:
     with engine.connect() as connection:
-        return int(connection.execute(
-            text("SELECT count(*) FROM releases WHERE status = 'pending'")).scalar_one())
+        return int(
+            connection.execute(
+                text("SELECT count(*) FROM releases WHERE status = 'pending'")
+            ).scalar_one()
+        )
 
 
 def _spent_matches_releases(admin: httpx.Client) -> list[dict[str, Any]]:
@@ -61,8 +64,9 @@ def _spent_matches_releases(admin: httpx.Client) -> list[dict[str, Any]]:
     return released
 
 
-def test_sigkill_with_queries_in_flight_then_restart(db_url: str, data_dir: Path,
-                                                     tmp_path: Path) -> None:
+def test_sigkill_with_queries_in_flight_then_restart(
+    db_url: str, data_dir: Path, tmp_path: Path
+) -> None:
     log = tmp_path / "serve.log"
     first = ServerProcess(database_url=db_url, data_dir=data_dir, log_path=log).start()
     bodies = distinct_queries(IN_FLIGHT)
@@ -70,8 +74,12 @@ def test_sigkill_with_queries_in_flight_then_restart(db_url: str, data_dir: Path
     lock = threading.Lock()
     try:
         keys = setup_events(first.url, data_dir, analysts={"ana": 100.0}, devices=DEVICES)
-        client = httpx.Client(base_url=first.url, headers=auth(keys["ana"]), timeout=DEADLINE,
-                              limits=httpx.Limits(max_connections=IN_FLIGHT))
+        client = httpx.Client(
+            base_url=first.url,
+            headers=auth(keys["ana"]),
+            timeout=DEADLINE,
+            limits=httpx.Limits(max_connections=IN_FLIGHT),
+        )
 
         def send(index: int) -> None:
             try:
@@ -104,8 +112,10 @@ def test_sigkill_with_queries_in_flight_then_restart(db_url: str, data_dir: Path
         with second.client() as admin, second.client(keys["ana"]) as ana:
             assert_ledger_valid(admin)
             released = _spent_matches_releases(admin)
-            outputs = {e["details"]["release_id"]: e["details"]
-                       for e in ledger_entries(admin, kind="release_output", consumer="ana")}
+            outputs = {
+                e["details"]["release_id"]: e["details"]
+                for e in ledger_entries(admin, kind="release_output", consumer="ana")
+            }
             ledgered = {e["details"]["release_id"] for e in released}
             for body in received.values():  # every answer a client got is in the ledger
                 assert body["id"] in ledgered and outputs[body["id"]]["status"] == "done"
@@ -132,8 +142,10 @@ def test_sigkill_with_queries_in_flight_then_restart(db_url: str, data_dir: Path
                 else:  # never debited, or interrupted: a new release
                     assert body["id"] not in ledgered
                     new += 1
-            outputs = {e["details"]["release_id"]: e
-                       for e in ledger_entries(admin, kind="release_output", consumer="ana")}
+            outputs = {
+                e["details"]["release_id"]: e
+                for e in ledger_entries(admin, kind="release_output", consumer="ana")
+            }
             for release_id in interrupted:
                 entry = outputs[release_id]
                 assert entry["details"]["status"] == "failed", entry
@@ -149,7 +161,8 @@ def test_sigkill_with_queries_in_flight_then_restart(db_url: str, data_dir: Path
 
 
 def test_sigterm_drains_and_restart_keeps_budgets_ledger_and_cache(
-        db_url: str, data_dir: Path, tmp_path: Path) -> None:
+    db_url: str, data_dir: Path, tmp_path: Path
+) -> None:
     log = tmp_path / "serve.log"
     first = ServerProcess(database_url=db_url, data_dir=data_dir, log_path=log).start()
     bodies = distinct_queries(12)
@@ -187,7 +200,8 @@ def test_sigterm_drains_and_restart_keeps_budgets_ledger_and_cache(
             outputs = ledger_entries(admin, kind="release_output")
             # Drained: every debited release was completed before the process exited.
             assert sorted(e["details"]["release_id"] for e in releases) == sorted(
-                e["details"]["release_id"] for e in outputs)
+                e["details"]["release_id"] for e in outputs
+            )
             assert all(e["details"]["status"] == "done" for e in outputs)
             assert len(releases) == 2 + statuses.count(200)
             _spent_matches_releases(admin)

@@ -58,10 +58,18 @@ class Killer:
         self._engine = db.engine
         event.listen(self._engine, "before_cursor_execute", self._before)
 
-    def _before(self, conn: Any, _cursor: Any, statement: str, _parameters: Any,
-                _context: Any, _executemany: bool) -> None:
-        if not (statement.lstrip().upper().startswith("UPDATE RELEASES")
-                and self._marker in statement):
+    def _before(
+        self,
+        conn: Any,
+        _cursor: Any,
+        statement: str,
+        _parameters: Any,
+        _context: Any,
+        _executemany: bool,
+    ) -> None:
+        if not (
+            statement.lstrip().upper().startswith("UPDATE RELEASES") and self._marker in statement
+        ):
             return
         with self._lock:
             if len(self.killed) >= self.times:
@@ -91,8 +99,9 @@ def pg_url() -> Iterator[str]:
 
 @pytest.fixture
 def pg_server(pg_url: str, data_dir: Path) -> Iterator[RunningServer]:
-    running = start_server(Settings(database_url=pg_url, data_dir=data_dir,
-                                    bootstrap_admin_key=ADMIN_KEY))
+    running = start_server(
+        Settings(database_url=pg_url, data_dir=data_dir, bootstrap_admin_key=ADMIN_KEY)
+    )
     try:
         yield running
     finally:
@@ -109,7 +118,8 @@ def _assert_paid_once(admin: httpx.Client, release_id: str) -> None:
     assert [e["details"]["release_id"] for e in released] == [release_id]
     outputs = ledger_entries(admin, kind="release_output")
     assert [(e["details"]["release_id"], e["details"]["status"]) for e in outputs] == [
-        (release_id, "done")]
+        (release_id, "done")
+    ]
     assert budget_of(admin, "ana")["spent"] == pytest.approx(0.1)
     verification = assert_ledger_valid(admin)
     assert verification["reconciled"] is True
@@ -137,7 +147,8 @@ def test_a_connection_killed_once_while_storing_is_retried(pg_server: RunningSer
 
 @pytest.mark.postgres
 def test_connections_killed_on_every_attempt_keep_the_values_for_the_retry(
-        pg_server: RunningServer) -> None:
+    pg_server: RunningServer,
+) -> None:
     keys = setup_events(pg_server.url, pg_server.settings.data_dir, analysts={"ana": 1.0})
     ana, admin = pg_server.client(keys["ana"]), pg_server.client(ADMIN_KEY)
     killer = Killer(_db(pg_server), times=10**6)
@@ -150,8 +161,9 @@ def test_connections_killed_on_every_attempt_keep_the_values_for_the_retry(
         release_id = problem["release_id"]
         # every attempt of the request (and any of the sweeper meanwhile) was killed
         assert len(killer.killed) >= 1 + len(api.completion.COMPLETE_RETRY_DELAYS)
-        spooled = json.loads((spool_directory(pg_server.settings) / f"{release_id}.json")
-                             .read_text())
+        spooled = json.loads(
+            (spool_directory(pg_server.settings) / f"{release_id}.json").read_text()
+        )
         assert spooled["body"]["id"] == release_id
     finally:
         killer.disarm()
@@ -191,8 +203,7 @@ def test_the_sweeper_stores_spooled_values_without_a_retry(pg_server: RunningSer
 
 
 @pytest.mark.postgres
-def test_a_restarted_server_stores_what_a_dead_one_spooled(pg_url: str,
-                                                          data_dir: Path) -> None:
+def test_a_restarted_server_stores_what_a_dead_one_spooled(pg_url: str, data_dir: Path) -> None:
     settings = Settings(database_url=pg_url, data_dir=data_dir, bootstrap_admin_key=ADMIN_KEY)
     first = start_server(settings)
     try:
@@ -222,7 +233,8 @@ def test_a_restarted_server_stores_what_a_dead_one_spooled(pg_url: str,
 
 @pytest.mark.postgres
 def test_a_failure_that_cannot_be_ledgered_is_failed_by_the_sweeper(
-        pg_server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    pg_server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     keys = setup_events(pg_server.url, pg_server.settings.data_dir, analysts={"ana": 1.0})
     ana, admin = pg_server.client(keys["ana"]), pg_server.client(ADMIN_KEY)
 
@@ -244,8 +256,10 @@ def test_a_failure_that_cannot_be_ledgered_is_failed_by_the_sweeper(
         assert time.monotonic() < deadline, "the sweeper did not fail the release"
         time.sleep(0.1)
     outputs = ledger_entries(admin, kind="release_output")
-    assert [(e["details"]["release_id"], e["details"]["status"], e["details"]["reason"])
-            for e in outputs] == [(release_id, "failed", "abandoned")]
+    assert [
+        (e["details"]["release_id"], e["details"]["status"], e["details"]["reason"])
+        for e in outputs
+    ] == [(release_id, "failed", "abandoned")]
     assert assert_ledger_valid(admin)["reconciled"] is True
 
 
@@ -256,22 +270,39 @@ def database(db_url: str) -> Iterator[Database]:
 
 
 @pytest.mark.parametrize("how", ["sweeper", "start"])
-def test_spooled_values_of_a_dead_process_are_stored_once(database: Database, tmp_path: Path,
-                                                          how: str) -> None:
+def test_spooled_values_of_a_dead_process_are_stored_once(
+    database: Database, tmp_path: Path, how: str
+) -> None:
     spool = Spool(tmp_path / "spool")
     attach(database, spool)
 
     def start() -> Any:
-        return releases.start(database, consumer_id=1, consumer="ana", dataset_id=1,
-                              dataset="events", query_hash="q" * 64, model="pure",
-                              cost_units=cost_units(Decimal("0.1")), details={},
-                              request_id=None)
+        return releases.start(
+            database,
+            consumer_id=1,
+            consumer="ana",
+            dataset_id=1,
+            dataset="events",
+            query_hash="q" * 64,
+            model="pure",
+            cost_units=cost_units(Decimal("0.1")),
+            details={},
+            request_id=None,
+        )
 
     started = start()
     assert isinstance(started, releases.Started)
     body = {"id": started.release_id, "rows": [{"value": 3}], "cached": False}
-    spool.put(Spooled(release_id=started.release_id, consumer="ana", dataset="events",
-                      request_id="r1", body=body, output={"rows": [{"value": 3}]}))
+    spool.put(
+        Spooled(
+            release_id=started.release_id,
+            consumer="ana",
+            dataset="events",
+            request_id="r1",
+            body=body,
+            output={"rows": [{"value": 3}]},
+        )
+    )
     with database.write() as session:  # the process died: nobody renews its lease
         release = session.get(Release, started.release_id)
         assert release is not None
@@ -285,20 +316,30 @@ def test_spooled_values_of_a_dead_process_are_stored_once(database: Database, tm
     assert served.body["rows"] == [{"value": 3}]
     assert list(spool.release_ids()) == []
     with database.read() as session:
-        kinds = [(e.kind, json.loads(e.details_json).get("status"))
-                 for e in ledger.iterate(session)]
+        kinds = [
+            (e.kind, json.loads(e.details_json).get("status")) for e in ledger.iterate(session)
+        ]
     assert kinds.count(("release", None)) == 1
     assert kinds.count(("release_output", "done")) == 1
     assert budgets.list_budgets(database)[0].spent_units == cost_units(Decimal("0.1"))
 
 
-def test_the_sweeper_fails_an_expired_release_without_values(database: Database,
-                                                             tmp_path: Path) -> None:
+def test_the_sweeper_fails_an_expired_release_without_values(
+    database: Database, tmp_path: Path
+) -> None:
     spool = Spool(tmp_path / "spool")
-    started = releases.start(database, consumer_id=1, consumer="ana", dataset_id=1,
-                             dataset="events", query_hash="q" * 64, model="pure",
-                             cost_units=cost_units(Decimal("0.1")), details={},
-                             request_id=None)
+    started = releases.start(
+        database,
+        consumer_id=1,
+        consumer="ana",
+        dataset_id=1,
+        dataset="events",
+        query_hash="q" * 64,
+        model="pure",
+        cost_units=cost_units(Decimal("0.1")),
+        details={},
+        request_id=None,
+    )
     assert isinstance(started, releases.Started)
     assert sweep(database, spool, grace=0) == (0, 0)  # its lease runs: left alone
     with database.write() as session:
@@ -309,25 +350,38 @@ def test_the_sweeper_fails_an_expired_release_without_values(database: Database,
     assert sweep(database, spool) == (0, 0)  # just past its lease: left to a waiter
     assert sweep(database, spool, grace=0) == (0, 1)
     with database.read() as session:
-        outputs = [json.loads(e.details_json) for e in ledger.iterate(session)
-                   if e.kind == "release_output"]
-    assert outputs == [{"release_id": started.release_id, "release_seq": started.debit.entry.seq,
-                        "status": "failed", "reason": "abandoned"}]
+        outputs = [
+            json.loads(e.details_json)
+            for e in ledger.iterate(session)
+            if e.kind == "release_output"
+        ]
+    assert outputs == [
+        {
+            "release_id": started.release_id,
+            "release_seq": started.debit.entry.seq,
+            "status": "failed",
+            "reason": "abandoned",
+        }
+    ]
 
 
 _FAULTS = {
-    "sqlite": ["CREATE TRIGGER refuse_store BEFORE UPDATE OF status ON releases "
-               "WHEN NEW.status = 'done' BEGIN SELECT RAISE(ABORT, 'storage failed'); END"],
+    "sqlite": [
+        "CREATE TRIGGER refuse_store BEFORE UPDATE OF status ON releases "
+        "WHEN NEW.status = 'done' BEGIN SELECT RAISE(ABORT, 'storage failed'); END"
+    ],
     "postgresql": [
         "CREATE FUNCTION refuse_store() RETURNS trigger LANGUAGE plpgsql AS "
         "$$ BEGIN RAISE EXCEPTION 'storage failed'; END $$",
         "CREATE TRIGGER refuse_store BEFORE UPDATE OF status ON releases FOR EACH ROW "
-        "WHEN (NEW.status = 'done') EXECUTE FUNCTION refuse_store()"],
+        "WHEN (NEW.status = 'done') EXECUTE FUNCTION refuse_store()",
+    ],
 }
 
 
 def test_a_database_refusing_to_store_keeps_the_values_on_each_backend(
-        server: RunningServer, admin: httpx.Client) -> None:
+    server: RunningServer, admin: httpx.Client
+) -> None:
     """The database itself refuses the store (a trigger stands in for a full disk or a
     read-only failover target) until the fault is removed."""
     keys = setup_events(server.url, server.settings.data_dir, analysts={"ana": 1.0})
@@ -340,8 +394,9 @@ def test_a_database_refusing_to_store_keeps_the_values_on_each_backend(
         pending = ana.post("/v1/queries", json=VISITORS)
     finally:
         with db.engine.begin() as conn:
-            conn.exec_driver_sql("DROP TRIGGER refuse_store" +
-                                 (" ON releases" if db.dialect == "postgresql" else ""))
+            conn.exec_driver_sql(
+                "DROP TRIGGER refuse_store" + (" ON releases" if db.dialect == "postgresql" else "")
+            )
     assert pending.status_code == 503, pending.text
     assert pending.json()["type"] == "release-pending"
     release_id = pending.json()["release_id"]

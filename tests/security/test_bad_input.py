@@ -68,31 +68,61 @@ CASES = [
     Case("unknown column to sum", 422, q(**{**SUM, "column": "nope"})),
     Case("group by a column without public keys", 422, q(group_by=["dwell_minutes"])),
     Case("group by the privacy unit", 422, q(group_by=["device_id"])),
-    Case("filter on the privacy unit", 422,
-         q(where=[{"column": "device_id", "op": "eq", "value": "d00001"}])),
+    Case(
+        "filter on the privacy unit",
+        422,
+        q(where=[{"column": "device_id", "op": "eq", "value": "d00001"}]),
+    ),
     Case("group by a column twice", 422, q(group_by=["municipality", "municipality"])),
     Case("unknown filter op", 422, q(where=[{"column": "hour", "op": "like", "value": 1}])),
-    Case("between with three values", 422,
-         q(where=[{"column": "hour", "op": "between", "value": [1, 2, 3]}])),
-    Case("between reversed", 422, q(where=[{"column": "hour", "op": "between",
-                                            "value": [20, 3]}])),
-    Case("filter value of the wrong type", 422,
-         q(where=[{"column": "day", "op": "eq", "value": 20260301}])),
-    Case("filter value not a date", 422,
-         q(where=[{"column": "day", "op": "eq", "value": "2026-13-45"}])),
-    Case("filter value an object", 422,
-         q(where=[{"column": "hour", "op": "eq", "value": {"$gt": 1}}])),
+    Case(
+        "between with three values",
+        422,
+        q(where=[{"column": "hour", "op": "between", "value": [1, 2, 3]}]),
+    ),
+    Case("between reversed", 422, q(where=[{"column": "hour", "op": "between", "value": [20, 3]}])),
+    Case(
+        "filter value of the wrong type",
+        422,
+        q(where=[{"column": "day", "op": "eq", "value": 20260301}]),
+    ),
+    Case(
+        "filter value not a date",
+        422,
+        q(where=[{"column": "day", "op": "eq", "value": "2026-13-45"}]),
+    ),
+    Case(
+        "filter value an object",
+        422,
+        q(where=[{"column": "hour", "op": "eq", "value": {"$gt": 1}}]),
+    ),
     # privacy amounts
     Case("epsilon 0", 422, q(privacy={"epsilon": 0})),
     Case("epsilon negative", 422, q(privacy={"epsilon": -0.5})),
-    Case("epsilon NaN", 422, content=raw(VALID.replace('"epsilon": 0.1', '"epsilon": NaN')),
-         headers=JSON),
-    Case("epsilon Infinity", 422,
-         content=raw(VALID.replace('"epsilon": 0.1', '"epsilon": Infinity')), headers=JSON),
-    Case("epsilon -Infinity", 422,
-         content=raw(VALID.replace('"epsilon": 0.1', '"epsilon": -Infinity')), headers=JSON),
-    Case("epsilon 1e309", 422, content=raw(VALID.replace('"epsilon": 0.1', '"epsilon": 1e309')),
-         headers=JSON),
+    Case(
+        "epsilon NaN",
+        422,
+        content=raw(VALID.replace('"epsilon": 0.1', '"epsilon": NaN')),
+        headers=JSON,
+    ),
+    Case(
+        "epsilon Infinity",
+        422,
+        content=raw(VALID.replace('"epsilon": 0.1', '"epsilon": Infinity')),
+        headers=JSON,
+    ),
+    Case(
+        "epsilon -Infinity",
+        422,
+        content=raw(VALID.replace('"epsilon": 0.1', '"epsilon": -Infinity')),
+        headers=JSON,
+    ),
+    Case(
+        "epsilon 1e309",
+        422,
+        content=raw(VALID.replace('"epsilon": 0.1', '"epsilon": 1e309')),
+        headers=JSON,
+    ),
     Case("epsilon a string", 422, q(privacy={"epsilon": "lots"})),
     Case("epsilon a boolean", 422, q(privacy={"epsilon": True})),
     Case("epsilon with 30 decimals", 422, q(privacy={"epsilon": "0." + "0" * 29 + "1"})),
@@ -104,8 +134,12 @@ CASES = [
     Case("alpha above 1", 422, q(privacy={"max_error": 10, "alpha": 1.5})),
     # numbers out of range
     Case("bounds reversed", 422, q(**SUM, bounds=[200, 10])),
-    Case("bounds NaN", 422, content=raw(json.dumps(q(**SUM)).replace(
-        '"group_by"', '"bounds": [0, NaN], "group_by"')), headers=JSON),
+    Case(
+        "bounds NaN",
+        422,
+        content=raw(json.dumps(q(**SUM)).replace('"group_by"', '"bounds": [0, NaN], "group_by"')),
+        headers=JSON,
+    ),
     Case("bounds beyond 2^52", 422, q(**SUM, bounds=[0, 1e300])),
     Case("quantile q above 1", 422, q(**QUANTILE, q=1.5)),
     Case("quantile q = 0", 422, q(**QUANTILE, q=0)),
@@ -128,91 +162,182 @@ CASES = [
     Case("truncated JSON", 422, content=raw(VALID[:-7]), headers=JSON),
     Case("empty body", 422, content=b"", headers=JSON),
     Case("no content type", 422, content=raw(VALID)),
-    Case("wrong content type", (415, 422), content=raw(VALID),
-         headers={"content-type": "text/plain"}),
-    Case("form encoded", (415, 422), content=b"dataset=events&statistic=count",
-         headers={"content-type": "application/x-www-form-urlencoded"}),
+    Case(
+        "wrong content type", (415, 422), content=raw(VALID), headers={"content-type": "text/plain"}
+    ),
+    Case(
+        "form encoded",
+        (415, 422),
+        content=b"dataset=events&statistic=count",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    ),
     Case("invalid UTF-8", 422, content=b'{"dataset": "ev\xff\xfents"}', headers=JSON),
-    Case("lone surrogate in a name", 422, headers=JSON,
-         content=raw(VALID.replace('"events"', '"ev\\ud800nts"'))),
+    Case(
+        "lone surrogate in a name",
+        422,
+        headers=JSON,
+        content=raw(VALID.replace('"events"', '"ev\\ud800nts"')),
+    ),
     Case("100k nested arrays", 422, content=NESTED, headers=JSON),
-    Case("100k nested arrays in where", 422,
-         content=raw(VALID[:-1] + ', "where": ') + NESTED + b"}", headers=JSON),
+    Case(
+        "100k nested arrays in where",
+        422,
+        content=raw(VALID[:-1] + ', "where": ') + NESTED + b"}",
+        headers=JSON,
+    ),
     # size
     Case("a 0.9 MB dataset name", 422, q(dataset="e" * 900_000)),
     Case("a 1 MB string", 413, q(dataset="e" * MB)),
-    Case("a 10 MB body", 413, q(where=[{"column": "municipality", "op": "in",
-                                         "value": ["GM0363"] * (10 * MB // 10)}])),
+    Case(
+        "a 10 MB body",
+        413,
+        q(where=[{"column": "municipality", "op": "in", "value": ["GM0363"] * (10 * MB // 10)}]),
+    ),
     # injection-looking names
     Case("SQL in the dataset name", 422, q(dataset="events'; DROP TABLE ledger; --")),
-    Case("SQL in a column name", 422,
-         q(where=[{"column": "hour) OR (1=1", "op": "eq", "value": 1}])),
+    Case(
+        "SQL in a column name", 422, q(where=[{"column": "hour) OR (1=1", "op": "eq", "value": 1}])
+    ),
     Case("SQL in a group_by", 422, q(group_by=["municipality; DELETE FROM budgets"])),
     Case("polars expression in a column", 422, q(**{**SUM, "column": "pl.col('device_id')"})),
     Case("SQL in a release id", 404, method="GET", path="/v1/queries/rel_x' OR '1'='1"),
-    Case("SQL in a budget path", 404, method="PUT", role="admin",
-         path="/v1/budgets/ana' OR 1=1 --/events", json={"model": "pure", "epsilon": 5}),
+    Case(
+        "SQL in a budget path",
+        404,
+        method="PUT",
+        role="admin",
+        path="/v1/budgets/ana' OR 1=1 --/events",
+        json={"model": "pure", "epsilon": 5},
+    ),
     # NUL characters, which PostgreSQL cannot even compare (was a 500 there)
     Case("NUL in a release id", 422, method="GET", path="/v1/queries/rel_%00x"),
     Case("NUL in a dataset name", 422, method="GET", path="/v1/datasets/ev%00ents"),
     Case("NUL in a budget filter", 422, method="GET", path="/v1/budgets?dataset=%00"),
-    Case("NUL in a ledger filter", 422, method="GET", path="/v1/ledger?consumer=ana%00",
-         role="admin"),
-    Case("NUL in a budget path", 422, method="PUT", path="/v1/budgets/ana%00/events",
-         json={"model": "pure", "epsilon": 5}, role="admin"),
-    Case("NUL in a key id", 422, method="DELETE", path="/v1/consumers/ana/keys/key_%00",
-         role="admin"),
+    Case(
+        "NUL in a ledger filter", 422, method="GET", path="/v1/ledger?consumer=ana%00", role="admin"
+    ),
+    Case(
+        "NUL in a budget path",
+        422,
+        method="PUT",
+        path="/v1/budgets/ana%00/events",
+        json={"model": "pure", "epsilon": 5},
+        role="admin",
+    ),
+    Case(
+        "NUL in a key id", 422, method="DELETE", path="/v1/consumers/ana/keys/key_%00", role="admin"
+    ),
     # the same through preview
-    Case("preview: NaN", 422, path="/v1/queries/preview",
-         content=raw(VALID.replace('"epsilon": 0.1', '"epsilon": NaN')), headers=JSON),
+    Case(
+        "preview: NaN",
+        422,
+        path="/v1/queries/preview",
+        content=raw(VALID.replace('"epsilon": 0.1', '"epsilon": NaN')),
+        headers=JSON,
+    ),
     Case("preview: unknown dataset", 404, q(dataset="nothing"), path="/v1/queries/preview"),
-    Case("preview: nested", 422, path="/v1/queries/preview", content=NESTED,
-         headers=JSON),
+    Case("preview: nested", 422, path="/v1/queries/preview", content=NESTED, headers=JSON),
     # dataset registration (admin): paths confined to the data directory
-    Case("register: path traversal", 422, ds(path="../outside.parquet"), path="/v1/datasets",
-         role="admin"),
-    Case("register: deep traversal", 422, ds(path="a/../../outside.parquet"),
-         path="/v1/datasets", role="admin"),
-    Case("register: absolute path", 422, ds(path="/etc/passwd"), path="/v1/datasets",
-         role="admin"),
-    Case("register: absolute path to a data file", 422, ds(path="/ABSOLUTE/outside.parquet"),
-         path="/v1/datasets", role="admin"),
-    Case("register: home path", 422, ds(path="~/outside.parquet"), path="/v1/datasets",
-         role="admin"),
-    Case("register: symlink out of the data dir", 422, ds(path="escape.parquet"),
-         path="/v1/datasets", role="admin"),
-    Case("register: symlink to /etc/passwd", 422, ds(path="passwd.csv"), path="/v1/datasets",
-         role="admin"),
-    Case("register: NUL in the path", 422, ds(path="events.parquet\x00.csv"),
-         path="/v1/datasets", role="admin"),
-    Case("register: backslashes", 422, ds(path="..\\outside.parquet"), path="/v1/datasets",
-         role="admin"),
-    Case("register: a directory", 422, ds(path="subdir.parquet"), path="/v1/datasets",
-         role="admin"),
-    Case("register: SQL in the name", 422, ds(name="x'); DROP TABLE consumers; --"),
-         path="/v1/datasets", role="admin"),
-    Case("register: bounds reversed", 422,
-         ds(columns={"hour": {"type": "integer", "bounds": [23, 0]}}), path="/v1/datasets",
-         role="admin"),
-    Case("register: undeclared file column", 422,
-         ds(columns={"secret": {"type": "integer", "bounds": [0, 1]}}), path="/v1/datasets",
-         role="admin"),
+    Case(
+        "register: path traversal",
+        422,
+        ds(path="../outside.parquet"),
+        path="/v1/datasets",
+        role="admin",
+    ),
+    Case(
+        "register: deep traversal",
+        422,
+        ds(path="a/../../outside.parquet"),
+        path="/v1/datasets",
+        role="admin",
+    ),
+    Case("register: absolute path", 422, ds(path="/etc/passwd"), path="/v1/datasets", role="admin"),
+    Case(
+        "register: absolute path to a data file",
+        422,
+        ds(path="/ABSOLUTE/outside.parquet"),
+        path="/v1/datasets",
+        role="admin",
+    ),
+    Case(
+        "register: home path", 422, ds(path="~/outside.parquet"), path="/v1/datasets", role="admin"
+    ),
+    Case(
+        "register: symlink out of the data dir",
+        422,
+        ds(path="escape.parquet"),
+        path="/v1/datasets",
+        role="admin",
+    ),
+    Case(
+        "register: symlink to /etc/passwd",
+        422,
+        ds(path="passwd.csv"),
+        path="/v1/datasets",
+        role="admin",
+    ),
+    Case(
+        "register: NUL in the path",
+        422,
+        ds(path="events.parquet\x00.csv"),
+        path="/v1/datasets",
+        role="admin",
+    ),
+    Case(
+        "register: backslashes",
+        422,
+        ds(path="..\\outside.parquet"),
+        path="/v1/datasets",
+        role="admin",
+    ),
+    Case(
+        "register: a directory", 422, ds(path="subdir.parquet"), path="/v1/datasets", role="admin"
+    ),
+    Case(
+        "register: SQL in the name",
+        422,
+        ds(name="x'); DROP TABLE consumers; --"),
+        path="/v1/datasets",
+        role="admin",
+    ),
+    Case(
+        "register: bounds reversed",
+        422,
+        ds(columns={"hour": {"type": "integer", "bounds": [23, 0]}}),
+        path="/v1/datasets",
+        role="admin",
+    ),
+    Case(
+        "register: undeclared file column",
+        422,
+        ds(columns={"secret": {"type": "integer", "bounds": [0, 1]}}),
+        path="/v1/datasets",
+        role="admin",
+    ),
     Case("register: unknown field", 422, ds(sample=True), path="/v1/datasets", role="admin"),
-    Case("register: NaN cap", 422, path="/v1/datasets", role="admin", headers=JSON,
-         content=raw(json.dumps(ds()).replace('"max_rows"',
-                                              '"budget_cap": {"model": "pure", '
-                                              '"epsilon": NaN}, "max_rows"'))),
+    Case(
+        "register: NaN cap",
+        422,
+        path="/v1/datasets",
+        role="admin",
+        headers=JSON,
+        content=raw(
+            json.dumps(ds()).replace(
+                '"max_rows"', '"budget_cap": {"model": "pure", "epsilon": NaN}, "max_rows"'
+            )
+        ),
+    ),
 ]
 
 
 def _send(case: Case, clients: dict[str, httpx.Client], data_dir: Path) -> httpx.Response:
     client = clients[case.role]
     if case.content is not None:
-        return client.request(case.method, case.path, content=case.content,
-                              headers=case.headers)
+        return client.request(case.method, case.path, content=case.content, headers=case.headers)
     body = case.json
     if isinstance(body, dict) and str(body.get("path", "")).startswith("/ABSOLUTE/"):
-        body = {**body, "path": str(data_dir.parent) + body["path"][len("/ABSOLUTE"):]}
+        body = {**body, "path": str(data_dir.parent) + body["path"][len("/ABSOLUTE") :]}
     return client.request(case.method, case.path, json=body, headers=case.headers)
 
 
@@ -228,8 +353,9 @@ def test_at_least_forty_cases() -> None:
     assert len(CASES) >= 40 and len({c.name for c in CASES}) == len(CASES)
 
 
-def test_malformed_requests_are_problems_that_change_nothing(server: RunningServer,
-                                                             admin: httpx.Client) -> None:
+def test_malformed_requests_are_problems_that_change_nothing(
+    server: RunningServer, admin: httpx.Client
+) -> None:
     keys = setup_events(server.url, server.settings.data_dir, analysts={"ana": 1.0})
     _plant_escapes(server.settings.data_dir)
     clients = {"analyst": server.client(keys["ana"]), "admin": admin}
@@ -243,11 +369,17 @@ def test_malformed_requests_are_problems_that_change_nothing(server: RunningServ
             body = response.json() if problem else None
         except ValueError:
             body = None
-        if (response.status_code not in expected or not problem or body is None
-                or body.get("status") != response.status_code
-                or not {"type", "title", "detail"} <= set(body)):
-            failures.append(f"{case.name}: {response.status_code} "
-                            f"{response.headers.get('content-type')} {response.text[:200]}")
+        if (
+            response.status_code not in expected
+            or not problem
+            or body is None
+            or body.get("status") != response.status_code
+            or not {"type", "title", "detail"} <= set(body)
+        ):
+            failures.append(
+                f"{case.name}: {response.status_code} "
+                f"{response.headers.get('content-type')} {response.text[:200]}"
+            )
         elif len(response.content) > 8000:  # nothing (like a 1 MB input) is echoed back
             failures.append(f"{case.name}: a {len(response.content)}-byte problem")
     assert not failures, "\n".join(failures)
@@ -262,9 +394,14 @@ def test_malformed_requests_are_problems_that_change_nothing(server: RunningServ
 
 
 BAD_CREDENTIALS = [
-    b"Bearer " + b"x" * 10_000, b"Bearer", b"Basic YWRtaW46YWRtaW4=", b"Bearer ruis_\xc3\xa9",
-    b"bearer x", b"Token test-admin-key-0123456789abcdef",
-    b"Bearer test-admin-key-0123456789abcdef' OR '1'='1", b"Bearer ' OR 1=1 --",
+    b"Bearer " + b"x" * 10_000,
+    b"Bearer",
+    b"Basic YWRtaW46YWRtaW4=",
+    b"Bearer ruis_\xc3\xa9",
+    b"bearer x",
+    b"Token test-admin-key-0123456789abcdef",
+    b"Bearer test-admin-key-0123456789abcdef' OR '1'='1",
+    b"Bearer ' OR 1=1 --",
 ]
 
 

@@ -59,7 +59,8 @@ def test_a_big_zcdp_query_cost_is_answered(server: RunningServer, admin: httpx.C
 @pytest.mark.usefixtures("registered")
 @pytest.mark.parametrize("model", ["pure", "zcdp"])
 def test_a_budget_beyond_the_maximum_is_a_422_that_stores_nothing(
-        admin: httpx.Client, model: str) -> None:
+    admin: httpx.Client, model: str
+) -> None:
     admin.post("/v1/consumers", json={"name": "ana", "role": "analyst"})
     before = len(ledger_entries(admin))
     field = "epsilon" if model == "pure" else "rho"
@@ -72,8 +73,9 @@ def test_a_budget_beyond_the_maximum_is_a_422_that_stores_nothing(
 
 
 @pytest.mark.parametrize("cap", [{"model": "zcdp", "rho": 1e5}, {"model": "pure", "epsilon": 1e6}])
-def test_a_big_dataset_cap_is_registered(server: RunningServer, admin: httpx.Client,
-                                         cap: dict[str, Any]) -> None:
+def test_a_big_dataset_cap_is_registered(
+    server: RunningServer, admin: httpx.Client, cap: dict[str, Any]
+) -> None:
     write_events(server.settings.data_dir)
     response = admin.post("/v1/datasets", json=events_metadata(budget_cap=cap))
     assert response.status_code == 201, response.text
@@ -81,11 +83,13 @@ def test_a_big_dataset_cap_is_registered(server: RunningServer, admin: httpx.Cli
 
 
 def test_a_dataset_cap_beyond_the_maximum_is_a_422_that_registers_nothing(
-        server: RunningServer, admin: httpx.Client) -> None:
+    server: RunningServer, admin: httpx.Client
+) -> None:
     write_events(server.settings.data_dir)
     before = len(ledger_entries(admin))
-    response = admin.post("/v1/datasets",
-                          json=events_metadata(budget_cap={"model": "zcdp", "rho": 1e9}))
+    response = admin.post(
+        "/v1/datasets", json=events_metadata(budget_cap={"model": "zcdp", "rho": 1e9})
+    )
     assert response.status_code == 422, response.text
     assert response.headers["content-type"] == "application/problem+json"
     assert admin.get("/v1/datasets").json()["items"] == []
@@ -95,7 +99,8 @@ def test_a_dataset_cap_beyond_the_maximum_is_a_422_that_registers_nothing(
 @pytest.mark.usefixtures("registered")
 @pytest.mark.parametrize("privacy", [{"epsilon": 1e9}, {"epsilon": 2e6}, {"rho": 1e9}])
 def test_a_query_cost_beyond_the_maximum_is_a_422_that_spends_nothing(
-        server: RunningServer, admin: httpx.Client, privacy: dict[str, float]) -> None:
+    server: RunningServer, admin: httpx.Client, privacy: dict[str, float]
+) -> None:
     model = "pure" if "epsilon" in privacy else "zcdp"
     field = "epsilon" if model == "pure" else "rho"
     analyst = _analyst(admin, server, {"model": model, field: 1e6})
@@ -105,8 +110,9 @@ def test_a_query_cost_beyond_the_maximum_is_a_422_that_spends_nothing(
     assert_ledger_valid(admin)
 
 
-def _refused_without_a_trace(analyst: httpx.Client, admin: httpx.Client,
-                             body: dict[str, Any], *, ledger_before: int) -> None:
+def _refused_without_a_trace(
+    analyst: httpx.Client, admin: httpx.Client, body: dict[str, Any], *, ledger_before: int
+) -> None:
     """Preview and query of ``body`` are both a 422 problem; nothing spent or ledgered."""
     for path in ("/v1/queries/preview", "/v1/queries"):
         response = analyst.post(path, json=body)
@@ -131,7 +137,8 @@ OUT_OF_RANGE = [
 @pytest.mark.usefixtures("registered")
 @pytest.mark.parametrize("where", OUT_OF_RANGE)
 def test_filter_values_outside_int64_are_a_422_before_the_debit(
-        server: RunningServer, admin: httpx.Client, where: dict[str, Any]) -> None:
+    server: RunningServer, admin: httpx.Client, where: dict[str, Any]
+) -> None:
     analyst = _analyst(admin, server, {"model": "pure", "epsilon": 1})
     before = len(ledger_entries(admin))
     body = {**VISITORS, "where": [where]}
@@ -139,11 +146,14 @@ def test_filter_values_outside_int64_are_a_422_before_the_debit(
 
 
 @pytest.mark.usefixtures("registered")
-def test_filter_values_at_the_int64_limits_are_answered(server: RunningServer,
-                                                        admin: httpx.Client) -> None:
+def test_filter_values_at_the_int64_limits_are_answered(
+    server: RunningServer, admin: httpx.Client
+) -> None:
     analyst = _analyst(admin, server, {"model": "pure", "epsilon": 1})
-    body = {**VISITORS, "where": [{"column": "hour", "op": "between",
-                                   "value": [-(2**63), INT64_MAX]}]}
+    body = {
+        **VISITORS,
+        "where": [{"column": "hour", "op": "between", "value": [-(2**63), INT64_MAX]}],
+    }
     response = analyst.post("/v1/queries", json=body)
     assert response.status_code == 200, response.text
 

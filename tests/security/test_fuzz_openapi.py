@@ -31,8 +31,13 @@ from tests.reliability.support import auth, setup_events
 
 SEED = 20260308
 MAX_EXAMPLES = 25
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
-          response_schema_conformance, response_headers_conformance]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    response_headers_conformance,
+]
 ANALYST_PATHS = ("/v1/queries",)  # only an analyst may call these
 ANY_ROLE = ("GET /v1/budgets", "GET /v1/datasets")  # called with both keys
 
@@ -49,27 +54,34 @@ def _fuzz(operation: Any, mode: GenerationMode, url: str, keys: dict[str, str]) 
     roles = _roles(operation)
 
     @seed(SEED)
-    @settings(max_examples=MAX_EXAMPLES, derandomize=True, database=None, deadline=None,
-              suppress_health_check=list(HealthCheck), print_blob=False)
+    @settings(
+        max_examples=MAX_EXAMPLES,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        print_blob=False,
+    )
     @given(case=operation.as_strategy(generation_mode=mode))
     def fuzz(case: schemathesis.Case) -> None:
         for role in roles:
-            case.call_and_validate(base_url=url, headers=auth(keys[role]), checks=CHECKS,
-                                   timeout=30)
+            case.call_and_validate(
+                base_url=url, headers=auth(keys[role]), checks=CHECKS, timeout=30
+            )
 
     fuzz()
 
 
 @pytest.mark.timeout(300)
-def test_api_conforms_to_its_openapi_document(server: RunningServer,
-                                              admin: httpx.Client) -> None:
-    keys = {"admin": ADMIN_KEY, **setup_events(server.url, server.settings.data_dir,
-                                               analysts={"analyst": 1000.0})}
+def test_api_conforms_to_its_openapi_document(server: RunningServer, admin: httpx.Client) -> None:
+    keys = {
+        "admin": ADMIN_KEY,
+        **setup_events(server.url, server.settings.data_dir, analysts={"analyst": 1000.0}),
+    }
     served = admin.get("/openapi.json")
     assert served.status_code == 200
     schema = schemathesis.openapi.from_dict(served.json())
-    operations = [result.ok() for result in schema.get_all_operations()
-                  if isinstance(result, Ok)]
+    operations = [result.ok() for result in schema.get_all_operations() if isinstance(result, Ok)]
     assert len(operations) >= 15  # every operation loaded (an invalid one would be Err)
     document = served.json()["paths"]
     failures: list[str] = []
@@ -79,8 +91,11 @@ def test_api_conforms_to_its_openapi_document(server: RunningServer,
                 _fuzz(operation, mode, server.url, keys)
             except Unsatisfiable:  # no invalid request exists for an operation without input
                 declared = document[operation.path][operation.method.lower()]
-                if (mode is GenerationMode.POSITIVE or declared.get("parameters")
-                        or declared.get("requestBody")):
+                if (
+                    mode is GenerationMode.POSITIVE
+                    or declared.get("parameters")
+                    or declared.get("requestBody")
+                ):
                     failures.append(f"{operation.label} ({mode.value}): no examples")
             except (Exception, BaseExceptionGroup) as exc:  # report every operation's
                 failures.append(f"{operation.label} ({mode.value}): {exc}")

@@ -59,11 +59,16 @@ def _every_stored_text(url: str) -> Iterator[str]:
 
 
 def _everything_an_admin_can_read(admin: httpx.Client) -> str:
-    paths = ["/v1/consumers", "/v1/budgets", "/v1/datasets", "/v1/ledger?limit=1000",
-             "/v1/ledger/verify", "/v1/ledger/export?format=jsonl",
-             "/v1/ledger/export?format=csv"]
-    paths += [f"/v1/consumers/{c['name']}/keys"
-              for c in admin.get("/v1/consumers").json()["items"]]
+    paths = [
+        "/v1/consumers",
+        "/v1/budgets",
+        "/v1/datasets",
+        "/v1/ledger?limit=1000",
+        "/v1/ledger/verify",
+        "/v1/ledger/export?format=jsonl",
+        "/v1/ledger/export?format=csv",
+    ]
+    paths += [f"/v1/consumers/{c['name']}/keys" for c in admin.get("/v1/consumers").json()["items"]]
     texts = []
     for path in paths:
         response = admin.get(path)
@@ -76,7 +81,8 @@ def _everything_an_admin_can_read(admin: httpx.Client) -> str:
 
 
 def test_keys_are_stored_only_as_hashes_and_never_shown_again(
-        server: RunningServer, admin: httpx.Client) -> None:
+    server: RunningServer, admin: httpx.Client
+) -> None:
     created = _consumer(admin, "ana", "analyst")
     issued = admin.post("/v1/consumers/ana/keys")
     assert issued.status_code == 201
@@ -111,23 +117,34 @@ def test_key_comparison_is_constant_time_and_by_hash() -> None:
     tree = ast.parse(textwrap.dedent(inspect.getsource(accounts.authenticate)))
     in_sql: set[int] = set()
     for node in ast.walk(tree):
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                and node.func.attr == "where"):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "where"
+        ):
             in_sql.update(id(child) for child in ast.walk(node))
-    digests = [node for node in ast.walk(tree) if isinstance(node, ast.Call)
-               and ast.unparse(node.func) == "hmac.compare_digest"]
+    digests = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and ast.unparse(node.func) == "hmac.compare_digest"
+    ]
     assert len(digests) == 1
     assert {ast.unparse(arg) for arg in digests[0].args} == {"key.key_hash", "digest"}
-    python_equalities = [ast.unparse(node) for node in ast.walk(tree)
-                         if isinstance(node, ast.Compare) and id(node) not in in_sql
-                         and any(isinstance(op, ast.Eq | ast.NotEq) for op in node.ops)
-                         and re.search(r"hash|digest|secret", ast.unparse(node))]
+    python_equalities = [
+        ast.unparse(node)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Compare)
+        and id(node) not in in_sql
+        and any(isinstance(op, ast.Eq | ast.NotEq) for op in node.ops)
+        and re.search(r"hash|digest|secret", ast.unparse(node))
+    ]
     assert python_equalities == []
     assert "hash_key(secret)" in ast.unparse(tree)  # the secret is hashed before any lookup
 
 
 def test_authentication_compares_digests_with_compare_digest_and_sends_no_secret_to_sql(
-        db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     database = Database(db_url)
     upgrade(database)
     try:
@@ -141,8 +158,7 @@ def test_authentication_compares_digests_with_compare_digest_and_sends_no_secret
 
         statements: list[str] = []
 
-        def record(_conn: Any, _cursor: Any, statement: str, parameters: Any,
-                   *_: Any) -> None:
+        def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
             statements.append(f"{statement} {parameters!r}")
 
         monkeypatch.setattr(accounts.hmac, "compare_digest", spy)
@@ -162,14 +178,15 @@ def test_authentication_compares_digests_with_compare_digest_and_sends_no_secret
 # --- roles and isolation ---------------------------------------------------------------
 
 
-def test_analysts_are_isolated_from_each_other(server: RunningServer,
-                                               admin: httpx.Client) -> None:
+def test_analysts_are_isolated_from_each_other(server: RunningServer, admin: httpx.Client) -> None:
     keys = setup_events(server.url, server.settings.data_dir, analysts={"ana": 1.0, "bob": 1.0})
     write_events(server.settings.data_dir, name="private.parquet", seed=3)
     body = events_metadata(name="private", path="private.parquet")
     assert admin.post("/v1/datasets", json=body).status_code == 201
-    assert admin.put("/v1/budgets/bob/private",
-                     json={"model": "pure", "epsilon": 1}).status_code == 200
+    assert (
+        admin.put("/v1/budgets/bob/private", json={"model": "pure", "epsilon": 1}).status_code
+        == 200
+    )
     ana, bob = server.client(keys["ana"]), server.client(keys["bob"])
     bobs = bob.post("/v1/queries", json=VISITORS).json()["id"]
     bob.post("/v1/queries", json={**VISITORS, "dataset": "private"}).raise_for_status()
@@ -181,8 +198,10 @@ def test_analysts_are_isolated_from_each_other(server: RunningServer,
         return problem
 
     # Another analyst's release is as missing as one that never existed.
-    assert (not_found(ana.get(f"/v1/queries/{bobs}"))["type"]
-            == not_found(ana.get("/v1/queries/rel_000000000000000000000000"))["type"])
+    assert (
+        not_found(ana.get(f"/v1/queries/{bobs}"))["type"]
+        == not_found(ana.get("/v1/queries/rel_000000000000000000000000"))["type"]
+    )
     assert bobs not in ana.get("/v1/queries").text
     foreign_cursor = ana.get("/v1/queries", params={"cursor": bobs})
     unknown_cursor = ana.get("/v1/queries", params={"cursor": "rel_0"})
@@ -205,16 +224,22 @@ def test_analysts_are_isolated_from_each_other(server: RunningServer,
     # Nothing of bob's was spent or read by ana's attempts.
     assert budget_of(admin, "ana")["spent"] == 0
     assert budget_of(admin, "bob", "private")["spent"] == 0.1
-    for method, path in (("GET", "/v1/ledger"), ("GET", "/v1/ledger/export"),
-                         ("GET", "/v1/consumers"), ("GET", "/v1/consumers/bob/keys"),
-                         ("PUT", "/v1/budgets/ana/private")):
-        response = ana.request(method, path, json={"model": "pure", "epsilon": 9}
-                               if method == "PUT" else None)
+    for method, path in (
+        ("GET", "/v1/ledger"),
+        ("GET", "/v1/ledger/export"),
+        ("GET", "/v1/consumers"),
+        ("GET", "/v1/consumers/bob/keys"),
+        ("PUT", "/v1/budgets/ana/private"),
+    ):
+        response = ana.request(
+            method, path, json={"model": "pure", "epsilon": 9} if method == "PUT" else None
+        )
         assert response.status_code == 403, (method, path)
 
 
-def test_the_auditor_reads_everything_and_spends_nothing(server: RunningServer,
-                                                        admin: httpx.Client) -> None:
+def test_the_auditor_reads_everything_and_spends_nothing(
+    server: RunningServer, admin: httpx.Client
+) -> None:
     keys = setup_events(server.url, server.settings.data_dir, analysts={"ana": 1.0})
     auditor = server.client(_consumer(admin, "aud", "auditor")["api_key"])
     server.client(keys["ana"]).post("/v1/queries", json=VISITORS).raise_for_status()
@@ -225,10 +250,11 @@ def test_the_auditor_reads_everything_and_spends_nothing(server: RunningServer,
             assert response.status_code == 403, response.text
             assert response.json()["type"] == "forbidden"
     assert auditor.get("/v1/queries").status_code == 403
-    for method, path, body in (("PUT", "/v1/budgets/ana/events", {"model": "pure",
-                                                                  "epsilon": 50}),
-                               ("POST", "/v1/consumers", {"name": "x", "role": "analyst"}),
-                               ("POST", "/v1/consumers/ana/keys", None)):
+    for method, path, body in (
+        ("PUT", "/v1/budgets/ana/events", {"model": "pure", "epsilon": 50}),
+        ("POST", "/v1/consumers", {"name": "x", "role": "analyst"}),
+        ("POST", "/v1/consumers/ana/keys", None),
+    ):
         assert auditor.request(method, path, json=body).status_code == 403
     assert budget_of(admin, "ana") == before_budget
     assert len(ledger_entries(admin)) == before_ledger  # not even a refusal was written
@@ -237,37 +263,46 @@ def test_the_auditor_reads_everything_and_spends_nothing(server: RunningServer,
     assert len(auditor.get("/v1/budgets").json()["items"]) == 1
 
 
-def test_admin_actions_are_ledgered_with_their_actor(server: RunningServer,
-                                                     admin: httpx.Client) -> None:
+def test_admin_actions_are_ledgered_with_their_actor(
+    server: RunningServer, admin: httpx.Client
+) -> None:
     second_admin = server.client(_consumer(admin, "ops", "admin")["api_key"])
     responses = {
-        "consumer_created": second_admin.post("/v1/consumers",
-                                              json={"name": "ana", "role": "analyst"}),
+        "consumer_created": second_admin.post(
+            "/v1/consumers", json={"name": "ana", "role": "analyst"}
+        ),
         "key_issued": second_admin.post("/v1/consumers/ana/keys"),
     }
     key_id = responses["key_issued"].json()["id"]
     responses["key_revoked"] = second_admin.delete(f"/v1/consumers/ana/keys/{key_id}")
     write_events(server.settings.data_dir)
     responses["dataset_registered"] = second_admin.post("/v1/datasets", json=events_metadata())
-    responses["budget_set"] = second_admin.put("/v1/budgets/ana/events",
-                                               json={"model": "pure", "epsilon": 2})
+    responses["budget_set"] = second_admin.put(
+        "/v1/budgets/ana/events", json={"model": "pure", "epsilon": 2}
+    )
     for kind, response in responses.items():
         assert response.status_code in (200, 201), (kind, response.text)
-        entries = [e for e in ledger_entries(admin, kind=kind)
-                   if e["request_id"] == response.headers["x-request-id"]]
+        entries = [
+            e
+            for e in ledger_entries(admin, kind=kind)
+            if e["request_id"] == response.headers["x-request-id"]
+        ]
         assert len(entries) == 1 and entries[0]["actor"] == "ops", (kind, entries)
     mine = ledger_entries(admin, kind="consumer_created")
     assert [(e["actor"], e["consumer"]) for e in mine] == [
-        ("system", "bootstrap-admin"), ("bootstrap-admin", "ops"), ("ops", "ana")]
+        ("system", "bootstrap-admin"),
+        ("bootstrap-admin", "ops"),
+        ("ops", "ana"),
+    ]
     assert_ledger_valid(admin)
 
 
 # --- no private value in any response --------------------------------------------------
 
-MARK_TEXT = "ZQXLEAK"          # only in the data: a non-key municipality, device ids
-MARK_MAX = 239.987654321       # the true maximum of dwell_minutes (inside the bounds)
-MARK_MIN = 0.000123456789      # its true minimum
-MARK_HOUR = 21                 # every row's hour but one (a "true" mode)
+MARK_TEXT = "ZQXLEAK"  # only in the data: a non-key municipality, device ids
+MARK_MAX = 239.987654321  # the true maximum of dwell_minutes (inside the bounds)
+MARK_MIN = 0.000123456789  # its true minimum
+MARK_HOUR = 21  # every row's hour but one (a "true" mode)
 ROWS = 977
 
 
@@ -276,17 +311,20 @@ def _marked_data(data_dir: Path) -> None:
     municipalities[7] = MARK_TEXT + "-GM9999"
     dwell = [10.0 + (i % 200) for i in range(ROWS)]
     dwell[3], dwell[5] = MARK_MAX, MARK_MIN
-    pl.DataFrame({
-        "device_id": [f"{MARK_TEXT}-device-{i % 151:05d}" for i in range(ROWS)],
-        "municipality": municipalities,
-        "day": [DAYS[i % 3] for i in range(ROWS)],  # never the last day
-        "dwell_minutes": dwell,
-        "hour": [MARK_HOUR] * (ROWS - 1) + [0],
-    }).write_parquet(data_dir / "events.parquet")
+    pl.DataFrame(
+        {
+            "device_id": [f"{MARK_TEXT}-device-{i % 151:05d}" for i in range(ROWS)],
+            "municipality": municipalities,
+            "day": [DAYS[i % 3] for i in range(ROWS)],  # never the last day
+            "dwell_minutes": dwell,
+            "hour": [MARK_HOUR] * (ROWS - 1) + [0],
+        }
+    ).write_parquet(data_dir / "events.parquet")
 
 
 def test_no_response_reveals_a_row_a_true_count_or_the_data_range(
-        server: RunningServer, admin: httpx.Client) -> None:
+    server: RunningServer, admin: httpx.Client
+) -> None:
     data_dir = server.settings.data_dir
     _marked_data(data_dir)
     assert admin.post("/v1/datasets", json=events_metadata()).status_code == 201
@@ -307,16 +345,41 @@ def test_no_response_reveals_a_row_a_true_count_or_the_data_range(
         texts.append(response.text)
     queries = [
         {"dataset": "events", "statistic": "count", "privacy": {"epsilon": 1}},
-        {"dataset": "events", "statistic": "sum", "column": "dwell_minutes",
-         "privacy": {"epsilon": 1}},
-        {"dataset": "events", "statistic": "mean", "column": "dwell_minutes",
-         "privacy": {"epsilon": 1}},
-        {"dataset": "events", "statistic": "quantile", "column": "dwell_minutes", "q": 0.99,
-         "privacy": {"epsilon": 1}},
-        {"dataset": "events", "statistic": "quantile", "column": "hour", "q": 0.5,
-         "group_by": ["day"], "privacy": {"epsilon": 1}},
-        {"dataset": "events", "statistic": "sum", "column": "hour", "bounds": [20, 22],
-         "group_by": ["municipality", "day"], "privacy": {"epsilon": 1}},
+        {
+            "dataset": "events",
+            "statistic": "sum",
+            "column": "dwell_minutes",
+            "privacy": {"epsilon": 1},
+        },
+        {
+            "dataset": "events",
+            "statistic": "mean",
+            "column": "dwell_minutes",
+            "privacy": {"epsilon": 1},
+        },
+        {
+            "dataset": "events",
+            "statistic": "quantile",
+            "column": "dwell_minutes",
+            "q": 0.99,
+            "privacy": {"epsilon": 1},
+        },
+        {
+            "dataset": "events",
+            "statistic": "quantile",
+            "column": "hour",
+            "q": 0.5,
+            "group_by": ["day"],
+            "privacy": {"epsilon": 1},
+        },
+        {
+            "dataset": "events",
+            "statistic": "sum",
+            "column": "hour",
+            "bounds": [20, 22],
+            "group_by": ["municipality", "day"],
+            "privacy": {"epsilon": 1},
+        },
     ]
     for body in queries:
         for path in ("/v1/queries/preview", "/v1/queries"):
@@ -327,13 +390,23 @@ def test_no_response_reveals_a_row_a_true_count_or_the_data_range(
     problems = [
         ana.post("/v1/queries", json={**VISITORS, "privacy": {"epsilon": 100}}),  # 409
         ana.post("/v1/queries", json={**VISITORS, "group_by": ["dwell_minutes"]}),
-        ana.post("/v1/queries", json={**VISITORS, "where": [
-            {"column": "municipality", "op": "in", "value": [1, 2]}]}),
+        ana.post(
+            "/v1/queries",
+            json={**VISITORS, "where": [{"column": "municipality", "op": "in", "value": [1, 2]}]},
+        ),
         ana.post("/v1/queries", json={**VISITORS, "dataset": "nothing"}),
-        admin.post("/v1/datasets", json=events_metadata(name="wrong", columns={
-            "municipality": {"type": "integer", "bounds": [0, 1]}})),
-        admin.post("/v1/datasets", json=events_metadata(name="wrong2", columns={
-            "dwell_minutes": {"type": "categorical", "keys": ["a"]}})),
+        admin.post(
+            "/v1/datasets",
+            json=events_metadata(
+                name="wrong", columns={"municipality": {"type": "integer", "bounds": [0, 1]}}
+            ),
+        ),
+        admin.post(
+            "/v1/datasets",
+            json=events_metadata(
+                name="wrong2", columns={"dwell_minutes": {"type": "categorical", "keys": ["a"]}}
+            ),
+        ),
     ]
     for response in problems:
         assert 400 <= response.status_code < 500

@@ -45,8 +45,10 @@ def upgrade() -> None:
         sa.Column("cap_spent_units", sa.BigInteger, nullable=False, server_default="0"),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.CheckConstraint("cap_spent_units >= 0", name="ck_cap_spent_nonneg"),
-        sa.CheckConstraint("cap_total_units IS NULL OR cap_spent_units <= cap_total_units",
-                           name="ck_cap_not_exceeded"),
+        sa.CheckConstraint(
+            "cap_total_units IS NULL OR cap_spent_units <= cap_total_units",
+            name="ck_cap_not_exceeded",
+        ),
     )
     op.create_index("ix_datasets_name", "datasets", ["name"], unique=True)
     op.create_table(
@@ -106,6 +108,13 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("releases", "ledger", "ledger_head", "budgets", "datasets", "api_keys",
-                  "consumers"):
+    for table in (
+        "releases",
+        "ledger",
+        "ledger_head",
+        "budgets",
+        "datasets",
+        "api_keys",
+        "consumers",
+    ):
         op.drop_table(table)

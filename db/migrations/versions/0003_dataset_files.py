@@ -23,8 +23,9 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("datasets") as batch:
-        batch.add_column(sa.Column("status", sa.String(16), nullable=False,
-                                   server_default="active"))
+        batch.add_column(
+            sa.Column("status", sa.String(16), nullable=False, server_default="active")
+        )
         batch.add_column(sa.Column("suspended_reason", sa.Text, nullable=True))
         batch.add_column(sa.Column("file_json", sa.Text, nullable=True))
 

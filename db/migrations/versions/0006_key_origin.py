@@ -24,17 +24,20 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("api_keys") as batch:
-        batch.add_column(sa.Column("origin", sa.String(length=16), nullable=False,
-                                   server_default="api"))
+        batch.add_column(
+            sa.Column("origin", sa.String(length=16), nullable=False, server_default="api")
+        )
     connection = op.get_bind()
-    issued = connection.execute(sa.text(
-        "SELECT details_json FROM ledger WHERE kind = 'key_issued' AND actor = 'system'"))
+    issued = connection.execute(
+        sa.text("SELECT details_json FROM ledger WHERE kind = 'key_issued' AND actor = 'system'")
+    )
     for (details,) in issued:
         key_id = json.loads(details).get("key_id")
         if key_id:
-            connection.execute(sa.text(
-                "UPDATE api_keys SET origin = 'environment', prefix = '' WHERE id = :id"),
-                {"id": key_id})
+            connection.execute(
+                sa.text("UPDATE api_keys SET origin = 'environment', prefix = '' WHERE id = :id"),
+                {"id": key_id},
+            )
 
 
 def downgrade() -> None:
