@@ -1,0 +1,73 @@
+"""The one privacy-amount type: exact arithmetic, documents, rounding up and splitting."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from privacy.amount import AMOUNT_QUANTUM, PrivacyAmount, float_at_most
+
+amounts = st.decimals(
+    min_value=Decimal("1e-12"), max_value=Decimal(1_000_000), places=12, allow_nan=False
+)
+shares = st.decimals(min_value=Decimal("0.01"), max_value=Decimal("0.5"), places=2)
+
+
+@given(amounts)
+def test_float_at_most_never_exceeds_the_exact_amount(value: Decimal) -> None:
+    assert Decimal(float_at_most(value)) <= value
+    assert Decimal(PrivacyAmount.of("pure", value).float_at_most()) <= value
+
+
+@given(amounts)
+def test_rounded_up_is_never_below_and_has_four_significant_digits(value: Decimal) -> None:
+    rounded = PrivacyAmount.of("zcdp", value).rounded_up()
+    assert rounded.value >= value
+    assert rounded.value - value < Decimal(1).scaleb(value.adjusted() - 3) + AMOUNT_QUANTUM
+    assert (
+        len(rounded.value.normalize().as_tuple().digits) <= 4 or rounded.value.as_tuple()[2] >= -12
+    )
+    assert rounded.step_up() > rounded
+
+
+@given(amounts, shares, st.integers(min_value=1, max_value=3))
+def test_split_adds_up_exactly(value: Decimal, share: Decimal, parts: int) -> None:
+    total = PrivacyAmount.of("pure", value)
+    try:
+        pieces, rest = total.split(share, parts)
+    except ValueError:
+        assert (value * share) < AMOUNT_QUANTUM * parts * 2
+        return
+    assert len(pieces) == parts
+    assert sum((p.value for p in pieces), rest.value) == value
+    assert all(p.value >= AMOUNT_QUANTUM for p in pieces)
+    assert sum(p.value for p in pieces) <= value * share
+
+
+@given(amounts)
+def test_documents_read_back(value: Decimal) -> None:
+    amount = PrivacyAmount.of("pure", value)
+    assert amount.document() == {"model": "pure", "epsilon": amount.number()}
+    assert amount.unit_document() == {"epsilon": amount.number()}
+    again = PrivacyAmount.from_document({"epsilon": 0.1}, model="pure")
+    assert again.value == Decimal("0.1")
+
+
+def test_models_do_not_mix_and_floats_are_refused() -> None:
+    pure, zcdp = PrivacyAmount.of("pure", 1), PrivacyAmount.of("zcdp", 1)
+    with pytest.raises(ValueError):
+        _ = pure + zcdp
+    with pytest.raises(ValueError):
+        _ = pure < zcdp
+    with pytest.raises(TypeError):
+        PrivacyAmount.of("pure", 0.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        PrivacyAmount.of("pure", -1)
+    with pytest.raises(ValueError):
+        PrivacyAmount.from_document({"rho": 1}, model="pure")
+    assert PrivacyAmount.of("zcdp", "0.25").document() == {"model": "zcdp", "rho": 0.25}
+    assert PrivacyAmount.of("pure", 2).number() == 2
+    assert (pure + pure).value == 2 and (pure - pure).value == 0
