@@ -27,9 +27,8 @@ def test_rounded_up_is_never_below_and_has_four_significant_digits(value: Decima
     rounded = PrivacyAmount.of("zcdp", value).rounded_up()
     assert rounded.value >= value
     assert rounded.value - value < Decimal(1).scaleb(value.adjusted() - 3) + AMOUNT_QUANTUM
-    assert (
-        len(rounded.value.normalize().as_tuple().digits) <= 4 or rounded.value.as_tuple()[2] >= -12
-    )
+    quantum = max(Decimal(1).scaleb(value.adjusted() - 3), AMOUNT_QUANTUM)
+    assert rounded.value % quantum == 0  # 4 significant digits (or 12 decimal places)
     assert rounded.step_up() > rounded
 
 
