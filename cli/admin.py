@@ -14,19 +14,17 @@ import getpass
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 import httpx
-from pydantic import TypeAdapter, ValidationError
-from sqlalchemy.exc import SQLAlchemyError
 
 from api.settings import Settings
-from db.errors import DbError
+from db.amounts import MODEL_UNITS
 
 
 class AdminError(Exception):
@@ -34,8 +32,9 @@ class AdminError(Exception):
 
 
 @dataclass(frozen=True)
-class Action:
-    """One admin action, as an HTTP call (the direct mode maps it to the db layer)."""
+class Call:
+    """One admin command as an HTTP call (``--url``); ``body`` is also what the direct mode
+    validates, with the models the server uses."""
 
     method: str
     path: str
@@ -44,19 +43,20 @@ class Action:
     stream: bool = False
 
 
-def _amount(model: str, value: str) -> dict[str, Any]:
+def _budget_body(args: argparse.Namespace) -> dict[str, Any]:
+    """``{"model": m, "epsilon"|"rho": "x"}``: the amount given, as its exact decimal text."""
     try:
-        amount = Decimal(value)
+        amount = Decimal(args.amount)
     except InvalidOperation:
-        raise AdminError(f"{value!r} is not a number") from None
-    return {"model": model, "epsilon" if model == "pure" else "rho": str(amount)}
+        raise AdminError(f"{args.amount!r} is not a number") from None
+    return {"model": args.model, MODEL_UNITS[args.model]: str(amount)}
 
 
-def _dataset_body(path: str) -> dict[str, Any]:
+def _dataset_body(args: argparse.Namespace) -> dict[str, Any]:
     try:
-        body: dict[str, Any] = json.loads(Path(path).read_text())
+        body: dict[str, Any] = json.loads(Path(args.file).read_text())
     except (OSError, ValueError) as exc:
-        raise AdminError(f"cannot read dataset JSON {path!r}: {exc}") from None
+        raise AdminError(f"cannot read dataset JSON {args.file!r}: {exc}") from None
     return body
 
 
@@ -85,47 +85,36 @@ def _segment(value: str) -> str:
     return quote(value, safe="")
 
 
-def action_of(args: argparse.Namespace) -> Action:
-    """The HTTP call an admin command stands for."""
-    match args.admin_command:
-        case "create-consumer":
-            return Action("POST", "/v1/consumers", {"name": args.name, "role": args.role})
-        case "list-consumers":
-            return Action("GET", "/v1/consumers")
-        case "issue-key":
-            return Action("POST", f"/v1/consumers/{_segment(args.name)}/keys")
-        case "list-keys":
-            return Action("GET", f"/v1/consumers/{_segment(args.name)}/keys")
-        case "revoke-key":
-            return Action(
-                "DELETE", f"/v1/consumers/{_segment(args.name)}/keys/{_segment(args.key_id)}"
-            )
-        case "register-dataset":
-            return Action("POST", "/v1/datasets", _dataset_body(args.file))
-        case "list-datasets":
-            return Action("GET", "/v1/datasets")
-        case "reinstate-dataset":
-            return Action("POST", f"/v1/datasets/{_segment(args.name)}/reinstate")
-        case "set-budget":
-            return Action(
-                "PUT",
-                f"/v1/budgets/{_segment(args.consumer)}/{_segment(args.dataset)}",
-                _amount(args.model, args.amount),
-            )
-        case "budgets":
-            params = {
-                k: v for k, v in (("consumer", args.consumer), ("dataset", args.dataset)) if v
-            }
-            return Action("GET", "/v1/budgets", params=params)
-        case "set-limits":
-            return Action("PUT", f"/v1/consumers/{_segment(args.name)}/limits", _limits_body(args))
-        case "limits":
-            return Action("GET", f"/v1/consumers/{_segment(args.name)}/limits")
-        case "verify-ledger":
-            return Action("GET", "/v1/ledger/verify")
-        case "export-ledger":
-            return Action("GET", "/v1/ledger/export", params={"format": args.format}, stream=True)
-    raise AdminError(f"unknown command {args.admin_command!r}")  # pragma: no cover
+def _consumer(args: argparse.Namespace, *rest: str) -> str:
+    return "/".join(("/v1/consumers", _segment(args.name), *rest))
+
+
+def _budgets_params(args: argparse.Namespace) -> dict[str, str]:
+    return {k: v for k, v in (("consumer", args.consumer), ("dataset", args.dataset)) if v}
+
+
+CALLS: dict[str, Callable[[argparse.Namespace], Call]] = {
+    "create-consumer": lambda a: Call("POST", "/v1/consumers", {"name": a.name, "role": a.role}),
+    "list-consumers": lambda a: Call("GET", "/v1/consumers"),
+    "issue-key": lambda a: Call("POST", _consumer(a, "keys")),
+    "list-keys": lambda a: Call("GET", _consumer(a, "keys")),
+    "revoke-key": lambda a: Call("DELETE", _consumer(a, "keys", _segment(a.key_id))),
+    "register-dataset": lambda a: Call("POST", "/v1/datasets", _dataset_body(a)),
+    "list-datasets": lambda a: Call("GET", "/v1/datasets"),
+    "reinstate-dataset": lambda a: Call("POST", f"/v1/datasets/{_segment(a.name)}/reinstate"),
+    "set-budget": lambda a: Call(
+        "PUT", f"/v1/budgets/{_segment(a.consumer)}/{_segment(a.dataset)}", _budget_body(a)
+    ),
+    "budgets": lambda a: Call("GET", "/v1/budgets", params=_budgets_params(a)),
+    "set-limits": lambda a: Call("PUT", _consumer(a, "limits"), _limits_body(a)),
+    "limits": lambda a: Call("GET", _consumer(a, "limits")),
+    "verify-ledger": lambda a: Call("GET", "/v1/ledger/verify"),
+    "export-ledger": lambda a: Call(
+        "GET", "/v1/ledger/export", params={"format": a.format}, stream=True
+    ),
+}
+"""Every ``ruis admin`` command as the HTTP call it stands for; the direct mode performs
+the same commands with the service functions (:data:`cli.admin_direct.ACTIONS`)."""
 
 
 def _http_error(response: httpx.Response) -> AdminError:
@@ -138,29 +127,27 @@ def _http_error(response: httpx.Response) -> AdminError:
     return AdminError(f"HTTP {response.status_code} {detail}")
 
 
-def run_http(action: Action, url: str, key: str, out: Callable[[str], None]) -> None:
-    """Perform ``action`` over HTTP as the admin holding ``key``.
+def run_http(call: Call, url: str, key: str, out: Callable[[str], None]) -> None:
+    """Perform ``call`` over HTTP as the admin holding ``key``.
 
     Lists are printed as one JSON array (every page), as in the direct mode.
     """
     headers = {"Authorization": f"Bearer {key}"}
     try:
         with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
-            if action.stream:
+            if call.stream:
                 with client.stream(
-                    action.method, action.path, json=action.body, params=action.params
+                    call.method, call.path, json=call.body, params=call.params
                 ) as response:
                     if response.is_error:
                         raise _http_error(response)
                     for chunk in response.iter_text():
                         out(chunk)
                 return
-            params = dict(action.params or {})
+            params = dict(call.params or {})
             items: list[Any] = []
             while True:
-                response = client.request(
-                    action.method, action.path, json=action.body, params=params
-                )
+                response = client.request(call.method, call.path, json=call.body, params=params)
                 if response.is_error:
                     raise _http_error(response)
                 document = response.json()
@@ -176,151 +163,8 @@ def run_http(action: Action, url: str, key: str, out: Callable[[str], None]) -> 
         raise AdminError(f"cannot reach {url}: {exc}") from None
 
 
-def _direct_export(settings: Settings, fmt: str) -> Iterator[str]:
-    from api.routes.ledger import export_lines
-    from db.engine import Database
-
-    database = Database(settings.database_url)
-    try:
-        yield from export_lines(database, fmt)
-    finally:
-        database.dispose()
-
-
-def run_direct(action: Action, settings: Settings, actor: str, out: Callable[[str], None]) -> None:
-    """Perform ``action`` directly on the configured database (after migrating it)."""
-    from api import dataset_files, schemas
-    from api.app import prepare
-    from api.problems import ApiError
-    from api.routes import ledger as ledger_routes
-    from api.routes.budgets import DEFAULT_DELTA, budget_public
-    from api.routes.datasets import dataset_public
-    from api.routes.limits import LimitsOverrides, limits_public
-    from db import accounts, budgets, catalog, limits, reconcile
-    from privacy.errors import InvalidDataset
-    from privacy.metadata import BudgetAmount, DatasetMetadata, PureCost
-
-    try:
-        database = prepare(settings)
-    except (SQLAlchemyError, ValueError) as exc:
-        raise AdminError(f"cannot open the database: {_one_line(exc)}") from None
-    result: Any
-    try:
-        parts = [unquote(part) for part in action.path.strip("/").split("/")[1:]]
-        match (action.method, parts):
-            case ("POST", ["consumers"]):
-                create = schemas.ConsumerCreate.model_validate(action.body)
-                consumer, key = accounts.create_consumer(
-                    database, name=create.name, role=create.role, actor=actor
-                )
-                result = schemas.ConsumerCreated(
-                    id=consumer.id or 0,
-                    name=consumer.name,
-                    role=create.role,
-                    created_at=consumer.created_at,
-                    api_key=key.secret,
-                    key_id=key.key_id,
-                )
-            case ("GET", ["consumers"]):
-                result = [
-                    schemas.ConsumerPublic.model_validate(c, from_attributes=True)
-                    for c in accounts.list_consumers(database)
-                ]
-            case ("POST", ["consumers", name, "keys"]):
-                issued = accounts.issue_key(database, name=name, actor=actor)
-                result = schemas.KeyCreated(
-                    id=issued.key_id,
-                    prefix=issued.prefix,
-                    created_at=issued.created_at,
-                    api_key=issued.secret,
-                )
-            case ("GET", ["consumers", name, "keys"]):
-                result = [
-                    schemas.KeyPublic(
-                        id=k.id, prefix=k.prefix, created_at=k.created_at, revoked_at=k.revoked_at
-                    )
-                    for k in accounts.list_keys(database, name)
-                ]
-            case ("DELETE", ["consumers", name, "keys", key_id]):
-                key_row = accounts.revoke_key(database, name=name, key_id=key_id, actor=actor)
-                result = schemas.KeyPublic(
-                    id=key_row.id,
-                    prefix=key_row.prefix,
-                    created_at=key_row.created_at,
-                    revoked_at=key_row.revoked_at,
-                )
-            case ("POST", ["datasets"]):
-                metadata = DatasetMetadata.model_validate(action.body)
-                dataset = dataset_files.register(database, settings.data_dir, metadata, actor=actor)
-                result = dataset_public(dataset, full=True)
-            case ("POST", ["datasets", name, "reinstate"]):
-                dataset = dataset_files.reinstate(database, settings.data_dir, name, actor=actor)
-                result = dataset_public(dataset, full=True)
-            case ("GET", ["datasets"]):
-                result = [dataset_public(d, full=True) for d in catalog.list_datasets(database)]
-            case ("PUT", ["budgets", consumer_name, dataset_name]):
-                amount = TypeAdapter(BudgetAmount).validate_python(action.body)
-                value = amount.epsilon if isinstance(amount, PureCost) else amount.rho
-                view = budgets.set_budget(
-                    database,
-                    consumer=consumer_name,
-                    dataset=dataset_name,
-                    model=amount.model,
-                    amount=value,
-                    actor=actor,
-                )
-                metadata_doc = catalog.metadata_of(catalog.get(database, dataset_name))
-                result = budget_public(view, float(metadata_doc.get("delta", DEFAULT_DELTA)))
-            case ("GET", ["budgets"]):
-                params = action.params or {}
-                deltas = {
-                    d.name: float(catalog.metadata_of(d).get("delta", DEFAULT_DELTA))
-                    for d in catalog.list_datasets(database)
-                }
-                result = [
-                    budget_public(v, deltas.get(v.dataset, DEFAULT_DELTA))
-                    for v in budgets.list_budgets(
-                        database, consumer=params.get("consumer"), dataset=params.get("dataset")
-                    )
-                ]
-            case ("PUT", ["consumers", name, "limits"]):
-                overrides = LimitsOverrides.model_validate(action.body)
-                stored = limits.set_overrides(
-                    database,
-                    name=name,
-                    overrides=limits.Overrides(**overrides.model_dump()),
-                    actor=actor,
-                )
-                result = limits_public(name, stored, settings.limits)
-            case ("GET", ["consumers", name, "limits"]):
-                result = limits_public(name, limits.get_by_name(database, name), settings.limits)
-            case ("GET", ["ledger", "verify"]):
-                result = ledger_routes.verification(*reconcile.verify(database))
-            case ("GET", ["ledger", "export"]):
-                for chunk in _direct_export(settings, (action.params or {})["format"]):
-                    out(chunk)
-                return
-            case _:  # pragma: no cover
-                raise AdminError(f"unsupported action {action.method} {action.path}")
-    except (DbError, InvalidDataset) as exc:
-        raise AdminError(exc.detail) from None
-    except ApiError as exc:
-        raise AdminError(exc.detail) from None
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        location = ".".join(str(p) for p in first.get("loc", ()))
-        raise AdminError(f"invalid input at {location or 'body'}: {first.get('msg')}") from None
-    except SQLAlchemyError as exc:
-        raise AdminError(f"database error: {_one_line(exc)}") from None
-    finally:
-        database.dispose()
-    if isinstance(result, list):
-        out(json.dumps([r.model_dump(mode="json") for r in result], indent=2) + "\n")
-    else:
-        out(json.dumps(result.model_dump(mode="json"), indent=2) + "\n")
-
-
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
+    """``exc`` as one line of at most 300 characters."""
     return " ".join(str(exc).split())[:300] or type(exc).__name__
 
 
@@ -340,18 +184,20 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
 
     try:
-        action = action_of(args)
+        call = CALLS[args.admin_command](args)
         url = args.url or os.environ.get("RUIS_URL")
         if url:
             key = args.key or os.environ.get("RUIS_ADMIN_KEY")
             if not key:
                 raise AdminError("--url needs an admin key: --key or RUIS_ADMIN_KEY")
-            run_http(action, url, key, out)
+            run_http(call, url, key, out)
         else:
-            run_direct(action, Settings.from_env(), f"cli:{_local_user()}", out)
+            from cli.admin_direct import run_direct  # imports the service (OpenDP, Polars)
+
+            run_direct(args, call.body, Settings.from_env(), f"cli:{_local_user()}", out)
         sys.stdout.flush()
     except AdminError as exc:
-        print(f"ruis admin: {_one_line(exc)}", file=sys.stderr)
+        print(f"ruis admin: {one_line(exc)}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # e.g. ``ruis admin export-ledger | head``
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -10,6 +10,7 @@ rounds *down* (never over-grants).
 from __future__ import annotations
 
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from typing import Any
 
 UNITS_DECIMAL_PLACES = 12
 UNITS_PER_ONE: int = 10**UNITS_DECIMAL_PLACES
@@ -17,6 +18,8 @@ MAX_AMOUNT = 1_000_000
 """The largest ε or ρ of a budget, cap or cost (the API refuses more with a 422)."""
 MAX_UNITS = MAX_AMOUNT * UNITS_PER_ONE  # 10^18: spent + cost ≤ 2·10^18 < BIGINT's 2^63 - 1
 _MAX_AMOUNT = Decimal(MAX_AMOUNT)
+MODEL_UNITS = {"pure": "epsilon", "zcdp": "rho"}
+"""The unit each privacy model's amounts count (as ``privacy.amount.UNIT_OF``)."""
 
 
 def _to_units(amount: Decimal, rounding: str) -> int:
@@ -66,3 +69,9 @@ def as_json_number(units: int) -> float | int:
     if amount == amount.to_integral_value():
         return int(amount)
     return float(amount)
+
+
+def units_document(model: str, units: int) -> dict[str, Any]:
+    """``{"model": m, "epsilon"|"rho": x}`` for ``units`` of ``model``, as ledger entries
+    carry it (the document ``privacy.amount.PrivacyAmount.document`` gives for that amount)."""
+    return {"model": model, MODEL_UNITS[model]: as_json_number(units)}

@@ -19,21 +19,19 @@ from sqlalchemy import CursorResult, update
 from sqlmodel import Session, col, select
 
 from db import ledger
-from db.amounts import as_json_number, from_units, total_units
+from db.amounts import MODEL_UNITS as MODEL_UNITS  # api.release, api.metrics, db.limits
+from db.amounts import from_units, total_units, units_document
 from db.engine import Database
 from db.errors import InvalidChange, InvalidInput, NotFound
 from db.models import Budget, Consumer, Dataset, LedgerEntry
 
-MODEL_UNITS = {"pure": "epsilon", "zcdp": "rho"}
+amount_document = units_document
+"""The old name of :func:`db.amounts.units_document`, until db.limits, db.dataset_files
+and db.releases import that instead."""
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def amount_document(model: str, units: int) -> dict[str, Any]:
-    """``{"model": m, "epsilon"|"rho": x}`` for ``units`` of ``model``."""
-    return {"model": model, MODEL_UNITS[model]: as_json_number(units)}
 
 
 @dataclass(frozen=True)
@@ -104,14 +102,14 @@ def set_budget(
                 updated_at=_now(),
             )
         else:
-            previous = amount_document(budget.model, budget.total_units)
+            previous = units_document(budget.model, budget.total_units)
             if budget.model != model and budget.spent_units > 0:
                 raise InvalidChange(
                     f"the budget of {consumer!r} on {dataset!r} is "
                     f"{budget.model} and already spent; it cannot change model"
                 )
             if units < budget.spent_units:
-                spent = amount_document(budget.model, budget.spent_units)
+                spent = units_document(budget.model, budget.spent_units)
                 raise InvalidChange(
                     f"cannot set the budget below what is already spent "
                     f"({spent[MODEL_UNITS[budget.model]]} "
@@ -130,9 +128,9 @@ def set_budget(
             dataset=dataset,
             request_id=request_id,
             details={
-                "budget": amount_document(model, units),
+                "budget": units_document(model, units),
                 "previous": previous,
-                "spent": amount_document(model, budget.spent_units),
+                "spent": units_document(model, budget.spent_units),
             },
         )
         return BudgetView(
@@ -255,7 +253,7 @@ def debit(
         )
         if capped.rowcount != 1:  # pragma: no cover - impossible under the ledger lock
             raise InvalidChange("dataset cap changed during the debit")
-    asked = amount_document(model, cost_units)
+    asked = units_document(model, cost_units)
     if reason is not None:
         entry = ledger.append(
             session,
@@ -263,16 +261,16 @@ def debit(
             actor=actor,
             consumer=consumer,
             dataset=dataset,
-            cost=amount_document(model, 0),
+            cost=units_document(model, 0),
             request_id=request_id,
             details={
                 **details,
                 "reason": reason,
                 "asked": asked,
-                "remaining": amount_document(model, remaining),
+                "remaining": units_document(model, remaining),
                 "dataset_cap_remaining": None
                 if cap_remaining is None
-                else amount_document(model, cap_remaining),
+                else units_document(model, cap_remaining),
             },
         )
         return Refused(

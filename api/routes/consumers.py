@@ -7,7 +7,8 @@ from fastapi import APIRouter, status
 from api.deps import Admin, DbDep, RequestIdDep
 from api.openapi import problems
 from api.schemas import ConsumerCreate, ConsumerCreated, ConsumerPublic, KeyCreated, KeyPublic, Page
-from db import accounts
+from api.services import Actor
+from api.services import consumers as service
 
 router = APIRouter(prefix="/v1/consumers", tags=["consumers (admin)"])
 
@@ -24,26 +25,13 @@ def create_consumer(
     body: ConsumerCreate, admin: Admin, db: DbDep, request_id: RequestIdDep
 ) -> ConsumerCreated:
     """Create a consumer and its first API key (shown once). Role: admin."""
-    consumer, key = accounts.create_consumer(
-        db, name=body.name, role=body.role, actor=admin.name, request_id=request_id
-    )
-    return ConsumerCreated(
-        id=consumer.id or 0,
-        name=consumer.name,
-        role=body.role,
-        created_at=consumer.created_at,
-        api_key=key.secret,
-        key_id=key.key_id,
-    )
+    return service.create_consumer(db, body, actor=Actor.of(admin), request_id=request_id)
 
 
 @router.get("", response_model=Page[ConsumerPublic], responses=problems(401, 403))
 def list_consumers(admin: Admin, db: DbDep) -> Page[ConsumerPublic]:
     """List consumers. Role: admin."""
-    items = [
-        ConsumerPublic.model_validate(c, from_attributes=True) for c in accounts.list_consumers(db)
-    ]
-    return Page[ConsumerPublic](items=items)
+    return service.list_consumers(db)
 
 
 @router.post(
@@ -54,20 +42,13 @@ def list_consumers(admin: Admin, db: DbDep) -> Page[ConsumerPublic]:
 )
 def issue_key(name: str, admin: Admin, db: DbDep, request_id: RequestIdDep) -> KeyCreated:
     """Issue another API key for a consumer (shown once). Role: admin."""
-    key = accounts.issue_key(db, name=name, actor=admin.name, request_id=request_id)
-    return KeyCreated(
-        id=key.key_id, prefix=key.prefix, created_at=key.created_at, api_key=key.secret
-    )
+    return service.issue_key(db, name, actor=Actor.of(admin), request_id=request_id)
 
 
 @router.get("/{name}/keys", response_model=Page[KeyPublic], responses=problems(401, 403, 404, 422))
 def list_keys(name: str, admin: Admin, db: DbDep) -> Page[KeyPublic]:
     """List a consumer's keys: ids, prefixes and dates, never secrets. Role: admin."""
-    items = [
-        KeyPublic(id=k.id, prefix=k.prefix, created_at=k.created_at, revoked_at=k.revoked_at)
-        for k in accounts.list_keys(db, name)
-    ]
-    return Page[KeyPublic](items=items)
+    return service.list_keys(db, name)
 
 
 @router.delete(
@@ -82,7 +63,4 @@ def revoke_key(
 ) -> KeyPublic:
     """Revoke one key; it stops working at once. Idempotent; never the last active admin
     key. Role: admin."""
-    key = accounts.revoke_key(db, name=name, key_id=key_id, actor=admin.name, request_id=request_id)
-    return KeyPublic(
-        id=key.id, prefix=key.prefix, created_at=key.created_at, revoked_at=key.revoked_at
-    )
+    return service.revoke_key(db, name, key_id, actor=Actor.of(admin), request_id=request_id)

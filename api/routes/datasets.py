@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from api import dataset_files
 from api.deps import Admin, AnyRole, DbDep, RequestIdDep, SettingsDep
 from api.openapi import problems
 from api.schemas import DatasetCreate, DatasetPublic, Page
-from db import catalog
-from db.dataset_files import fingerprint_of
-from db.models import Dataset
+from api.services import Actor
+from api.services import datasets as service
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 _CHECK_422 = (
@@ -21,19 +19,6 @@ _CHECK_422 = (
     "(`invalid-request`)."
 )
 _CHECK_503 = "A CSV file's converted Parquet file could not be written (`storage-unavailable`)."
-
-
-def dataset_public(dataset: Dataset, *, full: bool = False) -> DatasetPublic:
-    """The public view of a stored dataset; ``full`` adds the suspension reason and the
-    file's fingerprint (for admins and auditors, not analysts)."""
-    metadata = catalog.metadata_of(dataset)
-    metadata["budget_cap"] = catalog.cap_document(dataset)
-    extra = (
-        {"suspended_reason": dataset.suspended_reason, "file": fingerprint_of(dataset)}
-        if full
-        else {}
-    )
-    return DatasetPublic(**metadata, created_at=dataset.created_at, status=dataset.status, **extra)
 
 
 @router.post(
@@ -66,29 +51,21 @@ def register_dataset(
     fingerprint of the file queries read is recorded (`file`): a later change
     suspends the dataset.
     """
-    dataset = dataset_files.register(
-        db, settings.data_dir, body, actor=admin.name, request_id=request_id
+    return service.register_dataset(
+        db, settings.data_dir, body, actor=Actor.of(admin), request_id=request_id
     )
-    return dataset_public(dataset, full=True)
 
 
 @router.get("", response_model=Page[DatasetPublic], responses=problems(401))
 def list_datasets(principal: AnyRole, db: DbDep) -> Page[DatasetPublic]:
     """List datasets (an analyst sees those it holds a budget on)."""
-    visible_to = principal.consumer_id if principal.role == "analyst" else None
-    return Page[DatasetPublic](
-        items=[
-            dataset_public(d, full=visible_to is None)
-            for d in catalog.list_datasets(db, visible_to=visible_to)
-        ]
-    )
+    return service.list_datasets(db, actor=Actor.of(principal))
 
 
 @router.get("/{name}", response_model=DatasetPublic, responses=problems(401, 404, 422))
 def get_dataset(name: str, principal: AnyRole, db: DbDep) -> DatasetPublic:
     """One dataset's public metadata (404 for an analyst without a budget on it)."""
-    visible_to = principal.consumer_id if principal.role == "analyst" else None
-    return dataset_public(catalog.get(db, name, visible_to=visible_to), full=visible_to is None)
+    return service.get_dataset(db, name, actor=Actor.of(principal))
 
 
 @router.post(
@@ -117,7 +94,6 @@ def reinstate_dataset(
     old and the new one. Queries then run on the new contents: earlier answers are
     not served from the cache for them.
     """
-    dataset = dataset_files.reinstate(
-        db, settings.data_dir, name, actor=admin.name, request_id=request_id
+    return service.reinstate_dataset(
+        db, settings.data_dir, name, actor=Actor.of(admin), request_id=request_id
     )
-    return dataset_public(dataset, full=True)

@@ -1,0 +1,156 @@
+"""The ledger: read a page of it, verify it and export it (admin and auditor)."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, time
+from typing import Literal
+
+from api.problems import InvalidRequest
+from api.schemas import LedgerDiscrepancy, LedgerEntryPublic, LedgerVerification, Page
+from db import ledger, reconcile
+from db.engine import Database
+from db.ledger import LedgerFilter
+
+ExportFormat = Literal["csv", "jsonl"]
+_CURSOR = re.compile(r"seq:([0-9]{1,19})")
+MAX_SEQ = 2**63 - 1
+EXPORT_FIELDS = (
+    "seq",
+    "time",
+    "kind",
+    "actor",
+    "consumer",
+    "dataset",
+    "cost",
+    "request_id",
+    "details",
+    "prev_hash",
+    "hash",
+)
+
+
+def _ledger_time(value: str | None, *, end_of_day: bool) -> str | None:
+    if value is None:
+        return None
+    try:
+        if len(value) == 10:  # a date: the whole day is inclusive
+            day = datetime.fromisoformat(value).date()
+            moment = datetime.combine(day, time.max if end_of_day else time.min, tzinfo=UTC)
+        else:
+            moment = datetime.fromisoformat(value)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        moment = moment.astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: an offset past year 1 or 9999
+        raise InvalidRequest(f"{value[:40]!r} is not an ISO 8601 time") from None
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def encode_cursor(seq: int) -> str:
+    """An opaque cursor continuing after ``seq``."""
+    return base64.urlsafe_b64encode(f"seq:{seq}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int:
+    """The seq a cursor continues after (0 for no cursor); InvalidRequest if malformed."""
+    if not cursor:
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        match = _CURSOR.fullmatch(text)
+        if match is None or int(match[1]) > MAX_SEQ:  # seqs are BIGINT in the database
+            raise ValueError
+        return int(match[1])
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequest("the cursor is not valid") from None
+
+
+def ledger_filter(
+    *,
+    consumer: str | None = None,
+    dataset: str | None = None,
+    kind: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+) -> LedgerFilter:
+    """The filter of a ledger read; ``since`` and ``until`` are inclusive ISO 8601 times
+    or dates (a date: the whole day). InvalidRequest for an unknown kind or a bad time."""
+    if kind is not None and kind not in ledger.KINDS:
+        raise InvalidRequest(f"unknown kind {kind[:40]!r}; one of {', '.join(ledger.KINDS)}")
+    return LedgerFilter(
+        consumer=consumer,
+        dataset=dataset,
+        kind=kind,
+        since=_ledger_time(since, end_of_day=False),
+        until=_ledger_time(until, end_of_day=True),
+    )
+
+
+def list_entries(
+    db: Database, filters: LedgerFilter, *, limit: int, cursor: str | None, max_bytes: int
+) -> Page[LedgerEntryPublic]:
+    """One page of entries, oldest first: at most ``limit`` entries and ``max_bytes`` of
+    encoded entries, but always one; ``next_cursor`` continues after it."""
+    after_seq = decode_cursor(cursor)
+    with db.read() as session:
+        rows, next_after = ledger.page(
+            session, filters, after_seq=after_seq, limit=limit, max_bytes=max_bytes
+        )
+        items = [LedgerEntryPublic(**ledger.entry_document(e)) for e in rows]
+    return Page[LedgerEntryPublic](
+        items=items, next_cursor=encode_cursor(next_after) if next_after is not None else None
+    )
+
+
+def verification(chain: ledger.Verification, found: reconcile.Reconciliation) -> LedgerVerification:
+    """The public form of a chain verification and a reconciliation."""
+    return LedgerVerification(
+        valid=chain.valid and found.reconciled,
+        entries=chain.entries,
+        head=chain.head,
+        first_bad_seq=chain.first_bad_seq,
+        chain_valid=chain.valid,
+        reconciled=found.reconciled,
+        discrepancy_count=found.total,
+        discrepancies=[LedgerDiscrepancy.model_validate(d) for d in found.discrepancies],
+    )
+
+
+def verify_ledger(db: Database) -> LedgerVerification:
+    """Re-compute the hash chain and reconcile budgets, caps and releases with it, in one
+    snapshot and one streamed pass."""
+    return verification(*reconcile.verify(db))
+
+
+def export_lines(db: Database, fmt: ExportFormat) -> Iterator[str]:
+    """The whole ledger as CSV rows (with a header) or JSON lines, oldest first, in batches."""
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(EXPORT_FIELDS)
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+    with db.read() as session:
+        for entry in ledger.iterate(session):
+            document = ledger.entry_document(entry)
+            if fmt == "jsonl":
+                yield json.dumps(document, separators=(",", ":"), ensure_ascii=False) + "\n"
+                continue
+            writer.writerow(
+                [
+                    json.dumps(document[f], separators=(",", ":"), ensure_ascii=False)
+                    if f in ("cost", "details")
+                    else document[f]
+                    for f in EXPORT_FIELDS
+                ]
+            )
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
