@@ -16,7 +16,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opendp.extras.polars import Bound
-from privacy_testdata import DAYS, MUNICIPALITIES, make_metadata
 from pydantic import ValidationError
 
 from privacy import (
@@ -32,6 +31,9 @@ from privacy.candidates import clamp_candidates
 from privacy.compile import contribution_bounds
 from privacy.plan import prepare_frame
 from privacy.truncation import unit_group_counts, unit_profile
+from tests.factories import MOBILITY_DAYS as DAYS
+from tests.factories import MOBILITY_MUNICIPALITIES as MUNICIPALITIES
+from tests.factories import make_metadata
 
 UNITS = 4_000
 

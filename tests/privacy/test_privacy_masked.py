@@ -18,11 +18,12 @@ import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from privacy_testdata import DAYS, MUNICIPALITIES
 
 from privacy import DatasetMetadata, QueryRequest, plan_query
 from privacy.plan import filtered_frame, masked_frame, prepare_frame
 from privacy.truncation import truncate_contributions, unit_group_counts, unit_profile
+from tests.factories import MOBILITY_DAYS as DAYS
+from tests.factories import MOBILITY_MUNICIPALITIES as MUNICIPALITIES
 
 _GROUP_SEED = 0x5275_6973
 _ROW_SEED = 0x6E6F_6973

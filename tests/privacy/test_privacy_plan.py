@@ -11,7 +11,6 @@ from typing import Any
 
 import polars as pl
 import pytest
-from privacy_testdata import MUNICIPALITIES, make_metadata
 
 import privacy
 from privacy import (
@@ -24,6 +23,8 @@ from privacy import (
     plan_query,
 )
 from privacy.plan import plan_cache_size
+from tests.factories import MOBILITY_MUNICIPALITIES as MUNICIPALITIES
+from tests.factories import make_metadata
 
 PRIVACY_DIR = Path(privacy.__file__).parent
 

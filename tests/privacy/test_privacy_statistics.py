@@ -10,10 +10,11 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
-from privacy_testdata import DAYS, MUNICIPALITIES
 
 from privacy import DatasetMetadata, Plan, QueryRequest, execute, plan_query
 from privacy.truncation import truncate_contributions
+from tests.factories import MOBILITY_DAYS as DAYS
+from tests.factories import MOBILITY_MUNICIPALITIES as MUNICIPALITIES
 
 ExactFn = Callable[[Plan, pl.DataFrame], dict[tuple[Any, ...], float]]
 
