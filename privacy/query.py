@@ -18,12 +18,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from privacy.amount import MAX_PRIVACY_AMOUNT, PrivacyAmount
+from privacy.amount import PrivacyModel as PrivacyModel
 from privacy.candidates import ClampCandidates, clamp_candidates, integer_candidates
 from privacy.errors import InvalidQuery
 from privacy.metadata import (
     AUTO,
     COLUMN_PATTERN,
-    MAX_PRIVACY_AMOUNT,
     NAME_PATTERN,
     Auto,
     AutoLimits,
@@ -33,7 +34,6 @@ from privacy.metadata import (
 
 Statistic = Literal["count", "unit_count", "sum", "mean", "quantile"]
 FilterOp = Literal["eq", "in", "between", "lt", "le", "gt", "ge"]
-PrivacyModel = Literal["pure", "zcdp"]
 
 MAX_GROUP_BY = 8
 MAX_FILTERS = 32
@@ -104,12 +104,20 @@ class EpsilonLoss(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     epsilon: ExactAmount
 
+    def amount(self) -> PrivacyAmount:
+        """This cost as a :class:`~privacy.amount.PrivacyAmount` (model ``pure``)."""
+        return PrivacyAmount.of("pure", self.epsilon)
+
 
 class RhoLoss(BaseModel):
     """An explicit zCDP cost ρ (debited from a ``zcdp`` budget)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     rho: ExactAmount
+
+    def amount(self) -> PrivacyAmount:
+        """This cost as a :class:`~privacy.amount.PrivacyAmount` (model ``zcdp``)."""
+        return PrivacyAmount.of("zcdp", self.rho)
 
 
 class AccuracyTarget(BaseModel):
@@ -121,6 +129,13 @@ class AccuracyTarget(BaseModel):
 
 
 PrivacyRequest = EpsilonLoss | RhoLoss | AccuracyTarget
+
+
+def explicit_cost(amount: PrivacyAmount) -> EpsilonLoss | RhoLoss:
+    """The explicit-cost request for ``amount``: ``{"epsilon": ...}`` (pure) or ``{"rho": ...}``."""
+    if amount.model == "pure":
+        return EpsilonLoss(epsilon=amount.value)
+    return RhoLoss(rho=amount.value)
 
 
 class QueryRequest(BaseModel):

@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from privacy import DatasetMetadata, Plan
-from privacy.plan import prepare_frame
+from privacy.execute import prepare_frame
 from tests.factories import make_events, make_metadata
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from privacy import DatasetMetadata, QueryRequest, plan_query
-from privacy.plan import (
+from privacy.plan_cache import (
     PLAN_CACHE_BYTES,
     clear_plan_cache,
     plan_bytes,
