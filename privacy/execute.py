@@ -35,7 +35,7 @@ from typing import Any
 import polars as pl
 
 from privacy.amount import PrivacyAmount
-from privacy.auto import run_selection
+from privacy.auto import Selection, run_selection
 from privacy.compile import cached_plan
 from privacy.data import dtype_of
 from privacy.errors import ReleaseFailed
@@ -177,15 +177,7 @@ def execute(plan: Plan, data: pl.LazyFrame) -> ReleaseResult:
     if plan.auto is not None:
         return _execute_auto(plan, data)
     truncated = prepare_frame(plan, data).collect(engine="streaming")
-    released = plan.measurement(truncated.lazy()).collect()
-    return ReleaseResult(
-        rows=_layout(plan, released),
-        mechanism=plan.mechanism,
-        noise_scale=plan.noise_scale,
-        accuracy=plan.accuracy,
-        components=plan.components,
-        opendp_loss=plan.opendp_loss,
-    )
+    return _release(plan, truncated, plan.opendp_loss)
 
 
 def _execute_auto(plan: Plan, data: pl.LazyFrame) -> ReleaseResult:
@@ -208,16 +200,23 @@ def _execute_auto(plan: Plan, data: pl.LazyFrame) -> ReleaseResult:
     spent = sum((Decimal(loss) for loss in selected.losses), Decimal(statistic.opendp_loss))
     if not spent <= plan.cost:
         raise ReleaseFailed("the privacy losses of the selection and the statistic exceed the cost")
-    released = statistic.measurement(selected.truncated.lazy()).collect()
+    return _release(statistic, selected.truncated, float(spent), selected)
+
+
+def _release(
+    plan: Plan, truncated: pl.DataFrame, opendp_loss: float, selected: Selection | None = None
+) -> ReleaseResult:
+    """Invoke ``plan``'s measurement once on the truncated frame and lay its values out."""
+    released = plan.measurement(truncated.lazy()).collect()
     return ReleaseResult(
-        rows=_layout(statistic, released),
-        mechanism=statistic.mechanism,
-        noise_scale=statistic.noise_scale,
-        accuracy=statistic.accuracy,
-        components=statistic.components,
-        opendp_loss=float(spent),
-        bounds_chosen=selected.bounds_chosen(),
-        selection=selected.record,
+        rows=_layout(plan, released),
+        mechanism=plan.mechanism,
+        noise_scale=plan.noise_scale,
+        accuracy=plan.accuracy,
+        components=plan.components,
+        opendp_loss=opendp_loss,
+        bounds_chosen=selected.bounds_chosen() if selected is not None else None,
+        selection=selected.record if selected is not None else None,
     )
 
 

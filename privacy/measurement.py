@@ -145,7 +145,7 @@ class MeasurementBuilder:
         self.query = query
         self.model = model
         self.schema = truncated_schema(query, metadata)
-        self.measure = dp.max_divergence() if model == "pure" else dp.zero_concentrated_divergence()
+        self.measure = output_measure(model)
         group_by = list(query.group_by)
         self.metric, self.d_in = dp.unit_of(
             contributions=contribution_bounds(
@@ -180,16 +180,9 @@ class MeasurementBuilder:
 
     def build(self, scale: float) -> dp.Measurement:
         """The measurement with OpenDP's ``global_scale`` set to ``scale``."""
-        try:
-            return dp.m.make_private_lazyframe(
-                input_domain=self.domain,
-                input_metric=self.metric,
-                output_measure=self.measure,
-                lazyframe=self.plan,
-                global_scale=scale,
-            )
-        except dp.OpenDPException as exc:
-            raise InvalidQuery(f"OpenDP cannot build this query: {opendp_message(exc)}") from None
+        return private_lazyframe(
+            self.domain, self.metric, self.measure, self.plan, scale, what="this query"
+        )
 
     def loss(self, measurement: dp.Measurement) -> float:
         """The privacy loss OpenDP's privacy map reports at our ``d_in``."""
@@ -265,6 +258,39 @@ class MeasurementBuilder:
                 raise
             return bun_steinke_epsilon(float(measurement.map(self.d_in)), delta), delta
         return float(epsilon), float(fixed_delta)
+
+
+def output_measure(model: PrivacyModel) -> dp.Measure:
+    """OpenDP's privacy measure of ``model``: ``MaxDivergence`` (pure ε-DP) or
+    ``ZeroConcentratedDivergence`` (ρ-zCDP)."""
+    return dp.max_divergence() if model == "pure" else dp.zero_concentrated_divergence()
+
+
+def private_lazyframe(
+    domain: dp.Domain,
+    metric: dp.Metric,
+    measure: dp.Measure,
+    lazyframe: pl.LazyFrame,
+    scale: float,
+    *,
+    what: str,
+) -> dp.Measurement:
+    """OpenDP's ``make_private_lazyframe`` of ``lazyframe`` at global scale ``scale``.
+
+    OpenDP derives the sensitivity from ``domain`` and ``metric`` and
+    calibrates the noise; a query OpenDP cannot build is refused with
+    :class:`InvalidQuery` ("OpenDP cannot build ``what``: ...").
+    """
+    try:
+        return dp.m.make_private_lazyframe(
+            input_domain=domain,
+            input_metric=metric,
+            output_measure=measure,
+            lazyframe=lazyframe,
+            global_scale=scale,
+        )
+    except dp.OpenDPException as exc:
+        raise InvalidQuery(f"OpenDP cannot build {what}: {opendp_message(exc)}") from None
 
 
 def predicted_scale(loss_at_scale_one: float, target_loss: float, model: PrivacyModel) -> float:

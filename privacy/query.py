@@ -247,10 +247,9 @@ class ResolvedQuery:
     def canonical(self) -> dict[str, Any]:
         """The JSON-able canonical form: the cache key and what the ledger stores."""
         privacy: dict[str, Any]
-        if isinstance(self.privacy, EpsilonLoss):
-            privacy = {"epsilon": decimal_text(self.privacy.epsilon)}
-        elif isinstance(self.privacy, RhoLoss):
-            privacy = {"rho": decimal_text(self.privacy.rho)}
+        if not isinstance(self.privacy, AccuracyTarget):
+            amount = self.privacy.amount()
+            privacy = {amount.unit: decimal_text(amount.value)}
         else:
             privacy = {
                 "max_error": float(self.privacy.max_error),

@@ -22,7 +22,8 @@ from privacy.auto.noise import noise_sd, scale_to_accuracy
 from privacy.errors import InvalidQuery
 from privacy.measurement import (
     mechanism_name,
-    opendp_message,
+    output_measure,
+    private_lazyframe,
     solve_global_scale,
 )
 
@@ -77,7 +78,7 @@ class Histogram:
         self.domain = dp.lazyframe_domain(
             [dp.series_domain(name, dp.option_domain(dp.atom_domain(T="i64"))) for name in names]
         )
-        self.measure = dp.max_divergence() if model == "pure" else dp.zero_concentrated_divergence()
+        self.measure = output_measure(model)
 
     @staticmethod
     def d_in(rows: int) -> list[Bound]:
@@ -86,18 +87,9 @@ class Histogram:
 
     def build(self, scale: float) -> dp.Measurement:
         """The measurement at OpenDP global scale ``scale``."""
-        try:
-            return dp.m.make_private_lazyframe(
-                input_domain=self.domain,
-                input_metric=self.metric,
-                output_measure=self.measure,
-                lazyframe=self.plan,
-                global_scale=scale,
-            )
-        except dp.OpenDPException as exc:
-            raise InvalidQuery(
-                f"OpenDP cannot build the selection histogram: {opendp_message(exc)}"
-            ) from None
+        return private_lazyframe(
+            self.domain, self.metric, self.measure, self.plan, scale, what="the selection histogram"
+        )
 
     def solve(self, target_loss: float, rows: int) -> SolvedHistogram:
         """The measurement whose OpenDP map at ``rows`` rows per unit is ≤ ``target_loss``."""
