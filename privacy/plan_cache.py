@@ -85,6 +85,7 @@ class _PlanCache:
             return self._total_bytes
 
     def clear(self) -> None:
+        """Forget every plan."""
         with self._lock:
             self._plans.clear()
             self._total_bytes = 0
