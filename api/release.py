@@ -288,7 +288,7 @@ def run(
         with releases.keep_alive(db, outcome.release_id):
             frame = load_frame(checked.path, metadata)
             released = execute(plan, frame)
-            rows = list(released)  # the released rows (list or ReleaseResult)
+            rows = released.rows  # the released rows
             dataset_files.check_after_release(
                 db, settings.data_dir, dataset, metadata, checked, request_id
             )

@@ -29,6 +29,8 @@ from pydantic import (
     model_validator,
 )
 
+from privacy.amount import MAX_PRIVACY_AMOUNT as MAX_PRIVACY_AMOUNT
+from privacy.amount import PrivacyAmount
 from privacy.errors import InvalidDataset
 
 ColumnType = Literal["categorical", "integer", "float", "date", "datetime"]
@@ -45,8 +47,6 @@ DEFAULT_AUTO_LIMIT = 20
 """Largest candidate for an automatic contribution bound when the dataset declares none."""
 MAX_AUTO_LIMIT = 100
 """Largest limit a dataset may declare for automatic contribution bounds."""
-MAX_PRIVACY_AMOUNT = 1_000_000
-"""The largest ε or ρ of a budget, cap or query cost (as ``db.amounts.MAX_AMOUNT``)."""
 
 
 class PureCost(BaseModel):
@@ -62,6 +62,10 @@ class PureCost(BaseModel):
     def _as_number(self, value: Decimal) -> float:
         return float(value)
 
+    def amount(self) -> PrivacyAmount:
+        """This epsilon as a :class:`~privacy.amount.PrivacyAmount` (model ``pure``)."""
+        return PrivacyAmount.of(self.model, self.epsilon)
+
 
 class ZcdpCost(BaseModel):
     """An amount of ρ-zCDP (Gaussian-family mechanisms; ρ adds up)."""
@@ -75,6 +79,10 @@ class ZcdpCost(BaseModel):
     @field_serializer("rho", when_used="json")
     def _as_number(self, value: Decimal) -> float:
         return float(value)
+
+    def amount(self) -> PrivacyAmount:
+        """This rho as a :class:`~privacy.amount.PrivacyAmount` (model ``zcdp``)."""
+        return PrivacyAmount.of(self.model, self.rho)
 
 
 BudgetAmount = Annotated[PureCost | ZcdpCost, Field(discriminator="model")]

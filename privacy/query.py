@@ -18,12 +18,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from privacy.amount import MAX_PRIVACY_AMOUNT, PrivacyAmount
+from privacy.amount import PrivacyModel as PrivacyModel
 from privacy.candidates import ClampCandidates, clamp_candidates, integer_candidates
 from privacy.errors import InvalidQuery
 from privacy.metadata import (
     AUTO,
     COLUMN_PATTERN,
-    MAX_PRIVACY_AMOUNT,
     NAME_PATTERN,
     Auto,
     AutoLimits,
@@ -33,7 +34,6 @@ from privacy.metadata import (
 
 Statistic = Literal["count", "unit_count", "sum", "mean", "quantile"]
 FilterOp = Literal["eq", "in", "between", "lt", "le", "gt", "ge"]
-PrivacyModel = Literal["pure", "zcdp"]
 
 MAX_GROUP_BY = 8
 MAX_FILTERS = 32
@@ -104,12 +104,20 @@ class EpsilonLoss(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     epsilon: ExactAmount
 
+    def amount(self) -> PrivacyAmount:
+        """This cost as a :class:`~privacy.amount.PrivacyAmount` (model ``pure``)."""
+        return PrivacyAmount.of("pure", self.epsilon)
+
 
 class RhoLoss(BaseModel):
     """An explicit zCDP cost ρ (debited from a ``zcdp`` budget)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     rho: ExactAmount
+
+    def amount(self) -> PrivacyAmount:
+        """This cost as a :class:`~privacy.amount.PrivacyAmount` (model ``zcdp``)."""
+        return PrivacyAmount.of("zcdp", self.rho)
 
 
 class AccuracyTarget(BaseModel):
@@ -121,6 +129,13 @@ class AccuracyTarget(BaseModel):
 
 
 PrivacyRequest = EpsilonLoss | RhoLoss | AccuracyTarget
+
+
+def explicit_cost(amount: PrivacyAmount) -> EpsilonLoss | RhoLoss:
+    """The explicit-cost request for ``amount``: ``{"epsilon": ...}`` (pure) or ``{"rho": ...}``."""
+    if amount.model == "pure":
+        return EpsilonLoss(epsilon=amount.value)
+    return RhoLoss(rho=amount.value)
 
 
 class QueryRequest(BaseModel):
@@ -232,10 +247,9 @@ class ResolvedQuery:
     def canonical(self) -> dict[str, Any]:
         """The JSON-able canonical form: the cache key and what the ledger stores."""
         privacy: dict[str, Any]
-        if isinstance(self.privacy, EpsilonLoss):
-            privacy = {"epsilon": decimal_text(self.privacy.epsilon)}
-        elif isinstance(self.privacy, RhoLoss):
-            privacy = {"rho": decimal_text(self.privacy.rho)}
+        if not isinstance(self.privacy, AccuracyTarget):
+            amount = self.privacy.amount()
+            privacy = {amount.unit: decimal_text(amount.value)}
         else:
             privacy = {
                 "max_error": float(self.privacy.max_error),
@@ -389,52 +403,78 @@ def _resolve_bounds(
     return _normalise_float(low), _normalise_float(high)
 
 
-def resolve_query(query: QueryRequest, metadata: DatasetMetadata) -> ResolvedQuery:
-    """Validate ``query`` against public ``metadata`` and fill in defaults.
+@dataclass(frozen=True)
+class _ValueColumn:
+    """The aggregated column of sum/mean/quantile (all None/False for counts)."""
 
-    Uses only public information; raises :class:`InvalidQuery` with a message
-    naming the problem. Does not check the privacy model (see ``plan_query``).
-    """
+    column: str | None = None
+    column_type: str | None = None
+    bounds: tuple[float, float] | tuple[int, int] | None = None
+    auto_clamp: bool = False
+    """The clamping bounds are left to Ruis (asked, or the column's default)."""
+
+
+@dataclass(frozen=True)
+class _Contributions:
+    """The effective (k, c), their candidates when automatic, and what was asked."""
+
+    k: int
+    c: int
+    partitions: tuple[int, ...] | None
+    contributions: tuple[int, ...] | None
+    asked_k: int | Auto
+    asked_c: int | Auto
+
+
+def _check_dataset(query: QueryRequest, metadata: DatasetMetadata) -> None:
     if query.dataset != metadata.name:
         raise InvalidQuery(
             f"query is for dataset {query.dataset!r}, metadata is for {metadata.name!r}"
         )
+
+
+def _resolve_value_column(query: QueryRequest, metadata: DatasetMetadata) -> _ValueColumn:
+    """Counts take no column nor bounds; sum/mean/quantile a numeric column, its clamping
+    bounds and a public ``max_rows``."""
     statistic = query.statistic
-    column: str | None = None
-    column_type: str | None = None
-    q: float | None = None
-    bounds: tuple[float, float] | tuple[int, int] | None = None
-    auto_clamp = False
     if statistic in ("count", "unit_count"):
         if query.column is not None:
             raise InvalidQuery(f"{statistic} counts rows or units and takes no 'column'")
         if query.bounds is not None:
             raise InvalidQuery(f"{statistic} takes no 'bounds'")
-    else:
-        if query.column is None:
-            raise InvalidQuery(f"{statistic} needs a 'column'")
-        spec = _column_spec(metadata, query.column, "column")
-        if spec.type not in ("integer", "float"):
-            raise InvalidQuery(
-                f"{statistic} needs a numeric column; {query.column!r} is {spec.type}"
-            )
-        column, column_type = query.column, spec.type
-        bounds = _resolve_bounds(query, spec, query.column)
-        auto_clamp = query.bounds == AUTO or (query.bounds is None and spec.auto_bounds)
-        if metadata.max_rows is None:
-            raise InvalidQuery(
-                f"{statistic} needs a public upper bound on the number of rows: "
-                f"ask the administrator to declare 'max_rows' for dataset "
-                f"{metadata.name!r}"
-            )
-    if statistic == "quantile":
+        return _ValueColumn()
+    if query.column is None:
+        raise InvalidQuery(f"{statistic} needs a 'column'")
+    spec = _column_spec(metadata, query.column, "column")
+    if spec.type not in ("integer", "float"):
+        raise InvalidQuery(f"{statistic} needs a numeric column; {query.column!r} is {spec.type}")
+    bounds = _resolve_bounds(query, spec, query.column)
+    auto_clamp = query.bounds == AUTO or (query.bounds is None and spec.auto_bounds)
+    if metadata.max_rows is None:
+        raise InvalidQuery(
+            f"{statistic} needs a public upper bound on the number of rows: "
+            f"ask the administrator to declare 'max_rows' for dataset "
+            f"{metadata.name!r}"
+        )
+    return _ValueColumn(query.column, spec.type, bounds, auto_clamp)
+
+
+def _resolve_q(query: QueryRequest) -> float | None:
+    """``q`` strictly between 0 and 1 for quantile, absent otherwise."""
+    if query.statistic == "quantile":
         if query.q is None:
             raise InvalidQuery("quantile needs 'q', e.g. 0.5 for the median")
         if not 0 < query.q < 1 or not math.isfinite(query.q):
             raise InvalidQuery(f"'q' must lie strictly between 0 and 1, got {query.q}")
-        q = float(query.q)
-    elif query.q is not None:
-        raise InvalidQuery(f"'q' is only used by quantile, not by {statistic}")
+        return float(query.q)
+    if query.q is not None:
+        raise InvalidQuery(f"'q' is only used by quantile, not by {query.statistic}")
+    return None
+
+
+def _check_privacy_request(query: QueryRequest) -> None:
+    """An accuracy target only where the error has a data-independent bound."""
+    statistic = query.statistic
     if statistic in ("mean", "quantile") and isinstance(query.privacy, AccuracyTarget):
         reason = (
             "its error is stated in ranks of the data, which depend on the private data"
@@ -446,6 +486,10 @@ def resolve_query(query: QueryRequest, metadata: DatasetMetadata) -> ResolvedQue
             f"{reason}; give an explicit cost instead"
         )
 
+
+def _resolve_grouping(query: QueryRequest, metadata: DatasetMetadata) -> int:
+    """The number of key combinations (cells) of ``group_by``: distinct columns with public
+    keys, at most :data:`MAX_CELLS` combinations."""
     if len(set(query.group_by)) != len(query.group_by):
         raise InvalidQuery("group_by lists a column twice")
     cells = 1
@@ -461,67 +505,109 @@ def resolve_query(query: QueryRequest, metadata: DatasetMetadata) -> ResolvedQue
             raise InvalidQuery(
                 f"group_by {query.group_by} has more than {MAX_CELLS:,} key combinations"
             )
+    return cells
 
-    resolved_filters = {
+
+def _resolve_filters(query: QueryRequest, metadata: DatasetMetadata) -> tuple[ResolvedFilter, ...]:
+    """The ``where`` filters, typed, de-duplicated and sorted."""
+    resolved = {
         json.dumps([f.column, f.op, f.value]): f
         for f in (_resolve_filter(flt, metadata) for flt in query.where)
     }
-    filters = tuple(resolved_filters[key] for key in sorted(resolved_filters))
+    return tuple(resolved[key] for key in sorted(resolved))
 
+
+def _resolve_contributions(
+    query: QueryRequest, metadata: DatasetMetadata, cells: int
+) -> _Contributions:
+    """The effective k (1 without grouping, at most ``cells``) and c (1 for ``unit_count``),
+    or for ``"auto"`` their candidates up to the dataset's limits (k: the largest)."""
     asked_k = query.max_partitions_contributed or metadata.max_partitions_contributed
     asked_c = query.max_contributions_per_partition or metadata.max_contributions_per_partition
     limits = metadata.limits()
-    k_candidates: tuple[int, ...] | None = None
-    c_candidates: tuple[int, ...] | None = None
+    partitions: tuple[int, ...] | None = None
+    contributions: tuple[int, ...] | None = None
     if not query.group_by:
         k = 1
     elif isinstance(asked_k, int):
         k = min(asked_k, cells)
     else:
-        k_candidates = integer_candidates(min(limits.max_partitions_contributed, cells))
-        k = k_candidates[-1]
-    if statistic == "unit_count":
+        partitions = integer_candidates(min(limits.max_partitions_contributed, cells))
+        k = partitions[-1]
+    if query.statistic == "unit_count":
         c = 1
     elif isinstance(asked_c, int):
         c = asked_c
     else:
-        c_candidates = integer_candidates(limits.max_contributions_per_partition)
-        c = c_candidates[-1]
+        contributions = integer_candidates(limits.max_contributions_per_partition)
+        c = contributions[-1]
+    return _Contributions(k, c, partitions, contributions, asked_k, asked_c)
+
+
+def _resolve_auto(
+    query: QueryRequest,
+    metadata: DatasetMetadata,
+    value: _ValueColumn,
+    contributions: _Contributions,
+) -> AutoSpec | None:
+    """What is left to choose (a single candidate leaves nothing), and its share of the cost;
+    ``auto_share`` only with a bound asked as ``"auto"``."""
     clamp: ClampCandidates | None = None
-    if auto_clamp:
-        assert bounds is not None and column_type is not None
-        clamp = clamp_candidates(bounds, column_type)
+    if value.auto_clamp:
+        assert value.bounds is not None and value.column_type is not None
+        clamp = clamp_candidates(value.bounds, value.column_type)
+    k_candidates = contributions.partitions
+    c_candidates = contributions.contributions
     # a single candidate leaves nothing to choose
     k_candidates = k_candidates if k_candidates is not None and len(k_candidates) > 1 else None
     c_candidates = c_candidates if c_candidates is not None and len(c_candidates) > 1 else None
     clamp = clamp if clamp is not None and len(clamp.widths) > 1 else None
-    auto: AutoSpec | None = None
     if k_candidates is not None or c_candidates is not None or clamp is not None:
-        auto = AutoSpec(
+        return AutoSpec(
             share=query.auto_share if query.auto_share is not None else DEFAULT_AUTO_SHARE,
-            limits=limits,
+            limits=metadata.limits(),
             partitions=k_candidates,
             contributions=c_candidates,
             clamp=clamp,
         )
-    elif query.auto_share is not None and AUTO not in (
-        asked_k,
-        asked_c,
+    if query.auto_share is not None and AUTO not in (
+        contributions.asked_k,
+        contributions.asked_c,
         query.bounds,
-        AUTO if auto_clamp else None,
+        AUTO if value.auto_clamp else None,
     ):
         raise InvalidQuery("'auto_share' is only used when a bound is 'auto'")
+    return None
+
+
+def resolve_query(query: QueryRequest, metadata: DatasetMetadata) -> ResolvedQuery:
+    """Validate ``query`` against public ``metadata`` and fill in defaults.
+
+    Uses only public information; raises :class:`InvalidQuery` with a message
+    naming the problem. Does not check the privacy model (see ``plan_query``).
+    The steps, in order (the first problem found is the one reported): the
+    dataset, the value column and its bounds, ``q``, the privacy request, the
+    grouping, the filters, the contribution bounds, the automatic bounds.
+    """
+    _check_dataset(query, metadata)
+    value = _resolve_value_column(query, metadata)
+    q = _resolve_q(query)
+    _check_privacy_request(query)
+    cells = _resolve_grouping(query, metadata)
+    filters = _resolve_filters(query, metadata)
+    contributions = _resolve_contributions(query, metadata, cells)
+    auto = _resolve_auto(query, metadata, value, contributions)
     return ResolvedQuery(
         dataset=query.dataset,
-        statistic=statistic,
-        column=column,
-        column_type=column_type,
+        statistic=query.statistic,
+        column=value.column,
+        column_type=value.column_type,
         q=q,
-        bounds=bounds,
+        bounds=value.bounds,
         group_by=tuple(query.group_by),
         filters=filters,
-        max_partitions_contributed=k,
-        max_contributions_per_partition=c,
+        max_partitions_contributed=contributions.k,
+        max_contributions_per_partition=contributions.c,
         privacy=query.privacy,
         cells=cells,
         auto=auto,

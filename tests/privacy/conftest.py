@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import builtins
-import sys
 from collections.abc import Callable
 from datetime import date
 from itertools import product
-from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pytest
 
 from privacy import DatasetMetadata, Plan
-from privacy.plan import prepare_frame
-
-# the shared test data module, importable whatever pytest's import mode
-sys.path.insert(0, str(Path(__file__).parent))
-from privacy_testdata import make_events, make_metadata
+from privacy.execute import prepare_frame
+from tests.factories import make_events, make_metadata
 
 
 @pytest.fixture(scope="session")

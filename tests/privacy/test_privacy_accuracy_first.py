@@ -80,7 +80,11 @@ def test_accuracy_first_release_covers(
     plan = plan_query(query(privacy={"max_error": 8}), metadata, "pure")
     truth = exact(plan, events)
     errors = np.array(
-        [row[-1] - truth[tuple(row[:-1])] for _ in range(6) for row in execute(plan, events.lazy())]
+        [
+            row[-1] - truth[tuple(row[:-1])]
+            for _ in range(6)
+            for row in execute(plan, events.lazy()).rows
+        ]
     )
     assert np.mean(np.abs(errors) <= 8) >= 0.90
 

@@ -1,4 +1,5 @@
-"""The one privacy-amount type: exact arithmetic, documents, rounding up and splitting."""
+"""The one privacy-amount type: exact arithmetic, documents, rounding up and splitting;
+the wire models and plans read as amounts."""
 
 from __future__ import annotations
 
@@ -8,7 +9,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from privacy import EpsilonLoss, InvalidQuery, QueryRequest, RhoLoss, plan_query
 from privacy.amount import AMOUNT_QUANTUM, PrivacyAmount, float_at_most
+from privacy.auto.planning import split_cost
+from privacy.metadata import PureCost, ZcdpCost
+from privacy.query import explicit_cost
+from tests.factories import make_metadata
 
 amounts = st.decimals(
     min_value=Decimal("1e-12"), max_value=Decimal(1_000_000), places=12, allow_nan=False
@@ -70,3 +76,31 @@ def test_models_do_not_mix_and_floats_are_refused() -> None:
     assert PrivacyAmount.of("zcdp", "0.25").document() == {"model": "zcdp", "rho": 0.25}
     assert PrivacyAmount.of("pure", 2).number() == 2
     assert (pure + pure).value == 2 and (pure - pure).value == 0
+
+
+def test_wire_models_read_as_amounts() -> None:
+    assert EpsilonLoss(epsilon=Decimal("0.5")).amount() == PrivacyAmount.of("pure", "0.5")
+    assert RhoLoss(rho=Decimal("0.125")).amount() == PrivacyAmount.of("zcdp", "0.125")
+    assert PureCost(epsilon=Decimal("2")).amount() == PrivacyAmount.of("pure", 2)
+    assert ZcdpCost(rho=Decimal("0.01")).amount() == PrivacyAmount.of("zcdp", "0.01")
+    for amount in (PrivacyAmount.of("pure", "0.3"), PrivacyAmount.of("zcdp", "0.07")):
+        assert explicit_cost(amount).amount() == amount
+
+
+def test_a_plan_states_its_cost_as_an_amount() -> None:
+    for model, privacy in (("pure", {"epsilon": "0.5"}), ("zcdp", {"rho": "0.05"})):
+        plan = plan_query(
+            QueryRequest.model_validate(
+                {"dataset": "mobility_events", "statistic": "count", "privacy": privacy}
+            ),
+            make_metadata(),
+            model,
+        )
+        assert plan.amount == PrivacyAmount.of(model, plan.cost)
+
+
+def test_a_cost_too_small_to_split_is_an_invalid_query() -> None:
+    with pytest.raises(InvalidQuery, match="too small to spend a share of it on choosing"):
+        split_cost(PrivacyAmount.of("pure", "1e-12"), Decimal("0.1"), 1)
+    pieces, rest = split_cost(PrivacyAmount.of("pure", "1"), Decimal("0.1"), 2)
+    assert [p.value for p in pieces] == [Decimal("0.05")] * 2 and rest.value == Decimal("0.9")

@@ -16,7 +16,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opendp.extras.polars import Bound
-from privacy_testdata import DAYS, MUNICIPALITIES, make_metadata
 from pydantic import ValidationError
 
 from privacy import (
@@ -29,9 +28,12 @@ from privacy import (
     plan_query,
 )
 from privacy.candidates import clamp_candidates
-from privacy.compile import contribution_bounds
-from privacy.plan import prepare_frame
+from privacy.execute import prepare_frame
+from privacy.measurement import contribution_bounds
 from privacy.truncation import unit_group_counts, unit_profile
+from tests.factories import MOBILITY_DAYS as DAYS
+from tests.factories import MOBILITY_MUNICIPALITIES as MUNICIPALITIES
+from tests.factories import make_metadata
 
 UNITS = 4_000
 
@@ -138,7 +140,7 @@ def test_auto_visitors_beat_a_too_small_fixed_bound(metadata: DatasetMetadata) -
     errors: dict[str, list[float]] = {"auto": [], "fixed": []}
     for _ in range(3):
         for name, plan in (("auto", auto_plan), ("fixed", fixed_plan)):
-            rows = execute(plan, data.lazy())
+            rows = execute(plan, data.lazy()).rows
             errors[name].append(float(np.mean([abs(v - truth[m]) for m, v in rows])))
     # fixed k = 3 drops 4 of 7 groups per device: 4000·4/40 = 400 visitors per cell
     assert np.mean(errors["fixed"]) > 350
@@ -282,7 +284,9 @@ def test_auto_clamp_beats_the_public_bounds_on_a_skewed_column() -> None:
                 bounds_seen.append(chosen(result)["clamp"])
             errors["auto" if bounds else "public"].append(
                 float(
-                    np.mean([abs(value - truth[date.fromisoformat(day)]) for day, value in result])
+                    np.mean(
+                        [abs(value - truth[date.fromisoformat(day)]) for day, value in result.rows]
+                    )
                 )
             )
     assert all(b[0] == 0 and 20 < b[1] < 5_000 for b in bounds_seen)
@@ -310,7 +314,7 @@ def test_auto_clamp_for_a_mean_stays_within_bounds_and_near_truth(
     result = execute(plan, data.lazy())
     low, high = chosen(result)["clamp"]
     assert low == 0 and 100 <= high <= 240
-    for day, value in result:
+    for day, value in result.rows:
         assert low <= value <= high
         assert abs(value - truth[date.fromisoformat(day)]) < 10
 
@@ -333,7 +337,7 @@ def test_auto_clamp_for_a_quantile_covers_it(metadata: DatasetMetadata, q: float
     result = execute(plan, data.lazy())
     low, high = chosen(result)["clamp"]
     assert high >= float(data["dwell_minutes"].quantile(q))  # the clamp covers the quantile
-    for day, value in result:
+    for day, value in result.rows:
         day_values = data.filter(pl.col("day") == date.fromisoformat(day))["dwell_minutes"]
         day_values = day_values.clip(low, high)
         rank, rank_le = float((day_values < value).mean()), float((day_values <= value).mean())
@@ -552,7 +556,7 @@ def test_execute_truncates_at_the_chosen_bounds(metadata: DatasetMetadata) -> No
     exact = dict(truncated.group_by("municipality").agg(pl.len()).iter_rows())
     bound = result.accuracy.error_bound
     assert bound is not None
-    hits = [abs(value - exact.get(m, 0)) <= bound for m, value in result]
+    hits = [abs(value - exact.get(m, 0)) <= bound for m, value in result.rows]
     assert np.mean(hits) >= 0.8
     assert result.selection is not None
     histogram = result.selection["contribution_bounds"]["histogram"]

@@ -2,7 +2,7 @@
 
 The reference is a frozen copy of the truncation as it was before the mask
 (filter, then count/rank/join/sort only the matching rows); the released path
-(:func:`privacy.plan.prepare_frame`, which carries the filters as a mask over all
+(:func:`privacy.execute.prepare_frame`, which carries the filters as a mask over all
 rows so that its work does not depend on how many rows match) must give the same
 multiset of rows, hence the same exact (pre-noise) aggregates, on generated data.
 """
@@ -18,11 +18,12 @@ import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from privacy_testdata import DAYS, MUNICIPALITIES
 
 from privacy import DatasetMetadata, QueryRequest, plan_query
-from privacy.plan import filtered_frame, masked_frame, prepare_frame
+from privacy.execute import filtered_frame, masked_frame, prepare_frame
 from privacy.truncation import truncate_contributions, unit_group_counts, unit_profile
+from tests.factories import MOBILITY_DAYS as DAYS
+from tests.factories import MOBILITY_MUNICIPALITIES as MUNICIPALITIES
 
 _GROUP_SEED = 0x5275_6973
 _ROW_SEED = 0x6E6F_6973

@@ -53,7 +53,7 @@ def pooled_errors(plan: Plan, events: pl.DataFrame, exact: ExactFn, releases: in
     truth = exact(plan, events)
     errors: list[float] = []
     for _ in range(releases):
-        for row in execute(plan, events.lazy()):
+        for row in execute(plan, events.lazy()).rows:
             errors.append(row[-1] - truth[tuple(row[:-1])])
     return np.array(errors)
 

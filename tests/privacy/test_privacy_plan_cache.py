@@ -6,10 +6,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from privacy_testdata import make_metadata
 
 from privacy import DatasetMetadata, QueryRequest, plan_query
-from privacy.plan import (
+from privacy.plan_cache import (
     PLAN_CACHE_BYTES,
     clear_plan_cache,
     plan_bytes,
@@ -17,6 +16,7 @@ from privacy.plan import (
     plan_cache_size,
     set_plan_cache_bytes,
 )
+from tests.factories import make_metadata
 
 
 def query(**fields: Any) -> QueryRequest:

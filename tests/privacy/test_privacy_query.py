@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from privacy_testdata import make_metadata
 from pydantic import ValidationError
 
 from privacy import (
@@ -22,6 +21,7 @@ from privacy import (
     canonical_query,
     plan_query,
 )
+from tests.factories import make_metadata
 
 
 def request(**fields: Any) -> QueryRequest:

@@ -10,10 +10,11 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
-from privacy_testdata import DAYS, MUNICIPALITIES
 
 from privacy import DatasetMetadata, Plan, QueryRequest, execute, plan_query
 from privacy.truncation import truncate_contributions
+from tests.factories import MOBILITY_DAYS as DAYS
+from tests.factories import MOBILITY_MUNICIPALITIES as MUNICIPALITIES
 
 ExactFn = Callable[[Plan, pl.DataFrame], dict[tuple[Any, ...], float]]
 
@@ -49,7 +50,7 @@ def test_additive_statistics_near_truth(
         model,
     )  # type: ignore[arg-type]
     truth = exact(plan, events)
-    rows = [row for _ in range(5) for row in execute(plan, events.lazy())]
+    rows = [row for _ in range(5) for row in execute(plan, events.lazy()).rows]
     assert len(rows) == 5 * len(MUNICIPALITIES)
     assert within_bound_share(plan, rows, truth) >= 0.88  # expected ≥ 0.95; 4.5 sd of slack
     assert plan.accuracy.error_bound is not None
@@ -68,7 +69,7 @@ def test_sum_clamps_to_bounds(metadata: DatasetMetadata, events: pl.DataFrame) -
         metadata,
         "pure",
     )
-    ((released,),) = execute(plan, events.lazy())
+    ((released,),) = execute(plan, events.lazy()).rows
     truncated = truncate_contributions(
         events.lazy().select("device_id", pl.col("dwell_minutes").alias("v")),
         unit="device_id",
@@ -94,7 +95,7 @@ def test_mean_near_truth(metadata: DatasetMetadata, events: pl.DataFrame, exact:
         "pure",
     )
     truth = exact(plan, events)
-    from privacy.plan import prepare_frame
+    from privacy.execute import prepare_frame
 
     truncated = prepare_frame(plan, events.lazy()).collect()
     rows_per_day = {d.isoformat(): n for d, n in truncated.group_by("day").agg(pl.len()).rows()}
@@ -103,7 +104,7 @@ def test_mean_near_truth(metadata: DatasetMetadata, events: pl.DataFrame, exact:
     assert a_sum is not None and a_count is not None
     hits: list[bool] = []
     for _ in range(5):
-        for day, value in execute(plan, events.lazy()):
+        for day, value in execute(plan, events.lazy()).rows:
             n = rows_per_day[day]
             assert n > 5 * a_count
             # the bound documented on Accuracy, holding w.p. ≥ 1 − 2α per cell
@@ -127,7 +128,7 @@ def test_mean_of_empty_cells_stays_in_bounds(
         metadata,
         "pure",
     )
-    rows = execute(plan, events.lazy())
+    rows = execute(plan, events.lazy()).rows
     assert len(rows) == len(MUNICIPALITIES)
     assert all(0 <= value <= 23 and np.isfinite(value) for _, value in rows)
 
@@ -149,12 +150,12 @@ def test_quantile_near_truth(
         metadata,
         "pure",
     )
-    from privacy.plan import prepare_frame
+    from privacy.execute import prepare_frame
 
     truncated = prepare_frame(plan, events.lazy()).collect()
     bounds = plan.bounds_used["clamp"]
     for _ in range(3):
-        rows = execute(plan, events.lazy())
+        rows = execute(plan, events.lazy()).rows
         assert [r[0] for r in rows] == [d.isoformat() for d in DAYS]
         for day, value in rows:
             values = truncated.filter(pl.col("day") == date.fromisoformat(day))["ruis.value"]
@@ -191,7 +192,7 @@ def test_group_by_integer_keys(
         metadata,
         "pure",
     )
-    rows = [row for _ in range(3) for row in execute(plan, events.lazy())]
+    rows = [row for _ in range(3) for row in execute(plan, events.lazy()).rows]
     assert [row[0] for row in rows] == list(range(24)) * 3
     assert within_bound_share(plan, rows, exact(plan, events)) >= 0.85
 
@@ -200,7 +201,7 @@ def test_no_group_by_gives_one_row(
     metadata: DatasetMetadata, events: pl.DataFrame, exact: ExactFn
 ) -> None:
     plan = plan_query(query(statistic="unit_count"), metadata, "pure")
-    rows = execute(plan, events.lazy())
+    rows = execute(plan, events.lazy()).rows
     assert plan.columns == ["value"] and len(rows) == 1 and len(rows[0]) == 1
     assert abs(rows[0][0] - 2000) <= 3 * (plan.accuracy.error_bound or 0)
 
@@ -270,7 +271,7 @@ def test_each_filter_operator(
     assert 0 < expected < unfiltered * 0.9  # the filter changes the answer materially
     bound = plan.accuracy.error_bound
     assert bound is not None and bound < 10
-    released = [execute(plan, events.lazy())[0][0] for _ in range(3)]
+    released = [execute(plan, events.lazy()).rows[0][0] for _ in range(3)]
     assert all(abs(value - expected) <= 4 * bound for value in released)  # fails w.p. 20^-4
 
 
@@ -292,7 +293,7 @@ def test_filters_are_anded(metadata: DatasetMetadata, events: pl.DataFrame) -> N
         .collect()
         .height
     )
-    assert abs(execute(plan, events.lazy())[0][0] - expected) <= 4 * (
+    assert abs(execute(plan, events.lazy()).rows[0][0] - expected) <= 4 * (
         plan.accuracy.error_bound or 0
     )
 
@@ -309,7 +310,7 @@ def test_filter_matching_nothing_still_returns_every_key(
         metadata,
         "pure",
     )
-    rows = execute(plan, events.lazy())
+    rows = execute(plan, events.lazy()).rows
     assert [r[:2] for r in rows] == [[m, d.isoformat()] for m, d in product(MUNICIPALITIES, DAYS)]
     values = np.array([r[2] for r in rows])
     assert plan.accuracy.error_bound is not None

@@ -1,0 +1,218 @@
+"""Step 2 of automatic bounds: choosing the clamping bounds from a DP histogram of binned values.
+
+See :mod:`privacy.auto` for the rule and the privacy argument.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from privacy.amount import PrivacyAmount, PrivacyModel, float_at_most
+from privacy.auto.histogram import Histogram, SolvedHistogram, released_counts, trimmed
+from privacy.auto.noise import UnitScaleMeasurement, noise_sd
+from privacy.candidates import ClampCandidates
+from privacy.measurement import (
+    MeasurementBuilder,
+    quantile_candidates,
+)
+from privacy.metadata import DatasetMetadata
+from privacy.query import ResolvedQuery
+
+BIN_COLUMN = "ruis.bin"
+"""Clamp histogram column: the bin of a row's distance from the candidates' fixed end."""
+QUANTILE_MARGIN_SDS = 2.0
+"""The quantile clamp rule raises its target level by this many noise standard deviations."""
+
+
+@dataclass(frozen=True)
+class ClampChoice:
+    """The clamping candidate chosen, with the estimated error terms of every candidate."""
+
+    index: int
+    bounds: tuple[float, float] | tuple[int, int]
+    scores: list[dict[str, Any]]
+    histogram: list[float]
+
+
+@dataclass(frozen=True, eq=False)
+class ClampSelection:
+    """How the clamping bounds are chosen: the binning, its DP histogram and the rule's inputs."""
+
+    cost: Decimal
+    candidates: ClampCandidates
+    histogram: Histogram = field(repr=False)
+    statistic: str
+    q: float | None
+    model: PrivacyModel
+    statistic_target: float
+    cells: int
+    sum_noise: tuple[UnitScaleMeasurement, ...] | None
+    """Per candidate, the sum's measurement at global scale 1 (sum and mean)."""
+    spacing: tuple[float, ...]
+    """Per candidate, the spacing of the quantile candidates inside it."""
+    _solved: dict[int, SolvedHistogram] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def for_rows(self, rows: int) -> SolvedHistogram:
+        """The histogram measurement for at most ``rows`` rows per unit (cached)."""
+        with self._lock:
+            solved = self._solved.get(rows)
+        if solved is None:
+            solved = self.histogram.solve(float_at_most(self.cost), rows=rows)
+            with self._lock:
+                self._solved[rows] = solved
+        return solved
+
+    def solved_at_most_rows(self) -> SolvedHistogram:
+        """The measurement for the largest number of rows per unit compiled so far."""
+        with self._lock:
+            return self._solved[max(self._solved)]
+
+    def bin_expression(self, column: str) -> pl.Expr:
+        """Row-wise: the bin of the row's distance ``y`` from the candidates' fixed end.
+
+        Bin 0 holds ``y ≤ w_0``, bin ``b`` holds ``w_{b−1} < y ≤ w_b``; ``y`` is
+        clipped to ``[0, W]`` first.
+        """
+        low, high = self.candidates.public
+        value = pl.col(column).cast(pl.Float64)
+        if self.candidates.mode == "upper":
+            distance = value - low
+        elif self.candidates.mode == "lower":
+            distance = high - value
+        else:
+            distance = value.abs()
+        distance = distance.clip(0.0, self.candidates.full_width)
+        edges = pl.Series("edges", list(self.candidates.widths), dtype=pl.Float64)
+        return pl.lit(edges).search_sorted(distance, side="left").cast(pl.Int64).alias(BIN_COLUMN)
+
+    def choose(self, released: pl.DataFrame, k: int, c: int) -> ClampChoice:
+        """The candidate of least estimated error at the chosen (k, c)."""
+        noisy = released_counts(released, self.histogram.keys)
+        solved = self.for_rows(k * c)
+        counts = trimmed(noisy, solved)
+        widths = np.array(self.candidates.widths)
+        lower_edges = np.concatenate([[0.0], widths[:-1]])
+        middles = (lower_edges + widths) / 2
+        scores: list[dict[str, Any]] = []
+        errors: list[float] = []
+        if self.statistic == "quantile":
+            level = self._quantile_level(counts, k, c)
+            total = counts.sum()
+            cumulative = np.cumsum(counts)
+            reach = (
+                int(np.searchsorted(cumulative, level * total, side="left"))
+                if total >= 1
+                else len(widths) - 1
+            )
+            estimate = float(widths[min(reach, len(widths) - 1)])
+            for index, width in enumerate(widths):
+                outside = max(0.0, estimate - float(width))
+                error = outside + self.spacing[index] / 2
+                errors.append(error)
+                scores.append(
+                    {
+                        "bounds": list(self.candidates.bounds(index)),
+                        "outside": outside,
+                        "spacing": self.spacing[index],
+                        "error": error,
+                    }
+                )
+        else:
+            assert self.sum_noise is not None
+            for index, width in enumerate(widths):
+                above = slice(index + 1, None)
+                bias = float((counts[above] * (middles[above] - width)).sum()) / self.cells
+                noise = self.sum_noise[index].expected_abs(k, c, self.statistic_target, self.model)
+                errors.append(bias + noise)
+                scores.append(
+                    {
+                        "bounds": list(self.candidates.bounds(index)),
+                        "bias": bias,
+                        "noise": noise,
+                        "error": bias + noise,
+                    }
+                )
+        index = int(np.argmin(errors))
+        return ClampChoice(
+            index=index,
+            bounds=self.candidates.bounds(index),
+            scores=scores,
+            histogram=[float(v) for v in noisy],
+        )
+
+    def _quantile_level(self, counts: np.ndarray, k: int, c: int) -> float:
+        """The level of ``y`` the clamp must cover for the quantile, plus the noise margin."""
+        assert self.q is not None
+        mode = self.candidates.mode
+        level = (
+            self.q
+            if mode == "upper"
+            else 1 - self.q
+            if mode == "lower"
+            else max(self.q, 1 - self.q)
+        )
+        solved = self.for_rows(k * c)
+        total = float(counts.sum())
+        if total < 1:
+            return 1.0
+        sd = noise_sd(solved.distribution, solved.scale) * math.sqrt(len(counts))
+        return min(1.0, level + QUANTILE_MARGIN_SDS * sd / total)
+
+
+def plan_clamp_selection(
+    query: ResolvedQuery,
+    metadata: DatasetMetadata,
+    cost: PrivacyAmount,
+    statistic_cost: PrivacyAmount,
+) -> ClampSelection:
+    """Compile what choosing the clamp needs, from public metadata only."""
+    model = cost.model
+    auto = query.auto
+    assert auto is not None and auto.clamp is not None and query.column_type is not None
+    candidates = auto.clamp
+    histogram = Histogram({BIN_COLUMN: range(len(candidates.widths))}, model)
+    sum_noise: tuple[UnitScaleMeasurement, ...] | None = None
+    if query.statistic in ("sum", "mean"):
+        sum_noise = tuple(
+            UnitScaleMeasurement.of(
+                MeasurementBuilder(
+                    query.with_bounds(
+                        query.max_partitions_contributed,
+                        query.max_contributions_per_partition,
+                        bounds,
+                        query.privacy,
+                    ),
+                    metadata,
+                    model,
+                ),
+                "sum",
+            )
+            for bounds in candidates.all_bounds()
+        )
+    spacing = []
+    for bounds in candidates.all_bounds():
+        points = quantile_candidates(bounds, query.column_type)
+        spacing.append((float(bounds[1]) - float(bounds[0])) / max(1, len(points) - 1))
+    selection = ClampSelection(
+        cost=cost.value,
+        candidates=candidates,
+        histogram=histogram,
+        statistic=query.statistic,
+        q=query.q,
+        model=model,
+        statistic_target=statistic_cost.float_at_most(),
+        cells=query.cells,
+        sum_noise=sum_noise,
+        spacing=tuple(spacing),
+    )
+    # the largest (k, c), compiled now: its loss is what a preview reports
+    selection.for_rows(query.max_partitions_contributed * query.max_contributions_per_partition)
+    return selection

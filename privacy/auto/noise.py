@@ -1,0 +1,124 @@
+"""Noise facts and each candidate's predicted statistic noise (utility only: no privacy rests here).
+
+The choosing rule weighs bias against the noise the statistic would have at each
+candidate; these are OpenDP's distributions' moments and OpenDP's privacy maps at
+global scale 1, used only to rank candidates and to state the range a preview shows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import opendp.prelude as dp
+
+from privacy.amount import PrivacyModel
+from privacy.measurement import (
+    MeasurementBuilder,
+    contribution_bounds,
+    predicted_scale,
+)
+from privacy.metadata import DatasetMetadata
+from privacy.query import ResolvedQuery
+
+_SCALE_TO_ACCURACY: dict[str, Callable[[float, float], float]] = {
+    "Integer Laplace": dp.discrete_laplacian_scale_to_accuracy,
+    "Float Laplace": dp.laplacian_scale_to_accuracy,
+    "Integer Gaussian": dp.discrete_gaussian_scale_to_accuracy,
+    "Float Gaussian": dp.gaussian_scale_to_accuracy,
+}
+
+
+def expected_abs_noise(distribution: str, scale: float) -> float:
+    """E|X| of OpenDP's noise ``distribution`` at ``scale``.
+
+    Discrete Laplace, P(x) ∝ exp(−|x|/b): with p = exp(−1/b), E|X| = 2p/(1 − p²);
+    Laplace: b; Gaussian: σ·√(2/π); discrete Gaussian: summed exactly for
+    small σ, else as the Gaussian.
+    """
+    if not scale > 0:
+        return 0.0
+    if distribution == "Integer Laplace":
+        p = math.exp(-1.0 / scale)
+        return 2.0 * p / (1.0 - p * p)
+    if distribution == "Float Laplace":
+        return scale
+    if distribution == "Integer Gaussian" and scale < 8:
+        support = np.arange(-int(40 * scale) - 10, int(40 * scale) + 11, dtype=float)
+        weights = np.exp(-(support**2) / (2 * scale * scale))
+        return float((np.abs(support) * weights).sum() / weights.sum())
+    return scale * math.sqrt(2.0 / math.pi)
+
+
+def noise_sd(distribution: str, scale: float) -> float:
+    """The standard deviation of OpenDP's noise ``distribution`` at ``scale``."""
+    return scale * math.sqrt(2.0) if "Laplace" in distribution else scale
+
+
+def scale_to_accuracy(distribution: str, scale: float, alpha: float) -> float | None:
+    """OpenDP's (1 − α) error bound of ``distribution`` at ``scale`` (None when it has none)."""
+    convert = _SCALE_TO_ACCURACY.get(distribution)
+    return float(convert(scale, alpha)) if convert is not None else None
+
+
+@dataclass(frozen=True, eq=False)
+class UnitScaleMeasurement:
+    """A statistic's measurement at global scale 1, to predict its noise at any (k, c).
+
+    OpenDP's noise scale is the global scale times ``unit_scale`` and its loss
+    ∝ 1/scale (pure) or 1/scale² (zCDP), so at the statistic's cost
+    ``target`` and bounds (k, c) the noise scale is
+    ``unit_scale · predicted_scale(map(d_in(k, c)), target)``. The chosen
+    candidate is then compiled for real; these predictions only rank candidates
+    and state the range a preview shows.
+    """
+
+    measurement: dp.Measurement = field(repr=False)
+    unit_scale: float
+    distribution: str
+    group_by: tuple[str, ...]
+
+    @classmethod
+    def of(cls, builder: MeasurementBuilder, aggregate: str) -> UnitScaleMeasurement:
+        """The component ``aggregate`` (``count`` or ``sum``) of ``builder``'s statistic."""
+        measurement = builder.build(1.0)
+        components = builder.summarize(measurement, 0.05)
+        component = next((c for c in components if c.aggregate == aggregate), components[0])
+        return cls(
+            measurement=measurement,
+            unit_scale=component.scale,
+            distribution=component.distribution,
+            group_by=builder.query.group_by,
+        )
+
+    def scale(self, k: int, c: int, target: float, model: PrivacyModel) -> float:
+        """The noise scale at bounds (k, c) and cost ``target``."""
+        loss = float(self.measurement.map(contribution_bounds(self.group_by, k, c)))
+        return self.unit_scale * predicted_scale(loss, target, model)
+
+    def expected_abs(self, k: int, c: int, target: float, model: PrivacyModel) -> float:
+        """E|noise| at bounds (k, c) and cost ``target``."""
+        return expected_abs_noise(self.distribution, self.scale(k, c, target, model))
+
+
+def count_proxy(
+    query: ResolvedQuery, metadata: DatasetMetadata, model: PrivacyModel
+) -> UnitScaleMeasurement:
+    """The count of rows over the query's cells (its own statistic for count/unit_count)."""
+    counted = ResolvedQuery(
+        dataset=query.dataset,
+        statistic="count",
+        column=None,
+        column_type=None,
+        q=None,
+        bounds=None,
+        group_by=query.group_by,
+        filters=query.filters,
+        max_partitions_contributed=query.max_partitions_contributed,
+        max_contributions_per_partition=query.max_contributions_per_partition,
+        privacy=query.privacy,
+        cells=query.cells,
+    )
+    return UnitScaleMeasurement.of(MeasurementBuilder(counted, metadata, model), "count")

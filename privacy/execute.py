@@ -1,0 +1,238 @@
+"""Execute a plan once on the data: filter (as a mask), truncate, release, lay out.
+
+:func:`execute` applies the row-wise filters and our per-unit truncation
+(:mod:`privacy.truncation`) to the real data, invokes the plan's measurement
+once and lays the noisy values out on the public key product. The filters are
+carried as a mask through the truncation rather than applied by dropping rows
+first, so that the work does not depend on how many rows they match
+(:func:`masked_frame`; "Timing" in :mod:`privacy.truncation`).
+
+Privacy, end to end: the released values are ``M(T(F(D)))`` where ``F`` are the
+row-wise ``where`` filters (and dropping rows whose unit, keys or value are
+missing), ``T`` the per-unit truncation to ``k`` groups × ``c`` rows, and ``M``
+the OpenDP measurement, which is ε-DP (ρ-zCDP) at ``d_in = [Bound(by=group_by,
+per_group=c, num_groups=k)]``. ``F`` and ``T`` map each unit's rows to rows of
+that unit only, within those bounds, so ``M ∘ T ∘ F`` is ε-DP (ρ-zCDP) with
+respect to adding or removing all rows of one privacy unit. The layout of the
+rows is post-processing on public keys.
+
+Automatic bounds (``"auto"``; :mod:`privacy.auto`, where the rule and the
+privacy argument are written out): the plan split the cost exactly between
+small DP selection releases and the statistic; :func:`execute` runs the
+selection first (:func:`privacy.auto.run_selection`), which chooses the bounds
+by post-processing, and releases the statistic at them; by sequential
+composition the total loss is the sum of OpenDP's maps, checked to be ≤ the
+cost.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from decimal import Decimal
+from typing import Any
+
+import polars as pl
+
+from privacy.amount import PrivacyAmount
+from privacy.auto import Selection, run_selection
+from privacy.compile import cached_plan
+from privacy.data import dtype_of
+from privacy.errors import ReleaseFailed
+from privacy.measurement import VALUE_COLUMN, truncated_schema
+from privacy.metadata import DatasetMetadata, iso
+from privacy.query import ResolvedFilter, ResolvedQuery, explicit_cost
+from privacy.results import Plan, ReleaseResult
+from privacy.truncation import truncate_contributions
+
+MATCH_COLUMN = "__ruis_match__"
+"""The mask column of :func:`masked_frame`: the row passes the filters."""
+
+
+def _filter_expression(flt: ResolvedFilter, dtype: pl.DataType) -> pl.Expr:
+    column = pl.col(flt.column)
+    if flt.op == "in":
+        return column.is_in(pl.Series(list(flt.typed), dtype=dtype).implode())
+    if flt.op == "between":
+        low, high = flt.typed
+        return column.is_between(pl.lit(low, dtype=dtype), pl.lit(high, dtype=dtype), closed="both")
+    value = pl.lit(flt.typed, dtype=dtype)
+    comparisons = {
+        "eq": column.eq,
+        "lt": column.lt,
+        "le": column.le,
+        "gt": column.gt,
+        "ge": column.ge,
+    }
+    return comparisons[flt.op](value)
+
+
+def prepare_frame(plan: Plan, data: pl.LazyFrame) -> pl.LazyFrame:
+    """The truncated frame the plan's measurement takes (lazy; see the module docstring).
+
+    ``T(F(D))``: the rows :func:`filtered_frame` keeps, truncated per unit. The
+    filters are applied as a mask (:func:`masked_frame`) carried through the
+    truncation, so the work runs over every row of ``data`` whatever the
+    filters match; the result is the same multiset of rows as truncating the
+    filtered frame.
+    """
+    query, metadata = plan.query, plan.metadata
+    assert query is not None and metadata is not None
+    return truncate_contributions(
+        masked_frame(query, metadata, data),
+        unit=metadata.privacy_unit,
+        by=query.group_by,
+        max_groups=query.max_partitions_contributed,
+        max_rows_per_group=query.max_contributions_per_partition,
+        mask=MATCH_COLUMN,
+    )
+
+
+def masked_frame(
+    query: ResolvedQuery, metadata: DatasetMetadata, data: pl.LazyFrame
+) -> pl.LazyFrame:
+    """Every row of ``data``, with the unit, group and value columns and the mask ``MATCH_COLUMN``.
+
+    ``MATCH_COLUMN`` (Boolean, never null) is true exactly for the rows
+    :func:`filtered_frame` keeps: those matching the ``where`` filters, with a
+    unit, group keys among the public keys, and (sum, mean, quantile) a value
+    that is not null/NaN. Row-wise only; no row is dropped, so what follows
+    works on as many rows as the file has, whatever the filters match.
+    """
+    unit = metadata.privacy_unit
+    conditions: list[pl.Expr] = [
+        _filter_expression(f, dtype_of(metadata.columns[f.column].type)) for f in query.filters
+    ]
+    conditions.append(pl.col(unit).is_not_null())
+    for name in query.group_by:
+        spec = metadata.columns[name]
+        keys = pl.Series(spec.typed_keys(), dtype=dtype_of(spec.type))
+        conditions.append(pl.col(name).is_in(keys.implode()))
+    if query.column is not None:
+        conditions.append(pl.col(query.column).is_not_null())
+        if query.column_type == "float":
+            conditions.append(pl.col(query.column).is_not_nan())
+    schema = truncated_schema(query, metadata)
+    return data.select(
+        [
+            pl.col(unit).cast(pl.String),
+            *(pl.col(name).cast(schema[name]) for name in query.group_by),
+            *(
+                [pl.col(query.column).cast(schema[VALUE_COLUMN]).alias(VALUE_COLUMN)]
+                if query.column is not None
+                else []
+            ),
+            pl.all_horizontal(conditions).fill_null(False).alias(MATCH_COLUMN),
+        ]
+    )
+
+
+def filtered_frame(
+    query: ResolvedQuery, metadata: DatasetMetadata, data: pl.LazyFrame
+) -> pl.LazyFrame:
+    """The rows a query looks at, before truncation (lazy; row-wise only): ``F(D)``.
+
+    Applies the ``where`` filters, drops rows whose unit is null, whose group
+    keys are not public keys, or whose value is null/NaN (sum, mean,
+    quantile), and keeps the unit, group and value columns. Releases do not
+    use it (they carry :func:`masked_frame`'s mask instead, so that their work
+    does not shrink with the matches); it states what the mask selects.
+    """
+    return masked_frame(query, metadata, data).filter(pl.col(MATCH_COLUMN)).drop(MATCH_COLUMN)
+
+
+def _post_process(plan: Plan, value: Any) -> float:
+    """A released value as a finite float (data-independent post-processing only).
+
+    A noisy mean is a ratio of noisy sum and noisy count and can fall outside
+    the clamping bounds (or be ±inf/NaN when the noisy count is ≤ 0): it is
+    clamped to the bounds, NaN mapped to their midpoint.
+    """
+    number = float(value)
+    query = plan.query
+    assert query is not None
+    if query.statistic == "mean":
+        assert query.bounds is not None
+        low, high = float(query.bounds[0]), float(query.bounds[1])
+        if math.isnan(number):
+            return (low + high) / 2
+        return min(max(number, low), high)
+    if not math.isfinite(number):
+        raise ReleaseFailed("the release produced a non-finite value")
+    return number
+
+
+def execute(plan: Plan, data: pl.LazyFrame) -> ReleaseResult:
+    """Run the plan once on ``data`` (a :func:`~privacy.data.load_frame` frame).
+
+    The result's rows are one ``[key_1, ..., value]`` per combination of public
+    keys of ``group_by`` (in declared key order, dates as ISO strings, values as
+    floats), including combinations without data; ``[[value]]`` without
+    grouping. The set and order of rows depend only on public metadata. The
+    guarantee is the plan's (see the module docstring). With automatic bounds
+    the selection measurements run first and the statistic is then released at
+    the bounds chosen (see :mod:`privacy.auto`); the result says which, and the
+    statistic's noise and accuracy there.
+    """
+    if plan.auto is not None:
+        return _execute_auto(plan, data)
+    truncated = prepare_frame(plan, data).collect(engine="streaming")
+    return _release(plan, truncated, plan.opendp_loss)
+
+
+def _execute_auto(plan: Plan, data: pl.LazyFrame) -> ReleaseResult:
+    """Select the bounds with DP, then release the statistic at them (one data pass)."""
+    query, metadata, auto = plan.query, plan.metadata, plan.auto
+    assert query is not None and metadata is not None and auto is not None
+    frame = masked_frame(query, metadata, data)
+    selected = run_selection(auto, query, metadata, frame, MATCH_COLUMN)
+    statistic = cached_plan(
+        query.with_bounds(
+            selected.k,
+            selected.c,
+            selected.clamp,
+            explicit_cost(PrivacyAmount.of(plan.model, auto.statistic_cost)),
+        ),
+        metadata,
+        plan.model,
+        plan.accuracy.alpha,
+    )
+    spent = sum((Decimal(loss) for loss in selected.losses), Decimal(statistic.opendp_loss))
+    if not spent <= plan.cost:
+        raise ReleaseFailed("the privacy losses of the selection and the statistic exceed the cost")
+    return _release(statistic, selected.truncated, float(spent), selected)
+
+
+def _release(
+    plan: Plan, truncated: pl.DataFrame, opendp_loss: float, selected: Selection | None = None
+) -> ReleaseResult:
+    """Invoke ``plan``'s measurement once on the truncated frame and lay its values out."""
+    released = plan.measurement(truncated.lazy()).collect()
+    return ReleaseResult(
+        rows=_layout(plan, released),
+        mechanism=plan.mechanism,
+        noise_scale=plan.noise_scale,
+        accuracy=plan.accuracy,
+        components=plan.components,
+        opendp_loss=opendp_loss,
+        bounds_chosen=selected.bounds_chosen() if selected is not None else None,
+        selection=selected.record if selected is not None else None,
+    )
+
+
+def _layout(plan: Plan, released: pl.DataFrame) -> list[list[Any]]:
+    """The released values on the public key product (post-processing)."""
+    query, metadata = plan.query, plan.metadata
+    assert query is not None and metadata is not None
+    if not query.group_by:
+        if released.height != 1:
+            raise ReleaseFailed("the release does not have exactly one row")
+        return [[_post_process(plan, released.get_column(VALUE_COLUMN)[0])]]
+    by = list(query.group_by)
+    values = {tuple(row[:-1]): row[-1] for row in released.select([*by, VALUE_COLUMN]).iter_rows()}
+    rows: list[list[Any]] = []
+    for combination in itertools.product(*(metadata.columns[n].typed_keys() for n in by)):
+        if combination not in values:
+            raise ReleaseFailed("the release lacks a public key combination")
+        rows.append([*(iso(k) for k in combination), _post_process(plan, values[combination])])
+    return rows

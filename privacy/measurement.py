@@ -1,0 +1,377 @@
+"""The OpenDP measurement of a resolved query, built from public metadata only.
+
+The measurement takes the *truncated* frame (see :mod:`privacy.truncation`):
+columns ``[privacy unit, *group_by, VALUE_COLUMN]``, where each unit has rows
+in at most ``k`` groups and at most ``c`` rows per group. OpenDP is told exactly
+that, as ``dp.unit_of(contributions=[Bound(by=group_by, per_group=c,
+num_groups=k)])`` over ``FrameDistance(SymmetricDistance)``, and it derives the
+sensitivity, calibrates the noise and reports the privacy loss (``map``) and
+the noise (``summarize``). Nothing here samples noise or proves privacy.
+
+Margins carry only ``max_length`` (the public ``max_rows``), never
+``invariant`` (opendp#2945: ``max_length`` sensitivity is off with invariant
+margins). Grouped releases join the public key product (``with_keys``), so the
+released rows never depend on the data.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import cast
+
+import numpy as np
+import opendp.prelude as dp
+import polars as pl
+from opendp.extras.polars import Bound, DPExpr, Margin, dp_len
+
+from privacy.accounting import bun_steinke_epsilon
+from privacy.amount import PrivacyModel
+from privacy.data import dtype_of
+from privacy.errors import InvalidQuery
+from privacy.metadata import DatasetMetadata
+from privacy.query import ResolvedQuery
+
+dp.enable_features("contrib")
+
+
+def _register_polars_dispatch() -> None:
+    """Let polars register its DataFrame-from-sequence constructors now, in one thread.
+
+    polars registers them with :func:`functools.singledispatch` on first use (for
+    a sequence of Series: in OpenDP's accuracy summary of every plan). On Python
+    3.11 a registration while another thread dispatches raises ``RuntimeError:
+    dictionary changed size during iteration``, so the first concurrent queries
+    of a fresh worker process failed with a 500 now and then. Registering at
+    import, before any request, closes that window.
+    """
+    pl.DataFrame([pl.Series("warm_up", [0])])
+    pl.DataFrame([np.zeros(1)])
+
+
+_register_polars_dispatch()
+
+VALUE_COLUMN = "ruis.value"
+"""Name of the aggregated column in the truncated frame, and of the released aggregate."""
+MAX_QUANTILE_CANDIDATES = 128
+MAX_OPENDP_ROWS = 2**32 - 1
+"""OpenDP's margins count rows in a u32."""
+_SEARCH_STEPS = 64
+
+_MECHANISMS = {
+    "Integer Laplace": "discrete_laplace",
+    "Float Laplace": "laplace",
+    "Integer Gaussian": "discrete_gaussian",
+    "Float Gaussian": "gaussian",
+    "ExponentialMin": "exponential",
+    "ExponentialMax": "exponential",
+    "GumbelMin": "report_noisy_max_gumbel",
+    "GumbelMax": "report_noisy_max_gumbel",
+}
+
+_ACCURACY_TO_SCALE: dict[str, Callable[[float, float], float]] = {
+    "Integer Laplace": dp.accuracy_to_discrete_laplacian_scale,
+    "Float Laplace": dp.accuracy_to_laplacian_scale,
+    "Integer Gaussian": dp.accuracy_to_discrete_gaussian_scale,
+    "Float Gaussian": dp.accuracy_to_gaussian_scale,
+}
+
+_OPENDP_TYPES = {
+    pl.String: "String",
+    pl.Int64: "i64",
+    pl.Float64: "f64",
+    pl.Date: "NaiveDate",
+}
+
+
+@dataclass(frozen=True)
+class NoiseComponent:
+    """One noisy aggregate of a release, as OpenDP's ``summarize`` reports it.
+
+    ``aggregate`` is ``count``, ``sum`` or ``quantile`` (a mean has a ``sum``
+    and a ``count``); ``scale`` the noise scale of ``mechanism``; ``error_bound``
+    the half-width OpenDP reports at significance ``alpha`` (None for quantiles,
+    whose selection error has no data-independent bound in value terms).
+    """
+
+    aggregate: str
+    distribution: str
+    mechanism: str
+    scale: float
+    error_bound: float | None
+
+
+def mechanism_name(distribution: str) -> str:
+    """Our name for an OpenDP distribution, e.g. ``Integer Laplace`` → ``discrete_laplace``."""
+    return _MECHANISMS.get(distribution, distribution.lower().replace(" ", "_"))
+
+
+def _aggregate_name(aggregate: str) -> str:
+    if "Quantile" in aggregate:
+        return "quantile"
+    if "Length" in aggregate or aggregate == "Count":
+        return "count"
+    return aggregate.lower()
+
+
+def quantile_candidates(
+    bounds: tuple[float, float] | tuple[int, int], column_type: str
+) -> list[float] | list[int]:
+    """Up to 128 evenly spaced candidates covering the public bounds (integers for integers)."""
+    low, high = bounds
+    if column_type == "integer":
+        lo, hi = int(low), int(high)
+        if hi - lo + 1 <= MAX_QUANTILE_CANDIDATES:
+            return list(range(lo, hi + 1))
+        spaced = np.linspace(lo, hi, MAX_QUANTILE_CANDIDATES)
+        return sorted({round(float(v)) for v in spaced})
+    return [float(v) for v in np.linspace(float(low), float(high), MAX_QUANTILE_CANDIDATES)]
+
+
+class MeasurementBuilder:
+    """Builds the OpenDP measurement of one resolved query at a given global noise scale.
+
+    Privacy unit: one ``metadata.privacy_unit``, bounded by our truncation to
+    ``k`` groups × ``c`` rows per group (``d_in`` below); neighbouring datasets
+    differ by adding or removing one unit's rows. Output measure:
+    ``MaxDivergence`` (pure ε-DP, Laplace family) or
+    ``ZeroConcentratedDivergence`` (ρ-zCDP, Gaussian family).
+    """
+
+    def __init__(
+        self, query: ResolvedQuery, metadata: DatasetMetadata, model: PrivacyModel
+    ) -> None:
+        self.query = query
+        self.model = model
+        self.schema = truncated_schema(query, metadata)
+        self.measure = output_measure(model)
+        group_by = list(query.group_by)
+        self.metric, self.d_in = dp.unit_of(
+            contributions=contribution_bounds(
+                query.group_by,
+                query.max_partitions_contributed,
+                query.max_contributions_per_partition,
+            )
+        )
+        domain = dp.lazyframe_domain(
+            [
+                dp.series_domain(
+                    name, dp.option_domain(dp.atom_domain(T=_OPENDP_TYPES[type(dtype)]))
+                )
+                for name, dtype in self.schema.items()
+            ]
+        )
+        if query.statistic in ("sum", "mean", "quantile"):
+            max_rows = metadata.max_rows
+            assert max_rows is not None  # checked by resolve_query
+            if max_rows > MAX_OPENDP_ROWS:
+                raise InvalidQuery(
+                    f"max_rows={max_rows} is more than OpenDP's limit of "
+                    f"{MAX_OPENDP_ROWS} rows for {query.statistic}"
+                )
+            margins = [Margin(by=[], max_length=max_rows)]
+            if group_by:
+                margins.append(Margin(by=group_by, max_length=max_rows))
+            for margin in margins:
+                domain = dp.with_margin(domain, margin)
+        self.domain = domain
+        self.plan = _polars_plan(query, metadata, self.schema)
+
+    def build(self, scale: float) -> dp.Measurement:
+        """The measurement with OpenDP's ``global_scale`` set to ``scale``."""
+        return private_lazyframe(
+            self.domain, self.metric, self.measure, self.plan, scale, what="this query"
+        )
+
+    def loss(self, measurement: dp.Measurement) -> float:
+        """The privacy loss OpenDP's privacy map reports at our ``d_in``."""
+        return float(measurement.map(self.d_in))
+
+    def solve_scale(self, target_loss: float) -> float:
+        """A global scale whose privacy map is ≤ ``target_loss`` (checked by OpenDP's map).
+
+        Starts from the scale the map at scale 1 suggests (loss ∝ 1/scale under
+        pure DP, ∝ 1/scale² under zCDP), then only increases it until OpenDP's
+        map agrees; falls back to OpenDP's binary search.
+        """
+        return solve_global_scale(self.build, self.d_in, target_loss, self.model)
+
+    def summarize(self, measurement: dp.Measurement, alpha: float) -> list[NoiseComponent]:
+        """Per-aggregate noise as OpenDP's ``summarize_polars_measurement`` reports it."""
+        frame = cast(pl.DataFrame, dp.summarize_polars_measurement(measurement, alpha))
+        components: list[NoiseComponent] = []
+        for row in frame.iter_rows(named=True):
+            distribution = str(row["distribution"])
+            accuracy = row.get("accuracy")
+            if accuracy is not None and not math.isnan(accuracy):
+                # OpenDP reports -inf when the noise is (numerically) never non-zero
+                accuracy = max(float(accuracy), 0.0)
+            if accuracy is not None and not math.isfinite(accuracy):
+                accuracy = None
+            components.append(
+                NoiseComponent(
+                    aggregate=_aggregate_name(str(row["aggregate"])),
+                    distribution=distribution,
+                    mechanism=mechanism_name(distribution),
+                    scale=float(row["scale"]),
+                    error_bound=float(accuracy) if accuracy is not None else None,
+                )
+            )
+        return components
+
+    def scale_for_accuracy(self, max_error: float, alpha: float) -> float:
+        """The largest global scale whose (single) aggregate error at ``alpha`` is ≤ ``max_error``.
+
+        Uses OpenDP's ``accuracy_to_*_scale`` for the distribution ``summarize``
+        reports, then checks with ``summarize`` itself.
+        """
+        scale = 1.0
+        for _ in range(6):
+            (component,) = self.summarize(self.build(scale), alpha)
+            convert = _ACCURACY_TO_SCALE.get(component.distribution)
+            if convert is None:
+                raise InvalidQuery(f"no accuracy-first support for {component.mechanism}")
+            wanted = float(convert(max_error, alpha))
+            if not (math.isfinite(wanted) and wanted > 0):
+                raise InvalidQuery(f"max_error={max_error} cannot be reached at alpha={alpha}")
+            if math.isclose(component.scale, wanted, rel_tol=1e-12):
+                break
+            scale = scale * wanted / component.scale
+        for step in range(_SEARCH_STEPS):
+            (component,) = self.summarize(self.build(scale), alpha)
+            assert component.error_bound is not None
+            if component.error_bound <= max_error:
+                return scale
+            scale = scale * (1.0 - 2.0 ** (step - 52))
+        raise InvalidQuery(f"could not find a noise scale meeting max_error={max_error}")
+
+    def epsilon_delta(self, measurement: dp.Measurement, delta: float) -> tuple[float, float]:
+        """The (ε, δ) of a zCDP measurement at ``delta`` (OpenDP's zCDP → approx-DP conversion;
+        where that overflows, for ρ of about 1e5 and more, the looser closed-form bound of
+        :func:`~privacy.accounting.bun_steinke_epsilon` on the measurement's ρ)."""
+        approx = dp.c.make_fix_delta(dp.c.make_zCDP_to_approxDP(measurement), delta)
+        try:
+            epsilon, fixed_delta = approx.map(self.d_in)
+        except dp.OpenDPException as exc:
+            if exc.variant != "Overflow":
+                raise
+            return bun_steinke_epsilon(float(measurement.map(self.d_in)), delta), delta
+        return float(epsilon), float(fixed_delta)
+
+
+def output_measure(model: PrivacyModel) -> dp.Measure:
+    """OpenDP's privacy measure of ``model``: ``MaxDivergence`` (pure ε-DP) or
+    ``ZeroConcentratedDivergence`` (ρ-zCDP)."""
+    return dp.max_divergence() if model == "pure" else dp.zero_concentrated_divergence()
+
+
+def private_lazyframe(
+    domain: dp.Domain,
+    metric: dp.Metric,
+    measure: dp.Measure,
+    lazyframe: pl.LazyFrame,
+    scale: float,
+    *,
+    what: str,
+) -> dp.Measurement:
+    """OpenDP's ``make_private_lazyframe`` of ``lazyframe`` at global scale ``scale``.
+
+    OpenDP derives the sensitivity from ``domain`` and ``metric`` and
+    calibrates the noise; a query OpenDP cannot build is refused with
+    :class:`InvalidQuery` ("OpenDP cannot build ``what``: ...").
+    """
+    try:
+        return dp.m.make_private_lazyframe(
+            input_domain=domain,
+            input_metric=metric,
+            output_measure=measure,
+            lazyframe=lazyframe,
+            global_scale=scale,
+        )
+    except dp.OpenDPException as exc:
+        raise InvalidQuery(f"OpenDP cannot build {what}: {opendp_message(exc)}") from None
+
+
+def predicted_scale(loss_at_scale_one: float, target_loss: float, model: PrivacyModel) -> float:
+    """The global scale at which a measurement whose map is ``loss_at_scale_one`` at scale 1
+    has loss ``target_loss``: loss ∝ 1/scale under pure DP, ∝ 1/scale² under zCDP."""
+    ratio = loss_at_scale_one / target_loss
+    return ratio if model == "pure" else math.sqrt(ratio)
+
+
+def solve_global_scale(
+    build: Callable[[float], dp.Measurement], d_in: object, target_loss: float, model: PrivacyModel
+) -> float:
+    """A global scale whose OpenDP privacy map at ``d_in`` is ≤ ``target_loss``.
+
+    Starts from :func:`predicted_scale` and only increases it until OpenDP's
+    map agrees; falls back to OpenDP's binary search.
+    """
+    scale = predicted_scale(float(build(1.0).map(d_in)), target_loss, model)
+    for step in range(_SEARCH_STEPS):
+        if scale > 0 and float(build(scale).map(d_in)) <= target_loss:
+            return scale
+        scale = scale * (1.0 + 2.0 ** (step - 52))
+    return float(dp.binary_search_param(build, d_in, target_loss, T=float))
+
+
+def contribution_bounds(group_by: Sequence[str], k: int, c: int) -> list[Bound]:
+    """OpenDP's ``d_in`` after our truncation: ``k`` groups × ``c`` rows (one group without
+    ``group_by``) per privacy unit."""
+    if group_by:
+        return [Bound(by=list(group_by), per_group=c, num_groups=k)]
+    return [Bound(by=[], per_group=c)]
+
+
+def opendp_message(exc: Exception) -> str:
+    """OpenDP's error message on one line, at most 300 characters (no data in it)."""
+    message = getattr(exc, "message", None) or str(exc)
+    return " ".join(str(message).split())[:300]
+
+
+def truncated_schema(query: ResolvedQuery, metadata: DatasetMetadata) -> pl.Schema:
+    """Schema of the truncated frame the measurement takes: unit, group columns, value."""
+    schema: dict[str, pl.DataType] = {metadata.privacy_unit: pl.String()}
+    for name in query.group_by:
+        schema[name] = dtype_of(metadata.columns[name].type)
+    if query.column is not None:
+        schema[VALUE_COLUMN] = dtype_of(metadata.columns[query.column].type)
+    return pl.Schema(schema)
+
+
+def key_frame(query: ResolvedQuery, metadata: DatasetMetadata) -> pl.DataFrame:
+    """The cartesian product of the public keys of the ``group_by`` columns, in declared order."""
+    frame: pl.DataFrame | None = None
+    for name in query.group_by:
+        spec = metadata.columns[name]
+        column = pl.DataFrame({name: pl.Series(name, spec.typed_keys(), dtype=dtype_of(spec.type))})
+        frame = column if frame is None else frame.join(column, how="cross")
+    assert frame is not None
+    return frame
+
+
+def _aggregate(query: ResolvedQuery) -> pl.Expr:
+    if query.statistic in ("count", "unit_count"):
+        return cast(pl.Expr, dp_len(signed=True))
+    value = DPExpr(pl.col(VALUE_COLUMN))
+    assert query.bounds is not None and query.column_type is not None
+    if query.statistic == "sum":
+        return cast(pl.Expr, value.sum(query.bounds))
+    if query.statistic == "mean":
+        return cast(pl.Expr, value.mean(query.bounds))
+    assert query.q is not None
+    candidates = quantile_candidates(query.bounds, query.column_type)
+    return cast(pl.Expr, value.quantile(query.q, candidates))  # type: ignore[arg-type]
+
+
+def _polars_plan(
+    query: ResolvedQuery, metadata: DatasetMetadata, schema: pl.Schema
+) -> pl.LazyFrame:
+    frame = pl.LazyFrame(schema=schema)
+    aggregate = _aggregate(query).alias(VALUE_COLUMN)
+    if not query.group_by:
+        return frame.select(aggregate)
+    by = list(query.group_by)
+    grouped = frame.group_by(by).agg(aggregate)
+    return key_frame(query, metadata).lazy().join(grouped, how="left", on=by, nulls_equal=True)

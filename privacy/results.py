@@ -1,0 +1,117 @@
+"""What planning and executing a query produce: the Plan, its accuracy, the release.
+
+Plain values, no logic beyond reading themselves: a :class:`Plan` is built by
+:mod:`privacy.compile` (from public metadata only) and run by
+:mod:`privacy.execute`, which returns a :class:`ReleaseResult`. A plan with
+automatic bounds carries an :class:`~privacy.auto.AutoPlan`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import opendp.prelude as dp
+
+from privacy.amount import PrivacyAmount, PrivacyModel
+from privacy.measurement import NoiseComponent
+from privacy.metadata import DatasetMetadata
+from privacy.query import ResolvedQuery
+
+if TYPE_CHECKING:
+    from privacy.auto import AutoPlan
+
+NOISE_ONLY = "noise only; truncation and clamping bias not included"
+"""What Ruis' reported accuracy covers."""
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """Per-cell accuracy: |released − exact (truncated) value| ≤ ``error_bound`` w.p. 1 − ``alpha``.
+
+    ``error_bound`` is what OpenDP's ``summarize(alpha)`` reports for the noisy
+    aggregate. It is None for ``quantile`` (the exponential/Gumbel selection's
+    error is in ranks of the private data, not a data-independent value) and
+    for ``mean`` (its error depends on the private row count ``n`` of the cell:
+    with the sum and count bounds ``a_s``, ``a_n`` of :attr:`Plan.components`,
+    each holding w.p. 1 − α, the mean's error is at most
+    ``(a_s + max(|L|, |U|)·a_n) / (n − a_n)`` w.p. 1 − 2α when ``n > a_n``).
+    """
+
+    alpha: float
+    error_bound: float | None
+    error_bound_range: tuple[float, float] | None = None
+    """With automatic bounds, before the choice: the bound at the smallest and at the
+    largest candidates (``error_bound`` is then the largest)."""
+
+    @property
+    def covers(self) -> str:
+        """What the bound covers: noise only, never truncation or clamping bias."""
+        return NOISE_ONLY
+
+
+@dataclass(frozen=True)
+class ReleaseResult:
+    """What :func:`execute` released: the rows and how they were computed.
+
+    ``mechanism``, ``noise_scale``, ``accuracy`` and ``components`` describe
+    the statistic as actually compiled (with automatic bounds: at the bounds
+    chosen). ``bounds_chosen`` is None for fixed bounds; ``selection`` holds what
+    the selection measurements released (DP values) and the rule's scores.
+    ``opendp_loss`` is the sum of OpenDP's privacy maps of every measurement
+    invoked, ≤ the plan's cost.
+    """
+
+    rows: list[list[Any]]
+    mechanism: str
+    noise_scale: float
+    accuracy: Accuracy
+    components: tuple[NoiseComponent, ...]
+    opendp_loss: float
+    bounds_chosen: dict[str, Any] | None = None
+    selection: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class Plan:
+    """A compiled query: what it costs, how accurate it is, and the OpenDP measurement.
+
+    ``cost`` is what to debit, in the budget's unit (ε for ``pure``, ρ for
+    ``zcdp``); ``opendp_loss`` is OpenDP's privacy map of the measurement at
+    the declared contribution bounds and is ≤ ``cost``. ``mechanism`` and
+    ``noise_scale`` describe the released aggregate (for ``mean``, its sum;
+    every noisy aggregate is listed in ``components``; for ``quantile`` the
+    scale is in OpenDP's integer score units, which are multiplied by the
+    denominator of ``q`` as a binary fraction, so q = 0.1 shows a huge scale
+    with the same utility). ``epsilon_delta`` is the
+    (ε, δ)-DP equivalent at the dataset's δ for zCDP plans, None for pure ones.
+
+    With automatic bounds (``auto`` is set), ``cost`` is the TOTAL (selection
+    plus statistic), ``opendp_loss`` the selection's maps plus the statistic's
+    at the largest candidates, and ``measurement``, ``mechanism``,
+    ``noise_scale``, ``accuracy`` and ``components`` are the statistic's at the
+    largest candidates (the worst case; ``accuracy.error_bound_range`` gives
+    the range): :func:`execute` reports those at the bounds it chooses.
+    """
+
+    canonical: dict[str, Any]
+    model: PrivacyModel
+    cost: Decimal
+    opendp_loss: float
+    mechanism: str
+    noise_scale: float
+    accuracy: Accuracy
+    columns: list[str]
+    epsilon_delta: tuple[float, float] | None
+    bounds_used: dict[str, Any]
+    measurement: dp.Measurement = field(repr=False)
+    components: tuple[NoiseComponent, ...] = ()
+    query: ResolvedQuery | None = field(default=None, repr=False)
+    metadata: DatasetMetadata | None = field(default=None, repr=False)
+    auto: AutoPlan | None = field(default=None, repr=False)
+
+    @property
+    def amount(self) -> PrivacyAmount:
+        """What to debit as a privacy amount: ``cost`` of the plan's ``model``."""
+        return PrivacyAmount.of(self.model, self.cost)
