@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from privacy import DatasetMetadata, QueryRequest, execute, load_frame, plan_query
-    from privacy.plan import prepare_frame
+    from privacy.execute import prepare_frame
 
     files = ensure_data()
     registration = demo_data.events_registration(files)

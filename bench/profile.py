@@ -32,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from privacy import DatasetMetadata, QueryRequest, execute, load_frame, plan_query
-    from privacy.plan import prepare_frame
+    from privacy.execute import prepare_frame
 
     query = next(q for q in QUERIES if q.name == args.query)
     data = ensure(SIZES[args.size])

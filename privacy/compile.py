@@ -21,7 +21,6 @@ from privacy.accuracy_first import accuracy_first
 from privacy.amount import UNIT_OF, PrivacyModel
 from privacy.auto import compile_auto
 from privacy.errors import InvalidQuery
-from privacy.measurement import VALUE_COLUMN as VALUE_COLUMN
 from privacy.measurement import MeasurementBuilder, quantile_candidates
 from privacy.metadata import DatasetMetadata
 from privacy.plan_cache import cached_plan as _from_cache
