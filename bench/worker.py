@@ -130,8 +130,8 @@ class Worker:
 
     def ruis_finish(self, extra_draws: int) -> dict[str, Any]:
         from privacy import load_frame, plan_query
-        from privacy.measurement import VALUE_COLUMN
         from privacy.execute import prepare_frame
+        from privacy.measurement import VALUE_COLUMN
 
         peak = _rss_kb()
         metadata, query, path, group_by = self.ruis
