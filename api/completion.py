@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 from api.problems import ApiError
+from api.release_body import QueryResponse
 from db import releases, spool
 from db.engine import Database
 
@@ -97,29 +97,24 @@ def fail(
 
 
 def store(
-    db: Database,
-    *,
-    release_id: str,
-    body: dict[str, Any],
-    consumer: str,
-    dataset: str,
-    output: dict[str, Any],
-    request_id: str | None,
+    db: Database, *, release: QueryResponse, consumer: str, dataset: str, request_id: str | None
 ) -> None:
-    """Store a computed release durably, or raise a problem carrying its ``release_id``.
+    """Store a computed release durably (its JSON and its ``release_output`` ledger entry),
+    or raise a problem carrying its ``release_id``.
 
     Returns once the body is stored (this call or a concurrent one stored it).
     Raises :class:`ReleasePending` if the database refused every attempt but the
     values are spooled, :class:`ReleaseFailed` if the release was lost to
     another request (abandoned) or could be neither stored nor spooled.
     """
+    release_id = release.id
     item = spool.Spooled(
         release_id=release_id,
         consumer=consumer,
         dataset=dataset,
         request_id=request_id,
-        body=body,
-        output=output,
+        body=release.stored_document(),
+        output=release.ledger_output(),
     )
     values = spool.of(db)
     spooled = False
