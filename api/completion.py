@@ -23,7 +23,8 @@ from __future__ import annotations
 import logging
 import time
 
-from api.problems import ApiError
+from api.problems import ReleaseFailed as ReleaseFailed
+from api.problems import ReleasePending as ReleasePending
 from api.release_body import QueryResponse
 from db import releases, spool
 from db.engine import Database
@@ -34,35 +35,6 @@ COMPLETE_RETRY_DELAYS = (0.1, 0.3, 0.9)
 """Seconds to wait before each retry of storing a computed release."""
 PENDING_RETRY_AFTER_SECONDS = 5
 """``Retry-After`` of a ``503 release-pending``: about two sweeps."""
-
-
-class ReleaseFailed(ApiError):
-    """The computation failed after the cost was debited (not refunded)."""
-
-    status, type, title = 500, "release-failed", "Release failed"
-
-    @classmethod
-    def of(cls, release_id: str) -> ReleaseFailed:
-        """The problem for ``release_id`` (which the ledger records as failed)."""
-        return cls(
-            "the release could not be computed; its cost was debited and is not refunded",
-            release_id=release_id,
-        )
-
-
-class ReleasePending(ApiError):
-    """Computed and kept, but not stored yet: ask again, the same query gets these values."""
-
-    status, type, title = 503, "release-pending", "Release pending"
-
-    def __init__(self, release_id: str) -> None:
-        super().__init__(
-            "the release was computed but could not be stored yet; its values "
-            "are kept: send the same query again to receive them (no second "
-            "debit)",
-            release_id=release_id,
-        )
-        self.headers = {"Retry-After": str(PENDING_RETRY_AFTER_SECONDS)}
 
 
 def fail(
@@ -138,7 +110,9 @@ def store(
                 log.warning("could not store release %s", release_id, exc_info=exc)
                 if delay is None:
                     if spooled:
-                        raise ReleasePending(release_id) from None
+                        raise ReleasePending(
+                            release_id, retry_after=PENDING_RETRY_AFTER_SECONDS
+                        ) from None
                     fail(
                         db,
                         release_id=release_id,

@@ -18,9 +18,9 @@ import threading
 from typing import cast
 
 from api import completion, dataset_files
-from api.completion import ReleaseFailed
 from api.limits import QueryGuard, query_cells
-from api.problems import ApiError, BudgetExceeded
+from api.problems import BudgetExceeded, ReleaseFailed
+from api.problems import ReleaseBusy as ReleaseBusy
 from api.release_body import PlannedRelease, QueryPreview, QueryResponse, QuerySummary
 from api.release_timing import after_debit, quantised
 from api.settings import Settings
@@ -38,12 +38,6 @@ from privacy.metadata import DatasetMetadata
 log = logging.getLogger("ruis.release")
 _MAX_WAITS = 3
 """How many times one request waits for an identical query that another is computing."""
-
-
-class ReleaseBusy(ApiError):
-    """The same query is still being computed by an earlier request."""
-
-    status, type, title = 503, "release-in-progress", "Release in progress"
 
 
 _METADATA_CACHE: dict[tuple[int, str], DatasetMetadata] = {}

@@ -315,8 +315,11 @@ class QueryResponse(BaseModel):
         return self.model_copy(update={"cached": True, "budget_remaining": remaining})
 
     def stored_document(self) -> dict[str, Any]:
-        """The JSON document that is stored (and spooled) for this release."""
-        return self.model_dump(mode="json")
+        """The JSON document that is stored (and spooled) for this release.
+
+        The rows, JSON values already, are shared rather than dumped once more (a
+        million-cell release is tens of MB)."""
+        return {**self.model_dump(mode="json", exclude={"rows"}), "rows": self.rows}
 
     def ledger_output(self) -> dict[str, Any]:
         """The ``release_output`` entry's details (before ``db.releases`` adds its ids):
