@@ -38,8 +38,6 @@ from privacy.metadata import DatasetMetadata
 log = logging.getLogger("ruis.release")
 _MAX_WAITS = 3
 """How many times one request waits for an identical query that another is computing."""
-
-
 _METADATA_CACHE: dict[tuple[int, str], DatasetMetadata] = {}
 _METADATA_CACHE_LOCK = threading.Lock()
 

@@ -120,9 +120,9 @@ class EpsilonDelta(BaseModel):
     def of(cls, plan: Plan) -> EpsilonDelta | None:
         """The (ε, δ) that the plan's cost implies (None under pure DP).
 
-        ε is the conversion of the exact cost (debited), as shown before; ``plan.epsilon_delta``
-        is that of the measurement's own ρ for explicit costs (≤ the cost, one or two ulps
-        lower), hence not used for ε here.
+        ε is converted from the exact cost that is debited, as the service has always
+        shown it. ``plan.epsilon_delta`` holds the ε of the measurement's own ρ, which
+        for an explicit cost is an ulp or two lower, so only its δ is taken here.
         """
         if plan.epsilon_delta is None:
             return None
@@ -201,26 +201,27 @@ class BoundsChosen(BaseModel):
     clamp: list[Number] | None
 
 
-class ContributionChoice(BaseModel):
-    """What the contribution-bounds selection released and how it scored the candidates."""
+class SelectionChoice(BaseModel):
+    """What one selection measurement released (a noisy histogram), how it scored the
+    candidates, and its noise and privacy loss."""
+
+    histogram: list[Any]
+    scores: list[dict[str, Any]]
+    mechanism: str
+    noise_scale: float
+    opendp_privacy_loss: float
+
+
+class ContributionChoice(SelectionChoice):
+    """The contribution-bounds selection (``columns``: what its histogram counts)."""
 
     columns: list[str]
-    histogram: list[Any]
-    scores: list[dict[str, Any]]
-    mechanism: str
-    noise_scale: float
-    opendp_privacy_loss: float
 
 
-class ClampChoice(BaseModel):
-    """What the clamp selection released and how it scored the candidates."""
+class ClampChoice(SelectionChoice):
+    """The clamp selection among its candidate bounds."""
 
     candidates: list[list[Number]]
-    histogram: list[Any]
-    scores: list[dict[str, Any]]
-    mechanism: str
-    noise_scale: float
-    opendp_privacy_loss: float
 
 
 class SelectionRecord(BaseModel):
