@@ -20,7 +20,7 @@ from api.sweeper import start_sweeper
 from db import bootstrap
 from db.engine import Database
 from db.migrate import upgrade
-from privacy.plan import set_plan_cache_bytes
+from privacy.plan_cache import set_plan_cache_bytes
 
 DESCRIPTION = """\
 Ruis answers only differentially private aggregate queries over sensitive

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
-from api.problems import ApiError
+from api.problems import ReleaseFailed as ReleaseFailed
+from api.problems import ReleasePending as ReleasePending
+from api.release_body import QueryResponse
 from db import releases, spool
 from db.engine import Database
 
@@ -34,35 +35,6 @@ COMPLETE_RETRY_DELAYS = (0.1, 0.3, 0.9)
 """Seconds to wait before each retry of storing a computed release."""
 PENDING_RETRY_AFTER_SECONDS = 5
 """``Retry-After`` of a ``503 release-pending``: about two sweeps."""
-
-
-class ReleaseFailed(ApiError):
-    """The computation failed after the cost was debited (not refunded)."""
-
-    status, type, title = 500, "release-failed", "Release failed"
-
-    @classmethod
-    def of(cls, release_id: str) -> ReleaseFailed:
-        """The problem for ``release_id`` (which the ledger records as failed)."""
-        return cls(
-            "the release could not be computed; its cost was debited and is not refunded",
-            release_id=release_id,
-        )
-
-
-class ReleasePending(ApiError):
-    """Computed and kept, but not stored yet: ask again, the same query gets these values."""
-
-    status, type, title = 503, "release-pending", "Release pending"
-
-    def __init__(self, release_id: str) -> None:
-        super().__init__(
-            "the release was computed but could not be stored yet; its values "
-            "are kept: send the same query again to receive them (no second "
-            "debit)",
-            release_id=release_id,
-        )
-        self.headers = {"Retry-After": str(PENDING_RETRY_AFTER_SECONDS)}
 
 
 def fail(
@@ -97,29 +69,24 @@ def fail(
 
 
 def store(
-    db: Database,
-    *,
-    release_id: str,
-    body: dict[str, Any],
-    consumer: str,
-    dataset: str,
-    output: dict[str, Any],
-    request_id: str | None,
+    db: Database, *, release: QueryResponse, consumer: str, dataset: str, request_id: str | None
 ) -> None:
-    """Store a computed release durably, or raise a problem carrying its ``release_id``.
+    """Store a computed release durably (its JSON and its ``release_output`` ledger entry),
+    or raise a problem carrying its ``release_id``.
 
     Returns once the body is stored (this call or a concurrent one stored it).
     Raises :class:`ReleasePending` if the database refused every attempt but the
     values are spooled, :class:`ReleaseFailed` if the release was lost to
     another request (abandoned) or could be neither stored nor spooled.
     """
+    release_id = release.id
     item = spool.Spooled(
         release_id=release_id,
         consumer=consumer,
         dataset=dataset,
         request_id=request_id,
-        body=body,
-        output=output,
+        body=release.stored_document(),
+        output=release.ledger_output(),
     )
     values = spool.of(db)
     spooled = False
@@ -143,7 +110,9 @@ def store(
                 log.warning("could not store release %s", release_id, exc_info=exc)
                 if delay is None:
                     if spooled:
-                        raise ReleasePending(release_id) from None
+                        raise ReleasePending(
+                            release_id, retry_after=PENDING_RETRY_AFTER_SECONDS
+                        ) from None
                     fail(
                         db,
                         release_id=release_id,

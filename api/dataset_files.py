@@ -27,7 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from api.datafiles import resolve_data_path
-from api.problems import ApiError, InvalidRequest
+from api.problems import DatasetUnavailable as DatasetUnavailable
+from api.problems import InvalidRequest
+from api.problems import StorageUnavailable as StorageUnavailable
 from db import catalog
 from db import dataset_files as records
 from db.engine import Database
@@ -48,18 +50,6 @@ log = logging.getLogger("ruis.datasets")
 CONVERTED_DIR = ".ruis/converted"
 """Where converted CSV files are kept, relative to the data directory."""
 SYSTEM_ACTOR = "ruis"
-
-
-class DatasetUnavailable(ApiError):
-    """The dataset is suspended: its file changed or cannot be read (nothing charged)."""
-
-    status, type, title = 503, "dataset-unavailable", "Dataset unavailable"
-
-
-class StorageUnavailable(ApiError):
-    """The converted file could not be written (disk full or data directory read-only)."""
-
-    status, type, title = 503, "storage-unavailable", "Storage unavailable"
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,9 @@ from typing import Any, Literal
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from api.problems import ApiError
+from api.problems import CostBelowMinimum as CostBelowMinimum
+from api.problems import TooManyCells as TooManyCells
+from api.problems import TooManyRequests as TooManyRequests
 from api.settings import LimitSettings
 from db import limits as stored_limits
 from db.accounts import Principal
@@ -59,28 +61,6 @@ OVERRIDES_TTL_SECONDS = 5.0
 REFUSAL_WINDOW_SECONDS = 60.0
 """At most one ledgered refusal per consumer and reason in this window."""
 Gateway = Literal["release", "preview"]
-
-
-class TooManyRequests(ApiError):
-    """A rate or concurrency limit: retry after ``Retry-After`` seconds; nothing was spent."""
-
-    status, type, title = 429, "too-many-requests", "Too many requests"
-
-    def __init__(self, detail: str, *, retry_after: int, reason: str) -> None:
-        super().__init__(detail, reason=reason)
-        self.headers = {"Retry-After": str(retry_after)}
-
-
-class TooManyCells(ApiError):
-    """The query asks for more key combinations than this consumer may; nothing was spent."""
-
-    status, type, title = 422, "too-many-cells", "Too many cells"
-
-
-class CostBelowMinimum(ApiError):
-    """The release would cost less than the minimum per release; nothing was spent."""
-
-    status, type, title = 422, "cost-below-minimum", "Cost below the minimum"
 
 
 @dataclass(frozen=True)

@@ -51,8 +51,7 @@ from prometheus_client.registry import Collector
 from api.openapi import problems
 from api.problems import Unauthorized
 from db import budgets, catalog
-from db.amounts import as_json_number
-from db.budgets import MODEL_UNITS
+from db.amounts import MODEL_UNITS, as_json_number
 from db.engine import Database
 
 log = logging.getLogger("ruis.metrics")

@@ -11,56 +11,33 @@ budget, never on the data.
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import json
 import logging
 import threading
-from datetime import UTC, datetime
-from decimal import Decimal
-from typing import Any, cast
+from typing import cast
 
 from api import completion, dataset_files
-from api.completion import ReleaseFailed
 from api.limits import QueryGuard, query_cells
-from api.problems import ApiError, BudgetExceeded
+from api.problems import BudgetExceeded, ReleaseFailed
+from api.problems import ReleaseBusy as ReleaseBusy
+from api.release_body import PlannedRelease, QueryPreview, QueryResponse, QuerySummary
 from api.release_timing import after_debit, quantised
-from api.schemas import QueryPreview, QueryResponse, QuerySummary
 from api.settings import Settings
 from db import budgets, catalog, ledger, releases
 from db.accounts import Principal
-from db.amounts import as_json_number, cost_units, from_units
-from db.budgets import MODEL_UNITS, Refused
+from db.amounts import cost_units, from_units
+from db.budgets import Refused
 from db.engine import Database
 from db.errors import DbError
 from db.models import Dataset
-from privacy import (
-    Accuracy,
-    Plan,
-    QueryRequest,
-    ReleaseResult,
-    execute,
-    load_frame,
-    plan_query,
-)
-from privacy.accounting import zcdp_to_epsilon_delta
+from privacy import Plan, QueryRequest, execute, load_frame, plan_query
+from privacy.amount import PrivacyAmount, PrivacyModel
 from privacy.metadata import DatasetMetadata
-from privacy.query import PrivacyModel
 
 log = logging.getLogger("ruis.release")
 _MAX_WAITS = 3
 """How many times one request waits for an identical query that another is computing."""
-
-
-class ReleaseBusy(ApiError):
-    """The same query is still being computed by an earlier request."""
-
-    status, type, title = 503, "release-in-progress", "Release in progress"
-
-
-def _amount(model: str, amount: Decimal | float) -> dict[str, Any]:
-    return {MODEL_UNITS[model]: as_json_number(cost_units(Decimal(str(amount))))}
-
-
 _METADATA_CACHE: dict[tuple[int, str], DatasetMetadata] = {}
 _METADATA_CACHE_LOCK = threading.Lock()
 
@@ -81,50 +58,18 @@ def _metadata(dataset: Dataset) -> DatasetMetadata:
 
 def _context(
     db: Database, principal: Principal, dataset_name: str
-) -> tuple[Dataset, DatasetMetadata, PrivacyModel, Decimal]:
+) -> tuple[Dataset, DatasetMetadata, PrivacyModel, PrivacyAmount]:
     dataset, budget = budgets.dataset_and_budget(
         db, dataset=dataset_name, consumer_id=principal.consumer_id
     )
-    remaining = from_units(budget.total_units - budget.spent_units)
-    return dataset, _metadata(dataset), cast(PrivacyModel, budget.model), remaining
+    model = cast(PrivacyModel, budget.model)
+    remaining = _of_units(model, budget.total_units - budget.spent_units)
+    return dataset, _metadata(dataset), model, remaining
 
 
-def _epsilon_delta(plan: Plan, metadata: DatasetMetadata) -> dict[str, float] | None:
-    if plan.model != "zcdp":
-        return None
-    return {
-        "epsilon": zcdp_to_epsilon_delta(float(plan.cost), metadata.delta),
-        "delta": metadata.delta,
-    }
-
-
-def _accuracy(plan: Plan, accuracy: Accuracy | None = None) -> dict[str, Any]:
-    accuracy = accuracy or plan.accuracy
-    shown: dict[str, Any] = {
-        "alpha": accuracy.alpha,
-        "error_bound": accuracy.error_bound,
-        "covers": accuracy.covers,
-    }
-    if accuracy.error_bound_range is not None:
-        shown["error_bound_range"] = list(accuracy.error_bound_range)
-    return shown
-
-
-def _auto(plan: Plan) -> dict[str, Any] | None:
-    """With automatic bounds: the cost split, the candidates and the selection steps."""
-    auto = plan.auto
-    if auto is None:
-        return None
-    return {
-        "share": float(auto.share),
-        "selection_cost": _amount(plan.model, auto.selection_cost),
-        "statistic_cost": _amount(plan.model, auto.statistic_cost),
-        "candidates": auto.candidates,
-        "selection": [
-            {**step, "cost": _amount(plan.model, step["cost"])} for step in auto.selection_steps()
-        ],
-        "noise_scale_range": list(auto.noise_scale_range),
-    }
+def _of_units(model: str, units: int) -> PrivacyAmount:
+    """An amount that ``db`` keeps in integer units."""
+    return PrivacyAmount.of(model, from_units(units))
 
 
 def cells_of(db: Database, principal: Principal, query: QueryRequest) -> int | None:
@@ -159,37 +104,26 @@ def preview(
     plan = plan_query(query, metadata, model)
     if guard is not None:
         guard.after_plan(plan)
-    return QueryPreview(
-        dataset=query.dataset,
-        statistic=plan.canonical["statistic"],
-        columns=plan.columns,
-        query=plan.canonical,
-        cost={"model": model, **_amount(model, plan.cost)},
-        mechanism=plan.mechanism,
-        noise_scale=plan.noise_scale,
-        accuracy=_accuracy(plan),
-        epsilon_delta=_epsilon_delta(plan, metadata),
-        budget_remaining=_amount(model, remaining),
-        fits_budget=plan.cost <= remaining,
-        bounds=plan.bounds_used,
-        auto=_auto(plan),
-    )
+    return PlannedRelease.of(plan, query.dataset).preview(remaining)
 
 
-def _refusal(outcome: Refused, model: str, metadata: DatasetMetadata) -> BudgetExceeded:
-    unit = MODEL_UNITS[model]
-    remaining = as_json_number(outcome.remaining_units)
+def _refusal(outcome: Refused, cost: PrivacyAmount, dataset: str) -> BudgetExceeded:
+    """The 409: what the query asked, and what remains of the budget (and of the cap)."""
+    remaining = _of_units(cost.model, outcome.remaining_units)
+    asked, unit = cost.number(), cost.unit
     if outcome.reason == "dataset_cap":
-        cap = as_json_number(outcome.cap_remaining_units or 0)
+        cap = _of_units(cost.model, outcome.cap_remaining_units or 0)
         return BudgetExceeded(
-            f"the dataset {metadata.name!r} has {cap} {unit} left under its cap, less than "
-            f"this query costs",
-            remaining={unit: remaining, "dataset_cap": {unit: cap}},
+            f"this query costs {asked} {unit}, more than the {cap.number()} {unit} "
+            f"left under the cap of the dataset {dataset!r}",
+            asked=cost.unit_document(),
+            remaining={**remaining.unit_document(), "dataset_cap": cap.unit_document()},
         )
     return BudgetExceeded(
-        f"this query costs more than the {remaining} {unit} that remain "
-        f"of your budget on {metadata.name!r}",
-        remaining={unit: remaining},
+        f"this query costs {asked} {unit}, more than the {remaining.number()} {unit} that "
+        f"remain of your budget on {dataset!r}",
+        asked=cost.unit_document(),
+        remaining=remaining.unit_document(),
     )
 
 
@@ -212,17 +146,8 @@ def run(
     plan = plan_query(query, metadata, model)
     if guard is not None:
         guard.after_plan(plan)
+    planned = PlannedRelease.of(plan, dataset.name)
     units = cost_units(plan.cost)
-    details = {
-        "query": plan.canonical,
-        "mechanism": plan.mechanism,
-        "noise_scale": plan.noise_scale,
-        "accuracy": _accuracy(plan),
-        "opendp_privacy_loss": plan.opendp_loss,
-        "bounds": plan.bounds_used,
-    }
-    if plan.auto is not None:  # the split and the candidates, ledgered before any data is read
-        details["auto"] = _auto(plan)
     checked = dataset_files.check_before_release(  # file metadata only; 503 before any debit
         db,
         settings.data_dir,
@@ -234,8 +159,11 @@ def run(
         query=plan.canonical,
         request_id=request_id,
     )
-    details["file_sha256"] = checked.sha256  # the contents this release is computed on
-    outcome = releases.start(
+    # the contents this release is computed on; with automatic bounds, the split and the
+    # candidates: all ledgered before any data is read
+    details = planned.ledger_details(checked.sha256)
+    start = functools.partial(
+        releases.start,
         db,
         consumer_id=principal.consumer_id,
         consumer=principal.name,
@@ -247,6 +175,7 @@ def run(
         details=details,
         request_id=request_id,
     )
+    outcome = start()
     for _ in range(_MAX_WAITS):
         if not isinstance(outcome, releases.InFlight):
             break
@@ -257,29 +186,14 @@ def run(
             )
         # Done (served from the cache now), or abandoned by a dead process (failed now,
         # and this request starts a new release).
-        outcome = releases.start(
-            db,
-            consumer_id=principal.consumer_id,
-            consumer=principal.name,
-            dataset_id=dataset.id or 0,
-            dataset=dataset.name,
-            query_hash=query_hash(plan, checked.sha256),
-            model=model,
-            cost_units=units,
-            details=details,
-            request_id=request_id,
-        )
+        outcome = start()
     if isinstance(outcome, releases.InFlight):
         raise ReleaseBusy("an identical query is still being computed; ask again shortly")
     if isinstance(outcome, Refused):
-        raise _refusal(outcome, model, metadata)
+        raise _refusal(outcome, planned.cost, dataset.name)
     if isinstance(outcome, releases.Cached):
-        body = {
-            **outcome.body,
-            "cached": True,
-            "budget_remaining": {MODEL_UNITS[model]: as_json_number(outcome.remaining_units)},
-        }
-        return QueryResponse.model_validate(body)
+        stored = QueryResponse.stored(outcome.body)
+        return stored.answered_again(_of_units(model, outcome.remaining_units))
     # Debited and committed: only now is the data read (the lease is renewed meanwhile,
     # so that only a dead process's release is ever taken for abandoned). From here on
     # every failure carries the release id and is ledgered (api/completion.py).
@@ -287,46 +201,16 @@ def run(
     try:
         with releases.keep_alive(db, outcome.release_id):
             frame = load_frame(checked.path, metadata)
-            released = execute(plan, frame)
-            rows = released.rows  # the released rows
+            result = execute(plan, frame)
             dataset_files.check_after_release(
                 db, settings.data_dir, dataset, metadata, checked, request_id
             )
-        # with automatic bounds, the statistic's noise depends on the bounds chosen
-        result = released if isinstance(released, ReleaseResult) else None
-        output: dict[str, Any] = {"columns": plan.columns, "rows": rows}
-        if result is not None and result.bounds_chosen is not None:
-            output.update(
-                {
-                    "bounds_chosen": result.bounds_chosen,
-                    "mechanism": result.mechanism,
-                    "noise_scale": result.noise_scale,
-                    "accuracy": _accuracy(plan, result.accuracy),
-                    "opendp_privacy_loss": result.opendp_loss,
-                    "selection": result.selection,
-                }
-            )
-        body = {
-            "id": outcome.release_id,
-            "dataset": dataset.name,
-            "statistic": plan.canonical["statistic"],
-            "columns": plan.columns,
-            "rows": rows,
-            "cost": {"model": model, **_amount(model, plan.cost)},
-            "mechanism": result.mechanism if result else plan.mechanism,
-            "noise_scale": result.noise_scale if result else plan.noise_scale,
-            "accuracy": _accuracy(plan, result.accuracy if result else None),
-            "epsilon_delta": _epsilon_delta(plan, metadata),
-            "budget_remaining": {MODEL_UNITS[model]: as_json_number(outcome.debit.remaining_units)},
-            "cached": False,
-            "ledger_seq": outcome.debit.entry.seq,
-            "query": plan.canonical,
-            "bounds": plan.bounds_used,
-            "bounds_chosen": result.bounds_chosen if result else None,
-            "auto": _auto(plan),
-            "created_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-        }
-        response = QueryResponse.model_validate(body)
+        response = planned.released(
+            result,
+            release_id=outcome.release_id,
+            ledger_seq=outcome.debit.entry.seq,
+            remaining=_of_units(model, outcome.debit.remaining_units),
+        )
     except Exception as exc:
         log.error("release %s failed after its debit", outcome.release_id, exc_info=exc)
         completion.fail(
@@ -339,13 +223,7 @@ def run(
         )
         raise ReleaseFailed.of(outcome.release_id) from None
     completion.store(
-        db,
-        release_id=outcome.release_id,
-        body=body,
-        consumer=principal.name,
-        dataset=dataset.name,
-        output=output,
-        request_id=request_id,
+        db, release=response, consumer=principal.name, dataset=dataset.name, request_id=request_id
     )
     return response
 
@@ -353,22 +231,19 @@ def run(
 def reread(db: Database, principal: Principal, release_id: str, request_id: str) -> QueryResponse:
     """A stored release of this consumer, at no cost (ledgered as a re-read)."""
     release = releases.get(db, release_id, consumer_id=principal.consumer_id)
-    body: dict[str, Any] = stored_body(release.body_json)
-    model = body["cost"]["model"]
+    stored = QueryResponse.stored(release.body_json or "{}")
     releases.reread(
         db,
         release,
         consumer=principal.name,
-        dataset=body["dataset"],
-        model=model,
+        dataset=stored.dataset,
+        model=stored.cost.model,
         request_id=request_id,
     )
     _, remaining = budgets.remaining(
         db, consumer_id=principal.consumer_id, dataset_id=release.dataset_id
     )
-    return QueryResponse.model_validate(
-        {**body, "cached": True, "budget_remaining": _amount(model, remaining)}
-    )
+    return stored.answered_again(PrivacyAmount.of(stored.cost.model, remaining))
 
 
 def list_releases(
@@ -376,10 +251,4 @@ def list_releases(
 ) -> tuple[list[QuerySummary], str | None]:
     """This consumer's releases, newest first, without their values (so no re-read)."""
     rows, next_id = releases.page(db, consumer_id=principal.consumer_id, after=after, limit=limit)
-    return [QuerySummary.model_validate(stored_body(r.body_json)) for r in rows], next_id
-
-
-def stored_body(text: str | None) -> dict[str, Any]:
-    """A stored release body."""
-    value: dict[str, Any] = json.loads(text or "{}")
-    return value
+    return [QuerySummary.stored(r.body_json) for r in rows], next_id

@@ -7,7 +7,10 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from privacy.auto import NOISE_ONLY
+from api.release_body import Accuracy as Accuracy
+from api.release_body import QueryPreview as QueryPreview
+from api.release_body import QueryResponse as QueryResponse
+from api.release_body import QuerySummary as QuerySummary
 from privacy.metadata import NAME_PATTERN, BudgetAmount, DatasetMetadata
 
 T = TypeVar("T")
@@ -174,85 +177,3 @@ class Health(BaseModel):
 
 
 DATASET_NAME_PATTERN = NAME_PATTERN
-
-
-class Accuracy(BaseModel):
-    """Per-cell accuracy: with probability 1 − alpha the noise in a cell is at most
-    ``error_bound`` (noise only: clamping and truncation bias are not included).
-    ``error_bound`` is null where no data-independent bound exists (quantiles)."""
-
-    alpha: float
-    error_bound: float | None
-    covers: str = Field(default=NOISE_ONLY, description="what error_bound accounts for")
-    error_bound_range: list[float] | None = Field(
-        default=None,
-        description="with automatic bounds, before they are chosen: the bound "
-        "at the smallest and at the largest candidates",
-    )
-
-
-class QueryPreview(BaseModel):
-    """What a query would cost and how accurate it would be (no data read, nothing spent)."""
-
-    dataset: str
-    statistic: str
-    columns: list[str]
-    query: dict[str, Any] = Field(description="the canonical query that would run")
-    cost: dict[str, Any]
-    mechanism: str
-    noise_scale: float
-    accuracy: Accuracy
-    epsilon_delta: dict[str, float] | None = None
-    budget_remaining: dict[str, Any]
-    fits_budget: bool
-    bounds: dict[str, Any] = {}
-    auto: dict[str, Any] | None = Field(
-        default=None,
-        description="with automatic bounds: the cost split between choosing "
-        "them and the statistic, the candidates, the selection steps",
-    )
-
-
-class QuerySummary(BaseModel):
-    """A stored release without its values."""
-
-    id: str
-    dataset: str
-    statistic: str
-    query: dict[str, Any]
-    cost: dict[str, Any]
-    mechanism: str
-    ledger_seq: int
-    created_at: str
-
-
-class QueryResponse(BaseModel):
-    """A differentially private release (SPEC.md, "Queries")."""
-
-    id: str
-    dataset: str
-    statistic: str
-    columns: list[str]
-    rows: list[list[Any]]
-    cost: dict[str, Any]
-    mechanism: str
-    noise_scale: float
-    accuracy: Accuracy
-    epsilon_delta: dict[str, float] | None = Field(
-        default=None, description="for zCDP costs: the equivalent (ε, δ)"
-    )
-    budget_remaining: dict[str, Any]
-    cached: bool
-    ledger_seq: int
-    query: dict[str, Any]
-    bounds: dict[str, Any] = {}
-    bounds_chosen: dict[str, Any] | None = Field(
-        default=None,
-        description="with automatic bounds: the contribution and clamping "
-        "bounds chosen (noise_scale and accuracy are at these)",
-    )
-    auto: dict[str, Any] | None = Field(
-        default=None,
-        description="with automatic bounds: the cost split, the candidates and the selection steps",
-    )
-    created_at: str

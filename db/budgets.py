@@ -19,15 +19,10 @@ from sqlalchemy import CursorResult, update
 from sqlmodel import Session, col, select
 
 from db import ledger
-from db.amounts import MODEL_UNITS as MODEL_UNITS  # api.release, api.metrics, db.limits
-from db.amounts import from_units, total_units, units_document
+from db.amounts import MODEL_UNITS, from_units, total_units, units_document
 from db.engine import Database
 from db.errors import InvalidChange, InvalidInput, NotFound
 from db.models import Budget, Consumer, Dataset, LedgerEntry
-
-amount_document = units_document
-"""The old name of :func:`db.amounts.units_document`, until db.limits, db.dataset_files
-and db.releases import that instead."""
 
 
 def _now() -> datetime:

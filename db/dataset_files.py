@@ -19,7 +19,7 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from db import ledger
-from db.budgets import amount_document
+from db.amounts import units_document
 from db.engine import Database
 from db.errors import NotFound
 from db.models import Dataset
@@ -161,12 +161,12 @@ def refuse_unavailable(
             actor=consumer,
             consumer=consumer,
             dataset=dataset,
-            cost=amount_document(model, 0),
+            cost=units_document(model, 0),
             request_id=request_id,
             details={
                 **details,
                 "reason": "dataset_unavailable",
-                "asked": amount_document(model, asked_units),
+                "asked": units_document(model, asked_units),
             },
         )
 

@@ -1,4 +1,5 @@
-"""Errors the database layer raises on purpose (mapped to HTTP problems by ``api/``)."""
+"""Errors the database layer raises on purpose (``api.problems.PROBLEM_TYPES`` maps them to
+HTTP problems; this layer knows nothing of HTTP)."""
 
 
 class DbError(Exception):

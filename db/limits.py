@@ -17,8 +17,7 @@ from typing import Any
 from sqlmodel import select
 
 from db import ledger
-from db.amounts import as_json_number, cost_units, from_units
-from db.budgets import MODEL_UNITS, amount_document
+from db.amounts import MODEL_UNITS, as_json_number, cost_units, from_units, units_document
 from db.engine import Database
 from db.errors import InvalidInput, NotFound
 from db.models import Budget, Consumer, ConsumerLimit, Dataset
@@ -156,7 +155,7 @@ def record_refusal(
             actor=consumer,
             consumer=consumer,
             dataset=named,
-            cost=amount_document(model, 0),
+            cost=units_document(model, 0),
             request_id=request_id,
             details={**details, "reason": reason},
         )

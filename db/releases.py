@@ -39,6 +39,7 @@ from typing import Any
 from sqlmodel import col, delete, select
 
 from db import budgets, ledger, spool
+from db.amounts import units_document
 from db.budgets import Debited, Refused
 from db.engine import Database
 from db.errors import InvalidChange, InvalidInput, NotFound
@@ -159,7 +160,7 @@ def _reread(
         actor=actor,
         consumer=consumer,
         dataset=dataset,
-        cost=budgets.amount_document(model, 0),
+        cost=units_document(model, 0),
         request_id=request_id,
         details={"release_id": release.id, "release_seq": release.ledger_seq, "via": via},
     )

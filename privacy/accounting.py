@@ -7,6 +7,8 @@ from functools import lru_cache
 
 import opendp.prelude as dp
 
+from privacy.amount import PrivacyAmount
+
 dp.enable_features("contrib")
 
 
@@ -17,6 +19,15 @@ def bun_steinke_epsilon(rho: float, delta: float) -> float:
     where OpenDP's own computation overflows (ρ of about 1e5 and more).
     """
     return rho + 2.0 * math.sqrt(rho * math.log(1.0 / delta))
+
+
+def epsilon_delta_of(cost: PrivacyAmount, delta: float) -> tuple[float, float] | None:
+    """The (ε, δ)-DP that ``cost`` implies at ``delta``: None for a pure cost (ε is itself
+    the guarantee), else :func:`zcdp_to_epsilon_delta` of the debited ρ. The one place a
+    plan's ``epsilon_delta`` comes from."""
+    if cost.model != "zcdp":
+        return None
+    return zcdp_to_epsilon_delta(float(cost.value), delta), delta
 
 
 @lru_cache(maxsize=4096)

@@ -17,6 +17,7 @@ import json
 from dataclasses import replace
 from typing import Any
 
+from privacy.accounting import epsilon_delta_of
 from privacy.accuracy_first import accuracy_first
 from privacy.amount import UNIT_OF, PrivacyModel
 from privacy.auto import compile_auto
@@ -90,9 +91,7 @@ def compile_plan(
         noise_scale=primary.scale,
         accuracy=Accuracy(alpha=alpha, error_bound=error_bound),
         columns=[*query.group_by, "value"],
-        epsilon_delta=(
-            builder.epsilon_delta(measurement, metadata.delta) if model == "zcdp" else None
-        ),
+        epsilon_delta=epsilon_delta_of(cost, metadata.delta),
         bounds_used=bounds_used,
         measurement=measurement,
         components=components,

@@ -1,4 +1,5 @@
-"""Domain errors raised by the privacy layer (mapped to HTTP problems by ``api/``)."""
+"""Domain errors raised by the privacy layer (``api.problems.PROBLEM_TYPES`` maps them to
+HTTP problems; this layer knows nothing of HTTP)."""
 
 
 class PrivacyError(Exception):

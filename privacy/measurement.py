@@ -26,7 +26,6 @@ import opendp.prelude as dp
 import polars as pl
 from opendp.extras.polars import Bound, DPExpr, Margin, dp_len
 
-from privacy.accounting import bun_steinke_epsilon
 from privacy.amount import PrivacyModel
 from privacy.data import dtype_of
 from privacy.errors import InvalidQuery
@@ -245,19 +244,6 @@ class MeasurementBuilder:
                 return scale
             scale = scale * (1.0 - 2.0 ** (step - 52))
         raise InvalidQuery(f"could not find a noise scale meeting max_error={max_error}")
-
-    def epsilon_delta(self, measurement: dp.Measurement, delta: float) -> tuple[float, float]:
-        """The (ε, δ) of a zCDP measurement at ``delta`` (OpenDP's zCDP → approx-DP conversion;
-        where that overflows, for ρ of about 1e5 and more, the looser closed-form bound of
-        :func:`~privacy.accounting.bun_steinke_epsilon` on the measurement's ρ)."""
-        approx = dp.c.make_fix_delta(dp.c.make_zCDP_to_approxDP(measurement), delta)
-        try:
-            epsilon, fixed_delta = approx.map(self.d_in)
-        except dp.OpenDPException as exc:
-            if exc.variant != "Overflow":
-                raise
-            return bun_steinke_epsilon(float(measurement.map(self.d_in)), delta), delta
-        return float(epsilon), float(fixed_delta)
 
 
 def output_measure(model: PrivacyModel) -> dp.Measure:

@@ -14,7 +14,8 @@ from api.deps import Analyst, DbDep, RequestIdDep, SettingsDep
 from api.limits import Limiter, get_limiter
 from api.openapi import problems
 from api.problems import Problem
-from api.schemas import Page, QueryPreview, QueryResponse, QuerySummary
+from api.release_body import QueryPreview, QueryResponse, QuerySummary
+from api.schemas import Page
 from privacy import QueryRequest
 
 router = APIRouter(prefix="/v1/queries", tags=["queries (analyst)"])

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from privacy.accounting import zcdp_to_epsilon_delta
+from privacy.accounting import epsilon_delta_of
 from privacy.accuracy_first import check_cost_limit
 from privacy.amount import PrivacyAmount, PrivacyModel
 from privacy.auto.clamp import ClampSelection, plan_clamp_selection
@@ -209,11 +209,7 @@ def compile_auto(
             alpha=alpha, error_bound=worst.accuracy.error_bound, error_bound_range=error_range
         ),
         columns=list(worst.columns),
-        epsilon_delta=(
-            (zcdp_to_epsilon_delta(float(total.value), metadata.delta), metadata.delta)
-            if model == "zcdp"
-            else None
-        ),
+        epsilon_delta=epsilon_delta_of(total, metadata.delta),
         bounds_used=bounds_used,
         measurement=worst.measurement,
         components=worst.components,

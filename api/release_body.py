@@ -1,0 +1,445 @@
+"""The release body: one typed model of a release, built once from its plan.
+
+:class:`PlannedRelease` describes a query from its :class:`~privacy.Plan` alone
+(no data read): the preview, the ``release`` ledger entry and the answer are
+all built from it. :class:`QueryResponse` is the release as answered and as
+stored (``releases.body_json`` holds its JSON): built fresh by
+:meth:`PlannedRelease.released`, and read back for a cached or re-read answer
+with :meth:`QueryResponse.stored` and :meth:`QueryResponse.answered_again`.
+Every ε or ρ in a body is a :class:`~privacy.amount.PrivacyAmount`, shown as a
+cost (``{"model": "pure", "epsilon": 0.5}``) or, where the cost says the
+model, as an amount (``{"epsilon": 0.5}``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    PrivateAttr,
+    WithJsonSchema,
+)
+
+from privacy import Accuracy as PlannedAccuracy
+from privacy import Plan, ReleaseResult
+from privacy.amount import MODEL_OF, UNIT_OF, PrivacyAmount
+from privacy.auto import NOISE_ONLY
+
+
+def _absent(value: object) -> bool:
+    return value is None
+
+
+def _cost(value: Any) -> PrivacyAmount:
+    if isinstance(value, PrivacyAmount):
+        return value
+    if not isinstance(value, dict):
+        raise ValueError("a cost is an object with its model and its amount")
+    return PrivacyAmount.from_document(value)
+
+
+def _amount(value: Any) -> PrivacyAmount:
+    if isinstance(value, PrivacyAmount):
+        return value
+    if not isinstance(value, dict) or len(value) != 1 or next(iter(value)) not in MODEL_OF:
+        raise ValueError('an amount is {"epsilon": x} or {"rho": x}')
+    (unit,) = value
+    return PrivacyAmount.from_document(value, MODEL_OF[unit])
+
+
+_UNITS_SCHEMA = {unit: {"type": "number", "minimum": 0} for unit in UNIT_OF.values()}
+Cost = Annotated[
+    PrivacyAmount,
+    PlainValidator(_cost),
+    PlainSerializer(PrivacyAmount.document),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "properties": {"model": {"type": "string", "enum": list(UNIT_OF)}, **_UNITS_SCHEMA},
+            "required": ["model"],
+        }
+    ),
+]
+"""A privacy amount shown with its model: ``{"model": "zcdp", "rho": 0.1}``."""
+Amount = Annotated[
+    PrivacyAmount,
+    PlainValidator(_amount),
+    PlainSerializer(PrivacyAmount.unit_document),
+    WithJsonSchema({"type": "object", "properties": _UNITS_SCHEMA}),
+]
+"""A privacy amount shown in its unit only: ``{"rho": 0.1}``."""
+Number = int | float
+"""A bound or candidate as declared: integers stay integers."""
+
+
+class Accuracy(BaseModel):
+    """Per-cell accuracy: with probability 1 − alpha the noise in a cell is at most
+    ``error_bound`` (noise only: clamping and truncation bias are not included).
+    ``error_bound`` is null where no data-independent bound exists (quantiles)."""
+
+    alpha: float
+    error_bound: float | None
+    covers: str = Field(default=NOISE_ONLY, description="what error_bound accounts for")
+    error_bound_range: list[float] | None = Field(
+        default=None,
+        description="with automatic bounds, before they are chosen: the bound "
+        "at the smallest and at the largest candidates",
+    )
+
+    @classmethod
+    def of(cls, accuracy: PlannedAccuracy) -> Accuracy:
+        """The accuracy a plan or a release reports."""
+        shown = accuracy.error_bound_range
+        return cls(
+            alpha=accuracy.alpha,
+            error_bound=accuracy.error_bound,
+            covers=accuracy.covers,
+            error_bound_range=list(shown) if shown is not None else None,
+        )
+
+    def ledger_document(self) -> dict[str, Any]:
+        """As the ledger records it: ``error_bound_range`` only where there is one."""
+        unranged = {"error_bound_range"} if self.error_bound_range is None else None
+        return self.model_dump(mode="json", exclude=unranged)
+
+
+class EpsilonDelta(BaseModel):
+    """The (ε, δ)-DP equivalent of a zCDP cost, at the dataset's δ."""
+
+    epsilon: float
+    delta: float
+
+    @classmethod
+    def of(cls, plan: Plan) -> EpsilonDelta | None:
+        """The (ε, δ) that the plan's debited cost implies (None under pure DP)."""
+        if plan.epsilon_delta is None:
+            return None
+        epsilon, delta = plan.epsilon_delta
+        return cls(epsilon=epsilon, delta=delta)
+
+
+class AutoCandidates(BaseModel):
+    """The public candidates an automatic bound is chosen among (those asked for)."""
+
+    max_partitions_contributed: list[int] | None = Field(default=None, exclude_if=_absent)
+    max_contributions_per_partition: list[int] | None = Field(default=None, exclude_if=_absent)
+    clamp: list[list[Number]] | None = Field(default=None, exclude_if=_absent)
+
+
+class SelectionStep(BaseModel):
+    """One measurement that chooses bounds: what it chooses, its cost, noise and loss."""
+
+    chooses: Literal["contribution_bounds", "clamp"]
+    cost: Amount
+    mechanism: str
+    noise_scale: float
+    opendp_privacy_loss: float
+
+
+class AutoBounds(BaseModel):
+    """Automatic bounds: the cost split, the candidates and the selection steps."""
+
+    share: float
+    selection_cost: Amount
+    statistic_cost: Amount
+    candidates: AutoCandidates
+    selection: list[SelectionStep]
+    noise_scale_range: list[float]
+
+    @classmethod
+    def of(cls, plan: Plan) -> AutoBounds | None:
+        """The automatic part of ``plan`` (None with fixed bounds)."""
+        auto = plan.auto
+        if auto is None:
+            return None
+        return cls(
+            share=float(auto.share),
+            selection_cost=PrivacyAmount(plan.model, auto.selection_cost),
+            statistic_cost=PrivacyAmount(plan.model, auto.statistic_cost),
+            candidates=AutoCandidates.model_validate(auto.candidates),
+            selection=[
+                SelectionStep.model_validate(
+                    {**step, "cost": PrivacyAmount(plan.model, step["cost"])}
+                )
+                for step in auto.selection_steps()
+            ],
+            noise_scale_range=list(auto.noise_scale_range),
+        )
+
+
+Auto = Literal["auto"]
+
+
+class Bounds(BaseModel):
+    """The contribution and clamping bounds a query runs with (``auto``: chosen with DP)."""
+
+    max_partitions_contributed: int | Auto
+    max_contributions_per_partition: int | Auto
+    clamp: list[Number] | Auto | None
+    max_rows: int | None
+    quantile_candidates: int | None = Field(default=None, exclude_if=_absent)
+    candidates: AutoCandidates | None = Field(default=None, exclude_if=_absent)
+
+
+class BoundsChosen(BaseModel):
+    """The bounds automatic bounds chose (noise_scale and accuracy are at these)."""
+
+    max_partitions_contributed: int
+    max_contributions_per_partition: int
+    clamp: list[Number] | None
+
+
+class SelectionChoice(BaseModel):
+    """What one selection measurement released (a noisy histogram), how it scored the
+    candidates, and its noise and privacy loss."""
+
+    histogram: list[Any]
+    scores: list[dict[str, Any]]
+    mechanism: str
+    noise_scale: float
+    opendp_privacy_loss: float
+
+
+class ContributionChoice(SelectionChoice):
+    """The contribution-bounds selection (``columns``: what its histogram counts)."""
+
+    columns: list[str]
+
+
+class ClampChoice(SelectionChoice):
+    """The clamp selection among its candidate bounds."""
+
+    candidates: list[list[Number]]
+
+
+class SelectionRecord(BaseModel):
+    """What the selection measurements released (DP values), for the ledger."""
+
+    contribution_bounds: ContributionChoice | None = Field(default=None, exclude_if=_absent)
+    clamp: ClampChoice | None = Field(default=None, exclude_if=_absent)
+
+
+class QueryPreview(BaseModel):
+    """What a query would cost and how accurate it would be (no data read, nothing spent)."""
+
+    dataset: str
+    statistic: str
+    columns: list[str]
+    query: dict[str, Any] = Field(description="the canonical query that would run")
+    cost: Cost
+    mechanism: str
+    noise_scale: float
+    accuracy: Accuracy
+    epsilon_delta: EpsilonDelta | None = None
+    budget_remaining: Amount
+    fits_budget: bool
+    bounds: Bounds
+    auto: AutoBounds | None = Field(
+        default=None,
+        description="with automatic bounds: the cost split between choosing "
+        "them and the statistic, the candidates, the selection steps",
+    )
+
+
+class QuerySummary(BaseModel):
+    """A stored release without its values."""
+
+    id: str
+    dataset: str
+    statistic: str
+    query: dict[str, Any]
+    cost: Cost
+    mechanism: str
+    ledger_seq: int
+    created_at: str
+
+    @classmethod
+    def stored(cls, body_json: str | None) -> QuerySummary:
+        """The summary of a stored release body."""
+        return cls.model_validate_json(body_json or "{}")
+
+
+class QueryResponse(BaseModel):
+    """A differentially private release (SPEC.md, "Queries")."""
+
+    id: str
+    dataset: str
+    statistic: str
+    columns: list[str]
+    rows: list[list[Any]]
+    cost: Cost
+    mechanism: str
+    noise_scale: float
+    accuracy: Accuracy
+    epsilon_delta: EpsilonDelta | None = Field(
+        default=None, description="for zCDP costs: the equivalent (ε, δ)"
+    )
+    budget_remaining: Amount
+    cached: bool
+    ledger_seq: int
+    query: dict[str, Any]
+    bounds: Bounds
+    bounds_chosen: BoundsChosen | None = Field(
+        default=None,
+        description="with automatic bounds: the contribution and clamping "
+        "bounds chosen (noise_scale and accuracy are at these)",
+    )
+    auto: AutoBounds | None = Field(
+        default=None,
+        description="with automatic bounds: the cost split, the candidates and the selection steps",
+    )
+    created_at: str
+    _opendp_loss: float | None = PrivateAttr(default=None)
+    _selection: SelectionRecord | None = PrivateAttr(default=None)
+
+    @classmethod
+    def stored(cls, body: str | dict[str, Any]) -> QueryResponse:
+        """A stored release body (its JSON text, or that text decoded)."""
+        if isinstance(body, str):
+            return cls.model_validate_json(body)
+        return cls.model_validate(body)
+
+    def answered_again(self, remaining: PrivacyAmount) -> QueryResponse:
+        """This stored release served again (cached or re-read), with what remains now."""
+        return self.model_copy(update={"cached": True, "budget_remaining": remaining})
+
+    def stored_document(self) -> dict[str, Any]:
+        """The JSON document that is stored (and spooled) for this release.
+
+        The rows, JSON values already, are shared rather than dumped once more (a
+        million-cell release is tens of MB)."""
+        return {**self.model_dump(mode="json", exclude={"rows"}), "rows": self.rows}
+
+    def ledger_output(self) -> dict[str, Any]:
+        """The ``release_output`` entry's details (before ``db.releases`` adds its ids):
+        the released columns and rows and, with automatic bounds, the choice and what the
+        selection released."""
+        output: dict[str, Any] = {"columns": self.columns, "rows": self.rows}
+        if self.bounds_chosen is not None:
+            selection = self._selection
+            output.update(
+                {
+                    "bounds_chosen": self.bounds_chosen.model_dump(mode="json"),
+                    "mechanism": self.mechanism,
+                    "noise_scale": self.noise_scale,
+                    "accuracy": self.accuracy.ledger_document(),
+                    "opendp_privacy_loss": self._opendp_loss,
+                    "selection": selection.model_dump(mode="json") if selection else None,
+                }
+            )
+        return output
+
+
+class PlannedRelease(BaseModel):
+    """A query as planned, from public metadata only: what it costs, how it is computed."""
+
+    model_config = ConfigDict(frozen=True)
+    dataset: str
+    statistic: str
+    columns: list[str]
+    query: dict[str, Any]
+    cost: Cost
+    mechanism: str
+    noise_scale: float
+    accuracy: Accuracy
+    opendp_privacy_loss: float
+    epsilon_delta: EpsilonDelta | None
+    bounds: Bounds
+    auto: AutoBounds | None
+
+    @classmethod
+    def of(cls, plan: Plan, dataset: str) -> PlannedRelease:
+        """The description of ``plan`` on ``dataset``."""
+        return cls(
+            dataset=dataset,
+            statistic=plan.canonical["statistic"],
+            columns=plan.columns,
+            query=plan.canonical,
+            cost=PrivacyAmount(plan.model, plan.cost),
+            mechanism=plan.mechanism,
+            noise_scale=plan.noise_scale,
+            accuracy=Accuracy.of(plan.accuracy),
+            opendp_privacy_loss=plan.opendp_loss,
+            epsilon_delta=EpsilonDelta.of(plan),
+            bounds=Bounds.model_validate(plan.bounds_used),
+            auto=AutoBounds.of(plan),
+        )
+
+    def ledger_details(self, file_sha256: str) -> dict[str, Any]:
+        """The ``release`` entry's details (before ``db`` adds the release id), ledgered
+        before any data is read: with automatic bounds, the split and the candidates."""
+        details: dict[str, Any] = {
+            "query": self.query,
+            "mechanism": self.mechanism,
+            "noise_scale": self.noise_scale,
+            "accuracy": self.accuracy.ledger_document(),
+            "opendp_privacy_loss": self.opendp_privacy_loss,
+            "bounds": self.bounds.model_dump(mode="json"),
+        }
+        if self.auto is not None:
+            details["auto"] = self.auto.model_dump(mode="json")
+        details["file_sha256"] = file_sha256
+        return details
+
+    def preview(self, remaining: PrivacyAmount) -> QueryPreview:
+        """The preview: this plan, what remains and whether it fits."""
+        return QueryPreview(
+            dataset=self.dataset,
+            statistic=self.statistic,
+            columns=self.columns,
+            query=self.query,
+            cost=self.cost,
+            mechanism=self.mechanism,
+            noise_scale=self.noise_scale,
+            accuracy=self.accuracy,
+            epsilon_delta=self.epsilon_delta,
+            budget_remaining=remaining,
+            fits_budget=self.cost <= remaining,
+            bounds=self.bounds,
+            auto=self.auto,
+        )
+
+    def released(
+        self,
+        result: ReleaseResult,
+        *,
+        release_id: str,
+        ledger_seq: int,
+        remaining: PrivacyAmount,
+    ) -> QueryResponse:
+        """The fresh answer: this plan with what :func:`privacy.execute` released (with
+        automatic bounds, the statistic's noise and accuracy at the bounds chosen)."""
+        response = QueryResponse(
+            id=release_id,
+            dataset=self.dataset,
+            statistic=self.statistic,
+            columns=self.columns,
+            rows=result.rows,
+            cost=self.cost,
+            mechanism=result.mechanism,
+            noise_scale=result.noise_scale,
+            accuracy=Accuracy.of(result.accuracy),
+            epsilon_delta=self.epsilon_delta,
+            budget_remaining=remaining,
+            cached=False,
+            ledger_seq=ledger_seq,
+            query=self.query,
+            bounds=self.bounds,
+            bounds_chosen=(
+                BoundsChosen.model_validate(result.bounds_chosen)
+                if result.bounds_chosen is not None
+                else None
+            ),
+            auto=self.auto,
+            created_at=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        )
+        response._opendp_loss = result.opendp_loss
+        if result.selection is not None:
+            response._selection = SelectionRecord.model_validate(result.selection)
+        return response
