@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import secrets
@@ -13,7 +12,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.logs import ACCESS_LOGGER, request_id_var
 from api.metrics import UNMATCHED_ROUTE, Metrics
-from api.problems import problem_response
+from api.problems import (
+    INTERNAL_ERROR,
+    PAYLOAD_TOO_LARGE,
+    problem_document,
+    problem_response,
+)
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 access_log = logging.getLogger(ACCESS_LOGGER)
@@ -55,9 +59,9 @@ class RequestIdMiddleware:
             if not started:
                 # The same problem as api.problems' handler for unexpected errors.
                 response = problem_response(
-                    500,
-                    "internal-error",
-                    "Internal server error",
+                    INTERNAL_ERROR.status,
+                    INTERNAL_ERROR.type,
+                    INTERNAL_ERROR.title,
                     "the server failed to handle this request",
                 )
                 await response(scope, receive, send_with_id)
@@ -143,25 +147,20 @@ class BodySizeLimitMiddleware:
         self.max_bytes = max_bytes
 
     async def _reject(self, send: Send) -> None:
-        body = json.dumps(
-            {
-                "type": "payload-too-large",
-                "title": "Payload too large",
-                "status": 413,
-                "detail": f"request bodies are limited to {self.max_bytes} bytes",
-            }
+        body = problem_document(
+            PAYLOAD_TOO_LARGE, f"request bodies are limited to {self.max_bytes} bytes"
         )
         await send(
             {
                 "type": "http.response.start",
-                "status": 413,
+                "status": PAYLOAD_TOO_LARGE.status,
                 "headers": [
                     (b"content-type", b"application/problem+json"),
                     (b"content-length", str(len(body)).encode()),
                 ],
             }
         )
-        await send({"type": "http.response.body", "body": body.encode()})
+        await send({"type": "http.response.body", "body": body})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

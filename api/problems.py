@@ -11,6 +11,7 @@ data value, and unexpected exceptions become a generic 500 without internals.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -149,6 +150,13 @@ NOT_FOUND = ProblemType(404, "not-found", "Not found")
 INVALID_REQUEST = ProblemType(422, "invalid-request", "Invalid request")
 RELEASE_FAILED = ProblemType(500, "release-failed", "Release failed")
 INTERNAL_ERROR = ProblemType(500, "internal-error", "Internal server error")
+PAYLOAD_TOO_LARGE = ProblemType(413, "payload-too-large", "Payload too large")
+REQUEST_TIMEOUT = ProblemType(408, "request-timeout", "Request Timeout")
+"""The HTTP edge (api/server.py): a request's headers or body did not arrive in time."""
+HEADERS_TOO_LARGE = ProblemType(
+    431, "request-header-fields-too-large", "Request Header Fields Too Large"
+)
+"""The HTTP edge (api/server.py): too many or too large request header fields."""
 
 PROBLEM_TYPES: dict[type[Exception], ProblemType] = {
     # the HTTP layer's own errors
@@ -156,7 +164,7 @@ PROBLEM_TYPES: dict[type[Exception], ProblemType] = {
     Unauthorized: ProblemType(401, "unauthorized", "Unauthorized"),
     Forbidden: ProblemType(403, "forbidden", "Forbidden"),
     BudgetExceeded: ProblemType(409, "budget-exceeded", "Privacy budget exceeded"),
-    PayloadTooLarge: ProblemType(413, "payload-too-large", "Payload too large"),
+    PayloadTooLarge: PAYLOAD_TOO_LARGE,
     InvalidRequest: INVALID_REQUEST,
     TooManyCells: ProblemType(422, "too-many-cells", "Too many cells"),
     CostBelowMinimum: ProblemType(422, "cost-below-minimum", "Cost below the minimum"),
@@ -187,7 +195,7 @@ HTTP_PROBLEMS: dict[int, ProblemType] = {
         NOT_FOUND,
         ProblemType(405, "method-not-allowed", "Method not allowed"),
         ProblemType(406, "not-acceptable", "Not acceptable"),
-        ProblemType(413, "payload-too-large", "Payload too large"),
+        PAYLOAD_TOO_LARGE,
         ProblemType(415, "unsupported-media-type", "Unsupported media type"),
     )
 }
@@ -201,6 +209,14 @@ def problem_type(exc: BaseException) -> ProblemType:
         if found is not None:
             return found
     return INTERNAL_ERROR
+
+
+def problem_document(problem: ProblemType, detail: str) -> bytes:
+    """The JSON bytes of a problem with no extra members (for responses written below the
+    app: the body-size middleware and the HTTP edge)."""
+    return json.dumps(
+        {"type": problem.type, "title": problem.title, "status": problem.status, "detail": detail}
+    ).encode()
 
 
 def problem_response(

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import os
 from dataclasses import dataclass
 from typing import Any, ClassVar, cast
@@ -40,6 +39,8 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 from uvicorn.supervisors import Multiprocess
+
+from api.problems import HEADERS_TOO_LARGE, REQUEST_TIMEOUT, ProblemType, problem_document
 
 
 @dataclass(frozen=True)
@@ -97,11 +98,11 @@ class EdgeLimits:
         return cls(**values)
 
 
-def _raw_problem(status: int, reason: str, type_: str, detail: str) -> bytes:
+def _raw_problem(problem: ProblemType, detail: str) -> bytes:
     """A complete HTTP/1.1 problem+json response that closes the connection."""
-    body = json.dumps({"type": type_, "title": reason, "status": status, "detail": detail}).encode()
+    body = problem_document(problem, detail)
     head = (
-        f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/problem+json\r\n"
+        f"HTTP/1.1 {problem.status} {problem.title}\r\ncontent-type: application/problem+json\r\n"
         f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
     ).encode()
     return head + body
@@ -189,9 +190,7 @@ class GuardedH11Protocol(H11Protocol):
         if self.conn.trailing_data[0]:  # a request was started but not finished
             self.transport.write(
                 _raw_problem(
-                    408,
-                    "Request Timeout",
-                    "request-timeout",
+                    REQUEST_TIMEOUT,
                     f"the request headers did not arrive within {self.limits.header_timeout:g} s",
                 )
             )
@@ -205,9 +204,7 @@ class GuardedH11Protocol(H11Protocol):
         if cycle is not None and not cycle.response_started:
             self.transport.write(
                 _raw_problem(
-                    408,
-                    "Request Timeout",
-                    "request-timeout",
+                    REQUEST_TIMEOUT,
                     f"the request body did not arrive within {self.limits.body_timeout:g} s",
                 )
             )
@@ -224,7 +221,7 @@ class GuardedH11Protocol(H11Protocol):
         await send(
             {
                 "type": "http.response.start",
-                "status": 431,
+                "status": HEADERS_TOO_LARGE.status,
                 "headers": [
                     (b"content-type", b"application/problem+json"),
                     (b"connection", b"close"),
@@ -234,16 +231,10 @@ class GuardedH11Protocol(H11Protocol):
         await send(
             {
                 "type": "http.response.body",
-                "body": json.dumps(
-                    {
-                        "type": "request-header-fields-too-large",
-                        "title": "Request Header Fields Too Large",
-                        "status": 431,
-                        "detail": (
-                            f"requests are limited to {self.limits.max_headers} header fields"
-                        ),
-                    }
-                ).encode(),
+                "body": problem_document(
+                    HEADERS_TOO_LARGE,
+                    f"requests are limited to {self.limits.max_headers} header fields",
+                ),
             }
         )
 
@@ -265,9 +256,7 @@ class GuardedH11Protocol(H11Protocol):
         if len(self.conn.trailing_data[0]) > self.limits.max_header_bytes:
             self.transport.write(
                 _raw_problem(
-                    431,
-                    "Request Header Fields Too Large",
-                    "request-header-fields-too-large",
+                    HEADERS_TOO_LARGE,
                     f"the request line and headers are limited to {self.limits.max_header_bytes} "
                     f"bytes",
                 )
