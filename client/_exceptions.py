@@ -9,7 +9,7 @@
         ├── Forbidden           403: the key's role may not do this
         ├── NotFound            404: no such dataset or release (or no budget on it)
         ├── Conflict            409
-        │   └── BudgetExceeded  409 ``budget-exceeded``: the cost does not fit; see ``remaining``
+        │   └── BudgetExceeded  409 ``budget-exceeded``: the cost does not fit; see ``asked``, ``remaining``
         ├── InvalidQuery        422: the query or request is invalid
         └── ServerError         5xx
 
@@ -89,7 +89,14 @@ class Conflict(APIError):
 
 class BudgetExceeded(Conflict):
     """409 ``budget-exceeded``: the query costs more than your remaining budget (or the
-    dataset's remaining cap). Nothing was spent; :attr:`remaining` says what is left."""
+    dataset's remaining cap). Nothing was spent; :attr:`asked` says what the query costs and
+    :attr:`remaining` what is left."""
+
+    @property
+    def asked(self) -> Mapping[str, Any]:
+        """What the query costs, in the budget's unit, e.g. ``{"epsilon": 0.5}``."""
+        asked: Mapping[str, Any] = self.problem.document.get("asked") or {}
+        return asked
 
     @property
     def remaining(self) -> Mapping[str, Any]:
