@@ -9,7 +9,7 @@
         ├── Forbidden           403: the key's role may not do this
         ├── NotFound            404: no such dataset or release (or no budget on it)
         ├── Conflict            409
-        │   └── BudgetExceeded  409 ``budget-exceeded``: the cost does not fit (``asked``, ``remaining``)
+        │   └── BudgetExceeded  409 ``budget-exceeded``: see ``asked`` and ``remaining``
         ├── InvalidQuery        422: the query or request is invalid
         └── ServerError         5xx
 
