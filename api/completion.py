@@ -23,8 +23,7 @@ from __future__ import annotations
 import logging
 import time
 
-from api.problems import ReleaseFailed as ReleaseFailed
-from api.problems import ReleasePending as ReleasePending
+from api.problems import ReleaseFailed, ReleasePending
 from api.release_body import QueryResponse
 from db import releases, spool
 from db.engine import Database

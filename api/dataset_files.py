@@ -26,10 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from api.datafiles import resolve_data_path
-from api.problems import DatasetUnavailable as DatasetUnavailable
-from api.problems import InvalidRequest
-from api.problems import StorageUnavailable as StorageUnavailable
+from api.data_paths import resolve_data_path
+from api.problems import DatasetUnavailable, InvalidRequest, StorageUnavailable
 from db import catalog
 from db import dataset_files as records
 from db.engine import Database

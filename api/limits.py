@@ -43,9 +43,7 @@ from typing import Any, Literal
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from api.problems import CostBelowMinimum as CostBelowMinimum
-from api.problems import TooManyCells as TooManyCells
-from api.problems import TooManyRequests as TooManyRequests
+from api.problems import CostBelowMinimum, TooManyCells, TooManyRequests
 from api.settings import LimitSettings
 from db import limits as stored_limits
 from db.accounts import Principal

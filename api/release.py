@@ -19,8 +19,7 @@ from typing import cast
 
 from api import completion, dataset_files
 from api.limits import QueryGuard, query_cells
-from api.problems import BudgetExceeded, ReleaseFailed
-from api.problems import ReleaseBusy as ReleaseBusy
+from api.problems import BudgetExceeded, ReleaseBusy, ReleaseFailed
 from api.release_body import PlannedRelease, QueryPreview, QueryResponse, QuerySummary
 from api.release_timing import after_debit, quantised
 from api.settings import Settings
