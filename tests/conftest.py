@@ -1,5 +1,7 @@
 """Fixtures: a temp data dir, each database (SQLite always, PostgreSQL when reachable,
-required in CI), and the real app served by uvicorn on a free port."""
+required in CI), and the real app: in-process by default (``server``, see
+:mod:`tests.support.inprocess`), served by uvicorn on a free port for tests marked
+``live`` (the HTTP edge, sockets, disconnects, subprocesses that need a URL)."""
 
 from __future__ import annotations
 
@@ -16,10 +18,12 @@ import httpx
 import psycopg
 import pytest
 import uvicorn
+from fastapi import FastAPI
 
 from api.app import create_app
 from api.server import EdgeLimits, server_config
 from api.settings import Settings
+from tests.support.inprocess import InProcessApp, start_app
 
 PG_ADMIN_URL = os.environ.get(
     "RUIS_TEST_POSTGRES_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -90,6 +94,14 @@ class RunningServer:
     server: uvicorn.Server
     thread: threading.Thread
     clients: list[httpx.Client] = field(default_factory=list)
+    transport: None = None
+    """No transport to inject: clients reach this server over the network at ``url``."""
+
+    @property
+    def app(self) -> FastAPI:
+        """The application being served."""
+        app: FastAPI = self.server.config.app
+        return app
 
     def client(self, key: str | None = None) -> httpx.Client:
         """An HTTP client, authenticated with ``key`` when given (closed with the server)."""
@@ -137,10 +149,20 @@ def settings(db_url: str, data_dir: Path) -> Settings:
     return Settings(database_url=db_url, data_dir=data_dir, bootstrap_admin_key=ADMIN_KEY)
 
 
+Service = InProcessApp | RunningServer
+"""The app a test talks to: in-process, or served by uvicorn (same ``settings``, ``app``,
+``url``, ``client(key)``, ``transport`` for the Python client)."""
+
+
 @pytest.fixture
-def server(settings: Settings) -> Iterator[RunningServer]:
-    """The real app, served over HTTP on a free port."""
-    running = start_server(settings)
+def server(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Service]:
+    """The real app: in-process, or served over HTTP on a free port when the test is
+    marked ``live``."""
+    running: Service
+    if request.node.get_closest_marker("live"):
+        running = start_server(settings)
+    else:
+        running = start_app(settings)
     try:
         yield running
     finally:
@@ -148,6 +170,6 @@ def server(settings: Settings) -> Iterator[RunningServer]:
 
 
 @pytest.fixture
-def admin(server: RunningServer) -> Iterator[httpx.Client]:
+def admin(server: Service) -> Iterator[httpx.Client]:
     """A client authenticated as the bootstrap admin."""
     yield server.client(ADMIN_KEY)

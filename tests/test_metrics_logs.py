@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from api.logs import JsonFormatter
 from api.settings import Settings
-from tests.conftest import ADMIN_KEY, RunningServer, free_port, start_server
+from tests.conftest import ADMIN_KEY, Service, free_port, start_server
 from tests.factories import events_metadata, write_events
 
 SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -46,7 +46,7 @@ def _value(
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
-def _analyst(server: RunningServer, admin: httpx.Client, epsilon: float = 1.0) -> httpx.Client:
+def _analyst(server: Service, admin: httpx.Client, epsilon: float = 1.0) -> httpx.Client:
     write_events(server.settings.data_dir)
     assert (
         admin.post(
@@ -63,7 +63,7 @@ def _analyst(server: RunningServer, admin: httpx.Client, epsilon: float = 1.0) -
 
 
 def test_metrics_count_routes_releases_refusals_and_budgets(
-    server: RunningServer, admin: httpx.Client
+    server: Service, admin: httpx.Client
 ) -> None:
     ana = _analyst(server, admin)
     assert ana.post("/v1/queries", json=SUM).status_code == 200
@@ -74,7 +74,7 @@ def test_metrics_count_routes_releases_refusals_and_budgets(
     assert admin.get("/v1/consumers/nobody/keys").status_code == 404
     assert admin.get("/no/such/path").status_code == 404
 
-    response = httpx.get(f"{server.url}/metrics")  # open: no RUIS_METRICS_TOKEN
+    response = server.client().get("/metrics")  # open: no RUIS_METRICS_TOKEN
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     samples = _samples(response.text)
@@ -126,7 +126,7 @@ def test_metrics_token(settings: Settings) -> None:
 
 @SQLITE_ONLY
 def test_access_log_lines_carry_the_request_and_no_released_values(
-    server: RunningServer, admin: httpx.Client, caplog: pytest.LogCaptureFixture
+    server: Service, admin: httpx.Client, caplog: pytest.LogCaptureFixture
 ) -> None:
     ana = _analyst(server, admin)
     caplog.set_level(logging.DEBUG)
@@ -193,9 +193,9 @@ def test_json_formatter_keeps_exception_type_and_stack_not_its_message() -> None
 
 
 def test_readyz_checks_the_database_and_the_data_dir(
-    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+    server: Service, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ready = httpx.get(f"{server.url}/readyz")
+    ready = server.client().get("/readyz")
     assert ready.status_code == 200
     # An SQLite database's directory is checked for free space too; PostgreSQL's is remote.
     local = {"database_dir": "ok"} if server.settings.database_url.startswith("sqlite") else {}
@@ -204,13 +204,13 @@ def test_readyz_checks_the_database_and_the_data_dir(
         "checks": {"database": "ok", "data_dir": "ok", **local, "datasets": "ok"},
     }
 
-    database = server.server.config.app.state.db
+    database = server.app.state.db
 
     def unreachable() -> None:
         raise ConnectionRefusedError("the database is down")
 
     monkeypatch.setattr(database, "ping", unreachable)
-    down = httpx.get(f"{server.url}/readyz")
+    down = server.client().get("/readyz")
     assert down.status_code == 503
     assert down.json()["checks"] == {
         "database": "unavailable: ConnectionRefusedError",
@@ -220,13 +220,13 @@ def test_readyz_checks_the_database_and_the_data_dir(
     monkeypatch.undo()
 
     server.settings.data_dir.rename(server.settings.data_dir.with_name("moved"))
-    gone = httpx.get(f"{server.url}/readyz")
+    gone = server.client().get("/readyz")
     assert gone.status_code == 503
     assert gone.json() == {
         "status": "unavailable",
         "checks": {"database": "ok", "data_dir": "unavailable", **local, "datasets": "ok"},
     }
-    assert httpx.get(f"{server.url}/healthz").status_code == 200  # alive, just not ready
+    assert server.client().get("/healthz").status_code == 200  # alive, just not ready
 
 
 def test_serve_with_workers_sums_metrics_and_logs_json(tmp_path: Path, data_dir: Path) -> None:
@@ -292,12 +292,12 @@ def test_serve_with_workers_sums_metrics_and_logs_json(tmp_path: Path, data_dir:
 
 @SQLITE_ONLY
 def test_an_unexpected_error_is_a_500_problem_with_the_request_id(
-    server: RunningServer,
+    server: Service,
     admin: httpx.Client,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    database = server.server.config.app.state.db
+    database = server.app.state.db
     private = "-".join(["GM0363", "private", "value"])  # (stacks show code, not values)
 
     def broken() -> None:
@@ -317,7 +317,7 @@ def test_an_unexpected_error_is_a_500_problem_with_the_request_id(
     }
     assert private not in response.text
     monkeypatch.undo()
-    samples = _samples(httpx.get(f"{server.url}/metrics").text)
+    samples = _samples(server.client().get("/metrics").text)
     assert (
         _value(samples, "ruis_http_requests_total", method="GET", route="/v1/budgets", status="500")
         == 1

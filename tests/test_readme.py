@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from cli import demo_data
-from tests.conftest import ADMIN_KEY, RunningServer
+from tests.conftest import ADMIN_KEY, Service
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 BLOCK = re.compile(
@@ -77,7 +77,7 @@ def test_every_role_has_tested_examples() -> None:
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_readme_examples_run(
-    server: RunningServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    server: Service, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     demo_data.generate(server.settings.data_dir, devices=300, days=7)
     env = {

@@ -16,16 +16,11 @@ import httpx
 
 from api.limits import Limiter
 from api.settings import LimitSettings, Settings
-from tests.conftest import ADMIN_KEY, RunningServer, start_server
-from tests.factories import MUNICIPALITIES, events_metadata, write_events
+from tests.conftest import ADMIN_KEY, Service
+from tests.factories import MUNICIPALITIES, events_metadata
+from tests.support.api import VISITORS, analyst, register_events
+from tests.support.inprocess import InProcessApp, start_app
 
-VISITORS: dict[str, Any] = {
-    "dataset": "events",
-    "statistic": "unit_count",
-    "group_by": ["municipality"],
-    "max_partitions_contributed": 3,
-    "privacy": {"epsilon": 0.5},
-}
 BIG_KEYS = MUNICIPALITIES + [f"XX{i:05d}" for i in range(6_000)]
 """Public keys beyond the data's: a grouping whose plan takes a while to compile and run."""
 WIDE = {**VISITORS, "group_by": ["municipality", "day"]}
@@ -34,13 +29,14 @@ WIDE = {**VISITORS, "group_by": ["municipality", "day"]}
 @contextmanager
 def serve(
     settings: Settings, *, quantum_ms: int | None = None, **limits: Any
-) -> Iterator[RunningServer]:
-    """The real app with these limits (the rest at their defaults); ``quantum_ms`` sets the
-    release time quantum (a fresh release then holds its slot for at least that long)."""
+) -> Iterator[InProcessApp]:
+    """The real app (in-process) with these limits (the rest at their defaults);
+    ``quantum_ms`` sets the release time quantum (a fresh release then holds its slot for
+    at least that long)."""
     changed = dataclasses.replace(settings, limits=LimitSettings(**limits))
     if quantum_ms is not None:
         changed = dataclasses.replace(changed, release_time_quantum_ms=quantum_ms)
-    running = start_server(changed)
+    running = start_app(changed)
     try:
         yield running
     finally:
@@ -48,27 +44,18 @@ def serve(
 
 
 def _setup(
-    server: RunningServer,
+    server: Service,
     *,
     analysts: tuple[str, ...] = ("ana",),
     amount: float = 50,
     big: bool = False,
 ) -> tuple[httpx.Client, dict[str, httpx.Client]]:
     admin = server.client(ADMIN_KEY)
-    write_events(server.settings.data_dir)
-    body = events_metadata()
+    columns = events_metadata()["columns"]
     if big:
-        body["columns"]["municipality"]["keys"] = BIG_KEYS
-    assert admin.post("/v1/datasets", json=body).status_code == 201
-    clients = {}
-    for name in analysts:
-        key = admin.post("/v1/consumers", json={"name": name, "role": "analyst"}).json()
-        response = admin.put(
-            f"/v1/budgets/{name}/events", json={"model": "pure", "epsilon": amount}
-        )
-        assert response.status_code == 200, response.text
-        clients[name] = server.client(key["api_key"])
-    return admin, clients
+        columns["municipality"]["keys"] = BIG_KEYS
+    register_events(server, admin, columns=columns)
+    return admin, {name: analyst(server, admin, name, amount=amount) for name in analysts}
 
 
 def _spent(admin: httpx.Client, name: str = "ana") -> float:
@@ -89,8 +76,8 @@ def _entries(admin: httpx.Client, **params: str) -> list[dict[str, Any]]:
             return items
 
 
-def _limiter(server: RunningServer) -> Limiter:
-    limiter: Limiter = server.server.config.app.state.limiter  # type: ignore[attr-defined]
+def _limiter(server: Service) -> Limiter:
+    limiter: Limiter = server.app.state.limiter
     return limiter
 
 
