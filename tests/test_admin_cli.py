@@ -16,6 +16,9 @@ from cli.main import main
 from tests.conftest import ADMIN_KEY, Service, free_port
 from tests.factories import events_metadata, write_events
 
+# `ruis admin --url` reaches the server over HTTP
+pytestmark = pytest.mark.live
+
 
 @dataclass
 class Outcome:

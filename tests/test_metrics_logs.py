@@ -19,8 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from api.logs import JsonFormatter
 from api.settings import Settings
-from tests.conftest import ADMIN_KEY, Service, free_port, start_server
-from tests.factories import events_metadata, write_events
+from tests.conftest import ADMIN_KEY, Service, free_port
+from tests.support.api import analyst, register_events
+from tests.support.inprocess import start_app
 
 SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 SUM: dict[str, Any] = {
@@ -47,19 +48,8 @@ def _value(
 
 
 def _analyst(server: Service, admin: httpx.Client, epsilon: float = 1.0) -> httpx.Client:
-    write_events(server.settings.data_dir)
-    assert (
-        admin.post(
-            "/v1/datasets", json=events_metadata(budget_cap={"model": "pure", "epsilon": 5})
-        ).status_code
-        == 201
-    )
-    key = admin.post("/v1/consumers", json={"name": "ana", "role": "analyst"}).json()["api_key"]
-    assert (
-        admin.put("/v1/budgets/ana/events", json={"model": "pure", "epsilon": epsilon}).status_code
-        == 200
-    )
-    return server.client(key)
+    register_events(server, admin, budget_cap={"model": "pure", "epsilon": 5})
+    return analyst(server, admin, amount=epsilon)
 
 
 def test_metrics_count_routes_releases_refusals_and_budgets(
@@ -106,18 +96,19 @@ def test_metrics_count_routes_releases_refusals_and_budgets(
 @SQLITE_ONLY
 def test_metrics_token(settings: Settings) -> None:
     token = "metrics-token-0123456789"
-    running = start_server(dataclasses.replace(settings, metrics_token=token))
+    running = start_app(dataclasses.replace(settings, metrics_token=token))
     try:
-        url = f"{running.url}/metrics"
-        missing = httpx.get(url)
+        url = "/metrics"
+        anonymous = running.client()
+        missing = anonymous.get(url)
         assert missing.status_code == 401
         assert missing.headers["content-type"] == "application/problem+json"
         assert missing.headers["www-authenticate"] == "Bearer"
-        assert httpx.get(url, headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert anonymous.get(url, headers={"Authorization": "Bearer wrong"}).status_code == 401
         assert (
-            httpx.get(url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}).status_code == 401
+            anonymous.get(url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}).status_code == 401
         )  # an API key is not the metrics token
-        granted = httpx.get(url, headers={"Authorization": f"Bearer {token}"})
+        granted = anonymous.get(url, headers={"Authorization": f"Bearer {token}"})
         assert granted.status_code == 200 and "ruis_http_requests_total" in granted.text
     finally:
         running.stop()

@@ -31,6 +31,9 @@ BLOCK = re.compile(
 )
 CAPTURE = re.compile(r"capture=(?P<var>[A-Z_]+):(?P<field>\w+)")
 
+# the examples run as subprocesses (curl, ruis admin, python) against a URL
+pytestmark = pytest.mark.live
+
 
 @dataclass(frozen=True)
 class Block:

@@ -49,7 +49,7 @@ def _populate(server: Service, monkeypatch: pytest.MonkeyPatch) -> dict[str, htt
     """Two analysts on a capped dataset, releases, a re-read, a refusal and a failed
     release retried (its row replaced)."""
     keys = setup_events(
-        server.url, server.settings.data_dir, analysts={"ana": 1.0, "bob": 0.35}, cap=5.0
+        server, server.settings.data_dir, analysts={"ana": 1.0, "bob": 0.35}, cap=5.0
     )
     ana, bob = server.client(keys["ana"]), server.client(keys["bob"])
     queries = distinct_queries(4, epsilon=0.1)

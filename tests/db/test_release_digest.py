@@ -42,7 +42,7 @@ def test_a_large_release_is_ledgered_by_digest_and_checkable(
     server: Service, admin: httpx.Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(releases, "LEDGER_ROWS_MAX_BYTES", 300)  # 24 groups are above it
-    keys = setup_events(server.url, server.settings.data_dir, analysts={"ana": 1.0})
+    keys = setup_events(server, server.settings.data_dir, analysts={"ana": 1.0})
     ana = server.client(keys["ana"])
     small = ana.post("/v1/queries", json=VISITORS).json()
     large = ana.post("/v1/queries", json={**VISITORS, "group_by": ["municipality", "day"]})

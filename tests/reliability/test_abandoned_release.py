@@ -158,7 +158,7 @@ def test_keep_alive_renews_the_lease_while_computing(
 def test_over_http_a_stuck_owner_loses_its_release_and_releases_nothing(
     server: Service, admin: httpx.Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    keys = setup_events(server.url, server.settings.data_dir, analysts={"ana": 1.0})
+    keys = setup_events(server, server.settings.data_dir, analysts={"ana": 1.0})
     ana = server.client(keys["ana"])
     real_execute = api.release.execute
     unblock = threading.Event()

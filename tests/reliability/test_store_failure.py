@@ -134,7 +134,7 @@ def _assert_paid_once(admin: httpx.Client, release_id: str) -> None:
 
 @pytest.mark.postgres
 def test_a_connection_killed_once_while_storing_is_retried(pg_server: Service) -> None:
-    keys = setup_events(pg_server.url, pg_server.settings.data_dir, analysts={"ana": 1.0})
+    keys = setup_events(pg_server, pg_server.settings.data_dir, analysts={"ana": 1.0})
     ana, admin = pg_server.client(keys["ana"]), pg_server.client(ADMIN_KEY)
     killer = Killer(_db(pg_server), times=1)
     try:
@@ -156,7 +156,7 @@ def test_a_connection_killed_once_while_storing_is_retried(pg_server: Service) -
 def test_connections_killed_on_every_attempt_keep_the_values_for_the_retry(
     pg_server: Service,
 ) -> None:
-    keys = setup_events(pg_server.url, pg_server.settings.data_dir, analysts={"ana": 1.0})
+    keys = setup_events(pg_server, pg_server.settings.data_dir, analysts={"ana": 1.0})
     ana, admin = pg_server.client(keys["ana"]), pg_server.client(ADMIN_KEY)
     killer = Killer(_db(pg_server), times=10**6)
     try:
@@ -190,7 +190,7 @@ def test_connections_killed_on_every_attempt_keep_the_values_for_the_retry(
 
 @pytest.mark.postgres
 def test_the_sweeper_stores_spooled_values_without_a_retry(pg_server: Service) -> None:
-    keys = setup_events(pg_server.url, pg_server.settings.data_dir, analysts={"ana": 1.0})
+    keys = setup_events(pg_server, pg_server.settings.data_dir, analysts={"ana": 1.0})
     ana, admin = pg_server.client(keys["ana"]), pg_server.client(ADMIN_KEY)
     killer = Killer(_db(pg_server), times=10**6)  # until the request has given up
     try:
@@ -242,7 +242,7 @@ def test_a_restarted_server_stores_what_a_dead_one_spooled(pg_url: str, data_dir
 def test_a_failure_that_cannot_be_ledgered_is_failed_by_the_sweeper(
     pg_server: Service, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    keys = setup_events(pg_server.url, pg_server.settings.data_dir, analysts={"ana": 1.0})
+    keys = setup_events(pg_server, pg_server.settings.data_dir, analysts={"ana": 1.0})
     ana, admin = pg_server.client(keys["ana"]), pg_server.client(ADMIN_KEY)
 
     def broken_execute(plan: Any, frame: Any) -> Any:
@@ -391,7 +391,7 @@ def test_a_database_refusing_to_store_keeps_the_values_on_each_backend(
 ) -> None:
     """The database itself refuses the store (a trigger stands in for a full disk or a
     read-only failover target) until the fault is removed."""
-    keys = setup_events(server.url, server.settings.data_dir, analysts={"ana": 1.0})
+    keys = setup_events(server, server.settings.data_dir, analysts={"ana": 1.0})
     ana = server.client(keys["ana"])
     db = _db(server)
     with db.engine.begin() as conn:

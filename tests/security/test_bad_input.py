@@ -356,7 +356,7 @@ def test_at_least_forty_cases() -> None:
 def test_malformed_requests_are_problems_that_change_nothing(
     server: Service, admin: httpx.Client
 ) -> None:
-    keys = setup_events(server.url, server.settings.data_dir, analysts={"ana": 1.0})
+    keys = setup_events(server, server.settings.data_dir, analysts={"ana": 1.0})
     _plant_escapes(server.settings.data_dir)
     clients = {"analyst": server.client(keys["ana"]), "admin": admin}
     before = len(ledger_entries(admin))
@@ -406,7 +406,7 @@ BAD_CREDENTIALS = [
 
 
 def test_malformed_credentials_are_401(server: Service) -> None:
-    with httpx.Client(base_url=server.url, timeout=10) as client:
+    with server.client() as client:
         for header in BAD_CREDENTIALS:
             response = client.get("/v1/budgets", headers={"Authorization": header})  # type: ignore[dict-item]
             assert response.status_code == 401, (header[:40], response.text)

@@ -29,6 +29,8 @@ from schemathesis.specs.openapi.checks import (
 from tests.conftest import ADMIN_KEY, Service
 from tests.reliability.support import auth, setup_events
 
+pytestmark = pytest.mark.live  # schemathesis calls the server over HTTP
+
 SEED = 20260308
 MAX_EXAMPLES = 25
 CHECKS = [
@@ -76,7 +78,7 @@ def _fuzz(operation: Any, mode: GenerationMode, url: str, keys: dict[str, str]) 
 def test_api_conforms_to_its_openapi_document(server: Service, admin: httpx.Client) -> None:
     keys = {
         "admin": ADMIN_KEY,
-        **setup_events(server.url, server.settings.data_dir, analysts={"analyst": 1000.0}),
+        **setup_events(server, server.settings.data_dir, analysts={"analyst": 1000.0}),
     }
     served = admin.get("/openapi.json")
     assert served.status_code == 200

@@ -179,7 +179,7 @@ def test_authentication_compares_digests_with_compare_digest_and_sends_no_secret
 
 
 def test_analysts_are_isolated_from_each_other(server: Service, admin: httpx.Client) -> None:
-    keys = setup_events(server.url, server.settings.data_dir, analysts={"ana": 1.0, "bob": 1.0})
+    keys = setup_events(server, server.settings.data_dir, analysts={"ana": 1.0, "bob": 1.0})
     write_events(server.settings.data_dir, name="private.parquet", seed=3)
     body = events_metadata(name="private", path="private.parquet")
     assert admin.post("/v1/datasets", json=body).status_code == 201
@@ -240,7 +240,7 @@ def test_analysts_are_isolated_from_each_other(server: Service, admin: httpx.Cli
 def test_the_auditor_reads_everything_and_spends_nothing(
     server: Service, admin: httpx.Client
 ) -> None:
-    keys = setup_events(server.url, server.settings.data_dir, analysts={"ana": 1.0})
+    keys = setup_events(server, server.settings.data_dir, analysts={"ana": 1.0})
     auditor = server.client(_consumer(admin, "aud", "auditor")["api_key"])
     server.client(keys["ana"]).post("/v1/queries", json=VISITORS).raise_for_status()
     before_budget, before_ledger = budget_of(admin, "ana"), len(ledger_entries(admin))
