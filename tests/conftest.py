@@ -6,6 +6,7 @@ required in CI), and the real app: in-process by default (``server``, see
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import threading
 import time
@@ -23,6 +24,8 @@ from fastapi import FastAPI
 from api.app import create_app
 from api.server import EdgeLimits, server_config
 from api.settings import Settings
+from db.engine import Database
+from db.migrate import upgrade
 from tests.support.inprocess import InProcessApp, start_app
 
 PG_ADMIN_URL = os.environ.get(
@@ -44,10 +47,11 @@ _PG_UP = postgres_available()
 REQUIRE_PG = os.environ.get("CI") == "true" or os.environ.get("RUIS_REQUIRE_POSTGRES") == "1"
 
 
-def _pg_database() -> Iterator[str]:
+def _pg_database(template: str | None = None) -> Iterator[str]:
+    """A new PostgreSQL database (a copy of ``template`` when given), dropped afterwards."""
     name = "ruis_test_" + uuid.uuid4().hex[:12]
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
     base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
     try:
         yield f"{base}/{name}"
@@ -56,17 +60,45 @@ def _pg_database() -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database file migrated to head, copied for each service (see ``db_url``)."""
+    path = tmp_path_factory.mktemp("template") / "ruis.db"
+    database = Database(f"sqlite:///{path}")
+    upgrade(database)
+    database.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def migrated_postgres() -> Iterator[str]:
+    """The name of a PostgreSQL database migrated to head, the template of each service's
+    database (see ``db_url``)."""
+    for url in _pg_database():
+        database = Database(url)
+        upgrade(database)
+        database.dispose()  # a template must have no open connections
+        yield url.rsplit("/", 1)[1]
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database URL on each backend."""
+    """A fresh database URL on each backend: empty, or, for a test that runs the service
+    (it uses ``settings``), already migrated to head (a copy of a template migrated once per
+    session: what the service's start-up would have made of the empty one; start-up still
+    runs the migrations, which then find nothing to do, and creates the bootstrap admin)."""
+    migrated = "settings" in request.fixturenames
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'ruis.db'}"
+        path = tmp_path / "ruis.db"
+        if migrated:
+            shutil.copyfile(request.getfixturevalue("migrated_sqlite"), path)
+        yield f"sqlite:///{path}"
         return
     if not _PG_UP:
         if REQUIRE_PG:
             pytest.fail(f"PostgreSQL is required here (CI) but does not answer at {PG_ADMIN_URL}")
         pytest.skip("PostgreSQL is not reachable")
-    yield from _pg_database()
+    yield from _pg_database(request.getfixturevalue("migrated_postgres") if migrated else None)
 
 
 @pytest.fixture

@@ -220,6 +220,7 @@ def test_readyz_checks_the_database_and_the_data_dir(
     assert server.client().get("/healthz").status_code == 200  # alive, just not ready
 
 
+@pytest.mark.slow  # ruis serve with workers, in a subprocess
 def test_serve_with_workers_sums_metrics_and_logs_json(tmp_path: Path, data_dir: Path) -> None:
     """``ruis serve --workers 2``: JSON log lines on stderr, counters summed over workers."""
     port = free_port()

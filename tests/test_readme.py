@@ -78,6 +78,7 @@ def test_every_role_has_tested_examples() -> None:
     assert marked == len(blocks) + 1  # every marker is followed by a block (+ the prose one)
 
 
+@pytest.mark.slow  # runs every README example in subprocesses
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_readme_examples_run(
     server: Service, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
+import pytest
 
 from api.limits import Limiter
 from api.settings import LimitSettings, Settings
@@ -144,6 +145,7 @@ def test_parallel_releases_of_one_consumer_queue_at_most_two_at_once(settings: S
         assert not any(e["kind"] == "refused" for e in _entries(admin, consumer="ana"))
 
 
+@pytest.mark.slow  # waits out release time quanta of seconds
 def test_a_release_waiting_past_the_queue_timeout_gets_429_and_nothing_is_spent(
     settings: Settings,
 ) -> None:
@@ -258,6 +260,7 @@ def test_ledger_pages_stay_within_the_byte_budget_and_hold_at_least_one_entry(
         assert admin.get("/v1/ledger/verify").json()["valid"] is True
 
 
+@pytest.mark.slow  # waits out release time quanta of seconds
 def test_another_consumer_is_served_before_a_queue_of_the_first(settings: Settings) -> None:
     # The quantum makes each release hold the only slot for at least 1 s, so bob surely
     # arrives while ana's first computes and her other two wait.
@@ -291,6 +294,7 @@ def test_another_consumer_is_served_before_a_queue_of_the_first(settings: Settin
         assert finished.index("bob") <= 1  # right after ana's first, not after her queue
 
 
+@pytest.mark.slow  # waits out release time quanta of seconds
 def test_heavy_queries_compute_in_their_own_lane_and_never_hold_back_small_ones(
     settings: Settings,
 ) -> None:

@@ -29,7 +29,8 @@ from schemathesis.specs.openapi.checks import (
 from tests.conftest import ADMIN_KEY, Service
 from tests.reliability.support import auth, setup_events
 
-pytestmark = pytest.mark.live  # schemathesis calls the server over HTTP
+# schemathesis calls the server over HTTP; fuzzing every operation takes a while
+pytestmark = [pytest.mark.live, pytest.mark.slow]
 
 SEED = 20260308
 MAX_EXAMPLES = 25
