@@ -8,4 +8,5 @@ bash scripts/setup.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
-.venv/bin/pytest -p no:cacheprovider -q -m "not postgres and not slow" "$@"
+# Two test processes (pytest-xdist) by default; RUIS_TEST_WORKERS=0 runs them in this one.
+.venv/bin/pytest -p no:cacheprovider -q -n "${RUIS_TEST_WORKERS:-2}" -m "not postgres and not slow" "$@"

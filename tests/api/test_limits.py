@@ -216,6 +216,7 @@ def test_an_admin_overrides_one_consumers_limits(settings: Settings) -> None:
         assert logged[1]["details"]["previous"]["max_cells"] == 5
 
 
+@pytest.mark.slow  # eleven releases of 6,006 cells
 def test_ledger_pages_stay_within_the_byte_budget_and_hold_at_least_one_entry(
     settings: Settings,
 ) -> None:
