@@ -23,7 +23,7 @@ from db.engine import Database
 from db.migrate import upgrade
 from tests.conftest import ADMIN_KEY, free_port
 from tests.factories import events_metadata, write_events
-from tests.support.api import Service, create_consumer, set_budget
+from tests.support.api import Served, create_consumer, set_budget
 
 REPO = Path(__file__).resolve().parents[2]
 RUIS = REPO / ".venv" / "bin" / "ruis"
@@ -73,7 +73,7 @@ def distinct_queries(n: int, epsilon: float = 0.1) -> list[dict[str, Any]]:
 
 
 def setup_events(
-    target: str | Service,
+    target: str | Served,
     data_dir: Path,
     *,
     analysts: dict[str, float],

@@ -11,23 +11,21 @@ import pytest
 from tests.conftest import Service
 from tests.factories import events_metadata, write_events
 from tests.reliability.support import VISITORS, assert_ledger_valid, budget_of, ledger_entries
+from tests.support.api import create_consumer, register_events
 
 INT64_MAX = 2**63 - 1
 
 
 def _analyst(admin: httpx.Client, server: Service, budget: dict[str, Any]) -> httpx.Client:
-    created = admin.post("/v1/consumers", json={"name": "ana", "role": "analyst"})
-    assert created.status_code == 201, created.text
+    key = create_consumer(admin, "ana")
     response = admin.put("/v1/budgets/ana/events", json=budget)
     assert response.status_code == 200, response.text
-    return server.client(created.json()["api_key"])
+    return server.client(key)
 
 
 @pytest.fixture
 def registered(server: Service, admin: httpx.Client) -> None:
-    write_events(server.settings.data_dir)
-    response = admin.post("/v1/datasets", json=events_metadata())
-    assert response.status_code == 201, response.text
+    register_events(server, admin)
 
 
 @pytest.mark.usefixtures("registered")

@@ -21,7 +21,7 @@ VISITORS: dict[str, Any] = {
 """Unique visitors per municipality at ε = 0.5."""
 
 
-class Service(Protocol):
+class Served(Protocol):
     """What the helpers need of a served app."""
 
     @property
@@ -30,7 +30,7 @@ class Service(Protocol):
     def client(self, key: str | None = None) -> httpx.Client: ...
 
 
-def register_events(service: Service, admin: httpx.Client, **metadata: Any) -> None:
+def register_events(service: Served, admin: httpx.Client, **metadata: Any) -> None:
     """Write :func:`tests.factories.write_events`' file and register it as ``events``
     (``metadata`` overrides the registration body)."""
     write_events(service.settings.data_dir)
@@ -61,7 +61,7 @@ def set_budget(
 
 
 def analyst(
-    service: Service,
+    service: Served,
     admin: httpx.Client,
     name: str = "ana",
     *,
