@@ -1,4 +1,4 @@
-.PHONY: demo test bench serve
+.PHONY: demo test test-fast bench serve
 
 # Start the demo service (synthetic data, consumers, budgets) on http://127.0.0.1:8000
 demo:
@@ -7,6 +7,10 @@ demo:
 # Run the whole test suite (lint, types, pytest on SQLite and PostgreSQL)
 test:
 	bash scripts/test.sh $(ARGS)
+
+# The fast lane, under a minute: lint, types, pytest on SQLite without the slow tests
+test-fast:
+	bash scripts/test-fast.sh $(ARGS)
 
 serve:
 	bash scripts/setup.sh && .venv/bin/ruis serve $(ARGS)

@@ -11,4 +11,5 @@ fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
-.venv/bin/pytest -p no:cacheprovider "$@"
+# Two test processes (pytest-xdist) by default; RUIS_TEST_WORKERS=0 runs them in this one.
+.venv/bin/pytest -p no:cacheprovider -n "${RUIS_TEST_WORKERS:-2}" "$@"

@@ -1,9 +1,12 @@
 """Fixtures: a temp data dir, each database (SQLite always, PostgreSQL when reachable,
-required in CI), and the real app served by uvicorn on a free port."""
+required in CI), and the real app: in-process by default (``server``, see
+:mod:`tests.support.inprocess`), served by uvicorn on a free port for tests marked
+``live`` (the HTTP edge, sockets, disconnects, subprocesses that need a URL)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import threading
 import time
@@ -16,10 +19,14 @@ import httpx
 import psycopg
 import pytest
 import uvicorn
+from fastapi import FastAPI
 
 from api.app import create_app
 from api.server import EdgeLimits, server_config
 from api.settings import Settings
+from db.engine import Database
+from db.migrate import upgrade
+from tests.support.inprocess import InProcessApp, start_app
 
 PG_ADMIN_URL = os.environ.get(
     "RUIS_TEST_POSTGRES_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -40,10 +47,11 @@ _PG_UP = postgres_available()
 REQUIRE_PG = os.environ.get("CI") == "true" or os.environ.get("RUIS_REQUIRE_POSTGRES") == "1"
 
 
-def _pg_database() -> Iterator[str]:
+def _pg_database(template: str | None = None) -> Iterator[str]:
+    """A new PostgreSQL database (a copy of ``template`` when given), dropped afterwards."""
     name = "ruis_test_" + uuid.uuid4().hex[:12]
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
     base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
     try:
         yield f"{base}/{name}"
@@ -52,17 +60,45 @@ def _pg_database() -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database file migrated to head, copied for each service (see ``db_url``)."""
+    path = tmp_path_factory.mktemp("template") / "ruis.db"
+    database = Database(f"sqlite:///{path}")
+    upgrade(database)
+    database.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def migrated_postgres() -> Iterator[str]:
+    """The name of a PostgreSQL database migrated to head, the template of each service's
+    database (see ``db_url``)."""
+    for url in _pg_database():
+        database = Database(url)
+        upgrade(database)
+        database.dispose()  # a template must have no open connections
+        yield url.rsplit("/", 1)[1]
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database URL on each backend."""
+    """A fresh database URL on each backend: empty, or, for a test that runs the service
+    (it uses ``settings``), already migrated to head (a copy of a template migrated once per
+    session: what the service's start-up would have made of the empty one; start-up still
+    runs the migrations, which then find nothing to do, and creates the bootstrap admin)."""
+    migrated = "settings" in request.fixturenames
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'ruis.db'}"
+        path = tmp_path / "ruis.db"
+        if migrated:
+            shutil.copyfile(request.getfixturevalue("migrated_sqlite"), path)
+        yield f"sqlite:///{path}"
         return
     if not _PG_UP:
         if REQUIRE_PG:
             pytest.fail(f"PostgreSQL is required here (CI) but does not answer at {PG_ADMIN_URL}")
         pytest.skip("PostgreSQL is not reachable")
-    yield from _pg_database()
+    yield from _pg_database(request.getfixturevalue("migrated_postgres") if migrated else None)
 
 
 @pytest.fixture
@@ -90,6 +126,14 @@ class RunningServer:
     server: uvicorn.Server
     thread: threading.Thread
     clients: list[httpx.Client] = field(default_factory=list)
+    transport: None = None
+    """No transport to inject: clients reach this server over the network at ``url``."""
+
+    @property
+    def app(self) -> FastAPI:
+        """The application being served."""
+        app: FastAPI = self.server.config.app
+        return app
 
     def client(self, key: str | None = None) -> httpx.Client:
         """An HTTP client, authenticated with ``key`` when given (closed with the server)."""
@@ -137,10 +181,20 @@ def settings(db_url: str, data_dir: Path) -> Settings:
     return Settings(database_url=db_url, data_dir=data_dir, bootstrap_admin_key=ADMIN_KEY)
 
 
+Service = InProcessApp | RunningServer
+"""The app a test talks to: in-process, or served by uvicorn (same ``settings``, ``app``,
+``url``, ``client(key)``, ``transport`` for the Python client)."""
+
+
 @pytest.fixture
-def server(settings: Settings) -> Iterator[RunningServer]:
-    """The real app, served over HTTP on a free port."""
-    running = start_server(settings)
+def server(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Service]:
+    """The real app: in-process, or served over HTTP on a free port when the test is
+    marked ``live``."""
+    running: Service
+    if request.node.get_closest_marker("live"):
+        running = start_server(settings)
+    else:
+        running = start_app(settings)
     try:
         yield running
     finally:
@@ -148,6 +202,6 @@ def server(settings: Settings) -> Iterator[RunningServer]:
 
 
 @pytest.fixture
-def admin(server: RunningServer) -> Iterator[httpx.Client]:
+def admin(server: Service) -> Iterator[httpx.Client]:
     """A client authenticated as the bootstrap admin."""
     yield server.client(ADMIN_KEY)

@@ -13,8 +13,11 @@ import httpx
 import pytest
 
 from cli.main import main
-from tests.conftest import ADMIN_KEY, RunningServer, free_port
+from tests.conftest import ADMIN_KEY, Service, free_port
 from tests.factories import events_metadata, write_events
+
+# `ruis admin --url` reaches the server over HTTP
+pytestmark = pytest.mark.live
 
 
 @dataclass
@@ -60,7 +63,7 @@ def direct(
 
 @pytest.fixture
 def over_http(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, server: RunningServer
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, server: Service
 ) -> Admin:
     """``ruis admin --url --key`` against the real server (each backend)."""
     for name in ("RUIS_URL", "RUIS_ADMIN_KEY", "RUIS_DATABASE_URL"):
@@ -153,7 +156,7 @@ def test_every_action_on_the_database(direct: Admin, tmp_path: Path, data_dir: P
     assert len(actors) == 1 and actors.pop().startswith("cli:")
 
 
-def test_every_action_over_http(over_http: Admin, server: RunningServer, tmp_path: Path) -> None:
+def test_every_action_over_http(over_http: Admin, server: Service, tmp_path: Path) -> None:
     facts = _every_action(over_http, _dataset_file(tmp_path, server.settings.data_dir))
     ours = [e for e in facts["entries"] if e["consumer"] != "bootstrap-admin"]
     assert {e["actor"] for e in ours} == {"bootstrap-admin"}
@@ -209,7 +212,7 @@ def test_direct_mode_errors(
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_http_mode_errors(
-    over_http: Admin, capsys: pytest.CaptureFixture[str], server: RunningServer, tmp_path: Path
+    over_http: Admin, capsys: pytest.CaptureFixture[str], server: Service, tmp_path: Path
 ) -> None:
     _fails(over_http("set-budget", "ana", "events", "1"), "HTTP 404", "'ana' does not exist")
     _fails(over_http("set-budget", "ana", "events", "lots"), "'lots' is not a number")
@@ -225,7 +228,7 @@ def test_http_mode_errors(
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_environment_selects_http_mode(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, server: RunningServer
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, server: Service
 ) -> None:
     monkeypatch.setenv("RUIS_URL", server.url)
     monkeypatch.setenv("RUIS_ADMIN_KEY", ADMIN_KEY)

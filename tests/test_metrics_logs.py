@@ -19,8 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from api.logs import JsonFormatter
 from api.settings import Settings
-from tests.conftest import ADMIN_KEY, RunningServer, free_port, start_server
-from tests.factories import events_metadata, write_events
+from tests.conftest import ADMIN_KEY, Service, free_port
+from tests.support.api import analyst, register_events
+from tests.support.inprocess import start_app
 
 SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 SUM: dict[str, Any] = {
@@ -46,24 +47,13 @@ def _value(
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
-def _analyst(server: RunningServer, admin: httpx.Client, epsilon: float = 1.0) -> httpx.Client:
-    write_events(server.settings.data_dir)
-    assert (
-        admin.post(
-            "/v1/datasets", json=events_metadata(budget_cap={"model": "pure", "epsilon": 5})
-        ).status_code
-        == 201
-    )
-    key = admin.post("/v1/consumers", json={"name": "ana", "role": "analyst"}).json()["api_key"]
-    assert (
-        admin.put("/v1/budgets/ana/events", json={"model": "pure", "epsilon": epsilon}).status_code
-        == 200
-    )
-    return server.client(key)
+def _analyst(server: Service, admin: httpx.Client, epsilon: float = 1.0) -> httpx.Client:
+    register_events(server, admin, budget_cap={"model": "pure", "epsilon": 5})
+    return analyst(server, admin, amount=epsilon)
 
 
 def test_metrics_count_routes_releases_refusals_and_budgets(
-    server: RunningServer, admin: httpx.Client
+    server: Service, admin: httpx.Client
 ) -> None:
     ana = _analyst(server, admin)
     assert ana.post("/v1/queries", json=SUM).status_code == 200
@@ -74,7 +64,7 @@ def test_metrics_count_routes_releases_refusals_and_budgets(
     assert admin.get("/v1/consumers/nobody/keys").status_code == 404
     assert admin.get("/no/such/path").status_code == 404
 
-    response = httpx.get(f"{server.url}/metrics")  # open: no RUIS_METRICS_TOKEN
+    response = server.client().get("/metrics")  # open: no RUIS_METRICS_TOKEN
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     samples = _samples(response.text)
@@ -106,18 +96,19 @@ def test_metrics_count_routes_releases_refusals_and_budgets(
 @SQLITE_ONLY
 def test_metrics_token(settings: Settings) -> None:
     token = "metrics-token-0123456789"
-    running = start_server(dataclasses.replace(settings, metrics_token=token))
+    running = start_app(dataclasses.replace(settings, metrics_token=token))
     try:
-        url = f"{running.url}/metrics"
-        missing = httpx.get(url)
+        url = "/metrics"
+        anonymous = running.client()
+        missing = anonymous.get(url)
         assert missing.status_code == 401
         assert missing.headers["content-type"] == "application/problem+json"
         assert missing.headers["www-authenticate"] == "Bearer"
-        assert httpx.get(url, headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert anonymous.get(url, headers={"Authorization": "Bearer wrong"}).status_code == 401
         assert (
-            httpx.get(url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}).status_code == 401
+            anonymous.get(url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}).status_code == 401
         )  # an API key is not the metrics token
-        granted = httpx.get(url, headers={"Authorization": f"Bearer {token}"})
+        granted = anonymous.get(url, headers={"Authorization": f"Bearer {token}"})
         assert granted.status_code == 200 and "ruis_http_requests_total" in granted.text
     finally:
         running.stop()
@@ -126,7 +117,7 @@ def test_metrics_token(settings: Settings) -> None:
 
 @SQLITE_ONLY
 def test_access_log_lines_carry_the_request_and_no_released_values(
-    server: RunningServer, admin: httpx.Client, caplog: pytest.LogCaptureFixture
+    server: Service, admin: httpx.Client, caplog: pytest.LogCaptureFixture
 ) -> None:
     ana = _analyst(server, admin)
     caplog.set_level(logging.DEBUG)
@@ -193,9 +184,9 @@ def test_json_formatter_keeps_exception_type_and_stack_not_its_message() -> None
 
 
 def test_readyz_checks_the_database_and_the_data_dir(
-    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+    server: Service, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ready = httpx.get(f"{server.url}/readyz")
+    ready = server.client().get("/readyz")
     assert ready.status_code == 200
     # An SQLite database's directory is checked for free space too; PostgreSQL's is remote.
     local = {"database_dir": "ok"} if server.settings.database_url.startswith("sqlite") else {}
@@ -204,13 +195,13 @@ def test_readyz_checks_the_database_and_the_data_dir(
         "checks": {"database": "ok", "data_dir": "ok", **local, "datasets": "ok"},
     }
 
-    database = server.server.config.app.state.db
+    database = server.app.state.db
 
     def unreachable() -> None:
         raise ConnectionRefusedError("the database is down")
 
     monkeypatch.setattr(database, "ping", unreachable)
-    down = httpx.get(f"{server.url}/readyz")
+    down = server.client().get("/readyz")
     assert down.status_code == 503
     assert down.json()["checks"] == {
         "database": "unavailable: ConnectionRefusedError",
@@ -220,15 +211,16 @@ def test_readyz_checks_the_database_and_the_data_dir(
     monkeypatch.undo()
 
     server.settings.data_dir.rename(server.settings.data_dir.with_name("moved"))
-    gone = httpx.get(f"{server.url}/readyz")
+    gone = server.client().get("/readyz")
     assert gone.status_code == 503
     assert gone.json() == {
         "status": "unavailable",
         "checks": {"database": "ok", "data_dir": "unavailable", **local, "datasets": "ok"},
     }
-    assert httpx.get(f"{server.url}/healthz").status_code == 200  # alive, just not ready
+    assert server.client().get("/healthz").status_code == 200  # alive, just not ready
 
 
+@pytest.mark.slow  # ruis serve with workers, in a subprocess
 def test_serve_with_workers_sums_metrics_and_logs_json(tmp_path: Path, data_dir: Path) -> None:
     """``ruis serve --workers 2``: JSON log lines on stderr, counters summed over workers."""
     port = free_port()
@@ -292,12 +284,12 @@ def test_serve_with_workers_sums_metrics_and_logs_json(tmp_path: Path, data_dir:
 
 @SQLITE_ONLY
 def test_an_unexpected_error_is_a_500_problem_with_the_request_id(
-    server: RunningServer,
+    server: Service,
     admin: httpx.Client,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    database = server.server.config.app.state.db
+    database = server.app.state.db
     private = "-".join(["GM0363", "private", "value"])  # (stacks show code, not values)
 
     def broken() -> None:
@@ -317,7 +309,7 @@ def test_an_unexpected_error_is_a_500_problem_with_the_request_id(
     }
     assert private not in response.text
     monkeypatch.undo()
-    samples = _samples(httpx.get(f"{server.url}/metrics").text)
+    samples = _samples(server.client().get("/metrics").text)
     assert (
         _value(samples, "ruis_http_requests_total", method="GET", route="/v1/budgets", status="500")
         == 1

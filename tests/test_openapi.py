@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from cli.main import main
-from tests.conftest import RunningServer
+from tests.conftest import Service
 
 COMMITTED = Path(__file__).resolve().parents[1] / "openapi" / "openapi.json"
 REGENERATE = ".venv/bin/ruis openapi --output openapi/openapi.json"
@@ -35,8 +35,8 @@ def _operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]
 
 
 @SQLITE_ONLY
-def test_committed_document_is_what_the_server_serves(server: RunningServer) -> None:
-    served = httpx.get(f"{server.url}/openapi.json").json()
+def test_committed_document_is_what_the_server_serves(server: Service) -> None:
+    served = server.client().get("/openapi.json").json()
     assert served == _committed(), (
         f"openapi/openapi.json differs from the served /openapi.json; regenerate it with "
         f"`{REGENERATE}` and commit it"
@@ -105,9 +105,7 @@ def _fill(path: str) -> str:
 
 
 @SQLITE_ONLY
-def test_documented_roles_are_the_enforced_roles(
-    server: RunningServer, admin: httpx.Client
-) -> None:
+def test_documented_roles_are_the_enforced_roles(server: Service, admin: httpx.Client) -> None:
     clients = {"admin": admin}
     for role in ("analyst", "auditor"):
         key = admin.post("/v1/consumers", json={"name": f"a-{role}", "role": role}).json()[
@@ -130,8 +128,8 @@ def test_documented_roles_are_the_enforced_roles(
 
 
 @SQLITE_ONLY
-def test_docs_and_openapi_need_no_key(server: RunningServer) -> None:
-    docs = httpx.get(f"{server.url}/docs")
+def test_docs_and_openapi_need_no_key(server: Service) -> None:
+    docs = server.client().get("/docs")
     assert docs.status_code == 200 and "swagger-ui" in docs.text
     assert "/openapi.json" in docs.text
-    assert httpx.get(f"{server.url}/openapi.json").status_code == 200
+    assert server.client().get("/openapi.json").status_code == 200

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from cli import demo_data
-from tests.conftest import ADMIN_KEY, RunningServer
+from tests.conftest import ADMIN_KEY, Service
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 BLOCK = re.compile(
@@ -30,6 +30,9 @@ BLOCK = re.compile(
     re.DOTALL,
 )
 CAPTURE = re.compile(r"capture=(?P<var>[A-Z_]+):(?P<field>\w+)")
+
+# the examples run as subprocesses (curl, ruis admin, python) against a URL
+pytestmark = pytest.mark.live
 
 
 @dataclass(frozen=True)
@@ -75,9 +78,10 @@ def test_every_role_has_tested_examples() -> None:
     assert marked == len(blocks) + 1  # every marker is followed by a block (+ the prose one)
 
 
+@pytest.mark.slow  # runs every README example in subprocesses
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_readme_examples_run(
-    server: RunningServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    server: Service, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     demo_data.generate(server.settings.data_dir, devices=300, days=7)
     env = {

@@ -5,20 +5,14 @@ from __future__ import annotations
 import httpx
 from sqlalchemy import create_engine, text
 
-from tests.conftest import RunningServer
+from tests.conftest import Service
 from tests.factories import events_metadata, write_events
+from tests.support.api import create_consumer
 
 PROBLEM = "application/problem+json"
 
 
-def _consumer(admin: httpx.Client, name: str, role: str) -> str:
-    response = admin.post("/v1/consumers", json={"name": name, "role": role})
-    assert response.status_code == 201, response.text
-    key: str = response.json()["api_key"]
-    return key
-
-
-def test_missing_wrong_and_revoked_keys_are_401(server: RunningServer, admin: httpx.Client) -> None:
+def test_missing_wrong_and_revoked_keys_are_401(server: Service, admin: httpx.Client) -> None:
     anonymous = server.client()
     for headers in (
         {},
@@ -30,16 +24,16 @@ def test_missing_wrong_and_revoked_keys_are_401(server: RunningServer, admin: ht
         assert response.status_code == 401
         assert response.headers["content-type"] == PROBLEM
         assert response.json()["type"] == "unauthorized"
-    key = _consumer(admin, "cbs-mobility", "analyst")
+    key = create_consumer(admin, "cbs-mobility", "analyst")
     assert server.client(key).get("/v1/budgets").status_code == 200
     key_id = admin.get("/v1/consumers/cbs-mobility/keys").json()["items"][0]["id"]
     assert admin.delete(f"/v1/consumers/cbs-mobility/keys/{key_id}").status_code == 200
     assert server.client(key).get("/v1/budgets").status_code == 401
 
 
-def test_wrong_role_is_403(server: RunningServer, admin: httpx.Client) -> None:
-    analyst = server.client(_consumer(admin, "ana", "analyst"))
-    auditor = server.client(_consumer(admin, "aud", "auditor"))
+def test_wrong_role_is_403(server: Service, admin: httpx.Client) -> None:
+    analyst = server.client(create_consumer(admin, "ana", "analyst"))
+    auditor = server.client(create_consumer(admin, "aud", "auditor"))
     for client, method, path, body in [
         (analyst, "POST", "/v1/consumers", {"name": "x", "role": "admin"}),
         (analyst, "GET", "/v1/ledger", None),
@@ -56,12 +50,10 @@ def test_wrong_role_is_403(server: RunningServer, admin: httpx.Client) -> None:
     assert auditor.get("/v1/budgets").status_code == 200
 
 
-def test_analyst_sees_unbudgeted_dataset_as_missing(
-    server: RunningServer, admin: httpx.Client
-) -> None:
+def test_analyst_sees_unbudgeted_dataset_as_missing(server: Service, admin: httpx.Client) -> None:
     write_events(server.settings.data_dir)
     assert admin.post("/v1/datasets", json=events_metadata()).status_code == 201
-    analyst = server.client(_consumer(admin, "ana", "analyst"))
+    analyst = server.client(create_consumer(admin, "ana", "analyst"))
     hidden = analyst.get("/v1/datasets/events")
     missing = analyst.get("/v1/datasets/nothing")
     assert hidden.status_code == missing.status_code == 404
@@ -73,7 +65,7 @@ def test_analyst_sees_unbudgeted_dataset_as_missing(
 
 
 def test_keys_are_random_shown_once_and_stored_only_as_hashes(
-    server: RunningServer, admin: httpx.Client
+    server: Service, admin: httpx.Client
 ) -> None:
     created = admin.post("/v1/consumers", json={"name": "ana", "role": "analyst"}).json()
     second = admin.post("/v1/consumers/ana/keys").json()

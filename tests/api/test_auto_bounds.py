@@ -7,8 +7,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import RunningServer
-from tests.factories import MUNICIPALITIES, events_metadata, write_events
+from tests.conftest import Service
+from tests.factories import MUNICIPALITIES, events_metadata
+from tests.support.api import analyst, ledger, register_events
 
 AUTO_VISITORS: dict[str, Any] = {
     "dataset": "events",
@@ -21,33 +22,19 @@ NOISE_ONLY = "noise only; truncation and clamping bias not included"
 
 
 def _analyst(
-    server: RunningServer,
+    server: Service,
     admin: httpx.Client,
     *,
     model: str = "pure",
     amount: float = 1.0,
     **metadata: Any,
 ) -> httpx.Client:
-    write_events(server.settings.data_dir)
-    response = admin.post("/v1/datasets", json=events_metadata(**metadata))
-    assert response.status_code == 201, response.text
-    key = admin.post("/v1/consumers", json={"name": "ana", "role": "analyst"}).json()
-    unit = "epsilon" if model == "pure" else "rho"
-    assert (
-        admin.put("/v1/budgets/ana/events", json={"model": model, unit: amount}).status_code == 200
-    )
-    return server.client(key["api_key"])
-
-
-def _ledger(admin: httpx.Client, **params: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = admin.get("/v1/ledger", params={"limit": 1000, **params}).json()[
-        "items"
-    ]
-    return items
+    register_events(server, admin, **metadata)
+    return analyst(server, admin, model=model, amount=amount)
 
 
 def test_auto_release_ledgers_the_split_then_the_choice(
-    server: RunningServer, admin: httpx.Client
+    server: Service, admin: httpx.Client
 ) -> None:
     ana = _analyst(server, admin)
     response = ana.post("/v1/queries", json=AUTO_VISITORS)
@@ -68,7 +55,7 @@ def test_auto_release_ledgers_the_split_then_the_choice(
     # the statistic's noise is at the chosen k, at the statistic's cost
     assert body["noise_scale"] == pytest.approx(chosen["max_partitions_contributed"] / 0.45)
 
-    (release,) = _ledger(admin, kind="release")
+    (release,) = ledger(admin, kind="release")
     assert release["cost"] == {"model": "pure", "epsilon": 0.5}
     details = release["details"]
     assert details["release_id"] == body["id"]
@@ -83,7 +70,7 @@ def test_auto_release_ledgers_the_split_then_the_choice(
     assert step["opendp_privacy_loss"] <= 0.05
     assert "bounds_chosen" not in details  # not known before the data is read
 
-    (output,) = _ledger(admin, kind="release_output")
+    (output,) = ledger(admin, kind="release_output")
     assert output["seq"] > release["seq"]
     out = output["details"]
     assert out["rows"] == body["rows"] and out["bounds_chosen"] == chosen
@@ -96,13 +83,11 @@ def test_auto_release_ledgers_the_split_then_the_choice(
     again = ana.post("/v1/queries", json=AUTO_VISITORS).json()
     assert again["cached"] is True and again["id"] == body["id"]
     assert again["bounds_chosen"] == chosen and again["rows"] == body["rows"]
-    assert len(_ledger(admin, kind="release")) == 1
+    assert len(ledger(admin, kind="release")) == 1
     assert ana.get("/v1/budgets").json()["items"][0]["spent"] == 0.5
 
 
-def test_auto_clamp_under_zcdp_spends_exactly_rho(
-    server: RunningServer, admin: httpx.Client
-) -> None:
+def test_auto_clamp_under_zcdp_spends_exactly_rho(server: Service, admin: httpx.Client) -> None:
     ana = _analyst(server, admin, model="zcdp", amount=0.5)
     query = {
         "dataset": "events",
@@ -123,18 +108,18 @@ def test_auto_clamp_under_zcdp_spends_exactly_rho(
     assert body["auto"]["statistic_cost"] == {"rho": 0.24}
     low, high = body["bounds_chosen"]["clamp"]
     assert low == 0 and 0 < high <= 240
-    (release,) = _ledger(admin, kind="release")
+    (release,) = ledger(admin, kind="release")
     steps = release["details"]["auto"]["selection"]
     assert [s["chooses"] for s in steps] == ["contribution_bounds", "clamp"]
     assert sum(s["cost"]["rho"] for s in steps) == pytest.approx(0.06, abs=1e-12)
     assert release["details"]["auto"]["candidates"]["clamp"][-1] == [0, 240]
-    (output,) = _ledger(admin, kind="release_output")
+    (output,) = ledger(admin, kind="release_output")
     assert set(output["details"]["selection"]) == {"contribution_bounds", "clamp"}
     assert ana.get("/v1/budgets").json()["items"][0]["spent"] == 0.3
 
 
 def test_auto_preview_reads_no_data_and_spends_nothing(
-    server: RunningServer, admin: httpx.Client
+    server: Service, admin: httpx.Client
 ) -> None:
     ana = _analyst(server, admin)
     (server.settings.data_dir / "events.parquet").unlink()  # preview must not need it
@@ -153,11 +138,11 @@ def test_auto_preview_reads_no_data_and_spends_nothing(
     ).json()
     assert target["accuracy"]["error_bound"] <= 30  # at the largest candidate, so at all
     assert ana.get("/v1/budgets").json()["items"][0]["spent"] == 0
-    kinds = {entry["kind"] for entry in _ledger(admin)}
+    kinds = {entry["kind"] for entry in ledger(admin)}
     assert not kinds & {"release", "refused", "reread", "release_output"}
 
 
-def test_dataset_defaults_can_be_auto(server: RunningServer, admin: httpx.Client) -> None:
+def test_dataset_defaults_can_be_auto(server: Service, admin: httpx.Client) -> None:
     columns = events_metadata()["columns"]
     columns["dwell_minutes"] = {"type": "float", "bounds": [0, 240], "auto_bounds": True}
     ana = _analyst(

@@ -15,30 +15,22 @@ from db import budgets
 from db.amounts import cost_units
 from db.budgets import Debited, Refused
 from db.engine import Database
-from tests.conftest import RunningServer
+from tests.conftest import Service
 from tests.factories import events_metadata, write_events
+from tests.support.api import create_consumer
 
 PROBLEM = "application/problem+json"
 
 
 @pytest.fixture
-def database(server: RunningServer) -> Iterator[Database]:
+def database(server: Service) -> Iterator[Database]:
     """The server's database, opened directly (to spend without running queries)."""
     opened = Database(server.settings.database_url)
     yield opened
     opened.dispose()
 
 
-def _consumer(admin: httpx.Client, name: str, role: str = "analyst") -> str:
-    response = admin.post("/v1/consumers", json={"name": name, "role": role})
-    assert response.status_code == 201, response.text
-    key: str = response.json()["api_key"]
-    return key
-
-
-def _dataset(
-    server: RunningServer, admin: httpx.Client, name: str = "events", **overrides: Any
-) -> None:
+def _dataset(server: Service, admin: httpx.Client, name: str = "events", **overrides: Any) -> None:
     if not (server.settings.data_dir / "events.parquet").exists():
         write_events(server.settings.data_dir)
     response = admin.post("/v1/datasets", json=events_metadata(name=name, **overrides))
@@ -76,11 +68,11 @@ def _problem(response: httpx.Response, status: int) -> dict[str, Any]:
 
 
 def test_put_creates_and_changes_budgets(
-    server: RunningServer, admin: httpx.Client, database: Database
+    server: Service, admin: httpx.Client, database: Database
 ) -> None:
     _dataset(server, admin)
-    _consumer(admin, "ana")
-    _consumer(admin, "bob")
+    create_consumer(admin, "ana")
+    create_consumer(admin, "bob")
     created = _put(admin, "ana", {"model": "pure", "epsilon": 3.0})
     assert created.status_code == 200, created.text
     ana = created.json()
@@ -142,12 +134,10 @@ def test_put_creates_and_changes_budgets(
     assert entries[2]["details"]["spent"] == {"model": "pure", "epsilon": 1.25}
 
 
-def test_zcdp_equivalent_uses_the_declared_delta(
-    server: RunningServer, admin: httpx.Client
-) -> None:
+def test_zcdp_equivalent_uses_the_declared_delta(server: Service, admin: httpx.Client) -> None:
     _dataset(server, admin, delta=1e-6)
     _dataset(server, admin, name="strict")
-    _consumer(admin, "ana")
+    create_consumer(admin, "ana")
     loose = _put(admin, "ana", {"model": "zcdp", "rho": 0.5}).json()
     strict = _put(admin, "ana", {"model": "zcdp", "rho": 0.5}, dataset="strict").json()
     assert loose["remaining_epsilon_delta"]["delta"] == 1e-6
@@ -160,12 +150,12 @@ def test_zcdp_equivalent_uses_the_declared_delta(
     assert listed["strict"]["remaining_epsilon_delta"] == strict["remaining_epsilon_delta"]
 
 
-def test_refused_changes(server: RunningServer, admin: httpx.Client, database: Database) -> None:
+def test_refused_changes(server: Service, admin: httpx.Client, database: Database) -> None:
     _dataset(server, admin)
     _dataset(server, admin, name="capped", budget_cap={"model": "pure", "epsilon": 2})
-    _consumer(admin, "ana")
-    _consumer(admin, "root", "admin")
-    _consumer(admin, "aud", "auditor")
+    create_consumer(admin, "ana")
+    create_consumer(admin, "root", "admin")
+    create_consumer(admin, "aud", "auditor")
     assert _put(admin, "ana", {"model": "pure", "epsilon": 2}).status_code == 200
     assert isinstance(_spend(database, "ana", "1.5"), Debited)
     before = _entries(admin)
@@ -219,18 +209,18 @@ def test_refused_changes(server: RunningServer, admin: httpx.Client, database: D
     assert _put(admin, "ana", {"model": "pure", "epsilon": 1}, dataset="capped").status_code == 200
     changed = _put(admin, "ana", {"model": "pure", "epsilon": 3}, dataset="capped").json()
     assert changed["total"] == 3
-    _consumer(admin, "bob")
+    create_consumer(admin, "bob")
     assert _put(admin, "bob", {"model": "pure", "epsilon": 1}).status_code == 200
     switched = _put(admin, "bob", {"model": "zcdp", "rho": 0.25}).json()
     assert (switched["model"], switched["total"]) == ("zcdp", 0.25)
 
 
-def test_who_sees_which_budgets(server: RunningServer, admin: httpx.Client) -> None:
+def test_who_sees_which_budgets(server: Service, admin: httpx.Client) -> None:
     _dataset(server, admin)
     _dataset(server, admin, name="other")
-    ana = server.client(_consumer(admin, "ana"))
-    bob = server.client(_consumer(admin, "bob"))
-    auditor = server.client(_consumer(admin, "aud", "auditor"))
+    ana = server.client(create_consumer(admin, "ana"))
+    bob = server.client(create_consumer(admin, "bob"))
+    auditor = server.client(create_consumer(admin, "aud", "auditor"))
     for consumer, dataset in (("ana", "events"), ("bob", "events"), ("bob", "other")):
         assert (
             _put(admin, consumer, {"model": "pure", "epsilon": 1}, dataset=dataset).status_code
@@ -255,10 +245,10 @@ def test_who_sees_which_budgets(server: RunningServer, admin: httpx.Client) -> N
 
 
 def test_decimal_amounts_are_exact(
-    server: RunningServer, admin: httpx.Client, database: Database
+    server: Service, admin: httpx.Client, database: Database
 ) -> None:
     _dataset(server, admin)
-    _consumer(admin, "ana")
+    create_consumer(admin, "ana")
     assert _put(admin, "ana", {"model": "pure", "epsilon": 0.3}).json()["total"] == 0.3
     for expected_remaining in ("0.2", "0.1", "0"):
         debited = _spend(database, "ana", "0.1")

@@ -17,17 +17,12 @@ import pytest
 from api.settings import Settings
 from db import catalog
 from db.engine import Database
-from tests.conftest import ADMIN_KEY, RunningServer, start_server
+from tests.conftest import ADMIN_KEY, Service
 from tests.factories import events_metadata, write_events
+from tests.support.api import VISITORS, analyst, ledger
+from tests.support.inprocess import InProcessApp, start_app
 
 PROBLEM = "application/problem+json"
-VISITORS: dict[str, Any] = {
-    "dataset": "events",
-    "statistic": "unit_count",
-    "group_by": ["municipality"],
-    "max_partitions_contributed": 3,
-    "privacy": {"epsilon": 0.5},
-}
 ROWS = 300 * 6  # write_events' default row count
 SECRET = "SECRET-VALUE-42"  # a data value that must never appear in a message
 
@@ -51,27 +46,14 @@ def _refused(admin: httpx.Client, body: dict[str, Any]) -> str:
     return detail
 
 
-def _ledger(admin: httpx.Client, **params: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = admin.get("/v1/ledger", params={"limit": 1000, **params}).json()[
-        "items"
-    ]
-    return items
-
-
 def _analyst(
-    server: RunningServer,
+    server: Service,
     admin: httpx.Client,
     name: str = "ana",
     datasets: tuple[str, ...] = ("events",),
     epsilon: float = 5,
 ) -> httpx.Client:
-    key = admin.post("/v1/consumers", json={"name": name, "role": "analyst"}).json()["api_key"]
-    for dataset in datasets:
-        response = admin.put(
-            f"/v1/budgets/{name}/{dataset}", json={"model": "pure", "epsilon": epsilon}
-        )
-        assert response.status_code == 200, response.text
-    return server.client(key)
+    return analyst(server, admin, name, amount=epsilon, datasets=datasets)
 
 
 def _spent(admin: httpx.Client) -> float:
@@ -91,7 +73,7 @@ def _unavailable(client: httpx.Client, query: dict[str, Any]) -> dict[str, Any]:
 def _charged(admin: httpx.Client, *, spent: float, releases: int) -> None:
     """What was spent in all and how many releases were ledgered (nothing more)."""
     assert _spent(admin) == pytest.approx(spent)
-    assert len(_ledger(admin, kind="release")) == releases
+    assert len(ledger(admin, kind="release")) == releases
     assert admin.get("/v1/ledger/verify").json()["valid"] is True
 
 
@@ -103,7 +85,7 @@ def _replace(path: Path, frame: pl.DataFrame) -> None:
 
 
 def test_more_rows_than_max_rows_refused_at_registration_then_suspends_when_swapped_in(
-    server: RunningServer, admin: httpx.Client
+    server: Service, admin: httpx.Client
 ) -> None:
     data_dir = server.settings.data_dir
     write_events(data_dir)
@@ -128,11 +110,11 @@ def test_more_rows_than_max_rows_refused_at_registration_then_suspends_when_swap
     preview = ana.post("/v1/queries/preview", json=VISITORS)
     assert preview.status_code == 503 and preview.json()["type"] == "dataset-unavailable"
     _charged(admin, spent=0.5, releases=1)
-    suspended = _ledger(admin, kind="dataset_suspended")
+    suspended = ledger(admin, kind="dataset_suspended")
     assert len(suspended) == 1  # ledgered once
     assert suspended[0]["details"]["reason"] == "max_rows_exceeded"
     assert suspended[0]["details"]["observed"]["rows"] == ROWS + 6
-    refused = _ledger(admin, kind="refused")
+    refused = ledger(admin, kind="refused")
     assert [r["details"]["reason"] for r in refused] == ["dataset_unavailable"] * 3
     assert {r["consumer"] for r in refused} == {"ana", "bob"}
     assert all(r["cost"] == {"model": "pure", "epsilon": 0} for r in refused)
@@ -142,7 +124,7 @@ def test_more_rows_than_max_rows_refused_at_registration_then_suspends_when_swap
     seen = ana.get("/v1/datasets/events").json()  # analysts: the status, not the reason
     assert seen["status"] == "suspended"
     assert seen["suspended_reason"] is None and seen["file"] is None
-    ready = httpx.get(f"{server.url}/readyz")
+    ready = server.client().get("/readyz")
     assert ready.status_code == 200
     assert ready.json()["status"] == "degraded"
     assert ready.json()["checks"]["datasets"] == "1 suspended"
@@ -158,7 +140,7 @@ def test_more_rows_than_max_rows_refused_at_registration_then_suspends_when_swap
     assert reinstated.json()["status"] == "active"
     assert reinstated.json()["suspended_reason"] is None
     assert ana.post("/v1/queries", json=VISITORS).status_code == 200
-    assert httpx.get(f"{server.url}/readyz").json() == {
+    assert server.client().get("/readyz").json() == {
         "status": "ok",
         "checks": {**ready.json()["checks"], "datasets": "ok"},
     }
@@ -213,7 +195,7 @@ def _csv_metadata(**overrides: Any) -> dict[str, Any]:
 )
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_malformed_csv_refused_at_registration(
-    server: RunningServer, admin: httpx.Client, rows: list[str], needles: list[str]
+    server: Service, admin: httpx.Client, rows: list[str], needles: list[str]
 ) -> None:
     _csv(server.settings.data_dir / "events.csv", [CSV_HEADER, *rows])
     detail = _refused(admin, _csv_metadata(max_rows=5))
@@ -225,7 +207,7 @@ def test_malformed_csv_refused_at_registration(
 
 
 def test_csv_is_converted_once_and_a_malformed_swap_suspends(
-    server: RunningServer, admin: httpx.Client
+    server: Service, admin: httpx.Client
 ) -> None:
     data_dir = server.settings.data_dir
     write_events(data_dir)
@@ -268,7 +250,7 @@ def test_csv_is_converted_once_and_a_malformed_swap_suspends(
 
 
 def test_renamed_column_deleted_file_and_changed_type_cost_nothing(
-    server: RunningServer, admin: httpx.Client
+    server: Service, admin: httpx.Client
 ) -> None:
     data_dir = server.settings.data_dir
     names = ("renamed", "deleted", "retyped", "converted")
@@ -290,7 +272,7 @@ def test_renamed_column_deleted_file_and_changed_type_cost_nothing(
         _unavailable(ana, {**VISITORS, "dataset": name})
     _charged(admin, spent=0, releases=0)
     reasons = {
-        e["dataset"]: e["details"]["reason"] for e in _ledger(admin, kind="dataset_suspended")
+        e["dataset"]: e["details"]["reason"] for e in ledger(admin, kind="dataset_suspended")
     }
     assert reasons == {
         "renamed": "schema_changed",
@@ -298,13 +280,13 @@ def test_renamed_column_deleted_file_and_changed_type_cost_nothing(
         "retyped": "schema_changed",
         "converted": "schema_changed",
     }
-    assert httpx.get(f"{server.url}/readyz").json()["checks"]["datasets"] == "4 suspended"
+    assert server.client().get("/readyz").json()["checks"]["datasets"] == "4 suspended"
     missing = admin.post("/v1/datasets/deleted/reinstate")
     assert missing.status_code == 422 and "deleted.parquet" in missing.json()["detail"]
 
 
 def test_file_replaced_in_place_is_suspended_and_never_answered_from_cache(
-    server: RunningServer, admin: httpx.Client
+    server: Service, admin: httpx.Client
 ) -> None:
     data_dir = server.settings.data_dir
     write_events(data_dir)
@@ -331,7 +313,7 @@ def test_file_replaced_in_place_is_suspended_and_never_answered_from_cache(
     reinstated = admin.post("/v1/datasets/events/reinstate").json()
     new = reinstated["file"]
     assert new["sha256"] != old["sha256"] and new["rows"] == old["rows"]
-    entry = _ledger(admin, kind="dataset_reinstated")[-1]
+    entry = ledger(admin, kind="dataset_reinstated")[-1]
     assert entry["actor"] == "bootstrap-admin"
     assert entry["details"]["previous"] == {
         "status": "suspended",
@@ -343,14 +325,14 @@ def test_file_replaced_in_place_is_suspended_and_never_answered_from_cache(
     again = ana.post("/v1/queries", json=VISITORS).json()
     assert again["cached"] is False and again["id"] != first["id"]  # charged anew
     assert again["budget_remaining"] == {"epsilon": 4.0}
-    released = _ledger(admin, kind="release")
+    released = ledger(admin, kind="release")
     assert [e["details"]["file_sha256"] for e in released] == [old["sha256"], new["sha256"]]
     stored = ana.get(f"/v1/queries/{first['id']}").json()  # old releases stay readable
     assert stored["rows"] == first["rows"] and stored["cached"] is True
 
 
 def test_a_dataset_registered_before_fingerprints_gets_one_at_its_first_release(
-    server: RunningServer, admin: httpx.Client
+    server: Service, admin: httpx.Client
 ) -> None:
     write_events(server.settings.data_dir)
     metadata = events_metadata()
@@ -362,38 +344,38 @@ def test_a_dataset_registered_before_fingerprints_gets_one_at_its_first_release(
     assert admin.get("/v1/datasets/events").json()["file"] is None
     ana = _analyst(server, admin)
     assert ana.post("/v1/queries", json=VISITORS).status_code == 200
-    recorded = _ledger(admin, kind="dataset_fingerprinted")
+    recorded = ledger(admin, kind="dataset_fingerprinted")
     assert len(recorded) == 1 and recorded[0]["details"]["file"]["rows"] == ROWS
     assert admin.get("/v1/datasets/events").json()["file"] == recorded[0]["details"]["file"]
     assert ana.post("/v1/queries", json=VISITORS).json()["cached"] is True
-    assert len(_ledger(admin, kind="dataset_fingerprinted")) == 1
+    assert len(ledger(admin, kind="dataset_fingerprinted")) == 1
 
 
 @pytest.fixture
-def full_disk(settings: Settings) -> Iterator[RunningServer]:
+def full_disk(settings: Settings) -> Iterator[InProcessApp]:
     """The app with a free-space threshold no disk meets (a full disk, as readyz sees it)."""
-    running = start_server(dataclasses.replace(settings, min_free_bytes=2**62))
+    running = start_app(dataclasses.replace(settings, min_free_bytes=2**62))
     try:
         yield running
     finally:
         running.stop()
 
 
-def test_readyz_fails_when_the_disk_is_full(full_disk: RunningServer) -> None:
-    response = httpx.get(f"{full_disk.url}/readyz")
+def test_readyz_fails_when_the_disk_is_full(full_disk: InProcessApp) -> None:
+    response = full_disk.client().get("/readyz")
     assert response.status_code == 503
     checks = response.json()["checks"]
     assert checks["data_dir"] == "low on space"
     if full_disk.settings.database_url.startswith("sqlite"):
         assert checks["database_dir"] == "low on space"
     assert checks["database"] == "ok" and checks["datasets"] == "ok"
-    assert httpx.get(f"{full_disk.url}/healthz").status_code == 200
+    assert full_disk.client().get("/healthz").status_code == 200
     admin = full_disk.client(ADMIN_KEY)
     assert admin.get("/v1/datasets").status_code == 200  # still answering, just not ready
 
 
 def test_a_file_changed_while_a_release_is_computed_is_not_released(
-    server: RunningServer, admin: httpx.Client, monkeypatch: pytest.MonkeyPatch
+    server: Service, admin: httpx.Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import api.release
 
@@ -412,7 +394,7 @@ def test_a_file_changed_while_a_release_is_computed_is_not_released(
     lost = ana.post("/v1/queries", json=VISITORS)
     assert lost.status_code == 500 and lost.json()["type"] == "release-failed"
     assert "rows" not in lost.text and lost.json()["release_id"]
-    outputs = _ledger(admin, kind="release_output")
+    outputs = ledger(admin, kind="release_output")
     assert [e["details"]["status"] for e in outputs] == ["failed"]  # values not released
     assert admin.get("/v1/datasets/events").json()["suspended_reason"] == "file_changed"
     _charged(admin, spent=0.5, releases=1)  # debited before the read: not refunded

@@ -13,8 +13,9 @@ import polars as pl
 from db import budgets
 from db.amounts import cost_units
 from db.engine import Database
-from tests.conftest import RunningServer
+from tests.conftest import Service
 from tests.factories import DAYS, MUNICIPALITIES, events_metadata, write_events
+from tests.support.api import analyst, register_events
 
 PROBLEM = "application/problem+json"
 
@@ -39,7 +40,7 @@ def _refused(admin: httpx.Client, body: dict[str, Any], status: int = 422) -> di
     return problem
 
 
-def test_register_shows_metadata_back(server: RunningServer, admin: httpx.Client) -> None:
+def test_register_shows_metadata_back(server: Service, admin: httpx.Client) -> None:
     write_events(server.settings.data_dir)
     body = events_metadata(budget_cap={"model": "pure", "epsilon": 20})
     response = admin.post("/v1/datasets", json=body)
@@ -81,22 +82,10 @@ def test_register_shows_metadata_back(server: RunningServer, admin: httpx.Client
     ]
 
 
-def test_budget_cap_shows_what_all_consumers_spent(
-    server: RunningServer, admin: httpx.Client
-) -> None:
-    write_events(server.settings.data_dir)
-    body = events_metadata(budget_cap={"model": "pure", "epsilon": 0.3})
-    assert admin.post("/v1/datasets", json=body).status_code == 201
+def test_budget_cap_shows_what_all_consumers_spent(server: Service, admin: httpx.Client) -> None:
+    register_events(server, admin, budget_cap={"model": "pure", "epsilon": 0.3})
     for name in ("ana", "bob"):
-        assert (
-            admin.post("/v1/consumers", json={"name": name, "role": "analyst"}).status_code == 201
-        )
-        assert (
-            admin.put(
-                f"/v1/budgets/{name}/events", json={"model": "pure", "epsilon": 1}
-            ).status_code
-            == 200
-        )
+        analyst(server, admin, name)
     database = Database(server.settings.database_url)
     try:
         for name in ("ana", "bob", "ana", "bob"):
@@ -115,7 +104,7 @@ def test_budget_cap_shows_what_all_consumers_spent(
 
 
 def test_paths_outside_the_data_dir_are_refused(
-    server: RunningServer, admin: httpx.Client, tmp_path: Path
+    server: Service, admin: httpx.Client, tmp_path: Path
 ) -> None:
     data_dir = server.settings.data_dir
     write_events(data_dir)
@@ -164,7 +153,7 @@ def test_paths_outside_the_data_dir_are_refused(
         assert response.json()["path"] == path
 
 
-def test_declared_schema_must_match_the_file(server: RunningServer, admin: httpx.Client) -> None:
+def test_declared_schema_must_match_the_file(server: Service, admin: httpx.Client) -> None:
     data_dir = server.settings.data_dir
     write_events(data_dir)
     (data_dir / "garbage.parquet").write_bytes(b"not a parquet file at all")
@@ -216,7 +205,7 @@ INCONSISTENT_COLUMNS: list[dict[str, Any]] = [
 
 
 def test_inconsistent_metadata_and_duplicate_names_are_refused(
-    server: RunningServer, admin: httpx.Client
+    server: Service, admin: httpx.Client
 ) -> None:
     write_events(server.settings.data_dir)
     for columns in INCONSISTENT_COLUMNS:

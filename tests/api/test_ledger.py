@@ -20,7 +20,7 @@ from db import budgets, ledger
 from db.amounts import cost_units
 from db.engine import Database
 from db.models import LedgerEntry
-from tests.conftest import RunningServer
+from tests.conftest import Service
 from tests.factories import events_metadata, write_events
 
 PROBLEM = "application/problem+json"
@@ -40,7 +40,7 @@ EXPORT_FIELDS = [
 
 
 @pytest.fixture
-def engine(server: RunningServer) -> Iterator[Engine]:
+def engine(server: Service) -> Iterator[Engine]:
     """A plain SQLAlchemy engine on the server's database, for tampering with it."""
     opened = create_engine(server.settings.database_url)
     yield opened
@@ -64,7 +64,7 @@ def _all_entries(client: httpx.Client, **params: Any) -> list[dict[str, Any]]:
             return entries
 
 
-def _populate(server: RunningServer, admin: httpx.Client) -> dict[str, str]:
+def _populate(server: Service, admin: httpx.Client) -> dict[str, str]:
     """One of each admin action and a few spends; the request id of each call by name."""
     write_events(server.settings.data_dir)
     request_ids: dict[str, str] = {}
@@ -120,7 +120,7 @@ def _populate(server: RunningServer, admin: httpx.Client) -> dict[str, str]:
 
 
 def test_admin_actions_are_ledgered_with_their_request_ids(
-    server: RunningServer, admin: httpx.Client
+    server: Service, admin: httpx.Client
 ) -> None:
     ids = _populate(server, admin)
     entries = _all_entries(admin)
@@ -168,7 +168,7 @@ def test_admin_actions_are_ledgered_with_their_request_ids(
     assert _all_entries(admin, consumer="cyd")[0]["request_id"] == response.headers["x-request-id"]
 
 
-def test_filters_and_pagination(server: RunningServer, admin: httpx.Client) -> None:
+def test_filters_and_pagination(server: Service, admin: httpx.Client) -> None:
     _populate(server, admin)
     entries = _all_entries(admin)
     seqs = [e["seq"] for e in entries]
@@ -271,9 +271,7 @@ def _verify(admin: httpx.Client) -> dict[str, Any]:
     return result
 
 
-def test_verify_catches_tampering(
-    server: RunningServer, admin: httpx.Client, engine: Engine
-) -> None:
+def test_verify_catches_tampering(server: Service, admin: httpx.Client, engine: Engine) -> None:
     _populate(server, admin)
     entries = _all_entries(admin)
     count = len(entries)
@@ -371,7 +369,7 @@ def _as_entry(row: dict[str, Any]) -> LedgerEntry:
     return LedgerEntry(**row)
 
 
-def test_export_streams_the_whole_ledger(server: RunningServer, admin: httpx.Client) -> None:
+def test_export_streams_the_whole_ledger(server: Service, admin: httpx.Client) -> None:
     _populate(server, admin)
     database = Database(server.settings.database_url)
     try:  # more entries than one export batch, with text that needs quoting in CSV
@@ -425,7 +423,7 @@ def test_export_streams_the_whole_ledger(server: RunningServer, admin: httpx.Cli
     assert _verify(admin)["entries"] == len(entries)
 
 
-def test_http_errors_are_problems(server: RunningServer, admin: httpx.Client) -> None:
+def test_http_errors_are_problems(server: Service, admin: httpx.Client) -> None:
     cases = [
         (admin.get("/v1/nothing-here"), 404),
         (admin.get("/v1/ledger/verify/extra"), 404),

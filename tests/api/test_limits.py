@@ -13,19 +13,15 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
+import pytest
 
 from api.limits import Limiter
 from api.settings import LimitSettings, Settings
-from tests.conftest import ADMIN_KEY, RunningServer, start_server
-from tests.factories import MUNICIPALITIES, events_metadata, write_events
+from tests.conftest import ADMIN_KEY, Service
+from tests.factories import MUNICIPALITIES, events_metadata
+from tests.support.api import VISITORS, analyst, register_events
+from tests.support.inprocess import InProcessApp, start_app
 
-VISITORS: dict[str, Any] = {
-    "dataset": "events",
-    "statistic": "unit_count",
-    "group_by": ["municipality"],
-    "max_partitions_contributed": 3,
-    "privacy": {"epsilon": 0.5},
-}
 BIG_KEYS = MUNICIPALITIES + [f"XX{i:05d}" for i in range(6_000)]
 """Public keys beyond the data's: a grouping whose plan takes a while to compile and run."""
 WIDE = {**VISITORS, "group_by": ["municipality", "day"]}
@@ -34,13 +30,14 @@ WIDE = {**VISITORS, "group_by": ["municipality", "day"]}
 @contextmanager
 def serve(
     settings: Settings, *, quantum_ms: int | None = None, **limits: Any
-) -> Iterator[RunningServer]:
-    """The real app with these limits (the rest at their defaults); ``quantum_ms`` sets the
-    release time quantum (a fresh release then holds its slot for at least that long)."""
+) -> Iterator[InProcessApp]:
+    """The real app (in-process) with these limits (the rest at their defaults);
+    ``quantum_ms`` sets the release time quantum (a fresh release then holds its slot for
+    at least that long)."""
     changed = dataclasses.replace(settings, limits=LimitSettings(**limits))
     if quantum_ms is not None:
         changed = dataclasses.replace(changed, release_time_quantum_ms=quantum_ms)
-    running = start_server(changed)
+    running = start_app(changed)
     try:
         yield running
     finally:
@@ -48,27 +45,18 @@ def serve(
 
 
 def _setup(
-    server: RunningServer,
+    server: Service,
     *,
     analysts: tuple[str, ...] = ("ana",),
     amount: float = 50,
     big: bool = False,
 ) -> tuple[httpx.Client, dict[str, httpx.Client]]:
     admin = server.client(ADMIN_KEY)
-    write_events(server.settings.data_dir)
-    body = events_metadata()
+    columns = events_metadata()["columns"]
     if big:
-        body["columns"]["municipality"]["keys"] = BIG_KEYS
-    assert admin.post("/v1/datasets", json=body).status_code == 201
-    clients = {}
-    for name in analysts:
-        key = admin.post("/v1/consumers", json={"name": name, "role": "analyst"}).json()
-        response = admin.put(
-            f"/v1/budgets/{name}/events", json={"model": "pure", "epsilon": amount}
-        )
-        assert response.status_code == 200, response.text
-        clients[name] = server.client(key["api_key"])
-    return admin, clients
+        columns["municipality"]["keys"] = BIG_KEYS
+    register_events(server, admin, columns=columns)
+    return admin, {name: analyst(server, admin, name, amount=amount) for name in analysts}
 
 
 def _spent(admin: httpx.Client, name: str = "ana") -> float:
@@ -89,8 +77,8 @@ def _entries(admin: httpx.Client, **params: str) -> list[dict[str, Any]]:
             return items
 
 
-def _limiter(server: RunningServer) -> Limiter:
-    limiter: Limiter = server.server.config.app.state.limiter  # type: ignore[attr-defined]
+def _limiter(server: Service) -> Limiter:
+    limiter: Limiter = server.app.state.limiter
     return limiter
 
 
@@ -157,6 +145,7 @@ def test_parallel_releases_of_one_consumer_queue_at_most_two_at_once(settings: S
         assert not any(e["kind"] == "refused" for e in _entries(admin, consumer="ana"))
 
 
+@pytest.mark.slow  # waits out release time quanta of seconds
 def test_a_release_waiting_past_the_queue_timeout_gets_429_and_nothing_is_spent(
     settings: Settings,
 ) -> None:
@@ -227,6 +216,7 @@ def test_an_admin_overrides_one_consumers_limits(settings: Settings) -> None:
         assert logged[1]["details"]["previous"]["max_cells"] == 5
 
 
+@pytest.mark.slow  # eleven releases of 6,006 cells
 def test_ledger_pages_stay_within_the_byte_budget_and_hold_at_least_one_entry(
     settings: Settings,
 ) -> None:
@@ -271,6 +261,7 @@ def test_ledger_pages_stay_within_the_byte_budget_and_hold_at_least_one_entry(
         assert admin.get("/v1/ledger/verify").json()["valid"] is True
 
 
+@pytest.mark.slow  # waits out release time quanta of seconds
 def test_another_consumer_is_served_before_a_queue_of_the_first(settings: Settings) -> None:
     # The quantum makes each release hold the only slot for at least 1 s, so bob surely
     # arrives while ana's first computes and her other two wait.
@@ -304,6 +295,7 @@ def test_another_consumer_is_served_before_a_queue_of_the_first(settings: Settin
         assert finished.index("bob") <= 1  # right after ana's first, not after her queue
 
 
+@pytest.mark.slow  # waits out release time quanta of seconds
 def test_heavy_queries_compute_in_their_own_lane_and_never_hold_back_small_ones(
     settings: Settings,
 ) -> None:

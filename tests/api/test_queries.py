@@ -8,20 +8,13 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import RunningServer
-from tests.factories import MUNICIPALITIES, events_metadata, write_events
-
-VISITORS: dict[str, Any] = {
-    "dataset": "events",
-    "statistic": "unit_count",
-    "group_by": ["municipality"],
-    "max_partitions_contributed": 3,
-    "privacy": {"epsilon": 0.5},
-}
+from tests.conftest import Service
+from tests.factories import MUNICIPALITIES
+from tests.support.api import VISITORS, analyst, create_consumer, ledger, register_events
 
 
 def _setup(
-    server: RunningServer,
+    server: Service,
     admin: httpx.Client,
     *,
     model: str = "pure",
@@ -29,28 +22,12 @@ def _setup(
     analysts: tuple[str, ...] = ("ana",),
     cap: dict[str, Any] | None = None,
 ) -> dict[str, httpx.Client]:
-    write_events(server.settings.data_dir)
-    body = events_metadata(budget_cap=cap) if cap else events_metadata()
-    assert admin.post("/v1/datasets", json=body).status_code == 201
-    clients = {}
-    unit = "epsilon" if model == "pure" else "rho"
-    for name in analysts:
-        key = admin.post("/v1/consumers", json={"name": name, "role": "analyst"}).json()
-        response = admin.put(f"/v1/budgets/{name}/events", json={"model": model, unit: amount})
-        assert response.status_code == 200, response.text
-        clients[name] = server.client(key["api_key"])
-    return clients
-
-
-def _ledger(admin: httpx.Client, **params: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = admin.get("/v1/ledger", params={"limit": 1000, **params}).json()[
-        "items"
-    ]
-    return items
+    register_events(server, admin, **({"budget_cap": cap} if cap else {}))
+    return {name: analyst(server, admin, name, model=model, amount=amount) for name in analysts}
 
 
 def test_release_is_debited_ledgered_and_shaped_as_the_spec(
-    server: RunningServer, admin: httpx.Client
+    server: Service, admin: httpx.Client
 ) -> None:
     ana = _setup(server, admin)["ana"]
     response = ana.post("/v1/queries", json=VISITORS)
@@ -64,7 +41,7 @@ def test_release_is_debited_ledgered_and_shaped_as_the_spec(
     assert body["noise_scale"] == pytest.approx(3 / 0.5)
     assert body["accuracy"]["alpha"] == 0.05 and body["accuracy"]["error_bound"] > 0
     assert body["budget_remaining"] == {"epsilon": 0.5}
-    releases = _ledger(admin, kind="release")
+    releases = ledger(admin, kind="release")
     assert len(releases) == 1
     entry = releases[0]
     assert entry["seq"] == body["ledger_seq"] and entry["actor"] == "ana"
@@ -73,14 +50,14 @@ def test_release_is_debited_ledgered_and_shaped_as_the_spec(
     assert entry["details"]["mechanism"] == "discrete_laplace"
     assert entry["details"]["noise_scale"] == body["noise_scale"]
     assert entry["request_id"] == response.headers["x-request-id"]
-    outputs = _ledger(admin, kind="release_output")
+    outputs = ledger(admin, kind="release_output")
     assert len(outputs) == 1 and outputs[0]["details"]["rows"] == body["rows"]
     assert outputs[0]["seq"] > entry["seq"]
     assert admin.get("/v1/ledger/verify").json()["valid"] is True
 
 
 def test_refusal_is_409_ledgered_at_cost_zero_and_spends_nothing(
-    server: RunningServer, admin: httpx.Client
+    server: Service, admin: httpx.Client
 ) -> None:
     ana = _setup(server, admin, amount=0.3)["ana"]
     response = ana.post("/v1/queries", json=VISITORS)
@@ -89,19 +66,17 @@ def test_refusal_is_409_ledgered_at_cost_zero_and_spends_nothing(
     problem = response.json()
     assert problem["type"] == "budget-exceeded"
     assert "0.3" in problem["detail"] and problem["remaining"] == {"epsilon": 0.3}
-    refused = _ledger(admin, kind="refused")
+    refused = ledger(admin, kind="refused")
     assert len(refused) == 1
     assert refused[0]["cost"] == {"model": "pure", "epsilon": 0}
     assert refused[0]["details"]["asked"] == {"model": "pure", "epsilon": 0.5}
     assert refused[0]["details"]["reason"] == "budget"
     budget = ana.get("/v1/budgets").json()["items"][0]
     assert budget["spent"] == 0 and budget["remaining"] == 0.3
-    assert _ledger(admin, kind="release") == []
+    assert ledger(admin, kind="release") == []
 
 
-def test_same_query_is_served_from_cache_at_no_cost(
-    server: RunningServer, admin: httpx.Client
-) -> None:
+def test_same_query_is_served_from_cache_at_no_cost(server: Service, admin: httpx.Client) -> None:
     ana = _setup(server, admin, amount=0.5)["ana"]
     first = ana.post("/v1/queries", json=VISITORS).json()
     again = ana.post("/v1/queries", json=VISITORS)  # no budget left: still served
@@ -112,8 +87,8 @@ def test_same_query_is_served_from_cache_at_no_cost(
     assert second["budget_remaining"] == {"epsilon": 0}
     reordered = {**VISITORS, "privacy": {"epsilon": "0.50"}, "where": []}
     assert ana.post("/v1/queries", json=reordered).json()["id"] == first["id"]
-    assert len(_ledger(admin, kind="release")) == 1
-    rereads = _ledger(admin, kind="reread")
+    assert len(ledger(admin, kind="release")) == 1
+    rereads = ledger(admin, kind="reread")
     assert len(rereads) == 2 and all(r["cost"]["epsilon"] == 0 for r in rereads)
     stored = ana.get(f"/v1/queries/{first['id']}").json()
     assert stored["rows"] == first["rows"] and stored["cached"] is True
@@ -123,9 +98,7 @@ def test_same_query_is_served_from_cache_at_no_cost(
     assert different.status_code == 409
 
 
-def test_preview_reads_no_data_and_spends_nothing(
-    server: RunningServer, admin: httpx.Client
-) -> None:
+def test_preview_reads_no_data_and_spends_nothing(server: Service, admin: httpx.Client) -> None:
     ana = _setup(server, admin)["ana"]
     (server.settings.data_dir / "events.parquet").unlink()  # preview must not need it
     preview = ana.post("/v1/queries/preview", json=VISITORS)
@@ -134,12 +107,12 @@ def test_preview_reads_no_data_and_spends_nothing(
     assert body["cost"] == {"model": "pure", "epsilon": 0.5}
     assert body["noise_scale"] == pytest.approx(6.0) and body["fits_budget"] is True
     assert ana.get("/v1/budgets").json()["items"][0]["spent"] == 0
-    kinds = {entry["kind"] for entry in _ledger(admin)}
+    kinds = {entry["kind"] for entry in ledger(admin)}
     assert not kinds & {"release", "refused", "reread", "release_output"}
 
 
 def test_accuracy_first_picks_a_cost_that_meets_the_target(
-    server: RunningServer, admin: httpx.Client
+    server: Service, admin: httpx.Client
 ) -> None:
     ana = _setup(server, admin, amount=5.0)["ana"]
     loose = ana.post("/v1/queries/preview", json={**VISITORS, "privacy": {"max_error": 40}})
@@ -153,10 +126,9 @@ def test_accuracy_first_picks_a_cost_that_meets_the_target(
     assert released["accuracy"]["error_bound"] <= 10
 
 
-def test_roles_and_isolation_for_queries(server: RunningServer, admin: httpx.Client) -> None:
+def test_roles_and_isolation_for_queries(server: Service, admin: httpx.Client) -> None:
     clients = _setup(server, admin, analysts=("ana", "bob"))
-    auditor_key = admin.post("/v1/consumers", json={"name": "aud", "role": "auditor"}).json()
-    auditor = server.client(auditor_key["api_key"])
+    auditor = server.client(create_consumer(admin, "aud", "auditor"))
     for client in (auditor, admin):
         assert client.post("/v1/queries", json=VISITORS).status_code == 403
         assert client.post("/v1/queries/preview", json=VISITORS).status_code == 403
@@ -168,7 +140,7 @@ def test_roles_and_isolation_for_queries(server: RunningServer, admin: httpx.Cli
 
 
 def test_unknown_dataset_and_invalid_queries_are_problems_that_spend_nothing(
-    server: RunningServer, admin: httpx.Client
+    server: Service, admin: httpx.Client
 ) -> None:
     ana = _setup(server, admin)["ana"]
     cases = [
@@ -187,10 +159,10 @@ def test_unknown_dataset_and_invalid_queries_are_problems_that_spend_nothing(
         assert response.status_code == status, (body, response.text)
         assert response.headers["content-type"] == "application/problem+json"
     assert ana.get("/v1/budgets").json()["items"][0]["spent"] == 0
-    assert _ledger(admin, kind="release") == []
+    assert ledger(admin, kind="release") == []
 
 
-def test_concurrent_queries_never_overspend(server: RunningServer, admin: httpx.Client) -> None:
+def test_concurrent_queries_never_overspend(server: Service, admin: httpx.Client) -> None:
     ana = _setup(server, admin, amount=1.0)["ana"]
     bodies = [
         {
@@ -205,13 +177,11 @@ def test_concurrent_queries_never_overspend(server: RunningServer, admin: httpx.
     assert statuses.count(200) == 10 and statuses.count(409) == 10
     budget = ana.get("/v1/budgets").json()["items"][0]
     assert budget["spent"] == 1 and budget["remaining"] == 0
-    assert len(_ledger(admin, kind="release")) == 10
+    assert len(ledger(admin, kind="release")) == 10
     assert admin.get("/v1/ledger/verify").json()["valid"] is True
 
 
-def test_zcdp_budget_reports_rho_and_epsilon_delta(
-    server: RunningServer, admin: httpx.Client
-) -> None:
+def test_zcdp_budget_reports_rho_and_epsilon_delta(server: Service, admin: httpx.Client) -> None:
     ana = _setup(server, admin, model="zcdp", amount=0.5)["ana"]
     body = ana.post("/v1/queries", json={**VISITORS, "privacy": {"rho": 0.125}}).json()
     assert body["cost"] == {"model": "zcdp", "rho": 0.125}

@@ -12,8 +12,9 @@ import pytest
 
 from api.release_timing import after_debit, padded_duration, quantised
 from api.settings import Settings
-from tests.conftest import ADMIN_KEY, RunningServer, start_server
-from tests.factories import events_metadata, write_events
+from tests.conftest import ADMIN_KEY, Service
+from tests.support.api import analyst, register_events
+from tests.support.inprocess import InProcessApp, start_app
 
 QUANTUM_MS = 400
 VISITORS: dict[str, Any] = {
@@ -25,24 +26,18 @@ VISITORS: dict[str, Any] = {
 
 
 @pytest.fixture
-def slow_server(settings: Settings) -> Iterator[RunningServer]:
-    running = start_server(replace(settings, release_time_quantum_ms=QUANTUM_MS))
+def slow_server(settings: Settings) -> Iterator[InProcessApp]:
+    running = start_app(replace(settings, release_time_quantum_ms=QUANTUM_MS))
     try:
         yield running
     finally:
         running.stop()
 
 
-def _analyst(server: RunningServer, epsilon: float = 100.0) -> httpx.Client:
-    write_events(server.settings.data_dir)
+def _analyst(server: Service, epsilon: float = 100.0) -> httpx.Client:
     admin = server.client(ADMIN_KEY)
-    assert admin.post("/v1/datasets", json=events_metadata()).status_code == 201
-    key = admin.post("/v1/consumers", json={"name": "ana", "role": "analyst"}).json()
-    assert (
-        admin.put("/v1/budgets/ana/events", json={"model": "pure", "epsilon": epsilon}).status_code
-        == 200
-    )
-    return server.client(key["api_key"])
+    register_events(server, admin)
+    return analyst(server, admin, amount=epsilon)
 
 
 def _timed(client: httpx.Client, body: dict[str, Any]) -> tuple[httpx.Response, float]:
@@ -58,7 +53,7 @@ def test_padded_duration() -> None:
     assert padded_duration(0.2501, 0.25) == 0.5
 
 
-def test_fresh_releases_take_a_quantum_and_cached_ones_do_not(slow_server: RunningServer) -> None:
+def test_fresh_releases_take_a_quantum_and_cached_ones_do_not(slow_server: Service) -> None:
     analyst = _analyst(slow_server)
     quantum = QUANTUM_MS / 1000
     for i, where in enumerate(([], [{"column": "municipality", "op": "eq", "value": "GM0363"}])):
@@ -73,7 +68,7 @@ def test_fresh_releases_take_a_quantum_and_cached_ones_do_not(slow_server: Runni
         assert cached_elapsed < quantum  # a cached answer reads no data: not padded
 
 
-def test_refusals_and_bad_queries_are_not_padded(slow_server: RunningServer) -> None:
+def test_refusals_and_bad_queries_are_not_padded(slow_server: Service) -> None:
     analyst = _analyst(slow_server, epsilon=1.0)
     response, elapsed = _timed(analyst, {**VISITORS, "privacy": {"epsilon": 5}})
     assert response.status_code == 409

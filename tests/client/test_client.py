@@ -23,27 +23,30 @@ from client import (
     TransportError,
     Unauthorized,
 )
-from tests.conftest import RunningServer, free_port
-from tests.factories import DAYS, MUNICIPALITIES, events_metadata, write_events
+from tests.conftest import Service, free_port
+from tests.factories import DAYS, MUNICIPALITIES, events_metadata
+from tests.support.api import create_consumer, register_events
+
+ROLES = (("ana", "analyst"), ("olga", "auditor"))
 
 
-def _setup(server: RunningServer, admin: httpx.Client, *, budget: dict[str, Any]) -> dict[str, str]:
-    write_events(server.settings.data_dir)
-    assert admin.post("/v1/datasets", json=events_metadata()).status_code == 201
-    keys = {}
-    for name, role in (("ana", "analyst"), ("olga", "auditor")):
-        keys[name] = admin.post("/v1/consumers", json={"name": name, "role": role}).json()[
-            "api_key"
-        ]
+def _ruis(server: Service, key: str) -> Ruis:
+    """The client for ``server``: through its in-process transport, or over HTTP."""
+    return Ruis(server.url, key, transport=server.transport)
+
+
+def _setup(server: Service, admin: httpx.Client, *, budget: dict[str, Any]) -> dict[str, str]:
+    register_events(server, admin)
+    keys = {name: create_consumer(admin, name, role) for name, role in ROLES}
     assert admin.put("/v1/budgets/ana/events", json=budget).status_code == 200
     return keys
 
 
 @pytest.fixture
-def ana(server: RunningServer, admin: httpx.Client) -> Iterator[Ruis]:
+def ana(server: Service, admin: httpx.Client) -> Iterator[Ruis]:
     """The analyst ``ana`` with ε = 1 on ``events``."""
     keys = _setup(server, admin, budget={"model": "pure", "epsilon": 1})
-    with Ruis(server.url, keys["ana"]) as ruis:
+    with _ruis(server, keys["ana"]) as ruis:
         yield ruis
 
 
@@ -142,9 +145,9 @@ def _has_pandas() -> bool:
     return True
 
 
-def test_zcdp_budget(server: RunningServer, admin: httpx.Client) -> None:
+def test_zcdp_budget(server: Service, admin: httpx.Client) -> None:
     keys = _setup(server, admin, budget={"model": "zcdp", "rho": 0.5})
-    with Ruis(server.url, keys["ana"]) as ruis:
+    with _ruis(server, keys["ana"]) as ruis:
         budget = ruis.budget("events")
         assert budget.unit == "rho" and budget.remaining_epsilon_delta is not None
         release = ruis.query("events", "count", group_by=["municipality"], rho=0.1)
@@ -153,18 +156,14 @@ def test_zcdp_budget(server: RunningServer, admin: httpx.Client) -> None:
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_typed_errors_carry_the_problem(
-    server: RunningServer, admin: httpx.Client, ana: Ruis
-) -> None:
-    with Ruis(server.url, "not-a-key") as stranger, pytest.raises(Unauthorized) as caught:
+def test_typed_errors_carry_the_problem(server: Service, admin: httpx.Client, ana: Ruis) -> None:
+    with _ruis(server, "not-a-key") as stranger, pytest.raises(Unauthorized) as caught:
         stranger.datasets()
     assert caught.value.status == 401 and caught.value.problem.type == "unauthorized"
     assert caught.value.request_id
 
-    olga_key = admin.post("/v1/consumers", json={"name": "olga2", "role": "auditor"}).json()[
-        "api_key"
-    ]
-    with Ruis(server.url, olga_key) as olga, pytest.raises(Forbidden) as forbidden:
+    olga_key = create_consumer(admin, "olga2", "auditor")
+    with _ruis(server, olga_key) as olga, pytest.raises(Forbidden) as forbidden:
         olga.query("events", "count", epsilon=0.1)
     assert forbidden.value.problem.status == 403
 

@@ -17,7 +17,7 @@ from api.settings import Settings
 from cli.main import main
 from db import accounts, bootstrap
 from db.bootstrap import Outcome, estimated_entropy_bits
-from tests.conftest import ADMIN_KEY, RunningServer, start_server
+from tests.conftest import ADMIN_KEY, Service, start_server
 from tests.reliability.support import assert_ledger_valid, ledger_entries
 
 WEAK = [
@@ -61,7 +61,7 @@ def test_serve_refuses_a_weak_key_with_a_clear_message(
     assert "RUIS_BOOTSTRAP_ADMIN_KEY is too weak" in capsys.readouterr().err
 
 
-def _bootstrap_keys(server: RunningServer, admin: httpx.Client) -> list[dict[str, object]]:
+def _bootstrap_keys(server: Service, admin: httpx.Client) -> list[dict[str, object]]:
     response = admin.get(f"/v1/consumers/{accounts.BOOTSTRAP_ADMIN}/keys")
     assert response.status_code == 200, response.text
     items: list[dict[str, object]] = response.json()["items"]
@@ -69,7 +69,7 @@ def _bootstrap_keys(server: RunningServer, admin: httpx.Client) -> list[dict[str
 
 
 def test_no_prefix_of_the_bootstrap_key_is_stored_or_shown(
-    server: RunningServer, admin: httpx.Client
+    server: Service, admin: httpx.Client
 ) -> None:
     (key,) = _bootstrap_keys(server, admin)
     assert key["prefix"] == ""
@@ -134,9 +134,7 @@ def test_a_changed_bootstrap_key_rotates_the_environment_key_only(
         database.dispose()
 
 
-def test_the_last_active_admin_key_cannot_be_revoked(
-    server: RunningServer, admin: httpx.Client
-) -> None:
+def test_the_last_active_admin_key_cannot_be_revoked(server: Service, admin: httpx.Client) -> None:
     (key,) = _bootstrap_keys(server, admin)
     path = f"/v1/consumers/{accounts.BOOTSTRAP_ADMIN}/keys/{key['id']}"
     refused = admin.delete(path)

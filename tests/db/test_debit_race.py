@@ -194,6 +194,7 @@ def test_threads_never_overspend(db_url: str) -> None:
     _check(db_url, _race(db_url, _calls(), threads=THREADS))
 
 
+@pytest.mark.slow  # processes racing on one database
 def test_processes_never_overspend(db_url: str) -> None:
     _prepare(db_url)
     calls = _calls()

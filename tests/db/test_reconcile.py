@@ -16,12 +16,12 @@ from sqlalchemy import Engine, create_engine, text
 import api.release
 from db import reconcile
 from db.reconcile import ledgered_units
-from tests.conftest import RunningServer
+from tests.conftest import Service
 from tests.reliability.support import distinct_queries, setup_events
 
 
 @pytest.fixture
-def engine(server: RunningServer) -> Iterator[Engine]:
+def engine(server: Service) -> Iterator[Engine]:
     """A plain engine on the server's database, for tampering with it."""
     opened = create_engine(server.settings.database_url)
     yield opened
@@ -45,11 +45,11 @@ def _scalar(engine: Engine, sql: str, **params: Any) -> Any:
         return conn.execute(text(sql), params).scalar_one()
 
 
-def _populate(server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> dict[str, httpx.Client]:
+def _populate(server: Service, monkeypatch: pytest.MonkeyPatch) -> dict[str, httpx.Client]:
     """Two analysts on a capped dataset, releases, a re-read, a refusal and a failed
     release retried (its row replaced)."""
     keys = setup_events(
-        server.url, server.settings.data_dir, analysts={"ana": 1.0, "bob": 0.35}, cap=5.0
+        server, server.settings.data_dir, analysts={"ana": 1.0, "bob": 0.35}, cap=5.0
     )
     ana, bob = server.client(keys["ana"]), server.client(keys["bob"])
     queries = distinct_queries(4, epsilon=0.1)
@@ -80,7 +80,7 @@ def _kinds(result: dict[str, Any]) -> list[tuple[Any, ...]]:
 
 
 def test_verify_reports_tampered_budgets_caps_and_releases(
-    server: RunningServer, admin: httpx.Client, engine: Engine, monkeypatch: pytest.MonkeyPatch
+    server: Service, admin: httpx.Client, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _populate(server, monkeypatch)
     clean = _verify(admin)
@@ -153,7 +153,7 @@ def test_verify_reports_tampered_budgets_caps_and_releases(
 
 
 def test_the_discrepancy_list_is_bounded(
-    server: RunningServer, admin: httpx.Client, engine: Engine, monkeypatch: pytest.MonkeyPatch
+    server: Service, admin: httpx.Client, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _populate(server, monkeypatch)
     monkeypatch.setattr(reconcile, "MAX_DISCREPANCIES", 1)
@@ -162,8 +162,9 @@ def test_the_discrepancy_list_is_bounded(
     assert result["discrepancy_count"] == 2 and len(result["discrepancies"]) == 1
 
 
+@pytest.mark.slow  # releases racing repeated verifications until they are done
 def test_a_busy_untampered_ledger_reconciles(
-    server: RunningServer, admin: httpx.Client, monkeypatch: pytest.MonkeyPatch
+    server: Service, admin: httpx.Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clients = _populate(server, monkeypatch)
     stop = threading.Event()

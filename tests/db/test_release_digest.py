@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from db import ledger, releases
-from tests.conftest import RunningServer
+from tests.conftest import Service
 from tests.reliability.support import (
     VISITORS,
     assert_ledger_valid,
@@ -39,10 +39,10 @@ def test_rows_above_the_threshold_are_committed_to_by_digest() -> None:
 
 
 def test_a_large_release_is_ledgered_by_digest_and_checkable(
-    server: RunningServer, admin: httpx.Client, monkeypatch: pytest.MonkeyPatch
+    server: Service, admin: httpx.Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(releases, "LEDGER_ROWS_MAX_BYTES", 300)  # 24 groups are above it
-    keys = setup_events(server.url, server.settings.data_dir, analysts={"ana": 1.0})
+    keys = setup_events(server, server.settings.data_dir, analysts={"ana": 1.0})
     ana = server.client(keys["ana"])
     small = ana.post("/v1/queries", json=VISITORS).json()
     large = ana.post("/v1/queries", json={**VISITORS, "group_by": ["municipality", "day"]})

@@ -23,6 +23,7 @@ from db.engine import Database
 from db.migrate import upgrade
 from tests.conftest import ADMIN_KEY, free_port
 from tests.factories import events_metadata, write_events
+from tests.support.api import Served, create_consumer, set_budget
 
 REPO = Path(__file__).resolve().parents[2]
 RUIS = REPO / ".venv" / "bin" / "ruis"
@@ -72,14 +73,16 @@ def distinct_queries(n: int, epsilon: float = 0.1) -> list[dict[str, Any]]:
 
 
 def setup_events(
-    url: str,
+    target: str | Served,
     data_dir: Path,
     *,
     analysts: dict[str, float],
     cap: float | None = None,
     devices: int = 300,
 ) -> dict[str, str]:
-    """Write and register ``events``; create the analysts with pure budgets; their keys."""
+    """Write and register ``events``; create the analysts with pure budgets; their keys.
+    ``target``: a served app (in-process or uvicorn: the ``server`` fixture) or the URL of
+    a server process."""
     write_events(data_dir, devices=devices)
     body = (
         events_metadata(budget_cap={"model": "pure", "epsilon": cap})
@@ -87,17 +90,16 @@ def setup_events(
         else events_metadata()
     )
     keys: dict[str, str] = {}
-    with httpx.Client(base_url=url, headers=auth(ADMIN_KEY), timeout=60) as admin:
+    if isinstance(target, str):
+        opened = httpx.Client(base_url=target, headers=auth(ADMIN_KEY), timeout=60)
+    else:
+        opened = target.client(ADMIN_KEY)
+    with opened as admin:
         response = admin.post("/v1/datasets", json=body)
         assert response.status_code == 201, response.text
         for name, epsilon in analysts.items():
-            created = admin.post("/v1/consumers", json={"name": name, "role": "analyst"})
-            assert created.status_code == 201, created.text
-            keys[name] = created.json()["api_key"]
-            budget = admin.put(
-                f"/v1/budgets/{name}/events", json={"model": "pure", "epsilon": epsilon}
-            )
-            assert budget.status_code == 200, budget.text
+            keys[name] = create_consumer(admin, name)
+            set_budget(admin, name, amount=epsilon)
     return keys
 
 

@@ -24,7 +24,7 @@ from db.amounts import cost_units
 from db.budgets import Refused
 from db.engine import Database
 from db.models import Release
-from tests.conftest import RunningServer
+from tests.conftest import Service
 from tests.reliability.support import (
     VISITORS,
     ana_with_budget,
@@ -156,9 +156,9 @@ def test_keep_alive_renews_the_lease_while_computing(
 
 
 def test_over_http_a_stuck_owner_loses_its_release_and_releases_nothing(
-    server: RunningServer, admin: httpx.Client, monkeypatch: pytest.MonkeyPatch
+    server: Service, admin: httpx.Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    keys = setup_events(server.url, server.settings.data_dir, analysts={"ana": 1.0})
+    keys = setup_events(server, server.settings.data_dir, analysts={"ana": 1.0})
     ana = server.client(keys["ana"])
     real_execute = api.release.execute
     unblock = threading.Event()

@@ -11,10 +11,14 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from tests.reliability.support import REPO
 
 PROBE = """
 import sys
+
+import pytest
 from polars._utils.construction.dataframe import _sequence_to_pydf_dispatcher as dispatch
 import polars as pl
 if sys.argv[1] == "app":
@@ -36,6 +40,7 @@ def _registered_after(import_: str) -> bool:
     return result.stdout.strip() == "True"
 
 
+@pytest.mark.slow  # fresh interpreters importing the app
 def test_the_app_registers_polars_dispatch_before_serving() -> None:
     assert _registered_after("polars") is False  # lazily registered by polars itself
     assert _registered_after("app") is True

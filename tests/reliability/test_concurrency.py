@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import RunningServer
+from tests.conftest import Service
 from tests.reliability.support import (
     ServerProcess,
     assert_ledger_valid,
@@ -91,8 +91,9 @@ def check_exactly_ten_fit(
     assert verification["entries"] == len(ledger_entries(admin))
 
 
-def test_forty_queries_at_once_in_one_process(server: RunningServer, admin: httpx.Client) -> None:
-    keys = setup_events(server.url, server.settings.data_dir, analysts={"ana": 1.0})
+@pytest.mark.live  # a race of real HTTP connections
+def test_forty_queries_at_once_in_one_process(server: Service, admin: httpx.Client) -> None:
+    keys = setup_events(server, server.settings.data_dir, analysts={"ana": 1.0})
     responses = race([(server.url, keys["ana"], body) for body in distinct_queries(N)])
     check_exactly_ten_fit(responses, admin)
 
@@ -139,12 +140,11 @@ def test_forty_queries_alternating_between_two_replicas(
             replica.kill()
 
 
-def test_two_analysts_never_exceed_the_dataset_cap(
-    server: RunningServer, admin: httpx.Client
-) -> None:
+@pytest.mark.live  # a race of real HTTP connections
+def test_two_analysts_never_exceed_the_dataset_cap(server: Service, admin: httpx.Client) -> None:
     # Each analyst could spend 0.7 alone, but together they may spend only the cap, 1.0.
     keys = setup_events(
-        server.url, server.settings.data_dir, analysts={"ana": 0.7, "bob": 0.7}, cap=1.0
+        server, server.settings.data_dir, analysts={"ana": 0.7, "bob": 0.7}, cap=1.0
     )
     bodies = distinct_queries(N // 2)
     calls = [(server.url, keys[name], body) for body in bodies for name in ("ana", "bob")]

@@ -35,7 +35,14 @@ from db.amounts import cost_units
 from db.engine import Database
 from db.models import Release
 from db.spool import Spool, Spooled, attach
-from tests.conftest import ADMIN_KEY, PG_ADMIN_URL, RunningServer, _pg_database, start_server
+from tests.conftest import (
+    ADMIN_KEY,
+    PG_ADMIN_URL,
+    RunningServer,
+    Service,
+    _pg_database,
+    start_server,
+)
 from tests.reliability.support import (
     VISITORS,
     ana_with_budget,
@@ -108,8 +115,8 @@ def pg_server(pg_url: str, data_dir: Path) -> Iterator[RunningServer]:
         running.stop()
 
 
-def _db(server: RunningServer) -> Database:
-    database: Database = server.server.config.app.state.db
+def _db(server: Service) -> Database:
+    database: Database = server.app.state.db
     return database
 
 
@@ -126,8 +133,8 @@ def _assert_paid_once(admin: httpx.Client, release_id: str) -> None:
 
 
 @pytest.mark.postgres
-def test_a_connection_killed_once_while_storing_is_retried(pg_server: RunningServer) -> None:
-    keys = setup_events(pg_server.url, pg_server.settings.data_dir, analysts={"ana": 1.0})
+def test_a_connection_killed_once_while_storing_is_retried(pg_server: Service) -> None:
+    keys = setup_events(pg_server, pg_server.settings.data_dir, analysts={"ana": 1.0})
     ana, admin = pg_server.client(keys["ana"]), pg_server.client(ADMIN_KEY)
     killer = Killer(_db(pg_server), times=1)
     try:
@@ -147,9 +154,9 @@ def test_a_connection_killed_once_while_storing_is_retried(pg_server: RunningSer
 
 @pytest.mark.postgres
 def test_connections_killed_on_every_attempt_keep_the_values_for_the_retry(
-    pg_server: RunningServer,
+    pg_server: Service,
 ) -> None:
-    keys = setup_events(pg_server.url, pg_server.settings.data_dir, analysts={"ana": 1.0})
+    keys = setup_events(pg_server, pg_server.settings.data_dir, analysts={"ana": 1.0})
     ana, admin = pg_server.client(keys["ana"]), pg_server.client(ADMIN_KEY)
     killer = Killer(_db(pg_server), times=10**6)
     try:
@@ -182,8 +189,8 @@ def test_connections_killed_on_every_attempt_keep_the_values_for_the_retry(
 
 
 @pytest.mark.postgres
-def test_the_sweeper_stores_spooled_values_without_a_retry(pg_server: RunningServer) -> None:
-    keys = setup_events(pg_server.url, pg_server.settings.data_dir, analysts={"ana": 1.0})
+def test_the_sweeper_stores_spooled_values_without_a_retry(pg_server: Service) -> None:
+    keys = setup_events(pg_server, pg_server.settings.data_dir, analysts={"ana": 1.0})
     ana, admin = pg_server.client(keys["ana"]), pg_server.client(ADMIN_KEY)
     killer = Killer(_db(pg_server), times=10**6)  # until the request has given up
     try:
@@ -233,9 +240,9 @@ def test_a_restarted_server_stores_what_a_dead_one_spooled(pg_url: str, data_dir
 
 @pytest.mark.postgres
 def test_a_failure_that_cannot_be_ledgered_is_failed_by_the_sweeper(
-    pg_server: RunningServer, monkeypatch: pytest.MonkeyPatch
+    pg_server: Service, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    keys = setup_events(pg_server.url, pg_server.settings.data_dir, analysts={"ana": 1.0})
+    keys = setup_events(pg_server, pg_server.settings.data_dir, analysts={"ana": 1.0})
     ana, admin = pg_server.client(keys["ana"]), pg_server.client(ADMIN_KEY)
 
     def broken_execute(plan: Any, frame: Any) -> Any:
@@ -380,11 +387,11 @@ _FAULTS = {
 
 
 def test_a_database_refusing_to_store_keeps_the_values_on_each_backend(
-    server: RunningServer, admin: httpx.Client
+    server: Service, admin: httpx.Client
 ) -> None:
     """The database itself refuses the store (a trigger stands in for a full disk or a
     read-only failover target) until the fault is removed."""
-    keys = setup_events(server.url, server.settings.data_dir, analysts={"ana": 1.0})
+    keys = setup_events(server, server.settings.data_dir, analysts={"ana": 1.0})
     ana = server.client(keys["ana"])
     db = _db(server)
     with db.engine.begin() as conn:

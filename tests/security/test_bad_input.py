@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import RunningServer
+from tests.conftest import Service
 from tests.factories import events_metadata, write_events
 from tests.reliability.support import (
     VISITORS,
@@ -354,9 +354,9 @@ def test_at_least_forty_cases() -> None:
 
 
 def test_malformed_requests_are_problems_that_change_nothing(
-    server: RunningServer, admin: httpx.Client
+    server: Service, admin: httpx.Client
 ) -> None:
-    keys = setup_events(server.url, server.settings.data_dir, analysts={"ana": 1.0})
+    keys = setup_events(server, server.settings.data_dir, analysts={"ana": 1.0})
     _plant_escapes(server.settings.data_dir)
     clients = {"analyst": server.client(keys["ana"]), "admin": admin}
     before = len(ledger_entries(admin))
@@ -390,7 +390,7 @@ def test_malformed_requests_are_problems_that_change_nothing(
     assert_ledger_valid(admin)
     # And the server still answers, correctly.
     assert clients["analyst"].post("/v1/queries", json=VISITORS).status_code == 200
-    assert httpx.get(f"{server.url}/healthz", timeout=10).status_code == 200
+    assert server.client().get("/healthz", timeout=10).status_code == 200
 
 
 BAD_CREDENTIALS = [
@@ -405,8 +405,8 @@ BAD_CREDENTIALS = [
 ]
 
 
-def test_malformed_credentials_are_401(server: RunningServer) -> None:
-    with httpx.Client(base_url=server.url, timeout=10) as client:
+def test_malformed_credentials_are_401(server: Service) -> None:
+    with server.client() as client:
         for header in BAD_CREDENTIALS:
             response = client.get("/v1/budgets", headers={"Authorization": header})  # type: ignore[dict-item]
             assert response.status_code == 401, (header[:40], response.text)

@@ -8,26 +8,24 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import RunningServer
+from tests.conftest import Service
 from tests.factories import events_metadata, write_events
 from tests.reliability.support import VISITORS, assert_ledger_valid, budget_of, ledger_entries
+from tests.support.api import create_consumer, register_events
 
 INT64_MAX = 2**63 - 1
 
 
-def _analyst(admin: httpx.Client, server: RunningServer, budget: dict[str, Any]) -> httpx.Client:
-    created = admin.post("/v1/consumers", json={"name": "ana", "role": "analyst"})
-    assert created.status_code == 201, created.text
+def _analyst(admin: httpx.Client, server: Service, budget: dict[str, Any]) -> httpx.Client:
+    key = create_consumer(admin, "ana")
     response = admin.put("/v1/budgets/ana/events", json=budget)
     assert response.status_code == 200, response.text
-    return server.client(created.json()["api_key"])
+    return server.client(key)
 
 
 @pytest.fixture
-def registered(server: RunningServer, admin: httpx.Client) -> None:
-    write_events(server.settings.data_dir)
-    response = admin.post("/v1/datasets", json=events_metadata())
-    assert response.status_code == 201, response.text
+def registered(server: Service, admin: httpx.Client) -> None:
+    register_events(server, admin)
 
 
 @pytest.mark.usefixtures("registered")
@@ -45,7 +43,7 @@ def test_a_big_zcdp_budget_is_stored_and_shown(admin: httpx.Client, rho: float) 
 
 
 @pytest.mark.usefixtures("registered")
-def test_a_big_zcdp_query_cost_is_answered(server: RunningServer, admin: httpx.Client) -> None:
+def test_a_big_zcdp_query_cost_is_answered(server: Service, admin: httpx.Client) -> None:
     analyst = _analyst(admin, server, {"model": "zcdp", "rho": 1e5})
     body = {**VISITORS, "privacy": {"rho": 1e5}}
     preview = analyst.post("/v1/queries/preview", json=body)
@@ -74,7 +72,7 @@ def test_a_budget_beyond_the_maximum_is_a_422_that_stores_nothing(
 
 @pytest.mark.parametrize("cap", [{"model": "zcdp", "rho": 1e5}, {"model": "pure", "epsilon": 1e6}])
 def test_a_big_dataset_cap_is_registered(
-    server: RunningServer, admin: httpx.Client, cap: dict[str, Any]
+    server: Service, admin: httpx.Client, cap: dict[str, Any]
 ) -> None:
     write_events(server.settings.data_dir)
     response = admin.post("/v1/datasets", json=events_metadata(budget_cap=cap))
@@ -83,7 +81,7 @@ def test_a_big_dataset_cap_is_registered(
 
 
 def test_a_dataset_cap_beyond_the_maximum_is_a_422_that_registers_nothing(
-    server: RunningServer, admin: httpx.Client
+    server: Service, admin: httpx.Client
 ) -> None:
     write_events(server.settings.data_dir)
     before = len(ledger_entries(admin))
@@ -99,7 +97,7 @@ def test_a_dataset_cap_beyond_the_maximum_is_a_422_that_registers_nothing(
 @pytest.mark.usefixtures("registered")
 @pytest.mark.parametrize("privacy", [{"epsilon": 1e9}, {"epsilon": 2e6}, {"rho": 1e9}])
 def test_a_query_cost_beyond_the_maximum_is_a_422_that_spends_nothing(
-    server: RunningServer, admin: httpx.Client, privacy: dict[str, float]
+    server: Service, admin: httpx.Client, privacy: dict[str, float]
 ) -> None:
     model = "pure" if "epsilon" in privacy else "zcdp"
     field = "epsilon" if model == "pure" else "rho"
@@ -137,7 +135,7 @@ OUT_OF_RANGE = [
 @pytest.mark.usefixtures("registered")
 @pytest.mark.parametrize("where", OUT_OF_RANGE)
 def test_filter_values_outside_int64_are_a_422_before_the_debit(
-    server: RunningServer, admin: httpx.Client, where: dict[str, Any]
+    server: Service, admin: httpx.Client, where: dict[str, Any]
 ) -> None:
     analyst = _analyst(admin, server, {"model": "pure", "epsilon": 1})
     before = len(ledger_entries(admin))
@@ -147,7 +145,7 @@ def test_filter_values_outside_int64_are_a_422_before_the_debit(
 
 @pytest.mark.usefixtures("registered")
 def test_filter_values_at_the_int64_limits_are_answered(
-    server: RunningServer, admin: httpx.Client
+    server: Service, admin: httpx.Client
 ) -> None:
     analyst = _analyst(admin, server, {"model": "pure", "epsilon": 1})
     body = {

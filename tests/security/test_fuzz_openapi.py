@@ -26,8 +26,11 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.conftest import ADMIN_KEY, RunningServer
+from tests.conftest import ADMIN_KEY, Service
 from tests.reliability.support import auth, setup_events
+
+# schemathesis calls the server over HTTP; fuzzing every operation takes a while
+pytestmark = [pytest.mark.live, pytest.mark.slow]
 
 SEED = 20260308
 MAX_EXAMPLES = 25
@@ -73,10 +76,10 @@ def _fuzz(operation: Any, mode: GenerationMode, url: str, keys: dict[str, str]) 
 
 
 @pytest.mark.timeout(300)
-def test_api_conforms_to_its_openapi_document(server: RunningServer, admin: httpx.Client) -> None:
+def test_api_conforms_to_its_openapi_document(server: Service, admin: httpx.Client) -> None:
     keys = {
         "admin": ADMIN_KEY,
-        **setup_events(server.url, server.settings.data_dir, analysts={"analyst": 1000.0}),
+        **setup_events(server, server.settings.data_dir, analysts={"analyst": 1000.0}),
     }
     served = admin.get("/openapi.json")
     assert served.status_code == 200
@@ -101,5 +104,5 @@ def test_api_conforms_to_its_openapi_document(server: RunningServer, admin: http
                 failures.append(f"{operation.label} ({mode.value}): {exc}")
     assert not failures, "\n\n".join(failures)
     # The fuzzing left the server healthy and its ledger intact.
-    assert httpx.get(f"{server.url}/healthz", timeout=10).status_code == 200
+    assert server.client().get("/healthz", timeout=10).status_code == 200
     assert admin.get("/v1/ledger/verify").json()["valid"] is True

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Engine
 from db import accounts
 from db.engine import Database
 from db.migrate import upgrade
-from tests.conftest import ADMIN_KEY, RunningServer
+from tests.conftest import ADMIN_KEY, Service
 from tests.factories import DAYS, MUNICIPALITIES, events_metadata, write_events
 from tests.reliability.support import (
     VISITORS,
@@ -81,7 +81,7 @@ def _everything_an_admin_can_read(admin: httpx.Client) -> str:
 
 
 def test_keys_are_stored_only_as_hashes_and_never_shown_again(
-    server: RunningServer, admin: httpx.Client
+    server: Service, admin: httpx.Client
 ) -> None:
     created = _consumer(admin, "ana", "analyst")
     issued = admin.post("/v1/consumers/ana/keys")
@@ -178,8 +178,8 @@ def test_authentication_compares_digests_with_compare_digest_and_sends_no_secret
 # --- roles and isolation ---------------------------------------------------------------
 
 
-def test_analysts_are_isolated_from_each_other(server: RunningServer, admin: httpx.Client) -> None:
-    keys = setup_events(server.url, server.settings.data_dir, analysts={"ana": 1.0, "bob": 1.0})
+def test_analysts_are_isolated_from_each_other(server: Service, admin: httpx.Client) -> None:
+    keys = setup_events(server, server.settings.data_dir, analysts={"ana": 1.0, "bob": 1.0})
     write_events(server.settings.data_dir, name="private.parquet", seed=3)
     body = events_metadata(name="private", path="private.parquet")
     assert admin.post("/v1/datasets", json=body).status_code == 201
@@ -238,9 +238,9 @@ def test_analysts_are_isolated_from_each_other(server: RunningServer, admin: htt
 
 
 def test_the_auditor_reads_everything_and_spends_nothing(
-    server: RunningServer, admin: httpx.Client
+    server: Service, admin: httpx.Client
 ) -> None:
-    keys = setup_events(server.url, server.settings.data_dir, analysts={"ana": 1.0})
+    keys = setup_events(server, server.settings.data_dir, analysts={"ana": 1.0})
     auditor = server.client(_consumer(admin, "aud", "auditor")["api_key"])
     server.client(keys["ana"]).post("/v1/queries", json=VISITORS).raise_for_status()
     before_budget, before_ledger = budget_of(admin, "ana"), len(ledger_entries(admin))
@@ -263,9 +263,7 @@ def test_the_auditor_reads_everything_and_spends_nothing(
     assert len(auditor.get("/v1/budgets").json()["items"]) == 1
 
 
-def test_admin_actions_are_ledgered_with_their_actor(
-    server: RunningServer, admin: httpx.Client
-) -> None:
+def test_admin_actions_are_ledgered_with_their_actor(server: Service, admin: httpx.Client) -> None:
     second_admin = server.client(_consumer(admin, "ops", "admin")["api_key"])
     responses = {
         "consumer_created": second_admin.post(
@@ -323,7 +321,7 @@ def _marked_data(data_dir: Path) -> None:
 
 
 def test_no_response_reveals_a_row_a_true_count_or_the_data_range(
-    server: RunningServer, admin: httpx.Client
+    server: Service, admin: httpx.Client
 ) -> None:
     data_dir = server.settings.data_dir
     _marked_data(data_dir)
