@@ -47,10 +47,14 @@ class Dataset(SQLModel, table=True):
     metadata_json: str = Field(sa_column=Column(Text, nullable=False))
     cap_model: str | None = Field(default=None, max_length=8)
     cap_total_units: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
-    cap_spent_units: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    cap_spent_units: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, server_default="0")
+    )
     created_at: datetime
     # The file queries read and its fingerprint (db.dataset_files); "suspended" when it changed.
-    status: str = Field(default="active", max_length=16)
+    status: str = Field(
+        default="active", max_length=16, sa_column_kwargs={"server_default": "active"}
+    )
     suspended_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     file_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
@@ -65,7 +69,9 @@ class Budget(SQLModel, table=True):
     dataset_id: int = Field(foreign_key="datasets.id", index=True)
     model: str = Field(max_length=8)
     total_units: int = Field(sa_column=Column(BigInteger, nullable=False))
-    spent_units: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    spent_units: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, server_default="0")
+    )
     updated_at: datetime
 
 

@@ -16,15 +16,6 @@ import db.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 from db.engine import Database
 from db.migrate import MIGRATIONS_DIR, upgrade
 
-KNOWN_SERVER_DEFAULTS = {
-    ("budgets", "spent_units"),
-    ("datasets", "cap_spent_units"),
-    ("datasets", "status"),
-}
-"""Columns whose migration gives a server default ("0", "0", "active") that the model
-declares only as a Python default: harmless (every insert sets the value), and listed so
-that any other difference of defaults fails."""
-
 
 def _flatten(diffs: list[Any]) -> list[tuple[Any, ...]]:
     """compare_metadata's list, with each column's list of changes unpacked."""
@@ -58,9 +49,4 @@ def test_models_and_migrations_agree_on_types_and_defaults(db_url: str) -> None:
             diffs = _flatten(compare_metadata(context, SQLModel.metadata))
     finally:
         database.dispose()
-    unexpected = [
-        diff
-        for diff in diffs
-        if not (diff[0] == "modify_default" and (diff[2], diff[3]) in KNOWN_SERVER_DEFAULTS)
-    ]
-    assert unexpected == []
+    assert diffs == []
