@@ -261,3 +261,23 @@ def test_set_limits_on_the_database(direct: Admin, monkeypatch: pytest.MonkeyPat
 
 def test_set_limits_over_http(over_http: Admin) -> None:
     _set_limits_and_show_them(over_http, direct_mode=False)
+
+
+def test_every_admin_command_has_an_http_call_and_a_direct_action() -> None:
+    import argparse
+
+    from cli import admin, admin_direct
+
+    parser = argparse.ArgumentParser()
+    admin.add_parser(parser.add_subparsers())
+    (admin_parser,) = (
+        action.choices["admin"]
+        for action in parser._actions
+        if isinstance(action, argparse._SubParsersAction)
+    )
+    (commands,) = (
+        set(action.choices)
+        for action in admin_parser._actions
+        if isinstance(action, argparse._SubParsersAction)
+    )
+    assert commands == set(admin.CALLS) == set(admin_direct.ACTIONS)

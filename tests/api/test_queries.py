@@ -66,6 +66,7 @@ def test_refusal_is_409_ledgered_at_cost_zero_and_spends_nothing(
     problem = response.json()
     assert problem["type"] == "budget-exceeded"
     assert "0.3" in problem["detail"] and problem["remaining"] == {"epsilon": 0.3}
+    assert "0.5" in problem["detail"] and problem["asked"] == {"epsilon": 0.5}
     refused = ledger(admin, kind="refused")
     assert len(refused) == 1
     assert refused[0]["cost"] == {"model": "pure", "epsilon": 0}
@@ -74,6 +75,22 @@ def test_refusal_is_409_ledgered_at_cost_zero_and_spends_nothing(
     budget = ana.get("/v1/budgets").json()["items"][0]
     assert budget["spent"] == 0 and budget["remaining"] == 0.3
     assert ledger(admin, kind="release") == []
+
+
+def test_a_refusal_by_the_dataset_cap_says_what_was_asked_and_what_both_leave(
+    server: Service, admin: httpx.Client
+) -> None:
+    register_events(server, admin, budget_cap={"model": "pure", "epsilon": 0.3})
+    ana = analyst(server, admin, amount=1.0)
+    response = ana.post("/v1/queries", json=VISITORS)
+    assert response.status_code == 409
+    problem = response.json()
+    assert problem["type"] == "budget-exceeded"
+    assert problem["asked"] == {"epsilon": 0.5}
+    assert problem["remaining"] == {"epsilon": 1, "dataset_cap": {"epsilon": 0.3}}
+    assert "0.5" in problem["detail"] and "0.3" in problem["detail"]
+    assert "cap" in problem["detail"]
+    assert ledger(admin, kind="refused")[0]["details"]["reason"] == "dataset_cap"
 
 
 def test_same_query_is_served_from_cache_at_no_cost(server: Service, admin: httpx.Client) -> None:

@@ -183,6 +183,7 @@ def test_typed_errors_carry_the_problem(server: Service, admin: httpx.Client, an
     with pytest.raises(BudgetExceeded) as exceeded:
         ana.query("events", "count", epsilon=2)
     assert exceeded.value.remaining == {"epsilon": 1}
+    assert exceeded.value.asked == {"epsilon": 2}
     assert exceeded.value.problem.type == "budget-exceeded"
     assert exceeded.value.problem.document["remaining"] == {"epsilon": 1}
     assert ana.budget("events").spent == 0
