@@ -95,6 +95,10 @@ def preview(
 ) -> QueryPreview:
     """What the query would cost and how accurate it would be; reads no data, spends nothing.
 
+    It makes every check the query would make before its debit, from public metadata and
+    the budget: ``fits_budget`` is false when the cost exceeds what remains of the budget
+    or under the dataset's cap.
+
     ``guard`` (:mod:`api.limits`) refuses too many cells or a too small cost first."""
     dataset, metadata, model, remaining = _context(db, principal, query.dataset)
     dataset_files.require_active(dataset)  # suspended: 503, as a query would be
@@ -103,7 +107,12 @@ def preview(
     plan = plan_query(query, metadata, model)
     if guard is not None:
         guard.after_plan(plan)
-    return PlannedRelease.of(plan, query.dataset).preview(remaining)
+    cap_remaining = (
+        None
+        if dataset.cap_total_units is None
+        else _of_units(model, dataset.cap_total_units - dataset.cap_spent_units)
+    )
+    return PlannedRelease.of(plan, query.dataset).preview(remaining, cap_remaining)
 
 
 def _refusal(outcome: Refused, cost: PrivacyAmount, dataset: str) -> BudgetExceeded:

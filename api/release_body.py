@@ -238,7 +238,13 @@ class QueryPreview(BaseModel):
     accuracy: Accuracy
     epsilon_delta: EpsilonDelta | None = None
     budget_remaining: Amount
-    fits_budget: bool
+    fits_budget: bool = Field(
+        description="the cost fits both what remains of your budget and, when the dataset "
+        "has a cap, what remains under it (a query would then not be refused with a 409)"
+    )
+    dataset_cap_remaining: Amount | None = Field(
+        default=None, description="what remains under the dataset's cap; null without a cap"
+    )
     bounds: Bounds
     auto: AutoBounds | None = Field(
         default=None,
@@ -387,8 +393,11 @@ class PlannedRelease(BaseModel):
         details["file_sha256"] = file_sha256
         return details
 
-    def preview(self, remaining: PrivacyAmount) -> QueryPreview:
-        """The preview: this plan, what remains and whether it fits."""
+    def preview(
+        self, remaining: PrivacyAmount, cap_remaining: PrivacyAmount | None = None
+    ) -> QueryPreview:
+        """The preview: this plan, what remains (of the budget and under the dataset's cap)
+        and whether it fits both, as the debit would check."""
         return QueryPreview(
             dataset=self.dataset,
             statistic=self.statistic,
@@ -400,7 +409,9 @@ class PlannedRelease(BaseModel):
             accuracy=self.accuracy,
             epsilon_delta=self.epsilon_delta,
             budget_remaining=remaining,
-            fits_budget=self.cost <= remaining,
+            fits_budget=self.cost <= remaining
+            and (cap_remaining is None or self.cost <= cap_remaining),
+            dataset_cap_remaining=cap_remaining,
             bounds=self.bounds,
             auto=self.auto,
         )

@@ -201,6 +201,7 @@ class Ruis:
         bounds: tuple[float, float] | None,
         max_partitions_contributed: int | None,
         max_contributions_per_partition: int | None,
+        post_process: Sequence[str] | None,
         epsilon: float | None,
         rho: float | None,
         max_error: float | None,
@@ -221,6 +222,7 @@ class Ruis:
             "bounds": list(bounds) if bounds is not None else None,
             "max_partitions_contributed": max_partitions_contributed,
             "max_contributions_per_partition": max_contributions_per_partition,
+            "post_process": list(post_process) if post_process else None,
         }
         body.update({name: value for name, value in optional.items() if value is not None})
         return body
@@ -237,6 +239,7 @@ class Ruis:
         bounds: tuple[float, float] | None = None,
         max_partitions_contributed: int | None = None,
         max_contributions_per_partition: int | None = None,
+        post_process: Sequence[str] | None = None,
         epsilon: float | None = None,
         rho: float | None = None,
         max_error: float | None = None,
@@ -254,6 +257,7 @@ class Ruis:
             bounds=bounds,
             max_partitions_contributed=max_partitions_contributed,
             max_contributions_per_partition=max_contributions_per_partition,
+            post_process=post_process,
             epsilon=epsilon,
             rho=rho,
             max_error=max_error,
@@ -273,6 +277,7 @@ class Ruis:
         bounds: tuple[float, float] | None = None,
         max_partitions_contributed: int | None = None,
         max_contributions_per_partition: int | None = None,
+        post_process: Sequence[str] | None = None,
         epsilon: float | None = None,
         rho: float | None = None,
         max_error: float | None = None,
@@ -283,7 +288,9 @@ class Ruis:
         ``statistic`` is ``count``, ``unit_count``, ``sum``, ``mean`` (these two need
         ``column``) or ``quantile`` (``column`` and ``q``). The cost is ``epsilon=`` (pure
         budgets) or ``rho=`` (zCDP budgets), or ``max_error=`` with ``alpha=`` (default
-        0.05) to let the server pick the smallest cost meeting that accuracy. The cost is
+        0.05) to let the server pick the smallest cost meeting that accuracy.
+        ``post_process=["non_negative"]`` (counts) releases negative noisy counts as 0. The
+        cost is
         debited before the data is read; asking exactly the same again is free and
         returns the same release (``cached=True``).
         """
@@ -297,6 +304,7 @@ class Ruis:
             bounds=bounds,
             max_partitions_contributed=max_partitions_contributed,
             max_contributions_per_partition=max_contributions_per_partition,
+            post_process=post_process,
             epsilon=epsilon,
             rho=rho,
             max_error=max_error,

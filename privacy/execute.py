@@ -146,7 +146,8 @@ def _post_process(plan: Plan, value: Any) -> float:
 
     A noisy mean is a ratio of noisy sum and noisy count and can fall outside
     the clamping bounds (or be ±inf/NaN when the noisy count is ≤ 0): it is
-    clamped to the bounds, NaN mapped to their midpoint.
+    clamped to the bounds, NaN mapped to their midpoint. With ``post_process:
+    ["non_negative"]`` a count below 0 is released as 0.
     """
     number = float(value)
     query = plan.query
@@ -159,6 +160,10 @@ def _post_process(plan: Plan, value: Any) -> float:
         return min(max(number, low), high)
     if not math.isfinite(number):
         raise ReleaseFailed("the release produced a non-finite value")
+    if "non_negative" in query.post_process:
+        # Projection onto [0, ∞), which holds the true count: |max(x, 0) − t| ≤ |x − t|
+        # for every t ≥ 0, so the plan's error bound still covers the cell.
+        return max(number, 0.0)
     return number
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import math
+import operator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -33,6 +35,8 @@ from privacy.metadata import (
 )
 
 Statistic = Literal["count", "unit_count", "sum", "mean", "quantile"]
+PostProcess = Literal["non_negative"]
+"""Post-processing of released counts (public, data-independent)."""
 FilterOp = Literal["eq", "in", "between", "lt", "le", "gt", "ge"]
 
 MAX_GROUP_BY = 8
@@ -160,6 +164,13 @@ class QueryRequest(BaseModel):
         decimal_places=6,
         description="share of the cost spent choosing 'auto' bounds (default 0.1, at most 0.5)",
     )
+    post_process: list[PostProcess] = Field(
+        default_factory=list,
+        max_length=1,
+        description="'non_negative' (count and unit_count only): negative noisy values are "
+        "released as 0. The true count is never negative, so this never increases a cell's "
+        "error and the stated bound still holds; cells near 0 are then biased upwards",
+    )
     privacy: PrivacyRequest
 
 
@@ -226,6 +237,7 @@ class ResolvedQuery:
     privacy: PrivacyRequest
     cells: int
     auto: AutoSpec | None = None
+    post_process: tuple[PostProcess, ...] = ()
 
     def with_bounds(
         self,
@@ -284,6 +296,8 @@ class ResolvedQuery:
         }
         if auto is not None:
             canonical["auto"] = auto.canonical()
+        if self.post_process:  # absent when empty: earlier canonical forms stay the same
+            canonical["post_process"] = list(self.post_process)
         return canonical
 
 
@@ -372,6 +386,40 @@ def _resolve_filter(flt: Filter, metadata: DatasetMetadata) -> ResolvedFilter:
         return ResolvedFilter(flt.column, flt.op, [low, high], (low_typed, high_typed))
     canonical, typed = _typed_filter_value(flt.column, spec, flt.value)
     return ResolvedFilter(flt.column, flt.op, canonical, typed)
+
+
+_COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
+    "eq": operator.eq,
+    "lt": operator.lt,
+    "le": operator.le,
+    "gt": operator.gt,
+    "ge": operator.ge,
+}
+
+
+def _selects_a_key(flt: ResolvedFilter, keys: list[Any]) -> bool:
+    """Whether some public key satisfies ``flt`` (keys and ``flt.typed`` have one type)."""
+    if flt.op == "in":
+        return any(key in flt.typed for key in keys)
+    if flt.op == "between":
+        low, high = flt.typed
+        return any(low <= key <= high for key in keys)
+    compare = _COMPARISONS[flt.op]
+    return any(compare(key, flt.typed) for key in keys)
+
+
+def _check_selects_keys(flt: ResolvedFilter, metadata: DatasetMetadata) -> ResolvedFilter:
+    """Refuse a filter on a column with public keys that no key satisfies.
+
+    Such a filter selects only rows whose value is not a public key, which a query must not
+    depend on: it is a 422 before anything is spent (decided from public metadata only).
+    """
+    spec = metadata.columns[flt.column]
+    if spec.keys is not None and not _selects_a_key(flt, spec.typed_keys()):
+        raise InvalidQuery(
+            f"filter {flt.op!r} on {flt.column!r} matches none of the column's public keys"
+        )
+    return flt
 
 
 def _resolve_bounds(
@@ -509,10 +557,13 @@ def _resolve_grouping(query: QueryRequest, metadata: DatasetMetadata) -> int:
 
 
 def _resolve_filters(query: QueryRequest, metadata: DatasetMetadata) -> tuple[ResolvedFilter, ...]:
-    """The ``where`` filters, typed, de-duplicated and sorted."""
+    """The ``where`` filters, typed, de-duplicated and sorted; each selects some public key
+    of its column when the column has keys."""
     resolved = {
         json.dumps([f.column, f.op, f.value]): f
-        for f in (_resolve_filter(flt, metadata) for flt in query.where)
+        for f in (
+            _check_selects_keys(_resolve_filter(flt, metadata), metadata) for flt in query.where
+        )
     }
     return tuple(resolved[key] for key in sorted(resolved))
 
@@ -580,6 +631,15 @@ def _resolve_auto(
     return None
 
 
+def _resolve_post_process(query: QueryRequest) -> tuple[PostProcess, ...]:
+    """The post-processing asked for: ``non_negative`` only on counts."""
+    if query.post_process and query.statistic not in ("count", "unit_count"):
+        raise InvalidQuery(
+            f"post_process 'non_negative' applies to count and unit_count, not to {query.statistic}"
+        )
+    return tuple(query.post_process)
+
+
 def resolve_query(query: QueryRequest, metadata: DatasetMetadata) -> ResolvedQuery:
     """Validate ``query`` against public ``metadata`` and fill in defaults.
 
@@ -587,7 +647,8 @@ def resolve_query(query: QueryRequest, metadata: DatasetMetadata) -> ResolvedQue
     naming the problem. Does not check the privacy model (see ``plan_query``).
     The steps, in order (the first problem found is the one reported): the
     dataset, the value column and its bounds, ``q``, the privacy request, the
-    grouping, the filters, the contribution bounds, the automatic bounds.
+    grouping, the filters, the contribution bounds, the automatic bounds, the
+    post-processing.
     """
     _check_dataset(query, metadata)
     value = _resolve_value_column(query, metadata)
@@ -597,6 +658,7 @@ def resolve_query(query: QueryRequest, metadata: DatasetMetadata) -> ResolvedQue
     filters = _resolve_filters(query, metadata)
     contributions = _resolve_contributions(query, metadata, cells)
     auto = _resolve_auto(query, metadata, value, contributions)
+    post_process = _resolve_post_process(query)
     return ResolvedQuery(
         dataset=query.dataset,
         statistic=query.statistic,
@@ -611,6 +673,7 @@ def resolve_query(query: QueryRequest, metadata: DatasetMetadata) -> ResolvedQue
         privacy=query.privacy,
         cells=cells,
         auto=auto,
+        post_process=post_process,
     )
 
 

@@ -206,3 +206,46 @@ def test_zcdp_budget_reports_rho_and_epsilon_delta(server: Service, admin: httpx
     assert body["noise_scale"] == pytest.approx(3**0.5 / (2 * 0.125) ** 0.5, rel=1e-6)
     assert body["epsilon_delta"]["delta"] == 1e-9 and body["epsilon_delta"]["epsilon"] > 0
     assert body["budget_remaining"] == {"rho": 0.375}
+
+
+def test_preview_makes_the_cap_check_the_query_makes(server: Service, admin: httpx.Client) -> None:
+    register_events(server, admin, budget_cap={"model": "pure", "epsilon": 0.3})
+    ana = analyst(server, admin, amount=1.0)
+    preview = ana.post("/v1/queries/preview", json=VISITORS).json()
+    assert preview["budget_remaining"] == {"epsilon": 1}
+    assert preview["dataset_cap_remaining"] == {"epsilon": 0.3}
+    assert preview["fits_budget"] is False
+    assert ana.post("/v1/queries", json=VISITORS).status_code == 409  # as the preview said
+    cheaper = ana.post(
+        "/v1/queries/preview", json={**VISITORS, "privacy": {"epsilon": 0.25}}
+    ).json()
+    assert cheaper["fits_budget"] is True
+    assert (
+        ana.post("/v1/queries", json={**VISITORS, "privacy": {"epsilon": 0.25}}).status_code == 200
+    )
+
+
+def test_preview_without_a_cap_shows_none(server: Service, admin: httpx.Client) -> None:
+    ana = _setup(server, admin, amount=0.3)["ana"]
+    preview = ana.post("/v1/queries/preview", json=VISITORS).json()
+    assert preview["dataset_cap_remaining"] is None and preview["fits_budget"] is False
+
+
+def test_a_filter_outside_the_public_keys_is_a_422_that_spends_nothing(
+    server: Service, admin: httpx.Client
+) -> None:
+    ana = _setup(server, admin, amount=1.0)["ana"]
+    nowhere = {**VISITORS, "where": [{"column": "municipality", "op": "in", "value": ["GM9"]}]}
+    for path in ("/v1/queries/preview", "/v1/queries"):
+        response = ana.post(path, json=nowhere)
+        assert response.status_code == 422, response.text
+        problem = response.json()
+        assert problem["type"] == "invalid-query"
+        assert "none of the column's public keys" in problem["detail"]
+    assert ana.get("/v1/budgets").json()["items"][0]["spent"] == 0
+    assert ledger(admin, kind="release") == []
+    some = {
+        **VISITORS,
+        "where": [{"column": "municipality", "op": "in", "value": ["GM9", MUNICIPALITIES[0]]}],
+    }
+    assert ana.post("/v1/queries", json=some).status_code == 200

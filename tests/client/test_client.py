@@ -127,6 +127,11 @@ def test_where_bounds_and_accuracy_target(ana: Ruis) -> None:
     assert mean.frame.columns == ["value"] and mean.frame.height == 1
     assert mean.query["where"][0]["value"] == [d.isoformat() for d in DAYS[:2]]
     assert mean.query["bounds"] == [0, 120]
+    counted = ana.query(
+        "events", "count", group_by=["day"], post_process=["non_negative"], epsilon=0.1
+    )
+    assert counted.query["post_process"] == ["non_negative"]
+    assert (counted.frame["value"] >= 0).all()
     target = ana.preview("events", "count", group_by=["day"], max_error=50, alpha=0.1)
     assert target.accuracy.alpha == 0.1 and (target.accuracy.error_bound or 0) <= 50
     assert target.cost.amount > 0

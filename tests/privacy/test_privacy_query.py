@@ -21,7 +21,7 @@ from privacy import (
     canonical_query,
     plan_query,
 )
-from tests.factories import make_metadata
+from tests.factories import MOBILITY_MUNICIPALITIES, make_metadata
 
 
 def request(**fields: Any) -> QueryRequest:
@@ -112,6 +112,9 @@ def test_request_is_frozen() -> None:
 
 # --- meaning: InvalidQuery from the public metadata -------------------------------------------
 
+M0, M1 = MOBILITY_MUNICIPALITIES[0], MOBILITY_MUNICIPALITIES[1]
+"""Two public keys of the test metadata's ``municipality``."""
+NO_KEY = "matches none of the column's public keys"
 INVALID: list[tuple[dict[str, Any], str, str]] = [
     ({"statistic": "sum", "column": "nope"}, "pure", "unknown column"),
     ({"statistic": "sum", "column": "device_id"}, "pure", "privacy unit"),
@@ -122,6 +125,15 @@ INVALID: list[tuple[dict[str, Any], str, str]] = [
     ({"group_by": ["operator"]}, "pure", "no public keys"),
     ({"group_by": ["dwell_minutes"]}, "pure", "no public keys"),
     ({"group_by": ["day", "day"]}, "pure", "twice"),
+    ({"where": [{"column": "municipality", "op": "eq", "value": "GM_NONE"}]}, "pure", NO_KEY),
+    ({"where": [{"column": "municipality", "op": "in", "value": ["X", "Y"]}]}, "pure", NO_KEY),
+    ({"where": [{"column": "municipality", "op": "gt", "value": "ZZZ"}]}, "pure", NO_KEY),
+    ({"where": [{"column": "day", "op": "lt", "value": "2020-01-01"}]}, "pure", NO_KEY),
+    (
+        {"where": [{"column": "day", "op": "between", "value": ["2020-01-01", "2020-02-01"]}]},
+        "pure",
+        NO_KEY,
+    ),
     ({"statistic": "sum"}, "pure", "needs a 'column'"),
     ({"statistic": "mean"}, "pure", "needs a 'column'"),
     ({"statistic": "quantile", "q": 0.5}, "pure", "needs a 'column'"),
@@ -197,6 +209,22 @@ def test_invalid_queries_raise_invalid_query(
     assert message in raised.value.detail
 
 
+def test_a_filter_that_selects_some_public_key_is_accepted(metadata: DatasetMetadata) -> None:
+    keys = metadata.columns["municipality"].keys
+    assert keys is not None
+    first, last = str(keys[0]), str(keys[-1])
+    days = metadata.columns["day"].keys
+    assert days is not None
+    for where in (
+        {"column": "municipality", "op": "in", "value": ["GM_NONE", first]},
+        {"column": "municipality", "op": "le", "value": first},
+        {"column": "municipality", "op": "ge", "value": last},
+        {"column": "day", "op": "between", "value": ["2020-01-01", days[0]]},
+        {"column": "dwell_minutes", "op": "lt", "value": -1},  # no keys: nothing to check
+    ):
+        plan_query(request(where=[where]), metadata, "pure")
+
+
 def test_too_many_key_combinations() -> None:
     wide = make_metadata(
         columns={
@@ -245,7 +273,7 @@ def test_canonical_fills_defaults_and_normalises(metadata: DatasetMetadata) -> N
         column="dwell_minutes",
         group_by=["municipality", "day"],
         where=[
-            {"column": "municipality", "op": "in", "value": ["GM9999", "GM0001", "GM9999"]},
+            {"column": "municipality", "op": "in", "value": ["GM9999", M0, "GM9999"]},
             {"column": "day", "op": "between", "value": ["2026-03-01", "2026-03-07"]},
             {"column": "hour", "op": "ge", "value": 7.0},
         ],
@@ -262,7 +290,7 @@ def test_canonical_fills_defaults_and_normalises(metadata: DatasetMetadata) -> N
         "where": [
             {"column": "day", "op": "between", "value": ["2026-03-01", "2026-03-07"]},
             {"column": "hour", "op": "ge", "value": 7},
-            {"column": "municipality", "op": "in", "value": ["GM0001", "GM9999"]},
+            {"column": "municipality", "op": "in", "value": [M0, "GM9999"]},
         ],
         "max_partitions_contributed": 3,
         "max_contributions_per_partition": 1,
@@ -338,7 +366,7 @@ def test_canonical_contribution_bounds(metadata: DatasetMetadata) -> None:
                 {"column": "hour", "op": "ge", "value": 6},
                 {"column": "hour", "op": "lt", "value": 20.0},
                 {"column": "day", "op": "eq", "value": "2026-03-03"},
-                {"column": "municipality", "op": "in", "value": ["GM0001", "GM0002"]},
+                {"column": "municipality", "op": "in", "value": [M0, M1]},
                 {"column": "dwell_minutes", "op": "between", "value": [1, 2.5]},
             ]
         ),
