@@ -141,6 +141,9 @@ class Preview:
     fits_budget: bool
     query: Mapping[str, Any] = field(repr=False)
     document: Mapping[str, Any] = field(repr=False)
+    dataset_cap_remaining: float | None = None
+    """What remains under the dataset's cap (None without a cap); ``fits_budget`` is
+    false when the cost exceeds it or the budget."""
 
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> Preview:
@@ -157,6 +160,11 @@ class Preview:
             fits_budget=bool(document["fits_budget"]),
             query=document["query"],
             document=dict(document),
+            dataset_cap_remaining=(
+                _amount(document["dataset_cap_remaining"])
+                if document.get("dataset_cap_remaining")
+                else None
+            ),
         )
 
 

@@ -95,6 +95,7 @@ def test_preview_query_cache_and_reread(ana: Ruis) -> None:
     assert preview.cost == client.Cost(model="pure", amount=0.5) and preview.fits_budget
     assert preview.accuracy.alpha == 0.05 and (preview.accuracy.error_bound or 0) > 0
     assert preview.budget_remaining == 1 and ana.budget("events").spent == 0
+    assert preview.dataset_cap_remaining is None  # the test dataset has no cap
 
     release = ana.query("events", "unit_count", group_by=["municipality"], epsilon=0.5)
     assert isinstance(release, Release) and release.id.startswith("rel_")
@@ -232,3 +233,21 @@ def test_transport_seam() -> None:
     assert seen[0].headers["authorization"] == "Bearer secret"
     body = seen[0].read()
     assert b'"value":"2026-03-01"' in body.replace(b" ", b"")
+
+
+def test_preview_reads_the_dataset_cap() -> None:
+    document = {
+        "dataset": "events",
+        "statistic": "count",
+        "columns": ["value"],
+        "cost": {"model": "pure", "epsilon": 0.5},
+        "accuracy": {"alpha": 0.05, "error_bound": 6.0},
+        "mechanism": "discrete_laplace",
+        "noise_scale": 2.0,
+        "budget_remaining": {"epsilon": 1},
+        "dataset_cap_remaining": {"epsilon": 0.3},
+        "fits_budget": False,
+        "query": {},
+    }
+    preview = client.Preview.from_document(document)
+    assert preview.dataset_cap_remaining == 0.3 and not preview.fits_budget
