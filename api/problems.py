@@ -157,6 +157,8 @@ HEADERS_TOO_LARGE = ProblemType(
     431, "request-header-fields-too-large", "Request Header Fields Too Large"
 )
 """The HTTP edge (api/server.py): too many or too large request header fields."""
+TOO_MANY_CONNECTIONS = ProblemType(503, "too-many-connections", "Too many connections")
+"""The HTTP edge (api/server.py): open connections or running requests at the limit."""
 
 PROBLEM_TYPES: dict[type[Exception], ProblemType] = {
     # the HTTP layer's own errors

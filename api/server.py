@@ -40,7 +40,13 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 from uvicorn.supervisors import Multiprocess
 
-from api.problems import HEADERS_TOO_LARGE, REQUEST_TIMEOUT, ProblemType, problem_document
+from api.problems import (
+    HEADERS_TOO_LARGE,
+    REQUEST_TIMEOUT,
+    TOO_MANY_CONNECTIONS,
+    ProblemType,
+    problem_document,
+)
 
 
 @dataclass(frozen=True)
@@ -131,6 +137,9 @@ class GuardedH11Protocol(H11Protocol):
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self.limits = limits
+        # The connection limit is checked by _count_headers' wrapper, which answers a
+        # problem+json 503; uvicorn's own check (a text/plain 503) is turned off here.
+        self.limit_concurrency = None
         self.app = self._count_headers(self.app)
         self._header_deadline: asyncio.TimerHandle | None = None
         self._body_deadline: asyncio.TimerHandle | None = None
@@ -238,12 +247,46 @@ class GuardedH11Protocol(H11Protocol):
             }
         )
 
+    def _over_capacity(self) -> bool:
+        """uvicorn's ``limit_concurrency`` rule: this request's connection and task are
+        already counted, so at most ``max_connections`` − 1 others may be open."""
+        limit = self.limits.max_connections
+        return len(self.connections) >= limit or len(self.tasks) > limit
+
+    async def _refuse_over_capacity(self, send: ASGISendCallable) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": TOO_MANY_CONNECTIONS.status,
+                "headers": [
+                    (b"content-type", b"application/problem+json"),
+                    (b"retry-after", b"1"),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send(
+            {
+                "type": "http.response.body",
+                "body": problem_document(
+                    TOO_MANY_CONNECTIONS,
+                    f"the server holds at most {self.limits.max_connections} connections and "
+                    f"requests at once; try again shortly",
+                ),
+            }
+        )
+
     def _count_headers(self, app: ASGI3Application) -> ASGI3Application:
-        """``app`` behind the header count limit (a 431 that never reaches the app)."""
+        """``app`` behind the connection limit (a 503) and the header count limit (a 431),
+        neither of which reaches the app."""
 
         async def limited(
             scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
         ) -> None:
+            if self._over_capacity():
+                self.logger.warning("Exceeded concurrency limit.")
+                await self._refuse_over_capacity(send)
+                return
             headers = cast(list[tuple[bytes, bytes]], scope.get("headers") or [])
             if len(headers) > self.limits.max_headers:
                 await self._refuse_too_many_headers(scope, receive, send)

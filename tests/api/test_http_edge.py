@@ -196,6 +196,10 @@ def test_connections_beyond_the_limit_are_answered_503(edge: RunningServer) -> N
         time.sleep(0.2)  # let the server accept them all
         response = httpx.get(f"{edge.url}/healthz", timeout=10)
         assert response.status_code == 503
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.headers["retry-after"] == "1"
+        assert response.json()["type"] == "too-many-connections"
+        assert str(LIMITS.max_connections) in response.json()["detail"]
     finally:
         for sock in idle:
             sock.close()
