@@ -233,7 +233,10 @@ def _start(
             Release.query_hash == query_hash,
         )
     ).first()
-    if existing is not None and existing.status == "done" and existing.body_json:
+
+    def served_again(body: dict[str, Any], *, from_spool: bool = False) -> Cached:
+        """``existing`` answered to this request at no cost (ledgered as a re-read)."""
+        assert existing is not None
         entry = _reread(
             session,
             existing,
@@ -246,10 +249,14 @@ def _start(
         )
         return Cached(
             release_id=existing.id,
-            body=json.loads(existing.body_json),
+            body=body,
             entry=entry,
             remaining_units=_remaining(session, consumer_id, dataset_id),
+            from_spool=from_spool,
         )
+
+    if existing is not None and existing.status == "done" and existing.body_json:
+        return served_again(json.loads(existing.body_json))
     if existing is not None and existing.status == "pending":
         spooled = spooled_values.get(existing.id) if spooled_values is not None else None
         if spooled is not None:  # computed, not stored yet: store it now, serve it
@@ -261,23 +268,7 @@ def _start(
                 dataset=spooled.dataset,
                 request_id=spooled.request_id,
             )
-            entry = _reread(
-                session,
-                existing,
-                consumer=consumer,
-                dataset=dataset,
-                model=model,
-                actor=consumer,
-                request_id=request_id,
-                via="query",
-            )
-            return Cached(
-                release_id=existing.id,
-                body=spooled.body,
-                entry=entry,
-                remaining_units=_remaining(session, consumer_id, dataset_id),
-                from_spool=True,
-            )
+            return served_again(spooled.body, from_spool=True)
         if not lease_expired(existing):
             return InFlight(release_id=existing.id)
         # Its owner died while computing it: fail it, then answer this request anew.
