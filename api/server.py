@@ -114,6 +114,27 @@ def _raw_problem(problem: ProblemType, detail: str) -> bytes:
     return head + body
 
 
+async def _send_problem(
+    send: ASGISendCallable,
+    problem: ProblemType,
+    detail: str,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    """Answer ``problem`` and close the connection, without the app."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": problem.status,
+            "headers": [
+                (b"content-type", b"application/problem+json"),
+                *(headers or []),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": problem_document(problem, detail)})
+
+
 class GuardedH11Protocol(H11Protocol):
     """uvicorn's h11 protocol plus header and body deadlines and a header count limit.
 
@@ -137,10 +158,10 @@ class GuardedH11Protocol(H11Protocol):
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self.limits = limits
-        # The connection limit is checked by _count_headers' wrapper, which answers a
+        # The connection limit is checked by _guard's wrapper, which answers a
         # problem+json 503; uvicorn's own check (a text/plain 503) is turned off here.
         self.limit_concurrency = None
-        self.app = self._count_headers(self.app)
+        self.app = self._guard(self.app)
         self._header_deadline: asyncio.TimerHandle | None = None
         self._body_deadline: asyncio.TimerHandle | None = None
 
@@ -222,30 +243,7 @@ class GuardedH11Protocol(H11Protocol):
             cycle.message_event.set()
         self.transport.close()
 
-    # --- header limits ---------------------------------------------------------------
-
-    async def _refuse_too_many_headers(
-        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
-    ) -> None:
-        await send(
-            {
-                "type": "http.response.start",
-                "status": HEADERS_TOO_LARGE.status,
-                "headers": [
-                    (b"content-type", b"application/problem+json"),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send(
-            {
-                "type": "http.response.body",
-                "body": problem_document(
-                    HEADERS_TOO_LARGE,
-                    f"requests are limited to {self.limits.max_headers} header fields",
-                ),
-            }
-        )
+    # --- limits checked before the app --------------------------------------------
 
     def _over_capacity(self) -> bool:
         """uvicorn's ``limit_concurrency`` rule: this request's connection and task are
@@ -253,47 +251,33 @@ class GuardedH11Protocol(H11Protocol):
         limit = self.limits.max_connections
         return len(self.connections) >= limit or len(self.tasks) > limit
 
-    async def _refuse_over_capacity(self, send: ASGISendCallable) -> None:
-        await send(
-            {
-                "type": "http.response.start",
-                "status": TOO_MANY_CONNECTIONS.status,
-                "headers": [
-                    (b"content-type", b"application/problem+json"),
-                    (b"retry-after", b"1"),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send(
-            {
-                "type": "http.response.body",
-                "body": problem_document(
+    def _guard(self, app: ASGI3Application) -> ASGI3Application:
+        """``app`` behind the connection limit (a 503 with ``Retry-After``) and the header
+        count limit (a 431), neither of which reaches the app."""
+
+        async def guarded(
+            scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+        ) -> None:
+            headers = cast(list[tuple[bytes, bytes]], scope.get("headers") or [])
+            if self._over_capacity():
+                self.logger.warning("Exceeded concurrency limit.")
+                await _send_problem(
+                    send,
                     TOO_MANY_CONNECTIONS,
                     f"the server holds at most {self.limits.max_connections} connections and "
                     f"requests at once; try again shortly",
-                ),
-            }
-        )
+                    [(b"retry-after", b"1")],
+                )
+            elif len(headers) > self.limits.max_headers:
+                await _send_problem(
+                    send,
+                    HEADERS_TOO_LARGE,
+                    f"requests are limited to {self.limits.max_headers} header fields",
+                )
+            else:
+                await app(scope, receive, send)
 
-    def _count_headers(self, app: ASGI3Application) -> ASGI3Application:
-        """``app`` behind the connection limit (a 503) and the header count limit (a 431),
-        neither of which reaches the app."""
-
-        async def limited(
-            scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
-        ) -> None:
-            if self._over_capacity():
-                self.logger.warning("Exceeded concurrency limit.")
-                await self._refuse_over_capacity(send)
-                return
-            headers = cast(list[tuple[bytes, bytes]], scope.get("headers") or [])
-            if len(headers) > self.limits.max_headers:
-                await self._refuse_too_many_headers(scope, receive, send)
-                return
-            await app(scope, receive, send)
-
-        return limited
+        return guarded
 
     def send_400_response(self, msg: str) -> None:
         if len(self.conn.trailing_data[0]) > self.limits.max_header_bytes:
