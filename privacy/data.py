@@ -1,7 +1,8 @@
 """The typed frame a query runs on: declared columns plus the privacy unit, nothing else.
 
-:func:`frame_schema` derives the schema from public metadata only; the
-measurement is planned over an empty frame with this schema.
+:func:`frame_schema` derives the schema from public metadata only (the
+measurement itself is planned over the narrower truncated schema of
+:func:`privacy.measurement.truncated_schema`).
 :func:`load_frame` scans the real file and casts it to exactly this schema,
 lazily: nothing is read until ``execute`` collects the release.
 """
@@ -34,11 +35,6 @@ def frame_schema(metadata: DatasetMetadata) -> pl.Schema:
     for name, spec in metadata.columns.items():
         schema[name] = dtype_of(spec.type)
     return pl.Schema(schema)
-
-
-def empty_frame(metadata: DatasetMetadata) -> pl.LazyFrame:
-    """An empty frame with :func:`frame_schema`: what plans are built over (no data)."""
-    return pl.LazyFrame(schema=frame_schema(metadata))
 
 
 def load_frame(path: Path, metadata: DatasetMetadata) -> pl.LazyFrame:
