@@ -7,10 +7,6 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.release_body import Accuracy as Accuracy
-from api.release_body import QueryPreview as QueryPreview
-from api.release_body import QueryResponse as QueryResponse
-from api.release_body import QuerySummary as QuerySummary
 from privacy.metadata import NAME_PATTERN, BudgetAmount, DatasetMetadata
 
 T = TypeVar("T")

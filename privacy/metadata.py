@@ -29,8 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from privacy.amount import MAX_PRIVACY_AMOUNT as MAX_PRIVACY_AMOUNT
-from privacy.amount import PrivacyAmount
+from privacy.amount import MAX_PRIVACY_AMOUNT, PrivacyAmount
 from privacy.errors import InvalidDataset
 
 ColumnType = Literal["categorical", "integer", "float", "date", "datetime"]

@@ -21,7 +21,6 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from privacy.amount import MAX_PRIVACY_AMOUNT, PrivacyAmount
-from privacy.amount import PrivacyModel as PrivacyModel
 from privacy.candidates import ClampCandidates, clamp_candidates, integer_candidates
 from privacy.errors import InvalidQuery
 from privacy.metadata import (

@@ -158,7 +158,7 @@ def test_filter_values_at_the_int64_limits_are_answered(
 
 def test_the_api_and_the_database_agree_on_the_largest_amount() -> None:
     from db.amounts import MAX_AMOUNT, MAX_UNITS
-    from privacy.metadata import MAX_PRIVACY_AMOUNT
+    from privacy.amount import MAX_PRIVACY_AMOUNT
 
     assert MAX_AMOUNT == MAX_PRIVACY_AMOUNT
     assert 2 * MAX_UNITS < 2**63 - 1  # spent + cost never overflows a BIGINT
