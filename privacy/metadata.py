@@ -8,6 +8,7 @@ reads a value of the data; :func:`check_file_schema` reads only the file schema.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import math
 import re
@@ -150,11 +151,35 @@ class ColumnSpec(BaseModel):
 
     def typed_keys(self) -> list[Any]:
         """The public keys converted to the Python values the column holds."""
+        return list(self._typed_keys)
+
+    @cached_property
+    def _typed_keys(self) -> tuple[Any, ...]:
         if self.keys is None:
-            return []
+            return ()
         if self.type == "date":
-            return [date.fromisoformat(str(k)) for k in self.keys]
-        return list(self.keys)
+            return tuple(date.fromisoformat(str(k)) for k in self.keys)
+        return tuple(self.keys)
+
+    @cached_property
+    def _sorted_keys(self) -> tuple[Any, ...]:
+        return tuple(sorted(self._typed_keys))
+
+    def has_key_in(self, low: Any, high: Any) -> bool:
+        """Whether some public key ``k`` has ``low ≤ k ≤ high``: a binary search over the
+        keys, sorted once per column."""
+        keys = self._sorted_keys
+        start = bisect.bisect_left(keys, low)
+        return start < len(keys) and keys[start] <= high
+
+    def has_key(self, value: Any) -> bool:
+        """Whether ``value`` is one of the public keys."""
+        return self.has_key_in(value, value)
+
+    def key_range(self) -> tuple[Any, Any] | None:
+        """The smallest and the largest public key (None without keys)."""
+        keys = self._sorted_keys
+        return (keys[0], keys[-1]) if keys else None
 
 
 class AutoLimits(BaseModel):

@@ -382,3 +382,30 @@ def test_canonical_is_stable_under_reordering(
     assert canonical_query(forward, metadata) == canonical_query(backward, metadata)
     text = canonical_query(forward, metadata)["privacy"]["epsilon"]
     assert Decimal(text) == epsilon and "E" not in text
+
+
+@given(
+    keys=st.lists(st.integers(-50, 50), min_size=1, max_size=30, unique=True),
+    op=st.sampled_from(["eq", "lt", "le", "gt", "ge", "in", "between"]),
+    a=st.integers(-60, 60),
+    b=st.integers(-60, 60),
+)
+def test_the_key_check_agrees_with_a_scan_of_the_keys(
+    keys: list[int], op: str, a: int, b: int
+) -> None:
+    from privacy.metadata import ColumnSpec
+    from privacy.query import ResolvedFilter, _selects_a_key
+
+    spec = ColumnSpec(type="integer", keys=keys)
+    typed: Any = {"in": (a, b), "between": (min(a, b), max(a, b))}.get(op, a)
+    tests = {
+        "eq": lambda k: k == a,
+        "lt": lambda k: k < a,
+        "le": lambda k: k <= a,
+        "gt": lambda k: k > a,
+        "ge": lambda k: k >= a,
+        "in": lambda k: k in (a, b),
+        "between": lambda k: min(a, b) <= k <= max(a, b),
+    }
+    expected = any(tests[op](k) for k in keys)
+    assert _selects_a_key(ResolvedFilter("x", op, typed, typed), spec) is expected  # type: ignore[arg-type]
