@@ -50,6 +50,15 @@ MATCH_COLUMN = "__ruis_match__"
 
 
 def _filter_expression(flt: ResolvedFilter, dtype: pl.DataType) -> pl.Expr:
+    """The row-wise test of one filter. A NaN satisfies no comparison (as in IEEE 754 and
+    SQL), although Polars orders NaN above every number (``NaN > 1000`` is true there)."""
+    expression = _comparison(flt, dtype)
+    if dtype.is_float():
+        return expression & pl.col(flt.column).is_not_nan()
+    return expression
+
+
+def _comparison(flt: ResolvedFilter, dtype: pl.DataType) -> pl.Expr:
     column = pl.col(flt.column)
     if flt.op == "in":
         return column.is_in(pl.Series(list(flt.typed), dtype=dtype).implode())
