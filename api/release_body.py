@@ -30,6 +30,7 @@ from privacy import Accuracy as PlannedAccuracy
 from privacy import Plan, ReleaseResult
 from privacy.amount import MODEL_OF, UNIT_OF, PrivacyAmount
 from privacy.auto import NOISE_ONLY
+from privacy.kept import TruncationEstimate
 
 
 def _absent(value: object) -> bool:
@@ -79,13 +80,30 @@ Number = int | float
 
 
 class Accuracy(BaseModel):
-    """Per-cell accuracy: with probability 1 − alpha the noise in a cell is at most
-    ``error_bound`` (noise only: clamping and truncation bias are not included).
+    """Per-cell accuracy: with probability ≥ 1 − alpha a cell's value is within
+    ``error_bound`` of the exact value ``covers`` names: ``noise`` — on the truncated,
+    clamped data; ``noise_and_bias`` — on the whole data (the truth then lies in
+    ``[value − noise_error_bound, value + noise_error_bound + bias_bound]``).
     ``error_bound`` is null where no data-independent bound exists (quantiles)."""
 
     alpha: float
     error_bound: float | None
-    covers: str = Field(default=NOISE_ONLY, description="what error_bound accounts for")
+    covers: str = Field(
+        default=NOISE_ONLY,
+        description="what error_bound accounts for: 'noise' (the value on the truncated, "
+        "clamped data) or 'noise_and_bias' (the value on the whole data)",
+    )
+    noise_error_bound: float | None = Field(
+        default=None,
+        exclude_if=_absent,
+        description="with noise_and_bias: the noise part of error_bound",
+    )
+    bias_bound: float | None = Field(
+        default=None,
+        exclude_if=_absent,
+        description="with noise_and_bias: a DP upper bound on how much the contribution "
+        "bounds lowered any one cell (bounding only drops data)",
+    )
     error_bound_range: list[float] | None = Field(
         default=None,
         description="with automatic bounds, before they are chosen: the bound "
@@ -100,6 +118,8 @@ class Accuracy(BaseModel):
             alpha=accuracy.alpha,
             error_bound=accuracy.error_bound,
             covers=accuracy.covers,
+            noise_error_bound=accuracy.noise_error_bound,
+            bias_bound=accuracy.bias_bound,
             error_bound_range=list(shown) if shown is not None else None,
         )
 
@@ -107,6 +127,29 @@ class Accuracy(BaseModel):
         """As the ledger records it: ``error_bound_range`` only where there is one."""
         unranged = {"error_bound_range"} if self.error_bound_range is None else None
         return self.model_dump(mode="json", exclude=unranged)
+
+
+class Truncation(BaseModel):
+    """What the contribution bounds (and clamping) dropped, estimated with DP out of the
+    query's own cost: with probability ≥ 1 − alpha each share is within its error bound."""
+
+    kept_share: float = Field(
+        description="the share of the units' contributions (after the filters) that the "
+        "contribution bounds kept"
+    )
+    kept_share_error_bound: float
+    clamped_share: float | None = Field(
+        default=None,
+        exclude_if=_absent,
+        description="sum, mean, quantile: the share of kept values outside the clamping bounds",
+    )
+    clamped_share_error_bound: float | None = Field(default=None, exclude_if=_absent)
+    cost: Amount = Field(description="the part of the query's cost these estimates took")
+
+    @classmethod
+    def of(cls, estimate: TruncationEstimate) -> Truncation:
+        """The response's ``truncation`` object."""
+        return cls.model_validate(estimate.document())
 
 
 class EpsilonDelta(BaseModel):
@@ -251,6 +294,12 @@ class QueryPreview(BaseModel):
         description="with automatic bounds: the cost split between choosing "
         "them and the statistic, the candidates, the selection steps",
     )
+    truncation_cost: Amount | None = Field(
+        default=None,
+        exclude_if=_absent,
+        description="the part of the cost that estimates what the bounds drop "
+        "(the release's truncation object); absent where they cannot drop anything",
+    )
 
 
 class QuerySummary(BaseModel):
@@ -300,6 +349,11 @@ class QueryResponse(BaseModel):
         default=None,
         description="with automatic bounds: the cost split, the candidates and the selection steps",
     )
+    truncation: Truncation | None = Field(
+        default=None,
+        exclude_if=_absent,
+        description="where the bounds can drop or clamp data: DP estimates of what they kept",
+    )
     created_at: str
     _opendp_loss: float | None = PrivateAttr(default=None)
     _selection: SelectionRecord | None = PrivateAttr(default=None)
@@ -327,6 +381,9 @@ class QueryResponse(BaseModel):
         the released columns and rows and, with automatic bounds, the choice and what the
         selection released."""
         output: dict[str, Any] = {"columns": self.columns, "rows": self.rows}
+        if self.truncation is not None:
+            output["truncation"] = self.truncation.model_dump(mode="json")
+            output["accuracy"] = self.accuracy.ledger_document()
         if self.bounds_chosen is not None:
             selection = self._selection
             output.update(
@@ -358,6 +415,7 @@ class PlannedRelease(BaseModel):
     epsilon_delta: EpsilonDelta | None
     bounds: Bounds
     auto: AutoBounds | None
+    truncation_cost: Amount | None
 
     @classmethod
     def of(cls, plan: Plan, dataset: str) -> PlannedRelease:
@@ -375,6 +433,11 @@ class PlannedRelease(BaseModel):
             epsilon_delta=EpsilonDelta.of(plan),
             bounds=Bounds.model_validate(plan.bounds_used),
             auto=AutoBounds.of(plan),
+            truncation_cost=(
+                PrivacyAmount(plan.model, plan.truncation.cost)
+                if plan.truncation is not None
+                else None
+            ),
         )
 
     def ledger_details(self, file_sha256: str) -> dict[str, Any]:
@@ -390,6 +453,8 @@ class PlannedRelease(BaseModel):
         }
         if self.auto is not None:
             details["auto"] = self.auto.model_dump(mode="json")
+        if self.truncation_cost is not None:
+            details["truncation_cost"] = self.truncation_cost.unit_document()
         details["file_sha256"] = file_sha256
         return details
 
@@ -414,6 +479,7 @@ class PlannedRelease(BaseModel):
             dataset_cap_remaining=cap_remaining,
             bounds=self.bounds,
             auto=self.auto,
+            truncation_cost=self.truncation_cost,
         )
 
     def released(
@@ -448,6 +514,7 @@ class PlannedRelease(BaseModel):
                 else None
             ),
             auto=self.auto,
+            truncation=Truncation.of(result.truncation) if result.truncation else None,
             created_at=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         )
         response._opendp_loss = result.opendp_loss

@@ -31,7 +31,16 @@ from client._exceptions import (
     TransportError,
     Unauthorized,
 )
-from client._models import Accuracy, Budget, Cost, Dataset, Preview, Release, ReleaseSummary
+from client._models import (
+    Accuracy,
+    Budget,
+    Cost,
+    Dataset,
+    Preview,
+    Release,
+    ReleaseSummary,
+    Truncation,
+)
 
 __all__ = [
     "APIError",
@@ -54,5 +63,6 @@ __all__ = [
     "ServerError",
     "Statistic",
     "TransportError",
+    "Truncation",
     "Unauthorized",
 ]

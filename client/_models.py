@@ -49,19 +49,56 @@ class Cost:
 
 @dataclass(frozen=True)
 class Accuracy:
-    """With probability ``1 - alpha`` the noise in each released cell is at most
-    ``error_bound`` (noise only: clamping and truncation bias are not included).
+    """With probability at least ``1 - alpha`` each released cell is within
+    ``error_bound`` of the exact value that ``covers`` names: ``"noise"``, the value on
+    the truncated, clamped data; ``"noise_and_bias"``, the value on the whole data (it
+    then lies in ``[value - noise_error_bound, value + noise_error_bound + bias_bound]``).
     ``error_bound`` is None where no data-independent bound exists (quantiles)."""
 
     alpha: float
     error_bound: float | None
+    covers: str = "noise"
+    noise_error_bound: float | None = None
+    bias_bound: float | None = None
 
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> Accuracy:
-        """From ``{"alpha": 0.05, "error_bound": 18.0}``."""
-        bound = document.get("error_bound")
+        """From ``{"alpha": 0.05, "error_bound": 18.0, "covers": "noise"}``."""
         return cls(
-            alpha=float(document["alpha"]), error_bound=None if bound is None else float(bound)
+            alpha=float(document["alpha"]),
+            error_bound=_optional_float(document.get("error_bound")),
+            covers=str(document.get("covers", "noise")),
+            noise_error_bound=_optional_float(document.get("noise_error_bound")),
+            bias_bound=_optional_float(document.get("bias_bound")),
+        )
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+@dataclass(frozen=True)
+class Truncation:
+    """What the contribution bounds kept, estimated with DP from the query's own cost:
+    with probability at least ``1 - alpha`` ``kept_share`` is within
+    ``kept_share_error_bound`` of the true share (``clamped_share`` likewise, for sum,
+    mean and quantile)."""
+
+    kept_share: float
+    kept_share_error_bound: float
+    clamped_share: float | None = None
+    clamped_share_error_bound: float | None = None
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any] | None) -> Truncation | None:
+        """From a release's ``truncation`` object (None where there is none)."""
+        if document is None:
+            return None
+        return cls(
+            kept_share=float(document["kept_share"]),
+            kept_share_error_bound=float(document["kept_share_error_bound"]),
+            clamped_share=_optional_float(document.get("clamped_share")),
+            clamped_share_error_bound=_optional_float(document.get("clamped_share_error_bound")),
         )
 
 
@@ -174,7 +211,8 @@ class Release:
 
     :attr:`frame` has one row per combination of the ``group_by`` keys (all of
     them, including combinations without data) and the noisy ``value``;
-    :attr:`accuracy` applies to every cell. ``cached`` is True when the server
+    :attr:`accuracy` applies to every cell; :attr:`truncation` says what share of the
+    contributions the bounds kept. ``cached`` is True when the server
     served a stored answer to the same query, at no cost.
     """
 
@@ -191,6 +229,7 @@ class Release:
     ledger_seq: int
     query: Mapping[str, Any] = field(repr=False)
     document: Mapping[str, Any] = field(repr=False)
+    truncation: Truncation | None = None
 
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> Release:
@@ -215,6 +254,7 @@ class Release:
             ledger_seq=int(document["ledger_seq"]),
             query=document["query"],
             document=dict(document),
+            truncation=Truncation.from_document(document.get("truncation")),
         )
 
     def to_pandas(self) -> pandas.DataFrame:

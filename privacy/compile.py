@@ -15,20 +15,29 @@ from __future__ import annotations
 import copy
 import json
 from dataclasses import replace
+from decimal import Decimal
 from typing import Any
 
 from privacy.accounting import epsilon_delta_of
-from privacy.accuracy_first import accuracy_first
-from privacy.amount import UNIT_OF, PrivacyModel
+from privacy.accuracy_first import accuracy_first, check_cost_limit
+from privacy.amount import UNIT_OF, PrivacyAmount, PrivacyModel, float_at_most
 from privacy.auto import compile_auto
 from privacy.errors import InvalidQuery
+from privacy.kept import TRUNCATION_SHARE, can_drop, plan_truncation, split_truncation_cost
 from privacy.measurement import MeasurementBuilder, quantile_candidates
 from privacy.metadata import DatasetMetadata
 from privacy.plan_cache import cached_plan as _from_cache
-from privacy.query import AccuracyTarget, QueryRequest, ResolvedQuery, resolve_query
+from privacy.query import (
+    AccuracyTarget,
+    QueryRequest,
+    ResolvedQuery,
+    explicit_cost,
+    resolve_query,
+)
 from privacy.results import Accuracy, Plan
 
 DEFAULT_ALPHA = 0.05
+_SEARCH_STEPS = 16
 _BUDGET_NAMES: dict[PrivacyModel, str] = {"pure": "pure ε-DP", "zcdp": "zCDP"}
 
 
@@ -103,7 +112,9 @@ def compile_plan(
 def cached_plan(
     resolved: ResolvedQuery, metadata: DatasetMetadata, model: PrivacyModel, alpha: float
 ) -> Plan:
-    """The plan of ``resolved`` from the LRU, compiled once (keyed by shape and cost).
+    """The plan of the STATISTIC of ``resolved`` from the LRU, compiled once (keyed by shape
+    and cost): all of the cost goes to the statistic (and, with automatic bounds, to the
+    selection); :func:`release_plan` adds the estimate of what the bounds drop.
 
     The key is the metadata's digest, the canonical query, the model and
     ``alpha``: everything the plan depends on, all public.
@@ -115,6 +126,130 @@ def cached_plan(
             key, lambda: compile_auto(resolved, metadata, model, alpha, compile_fixed=cached_plan)
         )
     return _from_cache(key, lambda: compile_plan(resolved, metadata, model, alpha))
+
+
+def _smallest_k(resolved: ResolvedQuery) -> int:
+    auto = resolved.auto
+    if auto is not None and auto.partitions is not None:
+        return auto.partitions[0]
+    return resolved.max_partitions_contributed
+
+
+def _statistic_within(
+    resolved: ResolvedQuery,
+    metadata: DatasetMetadata,
+    model: PrivacyModel,
+    alpha: float,
+    total: PrivacyAmount,
+) -> Plan:
+    """The statistic's plan at what ``total`` leaves after the truncation estimate."""
+    try:
+        _, rest = split_truncation_cost(total)
+    except ValueError:
+        raise InvalidQuery(
+            f"the cost {total.value} is too small to spend a share of it on "
+            "estimating what the contribution bounds drop"
+        ) from None
+    return cached_plan(replace(resolved, privacy=explicit_cost(rest)), metadata, model, alpha)
+
+
+def _one_step_less(amount: PrivacyAmount) -> PrivacyAmount:
+    value = amount.value
+    return PrivacyAmount(amount.model, value - Decimal(1).scaleb(value.adjusted() - 3))
+
+
+def _smallest_total(
+    resolved: ResolvedQuery, metadata: DatasetMetadata, model: PrivacyModel, target: AccuracyTarget
+) -> tuple[PrivacyAmount, Plan]:
+    """The smallest 4-significant-digit total whose statistic (at what the truncation
+    estimate leaves) meets ``target``, and that statistic's plan.
+
+    Starts from the statistic's own accuracy-first cost ``X`` divided by
+    ``1 − TRUNCATION_SHARE``; steps up until the target is met, then down while it
+    still is (noise falls as the cost grows, so the first total met from below is
+    the smallest).
+    """
+    needed = cached_plan(resolved, metadata, model, target.alpha).amount
+
+    def meets(plan: Plan) -> bool:
+        bound = plan.accuracy.error_bound
+        return bound is not None and bound <= target.max_error
+
+    total = PrivacyAmount(model, needed.value / (1 - TRUNCATION_SHARE)).rounded_up()
+    statistic = _statistic_within(resolved, metadata, model, target.alpha, total)
+    for _ in range(_SEARCH_STEPS):
+        if meets(statistic):
+            break
+        total = total.step_up()
+        statistic = _statistic_within(resolved, metadata, model, target.alpha, total)
+    else:
+        raise InvalidQuery(f"could not find a cost meeting max_error={target.max_error}")
+    for _ in range(_SEARCH_STEPS):
+        lower = _one_step_less(total)
+        try:
+            cheaper = _statistic_within(resolved, metadata, model, target.alpha, lower)
+        except InvalidQuery:
+            break
+        if not meets(cheaper):
+            break
+        total, statistic = lower, cheaper
+    check_cost_limit(target, total)
+    return total, statistic
+
+
+def compile_release(
+    resolved: ResolvedQuery, metadata: DatasetMetadata, model: PrivacyModel, alpha: float
+) -> Plan:
+    """The plan of a release: the statistic (:func:`cached_plan`) and, where the bounds can
+    drop or clamp data (:func:`privacy.kept.can_drop`), the truncation estimate.
+
+    Explicit cost ``C``: the truncation measurements get ``floor(TRUNCATION_SHARE · C)``
+    (to 12 decimals) and the statistic (with automatic bounds: selection and statistic)
+    the exact rest. Accuracy target: the smallest 4-significant-digit total, split so,
+    whose statistic meets the target (:func:`_smallest_total`; the target is on the
+    noise, which is all a data-independent quote can know). Either way the parts sum
+    to the cost exactly, and OpenDP's maps of all measurements are checked to sum to at
+    most it.
+    """
+    if not can_drop(resolved, _smallest_k(resolved)):
+        return cached_plan(resolved, metadata, model, alpha)
+    privacy = resolved.privacy
+    if isinstance(privacy, AccuracyTarget):
+        alpha = privacy.alpha
+        total, statistic = _smallest_total(resolved, metadata, model, privacy)
+    else:
+        total = privacy.amount()
+        statistic = _statistic_within(resolved, metadata, model, alpha, total)
+    truncation_cost = total - statistic.amount
+    truncation = plan_truncation(resolved, truncation_cost)
+    loss = Decimal(statistic.opendp_loss) + truncation.opendp_loss_at_most
+    if not loss <= total.value:
+        raise InvalidQuery(f"OpenDP reports a privacy loss {loss} above the cost {total.value}")
+    return replace(
+        statistic,
+        canonical=resolved.canonical(),
+        cost=total.value,
+        opendp_loss=float_at_most(loss),
+        epsilon_delta=epsilon_delta_of(total, metadata.delta),
+        query=resolved,
+        truncation=truncation,
+        statistic_loss=statistic.opendp_loss,
+    )
+
+
+def cached_release_plan(
+    resolved: ResolvedQuery, metadata: DatasetMetadata, model: PrivacyModel, alpha: float
+) -> Plan:
+    """:func:`compile_release` from the LRU (its key is :func:`cached_plan`'s, tagged)."""
+    canonical = resolved.canonical()
+    key = (
+        "release",
+        metadata.digest,
+        json.dumps(canonical, sort_keys=True),
+        model,
+        repr(float(alpha)),
+    )
+    return _from_cache(key, lambda: compile_release(resolved, metadata, model, alpha))
 
 
 def plan_query(
@@ -144,7 +279,7 @@ def plan_query(
     """
     resolved = resolve_query(query, metadata)
     check_model(resolved, model)
-    plan = cached_plan(resolved, metadata, model, alpha)
+    plan = cached_release_plan(resolved, metadata, model, alpha)
     return replace(
         plan,
         canonical=copy.deepcopy(plan.canonical),

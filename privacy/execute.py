@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -36,13 +37,15 @@ import polars as pl
 
 from privacy.amount import PrivacyAmount
 from privacy.auto import Selection, run_selection
+from privacy.auto.noise import scale_to_accuracy
 from privacy.compile import cached_plan
 from privacy.data import dtype_of
 from privacy.errors import ReleaseFailed
+from privacy.kept import BIAS_ALPHA_SHARE, TruncationEstimate, run_truncation
 from privacy.measurement import VALUE_COLUMN, truncated_schema
 from privacy.metadata import DatasetMetadata, iso
 from privacy.query import ResolvedFilter, ResolvedQuery, explicit_cost
-from privacy.results import Plan, ReleaseResult
+from privacy.results import NOISE_AND_BIAS, Accuracy, Plan, ReleaseResult
 from privacy.truncation import truncate_contributions
 
 MATCH_COLUMN = "__ruis_match__"
@@ -87,8 +90,15 @@ def prepare_frame(plan: Plan, data: pl.LazyFrame) -> pl.LazyFrame:
     """
     query, metadata = plan.query, plan.metadata
     assert query is not None and metadata is not None
+    return _truncated(query, metadata, masked_frame(query, metadata, data))
+
+
+def _truncated(
+    query: ResolvedQuery, metadata: DatasetMetadata, frame: pl.LazyFrame
+) -> pl.LazyFrame:
+    """``T`` at the query's bounds, applied to :func:`masked_frame`'s frame (lazy)."""
     return truncate_contributions(
-        masked_frame(query, metadata, data),
+        frame,
         unit=metadata.privacy_unit,
         by=query.group_by,
         max_groups=query.max_partitions_contributed,
@@ -186,19 +196,67 @@ def execute(plan: Plan, data: pl.LazyFrame) -> ReleaseResult:
     guarantee is the plan's (see the module docstring). With automatic bounds
     the selection measurements run first and the statistic is then released at
     the bounds chosen (see :mod:`privacy.auto`); the result says which, and the
-    statistic's noise and accuracy there.
+    statistic's noise and accuracy there. Where the bounds can drop data, the
+    truncation measurements then estimate what they dropped (:mod:`privacy.kept`)
+    and, for counts, the accuracy covers that bias too.
     """
+    query, metadata = plan.query, plan.metadata
+    assert query is not None and metadata is not None
+    frame = masked_frame(query, metadata, data)
+    selected: Selection | None = None
     if plan.auto is not None:
-        return _execute_auto(plan, data)
-    truncated = prepare_frame(plan, data).collect(engine="streaming")
-    return _release(plan, truncated, plan.opendp_loss)
+        statistic, selected = _select(plan, frame)
+        truncated = selected.truncated
+        k, c, clamp = selected.k, selected.c, selected.clamp
+        losses = [*selected.losses, statistic.opendp_loss]
+    else:
+        statistic = plan
+        truncated = _truncated(query, metadata, frame).collect(engine="streaming")
+        k, c, clamp = (
+            query.max_partitions_contributed,
+            query.max_contributions_per_partition,
+            query.bounds,
+        )
+        losses = [plan.statistic_loss if plan.statistic_loss is not None else plan.opendp_loss]
+    released = statistic.measurement(truncated.lazy()).collect()
+    accuracy = statistic.accuracy
+    estimate: TruncationEstimate | None = None
+    if plan.truncation is not None:
+        estimate = run_truncation(
+            plan.truncation,
+            query,
+            unit=metadata.privacy_unit,
+            frame=frame,
+            truncated=truncated,
+            mask=MATCH_COLUMN,
+            k=k,
+            c=c,
+            clamp=clamp,
+            released_total=_released_total(statistic, released),
+            alpha=accuracy.alpha,
+        )
+        losses.append(estimate.opendp_loss)
+        accuracy = _covering(statistic, estimate)
+    spent = sum((Decimal(loss) for loss in losses), Decimal(0))
+    if not spent <= plan.cost:
+        raise ReleaseFailed("the privacy losses of the measurements exceed the cost")
+    return ReleaseResult(
+        rows=_layout(statistic, released),
+        mechanism=statistic.mechanism,
+        noise_scale=statistic.noise_scale,
+        accuracy=accuracy,
+        components=statistic.components,
+        opendp_loss=float(spent),
+        bounds_chosen=selected.bounds_chosen() if selected is not None else None,
+        selection=selected.record if selected is not None else None,
+        truncation=estimate,
+    )
 
 
-def _execute_auto(plan: Plan, data: pl.LazyFrame) -> ReleaseResult:
-    """Select the bounds with DP, then release the statistic at them (one data pass)."""
+def _select(plan: Plan, frame: pl.LazyFrame) -> tuple[Plan, Selection]:
+    """Run the selection of automatic bounds; the statistic's plan at the bounds chosen."""
     query, metadata, auto = plan.query, plan.metadata, plan.auto
     assert query is not None and metadata is not None and auto is not None
-    frame = masked_frame(query, metadata, data)
     selected = run_selection(auto, query, metadata, frame, MATCH_COLUMN)
     statistic = cached_plan(
         query.with_bounds(
@@ -211,26 +269,46 @@ def _execute_auto(plan: Plan, data: pl.LazyFrame) -> ReleaseResult:
         plan.model,
         plan.accuracy.alpha,
     )
-    spent = sum((Decimal(loss) for loss in selected.losses), Decimal(statistic.opendp_loss))
-    if not spent <= plan.cost:
-        raise ReleaseFailed("the privacy losses of the selection and the statistic exceed the cost")
-    return _release(statistic, selected.truncated, float(spent), selected)
+    return statistic, selected
 
 
-def _release(
-    plan: Plan, truncated: pl.DataFrame, opendp_loss: float, selected: Selection | None = None
-) -> ReleaseResult:
-    """Invoke ``plan``'s measurement once on the truncated frame and lay its values out."""
-    released = plan.measurement(truncated.lazy()).collect()
-    return ReleaseResult(
-        rows=_layout(plan, released),
-        mechanism=plan.mechanism,
-        noise_scale=plan.noise_scale,
-        accuracy=plan.accuracy,
-        components=plan.components,
-        opendp_loss=opendp_loss,
-        bounds_chosen=selected.bounds_chosen() if selected is not None else None,
-        selection=selected.record if selected is not None else None,
+def _released_total(plan: Plan, released: pl.DataFrame) -> tuple[float, str, float] | None:
+    """Count and unit_count: the sum of the released cells (raw, before post-processing),
+    and the noise's distribution and scale per cell (post-processing of the release)."""
+    query = plan.query
+    assert query is not None
+    if query.statistic not in ("count", "unit_count"):
+        return None
+    component = plan.components[0]
+    total = float(released.get_column(VALUE_COLUMN).cast(pl.Float64).sum())
+    return total, component.distribution, component.scale
+
+
+def _covering(plan: Plan, estimate: TruncationEstimate) -> Accuracy:
+    """The accuracy of a count release covering noise and truncation bias.
+
+    With probability ≥ 1 − (1 − s)·α the noise in a cell is within OpenDP's
+    accuracy at (1 − s)·α (``s`` = :data:`~privacy.kept.BIAS_ALPHA_SHARE`), and with
+    probability ≥ 1 − s·α every cell's bias (≥ 0: bounding only drops) is at most
+    ``bias_bound``; by a union bound the truth on the whole data lies in
+    ``[value − noise, value + noise + bias_bound]`` w.p. ≥ 1 − α. Other statistics
+    keep their noise-only accuracy.
+    """
+    accuracy = plan.accuracy
+    if estimate.bias_bound is None:
+        return accuracy
+    component = plan.components[0]
+    noise = scale_to_accuracy(
+        component.distribution, component.scale, accuracy.alpha * (1 - BIAS_ALPHA_SHARE)
+    )
+    if noise is None:
+        return accuracy
+    return replace(
+        accuracy,
+        error_bound=noise + estimate.bias_bound,
+        covers=NOISE_AND_BIAS,
+        noise_error_bound=noise,
+        bias_bound=estimate.bias_bound,
     )
 
 

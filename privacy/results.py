@@ -21,14 +21,24 @@ from privacy.query import ResolvedQuery
 
 if TYPE_CHECKING:
     from privacy.auto import AutoPlan
+    from privacy.kept import TruncationEstimate, TruncationPlan
 
-NOISE_ONLY = "noise only; truncation and clamping bias not included"
-"""What Ruis' reported accuracy covers."""
+NOISE_ONLY = "noise"
+"""``accuracy.covers``: the bound covers the noise only (the value on the truncated data)."""
+NOISE_AND_BIAS = "noise_and_bias"
+"""``accuracy.covers``: the bound covers the difference from the value on the whole data."""
 
 
 @dataclass(frozen=True)
 class Accuracy:
-    """Per-cell accuracy: |released − exact (truncated) value| ≤ ``error_bound`` w.p. 1 − ``alpha``.
+    """Per-cell accuracy: |released − exact value| ≤ ``error_bound`` w.p. ≥ 1 − ``alpha``.
+
+    ``covers`` says which exact value: :data:`NOISE_ONLY` — on the truncated,
+    clamped data (OpenDP's noise only); :data:`NOISE_AND_BIAS` — on the whole
+    data (noise plus a DP bound on what the contribution bounds dropped,
+    ``bias_bound``; ``noise_error_bound`` is then the noise part, at the α that is
+    left: the truth lies in ``[value − noise_error_bound, value +
+    noise_error_bound + bias_bound]``).
 
     ``error_bound`` is what OpenDP's ``summarize(alpha)`` reports for the noisy
     aggregate. It is None for ``quantile`` (the exponential/Gumbel selection's
@@ -44,11 +54,10 @@ class Accuracy:
     error_bound_range: tuple[float, float] | None = None
     """With automatic bounds, before the choice: the bound at the smallest and at the
     largest candidates (``error_bound`` is then the largest)."""
-
-    @property
-    def covers(self) -> str:
-        """What the bound covers: noise only, never truncation or clamping bias."""
-        return NOISE_ONLY
+    covers: str = NOISE_ONLY
+    noise_error_bound: float | None = None
+    bias_bound: float | None = None
+    rank_error_bound: float | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +80,7 @@ class ReleaseResult:
     opendp_loss: float
     bounds_chosen: dict[str, Any] | None = None
     selection: dict[str, Any] | None = None
+    truncation: TruncationEstimate | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -110,6 +120,12 @@ class Plan:
     query: ResolvedQuery | None = field(default=None, repr=False)
     metadata: DatasetMetadata | None = field(default=None, repr=False)
     auto: AutoPlan | None = field(default=None, repr=False)
+    truncation: TruncationPlan | None = field(default=None, repr=False)
+    statistic_loss: float | None = None
+    """With ``truncation``: OpenDP's map of the statistic's measurement alone (with automatic
+    bounds, of the selection and the statistic at the largest candidates)."""
+    """Where the bounds can drop data: the measurements estimating what they drop (their
+    cost is part of ``cost``; the statistic's is ``cost − truncation.cost``)."""
 
     @property
     def amount(self) -> PrivacyAmount:

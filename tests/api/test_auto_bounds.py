@@ -18,7 +18,8 @@ AUTO_VISITORS: dict[str, Any] = {
     "max_partitions_contributed": "auto",
     "privacy": {"epsilon": 0.5},
 }
-NOISE_ONLY = "noise only; truncation and clamping bias not included"
+NOISE_ONLY = "noise"
+NOISE_AND_BIAS = "noise_and_bias"
 
 
 def _analyst(
@@ -47,26 +48,30 @@ def test_auto_release_ledgers_the_split_then_the_choice(
     chosen = body["bounds_chosen"]
     assert 1 <= chosen["max_partitions_contributed"] <= len(MUNICIPALITIES)
     assert chosen["max_contributions_per_partition"] == 1 and chosen["clamp"] is None
-    assert body["accuracy"]["covers"] == NOISE_ONLY and body["accuracy"]["error_bound"] > 0
+    accuracy = body["accuracy"]
+    assert accuracy["covers"] == NOISE_AND_BIAS and accuracy["error_bound"] > 0
+    assert accuracy["error_bound"] == accuracy["noise_error_bound"] + accuracy["bias_bound"]
+    assert 0 <= body["truncation"]["kept_share"] <= 1
+    assert body["truncation"]["cost"] == {"epsilon": 0.025}
     auto = body["auto"]
     assert auto["share"] == 0.1
-    assert auto["selection_cost"] == {"epsilon": 0.05}
-    assert auto["statistic_cost"] == {"epsilon": 0.45}
+    assert auto["selection_cost"] == {"epsilon": 0.0475}
+    assert auto["statistic_cost"] == {"epsilon": 0.4275}
     # the statistic's noise is at the chosen k, at the statistic's cost
-    assert body["noise_scale"] == pytest.approx(chosen["max_partitions_contributed"] / 0.45)
+    assert body["noise_scale"] == pytest.approx(chosen["max_partitions_contributed"] / 0.4275)
 
     (release,) = ledger(admin, kind="release")
     assert release["cost"] == {"model": "pure", "epsilon": 0.5}
     details = release["details"]
     assert details["release_id"] == body["id"]
     assert details["query"]["max_partitions_contributed"] == "auto"
-    assert details["auto"]["selection_cost"] == {"epsilon": 0.05}
-    assert details["auto"]["statistic_cost"] == {"epsilon": 0.45}
+    assert details["auto"]["selection_cost"] == {"epsilon": 0.0475}
+    assert details["auto"]["statistic_cost"] == {"epsilon": 0.4275}
     assert details["auto"]["candidates"] == {
         "max_partitions_contributed": list(range(1, len(MUNICIPALITIES) + 1))
     }
     (step,) = details["auto"]["selection"]
-    assert step["chooses"] == "contribution_bounds" and step["cost"] == {"epsilon": 0.05}
+    assert step["chooses"] == "contribution_bounds" and step["cost"] == {"epsilon": 0.0475}
     assert step["opendp_privacy_loss"] <= 0.05
     assert "bounds_chosen" not in details  # not known before the data is read
 
@@ -104,14 +109,16 @@ def test_auto_clamp_under_zcdp_spends_exactly_rho(server: Service, admin: httpx.
     body = response.json()
     assert body["cost"] == {"model": "zcdp", "rho": 0.3}
     assert body["budget_remaining"] == {"rho": 0.2}
-    assert body["auto"]["selection_cost"] == {"rho": 0.06}
-    assert body["auto"]["statistic_cost"] == {"rho": 0.24}
+    # 5% estimates what the bounds drop; of the rest, 20% chooses them
+    assert body["truncation"]["cost"] == {"rho": 0.015}
+    assert body["auto"]["selection_cost"] == {"rho": 0.057}
+    assert body["auto"]["statistic_cost"] == {"rho": 0.228}
     low, high = body["bounds_chosen"]["clamp"]
     assert low == 0 and 0 < high <= 240
     (release,) = ledger(admin, kind="release")
     steps = release["details"]["auto"]["selection"]
     assert [s["chooses"] for s in steps] == ["contribution_bounds", "clamp"]
-    assert sum(s["cost"]["rho"] for s in steps) == pytest.approx(0.06, abs=1e-12)
+    assert sum(s["cost"]["rho"] for s in steps) == pytest.approx(0.057, abs=1e-12)
     assert release["details"]["auto"]["candidates"]["clamp"][-1] == [0, 240]
     (output,) = ledger(admin, kind="release_output")
     assert set(output["details"]["selection"]) == {"contribution_bounds", "clamp"}
@@ -130,8 +137,8 @@ def test_auto_preview_reads_no_data_and_spends_nothing(
     smallest, largest = body["accuracy"]["error_bound_range"]
     assert 0 < smallest < largest == body["accuracy"]["error_bound"]
     assert body["accuracy"]["covers"] == NOISE_ONLY
-    assert body["noise_scale"] == pytest.approx(len(MUNICIPALITIES) / 0.45)
-    assert body["auto"]["statistic_cost"] == {"epsilon": 0.45}
+    assert body["noise_scale"] == pytest.approx(len(MUNICIPALITIES) / 0.4275)
+    assert body["auto"]["statistic_cost"] == {"epsilon": 0.4275}
     assert body["bounds"]["max_partitions_contributed"] == "auto"
     target = ana.post(
         "/v1/queries/preview", json={**AUTO_VISITORS, "privacy": {"max_error": 30}}

@@ -38,7 +38,7 @@ def test_release_is_debited_ledgered_and_shaped_as_the_spec(
     assert [row[0] for row in body["rows"]] == MUNICIPALITIES
     assert body["cost"] == {"model": "pure", "epsilon": 0.5}
     assert body["mechanism"] == "discrete_laplace"
-    assert body["noise_scale"] == pytest.approx(3 / 0.5)
+    assert body["noise_scale"] == pytest.approx(3 / (0.5 * 0.95))  # 5%: the truncation estimate
     assert body["accuracy"]["alpha"] == 0.05 and body["accuracy"]["error_bound"] > 0
     assert body["budget_remaining"] == {"epsilon": 0.5}
     releases = ledger(admin, kind="release")
@@ -122,7 +122,8 @@ def test_preview_reads_no_data_and_spends_nothing(server: Service, admin: httpx.
     assert preview.status_code == 200, preview.text
     body = preview.json()
     assert body["cost"] == {"model": "pure", "epsilon": 0.5}
-    assert body["noise_scale"] == pytest.approx(6.0) and body["fits_budget"] is True
+    assert body["noise_scale"] == pytest.approx(3 / (0.5 * 0.95)) and body["fits_budget"] is True
+    assert body["truncation_cost"] == {"epsilon": 0.025}
     assert ana.get("/v1/budgets").json()["items"][0]["spent"] == 0
     kinds = {entry["kind"] for entry in ledger(admin)}
     assert not kinds & {"release", "refused", "reread", "release_output"}
@@ -140,7 +141,11 @@ def test_accuracy_first_picks_a_cost_that_meets_the_target(
     assert tight.json()["cost"]["epsilon"] > loose.json()["cost"]["epsilon"]
     released = ana.post("/v1/queries", json={**VISITORS, "privacy": {"max_error": 10}}).json()
     assert released["cost"] == tight.json()["cost"]
-    assert released["accuracy"]["error_bound"] <= 10
+    # the target is on the noise (all a quote can know before reading data): the release
+    # states the noise at the α that its bias bound leaves, and the bias bound on top
+    accuracy = released["accuracy"]
+    assert accuracy["covers"] == "noise_and_bias" and accuracy["bias_bound"] >= 0
+    assert accuracy["noise_error_bound"] <= 10 * 1.1  # at 0.8·α instead of α
 
 
 def test_roles_and_isolation_for_queries(server: Service, admin: httpx.Client) -> None:
@@ -203,7 +208,7 @@ def test_zcdp_budget_reports_rho_and_epsilon_delta(server: Service, admin: httpx
     body = ana.post("/v1/queries", json={**VISITORS, "privacy": {"rho": 0.125}}).json()
     assert body["cost"] == {"model": "zcdp", "rho": 0.125}
     assert body["mechanism"] == "discrete_gaussian"
-    assert body["noise_scale"] == pytest.approx(3**0.5 / (2 * 0.125) ** 0.5, rel=1e-6)
+    assert body["noise_scale"] == pytest.approx(3**0.5 / (2 * 0.125 * 0.95) ** 0.5, rel=1e-6)
     assert body["epsilon_delta"]["delta"] == 1e-9 and body["epsilon_delta"]["epsilon"] > 0
     assert body["budget_remaining"] == {"rho": 0.375}
 

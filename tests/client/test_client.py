@@ -72,6 +72,7 @@ def test_exported_names() -> None:
         "ServerError",
         "Statistic",
         "TransportError",
+        "Truncation",
         "Unauthorized",
     ]
     for name in client.__all__:
@@ -100,7 +101,9 @@ def test_preview_query_cache_and_reread(ana: Ruis) -> None:
     release = ana.query("events", "unit_count", group_by=["municipality"], epsilon=0.5)
     assert isinstance(release, Release) and release.id.startswith("rel_")
     assert not release.cached and release.cost.amount == 0.5 and release.cost.unit == "epsilon"
-    assert release.accuracy == preview.accuracy
+    assert release.accuracy.alpha == preview.accuracy.alpha
+    assert release.accuracy.covers == "noise_and_bias" and preview.accuracy.covers == "noise"
+    assert release.truncation is not None and 0 <= release.truncation.kept_share <= 1
     assert release.budget_remaining == 0.5 and ana.budget("events").spent == 0.5
     assert isinstance(release.frame, pl.DataFrame)
     assert release.frame.columns == ["municipality", "value"]

@@ -5,7 +5,8 @@ OpenDP: after truncation a unit has rows in at most k groups and at most c rows
 per group, so a count moves by ≤ c in each of ≤ k cells (ℓ1 k·c, ℓ2 √k·c), a
 unit count by ≤ 1 in ≤ k cells (ℓ1 k, ℓ2 √k), a sum clamped to [L, U] by
 ≤ c·max(|L|, |U|) per cell. Pure DP: (discrete) Laplace scale = ℓ1/ε. zCDP:
-(discrete) Gaussian σ = ℓ2/√(2ρ).
+(discrete) Gaussian σ = ℓ2/√(2ρ), where ε (ρ) is the statistic's part of the cost:
+the rest (``TRUNCATION_SHARE``) estimates what the bounds dropped (``privacy.kept``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ import polars as pl
 import pytest
 
 from privacy import DatasetMetadata, Plan, QueryRequest, execute, plan_query
+from privacy.kept import TRUNCATION_SHARE
+
+STAT = float(1 - TRUNCATION_SHARE)
+"""The share of a cost the statistic gets (the rest estimates what the bounds drop)."""
 
 ExactFn = Callable[[Plan, pl.DataFrame], dict[tuple[Any, ...], float]]
 
@@ -92,11 +97,11 @@ def test_unit_count_pure_epsilon_1_k_3(
 ) -> None:
     plan = plan_query(query(max_partitions_contributed=3), metadata, "pure")
     assert plan.mechanism == "discrete_laplace"
-    assert plan.noise_scale == 3.0  # sensitivity k = 3, ε = 1
+    assert plan.noise_scale == pytest.approx(3.0 / STAT)  # sensitivity k = 3, ε = STAT
     assert plan.cost == 1 and plan.opendp_loss <= 1.0
     assert plan.accuracy.alpha == 0.05 and plan.accuracy.error_bound is not None
     errors = pooled_errors(plan, events, exact, releases=6)  # 6 × 40 = 240 cells
-    x, pmf = discrete_laplace_pmf(3.0)
+    x, pmf = discrete_laplace_pmf(3.0 / STAT)
     # OpenDP's 95% bound matches the pmf: P(|X| > bound) ≤ 5%
     assert float(np.sum(pmf[np.abs(x) > plan.accuracy.error_bound])) <= 0.05
     check_against_pmf(errors, x, pmf, plan.accuracy.error_bound)
@@ -108,7 +113,7 @@ def test_unit_count_zcdp_rho(
     rho, k = 0.125, 3
     plan = plan_query(query(max_partitions_contributed=k, privacy={"rho": rho}), metadata, "zcdp")
     assert plan.mechanism == "discrete_gaussian"
-    expected_sigma = math.sqrt(k) / math.sqrt(2 * rho)  # ℓ2 sensitivity √k
+    expected_sigma = math.sqrt(k) / math.sqrt(2 * rho * STAT)  # ℓ2 sensitivity √k
     assert plan.noise_scale == pytest.approx(expected_sigma, rel=1e-9)
     assert plan.opendp_loss <= rho
     assert plan.epsilon_delta is not None
@@ -134,7 +139,7 @@ def test_count_with_c_rows_per_group(
         metadata,
         "pure",
     )
-    assert plan.noise_scale == pytest.approx(k * c / epsilon, rel=1e-12)
+    assert plan.noise_scale == pytest.approx(k * c / (epsilon * STAT), rel=1e-12)
     assert plan.accuracy.error_bound is not None
     errors = pooled_errors(plan, events, exact, releases=5)
     check_against_pmf(errors, *discrete_laplace_pmf(plan.noise_scale), plan.accuracy.error_bound)
@@ -158,7 +163,7 @@ def test_count_scales(metadata: DatasetMetadata, statistic: str, k: int, c: int)
         "pure",
     )
     assert pure.mechanism == "discrete_laplace"
-    assert pure.noise_scale == pytest.approx(k * per_cell / 0.5, rel=1e-12)
+    assert pure.noise_scale == pytest.approx(k * per_cell / (0.5 * STAT), rel=1e-12)
     zcdp = plan_query(
         query(
             statistic=statistic,
@@ -171,7 +176,7 @@ def test_count_scales(metadata: DatasetMetadata, statistic: str, k: int, c: int)
     )
     assert zcdp.mechanism == "discrete_gaussian"
     assert zcdp.noise_scale == pytest.approx(
-        math.sqrt(k) * per_cell / math.sqrt(2 * 0.02), rel=1e-9
+        math.sqrt(k) * per_cell / math.sqrt(2 * 0.02 * STAT), rel=1e-9
     )
     assert zcdp.bounds_used["max_partitions_contributed"] == k
 
@@ -187,10 +192,12 @@ def test_integer_sum_scales(metadata: DatasetMetadata) -> None:
     }
     pure = plan_query(query(**fields, privacy={"epsilon": 2}), metadata, "pure")
     assert pure.mechanism == "discrete_laplace"
-    assert pure.noise_scale == pytest.approx(k * c * 20 / 2, rel=1e-12)
+    assert pure.noise_scale == pytest.approx(k * c * 20 / (2 * STAT), rel=1e-12)
     zcdp = plan_query(query(**fields, privacy={"rho": "0.5"}), metadata, "zcdp")
     assert zcdp.mechanism == "discrete_gaussian"
-    assert zcdp.noise_scale == pytest.approx(math.sqrt(k) * c * 20 / math.sqrt(1.0), rel=1e-9)
+    assert zcdp.noise_scale == pytest.approx(
+        math.sqrt(k) * c * 20 / math.sqrt(1.0 * STAT), rel=1e-9
+    )
 
 
 def test_float_sum_scales(metadata: DatasetMetadata) -> None:
@@ -204,11 +211,11 @@ def test_float_sum_scales(metadata: DatasetMetadata) -> None:
     }
     pure = plan_query(query(**fields, privacy={"epsilon": 1}), metadata, "pure")
     assert pure.mechanism == "laplace"
-    hand = k * c * 240 / 1
+    hand = k * c * 240 / STAT
     assert hand <= pure.noise_scale <= hand * 1.001
     zcdp = plan_query(query(**fields, privacy={"rho": "0.5"}), metadata, "zcdp")
     assert zcdp.mechanism == "gaussian"
-    hand = math.sqrt(k) * c * 240 / math.sqrt(1.0)
+    hand = math.sqrt(k) * c * 240 / math.sqrt(STAT)
     assert hand <= zcdp.noise_scale <= hand * 1.001
     assert pure.bounds_used["max_rows"] == metadata.max_rows
 
@@ -228,8 +235,8 @@ def test_mean_scales_split_the_cost(metadata: DatasetMetadata) -> None:
     )
     by_aggregate = {c.aggregate: c for c in plan.components}
     assert set(by_aggregate) == {"sum", "count"}
-    assert by_aggregate["sum"].scale == pytest.approx(k * 23 / (epsilon / 2), rel=1e-9)
-    assert by_aggregate["count"].scale == pytest.approx(k / (epsilon / 2), rel=1e-9)
+    assert by_aggregate["sum"].scale == pytest.approx(k * 23 / (epsilon * STAT / 2), rel=1e-9)
+    assert by_aggregate["count"].scale == pytest.approx(k / (epsilon * STAT / 2), rel=1e-9)
     assert plan.noise_scale == by_aggregate["sum"].scale
     assert plan.accuracy.error_bound is None  # depends on the private cell size
     assert all(c.error_bound is not None for c in plan.components)
@@ -254,11 +261,11 @@ def test_quantile_scales(metadata: DatasetMetadata, q: float) -> None:
     }
     pure = plan_query(query(**fields, privacy={"epsilon": 1}), metadata, "pure")
     assert pure.mechanism == "exponential"
-    assert pure.noise_scale == pytest.approx(2 * score_sensitivity * k * c / 1, rel=1e-9)
+    assert pure.noise_scale == pytest.approx(2 * score_sensitivity * k * c / STAT, rel=1e-9)
     zcdp = plan_query(query(**fields, privacy={"rho": "0.5"}), metadata, "zcdp")
     assert zcdp.mechanism == "report_noisy_max_gumbel"
     assert zcdp.noise_scale == pytest.approx(
-        2 * score_sensitivity * math.sqrt(k) * c / math.sqrt(8 * 0.5), rel=1e-9
+        2 * score_sensitivity * math.sqrt(k) * c / math.sqrt(8 * 0.5 * STAT), rel=1e-9
     )
     assert pure.accuracy.error_bound is None
     assert pure.bounds_used["quantile_candidates"] == 24

@@ -1,0 +1,432 @@
+"""What contribution bounding dropped: a DP estimate of the kept share, and a bias bound.
+
+Truncating each unit to ``k`` groups × ``c`` rows (:mod:`privacy.truncation`)
+and clamping values bias a release, and nothing in OpenDP's noise accounts for
+it. Every release whose bounds can drop data therefore spends a part of its own
+cost (:data:`TRUNCATION_SHARE`) on a DP estimate of what they dropped:
+
+* the **dropped histogram**: one row per unit with ``d_u``, the contributions of
+  ``u`` that the bounds dropped (rows for ``count``/``sum``/``mean``/``quantile``;
+  (unit, group) pairs for ``unit_count``), binned at public edges
+  (:data:`DROPPED_EDGES`: 0, 1, 2, 3, then two bins per power of two), released
+  by OpenDP's ``dp.len()`` per bin over the public bins (one row per unit);
+* for ``sum``/``mean``/``quantile``, the **kept rows histogram**: the truncated
+  rows (at most ``k·c`` per unit) counted by OpenDP per public key
+  ``inside``/``outside`` the clamping bounds — the rows kept and the share of
+  them that clamping moves (``clamped_share``);
+* for ``count``/``unit_count`` the kept total needs no extra release: it is the
+  sum of the released cells (post-processing).
+
+**Privacy argument.** Let ``F`` be the row-wise filters and ``T`` the per-unit
+truncation. ``d_u`` is a function of unit ``u``'s own rows of ``F(D)`` (its
+rows and groups before and after ``T_u``, which reads only ``u``'s rows), so the
+profile ``P(D) = {(bin(d_u))}_u`` is a per-unit map with one row per unit:
+adding or removing one unit adds or removes one row. OpenDP's histogram at
+``d_in = [Bound(by=[], per_group=1)]`` is then ε_d-DP (ρ_d-zCDP) in the unit.
+The kept rows histogram reads ``T(F(D))``, at most ``k·c`` rows per unit,
+through a row-wise binning; OpenDP's map at ``per_group = k·c`` is ≤ its cost.
+Both costs come out of the query's cost (see :func:`split_truncation_cost`) and,
+with the statistic's measurement, compose sequentially; the estimates below are
+post-processing of their outputs and of public facts (bins, OpenDP's noise).
+
+**What the estimates cover.** Bins beyond the last one that noise alone would
+exceed with probability under :data:`VISIBLE_ALPHA` (and one more) are taken as
+empty (a tail of fewer units than the noise can show is invisible
+to any DP estimate: a single unit with unboundedly many dropped rows changes
+one bin by one). Within the visible bins, every error bound below holds with
+the stated probability by rigorous tail bounds (union bounds over bins with
+OpenDP's per-bin accuracy, or Chebyshev–Cantelli on the sum of the cells'
+noise), never a normal approximation.
+
+**Bias bound per cell.** A cell's truncated value is below its value on the
+whole data by ``D_c`` = the contributions dropped from that cell, and
+``D_c ≤ Σ_u m_u`` where ``m_u`` is the most unit ``u`` loses in any one cell;
+``m_u ≤ d_u``, and for ``unit_count`` ``m_u = [d_u > 0]`` (a unit is counted at
+most once per cell). So ``B = Σ_{u: d_u > 0} 1`` (``unit_count``) or ``B = Σ_u d_u``
+(``count``) bounds every cell's bias, and its DP upper bound ``B_hi`` turns the
+noise bound into one that covers the truth: ``truth ∈ [value − a, value + a + B_hi]``.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from privacy.amount import PrivacyAmount, PrivacyModel, float_at_most
+from privacy.auto.histogram import Histogram, SolvedHistogram, released_counts
+from privacy.auto.noise import noise_sd, scale_to_accuracy
+from privacy.measurement import VALUE_COLUMN
+from privacy.query import ResolvedQuery
+from privacy.truncation import unit_group_counts
+
+TRUNCATION_SHARE = Decimal("0.05")
+"""The share of a query's cost spent on estimating what its bounds dropped."""
+BIAS_ALPHA_SHARE = 0.2
+"""The share of a release's α given to the bias bound (the noise bound gets the rest)."""
+VISIBLE_ALPHA = 0.05
+"""A dropped-contributions bin stands out of the noise when its noisy count is above
+OpenDP's accuracy at this significance over all bins together."""
+DROPPED_COLUMN = "ruis.dropped_bin"
+OUTSIDE_COLUMN = "ruis.outside"
+
+
+def _dropped_edges() -> tuple[int, ...]:
+    edges = [0, 1, 2, 3]
+    power = 4
+    while power < 2**33:
+        edges += [power, power + power // 2]
+        power *= 2
+    return tuple(edges)
+
+
+DROPPED_EDGES = _dropped_edges()
+"""Lower edges of the dropped-contributions bins: bin ``b`` holds ``[e_b, e_{b+1} − 1]``."""
+_LOW = np.array(DROPPED_EDGES, dtype=float)
+_HIGH = np.array([*(e - 1 for e in DROPPED_EDGES[1:]), 2 * DROPPED_EDGES[-1]], dtype=float)
+_MIDDLE = (_LOW + _HIGH) / 2
+
+
+def can_drop(query: ResolvedQuery, smallest_k: int) -> bool:
+    """Whether bounding can change a release of ``query`` (public facts only).
+
+    ``unit_count`` counts a unit once per group, so it loses nothing when ``k``
+    (the smallest candidate, with automatic bounds) reaches the number of cells;
+    every other statistic can lose rows beyond ``c`` per group, and
+    sum/mean/quantile can clamp.
+    """
+    return query.statistic != "unit_count" or smallest_k < query.cells
+
+
+def split_truncation_cost(cost: PrivacyAmount) -> tuple[PrivacyAmount, PrivacyAmount]:
+    """``(truncation cost, the rest)``: ``floor(TRUNCATION_SHARE · cost)`` to 12 decimals
+    and the exact rest, which sum to ``cost`` exactly (ValueError when too small)."""
+    pieces, rest = cost.split(TRUNCATION_SHARE, 1)
+    return pieces[0], rest
+
+
+@dataclass(frozen=True)
+class TruncationEstimate:
+    """What a release's bounds dropped, estimated with DP (see the module docstring).
+
+    ``kept_share`` ∈ [0, 1] is the share of the contributions (after the
+    filters) that the contribution bounds kept; with probability ≥ 1 − alpha it
+    is within ``kept_share_error_bound`` of the true share (on the visible
+    bins). ``clamped_share`` (sum/mean/quantile) is the share of kept rows whose
+    value lies outside the clamping bounds. ``bias_bound`` (count, unit_count)
+    bounds every cell's truncation bias with probability ≥ 1 − its alpha.
+    """
+
+    kept_share: float
+    kept_share_error_bound: float
+    cost: Decimal
+    model: PrivacyModel
+    opendp_loss: float
+    clamped_share: float | None = None
+    clamped_share_error_bound: float | None = None
+    bias_bound: float | None = None
+    record: dict[str, Any] = field(default_factory=dict)
+
+    def document(self) -> dict[str, Any]:
+        """The response's ``truncation`` object (the cost in the budget's unit)."""
+        body: dict[str, Any] = {
+            "kept_share": self.kept_share,
+            "kept_share_error_bound": self.kept_share_error_bound,
+            "cost": PrivacyAmount.of(self.model, self.cost).unit_document(),
+        }
+        if self.clamped_share is not None:
+            body["clamped_share"] = self.clamped_share
+            body["clamped_share_error_bound"] = self.clamped_share_error_bound
+        return body
+
+
+@dataclass(frozen=True, eq=False)
+class TruncationPlan:
+    """The DP measurements estimating what the bounds drop, compiled from public metadata."""
+
+    cost: Decimal
+    model: PrivacyModel
+    dropped: SolvedHistogram
+    dropped_histogram: Histogram = field(repr=False)
+    statistic: str
+    kept_cost: Decimal | None
+    """Sum/mean/quantile: the part of ``cost`` for the kept rows histogram."""
+    kept_histogram: Histogram | None = field(default=None, repr=False)
+    _solved: dict[int, SolvedHistogram] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def opendp_loss_at_most(self) -> Decimal:
+        """An upper bound on the OpenDP loss of the measurements (what the plan adds),
+        exactly: OpenDP's map of the dropped histogram plus the float below the kept
+        histogram's cost (its map at any rows per unit is at most that)."""
+        kept = Decimal(float_at_most(self.kept_cost)) if self.kept_cost is not None else Decimal(0)
+        return Decimal(self.dropped.loss) + kept
+
+    def kept_for_rows(self, rows: int) -> SolvedHistogram:
+        """The kept rows histogram for at most ``rows`` rows per unit (cached)."""
+        assert self.kept_histogram is not None and self.kept_cost is not None
+        with self._lock:
+            solved = self._solved.get(rows)
+        if solved is None:
+            solved = self.kept_histogram.solve(float_at_most(self.kept_cost), rows=rows)
+            with self._lock:
+                self._solved[rows] = solved
+        return solved
+
+
+def plan_truncation(query: ResolvedQuery, cost: PrivacyAmount) -> TruncationPlan:
+    """Compile the truncation measurements at ``cost`` (public metadata only).
+
+    Count and unit_count: the dropped histogram gets all of ``cost``. Sum, mean,
+    quantile: half each for the dropped and the kept rows histograms (exactly:
+    the kept part is the rest). Privacy unit and sensitivities: see the module
+    docstring; OpenDP calibrates and reports each loss.
+    """
+    model = cost.model
+    dropped_histogram = Histogram({DROPPED_COLUMN: range(len(DROPPED_EDGES))}, model)
+    if query.statistic in ("count", "unit_count"):
+        solved = dropped_histogram.solve(cost.float_at_most(), rows=1)
+        return TruncationPlan(
+            cost=cost.value,
+            model=model,
+            dropped=solved,
+            dropped_histogram=dropped_histogram,
+            statistic=query.statistic,
+            kept_cost=None,
+        )
+    pieces, kept = cost.split(Decimal("0.5"), 1)
+    solved = dropped_histogram.solve(pieces[0].float_at_most(), rows=1)
+    plan = TruncationPlan(
+        cost=cost.value,
+        model=model,
+        dropped=solved,
+        dropped_histogram=dropped_histogram,
+        statistic=query.statistic,
+        kept_cost=kept.value,
+        kept_histogram=Histogram({OUTSIDE_COLUMN: (0, 1)}, model),
+    )
+    plan.kept_for_rows(query.max_partitions_contributed * query.max_contributions_per_partition)
+    return plan
+
+
+def dropped_profile(
+    frame: pl.LazyFrame,
+    truncated: pl.DataFrame,
+    *,
+    unit: str,
+    by: list[str],
+    mask: str,
+    statistic: str,
+) -> pl.LazyFrame:
+    """One row per unit of ``frame``: the bin of its dropped contributions (Int64 column).
+
+    ``frame`` holds every row with the Boolean ``mask`` of ``F`` (the filters);
+    ``truncated`` is ``T(F(D))``. Per (unit, group): the matching rows (or 1 if
+    any, for ``unit_count``) minus the kept ones; per unit their sum, binned at
+    :data:`DROPPED_EDGES`. A per-unit map (see the module docstring); the work
+    runs over every (unit, group) of the file whatever the mask keeps.
+    """
+    counts = unit_group_counts(frame, unit=unit, by=by, mask=mask)
+    matched = counts.collect_schema().names()[-1]
+    kept = truncated.lazy().group_by([unit, *by]).agg(pl.len().cast(pl.UInt32).alias("ruis.kept"))
+    if statistic == "unit_count":
+        before = (pl.col(matched) > 0).cast(pl.Int64)
+        after = (pl.col("ruis.kept") > 0).cast(pl.Int64)
+    else:
+        before = pl.col(matched).cast(pl.Int64)
+        after = pl.col("ruis.kept").cast(pl.Int64)
+    edges = pl.Series("edges", list(DROPPED_EDGES), dtype=pl.Int64)
+    per_unit = (
+        counts.join(kept, on=[unit, *by], how="left", nulls_equal=True)
+        .with_columns(pl.col("ruis.kept").fill_null(0))
+        .group_by(unit)
+        .agg((before - after).sum().alias("ruis.dropped"))
+    )
+    return per_unit.select(
+        (pl.lit(edges).search_sorted(pl.col("ruis.dropped"), side="right") - 1)
+        .cast(pl.Int64)
+        .alias(DROPPED_COLUMN)
+    )
+
+
+def _cantelli(sd: float, alpha: float) -> float:
+    """t with P(X ≥ t) ≤ alpha for any X of mean 0 and standard deviation ``sd``."""
+    return sd * math.sqrt(1.0 / alpha - 1.0)
+
+
+def _weighted_margin(weights: np.ndarray, solved: SolvedHistogram, alpha: float) -> float:
+    """A bound m with P(Σ_b w_b·N_b > m) ≤ alpha for the bins' independent noises N_b.
+
+    The smaller of a union bound (every |N_b| within OpenDP's accuracy at
+    alpha / bins) and Cantelli's inequality on the sum's standard deviation.
+    """
+    used = weights[weights > 0]
+    if used.size == 0:
+        return 0.0
+    per_bin = scale_to_accuracy(solved.distribution, solved.scale, alpha / used.size)
+    union = float(used.sum()) * per_bin if per_bin is not None else math.inf
+    sd = noise_sd(solved.distribution, solved.scale) * float(np.sqrt((used**2).sum()))
+    return min(union, _cantelli(sd, alpha))
+
+
+def _visible(counts: np.ndarray, solved: SolvedHistogram) -> tuple[np.ndarray, np.ndarray]:
+    """``(cleaned counts, mask of the bins the bounds account for)``.
+
+    A bin is significant when its noisy count exceeds OpenDP's accuracy at
+    :data:`VISIBLE_ALPHA` / (number of bins); the counts beyond the last
+    significant bin are taken as 0, negatives as 0. The error bounds account
+    for the noise of every bin up to one past the last significant bin (a thin
+    tail just beyond what stands out of the noise).
+    """
+    threshold = scale_to_accuracy(solved.distribution, solved.scale, VISIBLE_ALPHA / counts.size)
+    if threshold is None:
+        threshold = 10 * noise_sd(solved.distribution, solved.scale)
+    significant = np.nonzero(counts > threshold)[0]
+    last = int(significant.max()) if significant.size else 0
+    index = np.arange(counts.size)
+    cleaned = np.where(index <= last, np.maximum(counts, 0.0), 0.0)
+    return cleaned, index <= last + 1
+
+
+@dataclass(frozen=True)
+class DroppedTotals:
+    """Estimates from the dropped histogram: the total dropped (point, low, high) and
+    the number of units that lost anything (high)."""
+
+    dropped: float
+    dropped_low: float
+    dropped_high: float
+    units_losing_high: float
+    histogram: list[float]
+
+
+def dropped_totals(released: pl.DataFrame, plan: TruncationPlan, alpha: float) -> DroppedTotals:
+    """Post-processing of the dropped histogram: each bound holds w.p. ≥ 1 − ``alpha``
+    (on the visible bins; see the module docstring)."""
+    noisy = released_counts(released, plan.dropped_histogram.keys)
+    cleaned, visible = _visible(noisy, plan.dropped)
+    low_w = np.where(visible, _LOW, 0.0)
+    high_w = np.where(visible, _HIGH, 0.0)
+    losing_w = np.where(visible & (_LOW >= 1), 1.0, 0.0)
+    point = float((cleaned * _MIDDLE).sum())
+    low = max(0.0, float((cleaned * low_w).sum()) - _weighted_margin(low_w, plan.dropped, alpha))
+    high = float((cleaned * high_w).sum()) + _weighted_margin(high_w, plan.dropped, alpha)
+    losing = float((cleaned * losing_w).sum()) + _weighted_margin(losing_w, plan.dropped, alpha)
+    return DroppedTotals(
+        dropped=point,
+        dropped_low=low,
+        dropped_high=high,
+        units_losing_high=losing,
+        histogram=[float(v) for v in noisy],
+    )
+
+
+def _share(kept: float, dropped: float) -> float:
+    total = kept + dropped
+    return min(1.0, max(0.0, kept / total)) if total > 0 else 1.0
+
+
+def kept_share_of(kept: float, kept_margin: float, totals: DroppedTotals) -> tuple[float, float]:
+    """``(kept share, error bound)`` from the kept total ``kept`` (± ``kept_margin``) and
+    the dropped totals: the share's interval is ``[K_lo/(K_lo + D_hi), K_hi/(K_hi + D_lo)]``
+    (the share grows with K and falls with D), the bound its largest distance to the point."""
+    point = _share(max(kept, 0.0), totals.dropped)
+    low = _share(max(kept - kept_margin, 0.0), totals.dropped_high)
+    high = _share(max(kept + kept_margin, 0.0), totals.dropped_low)
+    return point, max(point - low, high - point)
+
+
+def cells_sum_margin(distribution: str, scale: float, cells: int, alpha: float) -> float:
+    """A bound m with P(|Σ_c N_c| > m) ≤ alpha for ``cells`` independent noises of
+    OpenDP's ``distribution`` at ``scale`` (Chebyshev)."""
+    sd = noise_sd(distribution, scale) * math.sqrt(cells)
+    return sd / math.sqrt(alpha)
+
+
+def run_truncation(
+    plan: TruncationPlan,
+    query: ResolvedQuery,
+    *,
+    unit: str,
+    frame: pl.LazyFrame,
+    truncated: pl.DataFrame,
+    mask: str,
+    k: int,
+    c: int,
+    clamp: tuple[float, float] | tuple[int, int] | None,
+    released_total: tuple[float, str, float] | None,
+    alpha: float,
+) -> TruncationEstimate:
+    """Invoke the truncation measurements and estimate what the bounds (k, c, clamp) dropped.
+
+    ``released_total`` (count, unit_count): the sum of the released cells (before
+    any post-processing), OpenDP's noise distribution and scale per cell — the
+    kept total, at no extra cost. ``alpha`` splits evenly between the estimates
+    each bound combines. Privacy: see the module docstring.
+    """
+    by = list(query.group_by)
+    profile = dropped_profile(
+        frame, truncated, unit=unit, by=by, mask=mask, statistic=query.statistic
+    )
+    released = plan.dropped.measurement(profile).collect()
+    losses = [plan.dropped.loss]
+    totals = dropped_totals(released, plan, alpha / 2)
+    record: dict[str, Any] = {
+        "dropped_histogram": {
+            "edges": list(DROPPED_EDGES),
+            "histogram": totals.histogram,
+            "mechanism": plan.dropped.mechanism,
+            "noise_scale": plan.dropped.scale,
+        }
+    }
+    clamped: tuple[float, float] | None = None
+    if released_total is not None:
+        total, distribution, scale = released_total
+        kept, kept_margin = total, cells_sum_margin(distribution, scale, query.cells, alpha / 2)
+    else:
+        solved = plan.kept_for_rows(k * c)
+        assert clamp is not None and plan.kept_histogram is not None
+        low, high = float(clamp[0]), float(clamp[1])
+        value = pl.col(VALUE_COLUMN).cast(pl.Float64)
+        outside = ((value < low) | (value > high)).cast(pl.Int64).alias(OUTSIDE_COLUMN)
+        counts = released_counts(
+            solved.measurement(truncated.lazy().select(outside)).collect(),
+            plan.kept_histogram.keys,
+        )
+        losses.append(solved.loss)
+        per_bin = scale_to_accuracy(solved.distribution, solved.scale, alpha / 4) or 0.0
+        inside, out = max(float(counts[0]), 0.0), max(float(counts[1]), 0.0)
+        kept, kept_margin = inside + out, 2 * per_bin
+        share = out / kept if kept > 0 else 0.0
+        # out/kept: both within per_bin w.p. 1 − α/2 (union bound)
+        low_share = max(0.0, out - per_bin) / max(kept + 2 * per_bin, 1.0)
+        high_share = min(1.0, (out + per_bin) / max(kept - 2 * per_bin, 1.0))
+        clamped = (share, max(share - low_share, high_share - share))
+        record["kept_rows_histogram"] = {
+            "histogram": [float(v) for v in counts],
+            "mechanism": solved.mechanism,
+            "noise_scale": solved.scale,
+        }
+    share, share_bound = kept_share_of(kept, kept_margin, totals)
+    bias: float | None = None
+    if query.statistic == "unit_count":
+        bias = totals.units_losing_high
+    elif query.statistic == "count":
+        bias = totals.dropped_high
+    return TruncationEstimate(
+        kept_share=share,
+        kept_share_error_bound=share_bound,
+        cost=plan.cost,
+        model=plan.model,
+        opendp_loss=sum(losses),
+        clamped_share=clamped[0] if clamped is not None else None,
+        clamped_share_error_bound=clamped[1] if clamped is not None else None,
+        bias_bound=bias,
+        record=record,
+    )
