@@ -221,7 +221,7 @@ def compile_release(
         total = privacy.amount()
         statistic = _statistic_within(resolved, metadata, model, alpha, total)
     truncation_cost = total - statistic.amount
-    truncation = plan_truncation(resolved, truncation_cost)
+    truncation = plan_truncation(resolved, truncation_cost, metadata.max_rows)
     loss = Decimal(statistic.opendp_loss) + truncation.opendp_loss_at_most
     if not loss <= total.value:
         raise InvalidQuery(f"OpenDP reports a privacy loss {loss} above the cost {total.value}")

@@ -29,14 +29,14 @@ Both costs come out of the query's cost (see :func:`split_truncation_cost`) and,
 with the statistic's measurement, compose sequentially; the estimates below are
 post-processing of their outputs and of public facts (bins, OpenDP's noise).
 
-**What the estimates cover.** Bins beyond the last one that noise alone would
-exceed with probability under :data:`VISIBLE_ALPHA` (and one more) are taken as
-empty (a tail of fewer units than the noise can show is invisible
-to any DP estimate: a single unit with unboundedly many dropped rows changes
-one bin by one). Within the visible bins, every error bound below holds with
-the stated probability by rigorous tail bounds (union bounds over bins with
-OpenDP's per-bin accuracy, or Chebyshev–Cantelli on the sum of the cells'
-noise), never a normal approximation.
+**What the estimates cover.** Bins beyond the last one that stands out of the
+noise, by itself or as the start of a tail
+(:func:`~privacy.auto.histogram.visible_box`), are taken as empty: a tail of fewer
+units than the noise can show is invisible to any DP estimate (a single unit with
+unboundedly many dropped rows changes one bin by one). Within the visible bins,
+every error bound below holds with the stated probability by rigorous tail bounds
+(union bounds over bins with OpenDP's per-bin accuracy, or Chebyshev–Cantelli on
+the sum of the cells' noise), never a normal approximation.
 
 **Bias bound per cell.** A cell's truncated value is below its value on the
 whole data by ``D_c`` = the contributions dropped from that cell, and
@@ -59,7 +59,13 @@ import numpy as np
 import polars as pl
 
 from privacy.amount import PrivacyAmount, PrivacyModel, float_at_most
-from privacy.auto.histogram import Histogram, SolvedHistogram, released_counts
+from privacy.auto.histogram import (
+    VISIBLE_ALPHA,
+    Histogram,
+    SolvedHistogram,
+    released_counts,
+    visible_box,
+)
 from privacy.auto.noise import noise_sd, scale_to_accuracy
 from privacy.measurement import VALUE_COLUMN
 from privacy.query import ResolvedQuery
@@ -69,11 +75,9 @@ TRUNCATION_SHARE = Decimal("0.05")
 """The share of a query's cost spent on estimating what its bounds dropped."""
 BIAS_ALPHA_SHARE = 0.2
 """The share of a release's α given to the bias bound (the noise bound gets the rest)."""
-VISIBLE_ALPHA = 0.05
-"""A dropped-contributions bin stands out of the noise when its noisy count is above
-OpenDP's accuracy at this significance over all bins together."""
 DROPPED_COLUMN = "ruis.dropped_bin"
 OUTSIDE_COLUMN = "ruis.outside"
+LOSING_COLUMN = "ruis.losing"
 
 
 def _dropped_edges() -> tuple[int, ...]:
@@ -87,9 +91,38 @@ def _dropped_edges() -> tuple[int, ...]:
 
 DROPPED_EDGES = _dropped_edges()
 """Lower edges of the dropped-contributions bins: bin ``b`` holds ``[e_b, e_{b+1} − 1]``."""
-_LOW = np.array(DROPPED_EDGES, dtype=float)
-_HIGH = np.array([*(e - 1 for e in DROPPED_EDGES[1:]), 2 * DROPPED_EDGES[-1]], dtype=float)
-_MIDDLE = (_LOW + _HIGH) / 2
+
+
+@dataclass(frozen=True)
+class DroppedBins:
+    """The bins of a query's dropped histogram: :data:`DROPPED_EDGES` up to the public
+    most a unit can lose (the cells for ``unit_count``, the dataset's ``max_rows`` for
+    rows); the last bin ends there."""
+
+    edges: tuple[int, ...]
+    most: int
+
+    @classmethod
+    def up_to(cls, most: int) -> DroppedBins:
+        """The bins covering ``0..most``."""
+        most = max(1, most)
+        return cls(edges=tuple(e for e in DROPPED_EDGES if e <= most), most=most)
+
+    @property
+    def low(self) -> np.ndarray:
+        """Each bin's smallest value."""
+        return np.array(self.edges, dtype=float)
+
+    @property
+    def high(self) -> np.ndarray:
+        """Each bin's largest value."""
+        return np.array([*(e - 1 for e in self.edges[1:]), self.most], dtype=float)
+
+    @property
+    def middle(self) -> np.ndarray:
+        """Each bin's middle (its point estimate)."""
+        middle: np.ndarray = (self.low + self.high) / 2
+        return middle
 
 
 def can_drop(query: ResolvedQuery, smallest_k: int) -> bool:
@@ -153,10 +186,14 @@ class TruncationPlan:
     model: PrivacyModel
     dropped: SolvedHistogram
     dropped_histogram: Histogram = field(repr=False)
+    bins: DroppedBins
     statistic: str
     kept_cost: Decimal | None
     """Sum/mean/quantile: the part of ``cost`` for the kept rows histogram."""
     kept_histogram: Histogram | None = field(default=None, repr=False)
+    losing: SolvedHistogram | None = None
+    """unit_count: the histogram of units that lost anything (keys 0, 1), at half the cost."""
+    losing_histogram: Histogram | None = field(default=None, repr=False)
     _solved: dict[int, SolvedHistogram] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -166,7 +203,8 @@ class TruncationPlan:
         exactly: OpenDP's map of the dropped histogram plus the float below the kept
         histogram's cost (its map at any rows per unit is at most that)."""
         kept = Decimal(float_at_most(self.kept_cost)) if self.kept_cost is not None else Decimal(0)
-        return Decimal(self.dropped.loss) + kept
+        losing = Decimal(self.losing.loss) if self.losing is not None else Decimal(0)
+        return Decimal(self.dropped.loss) + kept + losing
 
     def kept_for_rows(self, rows: int) -> SolvedHistogram:
         """The kept rows histogram for at most ``rows`` rows per unit (cached)."""
@@ -180,7 +218,9 @@ class TruncationPlan:
         return solved
 
 
-def plan_truncation(query: ResolvedQuery, cost: PrivacyAmount) -> TruncationPlan:
+def plan_truncation(
+    query: ResolvedQuery, cost: PrivacyAmount, max_rows: int | None
+) -> TruncationPlan:
     """Compile the truncation measurements at ``cost`` (public metadata only).
 
     Count and unit_count: the dropped histogram gets all of ``cost``. Sum, mean,
@@ -189,14 +229,31 @@ def plan_truncation(query: ResolvedQuery, cost: PrivacyAmount) -> TruncationPlan
     docstring; OpenDP calibrates and reports each loss.
     """
     model = cost.model
-    dropped_histogram = Histogram({DROPPED_COLUMN: range(len(DROPPED_EDGES))}, model)
-    if query.statistic in ("count", "unit_count"):
+    most = query.cells if query.statistic == "unit_count" else (max_rows or 2**33)
+    bins = DroppedBins.up_to(most)
+    dropped_histogram = Histogram({DROPPED_COLUMN: range(len(bins.edges))}, model)
+    if query.statistic == "unit_count":
+        halves, rest = cost.split(Decimal("0.5"), 1)
+        losing_histogram = Histogram({LOSING_COLUMN: (0, 1)}, model)
+        return TruncationPlan(
+            cost=cost.value,
+            model=model,
+            dropped=dropped_histogram.solve(halves[0].float_at_most(), rows=1),
+            dropped_histogram=dropped_histogram,
+            bins=bins,
+            statistic=query.statistic,
+            kept_cost=None,
+            losing=losing_histogram.solve(rest.float_at_most(), rows=1),
+            losing_histogram=losing_histogram,
+        )
+    if query.statistic == "count":
         solved = dropped_histogram.solve(cost.float_at_most(), rows=1)
         return TruncationPlan(
             cost=cost.value,
             model=model,
             dropped=solved,
             dropped_histogram=dropped_histogram,
+            bins=bins,
             statistic=query.statistic,
             kept_cost=None,
         )
@@ -207,6 +264,7 @@ def plan_truncation(query: ResolvedQuery, cost: PrivacyAmount) -> TruncationPlan
         model=model,
         dropped=solved,
         dropped_histogram=dropped_histogram,
+        bins=bins,
         statistic=query.statistic,
         kept_cost=kept.value,
         kept_histogram=Histogram({OUTSIDE_COLUMN: (0, 1)}, model),
@@ -223,6 +281,7 @@ def dropped_profile(
     by: list[str],
     mask: str,
     statistic: str,
+    bins: DroppedBins,
 ) -> pl.LazyFrame:
     """One row per unit of ``frame``: the bin of its dropped contributions (Int64 column).
 
@@ -241,7 +300,7 @@ def dropped_profile(
     else:
         before = pl.col(matched).cast(pl.Int64)
         after = pl.col("ruis.kept").cast(pl.Int64)
-    edges = pl.Series("edges", list(DROPPED_EDGES), dtype=pl.Int64)
+    edges = pl.Series("edges", list(bins.edges), dtype=pl.Int64)
     per_unit = (
         counts.join(kept, on=[unit, *by], how="left", nulls_equal=True)
         .with_columns(pl.col("ruis.kept").fill_null(0))
@@ -275,25 +334,6 @@ def _weighted_margin(weights: np.ndarray, solved: SolvedHistogram, alpha: float)
     return min(union, _cantelli(sd, alpha))
 
 
-def _visible(counts: np.ndarray, solved: SolvedHistogram) -> tuple[np.ndarray, np.ndarray]:
-    """``(cleaned counts, mask of the bins the bounds account for)``.
-
-    A bin is significant when its noisy count exceeds OpenDP's accuracy at
-    :data:`VISIBLE_ALPHA` / (number of bins); the counts beyond the last
-    significant bin are taken as 0, negatives as 0. The error bounds account
-    for the noise of every bin up to one past the last significant bin (a thin
-    tail just beyond what stands out of the noise).
-    """
-    threshold = scale_to_accuracy(solved.distribution, solved.scale, VISIBLE_ALPHA / counts.size)
-    if threshold is None:
-        threshold = 10 * noise_sd(solved.distribution, solved.scale)
-    significant = np.nonzero(counts > threshold)[0]
-    last = int(significant.max()) if significant.size else 0
-    index = np.arange(counts.size)
-    cleaned = np.where(index <= last, np.maximum(counts, 0.0), 0.0)
-    return cleaned, index <= last + 1
-
-
 @dataclass(frozen=True)
 class DroppedTotals:
     """Estimates from the dropped histogram: the total dropped (point, low, high) and
@@ -304,27 +344,40 @@ class DroppedTotals:
     dropped_high: float
     units_losing_high: float
     histogram: list[float]
+    seen: bool
+    """Whether any bin stood out of the noise (else the totals rest on nothing seen)."""
 
 
 def dropped_totals(released: pl.DataFrame, plan: TruncationPlan, alpha: float) -> DroppedTotals:
     """Post-processing of the dropped histogram: each bound holds w.p. ≥ 1 − ``alpha``
     (on the visible bins; see the module docstring)."""
     noisy = released_counts(released, plan.dropped_histogram.keys)
-    cleaned, visible = _visible(noisy, plan.dropped)
-    low_w = np.where(visible, _LOW, 0.0)
-    high_w = np.where(visible, _HIGH, 0.0)
-    losing_w = np.where(visible & (_LOW >= 1), 1.0, 0.0)
-    point = float((cleaned * _MIDDLE).sum())
-    low = max(0.0, float((cleaned * low_w).sum()) - _weighted_margin(low_w, plan.dropped, alpha))
-    high = float((cleaned * high_w).sum()) + _weighted_margin(high_w, plan.dropped, alpha)
-    losing = float((cleaned * losing_w).sum()) + _weighted_margin(losing_w, plan.dropped, alpha)
+    visible = visible_box(noisy, plan.dropped)
+    low_w = np.where(visible, plan.bins.low, 0.0)
+    high_w = np.where(visible, plan.bins.high, 0.0)
+    losing_w = np.where(visible & (plan.bins.low >= 1), 1.0, 0.0)
+
+    def linear(weights: np.ndarray) -> float:
+        return max(0.0, float((weights * noisy).sum()))
+
+    point = linear(np.where(visible, plan.bins.middle, 0.0))
+    low = max(0.0, linear(low_w) - _weighted_margin(low_w, plan.dropped, alpha))
+    high = linear(high_w) + _weighted_margin(high_w, plan.dropped, alpha)
+    losing = linear(losing_w) + _weighted_margin(losing_w, plan.dropped, alpha)
     return DroppedTotals(
         dropped=point,
         dropped_low=low,
         dropped_high=high,
         units_losing_high=losing,
         histogram=[float(v) for v in noisy],
+        seen=bool(visible[1:].any()) or _stands_out(float(noisy[0]), plan.dropped, noisy.size),
     )
+
+
+def _stands_out(count: float, solved: SolvedHistogram, bins: int) -> bool:
+    """Whether one noisy bin is above OpenDP's accuracy at ``VISIBLE_ALPHA / bins``."""
+    threshold = scale_to_accuracy(solved.distribution, solved.scale, VISIBLE_ALPHA / bins)
+    return threshold is not None and count > threshold
 
 
 def _share(kept: float, dropped: float) -> float:
@@ -372,14 +425,15 @@ def run_truncation(
     """
     by = list(query.group_by)
     profile = dropped_profile(
-        frame, truncated, unit=unit, by=by, mask=mask, statistic=query.statistic
+        frame, truncated, unit=unit, by=by, mask=mask, statistic=query.statistic, bins=plan.bins
     )
-    released = plan.dropped.measurement(profile).collect()
+    profile_rows = profile.collect()
+    released = plan.dropped.measurement(profile_rows.lazy()).collect()
     losses = [plan.dropped.loss]
     totals = dropped_totals(released, plan, alpha / 2)
     record: dict[str, Any] = {
         "dropped_histogram": {
-            "edges": list(DROPPED_EDGES),
+            "edges": list(plan.bins.edges),
             "histogram": totals.histogram,
             "mechanism": plan.dropped.mechanism,
             "noise_scale": plan.dropped.scale,
@@ -415,10 +469,28 @@ def run_truncation(
         }
     share, share_bound = kept_share_of(kept, kept_margin, totals)
     bias: float | None = None
-    if query.statistic == "unit_count":
-        bias = totals.units_losing_high
+    bias_alpha = alpha * BIAS_ALPHA_SHARE
+    if plan.losing is not None and plan.losing_histogram is not None:
+        # unit_count: a unit adds at most 1 to any cell's bias, so the number of units
+        # that lost anything bounds every cell's: one noisy count, no tail assumption
+        losing = (pl.col(DROPPED_COLUMN) > 0).cast(pl.Int64).alias(LOSING_COLUMN)
+        counted = released_counts(
+            plan.losing.measurement(profile_rows.lazy().select(losing)).collect(),
+            plan.losing_histogram.keys,
+        )
+        losses.append(plan.losing.loss)
+        margin = scale_to_accuracy(plan.losing.distribution, plan.losing.scale, bias_alpha)
+        bias = max(0.0, float(counted[1])) + (margin if margin is not None else math.inf)
+        record["losing_histogram"] = {
+            "histogram": [float(v) for v in counted],
+            "mechanism": plan.losing.mechanism,
+            "noise_scale": plan.losing.scale,
+        }
     elif query.statistic == "count":
-        bias = totals.dropped_high
+        seen = dropped_totals(released, plan, bias_alpha)
+        # rows: a bound only as far as the histogram sees (see the module docstring); when
+        # it sees nothing at all, no bias bound is claimed and the accuracy covers noise
+        bias = seen.dropped_high if seen.seen else None
     return TruncationEstimate(
         kept_share=share,
         kept_share_error_bound=share_bound,

@@ -15,7 +15,14 @@ import numpy as np
 import polars as pl
 
 from privacy.amount import PrivacyAmount, PrivacyModel, float_at_most
-from privacy.auto.histogram import Histogram, SolvedHistogram, released_counts, trimmed
+from privacy.auto.histogram import (
+    Histogram,
+    SolvedHistogram,
+    dropped_upper,
+    released_counts,
+    trimmed,
+    visible_box,
+)
 from privacy.auto.noise import UnitScaleMeasurement, noise_sd
 from privacy.candidates import ClampCandidates
 from privacy.measurement import (
@@ -127,9 +134,11 @@ class ClampSelection:
                 )
         else:
             assert self.sum_noise is not None
+            box = visible_box(noisy, solved)
             for index, width in enumerate(widths):
-                above = slice(index + 1, None)
-                bias = float((counts[above] * (middles[above] - width)).sum()) / self.cells
+                excess = np.maximum(middles - width, 0.0)
+                excess[: index + 1] = 0.0
+                bias = dropped_upper(noisy, excess, solved, box) / self.cells
                 noise = self.sum_noise[index].expected_abs(k, c, self.statistic_target, self.model)
                 errors.append(bias + noise)
                 scores.append(

@@ -14,7 +14,13 @@ import numpy as np
 import polars as pl
 
 from privacy.amount import PrivacyAmount
-from privacy.auto.histogram import Histogram, SolvedHistogram, released_counts, trimmed
+from privacy.auto.histogram import (
+    Histogram,
+    SolvedHistogram,
+    dropped_upper,
+    released_counts,
+    visible_box,
+)
 from privacy.auto.noise import count_proxy
 from privacy.metadata import MAX_AUTO_LIMIT, DatasetMetadata
 from privacy.query import ResolvedQuery
@@ -58,7 +64,8 @@ class ContributionSelection:
         """The candidate (k, c) of least estimated error, from the released histogram."""
         keys = self.histogram.keys
         shape = [len(set(keys[name].to_list())) for name in keys.columns]
-        counts = trimmed(released_counts(released, keys).reshape(shape), self.solved).reshape(-1)
+        noisy = released_counts(released, keys)
+        box = visible_box(noisy.reshape(shape), self.solved).reshape(-1)
         groups = (
             keys[self.groups_column].to_numpy().astype(float)
             if self.groups_column is not None
@@ -70,15 +77,17 @@ class ContributionSelection:
             else np.ones(keys.height)
         )
 
-        def kept(k: int, c: int) -> float:
+        def kept_per_unit(k: int, c: int) -> np.ndarray:
             row_factor = np.minimum(rows, c) if self.counts_rows else 1.0
-            return float((counts * np.minimum(groups, k) * row_factor).sum())
+            kept: np.ndarray = np.minimum(groups, k) * row_factor
+            return kept
 
-        most = kept(self.partitions[-1], self.contributions[-1])
+        most = kept_per_unit(self.partitions[-1], self.contributions[-1])
         scores: list[dict[str, float]] = []
         best: tuple[float, int, int] | None = None
         for k, c in itertools.product(self.partitions, self.contributions):
-            bias = max(0.0, most - kept(k, c)) / self.cells
+            dropped = dropped_upper(noisy, most - kept_per_unit(k, c), self.solved, box)
+            bias = dropped / self.cells
             noise = self.noise[(k, c)]
             scores.append({"k": k, "c": c, "bias": bias, "noise": noise, "error": bias + noise})
             if best is None or bias + noise < best[0]:

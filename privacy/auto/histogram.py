@@ -136,6 +136,61 @@ def trimmed(counts: np.ndarray, solved: SolvedHistogram) -> np.ndarray:
     return result
 
 
+VISIBLE_ALPHA = 0.05
+"""A bin stands out of the noise by itself when its count is above OpenDP's accuracy at
+this significance over all bins together (see :func:`visible_box`)."""
+TAIL_SDS = 3.0
+"""A tail of bins counts as seen when its noisy sum is above this many standard deviations
+of the sum's noise (see :func:`visible_box`)."""
+PESSIMISM_SDS = 1.0
+"""The rule adds this many standard deviations of noise to what a candidate would drop."""
+
+
+def visible_box(counts: np.ndarray, solved: SolvedHistogram) -> np.ndarray:
+    """The bins the rule reads (post-processing): along each axis, up to the last bin that
+    stands out of the noise, by itself or as the start of a tail.
+
+    A bin stands out by itself when its marginal is above OpenDP's accuracy at
+    :data:`VISIBLE_ALPHA` over all bins; a tail (the marginal summed from that bin to
+    the end) when its sum is above :data:`TAIL_SDS` standard deviations of the sum's
+    noise. The second sees a tail of many thin bins: on small data each bin of a
+    unit-profile histogram can sit below its own noise while the units beyond k are
+    many — reading them as 0 made the rule pick the smallest bounds as if nothing
+    were dropped.
+    """
+    sd = noise_sd(solved.distribution, solved.scale)
+    per_bin = scale_to_accuracy(solved.distribution, solved.scale, VISIBLE_ALPHA / counts.size)
+    box = np.ones(counts.shape, dtype=bool)
+    for axis in range(counts.ndim):
+        other = tuple(a for a in range(counts.ndim) if a != axis)
+        marginal = counts.sum(axis=other) if other else counts
+        width = int(np.prod([counts.shape[a] for a in other])) if other else 1
+        tails = np.cumsum(marginal[::-1])[::-1]
+        bins = (np.arange(marginal.size, 0, -1)) * width
+        alone = marginal > (per_bin if per_bin is not None else 10 * sd) * math.sqrt(width)
+        significant = np.nonzero(alone | (tails > TAIL_SDS * sd * np.sqrt(bins)))[0]
+        last = int(significant.max()) if significant.size else 0
+        index = [slice(None)] * counts.ndim
+        index[axis] = slice(last + 1, None)
+        box[tuple(index)] = False
+    return box
+
+
+def dropped_upper(
+    counts: np.ndarray, weights: np.ndarray, solved: SolvedHistogram, box: np.ndarray
+) -> float:
+    """A pessimistic estimate of ``Σ_b weights_b · h_b`` from the noisy counts (post-processing).
+
+    The linear estimate on the raw noisy counts inside ``box`` (unbiased there, taken
+    as at least 0) plus :data:`PESSIMISM_SDS` standard deviations of its noise: where
+    the histogram cannot tell, the rule assumes data is dropped rather than not.
+    """
+    inside = np.where(box, weights, 0.0)
+    point = max(0.0, float((inside * counts).sum()))
+    sd = noise_sd(solved.distribution, solved.scale) * float(np.sqrt((inside**2).sum()))
+    return point + PESSIMISM_SDS * sd
+
+
 def released_counts(released: pl.DataFrame, keys: pl.DataFrame) -> np.ndarray:
     """The noisy counts in the order of ``keys`` (post-processing; negatives kept)."""
     names = keys.columns
