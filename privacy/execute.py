@@ -94,6 +94,7 @@ def prepare_frame(plan: Plan, data: pl.LazyFrame) -> pl.LazyFrame:
         max_groups=query.max_partitions_contributed,
         max_rows_per_group=query.max_contributions_per_partition,
         mask=MATCH_COLUMN,
+        per=query.bounds_per,
     )
 
 
