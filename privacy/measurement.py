@@ -314,11 +314,12 @@ def contribution_bounds(
     Without ``bounds_per``: ``k`` groups × ``c`` rows per privacy unit (one group
     without ``group_by``): ``[Bound(by=group_by, per_group=c, num_groups=k)]``.
 
-    With ``bounds_per`` (a proper subset of ``group_by`` whose public key
-    combinations number ``D = bounds_per_cells``): per value of those columns a
-    unit has rows in at most ``k`` groups and at most ``c`` rows per group, and
-    it has rows under at most ``D`` such values (only rows with public keys are
-    kept). So ``Bound(by=group_by, per_group=c, num_groups=k·D)`` and
+    With ``bounds_per`` (a proper subset of ``group_by``; ``D = bounds_per_cells``
+    the number of their public key combinations the query's filters on them let
+    through): per value of those columns a unit has rows in at most ``k`` groups
+    and at most ``c`` rows per group, and it has rows under at most ``D`` such
+    values (only rows with public keys that pass the filters are kept). So
+    ``Bound(by=group_by, per_group=c, num_groups=k·D)`` and
     ``Bound(by=bounds_per, per_group=k·c, num_groups=D)`` hold. OpenDP 0.16's
     ``Bounds::get_bound`` (rust/src/metrics/polars/mod.rs) takes, for the
     grouping ``group_by``, ``per_group`` as the least over Bounds whose ``by`` is

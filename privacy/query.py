@@ -248,8 +248,9 @@ class ResolvedQuery:
     """``contribution_bounds_per``: the grouping columns per value of which k and c apply
     (in ``group_by`` order; empty: k and c hold over the whole dataset)."""
     bounds_per_cells: int = 1
-    """D, the number of public key combinations of ``bounds_per`` (1 without it): a unit
-    may contribute k groups on each of them."""
+    """D, the number of public key combinations of ``bounds_per`` that the ``where``
+    filters on those columns let through (1 without ``bounds_per``): a unit may
+    contribute k groups on each of them."""
 
     def unit_groups(self, k: int) -> int:
         """The most groups of ``group_by`` one unit has after truncation at ``k``: ``k·D``."""
@@ -585,14 +586,20 @@ def _resolve_grouping(query: QueryRequest, metadata: DatasetMetadata) -> int:
 
 
 def _resolve_bounds_per(
-    query: QueryRequest, metadata: DatasetMetadata
-) -> tuple[tuple[str, ...], int]:
-    """The ``contribution_bounds_per`` columns in ``group_by`` order, and D, the number of
-    their public key combinations: distinct columns of ``group_by``, not all of them
-    (public metadata only)."""
+    query: QueryRequest, metadata: DatasetMetadata, filters: tuple[ResolvedFilter, ...]
+) -> tuple[tuple[str, ...], int, int]:
+    """The ``contribution_bounds_per`` columns in ``group_by`` order (distinct columns of
+    ``group_by``, not all of them), the number of their public key combinations, and D:
+    the number of those combinations the ``where`` filters on these columns let through
+    (at least 1). Public metadata and the query only.
+
+    D bounds the values of these columns under which one unit has rows after the filters
+    and the key check (rows with other values never reach the truncation), so a smaller
+    D is still a bound: a query for one day of a fortnight pays for one day.
+    """
     per = query.contribution_bounds_per
     if not per:
-        return (), 1
+        return (), 1, 1
     if len(set(per)) != len(per):
         raise InvalidQuery("contribution_bounds_per lists a column twice")
     outside = [name for name in per if name not in query.group_by]
@@ -609,12 +616,34 @@ def _resolve_bounds_per(
             "max_partitions_contributed to bound the groups)"
         )
     ordered = tuple(name for name in query.group_by if name in per)
-    cells = 1
+    cells = reachable = 1
     for name in ordered:
-        keys = metadata.columns[name].keys
-        assert keys is not None  # checked by _resolve_grouping
+        spec = metadata.columns[name]
+        keys = spec.typed_keys()  # the column has keys: checked by _resolve_grouping
         cells *= len(keys)
-    return ordered, cells
+        on_column = [f for f in filters if f.column == name]
+        if on_column:
+            keys = [key for key in keys if all(_satisfies(f, key) for f in on_column)]
+        reachable *= len(keys)
+    return ordered, cells, max(1, reachable)
+
+
+def _satisfies(flt: ResolvedFilter, key: Any) -> bool:
+    """Whether the public ``key`` (of the filter's column type) satisfies ``flt``, as the
+    row filter decides it (a NaN satisfies no comparison)."""
+    if flt.op == "in":
+        return any(key == value for value in flt.typed)
+    if flt.op == "between":
+        low, high = flt.typed
+        return bool(low <= key <= high)
+    comparisons = {
+        "eq": key == flt.typed,
+        "lt": key < flt.typed,
+        "le": key <= flt.typed,
+        "gt": key > flt.typed,
+        "ge": key >= flt.typed,
+    }
+    return bool(comparisons[flt.op])
 
 
 def _resolve_filters(query: QueryRequest, metadata: DatasetMetadata) -> tuple[ResolvedFilter, ...]:
@@ -719,8 +748,8 @@ def resolve_query(query: QueryRequest, metadata: DatasetMetadata) -> ResolvedQue
     _check_privacy_request(query)
     cells = _resolve_grouping(query, metadata)
     filters = _resolve_filters(query, metadata)
-    bounds_per, bounds_per_cells = _resolve_bounds_per(query, metadata)
-    contributions = _resolve_contributions(query, metadata, cells // bounds_per_cells)
+    bounds_per, per_keys, bounds_per_cells = _resolve_bounds_per(query, metadata, filters)
+    contributions = _resolve_contributions(query, metadata, cells // per_keys)
     auto = _resolve_auto(query, metadata, value, contributions)
     post_process = _resolve_post_process(query)
     return ResolvedQuery(

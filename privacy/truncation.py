@@ -46,7 +46,8 @@ reads only ``u``'s rows: its group counts, its hashes, its keys), so as above
 the ``per`` columns, rows in at most ``k`` groups and at most ``c`` rows in each;
 and since only rows whose keys are public keys reach ``T`` (the mask), it has
 rows under at most ``D`` values, ``D`` the number of public key combinations of
-the ``per`` columns. So the neighbouring distance is bounded by
+the ``per`` columns that the row filters on them let through (rows with other
+values are masked out before ``T``). So the neighbouring distance is bounded by
 ``Bound(by=by, per_group=c, num_groups=k·D)`` and
 ``Bound(by=per, per_group=k·c, num_groups=D)`` (in total at most ``k·c·D``
 rows); :func:`privacy.measurement.contribution_bounds` passes exactly these to

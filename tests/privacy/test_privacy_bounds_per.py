@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from privacy import DatasetMetadata, InvalidQuery, QueryRequest, execute, plan_query
+from privacy.execute import MATCH_COLUMN, masked_frame
 from privacy.query import resolve_query
 from privacy.truncation import (
     _GROUP_SEED,
@@ -413,3 +414,52 @@ def test_k_per_day_is_far_more_accurate_than_the_same_global_k(metadata: Dataset
     assert global_k > 35
     assert per_day < global_k / 3
     assert per_day < 8
+
+
+# --- D under filters on the bounds_per columns ----------------------------------------------
+
+day_filters = st.lists(
+    st.tuples(
+        st.sampled_from(["eq", "in", "between", "lt", "le", "gt", "ge"]),
+        st.lists(st.integers(-1, 7), min_size=1, max_size=3),
+    ),
+    max_size=3,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(filters=day_filters)
+def test_d_counts_exactly_the_days_the_filters_let_through(
+    metadata: DatasetMetadata, filters: list[tuple[str, list[int]]]
+) -> None:
+    """D (what the noise is calibrated for) must be at least the number of public days a
+    row can have after the row filters, as Polars applies them: here it is exactly that
+    number (at least 1), on a frame with every public day."""
+    where: list[dict[str, Any]] = []
+    for op, offsets in filters:
+        days = [(MOBILITY_DAYS[0] + timedelta(days=o)).isoformat() for o in offsets]
+        value: Any = (
+            days if op == "in" else sorted([days[0], days[-1]]) if op == "between" else days[0]
+        )
+        where.append({"column": "day", "op": op, "value": value})
+    request = grouped(metadata, where=where)
+    try:
+        resolved = resolve_query(request, metadata)
+    except InvalidQuery:
+        return  # a filter no public day satisfies: refused before anything runs
+    data = pl.DataFrame(
+        {
+            "device_id": "d",
+            "municipality": MOBILITY_MUNICIPALITIES[0],
+            "day": MOBILITY_DAYS,
+        }
+    )
+    masked = masked_frame(resolved, metadata, data.lazy()).collect()
+    reachable = masked.filter(pl.col(MATCH_COLUMN))["day"].n_unique()
+    assert resolved.bounds_per_cells == max(1, reachable)
+
+
+def test_a_filter_to_one_day_pays_for_one_day(metadata: DatasetMetadata) -> None:
+    one_day = [{"column": "day", "op": "eq", "value": MOBILITY_DAYS[2].isoformat()}]
+    plan = plan_query(grouped(metadata, where=one_day), metadata, "pure")
+    assert plan.noise_scale == pytest.approx(3 * 1 / 1, rel=1e-9)
