@@ -66,7 +66,8 @@ result is exactly the multiset ``T(F(D))`` (``F`` the filters), so the privacy
 argument above is unchanged; only how it is computed differs. What is left
 depends on the data only through the per-(unit, group) table (as many rows as
 the file has (unit, group) pairs, whatever matches) and the truncated rows (at
-most ``k·c`` per unit; ``k·c·D`` with ``per``, below), which the OpenDP measurement then reads.
+most ``k·c`` per unit; ``k·c·D`` with ``per``, above), which the OpenDP
+measurement then reads.
 """
 
 from __future__ import annotations
