@@ -228,6 +228,8 @@ class Bounds(BaseModel):
     max_rows: int | None
     quantile_candidates: int | None = Field(default=None, exclude_if=_absent)
     candidates: AutoCandidates | None = Field(default=None, exclude_if=_absent)
+    contribution_bounds_per: list[str] | None = Field(default=None, exclude_if=_absent)
+    """k and c hold per value of these grouping columns (absent: over the whole dataset)."""
 
 
 class BoundsChosen(BaseModel):

@@ -202,6 +202,7 @@ class Ruis:
         max_partitions_contributed: int | None,
         max_contributions_per_partition: int | None,
         post_process: Sequence[str] | None,
+        contribution_bounds_per: Sequence[str] | None,
         epsilon: float | None,
         rho: float | None,
         max_error: float | None,
@@ -214,6 +215,8 @@ class Ruis:
         }
         if isinstance(group_by, str):
             raise ValueError("group_by is a list of column names")
+        if isinstance(contribution_bounds_per, str):
+            raise ValueError("contribution_bounds_per is a list of column names")
         optional = {
             "group_by": list(group_by) if group_by is not None else None,
             "where": [_condition(c) for c in where] if where is not None else None,
@@ -223,6 +226,9 @@ class Ruis:
             "max_partitions_contributed": max_partitions_contributed,
             "max_contributions_per_partition": max_contributions_per_partition,
             "post_process": list(post_process) if post_process else None,
+            "contribution_bounds_per": (
+                list(contribution_bounds_per) if contribution_bounds_per else None
+            ),
         }
         body.update({name: value for name, value in optional.items() if value is not None})
         return body
@@ -240,6 +246,7 @@ class Ruis:
         max_partitions_contributed: int | None = None,
         max_contributions_per_partition: int | None = None,
         post_process: Sequence[str] | None = None,
+        contribution_bounds_per: Sequence[str] | None = None,
         epsilon: float | None = None,
         rho: float | None = None,
         max_error: float | None = None,
@@ -258,6 +265,7 @@ class Ruis:
             max_partitions_contributed=max_partitions_contributed,
             max_contributions_per_partition=max_contributions_per_partition,
             post_process=post_process,
+            contribution_bounds_per=contribution_bounds_per,
             epsilon=epsilon,
             rho=rho,
             max_error=max_error,
@@ -278,6 +286,7 @@ class Ruis:
         max_partitions_contributed: int | None = None,
         max_contributions_per_partition: int | None = None,
         post_process: Sequence[str] | None = None,
+        contribution_bounds_per: Sequence[str] | None = None,
         epsilon: float | None = None,
         rho: float | None = None,
         max_error: float | None = None,
@@ -289,8 +298,10 @@ class Ruis:
         ``column``) or ``quantile`` (``column`` and ``q``). The cost is ``epsilon=`` (pure
         budgets) or ``rho=`` (zCDP budgets), or ``max_error=`` with ``alpha=`` (default
         0.05) to let the server pick the smallest cost meeting that accuracy.
-        ``post_process=["non_negative"]`` (counts) releases negative noisy counts as 0. The
-        cost is
+        ``post_process=["non_negative"]`` (counts) releases negative noisy counts as 0.
+        ``contribution_bounds_per=["day"]`` (some of ``group_by``) makes the contribution
+        bounds hold per day: up to ``max_partitions_contributed`` groups on every day, at a
+        noise scale that many days times larger. The cost is
         debited before the data is read; asking exactly the same again is free and
         returns the same release (``cached=True``).
         """
@@ -305,6 +316,7 @@ class Ruis:
             max_partitions_contributed=max_partitions_contributed,
             max_contributions_per_partition=max_contributions_per_partition,
             post_process=post_process,
+            contribution_bounds_per=contribution_bounds_per,
             epsilon=epsilon,
             rho=rho,
             max_error=max_error,

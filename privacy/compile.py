@@ -86,6 +86,8 @@ def compile_plan(
         "clamp": list(query.bounds) if query.bounds is not None else None,
         "max_rows": metadata.max_rows if query.column is not None else None,
     }
+    if query.bounds_per:  # k and c hold per value of these columns
+        bounds_used["contribution_bounds_per"] = list(query.bounds_per)
     if query.statistic == "quantile":
         assert query.bounds is not None and query.column_type is not None
         bounds_used["quantile_candidates"] = len(

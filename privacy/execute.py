@@ -104,6 +104,7 @@ def _truncated(
         max_groups=query.max_partitions_contributed,
         max_rows_per_group=query.max_contributions_per_partition,
         mask=MATCH_COLUMN,
+        per=query.bounds_per,
     )
 
 

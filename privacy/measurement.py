@@ -2,9 +2,11 @@
 
 The measurement takes the *truncated* frame (see :mod:`privacy.truncation`):
 columns ``[privacy unit, *group_by, VALUE_COLUMN]``, where each unit has rows
-in at most ``k`` groups and at most ``c`` rows per group. OpenDP is told exactly
-that, as ``dp.unit_of(contributions=[Bound(by=group_by, per_group=c,
-num_groups=k)])`` over ``FrameDistance(SymmetricDistance)``, and it derives the
+in at most ``k`` groups and at most ``c`` rows per group (with
+``contribution_bounds_per``: per value of those columns, see
+:func:`contribution_bounds`). OpenDP is told exactly that, as
+``dp.unit_of(contributions=[Bound(by=group_by, per_group=c, num_groups=k)])``
+over ``FrameDistance(SymmetricDistance)``, and it derives the
 sensitivity, calibrates the noise and reports the privacy loss (``map``) and
 the noise (``summarize``). Nothing here samples noise or proves privacy.
 
@@ -147,10 +149,8 @@ class MeasurementBuilder:
         self.measure = output_measure(model)
         group_by = list(query.group_by)
         self.metric, self.d_in = dp.unit_of(
-            contributions=contribution_bounds(
-                query.group_by,
-                query.max_partitions_contributed,
-                query.max_contributions_per_partition,
+            contributions=query_contribution_bounds(
+                query, query.max_partitions_contributed, query.max_contributions_per_partition
             )
         )
         domain = dp.lazyframe_domain(
@@ -302,12 +302,50 @@ def solve_global_scale(
     return float(dp.binary_search_param(build, d_in, target_loss, T=float))
 
 
-def contribution_bounds(group_by: Sequence[str], k: int, c: int) -> list[Bound]:
-    """OpenDP's ``d_in`` after our truncation: ``k`` groups × ``c`` rows (one group without
-    ``group_by``) per privacy unit."""
-    if group_by:
+def contribution_bounds(
+    group_by: Sequence[str],
+    k: int,
+    c: int,
+    bounds_per: Sequence[str] = (),
+    bounds_per_cells: int = 1,
+) -> list[Bound]:
+    """OpenDP's ``d_in`` after our truncation (:mod:`privacy.truncation`).
+
+    Without ``bounds_per``: ``k`` groups × ``c`` rows per privacy unit (one group
+    without ``group_by``): ``[Bound(by=group_by, per_group=c, num_groups=k)]``.
+
+    With ``bounds_per`` (a proper subset of ``group_by``; ``D = bounds_per_cells``
+    the number of their public key combinations the query's filters on them let
+    through): per value of those columns a unit has rows in at most ``k`` groups
+    and at most ``c`` rows per group, and it has rows under at most ``D`` such
+    values (only rows with public keys that pass the filters are kept). So
+    ``Bound(by=group_by, per_group=c, num_groups=k·D)`` and
+    ``Bound(by=bounds_per, per_group=k·c, num_groups=D)`` hold. OpenDP 0.16's
+    ``Bounds::get_bound`` (rust/src/metrics/polars/mod.rs) takes, for the
+    grouping ``group_by``, ``per_group`` as the least over Bounds whose ``by`` is
+    a subset of it (→ ``c``) and ``num_groups`` as the product over a greedy
+    cover of ``group_by`` by Bounds with ``num_groups`` (the first Bound covers
+    it alone → ``k·D``; the per-column Bound cannot replace it: it says nothing
+    about the other columns); the group-by's privacy map
+    (rust/src/measurements/make_private_lazyframe/group_by/mod.rs) then uses
+    ``l0 = k·D``, ``l∞ = c``, ``l1 = l0·l∞ = k·D·c``: a count's L1 sensitivity is
+    ``k·D·c`` (Laplace) and its L2 sensitivity ``√(k·D)·c`` (Gaussian, zCDP).
+    The second Bound is true but does not change these; it is given so that
+    ``d_in`` states everything the truncation guarantees.
+    """
+    if not group_by:
+        return [Bound(by=[], per_group=c)]
+    if not bounds_per:
         return [Bound(by=list(group_by), per_group=c, num_groups=k)]
-    return [Bound(by=[], per_group=c)]
+    return [
+        Bound(by=list(group_by), per_group=c, num_groups=k * bounds_per_cells),
+        Bound(by=list(bounds_per), per_group=k * c, num_groups=bounds_per_cells),
+    ]
+
+
+def query_contribution_bounds(query: ResolvedQuery, k: int, c: int) -> list[Bound]:
+    """:func:`contribution_bounds` of ``query``'s grouping at bounds (k, c)."""
+    return contribution_bounds(query.group_by, k, c, query.bounds_per, query.bounds_per_cells)
 
 
 def opendp_message(exc: Exception) -> str:

@@ -168,6 +168,15 @@ class QueryRequest(BaseModel):
         "released as 0. The true count is never negative, so this never increases a cell's "
         "error and the stated bound still holds; cells near 0 are then biased upwards",
     )
+    contribution_bounds_per: list[ColumnName] = Field(
+        default_factory=list,
+        max_length=MAX_GROUP_BY - 1,
+        description="grouping columns (some, not all, of group_by) per value of which the "
+        "contribution bounds apply: with ['day'], a unit contributes to at most "
+        "max_partitions_contributed groups per day and max_contributions_per_partition rows "
+        "per group, on every day. The sensitivity grows with the number of public keys of "
+        "these columns (see README, 'Additions to the contract')",
+    )
     privacy: PrivacyRequest
 
 
@@ -235,6 +244,21 @@ class ResolvedQuery:
     cells: int
     auto: AutoSpec | None = None
     post_process: tuple[PostProcess, ...] = ()
+    bounds_per: tuple[str, ...] = ()
+    """``contribution_bounds_per``: the grouping columns per value of which k and c apply
+    (in ``group_by`` order; empty: k and c hold over the whole dataset)."""
+    bounds_per_cells: int = 1
+    """D, the number of public key combinations of ``bounds_per`` that the ``where``
+    filters on those columns let through (1 without ``bounds_per``): a unit may
+    contribute k groups on each of them."""
+
+    def unit_groups(self, k: int) -> int:
+        """The most groups of ``group_by`` one unit has after truncation at ``k``: ``k·D``."""
+        return k * self.bounds_per_cells
+
+    def unit_rows(self, k: int, c: int) -> int:
+        """The most rows one unit has after truncation at (k, c): ``k·c·D``."""
+        return k * c * self.bounds_per_cells
 
     def with_bounds(
         self,
@@ -295,6 +319,8 @@ class ResolvedQuery:
             canonical["auto"] = auto.canonical()
         if self.post_process:  # absent when empty: earlier canonical forms stay the same
             canonical["post_process"] = list(self.post_process)
+        if self.bounds_per:  # likewise
+            canonical["contribution_bounds_per"] = list(self.bounds_per)
         return canonical
 
 
@@ -559,6 +585,67 @@ def _resolve_grouping(query: QueryRequest, metadata: DatasetMetadata) -> int:
     return cells
 
 
+def _resolve_bounds_per(
+    query: QueryRequest, metadata: DatasetMetadata, filters: tuple[ResolvedFilter, ...]
+) -> tuple[tuple[str, ...], int, int]:
+    """The ``contribution_bounds_per`` columns in ``group_by`` order (distinct columns of
+    ``group_by``, not all of them), the number of their public key combinations, and D:
+    the number of those combinations the ``where`` filters on these columns let through
+    (at least 1). Public metadata and the query only.
+
+    D bounds the values of these columns under which one unit has rows after the filters
+    and the key check (rows with other values never reach the truncation), so a smaller
+    D is still a bound: a query for one day of a fortnight pays for one day.
+    """
+    per = query.contribution_bounds_per
+    if not per:
+        return (), 1, 1
+    if len(set(per)) != len(per):
+        raise InvalidQuery("contribution_bounds_per lists a column twice")
+    outside = [name for name in per if name not in query.group_by]
+    if outside:
+        raise InvalidQuery(
+            f"contribution_bounds_per must list columns of group_by; {outside[0]!r} is not in "
+            f"group_by {query.group_by}"
+        )
+    if len(per) == len(query.group_by):
+        raise InvalidQuery(
+            "contribution_bounds_per must leave out at least one column of group_by: per "
+            "value of all of them a unit has only one group, so max_partitions_contributed "
+            "would mean nothing (leave contribution_bounds_per out and set "
+            "max_partitions_contributed to bound the groups)"
+        )
+    ordered = tuple(name for name in query.group_by if name in per)
+    cells = reachable = 1
+    for name in ordered:
+        spec = metadata.columns[name]
+        keys = spec.typed_keys()  # the column has keys: checked by _resolve_grouping
+        cells *= len(keys)
+        on_column = [f for f in filters if f.column == name]
+        if on_column:
+            keys = [key for key in keys if all(_satisfies(f, key) for f in on_column)]
+        reachable *= len(keys)
+    return ordered, cells, max(1, reachable)
+
+
+def _satisfies(flt: ResolvedFilter, key: Any) -> bool:
+    """Whether the public ``key`` (of the filter's column type) satisfies ``flt``, as the
+    row filter decides it (a NaN satisfies no comparison)."""
+    if flt.op == "in":
+        return any(key == value for value in flt.typed)
+    if flt.op == "between":
+        low, high = flt.typed
+        return bool(low <= key <= high)
+    comparisons = {
+        "eq": key == flt.typed,
+        "lt": key < flt.typed,
+        "le": key <= flt.typed,
+        "gt": key > flt.typed,
+        "ge": key >= flt.typed,
+    }
+    return bool(comparisons[flt.op])
+
+
 def _resolve_filters(query: QueryRequest, metadata: DatasetMetadata) -> tuple[ResolvedFilter, ...]:
     """The ``where`` filters, typed, de-duplicated and sorted; each selects some public key
     of its column when the column has keys."""
@@ -574,8 +661,10 @@ def _resolve_filters(query: QueryRequest, metadata: DatasetMetadata) -> tuple[Re
 def _resolve_contributions(
     query: QueryRequest, metadata: DatasetMetadata, cells: int
 ) -> _Contributions:
-    """The effective k (1 without grouping, at most ``cells``) and c (1 for ``unit_count``),
-    or for ``"auto"`` their candidates up to the dataset's limits (k: the largest)."""
+    """The effective k (1 without grouping, at most ``cells``: the key combinations a unit
+    may choose among per value of ``contribution_bounds_per``) and c (1 for
+    ``unit_count``), or for ``"auto"`` their candidates up to the dataset's limits (k: the
+    largest)."""
     asked_k = query.max_partitions_contributed or metadata.max_partitions_contributed
     asked_c = query.max_contributions_per_partition or metadata.max_contributions_per_partition
     limits = metadata.limits()
@@ -650,8 +739,8 @@ def resolve_query(query: QueryRequest, metadata: DatasetMetadata) -> ResolvedQue
     naming the problem. Does not check the privacy model (see ``plan_query``).
     The steps, in order (the first problem found is the one reported): the
     dataset, the value column and its bounds, ``q``, the privacy request, the
-    grouping, the filters, the contribution bounds, the automatic bounds, the
-    post-processing.
+    grouping, the filters, ``contribution_bounds_per``, the contribution bounds, the
+    automatic bounds, the post-processing.
     """
     _check_dataset(query, metadata)
     value = _resolve_value_column(query, metadata)
@@ -659,7 +748,8 @@ def resolve_query(query: QueryRequest, metadata: DatasetMetadata) -> ResolvedQue
     _check_privacy_request(query)
     cells = _resolve_grouping(query, metadata)
     filters = _resolve_filters(query, metadata)
-    contributions = _resolve_contributions(query, metadata, cells)
+    bounds_per, per_keys, bounds_per_cells = _resolve_bounds_per(query, metadata, filters)
+    contributions = _resolve_contributions(query, metadata, cells // per_keys)
     auto = _resolve_auto(query, metadata, value, contributions)
     post_process = _resolve_post_process(query)
     return ResolvedQuery(
@@ -677,6 +767,8 @@ def resolve_query(query: QueryRequest, metadata: DatasetMetadata) -> ResolvedQue
         cells=cells,
         auto=auto,
         post_process=post_process,
+        bounds_per=bounds_per,
+        bounds_per_cells=bounds_per_cells,
     )
 
 

@@ -36,6 +36,24 @@ truncation in the plan; without it, the Bounds describe exactly the row-level
 distance that ``T`` guarantees, and OpenDP calibrates noise for ``k`` groups
 × ``c`` rows (it also uses ``min(k, number of public key combinations)``).
 
+**Bounds per column** (``per``, the query's ``contribution_bounds_per``: some,
+not all, of the grouping columns ``by``). Step 1 then ranks and keeps the ``k``
+largest groups of ``u`` separately for each value ``v`` of the ``per`` columns
+(among ``u``'s groups whose key has ``per``-part ``v``, same order and
+tie-breaking); step 2 is unchanged. ``T`` is still a per-unit map (``T_u`` still
+reads only ``u``'s rows: its group counts, its hashes, its keys), so as above
+``T(D')`` = ``T(D)`` ⊎ ``T_v(D'_v)``. Now ``T_v(D'_v)`` has, under each value of
+the ``per`` columns, rows in at most ``k`` groups and at most ``c`` rows in each;
+and since only rows whose keys are public keys reach ``T`` (the mask), it has
+rows under at most ``D`` values, ``D`` the number of public key combinations of
+the ``per`` columns that the row filters on them let through (rows with other
+values are masked out before ``T``). So the neighbouring distance is bounded by
+``Bound(by=by, per_group=c, num_groups=k·D)`` and
+``Bound(by=per, per_group=k·c, num_groups=D)`` (in total at most ``k·c·D``
+rows); :func:`privacy.measurement.contribution_bounds` passes exactly these to
+OpenDP. A unit keeps up to ``k`` groups on every day (say), instead of ``k``
+groups over all days, at a sensitivity ``D`` times larger (L1; ``√D`` for L2).
+
 **Timing.** The work must not grow with how many rows the ``where`` filters
 match (the response time would reveal it, outside any budget). So the filters
 are not applied by dropping rows: they arrive as a Boolean ``mask`` column and
@@ -48,7 +66,8 @@ result is exactly the multiset ``T(F(D))`` (``F`` the filters), so the privacy
 argument above is unchanged; only how it is computed differs. What is left
 depends on the data only through the per-(unit, group) table (as many rows as
 the file has (unit, group) pairs, whatever matches) and the truncated rows (at
-most ``k·c`` per unit), which the OpenDP measurement then reads.
+most ``k·c`` per unit; ``k·c·D`` with ``per``, above), which the OpenDP
+measurement then reads.
 """
 
 from __future__ import annotations
@@ -77,6 +96,7 @@ def truncate_contributions(
     max_rows_per_group: int,
     counts: pl.LazyFrame | None = None,
     mask: str | None = None,
+    per: Sequence[str] = (),
 ) -> pl.LazyFrame:
     """Keep, per unit, its ``max_groups`` largest groups and ``max_rows_per_group`` rows in each.
 
@@ -97,9 +117,14 @@ def truncate_contributions(
     of this very ``frame`` with the same ``mask`` (computed once and shared with
     the choice of automatic bounds; only used when the rows hold nothing but
     the unit and group keys); the result is the same.
+
+    ``per`` (a subset of ``by``, not all of it): the ``max_groups`` groups are
+    kept per unit AND per value of these columns ("at most k municipalities per
+    day"); see "Bounds per column" in the module docstring.
     """
     if max_groups < 1 or max_rows_per_group < 1:
         raise ValueError("contribution bounds must be at least 1")
+    _check_per(by, per)
     if mask is None:
         mask = _MATCH
         frame = frame.with_columns(pl.lit(True).alias(_MATCH))
@@ -117,6 +142,7 @@ def truncate_contributions(
             unit=unit,
             max_groups=max_groups,
             max_rows_per_group=max_rows_per_group,
+            per=per,
         )
     # One group-by over ALL rows: per (unit, group), the number of matching rows and
     # its c matching rows with the smallest hash of their content (then by the
@@ -142,7 +168,7 @@ def truncate_contributions(
         exploded = [*others, _ROW_HASH]
     if by:
         selected = _rank_groups(
-            selected, group_key=group_key, unit=unit, max_groups=max_groups
+            selected, group_key=group_key, unit=unit, max_groups=max_groups, per=per
         ).filter(pl.col(_KEPT))
     else:
         selected = matching_counts(selected)
@@ -170,10 +196,22 @@ def matching_counts(counts: pl.LazyFrame) -> pl.LazyFrame:
     return counts.filter(pl.col(_ROWS) > 0)
 
 
+def _check_per(by: Sequence[str], per: Sequence[str]) -> None:
+    """``per`` must be distinct columns of ``by``, not all of them."""
+    if len(set(per)) != len(per) or not set(per) <= set(by) or (per and len(per) >= len(by)):
+        raise ValueError(f"per={list(per)} must be some, not all, of by={list(by)}")
+
+
 def _rank_groups(
-    counts: pl.LazyFrame, *, group_key: list[str], unit: str, max_groups: int
+    counts: pl.LazyFrame,
+    *,
+    group_key: list[str],
+    unit: str,
+    max_groups: int,
+    per: Sequence[str] = (),
 ) -> pl.LazyFrame:
-    """``counts`` plus ``_KEPT``: the (unit, group) is among the unit's ``max_groups`` largest.
+    """``counts`` plus ``_KEPT``: the (unit, group) is among the unit's ``max_groups`` largest
+    (with ``per``: among its ``max_groups`` largest with the same values of ``per``).
 
     The order is :func:`_top_groups`'s; groups with no matching row sort after
     every group with one and are never kept, so the kept groups are exactly
@@ -187,19 +225,27 @@ def _rank_groups(
             descending=[True, *([False] * (len(by) + 1))],
             maintain_order=True,
         )
-        .with_columns(((_position_within(unit) < max_groups) & (pl.col(_ROWS) > 0)).alias(_KEPT))
+        .with_columns(
+            ((_position_within(unit, *per) < max_groups) & (pl.col(_ROWS) > 0)).alias(_KEPT)
+        )
     )
 
 
 def _top_groups(
-    counts: pl.LazyFrame, *, group_key: list[str], unit: str, max_groups: int
+    counts: pl.LazyFrame,
+    *,
+    group_key: list[str],
+    unit: str,
+    max_groups: int,
+    per: Sequence[str] = (),
 ) -> pl.LazyFrame:
-    """Per unit, its ``max_groups`` groups with most rows, with the row count ``_ROWS``.
+    """Per unit (and value of ``per``), its ``max_groups`` groups with most rows, with the
+    row count ``_ROWS``.
 
     Groups with 0 rows (masked counts) are never kept.
     """
     return (
-        _rank_groups(counts, group_key=group_key, unit=unit, max_groups=max_groups)
+        _rank_groups(counts, group_key=group_key, unit=unit, max_groups=max_groups, per=per)
         .filter(pl.col(_KEPT))
         .select([*group_key, _ROWS])
     )
@@ -212,6 +258,7 @@ def _truncate_keys_only(
     unit: str,
     max_groups: int,
     max_rows_per_group: int,
+    per: Sequence[str] = (),
 ) -> pl.LazyFrame:
     """:func:`truncate_contributions` when rows hold only the unit and group keys.
 
@@ -223,7 +270,7 @@ def _truncate_keys_only(
     may hold groups with 0 (matching) rows: they are never kept.
     """
     if len(group_key) > 1:
-        counts = _top_groups(counts, group_key=group_key, unit=unit, max_groups=max_groups)
+        counts = _top_groups(counts, group_key=group_key, unit=unit, max_groups=max_groups, per=per)
     else:
         counts = matching_counts(counts)
     if max_rows_per_group == 1:
@@ -242,8 +289,13 @@ def unit_profile(
     row_limit: int,
     groups_column: str | None,
     rows_column: str | None,
+    per: Sequence[str] = (),
 ) -> pl.LazyFrame:
     """One row per unit describing its contributions: the input of the automatic-bounds choice.
+
+    With ``per`` (see "Bounds per column" above): one row per unit and value of
+    the ``per`` columns under which it has rows, describing its groups there, as
+    the truncation bounds them there.
 
     ``counts`` is :func:`unit_group_counts` of the filtered frame. With
     ``max_groups``, only the unit's groups that :func:`truncate_contributions`
@@ -252,7 +304,8 @@ def unit_profile(
     ``rows_column``, the unit's number of rows in ONE of them — the group with
     the smallest fixed hash of (unit, group key), then the smallest key —
     clipped to ``row_limit`` (without ``by``: the unit's number of rows).
-    Columns are Int64, each of them in 1..limit.
+    Columns are Int64, each of them in 1..limit. (With ``per``, "the unit's"
+    reads "the unit's under this value of ``per``" throughout.)
 
     **Privacy argument.** This is a per-unit map ``P`` like the truncation
     ``T`` above: ``P(D) = ⊎_u P_u(D_u)`` where ``P_u`` is exactly one row
@@ -263,10 +316,18 @@ def unit_profile(
     one row (``d_in = [Bound(by=[], per_group=1)]``), composed with ``P`` (and
     the row-wise filters before it), is ε-DP (ρ-zCDP) with respect to adding
     or removing one privacy unit.
+
+    With ``per``, ``P_u`` is one row per value of the ``per`` columns under
+    which ``u`` has (matching, hence public-key) rows, still computed from
+    ``u``'s own rows only: adding or removing one unit adds or removes at most
+    ``D`` rows (``D`` the number of public key combinations of ``per``), any of
+    which may fall in the same bin. The histogram over it must be calibrated
+    for ``d_in = [Bound(by=[], per_group=D)]``.
     """
+    _check_per(by, per)
     group_key = [unit, *by]
     if by and max_groups is not None:
-        counts = _top_groups(counts, group_key=group_key, unit=unit, max_groups=max_groups)
+        counts = _top_groups(counts, group_key=group_key, unit=unit, max_groups=max_groups, per=per)
     aggregates: list[pl.Expr] = []
     if groups_column is not None:
         aggregates.append(pl.len().clip(1, group_limit).cast(pl.Int64).alias(groups_column))
@@ -279,7 +340,7 @@ def unit_profile(
         raise ValueError("a unit profile needs at least one column")
     if by and rows_column is not None:
         counts = counts.with_columns(pl.struct(group_key).hash(_SAMPLE_SEED).alias(_SAMPLE_HASH))
-    return counts.group_by(unit).agg(aggregates).drop(unit)
+    return counts.group_by([unit, *per]).agg(aggregates).drop([unit, *per])
 
 
 def _position_within(*partition: str) -> pl.Expr:

@@ -70,8 +70,13 @@ per (k, c) to that target), then with ``w = choose(M_2's output)`` the
 statistic ``M_3 = M_{k,c,w} ∘ T_{k,c} ∘ F`` whose OpenDP map at
 ``Bound(by=group_by, per_group=c, num_groups=k)`` is ≤ ``ε_3`` for every
 candidate (it is compiled at that cost for whichever candidate is chosen).
-Each step is ε_i-DP (ρ_i-zCDP) whatever the earlier outputs were, so by
-adaptive sequential composition the whole release is (ε_1 + ε_2 + ε_3)-DP
+With ``contribution_bounds_per`` (D public key combinations of those columns
+that the filters let through) the same holds with ``P`` giving one row per unit
+and value of those columns (``H_1``'s map taken at D rows per unit), ``k·c·D``
+rows per unit for ``H_2``, and the statistic's ``d_in`` of
+:func:`privacy.measurement.contribution_bounds`. Each step is ε_i-DP
+(ρ_i-zCDP) whatever the earlier outputs were, so by adaptive sequential
+composition the whole release is (ε_1 + ε_2 + ε_3)-DP
 (under zCDP, (ρ_1 + ρ_2 + ρ_3)-zCDP). The costs are split exactly:
 ``ε_1 + ε_2 = floor(s · ε)`` (to 12 decimals) and ``ε_3 = ε − ε_1 − ε_2``, and
 before the statistic is released the sum of the three OpenDP maps is checked

@@ -64,6 +64,8 @@ class ClampSelection:
     """Per candidate, the sum's measurement at global scale 1 (sum and mean)."""
     spacing: tuple[float, ...]
     """Per candidate, the spacing of the quantile candidates inside it."""
+    bounds_per_cells: int = 1
+    """D of ``contribution_bounds_per``: after truncation at (k, c) a unit has ≤ k·c·D rows."""
     _solved: dict[int, SolvedHistogram] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -103,7 +105,7 @@ class ClampSelection:
     def choose(self, released: pl.DataFrame, k: int, c: int) -> ClampChoice:
         """The candidate of least estimated error at the chosen (k, c)."""
         noisy = released_counts(released, self.histogram.keys)
-        solved = self.for_rows(k * c)
+        solved = self.for_rows(k * c * self.bounds_per_cells)
         counts = trimmed(noisy, solved)
         widths = np.array(self.candidates.widths)
         lower_edges = np.concatenate([[0.0], widths[:-1]])
@@ -168,7 +170,7 @@ class ClampSelection:
             if mode == "lower"
             else max(self.q, 1 - self.q)
         )
-        solved = self.for_rows(k * c)
+        solved = self.for_rows(k * c * self.bounds_per_cells)
         total = float(counts.sum())
         if total < 1:
             return 1.0
@@ -221,7 +223,10 @@ def plan_clamp_selection(
         cells=query.cells,
         sum_noise=sum_noise,
         spacing=tuple(spacing),
+        bounds_per_cells=query.bounds_per_cells,
     )
     # the largest (k, c), compiled now: its loss is what a preview reports
-    selection.for_rows(query.max_partitions_contributed * query.max_contributions_per_partition)
+    selection.for_rows(
+        query.unit_rows(query.max_partitions_contributed, query.max_contributions_per_partition)
+    )
     return selection

@@ -107,7 +107,14 @@ def plan_contribution_selection(
     statistic_cost: PrivacyAmount,
 ) -> ContributionSelection:
     """Compile the contribution histogram at ``cost`` and the candidates' noise at
-    ``statistic_cost`` (public metadata only)."""
+    ``statistic_cost`` (public metadata only).
+
+    With ``contribution_bounds_per`` the profile has one row per unit and value
+    of those columns (groups counted there, as the truncation bounds them), so
+    a unit has up to D rows in it, all possibly in one bin: the histogram is
+    calibrated for ``Bound(by=[], per_group=D)``. The rule in ``choose`` then
+    weighs (unit, value) pairs, whose kept rows add up to the query's.
+    """
     model = cost.model
     auto = query.auto
     assert auto is not None and (auto.partitions is not None or auto.contributions is not None)
@@ -125,7 +132,8 @@ def plan_contribution_selection(
     if need_rows:
         keys[ROWS_COLUMN] = range(1, row_limit + 1)
     histogram = Histogram(keys, model)
-    solved = histogram.solve(cost.float_at_most(), rows=1)
+    # one profile row per unit, or per unit and value of contribution_bounds_per (≤ D rows)
+    solved = histogram.solve(cost.float_at_most(), rows=query.bounds_per_cells)
     proxy = count_proxy(query, metadata, model)
     target = statistic_cost.float_at_most()
     noise = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import opendp.prelude as dp
@@ -79,6 +79,8 @@ class UnitScaleMeasurement:
     unit_scale: float
     distribution: str
     group_by: tuple[str, ...]
+    bounds_per: tuple[str, ...] = ()
+    bounds_per_cells: int = 1
 
     @classmethod
     def of(cls, builder: MeasurementBuilder, aggregate: str) -> UnitScaleMeasurement:
@@ -91,11 +93,14 @@ class UnitScaleMeasurement:
             unit_scale=component.scale,
             distribution=component.distribution,
             group_by=builder.query.group_by,
+            bounds_per=builder.query.bounds_per,
+            bounds_per_cells=builder.query.bounds_per_cells,
         )
 
     def scale(self, k: int, c: int, target: float, model: PrivacyModel) -> float:
         """The noise scale at bounds (k, c) and cost ``target``."""
-        loss = float(self.measurement.map(contribution_bounds(self.group_by, k, c)))
+        d_in = contribution_bounds(self.group_by, k, c, self.bounds_per, self.bounds_per_cells)
+        loss = float(self.measurement.map(d_in))
         return self.unit_scale * predicted_scale(loss, target, model)
 
     def expected_abs(self, k: int, c: int, target: float, model: PrivacyModel) -> float:
@@ -107,18 +112,14 @@ def count_proxy(
     query: ResolvedQuery, metadata: DatasetMetadata, model: PrivacyModel
 ) -> UnitScaleMeasurement:
     """The count of rows over the query's cells (its own statistic for count/unit_count)."""
-    counted = ResolvedQuery(
-        dataset=query.dataset,
+    counted = replace(
+        query,
         statistic="count",
         column=None,
         column_type=None,
         q=None,
         bounds=None,
-        group_by=query.group_by,
-        filters=query.filters,
-        max_partitions_contributed=query.max_partitions_contributed,
-        max_contributions_per_partition=query.max_contributions_per_partition,
-        privacy=query.privacy,
-        cells=query.cells,
+        auto=None,
+        post_process=(),
     )
     return UnitScaleMeasurement.of(MeasurementBuilder(counted, metadata, model), "count")

@@ -174,7 +174,7 @@ def compile_auto(
         else None
     )
     selection_loss = (contribution.solved.loss if contribution is not None else 0.0) + (
-        clamp.for_rows(k_max * c_max).loss if clamp is not None else 0.0
+        clamp.for_rows(query.unit_rows(k_max, c_max)).loss if clamp is not None else 0.0
     )
     if not Decimal(selection_loss) + Decimal(worst.opendp_loss) <= total.value:
         raise InvalidQuery("OpenDP reports a privacy loss above the cost")

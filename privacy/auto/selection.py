@@ -63,9 +63,10 @@ def run_selection(
     ``frame`` holds every row with the unit, group and value columns and the
     Boolean ``mask`` of the rows the query looks at (``F``). Privacy unit: one
     ``metadata.privacy_unit``. The contribution histogram sees one profile row
-    per unit (its OpenDP map at one row per unit is ≤ its cost); the clamp
-    histogram sees the rows truncated at the chosen (k, c), at most ``k·c`` per
-    unit (its map there is ≤ its cost). The choices are post-processing of
+    per unit (with ``contribution_bounds_per``: at most D, one per value of
+    those columns; its OpenDP map at that many rows per unit is ≤ its cost);
+    the clamp histogram sees the rows truncated at the chosen (k, c), at most
+    ``k·c`` per unit (``k·c·D``; its map there is ≤ its cost). The choices are post-processing of
     those releases and public candidates. The per-(unit, group) row counts are
     computed once and shared by the profile and the truncation (one data pass).
     """
@@ -91,6 +92,7 @@ def run_selection(
             row_limit=contribution.row_limit,
             groups_column=contribution.groups_column,
             rows_column=contribution.rows_column,
+            per=query.bounds_per,
         )
         released = contribution.solved.measurement(profile).collect()
         losses.append(contribution.solved.loss)
@@ -116,10 +118,11 @@ def run_selection(
         max_rows_per_group=c,
         counts=counts,
         mask=mask,
+        per=query.bounds_per,
     ).collect()
     clamp = auto.clamp
     if clamp is not None:
-        solved = clamp.for_rows(k * c)
+        solved = clamp.for_rows(query.unit_rows(k, c))
         bins = truncated.lazy().select(clamp.bin_expression(VALUE_COLUMN))
         released = solved.measurement(bins).collect()
         losses.append(solved.loss)

@@ -146,6 +146,22 @@ def test_where_bounds_and_accuracy_target(ana: Ruis) -> None:
             mean.to_pandas()
 
 
+def test_contribution_bounds_per_is_passed_through(ana: Ruis) -> None:
+    """k = 3 municipalities on each of the 4 days: L1 = 3·4, scale 12/0.5 (nothing spent)."""
+    preview = ana.preview(
+        "events",
+        "unit_count",
+        group_by=["municipality", "day"],
+        contribution_bounds_per=["day"],
+        max_partitions_contributed=3,
+        epsilon=0.5,
+    )
+    assert preview.query["contribution_bounds_per"] == ["day"]
+    assert preview.noise_scale == pytest.approx(3 * len(DAYS) / 0.5)
+    with pytest.raises(ValueError, match="list of column names"):
+        ana.preview("events", "count", group_by=["day"], contribution_bounds_per="day", epsilon=0.1)
+
+
 def _has_pandas() -> bool:
     try:
         import pandas  # noqa: F401
