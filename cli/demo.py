@@ -112,7 +112,6 @@ def example_query(files: DemoFiles) -> dict[str, Any]:
         "where": [
             {"column": "day", "op": "between", "value": [first.isoformat(), last.isoformat()]}
         ],
-        "max_partitions_contributed": 3,
         "privacy": {"epsilon": 0.5},
     }
 

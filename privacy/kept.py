@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import math
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -467,12 +467,12 @@ def run_truncation(
             "mechanism": solved.mechanism,
             "noise_scale": solved.scale,
         }
-    share, share_bound = kept_share_of(kept, kept_margin, totals)
     bias: float | None = None
     bias_alpha = alpha * BIAS_ALPHA_SHARE
     if plan.losing is not None and plan.losing_histogram is not None:
         # unit_count: a unit adds at most 1 to any cell's bias, so the number of units
-        # that lost anything bounds every cell's: one noisy count, no tail assumption
+        # that lost anything bounds every cell's: one noisy count, no tail assumption.
+        # Each of them lost at least one (unit, group): a floor under the dropped total.
         losing = (pl.col(DROPPED_COLUMN) > 0).cast(pl.Int64).alias(LOSING_COLUMN)
         counted = released_counts(
             plan.losing.measurement(profile_rows.lazy().select(losing)).collect(),
@@ -480,13 +480,27 @@ def run_truncation(
         )
         losses.append(plan.losing.loss)
         margin = scale_to_accuracy(plan.losing.distribution, plan.losing.scale, bias_alpha)
-        bias = max(0.0, float(counted[1])) + (margin if margin is not None else math.inf)
+        units = max(0.0, float(counted[1]))
+        bias = units + (margin if margin is not None else math.inf)
+        floor_margin = scale_to_accuracy(plan.losing.distribution, plan.losing.scale, alpha / 2)
+        floor = max(0.0, units - (floor_margin or 0.0))
+        totals = replace(
+            totals,
+            dropped=max(totals.dropped, units),
+            dropped_low=max(totals.dropped_low, floor),
+            dropped_high=max(totals.dropped_high, bias),
+        )
         record["losing_histogram"] = {
             "histogram": [float(v) for v in counted],
             "mechanism": plan.losing.mechanism,
             "noise_scale": plan.losing.scale,
         }
-    elif query.statistic == "count":
+    if not totals.seen:
+        # nothing stood out of the noise: the share is bounded only by what can be
+        # dropped at all (the public most per unit, times the units)
+        totals = replace(totals, dropped_high=math.inf)
+    share, share_bound = kept_share_of(kept, kept_margin, totals)
+    if query.statistic == "count":
         seen = dropped_totals(released, plan, bias_alpha)
         # rows: a bound only as far as the histogram sees (see the module docstring); when
         # it sees nothing at all, no bias bound is claimed and the accuracy covers noise

@@ -199,8 +199,8 @@ def test_events_registration(demo: DemoFiles) -> None:
             "dwell_minutes": {"type": "float", "bounds": [0, 240]},
             "hour": {"type": "integer", "bounds": [0, 23]},
         },
-        "max_partitions_contributed": 3,
-        "max_contributions_per_partition": 1,
+        "max_partitions_contributed": "auto",
+        "max_contributions_per_partition": "auto",
         "max_rows": DEVICES * DAYS * demo.max_events_per_day,
         "budget_cap": {"model": "pure", "epsilon": 50},
     }

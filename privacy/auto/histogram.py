@@ -136,10 +136,10 @@ def trimmed(counts: np.ndarray, solved: SolvedHistogram) -> np.ndarray:
     return result
 
 
-VISIBLE_ALPHA = 0.05
+VISIBLE_ALPHA = 1e-3
 """A bin stands out of the noise by itself when its count is above OpenDP's accuracy at
 this significance over all bins together (see :func:`visible_box`)."""
-TAIL_SDS = 3.0
+TAIL_SDS = 4.0
 """A tail of bins counts as seen when its noisy sum is above this many standard deviations
 of the sum's noise (see :func:`visible_box`)."""
 PESSIMISM_SDS = 1.0

@@ -32,7 +32,9 @@ def test_k_per_day_is_released_with_its_sensitivity(server: Service, admin: http
     assert body["columns"] == ["municipality", "day", "value"]
     assert len(body["rows"]) == len(MUNICIPALITIES) * len(DAYS)
     # L1 = k · (number of public days) = 2 · 4, at ε 0.5
-    assert body["noise_scale"] == pytest.approx(2 * len(DAYS) / 0.5)
+    assert body["noise_scale"] == pytest.approx(
+        2 * len(DAYS) / (0.5 * 0.95)
+    )  # 5%: the truncation estimate
     assert body["bounds"]["contribution_bounds_per"] == ["day"]
     assert body["budget_remaining"] == {"epsilon": 0.5}
     [entry] = ledger(admin, kind="release")
@@ -42,7 +44,7 @@ def test_k_per_day_is_released_with_its_sensitivity(server: Service, admin: http
     assert again["cached"] is True and again["id"] == body["id"]
     plain = {name: v for name, v in PER_DAY.items() if name != "contribution_bounds_per"}
     other = ana.post("/v1/queries/preview", json=plain).json()
-    assert other["noise_scale"] == pytest.approx(2 / 0.5)
+    assert other["noise_scale"] == pytest.approx(2 / (0.5 * 0.95))
     assert "contribution_bounds_per" not in other["bounds"]
 
 

@@ -157,7 +157,7 @@ def test_contribution_bounds_per_is_passed_through(ana: Ruis) -> None:
         epsilon=0.5,
     )
     assert preview.query["contribution_bounds_per"] == ["day"]
-    assert preview.noise_scale == pytest.approx(3 * len(DAYS) / 0.5)
+    assert preview.noise_scale == pytest.approx(3 * len(DAYS) / (0.5 * 0.95))
     with pytest.raises(ValueError, match="list of column names"):
         ana.preview("events", "count", group_by=["day"], contribution_bounds_per="day", epsilon=0.1)
 

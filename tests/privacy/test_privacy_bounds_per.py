@@ -27,6 +27,7 @@ from privacy.truncation import (
     unit_profile,
 )
 from tests.factories import MOBILITY_DAYS, MOBILITY_MUNICIPALITIES, make_events
+from tests.support.plans import statistic_plan
 
 Row = tuple[str, str, int, int]
 """(unit, group, day, value)"""
@@ -296,7 +297,7 @@ def test_noise_scale_is_the_hand_derivation(
         "max_contributions_per_partition": c,
     }
     privacy = {"epsilon": 1.5} if model == "pure" else {"rho": 0.5}
-    plan = plan_query(grouped(metadata, **fields, privacy=privacy), metadata, model)  # type: ignore[arg-type]
+    plan = statistic_plan(grouped(metadata, **fields, privacy=privacy), metadata, model)  # type: ignore[arg-type]
     c_eff = 1 if statistic == "unit_count" else c
     if model == "pure":
         expected = k * c_eff * days / 1.5
@@ -305,7 +306,7 @@ def test_noise_scale_is_the_hand_derivation(
     assert plan.noise_scale == pytest.approx(expected, rel=1e-9)
     assert plan.bounds_used["contribution_bounds_per"] == per
     fields["contribution_bounds_per"] = []
-    global_plan = plan_query(grouped(metadata, **fields, privacy=privacy), metadata, model)  # type: ignore[arg-type]
+    global_plan = statistic_plan(grouped(metadata, **fields, privacy=privacy), metadata, model)  # type: ignore[arg-type]
     factor = days if model == "pure" else math.sqrt(days)
     assert plan.noise_scale == pytest.approx(global_plan.noise_scale * factor, rel=1e-9)
 
@@ -377,11 +378,11 @@ def test_auto_k_per_day_follows_the_groups_per_day(metadata: DatasetMetadata) ->
     per unit: OpenDP's loss at that d_in is its cost."""
     plan = plan_query(grouped(metadata, max_partitions_contributed="auto"), metadata, "pure")
     assert plan.auto is not None and plan.auto.contribution is not None
-    assert plan.auto.contribution.solved.scale == pytest.approx(7 / 0.1, rel=1e-6)
+    assert plan.auto.contribution.solved.scale == pytest.approx(7 / (0.1 * 0.95), rel=1e-6)
     result = execute(plan, every_day(2).lazy())
     assert result.bounds_chosen is not None
     assert result.bounds_chosen["max_partitions_contributed"] == 2
-    assert result.noise_scale == pytest.approx(2 * 7 / 0.9, rel=1e-6)
+    assert result.noise_scale == pytest.approx(2 * 7 / (0.9 * 0.95), rel=1e-6)
 
 
 # --- accuracy: k per day against k over the whole period --------------------------------------
@@ -461,5 +462,5 @@ def test_d_counts_exactly_the_days_the_filters_let_through(
 
 def test_a_filter_to_one_day_pays_for_one_day(metadata: DatasetMetadata) -> None:
     one_day = [{"column": "day", "op": "eq", "value": MOBILITY_DAYS[2].isoformat()}]
-    plan = plan_query(grouped(metadata, where=one_day), metadata, "pure")
+    plan = statistic_plan(grouped(metadata, where=one_day), metadata, "pure")
     assert plan.noise_scale == pytest.approx(3 * 1 / 1, rel=1e-9)
