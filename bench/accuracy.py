@@ -132,10 +132,11 @@ def measure(
     grid_repeats: int,
     timing_repeats: int,
 ) -> Measured:
-    """Auto releases, best fixed bound (counts), and timings (``timing_repeats`` > 0)."""
+    """Auto releases, best fixed bound (counts; ``grid_repeats`` > 0), and timings
+    (``timing_repeats`` > 0)."""
     auto = release_auto(data, query, truth, epsilon=epsilon, repeats=repeats)
     measured = Measured(query, data.devices, epsilon, auto)
-    if query.is_count:
+    if query.is_count and grid_repeats > 0:
         measured.best = best_fixed(data, query, truth, epsilon=epsilon, repeats=grid_repeats)
     if timing_repeats > 0:
         twin = fixed_twin(data, query, auto.results[0], epsilon)
@@ -255,6 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--collapse-epsilons", type=_floats, default=[0.1, 1.0])
     parser.add_argument("--collapse-repeats", type=int, default=2)
     parser.add_argument("--skip-collapse", action="store_true")
+    parser.add_argument("--skip-grid", action="store_true", help="no best fixed bound")
     parser.add_argument("--queries", type=_ints, default=[q.number for q in QUERIES])
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument(
@@ -264,6 +266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     grid_repeats = args.grid_repeats if args.grid_repeats is not None else args.repeats
+    if args.skip_grid:
+        grid_repeats = 0
     queries = [q for q in QUERIES if q.number in args.queries]
     started = time.strftime("%Y%m%dT%H%M%S")
     print(f"load average before: {os.getloadavg()[0]:.2f}")
@@ -293,7 +297,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for devices in args.devices:
         data = data_of(devices)
         print(
-            f"\n== {devices:,} devices, {data.frame.height:,} events, 14 days, ε 1 each, α 0.05, "
+            f"\n== {devices:,} devices, {data.frame.height:,} events, 14 days, auto_limits "
+            f"{args.auto_limit}, ε 1 each, α 0.05, "
             f"{args.repeats} releases per query (best fixed: {grid_repeats} per grid point) =="
         )
         print(HEADER)
@@ -328,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                             truth_of(devices, query),
                             epsilon=epsilon,
                             repeats=args.collapse_repeats,
-                            grid_repeats=1,
+                            grid_repeats=min(1, grid_repeats),
                             timing_repeats=0,
                         )
                     results["collapse"].append(measured[key].as_json())
