@@ -15,13 +15,13 @@ import polars as pl
 
 from privacy.amount import PrivacyAmount
 from privacy.auto.histogram import (
+    PESSIMISM_SDS,
     Histogram,
     SolvedHistogram,
-    dropped_upper,
     released_counts,
     visible_box,
 )
-from privacy.auto.noise import count_proxy
+from privacy.auto.noise import count_proxy, noise_sd
 from privacy.metadata import MAX_AUTO_LIMIT, DatasetMetadata
 from privacy.query import ResolvedQuery
 
@@ -77,17 +77,34 @@ class ContributionSelection:
             else np.ones(keys.height)
         )
 
-        def kept_per_unit(k: int, c: int) -> np.ndarray:
-            row_factor = np.minimum(rows, c) if self.counts_rows else 1.0
-            kept: np.ndarray = np.minimum(groups, k) * row_factor
-            return kept
-
-        most = kept_per_unit(self.partitions[-1], self.contributions[-1])
+        # kept per unit at (k, c) is A[k]·R[c] (groups kept × rows kept per group); what a
+        # candidate drops relative to the largest is (most − A·R), summed with the noisy
+        # counts as matrix products (one pass for every candidate)
+        partitions = np.array(self.partitions, dtype=float)
+        contributions = np.array(self.contributions, dtype=float)
+        kept_groups = np.minimum(groups[None, :], partitions[:, None])
+        kept_rows = (
+            np.minimum(rows[None, :], contributions[:, None])
+            if self.counts_rows
+            else np.ones((contributions.size, rows.size))
+        )
+        most = kept_groups[-1] * kept_rows[-1]
+        seen = np.where(box, noisy, 0.0)
+        inside = box.astype(float)
+        point = float((most * seen).sum()) - (kept_groups * seen) @ kept_rows.T
+        squares = (
+            float((inside * most**2).sum())
+            - 2 * (kept_groups * (inside * most)) @ kept_rows.T
+            + (kept_groups**2 * inside) @ (kept_rows**2).T
+        )
+        sd = noise_sd(self.solved.distribution, self.solved.scale)
+        dropped = np.maximum(point, 0.0) + PESSIMISM_SDS * sd * np.sqrt(np.maximum(squares, 0.0))
         scores: list[dict[str, float]] = []
         best: tuple[float, int, int] | None = None
-        for k, c in itertools.product(self.partitions, self.contributions):
-            dropped = dropped_upper(noisy, most - kept_per_unit(k, c), self.solved, box)
-            bias = dropped / self.cells
+        for (i, k), (j, c) in itertools.product(
+            enumerate(self.partitions), enumerate(self.contributions)
+        ):
+            bias = float(dropped[i, j]) / self.cells
             noise = self.noise[(k, c)]
             scores.append({"k": k, "c": c, "bias": bias, "noise": noise, "error": bias + noise})
             if best is None or bias + noise < best[0]:
