@@ -192,7 +192,7 @@ class TruncationPlan:
     """Sum/mean/quantile: the part of ``cost`` for the kept rows histogram."""
     kept_histogram: Histogram | None = field(default=None, repr=False)
     losing: SolvedHistogram | None = None
-    """unit_count: the histogram of units that lost anything (keys 0, 1), at half the cost."""
+    """unit_count: the histogram of units that lost anything (keys 0, 1), at 20% of the cost."""
     losing_histogram: Histogram | None = field(default=None, repr=False)
     _solved: dict[int, SolvedHistogram] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -233,7 +233,8 @@ def plan_truncation(
     bins = DroppedBins.up_to(most)
     dropped_histogram = Histogram({DROPPED_COLUMN: range(len(bins.edges))}, model)
     if query.statistic == "unit_count":
-        halves, rest = cost.split(Decimal("0.5"), 1)
+        # 80% for the dropped histogram (the kept share), 20% for the losing count
+        halves, rest = cost.split(Decimal("0.8"), 1)
         losing_histogram = Histogram({LOSING_COLUMN: (0, 1)}, model)
         return TruncationPlan(
             cost=cost.value,

@@ -139,6 +139,8 @@ def trimmed(counts: np.ndarray, solved: SolvedHistogram) -> np.ndarray:
 VISIBLE_ALPHA = 1e-3
 """A bin stands out of the noise by itself when its count is above OpenDP's accuracy at
 this significance over all bins together (see :func:`visible_box`)."""
+TAIL_WINDOW = 4
+"""How many consecutive bins a tail sums (see :func:`visible_box`)."""
 TAIL_SDS = 4.0
 """A tail of bins counts as seen when its noisy sum is above this many standard deviations
 of the sum's noise (see :func:`visible_box`)."""
@@ -151,9 +153,10 @@ def visible_box(counts: np.ndarray, solved: SolvedHistogram) -> np.ndarray:
     stands out of the noise, by itself or as the start of a tail.
 
     A bin stands out by itself when its marginal is above OpenDP's accuracy at
-    :data:`VISIBLE_ALPHA` over all bins; a tail (the marginal summed from that bin to
-    the end) when its sum is above :data:`TAIL_SDS` standard deviations of the sum's
-    noise. The second sees a tail of many thin bins: on small data each bin of a
+    :data:`VISIBLE_ALPHA` over all bins; as the start of a tail when the marginal
+    summed over it and the next bins (:data:`TAIL_WINDOW` in all) is above
+    :data:`TAIL_SDS` standard deviations of that sum's noise. The second sees a tail of
+    many thin bins: on small data each bin of a
     unit-profile histogram can sit below its own noise while the units beyond k are
     many — reading them as 0 made the rule pick the smallest bounds as if nothing
     were dropped.
@@ -165,11 +168,15 @@ def visible_box(counts: np.ndarray, solved: SolvedHistogram) -> np.ndarray:
         other = tuple(a for a in range(counts.ndim) if a != axis)
         marginal = counts.sum(axis=other) if other else counts
         width = int(np.prod([counts.shape[a] for a in other])) if other else 1
-        tails = np.cumsum(marginal[::-1])[::-1]
-        bins = (np.arange(marginal.size, 0, -1)) * width
+        # the sums of TAIL_WINDOW bins from each bin on (fewer at the end)
+        padded = np.concatenate([np.cumsum(marginal[::-1])[::-1], np.zeros(TAIL_WINDOW)])
+        tails = padded[: marginal.size] - padded[TAIL_WINDOW : TAIL_WINDOW + marginal.size]
+        bins = np.minimum(TAIL_WINDOW, np.arange(marginal.size, 0, -1)) * width
         alone = marginal > (per_bin if per_bin is not None else 10 * sd) * math.sqrt(width)
-        significant = np.nonzero(alone | (tails > TAIL_SDS * sd * np.sqrt(bins)))[0]
-        last = int(significant.max()) if significant.size else 0
+        windows = np.nonzero(tails > TAIL_SDS * sd * np.sqrt(bins))[0]
+        # a window that stands out is read whole: its later bins are part of the evidence
+        ends = [*np.nonzero(alone)[0], *(windows + TAIL_WINDOW - 1)]
+        last = min(int(max(ends)), marginal.size - 1) if ends else 0
         index = [slice(None)] * counts.ndim
         index[axis] = slice(last + 1, None)
         box[tuple(index)] = False
