@@ -221,7 +221,7 @@ def test_kept_share_is_near_the_true_share(
     at most 0.013, 1–3.5% of releases off by more than 0.1 (a thin tail the histogram
     cannot see). Six or more misses in 30 at 3.5% have odds near 5·10⁻⁴; the mean of 30
     is off by 0.04 with odds far below that.
-    """ """
+    """
     plan = plan_query(
         query(statistic=statistic, max_partitions_contributed=k, max_contributions_per_partition=c),
         metadata,
