@@ -29,7 +29,6 @@ from pydantic import (
 from privacy import Accuracy as PlannedAccuracy
 from privacy import Plan, ReleaseResult
 from privacy.amount import MODEL_OF, UNIT_OF, PrivacyAmount
-from privacy.auto import NOISE_ONLY
 
 
 def _absent(value: object) -> bool:
@@ -80,16 +79,30 @@ Number = int | float
 
 class Accuracy(BaseModel):
     """Per-cell accuracy: with probability 1 − alpha the noise in a cell is at most
-    ``error_bound`` (noise only: clamping and truncation bias are not included).
-    ``error_bound`` is null where no data-independent bound exists (quantiles)."""
+    ``error_bound`` (``covers``: "noise" — clamping and truncation bias are not included).
+    ``mean``: ``error_bound`` in the column's units; a release states the largest
+    per-cell half-width and each row carries ``lower``, ``upper``; a preview states it
+    only for an accuracy target with ``min_cell_rows``. ``quantile``: ``error_bound``
+    is null and ``rank_error_bound`` = r rows."""
 
     alpha: float
     error_bound: float | None
-    covers: str = Field(default=NOISE_ONLY, description="what error_bound accounts for")
+    covers: str = Field(
+        default="noise",
+        description="what error_bound accounts for: 'noise' (the noise only) or 'noise_and_bias'",
+    )
     error_bound_range: list[float] | None = Field(
         default=None,
         description="with automatic bounds, before they are chosen: the bound "
         "at the smallest and at the largest candidates",
+    )
+    rank_error_bound: float | None = Field(
+        default=None,
+        exclude_if=_absent,
+        description="quantile only: r in rows of the cell. With probability ≥ 1 − alpha the "
+        "released value lies between the cell's true quantiles at ranks q·n − r and q·n + r "
+        "(n the cell's rows, private, so r is in rows; r/n as a level), up to the candidate "
+        "grid: the value is always one of the candidates",
     )
 
     @classmethod
@@ -101,10 +114,12 @@ class Accuracy(BaseModel):
             error_bound=accuracy.error_bound,
             covers=accuracy.covers,
             error_bound_range=list(shown) if shown is not None else None,
+            rank_error_bound=accuracy.rank_error_bound,
         )
 
     def ledger_document(self) -> dict[str, Any]:
-        """As the ledger records it: ``error_bound_range`` only where there is one."""
+        """As the ledger records it: ``error_bound_range`` only where there is one
+        (``rank_error_bound`` is absent when null anyway)."""
         unranged = {"error_bound_range"} if self.error_bound_range is None else None
         return self.model_dump(mode="json", exclude=unranged)
 

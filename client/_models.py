@@ -50,18 +50,27 @@ class Cost:
 @dataclass(frozen=True)
 class Accuracy:
     """With probability ``1 - alpha`` the noise in each released cell is at most
-    ``error_bound`` (noise only: clamping and truncation bias are not included).
-    ``error_bound`` is None where no data-independent bound exists (quantiles)."""
+    ``error_bound`` (``covers``: "noise" — clamping and truncation bias are not included).
+    For a ``mean`` it is in the column's units (the largest per-cell half-width; each row
+    has its ``lower``, ``upper``). For a ``quantile`` ``error_bound`` is None and
+    ``rank_error_bound`` is r, in rows of the cell."""
 
     alpha: float
     error_bound: float | None
+    rank_error_bound: float | None = None
+    covers: str | None = None
 
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> Accuracy:
-        """From ``{"alpha": 0.05, "error_bound": 18.0}``."""
+        """From ``{"alpha": 0.05, "error_bound": 18.0}`` (other fields optional)."""
         bound = document.get("error_bound")
+        rank = document.get("rank_error_bound")
+        covers = document.get("covers")
         return cls(
-            alpha=float(document["alpha"]), error_bound=None if bound is None else float(bound)
+            alpha=float(document["alpha"]),
+            error_bound=None if bound is None else float(bound),
+            rank_error_bound=None if rank is None else float(rank),
+            covers=None if covers is None else str(covers),
         )
 
 

@@ -18,13 +18,14 @@ from dataclasses import replace
 from typing import Any
 
 from privacy.accounting import epsilon_delta_of
-from privacy.accuracy_first import accuracy_first
+from privacy.accuracy_first import accuracy_first, mean_error_at_rows
 from privacy.amount import UNIT_OF, PrivacyModel
 from privacy.auto import compile_auto
 from privacy.errors import InvalidQuery
-from privacy.measurement import MeasurementBuilder, quantile_candidates
+from privacy.measurement import MeasurementBuilder, NoiseComponent, quantile_candidates
 from privacy.metadata import DatasetMetadata
 from privacy.plan_cache import cached_plan as _from_cache
+from privacy.quantile_accuracy import rank_error_rows
 from privacy.query import AccuracyTarget, QueryRequest, ResolvedQuery, resolve_query
 from privacy.results import Accuracy, Plan
 
@@ -42,6 +43,48 @@ def check_model(query: ResolvedQuery, model: PrivacyModel) -> None:
             f"the budget on this dataset is {_BUDGET_NAMES[model]}: state the cost as "
             f"{{'{UNIT_OF[model]}': ...}}, not {{'{asked.unit}': ...}}"
         )
+
+
+def value_columns(query: ResolvedQuery) -> list[str]:
+    """The released columns after the keys: ``value``, and for ``mean`` its ``lower``, ``upper``."""
+    return ["value", "lower", "upper"] if query.statistic == "mean" else ["value"]
+
+
+def planned_accuracy(
+    query: ResolvedQuery,
+    metadata: DatasetMetadata,
+    components: tuple[NoiseComponent, ...],
+    alpha: float,
+) -> Accuracy:
+    """The plan's :class:`Accuracy` from OpenDP's ``summarize`` (public values only).
+
+    count/sum: OpenDP's error bound at ``alpha``. ``mean``: for an accuracy
+    target with ``min_cell_rows`` the bound at that many rows
+    (:func:`~privacy.accuracy_first.target_error`), else None (the release
+    states per-cell intervals). ``quantile``: ``rank_error_bound`` in rows
+    (:func:`~privacy.quantile_accuracy.rank_error_rows`) at OpenDP's scale.
+    """
+    primary = next((c for c in components if c.aggregate != "count"), components[0])
+    if query.statistic == "mean":
+        privacy = query.privacy
+        bound = (
+            mean_error_at_rows(query, components, privacy)
+            if isinstance(privacy, AccuracyTarget)
+            else None
+        )
+        return Accuracy(alpha=alpha, error_bound=bound)
+    if query.statistic == "quantile":
+        assert query.bounds is not None and query.column_type is not None
+        assert query.q is not None and metadata.max_rows is not None
+        rank = rank_error_rows(
+            primary.scale,
+            len(quantile_candidates(query.bounds, query.column_type)),
+            alpha,
+            query.q,
+            metadata.max_rows,
+        )
+        return Accuracy(alpha=alpha, error_bound=None, rank_error_bound=rank)
+    return Accuracy(alpha=alpha, error_bound=primary.error_bound)
 
 
 def compile_plan(
@@ -70,7 +113,7 @@ def compile_plan(
         raise InvalidQuery(f"OpenDP reports a privacy loss {loss} above the cost {cost.value}")
     components = tuple(builder.summarize(measurement, alpha))
     primary = next((c for c in components if c.aggregate != "count"), components[0])
-    error_bound = primary.error_bound if query.statistic not in ("mean", "quantile") else None
+    accuracy = planned_accuracy(query, metadata, components, alpha)
     bounds_used: dict[str, Any] = {
         "max_partitions_contributed": query.max_partitions_contributed,
         "max_contributions_per_partition": query.max_contributions_per_partition,
@@ -89,8 +132,8 @@ def compile_plan(
         opendp_loss=loss,
         mechanism=primary.mechanism,
         noise_scale=primary.scale,
-        accuracy=Accuracy(alpha=alpha, error_bound=error_bound),
-        columns=[*query.group_by, "value"],
+        accuracy=accuracy,
+        columns=[*query.group_by, *value_columns(query)],
         epsilon_delta=epsilon_delta_of(cost, metadata.delta),
         bounds_used=bounds_used,
         measurement=measurement,

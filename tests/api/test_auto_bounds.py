@@ -18,7 +18,7 @@ AUTO_VISITORS: dict[str, Any] = {
     "max_partitions_contributed": "auto",
     "privacy": {"epsilon": 0.5},
 }
-NOISE_ONLY = "noise only; truncation and clamping bias not included"
+NOISE_ONLY = "noise"
 
 
 def _analyst(
