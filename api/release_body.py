@@ -99,10 +99,11 @@ class Accuracy(BaseModel):
     rank_error_bound: float | None = Field(
         default=None,
         exclude_if=_absent,
-        description="quantile only: r in rows of the cell. With probability ≥ 1 − alpha the "
-        "released value lies between the cell's true quantiles at ranks q·n − r and q·n + r "
-        "(n the cell's rows, private, so r is in rows; r/n as a level), up to the candidate "
-        "grid: the value is always one of the candidates",
+        description="quantile only: r, in rows of the cell. With probability ≥ 1 − alpha "
+        "the released value lies between the cell's true quantiles at ranks q·n − r and "
+        "q·n + r, widened by the candidate grid (the value is always a candidate; README, "
+        "'Additions to the contract'). In rows because the cell's n is private (r/n as a "
+        "level). Absent when null",
     )
 
     @classmethod
