@@ -20,6 +20,10 @@ accuracies at ``α/2`` (``P(|e| ≥ a) ≤ α/2`` each, OpenDP's
 gives probability ≥ 1 − α per cell. When ``N̂ ≤ 0`` nothing is claimed beyond
 ``μ ∈ [L, U]``. The released interval is ``[Ŝ/N̂ − h, Ŝ/N̂ + h] ∩ [L, U]`` and
 the released value ``Ŝ/N̂`` clamped to ``[L, U]`` (the midpoint when ``N̂ ≤ 0``).
+On the same event ``μ`` lies in that interval, so ``|μ| ≤ M' = max(|lower|, |upper|)``
+and ``h' = (a_s + M'·a_n)/N̂`` holds too: :func:`mean_cell` narrows the interval
+so a few times (a tighter statement of the same event, not a new one), which
+matters when ``|μ|`` is well below ``M``.
 
 **Data-independent form** (for previews and accuracy-first): for a cell with
 ``N ≥ n`` rows, on the same event ``N̂ ≥ N − a_n ≥ n − a_n``, so the half-width
@@ -115,6 +119,10 @@ def mean_noise(
     )
 
 
+_REFINEMENTS = 4
+"""Steps of the refinement of ``M`` in :func:`mean_cell`."""
+
+
 def half_width(noise: MeanNoise, noisy_count: float) -> float:
     """``(a_s + M·a_n) / N̂`` for ``N̂ > 0``, else ``inf`` (no claim beyond the bounds)."""
     if not noisy_count > 0:
@@ -140,10 +148,10 @@ def mean_cell(noise: MeanNoise, noisy_sum: float, noisy_count: float) -> tuple[f
     """``(value, lower, upper)`` of one cell from its noisy sum and count (post-processing).
 
     ``value`` is ``Ŝ/N̂`` clamped to ``[L, U]`` (their midpoint when ``N̂ ≤ 0``
-    or the ratio is NaN); ``[lower, upper]`` is ``[Ŝ/N̂ ∓ h] ∩ [L, U]``, which
-    holds the exact mean w.p. ≥ 1 − α (module docstring); ``lower ≤ upper``
-    always (an empty intersection, possible only outside that event, is
-    released as the bound nearest to the ratio).
+    or the ratio is NaN); ``[lower, upper]`` is ``[Ŝ/N̂ ∓ h] ∩ [L, U]``, narrowed
+    by the refinement of ``M`` (module docstring), which holds the exact mean
+    w.p. ≥ 1 − α. Each interval intersected contains ``value`` (the ratio
+    projected onto ``[L, U]``), so ``lower ≤ value ≤ upper`` always.
     """
     low, high = noise.lower, noise.upper
     h = half_width(noise, noisy_count)
@@ -153,6 +161,14 @@ def mean_cell(noise: MeanNoise, noisy_sum: float, noisy_count: float) -> tuple[f
     value = min(max(ratio, low), high)
     lower = min(max(ratio - h, low), high)
     upper = max(min(ratio + h, high), low)
+    for _ in range(_REFINEMENTS):
+        # On the event |e_s| ≤ a_s, |e_n| ≤ a_n: μ ∈ [lower, upper], so |μ| ≤ max(|lower|,
+        # |upper|) =: M' ≤ M and |Ŝ/N̂ − μ| ≤ (a_s + M'·a_n)/N̂ as well: the narrower
+        # interval holds μ on the same event (by induction over the steps).
+        magnitude = max(abs(lower), abs(upper))
+        h = (noise.sum_bound + magnitude * noise.count_bound) / noisy_count
+        lower = max(lower, min(max(ratio - h, low), high))
+        upper = min(upper, max(min(ratio + h, high), low))
     return value, lower, upper
 
 
