@@ -60,7 +60,7 @@ def planned_accuracy(
 
     count/sum: OpenDP's error bound at ``alpha``. ``mean``: for an accuracy
     target with ``min_cell_rows`` the bound at that many rows
-    (:func:`~privacy.accuracy_first.target_error`), else None (the release
+    (:func:`~privacy.accuracy_first.mean_error_at_rows`), else None (the release
     states per-cell intervals). ``quantile``: ``rank_error_bound`` in rows
     (:func:`~privacy.quantile_accuracy.rank_error_rows`) at OpenDP's scale.
     """
@@ -180,7 +180,8 @@ def plan_query(
     an explicit cost, ``Plan.cost`` is exactly the requested amount and
     OpenDP's map is checked to be ≤ it; for an accuracy target, the cost is the
     smallest found, rounded up to 4 significant digits, and the plan at that
-    cost meets ``max_error`` at ``alpha``. ``alpha`` sets the reported accuracy
+    cost meets ``max_error`` at ``alpha`` (a ``mean``: for every cell with at
+    least ``min_cell_rows`` rows). ``alpha`` sets the reported accuracy
     for explicit costs. Raises :class:`InvalidQuery`. Plans are cached (LRU).
     Automatic bounds: see :func:`privacy.auto.compile_auto` (the selection's
     measurements are part of the cached plan).
