@@ -84,7 +84,10 @@ class Accuracy(BaseModel):
     ``error_bound`` of the exact value ``covers`` names: ``noise`` — on the truncated,
     clamped data; ``noise_and_bias`` — on the whole data (the truth then lies in
     ``[value − noise_error_bound, value + noise_error_bound + bias_bound]``).
-    ``error_bound`` is null where no data-independent bound exists (quantiles)."""
+    ``mean``: ``error_bound`` in the column's units; a release states the largest
+    per-cell half-width and each row carries ``lower``, ``upper``; a preview states it
+    only for an accuracy target with ``min_cell_rows``. ``quantile``: ``error_bound``
+    is null and ``rank_error_bound`` = r rows."""
 
     alpha: float
     error_bound: float | None
@@ -109,6 +112,15 @@ class Accuracy(BaseModel):
         description="with automatic bounds, before they are chosen: the bound "
         "at the smallest and at the largest candidates",
     )
+    rank_error_bound: float | None = Field(
+        default=None,
+        exclude_if=_absent,
+        description="quantile only: r, in rows of the cell. With probability ≥ 1 − alpha "
+        "the released value lies between the cell's true quantiles at ranks q·n − r and "
+        "q·n + r, widened by the candidate grid (the value is always a candidate; README, "
+        "'Additions to the contract'). In rows because the cell's n is private (r/n as a "
+        "level). Absent when null",
+    )
 
     @classmethod
     def of(cls, accuracy: PlannedAccuracy) -> Accuracy:
@@ -121,10 +133,12 @@ class Accuracy(BaseModel):
             noise_error_bound=accuracy.noise_error_bound,
             bias_bound=accuracy.bias_bound,
             error_bound_range=list(shown) if shown is not None else None,
+            rank_error_bound=accuracy.rank_error_bound,
         )
 
     def ledger_document(self) -> dict[str, Any]:
-        """As the ledger records it: ``error_bound_range`` only where there is one."""
+        """As the ledger records it: ``error_bound_range`` only where there is one
+        (``rank_error_bound`` is absent when null anyway)."""
         unranged = {"error_bound_range"} if self.error_bound_range is None else None
         return self.model_dump(mode="json", exclude=unranged)
 

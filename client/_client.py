@@ -39,7 +39,11 @@ def _condition(condition: Condition) -> dict[str, Any]:
 
 
 def _privacy(
-    epsilon: float | None, rho: float | None, max_error: float | None, alpha: float | None
+    epsilon: float | None,
+    rho: float | None,
+    max_error: float | None,
+    alpha: float | None,
+    min_cell_rows: int | None = None,
 ) -> dict[str, float]:
     given = [
         name
@@ -51,14 +55,19 @@ def _privacy(
             "give exactly one of epsilon=, rho= (the cost) or max_error= "
             f"(an accuracy target); got {', '.join(given) or 'none'}"
         )
-    if alpha is not None and max_error is None:
-        raise ValueError("alpha= goes with max_error=")
+    if (alpha is not None or min_cell_rows is not None) and max_error is None:
+        raise ValueError("alpha= and min_cell_rows= go with max_error=")
     if epsilon is not None:
         return {"epsilon": epsilon}
     if rho is not None:
         return {"rho": rho}
     assert max_error is not None
-    return {"max_error": max_error, **({"alpha": alpha} if alpha is not None else {})}
+    target: dict[str, float] = {"max_error": max_error}
+    if alpha is not None:
+        target["alpha"] = alpha
+    if min_cell_rows is not None:
+        target["min_cell_rows"] = min_cell_rows
+    return target
 
 
 class Ruis:
@@ -207,11 +216,12 @@ class Ruis:
         rho: float | None,
         max_error: float | None,
         alpha: float | None,
+        min_cell_rows: int | None = None,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "dataset": dataset,
             "statistic": statistic,
-            "privacy": _privacy(epsilon, rho, max_error, alpha),
+            "privacy": _privacy(epsilon, rho, max_error, alpha, min_cell_rows),
         }
         if isinstance(group_by, str):
             raise ValueError("group_by is a list of column names")
@@ -251,6 +261,7 @@ class Ruis:
         rho: float | None = None,
         max_error: float | None = None,
         alpha: float | None = None,
+        min_cell_rows: int | None = None,
     ) -> Preview:
         """What :meth:`query` with the same arguments would cost and how accurate it would
         be. Reads no data and spends nothing."""
@@ -270,6 +281,7 @@ class Ruis:
             rho=rho,
             max_error=max_error,
             alpha=alpha,
+            min_cell_rows=min_cell_rows,
         )
         return Preview.from_document(self._call("POST", "/v1/queries/preview", json=body))
 
@@ -291,13 +303,16 @@ class Ruis:
         rho: float | None = None,
         max_error: float | None = None,
         alpha: float | None = None,
+        min_cell_rows: int | None = None,
     ) -> Release:
         """Run a query and return its differentially private release.
 
         ``statistic`` is ``count``, ``unit_count``, ``sum``, ``mean`` (these two need
         ``column``) or ``quantile`` (``column`` and ``q``). The cost is ``epsilon=`` (pure
         budgets) or ``rho=`` (zCDP budgets), or ``max_error=`` with ``alpha=`` (default
-        0.05) to let the server pick the smallest cost meeting that accuracy.
+        0.05) to let the server pick the smallest cost meeting that accuracy (a ``mean``
+        also needs ``min_cell_rows=``: the target holds for cells with at least that many
+        rows). A ``mean``'s rows carry ``lower`` and ``upper``, its per-cell interval.
         ``post_process=["non_negative"]`` (counts) releases negative noisy counts as 0.
         ``contribution_bounds_per=["day"]`` (some of ``group_by``) makes the contribution
         bounds hold per day: up to ``max_partitions_contributed`` groups on every day, at a
@@ -321,6 +336,7 @@ class Ruis:
             rho=rho,
             max_error=max_error,
             alpha=alpha,
+            min_cell_rows=min_cell_rows,
         )
         return Release.from_document(self._call("POST", "/v1/queries", json=body))
 

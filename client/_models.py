@@ -53,13 +53,16 @@ class Accuracy:
     ``error_bound`` of the exact value that ``covers`` names: ``"noise"``, the value on
     the truncated, clamped data; ``"noise_and_bias"``, the value on the whole data (it
     then lies in ``[value - noise_error_bound, value + noise_error_bound + bias_bound]``).
-    ``error_bound`` is None where no data-independent bound exists (quantiles)."""
+    For a ``mean`` it is in the column's units (the largest per-cell half-width; each row
+    has its ``lower``, ``upper``). For a ``quantile`` ``error_bound`` is None and
+    ``rank_error_bound`` is r, in rows of the cell."""
 
     alpha: float
     error_bound: float | None
     covers: str = "noise"
     noise_error_bound: float | None = None
     bias_bound: float | None = None
+    rank_error_bound: float | None = None
 
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> Accuracy:
@@ -70,6 +73,7 @@ class Accuracy:
             covers=str(document.get("covers", "noise")),
             noise_error_bound=_optional_float(document.get("noise_error_bound")),
             bias_bound=_optional_float(document.get("bias_bound")),
+            rank_error_bound=_optional_float(document.get("rank_error_bound")),
         )
 
 

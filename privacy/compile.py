@@ -19,14 +19,15 @@ from decimal import Decimal
 from typing import Any
 
 from privacy.accounting import epsilon_delta_of
-from privacy.accuracy_first import accuracy_first, check_cost_limit
+from privacy.accuracy_first import accuracy_first, check_cost_limit, mean_error_at_rows
 from privacy.amount import UNIT_OF, PrivacyAmount, PrivacyModel, float_at_most
 from privacy.auto import compile_auto
 from privacy.errors import InvalidQuery
 from privacy.kept import TRUNCATION_SHARE, can_drop, plan_truncation, split_truncation_cost
-from privacy.measurement import MeasurementBuilder, quantile_candidates
+from privacy.measurement import MeasurementBuilder, NoiseComponent, quantile_candidates
 from privacy.metadata import DatasetMetadata
 from privacy.plan_cache import cached_plan as _from_cache
+from privacy.quantile_accuracy import rank_error_rows
 from privacy.query import (
     AccuracyTarget,
     QueryRequest,
@@ -51,6 +52,48 @@ def check_model(query: ResolvedQuery, model: PrivacyModel) -> None:
             f"the budget on this dataset is {_BUDGET_NAMES[model]}: state the cost as "
             f"{{'{UNIT_OF[model]}': ...}}, not {{'{asked.unit}': ...}}"
         )
+
+
+def value_columns(query: ResolvedQuery) -> list[str]:
+    """The released columns after the keys: ``value``, and for ``mean`` its ``lower``, ``upper``."""
+    return ["value", "lower", "upper"] if query.statistic == "mean" else ["value"]
+
+
+def planned_accuracy(
+    query: ResolvedQuery,
+    metadata: DatasetMetadata,
+    components: tuple[NoiseComponent, ...],
+    alpha: float,
+) -> Accuracy:
+    """The plan's :class:`Accuracy` from OpenDP's ``summarize`` (public values only).
+
+    count/sum: OpenDP's error bound at ``alpha``. ``mean``: for an accuracy
+    target with ``min_cell_rows`` the bound at that many rows
+    (:func:`~privacy.accuracy_first.mean_error_at_rows`), else None (the release
+    states per-cell intervals). ``quantile``: ``rank_error_bound`` in rows
+    (:func:`~privacy.quantile_accuracy.rank_error_rows`) at OpenDP's scale.
+    """
+    primary = next((c for c in components if c.aggregate != "count"), components[0])
+    if query.statistic == "mean":
+        privacy = query.privacy
+        bound = (
+            mean_error_at_rows(query, components, privacy)
+            if isinstance(privacy, AccuracyTarget)
+            else None
+        )
+        return Accuracy(alpha=alpha, error_bound=bound)
+    if query.statistic == "quantile":
+        assert query.bounds is not None and query.column_type is not None
+        assert query.q is not None and metadata.max_rows is not None
+        rank = rank_error_rows(
+            primary.scale,
+            len(quantile_candidates(query.bounds, query.column_type)),
+            alpha,
+            query.q,
+            metadata.max_rows,
+        )
+        return Accuracy(alpha=alpha, error_bound=None, rank_error_bound=rank)
+    return Accuracy(alpha=alpha, error_bound=primary.error_bound)
 
 
 def compile_plan(
@@ -79,7 +122,7 @@ def compile_plan(
         raise InvalidQuery(f"OpenDP reports a privacy loss {loss} above the cost {cost.value}")
     components = tuple(builder.summarize(measurement, alpha))
     primary = next((c for c in components if c.aggregate != "count"), components[0])
-    error_bound = primary.error_bound if query.statistic not in ("mean", "quantile") else None
+    accuracy = planned_accuracy(query, metadata, components, alpha)
     bounds_used: dict[str, Any] = {
         "max_partitions_contributed": query.max_partitions_contributed,
         "max_contributions_per_partition": query.max_contributions_per_partition,
@@ -100,8 +143,8 @@ def compile_plan(
         opendp_loss=loss,
         mechanism=primary.mechanism,
         noise_scale=primary.scale,
-        accuracy=Accuracy(alpha=alpha, error_bound=error_bound),
-        columns=[*query.group_by, "value"],
+        accuracy=accuracy,
+        columns=[*query.group_by, *value_columns(query)],
         epsilon_delta=epsilon_delta_of(cost, metadata.delta),
         bounds_used=bounds_used,
         measurement=measurement,
@@ -160,6 +203,14 @@ def _one_step_less(amount: PrivacyAmount) -> PrivacyAmount:
     return PrivacyAmount(amount.model, value - Decimal(1).scaleb(value.adjusted() - 3))
 
 
+def _target_bound(resolved: ResolvedQuery, plan: Plan, target: AccuracyTarget) -> float | None:
+    """The bound an accuracy target is held to: the plan's; for a mean, at the target's
+    ``min_cell_rows`` (a plan at an explicit cost states none)."""
+    if resolved.statistic == "mean":
+        return mean_error_at_rows(resolved, plan.components, target)
+    return plan.accuracy.error_bound
+
+
 def _smallest_total(
     resolved: ResolvedQuery, metadata: DatasetMetadata, model: PrivacyModel, target: AccuracyTarget
 ) -> tuple[PrivacyAmount, Plan]:
@@ -174,7 +225,7 @@ def _smallest_total(
     needed = cached_plan(resolved, metadata, model, target.alpha).amount
 
     def meets(plan: Plan) -> bool:
-        bound = plan.accuracy.error_bound
+        bound = _target_bound(resolved, plan, target)
         return bound is not None and bound <= target.max_error
 
     total = PrivacyAmount(model, needed.value / (1 - TRUNCATION_SHARE)).rounded_up()
@@ -227,8 +278,12 @@ def compile_release(
     loss = Decimal(statistic.opendp_loss) + truncation.opendp_loss_at_most
     if not loss <= total.value:
         raise InvalidQuery(f"OpenDP reports a privacy loss {loss} above the cost {total.value}")
+    accuracy = statistic.accuracy
+    if isinstance(privacy, AccuracyTarget) and resolved.statistic == "mean":
+        accuracy = replace(accuracy, error_bound=_target_bound(resolved, statistic, privacy))
     return replace(
         statistic,
+        accuracy=accuracy,
         canonical=resolved.canonical(),
         cost=total.value,
         opendp_loss=float_at_most(loss),
@@ -274,7 +329,8 @@ def plan_query(
     an explicit cost, ``Plan.cost`` is exactly the requested amount and
     OpenDP's map is checked to be ≤ it; for an accuracy target, the cost is the
     smallest found, rounded up to 4 significant digits, and the plan at that
-    cost meets ``max_error`` at ``alpha``. ``alpha`` sets the reported accuracy
+    cost meets ``max_error`` at ``alpha`` (a ``mean``: for every cell with at
+    least ``min_cell_rows`` rows). ``alpha`` sets the reported accuracy
     for explicit costs. Raises :class:`InvalidQuery`. Plans are cached (LRU).
     Automatic bounds: see :func:`privacy.auto.compile_auto` (the selection's
     measurements are part of the cached plan).

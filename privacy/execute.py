@@ -42,7 +42,8 @@ from privacy.compile import cached_plan
 from privacy.data import dtype_of
 from privacy.errors import ReleaseFailed
 from privacy.kept import BIAS_ALPHA_SHARE, TruncationEstimate, run_truncation
-from privacy.measurement import VALUE_COLUMN, truncated_schema
+from privacy.mean_accuracy import cell_half_width, mean_cell, mean_noise
+from privacy.measurement import MEAN_COUNT_COLUMN, MEAN_SUM_COLUMN, VALUE_COLUMN, truncated_schema
 from privacy.metadata import DatasetMetadata, iso
 from privacy.query import ResolvedFilter, ResolvedQuery, explicit_cost
 from privacy.results import NOISE_AND_BIAS, Accuracy, Plan, ReleaseResult
@@ -164,20 +165,12 @@ def filtered_frame(
 def _post_process(plan: Plan, value: Any) -> float:
     """A released value as a finite float (data-independent post-processing only).
 
-    A noisy mean is a ratio of noisy sum and noisy count and can fall outside
-    the clamping bounds (or be ±inf/NaN when the noisy count is ≤ 0): it is
-    clamped to the bounds, NaN mapped to their midpoint. With ``post_process:
-    ["non_negative"]`` a count below 0 is released as 0.
+    With ``post_process: ["non_negative"]`` a count below 0 is released as 0.
+    (A ``mean`` is laid out by :func:`privacy.mean_accuracy.mean_cell`.)
     """
     number = float(value)
     query = plan.query
     assert query is not None
-    if query.statistic == "mean":
-        assert query.bounds is not None
-        low, high = float(query.bounds[0]), float(query.bounds[1])
-        if math.isnan(number):
-            return (low + high) / 2
-        return min(max(number, low), high)
     if not math.isfinite(number):
         raise ReleaseFailed("the release produced a non-finite value")
     if "non_negative" in query.post_process:
@@ -220,7 +213,8 @@ def execute(plan: Plan, data: pl.LazyFrame) -> ReleaseResult:
         )
         losses = [plan.statistic_loss if plan.statistic_loss is not None else plan.opendp_loss]
     released = statistic.measurement(truncated.lazy()).collect()
-    accuracy = statistic.accuracy
+    rows = _layout(statistic, released)
+    accuracy = released_accuracy(statistic, rows)
     estimate: TruncationEstimate | None = None
     if plan.truncation is not None:
         estimate = run_truncation(
@@ -237,12 +231,12 @@ def execute(plan: Plan, data: pl.LazyFrame) -> ReleaseResult:
             alpha=accuracy.alpha,
         )
         losses.append(estimate.opendp_loss)
-        accuracy = _covering(statistic, estimate)
+        accuracy = _covering(statistic, accuracy, estimate)
     spent = sum((Decimal(loss) for loss in losses), Decimal(0))
     if not spent <= plan.cost:
         raise ReleaseFailed("the privacy losses of the measurements exceed the cost")
     return ReleaseResult(
-        rows=_layout(statistic, released),
+        rows=rows,
         mechanism=statistic.mechanism,
         noise_scale=statistic.noise_scale,
         accuracy=accuracy,
@@ -285,7 +279,7 @@ def _released_total(plan: Plan, released: pl.DataFrame) -> tuple[float, str, flo
     return total, component.distribution, component.scale
 
 
-def _covering(plan: Plan, estimate: TruncationEstimate) -> Accuracy:
+def _covering(plan: Plan, accuracy: Accuracy, estimate: TruncationEstimate) -> Accuracy:
     """The accuracy of a count release covering noise and truncation bias.
 
     With probability ≥ 1 − (1 − s)·α the noise in a cell is within OpenDP's
@@ -293,9 +287,8 @@ def _covering(plan: Plan, estimate: TruncationEstimate) -> Accuracy:
     probability ≥ 1 − s·α every cell's bias (≥ 0: bounding only drops) is at most
     ``bias_bound``; by a union bound the truth on the whole data lies in
     ``[value − noise, value + noise + bias_bound]`` w.p. ≥ 1 − α. Other statistics
-    keep their noise-only accuracy.
+    keep ``accuracy`` (noise only).
     """
-    accuracy = plan.accuracy
     if estimate.bias_bound is None:
         return accuracy
     component = plan.components[0]
@@ -313,19 +306,60 @@ def _covering(plan: Plan, estimate: TruncationEstimate) -> Accuracy:
     )
 
 
+def _cell_values(plan: Plan, released: pl.DataFrame) -> list[tuple[tuple[Any, ...], list[float]]]:
+    """Per released row: its keys and values (``[value]``, or for ``mean`` ``[value, lower,
+    upper]`` from the cell's noisy sum and count by :func:`privacy.mean_accuracy.mean_cell`).
+    Post-processing of the DP output only."""
+    query = plan.query
+    assert query is not None
+    by = list(query.group_by)
+    if query.statistic != "mean":
+        return [
+            (tuple(row[:-1]), [_post_process(plan, row[-1])])
+            for row in released.select([*by, VALUE_COLUMN]).iter_rows()
+        ]
+    assert query.bounds is not None
+    bounds = (float(query.bounds[0]), float(query.bounds[1]))
+    noise = mean_noise(plan.components, plan.accuracy.alpha, bounds)
+    return [
+        (tuple(row[:-2]), list(mean_cell(noise, _finite(row[-2]), _finite(row[-1]))))
+        for row in released.select([*by, MEAN_SUM_COLUMN, MEAN_COUNT_COLUMN]).iter_rows()
+    ]
+
+
+def _finite(value: Any) -> float:
+    """A released number as a float; 0 for a missing or non-finite one (no claim then)."""
+    if value is None:
+        return 0.0
+    number = float(value)
+    return number if math.isfinite(number) else 0.0
+
+
+def released_accuracy(plan: Plan, rows: list[list[Any]]) -> Accuracy:
+    """The release's accuracy: the plan's; for ``mean`` with ``error_bound`` the largest
+    per-cell half-width around the released value (post-processing of DP outputs)."""
+    query = plan.query
+    assert query is not None
+    if query.statistic != "mean" or not rows:
+        return plan.accuracy
+    widest = max(cell_half_width(*(float(x) for x in row[-3:])) for row in rows)
+    return replace(plan.accuracy, error_bound=widest)
+
+
 def _layout(plan: Plan, released: pl.DataFrame) -> list[list[Any]]:
     """The released values on the public key product (post-processing)."""
     query, metadata = plan.query, plan.metadata
     assert query is not None and metadata is not None
+    cells = _cell_values(plan, released)
     if not query.group_by:
-        if released.height != 1:
+        if len(cells) != 1:
             raise ReleaseFailed("the release does not have exactly one row")
-        return [[_post_process(plan, released.get_column(VALUE_COLUMN)[0])]]
+        return [cells[0][1]]
     by = list(query.group_by)
-    values = {tuple(row[:-1]): row[-1] for row in released.select([*by, VALUE_COLUMN]).iter_rows()}
+    values = dict(cells)
     rows: list[list[Any]] = []
     for combination in itertools.product(*(metadata.columns[n].typed_keys() for n in by)):
         if combination not in values:
             raise ReleaseFailed("the release lacks a public key combination")
-        rows.append([*(iso(k) for k in combination), _post_process(plan, values[combination])])
+        rows.append([*(iso(k) for k in combination), *values[combination]])
     return rows

@@ -375,27 +375,46 @@ def key_frame(query: ResolvedQuery, metadata: DatasetMetadata) -> pl.DataFrame:
     return frame
 
 
-def _aggregate(query: ResolvedQuery) -> pl.Expr:
+MEAN_SUM_COLUMN = "ruis.sum"
+"""A mean's noisy clamped sum per cell (see :mod:`privacy.mean_accuracy`)."""
+MEAN_COUNT_COLUMN = "ruis.count"
+"""A mean's noisy row count per cell (see :mod:`privacy.mean_accuracy`)."""
+
+
+def _aggregates(query: ResolvedQuery) -> list[pl.Expr]:
+    """The released aggregates, named: ``VALUE_COLUMN``, or for ``mean`` its sum and count.
+
+    A ``mean`` is released as OpenDP's ``dp.sum(bounds)`` and ``dp.len()`` of
+    the value column at the same global scale: exactly the two aggregates
+    OpenDP's ``dp.mean`` is made of (``expr_dp_mean``: ``DPSumShim`` over
+    ``DPLenShim``, both at ``scale``), so OpenDP's privacy map and noise
+    scales are the same; the ratio and its interval are post-processing
+    (:mod:`privacy.mean_accuracy`).
+    """
     if query.statistic in ("count", "unit_count"):
-        return cast(pl.Expr, dp_len(signed=True))
+        return [cast(pl.Expr, dp_len(signed=True)).alias(VALUE_COLUMN)]
     value = DPExpr(pl.col(VALUE_COLUMN))
     assert query.bounds is not None and query.column_type is not None
     if query.statistic == "sum":
-        return cast(pl.Expr, value.sum(query.bounds))
+        return [cast(pl.Expr, value.sum(query.bounds)).alias(VALUE_COLUMN)]
     if query.statistic == "mean":
-        return cast(pl.Expr, value.mean(query.bounds))
+        return [
+            cast(pl.Expr, value.sum(query.bounds)).alias(MEAN_SUM_COLUMN),
+            cast(pl.Expr, value.len(signed=True)).alias(MEAN_COUNT_COLUMN),
+        ]
     assert query.q is not None
     candidates = quantile_candidates(query.bounds, query.column_type)
-    return cast(pl.Expr, value.quantile(query.q, candidates))  # type: ignore[arg-type]
+    quantile = value.quantile(query.q, candidates)  # type: ignore[arg-type]
+    return [cast(pl.Expr, quantile).alias(VALUE_COLUMN)]
 
 
 def _polars_plan(
     query: ResolvedQuery, metadata: DatasetMetadata, schema: pl.Schema
 ) -> pl.LazyFrame:
     frame = pl.LazyFrame(schema=schema)
-    aggregate = _aggregate(query).alias(VALUE_COLUMN)
+    aggregates = _aggregates(query)
     if not query.group_by:
-        return frame.select(aggregate)
+        return frame.select(aggregates)
     by = list(query.group_by)
-    grouped = frame.group_by(by).agg(aggregate)
+    grouped = frame.group_by(by).agg(aggregates)
     return key_frame(query, metadata).lazy().join(grouped, how="left", on=by, nulls_equal=True)

@@ -121,12 +121,23 @@ class RhoLoss(BaseModel):
         return PrivacyAmount.of("zcdp", self.rho)
 
 
+MAX_MIN_CELL_ROWS = 2**32 - 1
+"""The largest ``min_cell_rows`` (OpenDP counts rows in a u32)."""
+
+
 class AccuracyTarget(BaseModel):
     """Accuracy-first: the smallest cost whose per-cell error is ≤ ``max_error`` w.p. 1 − α."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     max_error: float = Field(gt=0, allow_inf_nan=False)
     alpha: float = Field(default=0.05, gt=0, lt=1, allow_inf_nan=False)
+    min_cell_rows: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_MIN_CELL_ROWS,
+        description="mean only (required there): the target holds for every cell with at "
+        "least this many rows; the cost does not depend on the data",
+    )
 
 
 PrivacyRequest = EpsilonLoss | RhoLoss | AccuracyTarget
@@ -288,6 +299,8 @@ class ResolvedQuery:
                 "max_error": float(self.privacy.max_error),
                 "alpha": float(self.privacy.alpha),
             }
+            if self.privacy.min_cell_rows is not None:  # absent when unset: forms stay the same
+                privacy["min_cell_rows"] = self.privacy.min_cell_rows
         auto = self.auto
         canonical: dict[str, Any] = {
             "dataset": self.dataset,
@@ -550,18 +563,32 @@ def _resolve_q(query: QueryRequest) -> float | None:
 
 
 def _check_privacy_request(query: QueryRequest) -> None:
-    """An accuracy target only where the error has a data-independent bound."""
+    """An accuracy target only where the error has a data-independent bound.
+
+    ``mean``: only with ``min_cell_rows`` (its error depends on each cell's
+    private row count, so the target is stated for cells of at least that
+    many rows); ``quantile``: never (its error is in ranks); ``min_cell_rows``
+    is refused for any other statistic.
+    """
     statistic = query.statistic
-    if statistic in ("mean", "quantile") and isinstance(query.privacy, AccuracyTarget):
-        reason = (
-            "its error is stated in ranks of the data, which depend on the private data"
-            if statistic == "quantile"
-            else "its error depends on the private number of rows in each cell"
-        )
+    privacy = query.privacy
+    if not isinstance(privacy, AccuracyTarget):
+        return
+    if statistic == "quantile":
         raise InvalidQuery(
-            f"an accuracy target ('max_error') is not supported for {statistic}: "
-            f"{reason}; give an explicit cost instead"
+            "an accuracy target ('max_error') is not supported for quantile: its error is "
+            "stated in ranks of the data, which depend on the private data; give an explicit "
+            "cost instead"
         )
+    if statistic == "mean" and privacy.min_cell_rows is None:
+        raise InvalidQuery(
+            "an accuracy target ('max_error') for mean needs 'min_cell_rows': its error "
+            "depends on the private number of rows in each cell, so state the smallest cell "
+            "size the target must hold for, e.g. {'max_error': 2, 'alpha': 0.05, "
+            "'min_cell_rows': 100}"
+        )
+    if statistic != "mean" and privacy.min_cell_rows is not None:
+        raise InvalidQuery(f"'min_cell_rows' is only used by mean, not by {statistic}")
 
 
 def _resolve_grouping(query: QueryRequest, metadata: DatasetMetadata) -> int:

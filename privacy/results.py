@@ -41,12 +41,16 @@ class Accuracy:
     noise_error_bound + bias_bound]``).
 
     ``error_bound`` is what OpenDP's ``summarize(alpha)`` reports for the noisy
-    aggregate. It is None for ``quantile`` (the exponential/Gumbel selection's
-    error is in ranks of the private data, not a data-independent value) and
-    for ``mean`` (its error depends on the private row count ``n`` of the cell:
-    with the sum and count bounds ``a_s``, ``a_n`` of :attr:`Plan.components`,
-    each holding w.p. 1 − α, the mean's error is at most
-    ``(a_s + max(|L|, |U|)·a_n) / (n − a_n)`` w.p. 1 − 2α when ``n > a_n``).
+    aggregate (count, sum). For ``mean`` it is in the column's units
+    (:mod:`privacy.mean_accuracy`): a plan states it only for an accuracy
+    target with ``min_cell_rows`` (the bound for every cell with at least that
+    many rows, ``(a_s + M·a_n)/(n − a_n)``), else None; a release states the
+    largest per-cell half-width, each cell carrying its own ``[lower, upper]``.
+    It is None for ``quantile``, whose error is in ranks: ``rank_error_bound``
+    = r rows (:mod:`privacy.quantile_accuracy`): w.p. ≥ 1 − α the released
+    candidate lies between the cell's true quantiles at ranks q·n ∓ (r + g),
+    g the candidate grid's own distance. ``covers`` is ``"noise"``: truncation
+    and clamping bias are not included.
     """
 
     alpha: float
@@ -55,9 +59,11 @@ class Accuracy:
     """With automatic bounds, before the choice: the bound at the smallest and at the
     largest candidates (``error_bound`` is then the largest)."""
     covers: str = NOISE_ONLY
+    """``"noise"`` (the noise only) or ``"noise_and_bias"``."""
     noise_error_bound: float | None = None
     bias_bound: float | None = None
     rank_error_bound: float | None = None
+    """``quantile`` only: r, in rows of the cell (see above)."""
 
 
 @dataclass(frozen=True)

@@ -8,19 +8,19 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
 from privacy.accounting import epsilon_delta_of
-from privacy.accuracy_first import check_cost_limit
+from privacy.accuracy_first import check_cost_limit, mean_error_at_rows
 from privacy.amount import PrivacyAmount, PrivacyModel
 from privacy.auto.clamp import ClampSelection, plan_clamp_selection
 from privacy.auto.contribution import ContributionSelection, plan_contribution_selection
 from privacy.errors import InvalidQuery
 from privacy.metadata import AUTO, DatasetMetadata
 from privacy.query import AccuracyTarget, ResolvedQuery, explicit_cost
-from privacy.results import Accuracy, Plan
+from privacy.results import Plan
 
 CompileFixed = Callable[[ResolvedQuery, DatasetMetadata, PrivacyModel, float], Plan]
 """Compiles (and caches) the plan of a query at fixed bounds: ``privacy.compile.cached_plan``."""
@@ -159,10 +159,13 @@ def compile_auto(
         statistic_privacy,
     )
     best = compile_fixed(smallest, metadata, model, alpha)
-    if isinstance(privacy, AccuracyTarget) and not (
-        worst.accuracy.error_bound is not None and worst.accuracy.error_bound <= privacy.max_error
-    ):
-        raise InvalidQuery(f"could not find a cost meeting max_error={privacy.max_error}")
+    worst_error, best_error = worst.accuracy.error_bound, best.accuracy.error_bound
+    if isinstance(privacy, AccuracyTarget):
+        if query.statistic == "mean":  # the target's bound at min_cell_rows (accuracy_first)
+            worst_error = mean_error_at_rows(worst.query or query, worst.components, privacy)
+            best_error = mean_error_at_rows(best.query or smallest, best.components, privacy)
+        if not (worst_error is not None and worst_error <= privacy.max_error):
+            raise InvalidQuery(f"could not find a cost meeting max_error={privacy.max_error}")
     contribution = (
         plan_contribution_selection(query, metadata, pieces[0], statistic_cost)
         if auto.partitions is not None or auto.contributions is not None
@@ -185,7 +188,7 @@ def compile_auto(
         candidates["max_contributions_per_partition"] = list(auto.contributions)
     if auto.clamp is not None:
         candidates["clamp"] = [list(b) for b in auto.clamp.all_bounds()]
-    ranges = (best.accuracy.error_bound, worst.accuracy.error_bound)
+    ranges = (best_error, worst_error)
     error_range = (
         (ranges[0], ranges[1]) if ranges[0] is not None and ranges[1] is not None else None
     )
@@ -205,9 +208,7 @@ def compile_auto(
         opendp_loss=selection_loss + worst.opendp_loss,
         mechanism=worst.mechanism,
         noise_scale=worst.noise_scale,
-        accuracy=Accuracy(
-            alpha=alpha, error_bound=worst.accuracy.error_bound, error_bound_range=error_range
-        ),
+        accuracy=replace(worst.accuracy, error_bound=worst_error, error_bound_range=error_range),
         columns=list(worst.columns),
         epsilon_delta=epsilon_delta_of(total, metadata.delta),
         bounds_used=bounds_used,

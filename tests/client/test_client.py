@@ -128,7 +128,8 @@ def test_where_bounds_and_accuracy_target(ana: Ruis) -> None:
     mean = ana.query(
         "events", "mean", column="dwell_minutes", bounds=(0, 120), where=where, epsilon=0.2
     )
-    assert mean.frame.columns == ["value"] and mean.frame.height == 1
+    assert mean.frame.columns == ["value", "lower", "upper"] and mean.frame.height == 1
+    assert mean.frame["lower"][0] <= mean.frame["value"][0] <= mean.frame["upper"][0]
     assert mean.query["where"][0]["value"] == [d.isoformat() for d in DAYS[:2]]
     assert mean.query["bounds"] == [0, 120]
     counted = ana.query(
@@ -140,7 +141,7 @@ def test_where_bounds_and_accuracy_target(ana: Ruis) -> None:
     assert target.accuracy.alpha == 0.1 and (target.accuracy.error_bound or 0) <= 50
     assert target.cost.amount > 0
     if _has_pandas():
-        assert list(mean.to_pandas().columns) == ["value"]
+        assert list(mean.to_pandas().columns) == ["value", "lower", "upper"]
     else:
         with pytest.raises(ModuleNotFoundError):
             mean.to_pandas()

@@ -190,7 +190,7 @@ INVALID: list[tuple[dict[str, Any], str, str]] = [
     (
         {"statistic": "mean", "column": "hour", "privacy": {"max_error": 2}},
         "pure",
-        "not supported for mean",
+        "needs 'min_cell_rows'",
     ),
     ({"dataset": "other_dataset"}, "pure", "dataset"),
 ]
