@@ -353,7 +353,7 @@ def dropped_totals(released: pl.DataFrame, plan: TruncationPlan, alpha: float) -
     """Post-processing of the dropped histogram: each bound holds w.p. ≥ 1 − ``alpha``
     (on the visible bins; see the module docstring)."""
     noisy = released_counts(released, plan.dropped_histogram.keys)
-    visible = visible_box(noisy, plan.dropped)
+    visible = visible_box(noisy, plan.dropped, whole_windows=True)
     low_w = np.where(visible, plan.bins.low, 0.0)
     high_w = np.where(visible, plan.bins.high, 0.0)
     losing_w = np.where(visible & (plan.bins.low >= 1), 1.0, 0.0)

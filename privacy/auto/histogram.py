@@ -148,7 +148,9 @@ PESSIMISM_SDS = 1.0
 """The rule adds this many standard deviations of noise to what a candidate would drop."""
 
 
-def visible_box(counts: np.ndarray, solved: SolvedHistogram) -> np.ndarray:
+def visible_box(
+    counts: np.ndarray, solved: SolvedHistogram, *, whole_windows: bool = False
+) -> np.ndarray:
     """The bins the rule reads (post-processing): along each axis, up to the last bin that
     stands out of the noise, by itself or as the start of a tail.
 
@@ -174,8 +176,11 @@ def visible_box(counts: np.ndarray, solved: SolvedHistogram) -> np.ndarray:
         bins = np.minimum(TAIL_WINDOW, np.arange(marginal.size, 0, -1)) * width
         alone = marginal > (per_bin if per_bin is not None else 10 * sd) * math.sqrt(width)
         windows = np.nonzero(tails > TAIL_SDS * sd * np.sqrt(bins))[0]
-        # a window that stands out is read whole: its later bins are part of the evidence
-        ends = [*np.nonzero(alone)[0], *(windows + TAIL_WINDOW - 1)]
+        # with whole_windows a window that stands out is read whole (its later bins are
+        # part of the evidence); the rule reads up to its start (noise bins past the data
+        # would make every candidate below them look lossy)
+        reach = TAIL_WINDOW - 1 if whole_windows else 0
+        ends = [*np.nonzero(alone)[0], *(windows + reach)]
         last = min(int(max(ends)), marginal.size - 1) if ends else 0
         index = [slice(None)] * counts.ndim
         index[axis] = slice(last + 1, None)
