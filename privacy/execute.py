@@ -43,8 +43,15 @@ from privacy.data import dtype_of
 from privacy.errors import ReleaseFailed
 from privacy.kept import BIAS_ALPHA_SHARE, TruncationEstimate, run_truncation
 from privacy.mean_accuracy import cell_half_width, mean_cell, mean_noise
-from privacy.measurement import MEAN_COUNT_COLUMN, MEAN_SUM_COLUMN, VALUE_COLUMN, truncated_schema
+from privacy.measurement import (
+    MEAN_COUNT_COLUMN,
+    MEAN_SUM_COLUMN,
+    VALUE_COLUMN,
+    quantile_candidates,
+    truncated_schema,
+)
 from privacy.metadata import DatasetMetadata, iso
+from privacy.quantile_accuracy import rank_error_rows
 from privacy.query import ResolvedFilter, ResolvedQuery, explicit_cost
 from privacy.results import NOISE_AND_BIAS, Accuracy, Plan, ReleaseResult
 from privacy.truncation import truncate_contributions
@@ -291,6 +298,10 @@ def _covering(plan: Plan, accuracy: Accuracy, estimate: TruncationEstimate) -> A
     """
     if estimate.bias_bound is None:
         return accuracy
+    query = plan.query
+    assert query is not None
+    if query.statistic == "quantile":
+        return _covering_ranks(plan, accuracy, estimate.bias_bound)
     component = plan.components[0]
     noise = scale_to_accuracy(
         component.distribution, component.scale, accuracy.alpha * (1 - BIAS_ALPHA_SHARE)
@@ -303,6 +314,34 @@ def _covering(plan: Plan, accuracy: Accuracy, estimate: TruncationEstimate) -> A
         covers=NOISE_AND_BIAS,
         noise_error_bound=noise,
         bias_bound=estimate.bias_bound,
+    )
+
+
+def _covering_ranks(plan: Plan, accuracy: Accuracy, dropped_rows: float) -> Accuracy:
+    """A quantile's rank bound on the whole data: ``r + D`` rows.
+
+    If the released value lies between the truncated cell's order statistics at ranks
+    ``q·n_k ∓ r`` (``n_k = n − D_c`` rows kept of ``n``), then — a subset's j-th smallest
+    lying between the whole cell's j-th and (j + D_c)-th — it lies between the whole
+    cell's at ranks ``q·n ∓ (r + D_c)``; ``D_c`` is at most the dropped total, whose
+    DP upper bound ``dropped_rows`` holds w.p. ≥ 1 − s·α. ``r`` is taken at (1 − s)·α.
+    """
+    query, metadata = plan.query, plan.metadata
+    assert query is not None and metadata is not None and query.q is not None
+    assert query.bounds is not None and query.column_type is not None
+    assert metadata.max_rows is not None
+    rank = rank_error_rows(
+        plan.components[0].scale,
+        len(quantile_candidates(query.bounds, query.column_type)),
+        accuracy.alpha * (1 - BIAS_ALPHA_SHARE),
+        query.q,
+        metadata.max_rows,
+    )
+    return replace(
+        accuracy,
+        rank_error_bound=rank + dropped_rows,
+        covers=NOISE_AND_BIAS,
+        bias_bound=dropped_rows,
     )
 
 

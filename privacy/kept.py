@@ -375,6 +375,14 @@ def dropped_totals(released: pl.DataFrame, plan: TruncationPlan, alpha: float) -
     )
 
 
+def _all_bins_high(released: pl.DataFrame, plan: TruncationPlan, alpha: float) -> float:
+    """An upper bound on the dropped total w.p. ≥ 1 − ``alpha`` over EVERY bin (each unit's
+    drop is at most the public most, so no tail is assumed empty)."""
+    noisy = released_counts(released, plan.dropped_histogram.keys)
+    high = plan.bins.high
+    return max(0.0, float((high * noisy).sum())) + _weighted_margin(high, plan.dropped, alpha)
+
+
 def _stands_out(count: float, solved: SolvedHistogram, bins: int) -> bool:
     """Whether one noisy bin is above OpenDP's accuracy at ``VISIBLE_ALPHA / bins``."""
     threshold = scale_to_accuracy(solved.distribution, solved.scale, VISIBLE_ALPHA / bins)
@@ -501,11 +509,12 @@ def run_truncation(
         # dropped at all (the public most per unit, times the units)
         totals = replace(totals, dropped_high=math.inf)
     share, share_bound = kept_share_of(kept, kept_margin, totals)
-    if query.statistic == "count":
+    if query.statistic in ("count", "quantile"):
+        # rows: as far as the histogram sees (see the module docstring); when it sees
+        # nothing, every bin up to the public most (the dataset's max_rows) is counted with
+        # its noise: a wide bound, but one that rests on no assumption
         seen = dropped_totals(released, plan, bias_alpha)
-        # rows: a bound only as far as the histogram sees (see the module docstring); when
-        # it sees nothing at all, no bias bound is claimed and the accuracy covers noise
-        bias = seen.dropped_high if seen.seen else None
+        bias = seen.dropped_high if seen.seen else _all_bins_high(released, plan, bias_alpha)
     return TruncationEstimate(
         kept_share=share,
         kept_share_error_bound=share_bound,

@@ -35,6 +35,8 @@ from privacy.query import ResolvedQuery
 BIN_COLUMN = "ruis.bin"
 """Clamp histogram column: the bin of a row's distance from the candidates' fixed end."""
 QUANTILE_MARGIN_SDS = 2.0
+MEAN_CLAMP_LEVEL = 0.95
+"""A mean's clamp holds at least this share of the rows (as estimated; see ``choose``)."""
 """The quantile clamp rule raises its target level by this many noise standard deviations."""
 
 
@@ -113,15 +115,8 @@ class ClampSelection:
         scores: list[dict[str, Any]] = []
         errors: list[float] = []
         if self.statistic == "quantile":
-            level = self._quantile_level(counts, k, c)
-            total = counts.sum()
-            cumulative = np.cumsum(counts)
-            reach = (
-                int(np.searchsorted(cumulative, level * total, side="left"))
-                if total >= 1
-                else len(widths) - 1
-            )
-            estimate = float(widths[min(reach, len(widths) - 1)])
+            assert self.q is not None
+            estimate = float(widths[self._reach(counts, self.q, k, c)])
             for index, width in enumerate(widths):
                 outside = max(0.0, estimate - float(width))
                 error = outside + self.spacing[index] / 2
@@ -151,6 +146,18 @@ class ClampSelection:
                         "error": bias + noise,
                     }
                 )
+        if self.statistic == "mean":
+            # a mean is read against its value, not the sum's noise: the clamp must hold
+            # most rows, else it is biased towards the clamp whatever the noise (at large
+            # k·c the sum's noise made the narrowest candidate look best, a mean of 0.005
+            # minutes); candidates below the estimated MEAN_CLAMP_LEVEL quantile are out
+            seen = visible_box(noisy, solved, whole_windows=True)
+            floor = (
+                self._reach(np.where(seen, np.maximum(noisy, 0.0), 0.0), MEAN_CLAMP_LEVEL, k, c)
+                if seen[1:].any()
+                else len(widths) - 1  # nothing seen beyond the first bin: the widest
+            )
+            errors = [e if i >= floor else math.inf for i, e in enumerate(errors)]
         index = int(np.argmin(errors))
         return ClampChoice(
             index=index,
@@ -159,17 +166,25 @@ class ClampSelection:
             histogram=[float(v) for v in noisy],
         )
 
-    def _quantile_level(self, counts: np.ndarray, k: int, c: int) -> float:
-        """The level of ``y`` the clamp must cover for the quantile, plus the noise margin."""
-        assert self.q is not None
+    def _reach(self, counts: np.ndarray, q: float, k: int, c: int) -> int:
+        """The first candidate whose width the q-quantile of the values does not exceed,
+        estimated from the cleaned counts raised by the noise margin (last if none)."""
+        level = self._quantile_level(counts, q, k, c)
+        total = counts.sum()
+        last = len(self.candidates.widths) - 1
+        if total < 1:
+            return last
+        reach = int(np.searchsorted(np.cumsum(counts), level * total, side="left"))
+        return min(reach, last)
+
+    def _quantile_level(self, counts: np.ndarray, q: float, k: int, c: int) -> float:
+        """The level of ``y`` the clamp must cover for the quantile ``q`` of the values
+        (for a mean: ``q`` of the distances themselves), plus the noise margin."""
         mode = self.candidates.mode
-        level = (
-            self.q
-            if mode == "upper"
-            else 1 - self.q
-            if mode == "lower"
-            else max(self.q, 1 - self.q)
-        )
+        if self.statistic == "mean":
+            level = q
+        else:
+            level = q if mode == "upper" else 1 - q if mode == "lower" else max(q, 1 - q)
         solved = self.for_rows(k * c * self.bounds_per_cells)
         total = float(counts.sum())
         if total < 1:

@@ -94,7 +94,7 @@ def run_selection(
             rows_column=contribution.rows_column,
             per=query.bounds_per,
         )
-        released = contribution.solved.measurement(profile).collect()
+        released = contribution.solved.measurement(contribution.binned(profile)).collect()
         losses.append(contribution.solved.loss)
         chosen = contribution.choose(released)
         k, c = chosen.k, chosen.c
