@@ -51,12 +51,17 @@ above and of public facts (candidates, OpenDP's noise scales):
   clamp covers it with high probability) and minimises
   ``max(0, Q̂ − w) + spacing_w / 2``.
 
-Before the rule, negative noisy counts are taken as 0 and noise-only tails are
-cut (:func:`trimmed`: bins beyond the last one that noise alone would exceed
-with probability under 0.1%, as in Google's approximate-bounds algorithm), as
-the rule weighs high bins most. Bias beyond the largest candidate, or in a tail
-too thin to stand out of the noise, is invisible to the rule, and the accuracy
-Ruis reports covers noise only, never truncation or clamping bias.
+What a candidate drops is read from the noisy histogram as a linear estimate
+over the bins that stand out of the noise — up to the last bin that does alone
+or as the start of 4 consecutive bins (:func:`~privacy.auto.histogram.visible_box`)
+— plus one standard deviation of that estimate's noise
+(:func:`~privacy.auto.histogram.dropped_upper`): where the histogram cannot tell,
+the rule assumes data is dropped rather than not, so noise-dominated histograms
+no longer make the smallest candidates look free. Profile values above 16 are
+binned geometrically (:class:`~privacy.auto.contribution.ValueBins`). A mean's
+clamp must hold the estimated 95 % of the rows. Bias in a tail too thin to stand
+out of the noise stays invisible to the rule; the release's own accuracy accounts
+for bias through :mod:`privacy.kept`.
 
 **Privacy argument.** Let ``F`` be the row-wise filters, ``P`` the per-unit
 profile and ``T_{k,c}`` the per-unit truncation (see :mod:`privacy.truncation`
