@@ -412,6 +412,8 @@ def events_registration(files: DemoFiles) -> dict[str, Any]:
         # about a tenth of the (device, municipality, day) contributions
         "max_partitions_contributed": "auto",
         "max_contributions_per_partition": "auto",
+        # a device has up to ~100 events in its home municipality over two weeks
+        "auto_limits": {"max_partitions_contributed": 100, "max_contributions_per_partition": 100},
         "max_rows": files.max_rows,
         "budget_cap": {"model": "pure", "epsilon": 50},
     }

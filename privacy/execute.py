@@ -54,7 +54,7 @@ from privacy.metadata import DatasetMetadata, iso
 from privacy.quantile_accuracy import rank_error_rows
 from privacy.query import ResolvedFilter, ResolvedQuery, explicit_cost
 from privacy.results import NOISE_AND_BIAS, Accuracy, Plan, ReleaseResult
-from privacy.truncation import truncate_contributions
+from privacy.truncation import truncate_contributions, unit_group_counts
 
 MATCH_COLUMN = "__ruis_match__"
 """The mask column of :func:`masked_frame`: the row passes the filters."""
@@ -102,9 +102,13 @@ def prepare_frame(plan: Plan, data: pl.LazyFrame) -> pl.LazyFrame:
 
 
 def _truncated(
-    query: ResolvedQuery, metadata: DatasetMetadata, frame: pl.LazyFrame
+    query: ResolvedQuery,
+    metadata: DatasetMetadata,
+    frame: pl.LazyFrame,
+    counts: pl.LazyFrame | None = None,
 ) -> pl.LazyFrame:
-    """``T`` at the query's bounds, applied to :func:`masked_frame`'s frame (lazy)."""
+    """``T`` at the query's bounds, applied to :func:`masked_frame`'s frame (lazy);
+    ``counts``, if given, is :func:`~privacy.truncation.unit_group_counts` of that frame."""
     return truncate_contributions(
         frame,
         unit=metadata.privacy_unit,
@@ -113,6 +117,7 @@ def _truncated(
         max_rows_per_group=query.max_contributions_per_partition,
         mask=MATCH_COLUMN,
         per=query.bounds_per,
+        counts=counts,
     )
 
 
@@ -207,12 +212,22 @@ def execute(plan: Plan, data: pl.LazyFrame) -> ReleaseResult:
     selected: Selection | None = None
     if plan.auto is not None:
         statistic, selected = _select(plan, frame)
-        truncated = selected.truncated
+        truncated, counts = selected.truncated, selected.counts
         k, c, clamp = selected.k, selected.c, selected.clamp
         losses = [*selected.losses, statistic.opendp_loss]
     else:
         statistic = plan
-        truncated = _truncated(query, metadata, frame).collect(engine="streaming")
+        counts = None
+        if plan.truncation is not None:  # one pass over the rows for the truncation and
+            # the estimate of what it drops (both start from the per-(unit, group) counts)
+            counts = (
+                unit_group_counts(
+                    frame, unit=metadata.privacy_unit, by=query.group_by, mask=MATCH_COLUMN
+                )
+                .collect(engine="streaming")
+                .lazy()
+            )
+        truncated = _truncated(query, metadata, frame, counts).collect(engine="streaming")
         k, c, clamp = (
             query.max_partitions_contributed,
             query.max_contributions_per_partition,
@@ -236,6 +251,7 @@ def execute(plan: Plan, data: pl.LazyFrame) -> ReleaseResult:
             clamp=clamp,
             released_total=_released_total(statistic, released),
             alpha=accuracy.alpha,
+            counts=counts,
         )
         losses.append(estimate.opendp_loss)
         accuracy = _covering(statistic, accuracy, estimate)

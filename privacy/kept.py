@@ -283,6 +283,7 @@ def dropped_profile(
     mask: str,
     statistic: str,
     bins: DroppedBins,
+    counts: pl.LazyFrame | None = None,
 ) -> pl.LazyFrame:
     """One row per unit of ``frame``: the bin of its dropped contributions (Int64 column).
 
@@ -292,7 +293,8 @@ def dropped_profile(
     :data:`DROPPED_EDGES`. A per-unit map (see the module docstring); the work
     runs over every (unit, group) of the file whatever the mask keeps.
     """
-    counts = unit_group_counts(frame, unit=unit, by=by, mask=mask)
+    if counts is None:
+        counts = unit_group_counts(frame, unit=unit, by=by, mask=mask)
     matched = counts.collect_schema().names()[-1]
     kept = truncated.lazy().group_by([unit, *by]).agg(pl.len().cast(pl.UInt32).alias("ruis.kept"))
     if statistic == "unit_count":
@@ -424,17 +426,28 @@ def run_truncation(
     clamp: tuple[float, float] | tuple[int, int] | None,
     released_total: tuple[float, str, float] | None,
     alpha: float,
+    counts: pl.LazyFrame | None = None,
 ) -> TruncationEstimate:
     """Invoke the truncation measurements and estimate what the bounds (k, c, clamp) dropped.
 
     ``released_total`` (count, unit_count): the sum of the released cells (before
     any post-processing), OpenDP's noise distribution and scale per cell — the
     kept total, at no extra cost. ``alpha`` splits evenly between the estimates
-    each bound combines. Privacy: see the module docstring.
+    each bound combines. ``counts``, if given, is
+    :func:`~privacy.truncation.unit_group_counts` of ``frame`` with ``mask`` (computed
+    once for the truncation too; the result is the same). Privacy: see the module
+    docstring.
     """
     by = list(query.group_by)
     profile = dropped_profile(
-        frame, truncated, unit=unit, by=by, mask=mask, statistic=query.statistic, bins=plan.bins
+        frame,
+        truncated,
+        unit=unit,
+        by=by,
+        mask=mask,
+        statistic=query.statistic,
+        bins=plan.bins,
+        counts=counts,
     )
     profile_rows = profile.collect()
     released = plan.dropped.measurement(profile_rows.lazy()).collect()
@@ -458,13 +471,13 @@ def run_truncation(
         low, high = float(clamp[0]), float(clamp[1])
         value = pl.col(VALUE_COLUMN).cast(pl.Float64)
         outside = ((value < low) | (value > high)).cast(pl.Int64).alias(OUTSIDE_COLUMN)
-        counts = released_counts(
+        sides = released_counts(
             solved.measurement(truncated.lazy().select(outside)).collect(),
             plan.kept_histogram.keys,
         )
         losses.append(solved.loss)
         per_bin = scale_to_accuracy(solved.distribution, solved.scale, alpha / 4) or 0.0
-        inside, out = max(float(counts[0]), 0.0), max(float(counts[1]), 0.0)
+        inside, out = max(float(sides[0]), 0.0), max(float(sides[1]), 0.0)
         kept, kept_margin = inside + out, 2 * per_bin
         share = out / kept if kept > 0 else 0.0
         # out/kept: both within per_bin w.p. 1 − α/2 (union bound)
@@ -472,7 +485,7 @@ def run_truncation(
         high_share = min(1.0, (out + per_bin) / max(kept - 2 * per_bin, 1.0))
         clamped = (share, max(share - low_share, high_share - share))
         record["kept_rows_histogram"] = {
-            "histogram": [float(v) for v in counts],
+            "histogram": [float(v) for v in sides],
             "mechanism": solved.mechanism,
             "noise_scale": solved.scale,
         }

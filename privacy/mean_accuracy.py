@@ -159,6 +159,10 @@ def mean_cell(noise: MeanNoise, noisy_sum: float, noisy_count: float) -> tuple[f
     if not math.isfinite(h) or math.isnan(ratio):
         return (low + high) / 2, low, high
     value = min(max(ratio, low), high)
+    if ratio + h < low or ratio - h > high:
+        # [Ŝ/N̂ ∓ h] misses [L, U], where the exact mean always lies: the noise was beyond
+        # its bounds (the α event). Say so with the whole range, not a zero-width interval.
+        return value, low, high
     lower = min(max(ratio - h, low), high)
     upper = max(min(ratio + h, high), low)
     for _ in range(_REFINEMENTS):
@@ -167,6 +171,8 @@ def mean_cell(noise: MeanNoise, noisy_sum: float, noisy_count: float) -> tuple[f
         # interval holds μ on the same event (by induction over the steps).
         magnitude = max(abs(lower), abs(upper))
         h = (noise.sum_bound + magnitude * noise.count_bound) / noisy_count
+        if ratio + h < low or ratio - h > high:
+            return value, low, high  # the same contradiction: the noise event failed
         lower = max(lower, min(max(ratio - h, low), high))
         upper = min(upper, max(min(ratio + h, high), low))
     return value, lower, upper

@@ -201,6 +201,7 @@ def test_events_registration(demo: DemoFiles) -> None:
         },
         "max_partitions_contributed": "auto",
         "max_contributions_per_partition": "auto",
+        "auto_limits": {"max_partitions_contributed": 100, "max_contributions_per_partition": 100},
         "max_rows": DEVICES * DAYS * demo.max_events_per_day,
         "budget_cap": {"model": "pure", "epsilon": 50},
     }

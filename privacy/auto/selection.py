@@ -41,6 +41,9 @@ class Selection:
     truncated: pl.DataFrame
     losses: list[float]
     record: dict[str, Any]
+    counts: pl.LazyFrame | None = None
+    """The per-(unit, group) matching-row counts the selection computed (one data pass),
+    when it did: shared with the estimate of what the bounds drop."""
 
     def bounds_chosen(self) -> dict[str, Any]:
         """The bounds the statistic is released at, as the release reports them."""
@@ -137,5 +140,11 @@ def run_selection(
             "opendp_privacy_loss": solved.loss,
         }
     return Selection(
-        k=k, c=c, clamp=clamp_bounds, truncated=truncated, losses=losses, record=record
+        k=k,
+        c=c,
+        clamp=clamp_bounds,
+        truncated=truncated,
+        losses=losses,
+        record=record,
+        counts=counts,
     )

@@ -299,3 +299,15 @@ def test_min_cell_rows_is_only_for_mean(metadata: DatasetMetadata) -> None:
             metadata,
             "pure",
         )
+
+
+def test_a_mean_interval_that_misses_the_clamp_is_the_whole_clamp() -> None:
+    """[Ŝ/N̂ ∓ h] entirely outside [L, U] can only happen when the noise left its bounds
+    (the exact mean always lies in [L, U]): the cell then says [L, U], not [L, L]."""
+    from privacy.mean_accuracy import MeanNoise, mean_cell
+
+    noise = MeanNoise(alpha=0.05, sum_bound=100.0, count_bound=5.0, lower=0.0, upper=240.0)
+    value, lower, upper = mean_cell(noise, noisy_sum=-9000.0, noisy_count=100.0)
+    assert value == 0.0 and (lower, upper) == (0.0, 240.0)
+    value, lower, upper = mean_cell(noise, noisy_sum=5000.0, noisy_count=100.0)
+    assert lower <= 50.0 <= upper and upper - lower < 240.0  # an ordinary cell narrows
