@@ -102,17 +102,8 @@ frames = st.lists(
 )
 
 
-@settings(max_examples=40, deadline=None)
-@given(rows=frames, k=st.integers(1, 4), c=st.integers(1, 3), unit_count=st.booleans())
-def test_the_profile_is_each_units_dropped_contributions(
-    rows: list[tuple[int, str]], k: int, c: int, unit_count: bool
-) -> None:
-    """One row per unit, its bin the one holding (its rows or groups) − (those kept)."""
-    statistic = "unit_count" if unit_count else "count"
-    c = 1 if unit_count else c
-    events = pl.DataFrame(
-        {"device_id": [f"u{u}" for u, _ in rows], "municipality": [m for _, m in rows]}
-    )
+def profile_bins(events: pl.DataFrame, statistic: str, k: int, c: int) -> list[int]:
+    """The sorted bins of :func:`dropped_profile` on ``events`` (every row matching)."""
     frame = events.with_columns(pl.lit(True).alias(MATCH_COLUMN)).lazy()
     truncated = truncate_contributions(
         frame,
@@ -122,7 +113,6 @@ def test_the_profile_is_each_units_dropped_contributions(
         max_rows_per_group=c,
         mask=MATCH_COLUMN,
     ).collect()
-    bins = DroppedBins.up_to(1000)
     profile = dropped_profile(
         frame,
         truncated,
@@ -130,14 +120,32 @@ def test_the_profile_is_each_units_dropped_contributions(
         by=["municipality"],
         mask=MATCH_COLUMN,
         statistic=statistic,
-        bins=bins,
+        bins=DroppedBins.up_to(1000),
     ).collect()
+    return sorted(profile.get_column(profile.columns[0]).to_list())
+
+
+def events_of(rows: list[tuple[int, str]]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {"device_id": [f"u{u}" for u, _ in rows], "municipality": [m for _, m in rows]}
+    )
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=frames, k=st.integers(1, 4), c=st.integers(1, 3), unit_count=st.booleans())
+def test_the_profile_is_each_units_dropped_contributions(
+    rows: list[tuple[int, str]], k: int, c: int, unit_count: bool
+) -> None:
+    """One row per unit, its bin the one holding (its rows or groups) − (those kept)."""
+    statistic = "unit_count" if unit_count else "count"
+    c = 1 if unit_count else c
+    events = events_of(rows)
+    edges = np.array(DroppedBins.up_to(1000).edges)
     expected = sorted(
-        int(np.searchsorted(np.array(bins.edges), d, side="right") - 1)
+        int(np.searchsorted(edges, d, side="right") - 1)
         for d in _reference_dropped(events, statistic, k, c)
     )
-    assert profile.height == events["device_id"].n_unique()
-    assert sorted(profile.get_column(profile.columns[0]).to_list()) == expected
+    assert profile_bins(events, statistic, k, c) == expected
 
 
 @settings(max_examples=25, deadline=None)
@@ -146,35 +154,9 @@ def test_adding_a_unit_adds_one_profile_row_and_changes_no_other(
     rows: list[tuple[int, str]], extra: list[str]
 ) -> None:
     """The profile is a per-unit map: neighbours (± one unit's rows) differ by one row."""
-
-    def profile_of(frame: pl.DataFrame) -> list[int]:
-        lazy = frame.with_columns(pl.lit(True).alias(MATCH_COLUMN)).lazy()
-        truncated = truncate_contributions(
-            lazy,
-            unit="device_id",
-            by=["municipality"],
-            max_groups=2,
-            max_rows_per_group=1,
-            mask=MATCH_COLUMN,
-        ).collect()
-        table = dropped_profile(
-            lazy,
-            truncated,
-            unit="device_id",
-            by=["municipality"],
-            mask=MATCH_COLUMN,
-            statistic="count",
-            bins=DroppedBins.up_to(1000),
-        ).collect()
-        return sorted(table.get_column(table.columns[0]).to_list())
-
-    base = pl.DataFrame(
-        {"device_id": [f"u{u}" for u, _ in rows], "municipality": [m for _, m in rows]}
-    )
-    added = pl.concat(
-        [base, pl.DataFrame({"device_id": ["new"] * len(extra), "municipality": extra})]
-    )
-    before, after = profile_of(base), profile_of(added)
+    base = events_of(rows)
+    added = pl.concat([base, events_of([(99, m) for m in extra])])
+    before, after = profile_bins(base, "count", 2, 1), profile_bins(added, "count", 2, 1)
     assert len(after) == len(before) + 1
     remaining = list(after)
     for value in before:
