@@ -101,6 +101,8 @@ class ContributionSelection:
     contributions: tuple[int, ...]
     fixed_partitions: int | None
     counts_rows: bool
+    relative: bool
+    """mean, quantile: candidates are scored by their noise relative to the rows kept."""
     cells: int
     noise: dict[tuple[int, int], float]
     """Expected |noise| per cell of the (proxy) count at each candidate (k, c)."""
@@ -164,16 +166,26 @@ class ContributionSelection:
         )
         sd = noise_sd(self.solved.distribution, self.solved.scale)
         dropped = np.maximum(point, 0.0) + PESSIMISM_SDS * sd * np.sqrt(np.maximum(squares, 0.0))
+        kept_per_cell = np.maximum((kept_groups * seen) @ kept_rows.T / self.cells, 1.0)
         scores: list[dict[str, float]] = []
         best: tuple[float, int, int] | None = None
         for (i, k), (j, c) in itertools.product(
             enumerate(self.partitions), enumerate(self.contributions)
         ):
-            bias = float(dropped[i, j]) / self.cells
             noise = self.noise[(k, c)]
-            scores.append({"k": k, "c": c, "bias": bias, "noise": noise, "error": bias + noise})
-            if best is None or bias + noise < best[0]:
-                best = (bias + noise, k, c)
+            if self.relative:
+                # mean, quantile: rows dropped by hash are a sample, not a bias; what hurts
+                # is noise relative to the rows a cell keeps (the sum's and the rank score's
+                # noise grow with k·c as the count's does)
+                kept = float(kept_per_cell[i, j])
+                error = noise / kept
+                scores.append({"k": k, "c": c, "kept": kept, "noise": noise, "error": error})
+            else:
+                bias = float(dropped[i, j]) / self.cells
+                error = bias + noise
+                scores.append({"k": k, "c": c, "bias": bias, "noise": noise, "error": error})
+            if best is None or error < best[0]:
+                best = (error, k, c)
         assert best is not None
         lows = [
             bins.lows if bins is not None else None
@@ -250,6 +262,7 @@ def plan_contribution_selection(
         contributions=contributions,
         fixed_partitions=k if auto.partitions is None else None,
         counts_rows=counts_rows,
+        relative=query.statistic in ("mean", "quantile"),
         cells=query.cells,
         noise=noise,
         group_bins=group_bins if need_groups else None,
