@@ -23,8 +23,9 @@ rows and groups before and after ``T_u``, which reads only ``u``'s rows), so the
 profile ``P(D) = {(bin(d_u))}_u`` is a per-unit map with one row per unit:
 adding or removing one unit adds or removes one row. OpenDP's histogram at
 ``d_in = [Bound(by=[], per_group=1)]`` is then ε_d-DP (ρ_d-zCDP) in the unit.
-The kept rows histogram reads ``T(F(D))``, at most ``k·c`` rows per unit,
-through a row-wise binning; OpenDP's map at ``per_group = k·c`` is ≤ its cost.
+The kept rows histogram reads ``T(F(D))``, at most ``k·c`` rows per unit (``k·c·D``
+with ``contribution_bounds_per``), through a row-wise binning; OpenDP's map at that
+``per_group`` is ≤ its cost.
 Both costs come out of the query's cost (see :func:`split_truncation_cost`) and,
 with the statistic's measurement, compose sequentially; the estimates below are
 post-processing of their outputs and of public facts (bins, OpenDP's noise).
@@ -206,6 +207,11 @@ class TruncationPlan:
         losing = Decimal(self.losing.loss) if self.losing is not None else Decimal(0)
         return Decimal(self.dropped.loss) + kept + losing
 
+    def rows_compiled(self) -> set[int]:
+        """The rows per unit the kept rows histogram was compiled for so far."""
+        with self._lock:
+            return set(self._solved)
+
     def kept_for_rows(self, rows: int) -> SolvedHistogram:
         """The kept rows histogram for at most ``rows`` rows per unit (cached)."""
         assert self.kept_histogram is not None and self.kept_cost is not None
@@ -270,7 +276,9 @@ def plan_truncation(
         kept_cost=kept.value,
         kept_histogram=Histogram({OUTSIDE_COLUMN: (0, 1)}, model),
     )
-    plan.kept_for_rows(query.max_partitions_contributed * query.max_contributions_per_partition)
+    plan.kept_for_rows(
+        query.unit_rows(query.max_partitions_contributed, query.max_contributions_per_partition)
+    )
     return plan
 
 
@@ -466,7 +474,7 @@ def run_truncation(
         total, distribution, scale = released_total
         kept, kept_margin = total, cells_sum_margin(distribution, scale, query.cells, alpha / 2)
     else:
-        solved = plan.kept_for_rows(k * c)
+        solved = plan.kept_for_rows(query.unit_rows(k, c))  # k·c·D rows per unit
         assert clamp is not None and plan.kept_histogram is not None
         low, high = float(clamp[0]), float(clamp[1])
         value = pl.col(VALUE_COLUMN).cast(pl.Float64)

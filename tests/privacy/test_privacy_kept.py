@@ -246,3 +246,34 @@ def test_unit_count_bounds_cover_the_untruncated_truth(
     noise_only = plan.accuracy.error_bound
     assert noise_only is not None
     assert np.mean([truth.get(m, 0.0) - v > noise_only for m, v in result.rows]) > 0.3
+
+
+def test_the_kept_rows_histogram_is_calibrated_for_every_row_of_a_unit(
+    metadata: DatasetMetadata, events: pl.DataFrame
+) -> None:
+    """With bounds per day a unit keeps up to k·c·D rows: the histogram counting them
+    (inside/outside the clamp) must be calibrated for k·c·D, not k·c."""
+    from privacy.auto.histogram import Histogram
+
+    k, c, days = 2, 2, 7
+    plan = plan_query(
+        query(
+            statistic="mean",
+            column="dwell_minutes",
+            group_by=["municipality", "day"],
+            contribution_bounds_per=["day"],
+            max_partitions_contributed=k,
+            max_contributions_per_partition=c,
+        ),
+        metadata,
+        "pure",
+    )
+    truncation = plan.truncation
+    assert truncation is not None and truncation.kept_cost is not None
+    result = execute(plan, events.lazy())
+    assert Decimal(result.opendp_loss) <= plan.cost
+    assert truncation.rows_compiled() == {k * c * days}  # planned and used: k·c·D only
+    solved = truncation.kept_for_rows(k * c * days)
+    loss = float(solved.measurement.map(Histogram.d_in(k * c * days)))
+    assert loss <= float(truncation.kept_cost)
+    assert result.truncation is not None and result.truncation.clamped_share is not None
