@@ -32,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from privacy import DatasetMetadata, QueryRequest, execute, load_frame, plan_query
-    from privacy.execute import prepare_frame
+    from privacy.execute import measurement_frame, prepare_frame
 
     query = next(q for q in QUERIES if q.name == args.query)
     data = ensure(SIZES[args.size])
@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         t0 = time.perf_counter()
         truncated = prepare_frame(plan, load_frame(path, metadata)).collect()
         t1 = time.perf_counter()
-        plan.measurement(truncated.lazy()).collect()
+        plan.measurement(measurement_frame(plan, truncated)).collect()
         t2 = time.perf_counter()
         execute(plan, load_frame(path, metadata))
         t3 = time.perf_counter()

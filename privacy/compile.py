@@ -151,6 +151,7 @@ def compile_plan(
         components=components,
         query=query,
         metadata=metadata,
+        fixed_point=builder.fixed_point,
     )
 
 

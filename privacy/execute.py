@@ -47,6 +47,7 @@ from privacy.measurement import (
     MEAN_COUNT_COLUMN,
     MEAN_SUM_COLUMN,
     VALUE_COLUMN,
+    measurement_input,
     quantile_candidates,
     truncated_schema,
 )
@@ -234,7 +235,7 @@ def execute(plan: Plan, data: pl.LazyFrame) -> ReleaseResult:
             query.bounds,
         )
         losses = [plan.statistic_loss if plan.statistic_loss is not None else plan.opendp_loss]
-    released = statistic.measurement(truncated.lazy()).collect()
+    released = statistic.measurement(measurement_frame(statistic, truncated)).collect()
     rows = _layout(statistic, released)
     accuracy = released_accuracy(statistic, rows)
     estimate: TruncationEstimate | None = None
@@ -361,6 +362,13 @@ def _covering_ranks(plan: Plan, accuracy: Accuracy, dropped_rows: float) -> Accu
     )
 
 
+def measurement_frame(plan: Plan, truncated: pl.DataFrame) -> pl.LazyFrame:
+    """``truncated`` as ``plan``'s measurement takes it (a float sum's value in fixed point)."""
+    query = plan.query
+    assert query is not None
+    return measurement_input(truncated.lazy(), query.bounds, plan.fixed_point)
+
+
 def _cell_values(plan: Plan, released: pl.DataFrame) -> list[tuple[tuple[Any, ...], list[float]]]:
     """Per released row: its keys and values (``[value]``, or for ``mean`` ``[value, lower,
     upper]`` from the cell's noisy sum and count by :func:`privacy.mean_accuracy.mean_cell`).
@@ -368,18 +376,23 @@ def _cell_values(plan: Plan, released: pl.DataFrame) -> list[tuple[tuple[Any, ..
     query = plan.query
     assert query is not None
     by = list(query.group_by)
+    unit = float(plan.fixed_point or 1)  # a fixed-point sum counts 1/S of the column
     if query.statistic != "mean":
         return [
-            (tuple(row[:-1]), [_post_process(plan, row[-1])])
+            (tuple(row[:-1]), [_post_process(plan, _unscaled(row[-1], unit))])
             for row in released.select([*by, VALUE_COLUMN]).iter_rows()
         ]
     assert query.bounds is not None
     bounds = (float(query.bounds[0]), float(query.bounds[1]))
     noise = mean_noise(plan.components, plan.accuracy.alpha, bounds)
     return [
-        (tuple(row[:-2]), list(mean_cell(noise, _finite(row[-2]), _finite(row[-1]))))
+        (tuple(row[:-2]), list(mean_cell(noise, _finite(row[-2]) / unit, _finite(row[-1]))))
         for row in released.select([*by, MEAN_SUM_COLUMN, MEAN_COUNT_COLUMN]).iter_rows()
     ]
+
+
+def _unscaled(value: Any, unit: float) -> Any:
+    return value if unit == 1.0 or value is None else float(value) / unit
 
 
 def _finite(value: Any) -> float:

@@ -127,6 +127,9 @@ class Plan:
     metadata: DatasetMetadata | None = field(default=None, repr=False)
     auto: AutoPlan | None = field(default=None, repr=False)
     truncation: TruncationPlan | None = field(default=None, repr=False)
+    fixed_point: int | None = None
+    """A float sum or mean summed in fixed point: its scale ``S`` (the measurement takes
+    :func:`~privacy.measurement.measurement_input`; released sums are in units of 1/S)."""
     statistic_loss: float | None = None
     """With ``truncation``: OpenDP's map of the statistic's measurement alone (with automatic
     bounds, of the selection and the statistic at the largest candidates)."""

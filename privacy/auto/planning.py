@@ -213,6 +213,7 @@ def compile_auto(
         epsilon_delta=epsilon_delta_of(total, metadata.delta),
         bounds_used=bounds_used,
         measurement=worst.measurement,
+        fixed_point=worst.fixed_point,
         components=worst.components,
         query=query,
         metadata=metadata,

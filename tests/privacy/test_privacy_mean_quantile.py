@@ -21,7 +21,13 @@ from privacy.amount import cost_step
 from privacy.errors import InvalidQuery
 from privacy.execute import prepare_frame
 from privacy.mean_accuracy import MeanNoise, bound_at_rows, mean_cell, mean_noise
-from privacy.measurement import VALUE_COLUMN, MeasurementBuilder, key_frame, quantile_candidates
+from privacy.measurement import (
+    VALUE_COLUMN,
+    MeasurementBuilder,
+    fixed_point_bounds,
+    key_frame,
+    quantile_candidates,
+)
 from privacy.quantile_accuracy import rank_error_rows, score_fraction
 from tests.factories import make_metadata
 from tests.support.plans import statistic_plan
@@ -60,8 +66,16 @@ def test_mean_has_dp_means_loss_and_noise_scales(
     assert plan.query is not None
     builder = MeasurementBuilder(plan.query, metadata, plan.model)
     frame = pl.LazyFrame(schema=builder.schema)
+    # under pure DP the float column is summed in fixed point (integers of 1/S): the
+    # reference is then OpenDP's dp.mean over those integers
+    bounds = (
+        fixed_point_bounds((0.0, 240.0), builder.fixed_point)
+        if builder.fixed_point is not None
+        else (0.0, 240.0)
+    )
+    assert (builder.fixed_point is not None) == (model == "pure")
     grouped = frame.group_by(["municipality"]).agg(
-        DPExpr(pl.col(VALUE_COLUMN)).mean((0.0, 240.0)).alias(VALUE_COLUMN)
+        DPExpr(pl.col(VALUE_COLUMN)).mean(bounds).alias(VALUE_COLUMN)
     )
     builder.plan = (
         key_frame(plan.query, metadata)

@@ -201,7 +201,8 @@ def test_integer_sum_scales(metadata: DatasetMetadata) -> None:
 
 
 def test_float_sum_scales(metadata: DatasetMetadata) -> None:
-    """Float sums: OpenDP adds a small allowance for float rounding (it grows with max_rows²)."""
+    """Float sums: in fixed point under pure DP (exactly the sensitivity); under zCDP OpenDP's
+    float sum adds a small allowance for float rounding (it grows with max_rows²)."""
     k, c = 3, 1
     fields = {
         "statistic": "sum",
@@ -210,9 +211,10 @@ def test_float_sum_scales(metadata: DatasetMetadata) -> None:
         "max_contributions_per_partition": c,
     }
     pure = plan_query(query(**fields, privacy={"epsilon": 1}), metadata, "pure")
-    assert pure.mechanism == "laplace"
+    # pure DP sums a float column in fixed point (integers of 1/S): no float allowance
+    assert pure.mechanism == "discrete_laplace" and pure.fixed_point == 2**20
     hand = k * c * 240 / STAT
-    assert hand <= pure.noise_scale <= hand * 1.001
+    assert pure.noise_scale == pytest.approx(hand, rel=1e-12)
     zcdp = plan_query(query(**fields, privacy={"rho": "0.5"}), metadata, "zcdp")
     assert zcdp.mechanism == "gaussian"
     hand = math.sqrt(k) * c * 240 / math.sqrt(STAT)
@@ -305,3 +307,30 @@ def test_quantile_scale_grows_with_contributions(metadata: DatasetMetadata) -> N
 
     assert scale(3, 2, "pure") == pytest.approx(6 * scale(1, 1, "pure"), rel=1e-9)
     assert scale(3, 2, "zcdp") == pytest.approx(2 * math.sqrt(3) * scale(1, 1, "zcdp"), rel=1e-9)
+
+
+def test_a_float_sum_over_many_rows_has_only_its_sensitivity_as_noise() -> None:
+    """OpenDP's float sum allowance grows with max_rows and the cells (at 14 million rows and
+    40 cells it would be many times the sensitivity); the fixed-point sum has none, and its
+    rounding moves each row by at most 2⁻²¹ of a unit."""
+    from tests.factories import make_metadata
+
+    metadata = make_metadata(max_rows=14_000_000)
+    fields = {
+        "statistic": "sum",
+        "column": "dwell_minutes",
+        "max_partitions_contributed": 1,
+        "max_contributions_per_partition": 1,
+    }
+    plan = plan_query(query(**fields, privacy={"epsilon": 1}), metadata, "pure")
+    assert plan.fixed_point is not None and plan.fixed_point >= 2**10
+    assert plan.noise_scale == pytest.approx(240 / STAT, rel=1e-12)
+    zcdp = plan_query(query(**fields, privacy={"rho": "0.5"}), metadata, "zcdp")
+    ideal = 240 / math.sqrt(2 * 0.5 * STAT)  # σ at the sensitivity alone
+    assert zcdp.fixed_point is None and zcdp.noise_scale > 1.2 * ideal  # OpenDP's allowance
+    from privacy.measurement import VALUE_COLUMN, measurement_input
+
+    frame = pl.LazyFrame({VALUE_COLUMN: [0.1, 239.99999, 500.0, -3.0]})
+    fixed = measurement_input(frame, (0.0, 240.0), plan.fixed_point).collect()
+    back = fixed[VALUE_COLUMN].to_numpy() / plan.fixed_point
+    assert np.allclose(back, [0.1, 239.99999, 240.0, 0.0], atol=1 / plan.fixed_point)
