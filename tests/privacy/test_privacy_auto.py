@@ -326,9 +326,16 @@ def test_auto_clamp_for_a_mean_stays_within_bounds_and_near_truth(
     result = execute(plan, data.lazy())
     low, high = chosen(result)["clamp"]
     assert low == 0 and 100 <= high <= 240
+    covered = 0
     for day, value, lower, upper in result.rows:
         assert low <= lower <= value <= upper <= high
-        assert abs(value - truth[date.fromisoformat(day)]) < 10
+        exact = truth[date.fromisoformat(day)]
+        # measured over 400 releases: the largest error of the 7 days has median 4.6,
+        # 99.9th percentile 13.6 (Laplace tails: 20 is near 1 in 10⁵); the intervals held
+        # the exact mean on all 7 days in 93% of releases and on 6 in the rest
+        assert abs(value - exact) < 20
+        covered += lower <= exact <= upper
+    assert covered >= 5
 
 
 @pytest.mark.parametrize("q", [0.5, 0.9])
