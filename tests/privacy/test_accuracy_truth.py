@@ -7,11 +7,10 @@ automatic bounds (``tests.support.truth.auto_metadata``); the six queries of
 exact answer on the UNTRUNCATED, unclamped data (plain Polars): the number a bureau
 means. Noise comes from OpenDP only.
 
-Where a release does not carry the field a check needs yet (per-cell ``lower``/``upper``,
-``accuracy.rank_error_bound``, a mean's ``error_bound``, ``truncation.kept_share``), the
-test is an expected failure at run time (``pytest.xfail``) naming the field; as soon as
-the field is there the assertion runs. Everything else is a real assertion. The
-numbers behind the limits come from ``python -m bench.accuracy`` (bench/README.md).
+Every release must carry the bound its check needs (per-cell ``lower``/``upper`` for a
+mean, ``accuracy.rank_error_bound`` for a quantile, ``error_bound`` otherwise, and
+``truncation.kept_share``); a missing one fails the test. The numbers behind the limits
+come from ``python -m bench.accuracy`` (bench/README.md).
 """
 
 from __future__ import annotations
@@ -30,10 +29,8 @@ from tests.support.truth import (
     best_fixed,
     check_release,
     exact_answers,
-    has_intervals,
     kept_share,
     make_truth_data,
-    rank_error_bound,
     release_auto,
     true_kept_share,
 )
@@ -83,17 +80,6 @@ def _ids(query: TruthQuery) -> str:
     return f"q{query.number}-{query.statistic}-{'-'.join(query.group_by)}"
 
 
-def _xfail_without_a_bound(release: AutoRelease) -> None:
-    """Expected failure when the statistic's bound is a field that does not exist yet."""
-    plan, result = release.plan, release.results[0]
-    if has_intervals(plan):
-        return
-    if release.query.statistic == "quantile" and rank_error_bound(result) is None:
-        pytest.xfail("quantile releases carry no accuracy.rank_error_bound (nor lower/upper) yet")
-    if release.query.statistic == "mean" and result.accuracy.error_bound is None:
-        pytest.xfail("mean releases carry no accuracy.error_bound (nor lower/upper) yet")
-
-
 @pytest.mark.parametrize("query", QUERIES, ids=_ids)
 def test_reported_bound_covers_the_truth(
     released: dict[int, AutoRelease], query: TruthQuery
@@ -105,7 +91,6 @@ def test_reported_bound_covers_the_truth(
     (binomial(340, 0.05) above 34 is 4 s.d. out).
     """
     release = released[query.number]
-    _xfail_without_a_bound(release)
     coverages = [check.coverage for check in release.checks]
     assert all(c is not None for c in coverages)
     chosen = release.chosen()
@@ -155,13 +140,9 @@ def test_kept_share_at_the_demo_bounds(load_data: Loader) -> None:
             continue
         if coverage is not None and coverage >= COVERAGE:
             continue
-        if estimate is None:
-            pytest.xfail(
-                f"releases carry no truncation.kept_share yet (true share {share:.3f}; "
-                f"coverage of the bound {coverage})"
-            )
         raise AssertionError(
-            f"kept_share {estimate[0]:.3f} vs true {share:.3f}; coverage {coverage}"
+            f"kept_share {estimate[0] if estimate else None} vs true {share:.3f}; "
+            f"coverage {coverage}"
         )
 
 

@@ -265,34 +265,18 @@ def exact_answers(data: TruthData, query: TruthQuery) -> Truth:
 # --- coverage and error ----------------------------------------------------------------------
 
 
-def _field(container: Any, name: str) -> Any:
-    """``container.name`` or ``container[name]``, None when absent (fields still to come)."""
-    if container is None:
-        return None
-    if isinstance(container, dict):
-        return container.get(name)
-    return getattr(container, name, None)
-
-
 def has_intervals(plan: Plan) -> bool:
     """Whether released rows carry per-cell bounds: columns end with value, lower, upper."""
     return list(plan.columns[-3:]) == ["value", "lower", "upper"]
 
 
-def rank_error_bound(result: ReleaseResult) -> float | None:
-    """``accuracy.rank_error_bound`` of a quantile release (None until it exists)."""
-    value = _field(result.accuracy, "rank_error_bound")
-    return float(value) if value is not None else None
-
-
-def kept_share(result: ReleaseResult) -> tuple[float, float | None] | None:
-    """``(truncation.kept_share, kept_share_error_bound)`` of a release (None until it exists)."""
-    truncation = _field(result, "truncation")
-    share = _field(truncation, "kept_share")
-    if share is None:
+def kept_share(result: ReleaseResult) -> tuple[float, float] | None:
+    """``(truncation.kept_share, kept_share_error_bound)`` of a release (None where its
+    bounds cannot drop anything)."""
+    truncation = result.truncation
+    if truncation is None:
         return None
-    bound = _field(truncation, "kept_share_error_bound")
-    return float(share), float(bound) if bound is not None else None
+    return truncation.kept_share, truncation.kept_share_error_bound
 
 
 @dataclass(frozen=True)
@@ -337,7 +321,7 @@ def check_release(plan: Plan, result: ReleaseResult, truth: Truth) -> CellCheck:
     width = len(truth.query.group_by)
     query = truth.query
     bound = result.accuracy.error_bound
-    rank = rank_error_bound(result) if query.statistic == "quantile" else None
+    rank = result.accuracy.rank_error_bound if query.statistic == "quantile" else None
     values: dict[tuple[Any, ...], float] = {}
     covered: list[bool] = []
     errors: list[float] = []
