@@ -37,7 +37,6 @@ import polars as pl
 
 from privacy.amount import PrivacyAmount
 from privacy.auto import Selection, run_selection
-from privacy.auto.noise import scale_to_accuracy
 from privacy.compile import cached_plan
 from privacy.data import dtype_of
 from privacy.errors import ReleaseFailed
@@ -49,6 +48,7 @@ from privacy.measurement import (
     VALUE_COLUMN,
     measurement_input,
     quantile_candidates,
+    scale_to_accuracy,
     truncated_schema,
 )
 from privacy.metadata import DatasetMetadata, iso

@@ -51,7 +51,6 @@ noise bound into one that covers the truth: ``truth ∈ [value − a, value + a 
 from __future__ import annotations
 
 import math
-import threading
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
@@ -59,16 +58,17 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from privacy.amount import PrivacyAmount, PrivacyModel, float_at_most
+from privacy.amount import PrivacyAmount, PrivacyModel
 from privacy.auto.histogram import (
     VISIBLE_ALPHA,
     Histogram,
+    RowsCalibrated,
     SolvedHistogram,
     released_counts,
     visible_box,
 )
-from privacy.auto.noise import noise_sd, scale_to_accuracy
-from privacy.measurement import VALUE_COLUMN
+from privacy.auto.noise import noise_sd
+from privacy.measurement import VALUE_COLUMN, scale_to_accuracy
 from privacy.query import ResolvedQuery
 from privacy.truncation import unit_group_counts
 
@@ -188,40 +188,21 @@ class TruncationPlan:
     dropped: SolvedHistogram
     dropped_histogram: Histogram = field(repr=False)
     bins: DroppedBins
-    statistic: str
-    kept_cost: Decimal | None
-    """Sum/mean/quantile: the part of ``cost`` for the kept rows histogram."""
-    kept_histogram: Histogram | None = field(default=None, repr=False)
+    kept: RowsCalibrated | None = field(default=None, repr=False)
+    """Sum/mean/quantile: the kept rows histogram (inside/outside the clamp), compiled per
+    bound on a unit's truncated rows."""
     losing: SolvedHistogram | None = None
     """unit_count: the histogram of units that lost anything (keys 0, 1), at 20% of the cost."""
     losing_histogram: Histogram | None = field(default=None, repr=False)
-    _solved: dict[int, SolvedHistogram] = field(default_factory=dict, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def opendp_loss_at_most(self) -> Decimal:
         """An upper bound on the OpenDP loss of the measurements (what the plan adds),
-        exactly: OpenDP's map of the dropped histogram plus the float below the kept
-        histogram's cost (its map at any rows per unit is at most that)."""
-        kept = Decimal(float_at_most(self.kept_cost)) if self.kept_cost is not None else Decimal(0)
+        exactly: OpenDP's maps of the dropped and losing histograms plus the kept rows
+        histogram's target (its map at any rows per unit is at most that)."""
+        kept = Decimal(self.kept.target_loss) if self.kept is not None else Decimal(0)
         losing = Decimal(self.losing.loss) if self.losing is not None else Decimal(0)
         return Decimal(self.dropped.loss) + kept + losing
-
-    def rows_compiled(self) -> set[int]:
-        """The rows per unit the kept rows histogram was compiled for so far."""
-        with self._lock:
-            return set(self._solved)
-
-    def kept_for_rows(self, rows: int) -> SolvedHistogram:
-        """The kept rows histogram for at most ``rows`` rows per unit (cached)."""
-        assert self.kept_histogram is not None and self.kept_cost is not None
-        with self._lock:
-            solved = self._solved.get(rows)
-        if solved is None:
-            solved = self.kept_histogram.solve(float_at_most(self.kept_cost), rows=rows)
-            with self._lock:
-                self._solved[rows] = solved
-        return solved
 
 
 def plan_truncation(
@@ -229,57 +210,40 @@ def plan_truncation(
 ) -> TruncationPlan:
     """Compile the truncation measurements at ``cost`` (public metadata only).
 
-    Count and unit_count: the dropped histogram gets all of ``cost``. Sum, mean,
-    quantile: half each for the dropped and the kept rows histograms (exactly:
-    the kept part is the rest). Privacy unit and sensitivities: see the module
-    docstring; OpenDP calibrates and reports each loss.
+    Count: the dropped histogram gets all of ``cost``. Unit count: 80% for it, the
+    rest for the count of units that lost anything. Sum, mean, quantile: half each
+    for the dropped and the kept rows histograms. The parts sum to ``cost`` exactly.
+    Privacy unit and sensitivities: see the module docstring; OpenDP calibrates and
+    reports each loss.
     """
     model = cost.model
     most = query.cells if query.statistic == "unit_count" else (max_rows or 2**33)
     bins = DroppedBins.up_to(most)
     dropped_histogram = Histogram({DROPPED_COLUMN: range(len(bins.edges))}, model)
-    if query.statistic == "unit_count":
-        # 80% for the dropped histogram (the kept share), 20% for the losing count
-        halves, rest = cost.split(Decimal("0.8"), 1)
+    share = {"count": Decimal(1), "unit_count": Decimal("0.8")}.get(query.statistic, Decimal("0.5"))
+    dropped_cost, rest = cost.split(share, 1) if share < 1 else ([cost], None)
+    kept: RowsCalibrated | None = None
+    losing: SolvedHistogram | None = None
+    losing_histogram: Histogram | None = None
+    if rest is not None and query.statistic == "unit_count":
         losing_histogram = Histogram({LOSING_COLUMN: (0, 1)}, model)
-        return TruncationPlan(
-            cost=cost.value,
-            model=model,
-            dropped=dropped_histogram.solve(halves[0].float_at_most(), rows=1),
-            dropped_histogram=dropped_histogram,
-            bins=bins,
-            statistic=query.statistic,
-            kept_cost=None,
-            losing=losing_histogram.solve(rest.float_at_most(), rows=1),
-            losing_histogram=losing_histogram,
+        losing = losing_histogram.solve(rest.float_at_most(), rows=1)
+    elif rest is not None:
+        kept = RowsCalibrated(Histogram({OUTSIDE_COLUMN: (0, 1)}, model), rest.float_at_most())
+        # the largest (k, c), compiled now: its loss is what a preview reports
+        kept.for_rows(
+            query.unit_rows(query.max_partitions_contributed, query.max_contributions_per_partition)
         )
-    if query.statistic == "count":
-        solved = dropped_histogram.solve(cost.float_at_most(), rows=1)
-        return TruncationPlan(
-            cost=cost.value,
-            model=model,
-            dropped=solved,
-            dropped_histogram=dropped_histogram,
-            bins=bins,
-            statistic=query.statistic,
-            kept_cost=None,
-        )
-    pieces, kept = cost.split(Decimal("0.5"), 1)
-    solved = dropped_histogram.solve(pieces[0].float_at_most(), rows=1)
-    plan = TruncationPlan(
+    return TruncationPlan(
         cost=cost.value,
         model=model,
-        dropped=solved,
+        dropped=dropped_histogram.solve(dropped_cost[0].float_at_most(), rows=1),
         dropped_histogram=dropped_histogram,
         bins=bins,
-        statistic=query.statistic,
-        kept_cost=kept.value,
-        kept_histogram=Histogram({OUTSIDE_COLUMN: (0, 1)}, model),
+        kept=kept,
+        losing=losing,
+        losing_histogram=losing_histogram,
     )
-    plan.kept_for_rows(
-        query.unit_rows(query.max_partitions_contributed, query.max_contributions_per_partition)
-    )
-    return plan
 
 
 def dropped_profile(
@@ -474,14 +438,14 @@ def run_truncation(
         total, distribution, scale = released_total
         kept, kept_margin = total, cells_sum_margin(distribution, scale, query.cells, alpha / 2)
     else:
-        solved = plan.kept_for_rows(query.unit_rows(k, c))  # k·c·D rows per unit
-        assert clamp is not None and plan.kept_histogram is not None
+        assert clamp is not None and plan.kept is not None
+        solved = plan.kept.for_rows(query.unit_rows(k, c))  # k·c·D rows per unit
         low, high = float(clamp[0]), float(clamp[1])
         value = pl.col(VALUE_COLUMN).cast(pl.Float64)
         outside = ((value < low) | (value > high)).cast(pl.Int64).alias(OUTSIDE_COLUMN)
         sides = released_counts(
             solved.measurement(truncated.lazy().select(outside)).collect(),
-            plan.kept_histogram.keys,
+            plan.kept.histogram.keys,
         )
         losses.append(solved.loss)
         per_bin = scale_to_accuracy(solved.distribution, solved.scale, alpha / 4) or 0.0

@@ -40,12 +40,15 @@ sensitivity, not inside ``a_s`` (it is far below it).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-import opendp.prelude as dp
-
-from privacy.measurement import MEAN_COUNT_COLUMN, MEAN_SUM_COLUMN, NoiseComponent
+from privacy.measurement import (
+    MEAN_COUNT_COLUMN,
+    MEAN_SUM_COLUMN,
+    NoiseComponent,
+    scale_to_accuracy,
+)
 
 __all__ = [
     "MEAN_COUNT_COLUMN",
@@ -60,14 +63,6 @@ __all__ = [
 ]
 
 
-_SCALE_TO_ACCURACY: dict[str, Callable[[float, float], float]] = {
-    "Integer Laplace": dp.discrete_laplacian_scale_to_accuracy,
-    "Float Laplace": dp.laplacian_scale_to_accuracy,
-    "Integer Gaussian": dp.discrete_gaussian_scale_to_accuracy,
-    "Float Gaussian": dp.gaussian_scale_to_accuracy,
-}
-
-
 def opendp_accuracy(component: NoiseComponent, alpha: float) -> float:
     """OpenDP's accuracy ``a`` of ``component`` at ``alpha``: ``P(|noise| ≥ a) ≤ alpha``.
 
@@ -76,8 +71,10 @@ def opendp_accuracy(component: NoiseComponent, alpha: float) -> float:
     """
     if component.scale == 0:
         return 0.0
-    convert = _SCALE_TO_ACCURACY[component.distribution]
-    return max(float(convert(component.scale, alpha)), 0.0)
+    accuracy = scale_to_accuracy(component.distribution, component.scale, alpha)
+    if accuracy is None:
+        raise ValueError(f"OpenDP has no accuracy for {component.distribution}")
+    return max(accuracy, 0.0)
 
 
 @dataclass(frozen=True)

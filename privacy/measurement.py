@@ -103,6 +103,20 @@ class NoiseComponent:
     error_bound: float | None
 
 
+_SCALE_TO_ACCURACY: dict[str, Callable[[float, float], float]] = {
+    "Integer Laplace": dp.discrete_laplacian_scale_to_accuracy,
+    "Float Laplace": dp.laplacian_scale_to_accuracy,
+    "Integer Gaussian": dp.discrete_gaussian_scale_to_accuracy,
+    "Float Gaussian": dp.gaussian_scale_to_accuracy,
+}
+
+
+def scale_to_accuracy(distribution: str, scale: float, alpha: float) -> float | None:
+    """OpenDP's (1 − α) error bound of ``distribution`` at ``scale`` (None when it has none)."""
+    convert = _SCALE_TO_ACCURACY.get(distribution)
+    return float(convert(scale, alpha)) if convert is not None else None
+
+
 def mechanism_name(distribution: str) -> str:
     """Our name for an OpenDP distribution, e.g. ``Integer Laplace`` → ``discrete_laplace``."""
     return _MECHANISMS.get(distribution, distribution.lower().replace(" ", "_"))

@@ -6,7 +6,6 @@ See :mod:`privacy.auto` for the rule and the privacy argument.
 from __future__ import annotations
 
 import math
-import threading
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -14,9 +13,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from privacy.amount import PrivacyAmount, PrivacyModel, float_at_most
+from privacy.amount import PrivacyAmount, PrivacyModel
 from privacy.auto.histogram import (
     Histogram,
+    RowsCalibrated,
     SolvedHistogram,
     dropped_upper,
     released_counts,
@@ -66,25 +66,18 @@ class ClampSelection:
     """Per candidate, the sum's measurement at global scale 1 (sum and mean)."""
     spacing: tuple[float, ...]
     """Per candidate, the spacing of the quantile candidates inside it."""
+    calibrated: RowsCalibrated = field(repr=False)
+    """The histogram at ``cost``, compiled per bound on the truncated rows per unit."""
     bounds_per_cells: int = 1
     """D of ``contribution_bounds_per``: after truncation at (k, c) a unit has ≤ k·c·D rows."""
-    _solved: dict[int, SolvedHistogram] = field(default_factory=dict, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def for_rows(self, rows: int) -> SolvedHistogram:
         """The histogram measurement for at most ``rows`` rows per unit (cached)."""
-        with self._lock:
-            solved = self._solved.get(rows)
-        if solved is None:
-            solved = self.histogram.solve(float_at_most(self.cost), rows=rows)
-            with self._lock:
-                self._solved[rows] = solved
-        return solved
+        return self.calibrated.for_rows(rows)
 
     def solved_at_most_rows(self) -> SolvedHistogram:
         """The measurement for the largest number of rows per unit compiled so far."""
-        with self._lock:
-            return self._solved[max(self._solved)]
+        return self.calibrated.widest()
 
     def bin_expression(self, column: str) -> pl.Expr:
         """Row-wise: the bin of the row's distance ``y`` from the candidates' fixed end.
@@ -239,6 +232,7 @@ def plan_clamp_selection(
         sum_noise=sum_noise,
         spacing=tuple(spacing),
         bounds_per_cells=query.bounds_per_cells,
+        calibrated=RowsCalibrated(histogram, cost.float_at_most()),
     )
     # the largest (k, c), compiled now: its loss is what a preview reports
     selection.for_rows(

@@ -8,6 +8,7 @@ post-processing of what it released.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import cast
@@ -18,12 +19,13 @@ import polars as pl
 from opendp.extras.polars import Bound, dp_len
 
 from privacy.amount import PrivacyModel
-from privacy.auto.noise import noise_sd, scale_to_accuracy
+from privacy.auto.noise import noise_sd
 from privacy.errors import InvalidQuery
 from privacy.measurement import (
     mechanism_name,
     output_measure,
     private_lazyframe,
+    scale_to_accuracy,
     solve_global_scale,
 )
 
@@ -105,6 +107,38 @@ class Histogram:
             scale=float(summary["scale"][0]),
             distribution=str(summary["distribution"][0]),
         )
+
+
+class RowsCalibrated:
+    """A :class:`Histogram` whose input rows are a function of bounds chosen at release:
+    compiled once per bound on the rows per unit (the measurement whose OpenDP map at
+    that many rows is ≤ ``target_loss``), and cached. Thread-safe."""
+
+    def __init__(self, histogram: Histogram, target_loss: float) -> None:
+        self.histogram = histogram
+        self.target_loss = target_loss
+        self._solved: dict[int, SolvedHistogram] = {}
+        self._lock = threading.Lock()
+
+    def for_rows(self, rows: int) -> SolvedHistogram:
+        """The measurement for at most ``rows`` rows per unit."""
+        with self._lock:
+            solved = self._solved.get(rows)
+        if solved is None:
+            solved = self.histogram.solve(self.target_loss, rows=rows)
+            with self._lock:
+                self._solved[rows] = solved
+        return solved
+
+    def compiled(self) -> set[int]:
+        """The rows per unit compiled for so far."""
+        with self._lock:
+            return set(self._solved)
+
+    def widest(self) -> SolvedHistogram:
+        """The measurement for the largest number of rows per unit compiled so far."""
+        with self._lock:
+            return self._solved[max(self._solved)]
 
 
 def trimmed(counts: np.ndarray, solved: SolvedHistogram) -> np.ndarray:

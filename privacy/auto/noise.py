@@ -8,7 +8,6 @@ global scale 1, used only to rank candidates and to state the range a preview sh
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -22,13 +21,6 @@ from privacy.measurement import (
 )
 from privacy.metadata import DatasetMetadata
 from privacy.query import ResolvedQuery
-
-_SCALE_TO_ACCURACY: dict[str, Callable[[float, float], float]] = {
-    "Integer Laplace": dp.discrete_laplacian_scale_to_accuracy,
-    "Float Laplace": dp.laplacian_scale_to_accuracy,
-    "Integer Gaussian": dp.discrete_gaussian_scale_to_accuracy,
-    "Float Gaussian": dp.gaussian_scale_to_accuracy,
-}
 
 
 def expected_abs_noise(distribution: str, scale: float) -> float:
@@ -55,12 +47,6 @@ def expected_abs_noise(distribution: str, scale: float) -> float:
 def noise_sd(distribution: str, scale: float) -> float:
     """The standard deviation of OpenDP's noise ``distribution`` at ``scale``."""
     return scale * math.sqrt(2.0) if "Laplace" in distribution else scale
-
-
-def scale_to_accuracy(distribution: str, scale: float, alpha: float) -> float | None:
-    """OpenDP's (1 − α) error bound of ``distribution`` at ``scale`` (None when it has none)."""
-    convert = _SCALE_TO_ACCURACY.get(distribution)
-    return float(convert(scale, alpha)) if convert is not None else None
 
 
 @dataclass(frozen=True, eq=False)

@@ -269,11 +269,11 @@ def test_the_kept_rows_histogram_is_calibrated_for_every_row_of_a_unit(
         "pure",
     )
     truncation = plan.truncation
-    assert truncation is not None and truncation.kept_cost is not None
+    assert truncation is not None and truncation.kept is not None
     result = execute(plan, events.lazy())
     assert Decimal(result.opendp_loss) <= plan.cost
-    assert truncation.rows_compiled() == {k * c * days}  # planned and used: k·c·D only
-    solved = truncation.kept_for_rows(k * c * days)
+    assert truncation.kept.compiled() == {k * c * days}  # planned and used: k·c·D only
+    solved = truncation.kept.for_rows(k * c * days)
     loss = float(solved.measurement.map(Histogram.d_in(k * c * days)))
-    assert loss <= float(truncation.kept_cost)
+    assert loss <= truncation.kept.target_loss
     assert result.truncation is not None and result.truncation.clamped_share is not None
