@@ -13,7 +13,7 @@ from pathlib import Path
 
 import polars as pl
 
-from privacy.metadata import DatasetMetadata
+from privacy.metadata import ColumnSpec, DatasetMetadata
 
 _DTYPES: dict[str, pl.DataType] = {
     "categorical": pl.String(),
@@ -30,11 +30,53 @@ def dtype_of(column_type: str) -> pl.DataType:
 
 
 def frame_schema(metadata: DatasetMetadata) -> pl.Schema:
-    """The schema of the frame queries run on: the privacy unit (String), then declared columns."""
+    """The schema of the frame queries run on: the privacy unit (String), then declared
+    columns (derived ones with the type of their values)."""
     schema: dict[str, pl.DataType] = {metadata.privacy_unit: pl.String()}
     for name, spec in metadata.columns.items():
-        schema[name] = dtype_of(spec.type)
+        schema[name] = dtype_of(spec.value_type)
     return pl.Schema(schema)
+
+
+def stored_schema(metadata: DatasetMetadata) -> pl.Schema:
+    """:func:`frame_schema` without the derived columns: what the file itself holds."""
+    derived = {name for name, spec in metadata.columns.items() if spec.type == "derived"}
+    return pl.Schema({n: t for n, t in frame_schema(metadata).items() if n not in derived})
+
+
+def derived_expression(spec: ColumnSpec) -> pl.Expr:
+    """A derived column's value, row-wise, from its (already typed) source column.
+
+    ``hour`` 0–23 and ``weekday`` 1–7 (Monday 1) as Int64; ``date`` as Date;
+    ``iso_week`` as ``"2026-W10"`` (ISO 8601 week-numbering year and week) and
+    ``month`` as ``"2026-03"``. Datetimes are naive UTC (see :func:`load_frame`);
+    with ``time_zone`` they are read in that zone first. A null source gives null.
+    """
+    assert spec.type == "derived" and spec.from_ is not None and spec.part is not None
+    source = pl.col(spec.from_)
+    if spec.time_zone is not None:
+        source = source.dt.replace_time_zone("UTC").dt.convert_time_zone(spec.time_zone)
+    if spec.part == "hour":
+        return source.dt.hour().cast(pl.Int64)
+    if spec.part == "weekday":
+        return source.dt.weekday().cast(pl.Int64)
+    if spec.part == "date":
+        return source.dt.date()
+    if spec.part == "iso_week":
+        return source.dt.strftime("%G-W%V")
+    return source.dt.strftime("%Y-%m")
+
+
+def with_derived(frame: pl.LazyFrame, metadata: DatasetMetadata) -> pl.LazyFrame:
+    """``frame`` (with the stored columns typed) plus every derived column (row-wise)."""
+    derived = [
+        derived_expression(spec).alias(name)
+        for name, spec in metadata.columns.items()
+        if spec.type == "derived"
+    ]
+    if not derived:
+        return frame
+    return frame.with_columns(derived).select(list(frame_schema(metadata)))
 
 
 def load_frame(path: Path, metadata: DatasetMetadata) -> pl.LazyFrame:
@@ -44,12 +86,16 @@ def load_frame(path: Path, metadata: DatasetMetadata) -> pl.LazyFrame:
     non-strict: a value that does not fit its declared type becomes null (and is
     then ignored by queries), so no error depends on a value in the data. CSV
     files are read as text and cast the same way, never type-inferred. Datetimes
-    are cast to naive microsecond timestamps (time-zone aware ones in UTC).
+    are cast to naive microsecond timestamps (time-zone aware ones in UTC). Derived
+    columns are computed from their sources (:func:`derived_expression`).
     """
-    schema = frame_schema(metadata)
+    schema = stored_schema(metadata)
     if path.suffix.lower() == ".parquet":
-        return pl.scan_parquet(path).select(
-            [pl.col(name).cast(dtype, strict=False) for name, dtype in schema.items()]
+        return with_derived(
+            pl.scan_parquet(path).select(
+                [pl.col(name).cast(dtype, strict=False) for name, dtype in schema.items()]
+            ),
+            metadata,
         )
     columns: list[pl.Expr] = []
     for name, dtype in schema.items():
@@ -60,4 +106,4 @@ def load_frame(path: Path, metadata: DatasetMetadata) -> pl.LazyFrame:
             columns.append(text.str.to_datetime(time_unit="us", strict=False).alias(name))
         else:
             columns.append(text.cast(dtype, strict=False))
-    return pl.scan_csv(path, infer_schema=False).select(columns)
+    return with_derived(pl.scan_csv(path, infer_schema=False).select(columns), metadata)

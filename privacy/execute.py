@@ -135,12 +135,13 @@ def masked_frame(
     """
     unit = metadata.privacy_unit
     conditions: list[pl.Expr] = [
-        _filter_expression(f, dtype_of(metadata.columns[f.column].type)) for f in query.filters
+        _filter_expression(f, dtype_of(metadata.columns[f.column].value_type))
+        for f in query.filters
     ]
     conditions.append(pl.col(unit).is_not_null())
     for name in query.group_by:
         spec = metadata.columns[name]
-        keys = pl.Series(spec.typed_keys(), dtype=dtype_of(spec.type))
+        keys = pl.Series(spec.typed_keys(), dtype=dtype_of(spec.value_type))
         conditions.append(pl.col(name).is_in(keys.implode()))
     if query.column is not None:
         conditions.append(pl.col(query.column).is_not_null())

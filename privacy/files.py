@@ -19,7 +19,7 @@ from pathlib import Path
 
 import polars as pl
 
-from privacy.data import dtype_of, frame_schema
+from privacy.data import dtype_of, stored_schema
 from privacy.errors import InvalidDataset
 from privacy.metadata import DatasetMetadata, check_schema
 
@@ -121,7 +121,7 @@ def _check_structure(source: Path, metadata: DatasetMetadata) -> tuple[int, bool
         raise InvalidDataset("the CSV file has no header line")
     if len(set(header)) != len(header) or any(not name for name in header):
         raise InvalidDataset("the CSV header has empty or repeated column names")
-    needed = [metadata.privacy_unit, *metadata.columns]
+    needed = list(stored_schema(metadata))
     for name in needed:
         if name not in header:
             what = "privacy unit column" if name == metadata.privacy_unit else "declared column"
@@ -164,7 +164,11 @@ def _cast_strictly(
     """``frame`` (all text) cast to the declared types; any value that does not cast fails."""
     types = {
         metadata.privacy_unit: "categorical",
-        **{name: spec.type for name, spec in metadata.columns.items()},
+        **{
+            name: spec.type
+            for name, spec in metadata.columns.items()
+            if spec.type != "derived"  # computed when the file is read
+        },
     }
     columns: list[pl.Series] = []
     for name, column_type in types.items():
@@ -187,7 +191,7 @@ def _cast_strictly(
             )
         columns.append(typed)
     return pl.DataFrame(columns).select(
-        [pl.col(name).cast(dtype) for name, dtype in frame_schema(metadata).items()]
+        [pl.col(name).cast(dtype) for name, dtype in stored_schema(metadata).items()]
     )
 
 
@@ -211,7 +215,7 @@ def convert_csv(source: Path, metadata: DatasetMetadata, target: Path) -> None:
     time is part of other datasets' fingerprints). OSError if it cannot be written.
     """
     records, multiline = _check_structure(source, metadata)
-    needed = [metadata.privacy_unit, *metadata.columns]
+    needed = list(stored_schema(metadata))
     try:
         frame = pl.read_csv(source, infer_schema=False, columns=needed)
     except Exception:  # never quote polars' message: it may hold a value

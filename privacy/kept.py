@@ -132,8 +132,11 @@ def can_drop(query: ResolvedQuery, smallest_k: int) -> bool:
     ``unit_count`` counts a unit once per group, so it loses nothing when ``k``
     (the smallest candidate, with automatic bounds) reaches the number of cells;
     every other statistic can lose rows beyond ``c`` per group, and
-    sum/mean/quantile can clamp.
+    sum/mean/quantile can clamp. With ``unit_location`` every unit is counted once,
+    in the group of its most frequent value: nothing is bounded, nothing dropped.
     """
+    if query.location is not None:
+        return False
     return query.statistic != "unit_count" or smallest_k < query.cells
 
 

@@ -376,9 +376,9 @@ def truncated_schema(query: ResolvedQuery, metadata: DatasetMetadata) -> pl.Sche
     """Schema of the truncated frame the measurement takes: unit, group columns, value."""
     schema: dict[str, pl.DataType] = {metadata.privacy_unit: pl.String()}
     for name in query.group_by:
-        schema[name] = dtype_of(metadata.columns[name].type)
+        schema[name] = dtype_of(metadata.columns[name].value_type)
     if query.column is not None:
-        schema[VALUE_COLUMN] = dtype_of(metadata.columns[query.column].type)
+        schema[VALUE_COLUMN] = dtype_of(metadata.columns[query.column].value_type)
     return pl.Schema(schema)
 
 
@@ -387,7 +387,9 @@ def key_frame(query: ResolvedQuery, metadata: DatasetMetadata) -> pl.DataFrame:
     frame: pl.DataFrame | None = None
     for name in query.group_by:
         spec = metadata.columns[name]
-        column = pl.DataFrame({name: pl.Series(name, spec.typed_keys(), dtype=dtype_of(spec.type))})
+        column = pl.DataFrame(
+            {name: pl.Series(name, spec.typed_keys(), dtype=dtype_of(spec.value_type))}
+        )
         frame = column if frame is None else frame.join(column, how="cross")
     assert frame is not None
     return frame

@@ -143,6 +143,21 @@ class AccuracyTarget(BaseModel):
 PrivacyRequest = EpsilonLoss | RhoLoss | AccuracyTarget
 
 
+class UnitLocation(BaseModel):
+    """Count each unit once, at its most frequent value of ``column`` (``unit_count`` only).
+
+    Among the unit's rows that match ``where`` and hold a public key of ``column``, the
+    key with the most rows; ties go to the smallest key. "Residents per neighbourhood":
+    ``{"column": "neighbourhood", "rule": "most_frequent"}`` with ``group_by``
+    ``["neighbourhood"]``, or a coarser column of a declared hierarchy (then each unit
+    counts at the parent of its most frequent neighbourhood).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    column: ColumnName
+    rule: Literal["most_frequent"] = "most_frequent"
+
+
 def explicit_cost(amount: PrivacyAmount) -> EpsilonLoss | RhoLoss:
     """The explicit-cost request for ``amount``: ``{"epsilon": ...}`` (pure) or ``{"rho": ...}``."""
     if amount.model == "pure":
@@ -188,7 +203,42 @@ class QueryRequest(BaseModel):
         "per group, on every day. The sensitivity grows with the number of public keys of "
         "these columns (see README, 'Additions to the contract')",
     )
+    unit_location: UnitLocation | None = Field(
+        default=None,
+        description="unit_count only: count each unit once, at its most frequent value of "
+        "this column (ties: the smallest key); group_by is that column or a coarser one of "
+        "a declared hierarchy",
+    )
+    rollup: list[ColumnName] = Field(
+        default_factory=list,
+        max_length=1,
+        description="a coarser column of a declared hierarchy above one group_by column: "
+        "the release also holds that level's rows (column 'level'), made consistent so that "
+        "each parent is exactly the sum of its children (README, 'The crowd model')",
+    )
     privacy: PrivacyRequest
+
+
+@dataclass(frozen=True)
+class Rollup:
+    """A release with a coarser level: ``child`` (a column of ``group_by``) rolled up to
+    ``parent`` (a coarser column of the declared hierarchy) by the public ``mapping``."""
+
+    child: str
+    parent: str
+    mapping: tuple[tuple[str, str], ...]
+    """Every public key of ``child`` with its key of ``parent``, in ``child``'s key order."""
+
+    def parent_group_by(self, group_by: tuple[str, ...]) -> tuple[str, ...]:
+        """``group_by`` at the parent level: ``child`` replaced by ``parent``."""
+        return tuple(self.parent if name == self.child else name for name in group_by)
+
+    def largest_family(self) -> int:
+        """The most children any one parent key has."""
+        sizes: dict[str, int] = {}
+        for _, parent in self.mapping:
+            sizes[parent] = sizes.get(parent, 0) + 1
+        return max(sizes.values())
 
 
 @dataclass(frozen=True)
@@ -262,6 +312,10 @@ class ResolvedQuery:
     """D, the number of public key combinations of ``bounds_per`` that the ``where``
     filters on those columns let through (1 without ``bounds_per``): a unit may
     contribute k groups on each of them."""
+    location: str | None = None
+    """``unit_location``: the column whose most frequent value places each unit (then
+    ``group_by`` is that column or a coarser one, and k = c = 1)."""
+    rollup: Rollup | None = None
 
     def unit_groups(self, k: int) -> int:
         """The most groups of ``group_by`` one unit has after truncation at ``k``: ``k·D``."""
@@ -334,6 +388,10 @@ class ResolvedQuery:
             canonical["post_process"] = list(self.post_process)
         if self.bounds_per:  # likewise
             canonical["contribution_bounds_per"] = list(self.bounds_per)
+        if self.location is not None:
+            canonical["unit_location"] = {"column": self.location, "rule": "most_frequent"}
+        if self.rollup is not None:
+            canonical["rollup"] = [self.rollup.parent]
         return canonical
 
 
@@ -364,12 +422,12 @@ def _column_spec(metadata: DatasetMetadata, name: str, role: str) -> ColumnSpec:
 
 def _typed_filter_value(column: str, spec: ColumnSpec, value: object) -> tuple[Any, Any]:
     """Check one scalar against the column type: (canonical JSON value, typed value)."""
-    where = f"filter on {column!r} ({spec.type})"
-    if spec.type == "categorical":
+    where = f"filter on {column!r} ({spec.value_type})"
+    if spec.value_type == "categorical":
         if not isinstance(value, str):
             raise InvalidQuery(f"{where}: expected a string, got {value!r}")
         return value, value
-    if spec.type == "integer":
+    if spec.value_type == "integer":
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         if not isinstance(value, int):
@@ -379,14 +437,14 @@ def _typed_filter_value(column: str, spec: ColumnSpec, value: object) -> tuple[A
                 f"{where}: {value!r} is outside the column's range (Int64: -2^63 to 2^63 - 1)"
             )
         return value, value
-    if spec.type == "float":
+    if spec.value_type == "float":
         if isinstance(value, str):
             raise InvalidQuery(f"{where}: expected a number, got {value!r}")
         number = _normalise_float(float(value))  # type: ignore[arg-type]
         return number, number
     if not isinstance(value, str):
         raise InvalidQuery(f"{where}: expected an ISO 8601 string, got {value!r}")
-    if spec.type == "date":
+    if spec.value_type == "date":
         try:
             day = date.fromisoformat(value)
         except ValueError:
@@ -484,7 +542,7 @@ def _resolve_bounds(
         raise InvalidQuery(f"bounds must satisfy lower < upper, got [{raw[0]}, {raw[1]}]")
     if max(abs(low), abs(high)) > MAX_ABS_BOUND:
         raise InvalidQuery("bounds must lie within ±2^52")
-    if spec.type == "integer":
+    if spec.value_type == "integer":
         if not (low.is_integer() and high.is_integer()):
             raise InvalidQuery(
                 f"column {column!r} is integer: bounds must be integers, got [{raw[0]}, {raw[1]}]"
@@ -536,8 +594,10 @@ def _resolve_value_column(query: QueryRequest, metadata: DatasetMetadata) -> _Va
     if query.column is None:
         raise InvalidQuery(f"{statistic} needs a 'column'")
     spec = _column_spec(metadata, query.column, "column")
-    if spec.type not in ("integer", "float"):
-        raise InvalidQuery(f"{statistic} needs a numeric column; {query.column!r} is {spec.type}")
+    if spec.value_type not in ("integer", "float"):
+        raise InvalidQuery(
+            f"{statistic} needs a numeric column; {query.column!r} is {spec.value_type}"
+        )
     bounds = _resolve_bounds(query, spec, query.column)
     auto_clamp = query.bounds == AUTO or (query.bounds is None and spec.auto_bounds)
     if metadata.max_rows is None:
@@ -546,7 +606,7 @@ def _resolve_value_column(query: QueryRequest, metadata: DatasetMetadata) -> _Va
             f"ask the administrator to declare 'max_rows' for dataset "
             f"{metadata.name!r}"
         )
-    return _ValueColumn(query.column, spec.type, bounds, auto_clamp)
+    return _ValueColumn(query.column, spec.value_type, bounds, auto_clamp)
 
 
 def _resolve_q(query: QueryRequest) -> float | None:
@@ -759,6 +819,100 @@ def _resolve_post_process(query: QueryRequest) -> tuple[PostProcess, ...]:
     return tuple(query.post_process)
 
 
+def _resolve_location(query: QueryRequest, metadata: DatasetMetadata) -> str | None:
+    """``unit_location``: on ``unit_count``, a column with public keys, ``group_by`` that
+    column or a coarser one of the hierarchy, and no contribution bounds of its own (a
+    unit has exactly one row: k = c = 1)."""
+    location = query.unit_location
+    if location is None:
+        return None
+    if query.statistic != "unit_count":
+        raise InvalidQuery(
+            f"unit_location places each unit in one group and applies to unit_count, "
+            f"not to {query.statistic}"
+        )
+    spec = _column_spec(metadata, location.column, "unit_location")
+    if spec.keys is None:
+        raise InvalidQuery(
+            f"unit_location needs a column with public keys; {location.column!r} has none"
+        )
+    allowed = [location.column, *metadata.ancestors(location.column)]
+    if list(query.group_by) not in [[name] for name in allowed]:
+        raise InvalidQuery(
+            f"with unit_location on {location.column!r}, group_by must be one of "
+            + ", ".join(f"[{name!r}]" for name in allowed)
+            + f", not {query.group_by}"
+        )
+    given = [
+        name
+        for name in ("max_partitions_contributed", "max_contributions_per_partition")
+        if getattr(query, name) is not None
+    ]
+    if given:
+        raise InvalidQuery(
+            f"unit_location counts each unit once, in one group: {given[0]} does not apply"
+        )
+    if query.contribution_bounds_per:
+        raise InvalidQuery(
+            "unit_location counts each unit once: contribution_bounds_per does not apply"
+        )
+    return location.column
+
+
+def _resolve_rollup(
+    query: QueryRequest, metadata: DatasetMetadata, location: str | None, cells: int
+) -> Rollup | None:
+    """``rollup``: a coarser column of the hierarchy above exactly one ``group_by`` column,
+    on statistics that add up (count, sum, unit_count with unit_location)."""
+    if not query.rollup:
+        return None
+    (parent,) = query.rollup
+    _column_spec(metadata, parent, "rollup")
+    if parent in query.group_by:
+        raise InvalidQuery(f"rollup column {parent!r} is already in group_by")
+    children = [name for name in query.group_by if parent in metadata.ancestors(name)]
+    if not children:
+        raise InvalidQuery(
+            f"rollup {parent!r} must be a coarser column of a declared hierarchy above a "
+            f"group_by column; it is above none of {query.group_by}"
+        )
+    if len(children) > 1:
+        raise InvalidQuery(f"rollup {parent!r} is above several group_by columns {children}")
+    (child,) = children
+    if query.statistic in ("mean", "quantile"):
+        raise InvalidQuery(
+            f"rollup needs a statistic that adds up (count, sum, unit_count with "
+            f"unit_location): a parent's {query.statistic} is not made of its children's"
+        )
+    if query.statistic == "unit_count" and location is None:
+        raise InvalidQuery(
+            "rollup of unit_count needs unit_location: a unit seen in two children of one "
+            f"{parent!r} is one unit there, so the parent's count of units is not the sum of "
+            "its children's; with unit_location each unit is in exactly one child (or query "
+            f"the {parent!r} level on its own)"
+        )
+    if query.post_process:
+        raise InvalidQuery(
+            "post_process 'non_negative' cannot be combined with rollup: it would break the "
+            "exact sums of children to parents"
+        )
+    if child in query.contribution_bounds_per:
+        raise InvalidQuery(
+            f"rollup of {child!r} cannot be combined with contribution_bounds_per on {child!r}"
+        )
+    mapping = metadata.rollup_map(child, parent)
+    parent_cells = (
+        cells // len(metadata.columns[child].keys or ()) * len(metadata.columns[parent].keys or ())
+    )
+    if cells + parent_cells > MAX_CELLS:
+        raise InvalidQuery(f"the rollup has more than {MAX_CELLS:,} rows")
+    return Rollup(
+        child=child,
+        parent=parent,
+        mapping=tuple((str(key), mapping[str(key)]) for key in metadata.columns[child].keys or ()),
+    )
+
+
 def resolve_query(query: QueryRequest, metadata: DatasetMetadata) -> ResolvedQuery:
     """Validate ``query`` against public ``metadata`` and fill in defaults.
 
@@ -766,8 +920,8 @@ def resolve_query(query: QueryRequest, metadata: DatasetMetadata) -> ResolvedQue
     naming the problem. Does not check the privacy model (see ``plan_query``).
     The steps, in order (the first problem found is the one reported): the
     dataset, the value column and its bounds, ``q``, the privacy request, the
-    grouping, the filters, ``contribution_bounds_per``, the contribution bounds, the
-    automatic bounds, the post-processing.
+    grouping, the filters, ``contribution_bounds_per``, ``unit_location``, ``rollup``,
+    the contribution bounds, the automatic bounds, the post-processing.
     """
     _check_dataset(query, metadata)
     value = _resolve_value_column(query, metadata)
@@ -776,8 +930,16 @@ def resolve_query(query: QueryRequest, metadata: DatasetMetadata) -> ResolvedQue
     cells = _resolve_grouping(query, metadata)
     filters = _resolve_filters(query, metadata)
     bounds_per, per_keys, bounds_per_cells = _resolve_bounds_per(query, metadata, filters)
-    contributions = _resolve_contributions(query, metadata, cells // per_keys)
-    auto = _resolve_auto(query, metadata, value, contributions)
+    location = _resolve_location(query, metadata)
+    rollup = _resolve_rollup(query, metadata, location, cells)
+    if location is None:
+        contributions = _resolve_contributions(query, metadata, cells // per_keys)
+        auto = _resolve_auto(query, metadata, value, contributions)
+    else:  # one row per unit: nothing to bound, nothing to choose
+        contributions = _Contributions(1, 1, None, None, 1, 1)
+        auto = None
+        if query.auto_share is not None:
+            raise InvalidQuery("'auto_share' is only used when a bound is 'auto'")
     post_process = _resolve_post_process(query)
     return ResolvedQuery(
         dataset=query.dataset,
@@ -796,6 +958,8 @@ def resolve_query(query: QueryRequest, metadata: DatasetMetadata) -> ResolvedQue
         post_process=post_process,
         bounds_per=bounds_per,
         bounds_per_cells=bounds_per_cells,
+        location=location,
+        rollup=rollup,
     )
 
 
