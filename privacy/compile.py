@@ -35,7 +35,7 @@ from privacy.query import (
     explicit_cost,
     resolve_query,
 )
-from privacy.results import Accuracy, Plan
+from privacy.results import NOISE_AND_BIAS, Accuracy, Plan
 
 DEFAULT_ALPHA = 0.05
 _SEARCH_STEPS = 16
@@ -67,7 +67,8 @@ def planned_accuracy(
 ) -> Accuracy:
     """The plan's :class:`Accuracy` from OpenDP's ``summarize`` (public values only).
 
-    count/sum: OpenDP's error bound at ``alpha``. ``mean``: for an accuracy
+    count/sum: OpenDP's error bound at ``alpha`` (``unit_location``: covering the truth, nothing
+    is dropped). ``mean``: for an accuracy
     target with ``min_cell_rows`` the bound at that many rows
     (:func:`~privacy.accuracy_first.mean_error_at_rows`), else None (the release
     states per-cell intervals). ``quantile``: ``rank_error_bound`` in rows
@@ -93,6 +94,14 @@ def planned_accuracy(
             metadata.max_rows,
         )
         return Accuracy(alpha=alpha, error_bound=None, rank_error_bound=rank)
+    if query.location is not None:  # nothing is bounded or dropped: the noise is all
+        return Accuracy(
+            alpha=alpha,
+            error_bound=primary.error_bound,
+            covers=NOISE_AND_BIAS,
+            noise_error_bound=primary.error_bound,
+            bias_bound=0.0,
+        )
     return Accuracy(alpha=alpha, error_bound=primary.error_bound)
 
 
@@ -129,6 +138,8 @@ def compile_plan(
         "clamp": list(query.bounds) if query.bounds is not None else None,
         "max_rows": metadata.max_rows if query.column is not None else None,
     }
+    if query.location is not None:  # one row per unit, at its most frequent value
+        bounds_used["unit_location"] = query.location
     if query.bounds_per:  # k and c hold per value of these columns
         bounds_used["contribution_bounds_per"] = list(query.bounds_per)
     if query.statistic == "quantile":

@@ -41,6 +41,7 @@ from privacy.compile import cached_plan
 from privacy.data import dtype_of
 from privacy.errors import ReleaseFailed
 from privacy.kept import BIAS_ALPHA_SHARE, TruncationEstimate, run_truncation
+from privacy.location import unit_locations
 from privacy.mean_accuracy import cell_half_width, mean_cell, mean_noise
 from privacy.measurement import (
     MEAN_COUNT_COLUMN,
@@ -109,7 +110,22 @@ def _truncated(
     counts: pl.LazyFrame | None = None,
 ) -> pl.LazyFrame:
     """``T`` at the query's bounds, applied to :func:`masked_frame`'s frame (lazy);
-    ``counts``, if given, is :func:`~privacy.truncation.unit_group_counts` of that frame."""
+    ``counts``, if given, is :func:`~privacy.truncation.unit_group_counts` of that frame.
+    With ``unit_location``, the map ``L`` of :mod:`privacy.location` instead: one row per
+    unit, in the group of its most frequent value."""
+    if query.location is not None:
+        (target,) = query.group_by
+        return unit_locations(
+            frame,
+            unit=metadata.privacy_unit,
+            column=query.location,
+            mask=MATCH_COLUMN,
+            target=target,
+            mapping=(
+                metadata.rollup_map(query.location, target) if target != query.location else None
+            ),
+            counts=counts,
+        )
     return truncate_contributions(
         frame,
         unit=metadata.privacy_unit,
@@ -129,7 +145,8 @@ def masked_frame(
 
     ``MATCH_COLUMN`` (Boolean, never null) is true exactly for the rows
     :func:`filtered_frame` keeps: those matching the ``where`` filters, with a
-    unit, group keys among the public keys, and (sum, mean, quantile) a value
+    unit, group keys among the public keys (with ``unit_location``: a public key of
+    its column, see :func:`grouping_columns`), and (sum, mean, quantile) a value
     that is not null/NaN. Row-wise only; no row is dropped, so what follows
     works on as many rows as the file has, whatever the filters match.
     """
@@ -139,7 +156,8 @@ def masked_frame(
         for f in query.filters
     ]
     conditions.append(pl.col(unit).is_not_null())
-    for name in query.group_by:
+    grouping = grouping_columns(query)
+    for name in grouping:
         spec = metadata.columns[name]
         keys = pl.Series(spec.typed_keys(), dtype=dtype_of(spec.value_type))
         conditions.append(pl.col(name).is_in(keys.implode()))
@@ -151,7 +169,7 @@ def masked_frame(
     return data.select(
         [
             pl.col(unit).cast(pl.String),
-            *(pl.col(name).cast(schema[name]) for name in query.group_by),
+            *(pl.col(name).cast(dtype_of(metadata.columns[name].value_type)) for name in grouping),
             *(
                 [pl.col(query.column).cast(schema[VALUE_COLUMN]).alias(VALUE_COLUMN)]
                 if query.column is not None
@@ -160,6 +178,13 @@ def masked_frame(
             pl.all_horizontal(conditions).fill_null(False).alias(MATCH_COLUMN),
         ]
     )
+
+
+def grouping_columns(query: ResolvedQuery) -> tuple[str, ...]:
+    """The columns a unit's rows are grouped by before the measurement: ``group_by``, or
+    with ``unit_location`` its column (the group is then derived from the unit's most
+    frequent value of it, never read from the data's coarser column)."""
+    return (query.location,) if query.location is not None else query.group_by
 
 
 def filtered_frame(
