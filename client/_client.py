@@ -217,6 +217,8 @@ class Ruis:
         max_error: float | None,
         alpha: float | None,
         min_cell_rows: int | None = None,
+        unit_location: str | None = None,
+        rollup: Sequence[str] | None = None,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "dataset": dataset,
@@ -227,6 +229,8 @@ class Ruis:
             raise ValueError("group_by is a list of column names")
         if isinstance(contribution_bounds_per, str):
             raise ValueError("contribution_bounds_per is a list of column names")
+        if isinstance(rollup, str):
+            raise ValueError("rollup is a list of column names")
         optional = {
             "group_by": list(group_by) if group_by is not None else None,
             "where": [_condition(c) for c in where] if where is not None else None,
@@ -239,6 +243,12 @@ class Ruis:
             "contribution_bounds_per": (
                 list(contribution_bounds_per) if contribution_bounds_per else None
             ),
+            "unit_location": (
+                {"column": unit_location, "rule": "most_frequent"}
+                if unit_location is not None
+                else None
+            ),
+            "rollup": list(rollup) if rollup else None,
         }
         body.update({name: value for name, value in optional.items() if value is not None})
         return body
@@ -262,6 +272,8 @@ class Ruis:
         max_error: float | None = None,
         alpha: float | None = None,
         min_cell_rows: int | None = None,
+        unit_location: str | None = None,
+        rollup: Sequence[str] | None = None,
     ) -> Preview:
         """What :meth:`query` with the same arguments would cost and how accurate it would
         be. Reads no data and spends nothing."""
@@ -282,6 +294,8 @@ class Ruis:
             max_error=max_error,
             alpha=alpha,
             min_cell_rows=min_cell_rows,
+            unit_location=unit_location,
+            rollup=rollup,
         )
         return Preview.from_document(self._call("POST", "/v1/queries/preview", json=body))
 
@@ -304,6 +318,8 @@ class Ruis:
         max_error: float | None = None,
         alpha: float | None = None,
         min_cell_rows: int | None = None,
+        unit_location: str | None = None,
+        rollup: Sequence[str] | None = None,
     ) -> Release:
         """Run a query and return its differentially private release.
 
@@ -316,7 +332,11 @@ class Ruis:
         ``post_process=["non_negative"]`` (counts) releases negative noisy counts as 0.
         ``contribution_bounds_per=["day"]`` (some of ``group_by``) makes the contribution
         bounds hold per day: up to ``max_partitions_contributed`` groups on every day, at a
-        noise scale that many days times larger. The cost is
+        noise scale that many days times larger. ``unit_location="neighbourhood"``
+        (``unit_count``) counts each unit once, at its most frequent neighbourhood
+        ("residents"); ``group_by`` is that column or a coarser one of the dataset's
+        hierarchy. ``rollup=["municipality"]`` adds the coarser level's rows (column
+        ``level``), consistent with the finer ones. The cost is
         debited before the data is read; asking exactly the same again is free and
         returns the same release (``cached=True``).
         """
@@ -337,6 +357,8 @@ class Ruis:
             max_error=max_error,
             alpha=alpha,
             min_cell_rows=min_cell_rows,
+            unit_location=unit_location,
+            rollup=rollup,
         )
         return Release.from_document(self._call("POST", "/v1/queries", json=body))
 

@@ -196,3 +196,31 @@ def test_refusals_spend_nothing(server: Service, admin: httpx.Client) -> None:
             assert response.headers["content-type"] == PROBLEM
             assert message in response.json()["detail"], response.json()["detail"]
     assert client.get("/v1/budgets").json()["items"][0]["spent"] == before
+
+
+def test_the_python_client_asks_for_residents(server: Service, admin: httpx.Client) -> None:
+    from client import Ruis
+    from tests.support.api import create_consumer, set_budget
+
+    _write(server.settings.data_dir)
+    assert admin.post("/v1/datasets", json=_registration()).status_code == 201
+    key = create_consumer(admin, "cleo")
+    set_budget(admin, "cleo", "crowd", amount=5.0)
+    with Ruis(server.url, key, transport=server.transport) as ruis:
+        preview = ruis.preview(
+            "crowd",
+            "unit_count",
+            group_by=["municipality"],
+            unit_location="neighbourhood",
+            epsilon=0.5,
+        )
+        release = ruis.query(
+            "crowd",
+            "unit_count",
+            group_by=["municipality"],
+            unit_location="neighbourhood",
+            epsilon=0.5,
+        )
+    assert preview.columns == ["municipality", "value"]
+    assert release.frame.get_column("municipality").to_list() == MUNICIPALITIES
+    assert release.noise_scale == 2.0
