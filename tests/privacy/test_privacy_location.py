@@ -183,3 +183,17 @@ def test_refused_combinations(fields: dict[str, Any], message: str) -> None:
 
     with pytest.raises(InvalidQuery, match=message):
         plan_query(_query(**fields), _metadata(), "pure")
+
+
+def test_accuracy_first_buys_the_smallest_cost_meeting_the_target() -> None:
+    """A target of ±10 at α = 0.05 on a sensitivity-1 count: OpenDP's discrete Laplace
+    accuracy gives the scale, the cost is its ε rounded up to 4 digits, and a step less
+    would miss the target."""
+    import opendp.prelude as dp
+
+    plan = plan_query(_query(privacy={"max_error": 10, "alpha": 0.05}), _metadata(), "pure")
+    assert plan.accuracy.error_bound is not None and plan.accuracy.error_bound <= 10
+    epsilon = float(plan.cost)
+    cheaper = epsilon - 10 ** (math.floor(math.log10(epsilon)) - 3)
+    assert dp.discrete_laplacian_scale_to_accuracy(1 / cheaper, 0.05) > 10
+    assert plan.noise_scale == pytest.approx(1 / epsilon, rel=1e-9)
