@@ -58,6 +58,9 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+DATA_FORMAT: Final = 2
+"""The version of the files' layout (2: ``ts`` instead of a stored ``hour``): part of every
+cache key of generated data, so files of an older generator are not reused."""
 EVENTS_FILE: Final = "mobility_events.parquet"
 RESIDENTS_FILE: Final = "residents.parquet"
 

@@ -1,4 +1,4 @@
-"""Tests for the synthetic demo data generator (cli/demo_data.py)."""
+"""Tests for the synthetic demo data generator (cli/demo_data.py) and the demo banner's queries."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from cli.demo import ADMIN, ANALYST, AUDITOR, banner, crowd_queries, example_query
 from cli.demo_data import (
     DemoFiles,
     events_registration,
@@ -18,11 +19,14 @@ from cli.demo_data import (
     main,
     residents_registration,
 )
+from privacy import execute, plan_query
 from privacy.data import load_frame
 from privacy.metadata import DatasetMetadata
+from privacy.query import QueryRequest, resolve_query
 
 DEVICES = 2_000
 DAYS = 7
+KEYS = {ADMIN: "admin-key", ANALYST: "analyst-key", AUDITOR: "auditor-key"}
 
 
 @pytest.fixture(scope="module")
@@ -325,3 +329,29 @@ def test_main(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "100 devices" in line
     assert (out / "mobility_events.parquet").exists()
     assert pl.read_parquet(out / "residents.parquet").height == 100
+
+
+def test_demo_banner_queries_resolve(demo: DemoFiles) -> None:
+    metadata = DatasetMetadata.model_validate(events_registration(demo))
+    queries = {"example": example_query(demo), **crowd_queries(demo)}
+    resolved = {
+        title: resolve_query(QueryRequest.model_validate(body), metadata)
+        for title, body in queries.items()
+    }
+    residents, per_weekday = list(crowd_queries(demo))
+    assert resolved[residents].location == "neighbourhood"
+    assert resolved[residents].group_by == ("neighbourhood",)
+    assert resolved[per_weekday].group_by == ("municipality", "weekday")
+    text = banner("http://127.0.0.1:8000", KEYS, example_query(demo), Path("k.json"), queries)
+    for body in queries.values():
+        assert json.dumps(body) in text
+
+
+def test_demo_weekday_query_runs(demo: DemoFiles) -> None:
+    # the unit_location query runs once its execution is merged; this one runs now
+    metadata = DatasetMetadata.model_validate(events_registration(demo))
+    body = list(crowd_queries(demo).values())[1]
+    plan = plan_query(QueryRequest.model_validate(body), metadata, "pure")
+    result = execute(plan, load_frame(demo.events_path, metadata))
+    assert len(result.rows) == len(demo.municipality_codes) * 7
+    assert {row[1] for row in result.rows} == set(range(1, 8))
