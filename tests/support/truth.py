@@ -175,7 +175,8 @@ def make_truth_data(
     out_dir: Path, *, devices: int, seed: int = 42, auto_limit: int = AUTO_LIMIT
 ) -> TruthData:
     """Generate (or reuse, when ``out_dir`` already holds them) the demo files and load them."""
-    params = out_dir / f"devices-{devices}-seed-{seed}.done"
+    # the data format in the name: files of an older generator are written again
+    params = out_dir / f"devices-{devices}-seed-{seed}-format-{demo_data.DATA_FORMAT}.done"
     if params.exists():
         files = demo_data.describe(out_dir, devices=devices, days=DAYS, seed=seed)
     else:
