@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import itertools
 import json
@@ -159,6 +160,20 @@ def measure_query(
     return result
 
 
+def _has_module(name: str) -> bool:
+    """Whether module ``name`` exists next to its package's ``__init__`` (an editable
+    install may otherwise find it in another checkout of the package)."""
+    package, _, _ = name.rpartition(".")
+    spec = importlib.util.find_spec(name)
+    init = importlib.import_module(package).__file__
+    return (
+        spec is not None
+        and spec.origin is not None
+        and init is not None
+        and Path(spec.origin).parent == Path(init).parent
+    )
+
+
 def measure_crowd(data: BenchData, query: CrowdQuery, *, reps: int) -> dict[str, Any]:
     """A crowd-model query in Ruis' privacy layer, in a fresh worker process: the first call
     (compiles the plan), then ``reps`` warm calls, then the worker's peak RSS.
@@ -167,7 +182,7 @@ def measure_crowd(data: BenchData, query: CrowdQuery, *, reps: int) -> dict[str,
     execution not merged: :attr:`CrowdQuery.needs_module`, :attr:`CrowdQuery.needs_column`),
     gives ``{"error": ..., "needs": ...}`` instead of timings.
     """
-    if query.needs_module is not None and importlib.util.find_spec(query.needs_module) is None:
+    if query.needs_module is not None and not _has_module(query.needs_module):
         return {"error": f"no module {query.needs_module}", "needs": query.needs}
     with WorkerProcess() as ruis:
         first = ruis.call(
