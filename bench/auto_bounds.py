@@ -10,8 +10,8 @@ bound used (the noise alone), and the median warm time of a whole query.
 
     .venv/bin/python -m bench.auto_bounds [--reps 5] [--epsilon 1]
 
-The data (``bench/data/devices100000_days10_epd10_seed42/``) is generated with
-:func:`cli.demo_data.generate` if it is missing.
+The data is the benchmark's 10M set (``bench.data.SIZES["10M"]``, under
+``bench/data/``), generated with :func:`cli.demo_data.generate` if it is missing.
 """
 
 from __future__ import annotations
@@ -20,29 +20,19 @@ import argparse
 import statistics
 import time
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
 import polars as pl
 
+from bench.data import SIZES, ensure
 from cli import demo_data
 
-DATA_DIR = Path(__file__).resolve().parent / "data" / "devices100000_days10_epd10_seed42"
-PARAMS: dict[str, Any] = {"devices": 100_000, "days": 10, "events_per_day": 10.0, "seed": 42}
 UNIT, GROUP = "device_id", "municipality"
 
 
 def ensure_data() -> demo_data.DemoFiles:
-    """The 10M-event demo data set, generated into :data:`DATA_DIR` if missing."""
-    files = (
-        demo_data.describe(DATA_DIR, **PARAMS)
-        if (DATA_DIR / demo_data.EVENTS_FILE).exists()
-        else None
-    )
-    if files is None or not files.events_path.exists():
-        print(f"generating {DATA_DIR} ...", flush=True)
-        files = demo_data.generate(DATA_DIR, **PARAMS)
-    return files
+    """The 10M-event demo data set of the benchmark (:data:`bench.data.SIZES`), generated
+    into ``bench/data/`` if missing or of an older data format."""
+    return ensure(SIZES["10M"]).files
 
 
 def _per_group(frame: pl.DataFrame) -> dict[str, float]:

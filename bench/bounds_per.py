@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     pl.col("day").str.to_date()
                 )
                 joined = got.join(exact, on=by, how="left").fill_null(0)
-                errors.append(float((joined["value"] - joined["exact"]).abs().mean()))
+                errors.append(statistics.fmean((joined["value"] - joined["exact"]).abs().to_list()))
             print(
                 f"eps={epsilon:g} per={per or '-'} k={chosen}: noise scale {scale:.2f}, "
                 f"MAE per cell {statistics.mean(errors):.2f}"

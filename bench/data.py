@@ -1,8 +1,10 @@
 """Benchmark data: synthetic demo data at fixed sizes, generated once and cached by parameters.
 
 Each data set lives in ``bench/data/<key>/`` where ``key`` spells out the
-:func:`cli.demo_data.generate` parameters; ``params.json`` is written last, so a
-directory without it (an interrupted generation) is regenerated.
+:func:`cli.demo_data.generate` parameters and the files' format version
+(:data:`cli.demo_data.DATA_FORMAT`, so data of an older generator is never reused);
+``params.json`` is written last, so a directory without it (an interrupted
+generation) is regenerated.
 """
 
 from __future__ import annotations
@@ -28,11 +30,12 @@ class DataSpec:
     days: int
     events_per_day: float = 7.0
     seed: int = 42
+    data_format: int = demo_data.DATA_FORMAT
 
     @property
     def key(self) -> str:
         epd = f"{self.events_per_day:g}".replace(".", "p")
-        return f"devices{self.devices}_days{self.days}_epd{epd}_seed{self.seed}"
+        return f"v{self.data_format}_devices{self.devices}_days{self.days}_epd{epd}_seed{self.seed}"
 
     @property
     def directory(self) -> Path:

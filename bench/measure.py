@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import itertools
 import json
 import statistics
@@ -20,7 +22,7 @@ from typing import Any
 import httpx
 
 from bench.data import BenchData
-from bench.queries import UNIT, BenchQuery, distinct_epsilons
+from bench.queries import UNIT, BenchQuery, CrowdQuery, distinct_epsilons
 from bench.server import Server, postgres_database, serve
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,7 +42,8 @@ class WorkerProcess:
             text=True,
         )
 
-    def call(self, task: dict[str, Any]) -> dict[str, Any]:
+    def call(self, task: dict[str, Any], *, tolerate_error: bool = False) -> dict[str, Any]:
+        """The answer to ``task``; an answer ``{"error": ...}`` raises unless tolerated."""
         assert self._process.stdin is not None and self._process.stdout is not None
         try:
             self._process.stdin.write(json.dumps(task) + "\n")
@@ -54,6 +57,8 @@ class WorkerProcess:
             tail = self._stderr.read().decode(errors="replace")[-3000:]
             raise RuntimeError(f"bench.worker failed on {task['task']}:\n{tail}")
         result: dict[str, Any] = json.loads(line)
+        if "error" in result and not tolerate_error:
+            raise RuntimeError(f"bench.worker failed on {task['task']}: {result['error']}")
         return result
 
     def close(self) -> None:
@@ -153,6 +158,62 @@ def measure_query(
     if server is not None:
         result["http"] = http
     return result
+
+
+def _has_module(name: str) -> bool:
+    """Whether module ``name`` exists next to its package's ``__init__`` (an editable
+    install may otherwise find it in another checkout of the package)."""
+    package, _, _ = name.rpartition(".")
+    spec = importlib.util.find_spec(name)
+    init = importlib.import_module(package).__file__
+    return (
+        spec is not None
+        and spec.origin is not None
+        and init is not None
+        and Path(spec.origin).parent == Path(init).parent
+    )
+
+
+def measure_crowd(data: BenchData, query: CrowdQuery, *, reps: int) -> dict[str, Any]:
+    """A crowd-model query in Ruis' privacy layer, in a fresh worker process: the first call
+    (compiles the plan), then ``reps`` warm calls, then the worker's peak RSS.
+
+    A query this checkout cannot execute yet, or would execute as another query (its
+    execution not merged: :attr:`CrowdQuery.needs_module`, :attr:`CrowdQuery.needs_column`),
+    gives ``{"error": ..., "needs": ...}`` instead of timings.
+    """
+    if query.needs_module is not None and not _has_module(query.needs_module):
+        return {"error": f"no module {query.needs_module}", "needs": query.needs}
+    with WorkerProcess() as ruis:
+        first = ruis.call(
+            {
+                "task": "ruis_first",
+                "path": str(data.spec.directory / query.file),
+                "registration": data.registration(query.dataset),
+                "query": query.body(),
+                "group_by": "",
+            },
+            tolerate_error=True,
+        )
+        if "error" in first:
+            return {"error": first["error"], "needs": query.needs}
+        if query.needs_column is not None and query.needs_column not in first["columns"]:
+            return {
+                "error": f"the release has no {query.needs_column!r} column",
+                "needs": query.needs,
+            }
+        warm = [ruis.call({"task": "ruis_warm"})["seconds"] for _ in range(reps)]
+        memory = ruis.call({"task": "memory"})
+    return {
+        "plan_seconds": first["plan_seconds"],
+        "first_seconds": first["seconds"],
+        "warm": warm,
+        "cells": first["cells"],
+        "mechanism": first["mechanism"],
+        "noise_scale": first["noise_scale"],
+        "error_bound": first["error_bound"],
+        **memory,
+    }
 
 
 def _post(server: Server, query: BenchQuery, epsilon: Decimal) -> tuple[float, dict[str, Any]]:

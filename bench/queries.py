@@ -60,6 +60,74 @@ SMALL = BenchQuery(
 """The ledger tests' query: one cell on the one-day tiny data set, so the DP work is small."""
 UNIT = "device_id"
 
+NIGHT_HOURS = (0, 1, 2, 3, 4, 5, 6, 22, 23)
+"""The hours of "where a phone spends the night" (as in the demo's banner)."""
+
+
+@dataclass(frozen=True)
+class CrowdQuery:
+    """A query of the crowd model (issue 13) on ``mobility_events``, timed in-process."""
+
+    name: str
+    title: str
+    fields: tuple[tuple[str, Any], ...]
+    """The body's fields other than ``dataset`` and ``privacy``, in order."""
+    needs: str = ""
+    """What must be merged for it to execute (shown when it does not yet)."""
+    needs_module: str | None = None
+    """A module without which this checkout does not execute it as asked (it would run
+    another query: e.g. unit_location ignored), so it is not timed."""
+    needs_column: str | None = None
+    """A column its release must have (e.g. a rollup's ``level``), else it is not timed."""
+
+    dataset: str = "mobility_events"
+    file: str = "mobility_events.parquet"
+
+    def body(self, epsilon: Decimal = Decimal(1)) -> dict[str, Any]:
+        """The ``POST /v1/queries`` body at ``epsilon``."""
+        return {
+            "dataset": self.dataset,
+            **dict(self.fields),
+            "privacy": {"epsilon": format(epsilon, "f")},
+        }
+
+
+Q3 = CrowdQuery(
+    "Q3",
+    "visitors per municipality × hour",
+    (
+        ("statistic", "unit_count"),
+        ("group_by", ["municipality", "hour"]),
+        ("max_partitions_contributed", 3),
+    ),
+)
+Q4 = CrowdQuery(
+    "Q4",
+    "residents per neighbourhood (unit_location, night-time hours)",
+    (
+        ("statistic", "unit_count"),
+        ("group_by", ["neighbourhood"]),
+        ("unit_location", {"column": "neighbourhood", "rule": "most_frequent"}),
+        ("where", [{"column": "hour", "op": "in", "value": list(NIGHT_HOURS)}]),
+    ),
+    needs="unit_location execution (privacy/location.py)",
+    needs_module="privacy.location",
+)
+Q5 = CrowdQuery(
+    "Q5",
+    "events per neighbourhood, rolled up to municipality",
+    (
+        ("statistic", "count"),
+        ("group_by", ["neighbourhood"]),
+        ("rollup", ["municipality"]),
+        ("max_partitions_contributed", 3),
+        ("max_contributions_per_partition", 10),
+    ),
+    needs="rollup execution (rows with a 'level' column)",
+    needs_column="level",
+)
+CROWD_QUERIES = (Q3, Q4, Q5)
+
 
 def distinct_epsilons(
     count: int, base: Decimal = Decimal(1), step: Decimal = Decimal("0.0001")

@@ -3,8 +3,8 @@
 For Q1 (visitors per municipality) and Q2 (residents per neighbourhood) at 1M
 and 10M events, three ways: exact in plain Polars (with and without the
 per-device truncation Ruis applies), Ruis' privacy layer in-process, and end
-to end over HTTP against ``ruis serve``; then the ledger's throughput on SQLite
-and PostgreSQL. See ``bench/README.md``.
+to end over HTTP against ``ruis serve``; the crowd-model queries Q3-Q5 in-process;
+then the ledger's throughput on SQLite and PostgreSQL. See ``bench/README.md``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 
 from bench import measure
 from bench.data import SIZES, TINY, BenchData, ensure
-from bench.queries import Q1, Q2, QUERIES, SMALL, BenchQuery, expected_abs_noise
+from bench.queries import CROWD_QUERIES, Q1, Q2, QUERIES, SMALL, BenchQuery, expected_abs_noise
 from bench.server import Server, postgres_available, serve
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -96,6 +96,12 @@ def _measure_size(data: BenchData, args: argparse.Namespace) -> dict[str, Any]:
             queries[query.name] = measure.measure_query(
                 data, query, reps=args.reps, extra_draws=args.draws, server=running
             )
+    crowd: dict[str, Any] = {}
+    for crowd_query in () if args.skip_crowd else CROWD_QUERIES:
+        _log(f"{data.spec.label} {crowd_query.name}: Ruis in-process")
+        crowd[crowd_query.name] = measure.measure_crowd(data, crowd_query, reps=args.reps)
+        if "error" in crowd[crowd_query.name]:
+            _log(f"{crowd_query.name} did not run: {crowd[crowd_query.name]['error']}")
     return {
         "params": {
             "devices": data.spec.devices,
@@ -115,6 +121,7 @@ def _measure_size(data: BenchData, args: argparse.Namespace) -> dict[str, Any]:
             for q in QUERIES
         },
         "queries": queries,
+        "crowd": crowd,
     }
 
 
@@ -282,6 +289,35 @@ def _analyse(results: dict[str, Any]) -> None:
                 )
             result["summary"] = rows
             result["accuracy"] = _accuracy(query, size["keys"][query.name], result)
+        events_bytes = size["estimated_bytes"]["mobility_events"]
+        for crowd in size.get("crowd", {}).values():
+            crowd["summary"] = _crowd_rows(crowd, events_bytes)
+
+
+def _crowd_rows(crowd: dict[str, Any], data_bytes: int) -> list[dict[str, Any]]:
+    """The summary rows of one crowd-model query (none when it did not run)."""
+    if "error" in crowd:
+        return []
+    peak_kb, idle_kb = crowd["peak_rss_kb"], crowd["idle_rss_kb"]
+    delta = (peak_kb - idle_kb) * 1024 if idle_kb else None
+    rows = []
+    for method, times in (
+        (f"Ruis in-process, first (plan {crowd['plan_seconds']:.2f} s)", [crowd["first_seconds"]]),
+        (f"Ruis in-process, warm ({crowd['cells']:,} cells)", crowd["warm"]),
+    ):
+        rows.append(
+            {
+                "method": method,
+                "runs": len(times),
+                "median_s": _median(times),
+                "min_s": min(times),
+                "vs_floor": None,
+                "peak_rss_bytes": peak_kb * 1024,
+                "delta_rss_bytes": delta,
+                "delta_vs_data": delta / data_bytes if delta is not None else None,
+            }
+        )
+    return rows
 
 
 def _targets(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -475,11 +511,19 @@ def report(results: dict[str, Any]) -> str:
             f"({size['estimated_bytes']['residents'] / MB:,.1f} MB) =="
         )
         table_rows: list[list[str]] = []
-        for query in QUERIES:
-            for r in size["queries"][query.name]["summary"]:
+        summaries = [(query.name, size["queries"][query.name]["summary"]) for query in QUERIES] + [
+            (name, crowd["summary"]) for name, crowd in size.get("crowd", {}).items()
+        ]
+        for name, summary in summaries:
+            crowd = size.get("crowd", {}).get(name, {})
+            if "error" in crowd:
+                table_rows.append(
+                    [f"{name} not run: needs {crowd['needs']}", "", "", "", "", "", "", ""]
+                )
+            for r in summary:
                 table_rows.append(
                     [
-                        f"{query.name} {r['method']}",
+                        f"{name} {r['method']}",
                         str(r["runs"]),
                         _fmt(r["median_s"]),
                         _fmt(r["min_s"]),
@@ -644,6 +688,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--skip-http", action="store_true", help="no end-to-end HTTP runs")
     parser.add_argument("--skip-ledger", action="store_true", help="no ledger throughput")
+    parser.add_argument("--skip-crowd", action="store_true", help="no crowd-model queries (Q3-Q5)")
     parser.add_argument(
         "--reps",
         type=int,
@@ -696,6 +741,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "draws": args.draws,
             "skip_http": args.skip_http,
             "skip_ledger": args.skip_ledger,
+            "skip_crowd": args.skip_crowd,
         },
         "sizes": {},
     }

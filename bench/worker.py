@@ -22,6 +22,8 @@ Tasks:
   truncated frame (what the noise is added to) and extra noise draws of the
   same measurement on that frame, for the accuracy check.
 * ``memory`` — idle and peak RSS.
+
+A task that raises answers ``{"error": "<type>: <message>"}`` and the worker goes on.
 """
 
 from __future__ import annotations
@@ -58,6 +60,14 @@ def exact_polars(path: str, *, unit: str, group_by: str, k: int | None) -> pl.Da
         pl.int_range(pl.len()).over(unit) < k
     )
     return kept.group_by(group_by).agg(pl.len().alias("value")).collect()
+
+
+def _released(columns: list[str], rows: list[list[Any]]) -> dict[str, float]:
+    """A release's values by cell: the group columns' values joined by ``|`` (a rollup's
+    ``level`` included), ``lower``/``upper`` left out."""
+    value = columns.index("value")
+    keys = [i for i, name in enumerate(columns) if name not in ("value", "lower", "upper")]
+    return {"|".join(str(row[i]) for i in keys): float(row[value]) for row in rows}
 
 
 def _values(frame: pl.DataFrame, group_by: str, column: str = "value") -> dict[str, int]:
@@ -105,11 +115,13 @@ class Worker:
         t0 = time.perf_counter()
         plan = plan_query(query, metadata, "pure")
         plan_seconds = time.perf_counter() - t0
-        rows = execute(plan, load_frame(Path(task["path"]), metadata))
+        result = execute(plan, load_frame(Path(task["path"]), metadata))
         return {
             "seconds": time.perf_counter() - t0,
             "plan_seconds": plan_seconds,
-            "release": {str(row[0]): float(row[1]) for row in rows},
+            "release": _released(plan.columns, result.rows),
+            "cells": len(result.rows),
+            "columns": list(plan.columns),
             "mechanism": plan.mechanism,
             "noise_scale": plan.noise_scale,
             "error_bound": plan.accuracy.error_bound,
@@ -122,10 +134,10 @@ class Worker:
         metadata, query, path, _ = self.ruis
         t0 = time.perf_counter()
         plan = plan_query(query, metadata, "pure")
-        rows = execute(plan, load_frame(path, metadata))
+        result = execute(plan, load_frame(path, metadata))
         return {
             "seconds": time.perf_counter() - t0,
-            "release": {str(row[0]): float(row[1]) for row in rows},
+            "release": _released(plan.columns, result.rows),
         }
 
     def ruis_finish(self, extra_draws: int) -> dict[str, Any]:
@@ -176,7 +188,11 @@ def main() -> int:
     for line in sys.stdin:
         if not line.strip():
             continue
-        out.write(json.dumps(worker.handle(json.loads(line))) + "\n")
+        try:
+            answer = worker.handle(json.loads(line))
+        except Exception as error:  # e.g. a query kind this checkout cannot execute yet
+            answer = {"error": f"{type(error).__name__}: {error}"}
+        out.write(json.dumps(answer) + "\n")
         out.flush()
     return 0
 

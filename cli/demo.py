@@ -34,7 +34,12 @@ def _ensure_files(data_dir: Path, args: argparse.Namespace) -> DemoFiles:
     from cli import demo_data
 
     stamp = data_dir / "demo-params.json"
-    params = {"devices": args.devices, "days": args.days, "seed": args.seed}
+    params = {
+        "devices": args.devices,
+        "days": args.days,
+        "seed": args.seed,
+        "format": demo_data.DATA_FORMAT,  # files of an older generator are written again
+    }
     files_exist = (data_dir / "mobility_events.parquet").exists() and (
         data_dir / "residents.parquet"
     ).exists()
@@ -101,6 +106,10 @@ def _ensure_budget(db: Database, dataset: str) -> None:
     )
 
 
+NIGHT_HOURS = [0, 1, 2, 3, 4, 5, 6, 22, 23]
+"""Where a phone spends the night is where its owner lives: the hours of "residents"."""
+
+
 def example_query(files: DemoFiles) -> dict[str, Any]:
     """The body of "visitors per municipality, last week"."""
     last = files.days[-1]
@@ -116,8 +125,33 @@ def example_query(files: DemoFiles) -> dict[str, Any]:
     }
 
 
-def setup(settings: Settings, args: argparse.Namespace) -> tuple[dict[str, str], dict[str, Any]]:
-    """Generate or reuse the data, consumers, datasets and budgets; return keys and query."""
+def crowd_queries(files: DemoFiles) -> dict[str, dict[str, Any]]:
+    """More questions of the crowd model, each ONE query over the events: the title the
+    banner prints, and the body."""
+    return {
+        "Residents per neighbourhood: each phone counted once, where it is most often at "
+        "night (ε = 1)": {
+            "dataset": "mobility_events",
+            "statistic": "unit_count",
+            "group_by": ["neighbourhood"],
+            "unit_location": {"column": "neighbourhood", "rule": "most_frequent"},
+            "where": [{"column": "hour", "op": "in", "value": NIGHT_HOURS}],
+            "privacy": {"epsilon": 1},
+        },
+        "Visitors per municipality per weekday (1 = Monday; ε = 1)": {
+            "dataset": "mobility_events",
+            "statistic": "unit_count",
+            "group_by": ["municipality", "weekday"],
+            "privacy": {"epsilon": 1},
+        },
+    }
+
+
+def setup(
+    settings: Settings, args: argparse.Namespace
+) -> tuple[dict[str, str], dict[str, Any], dict[str, dict[str, Any]]]:
+    """Generate or reuse the data, consumers, datasets and budgets; return the keys, the
+    example query and the crowd-model queries."""
     from api.app import prepare
     from cli import demo_data
 
@@ -139,12 +173,27 @@ def setup(settings: Settings, args: argparse.Namespace) -> tuple[dict[str, str],
         _ensure_budget(db, "residents")
     finally:
         db.dispose()
-    return keys, example_query(files)
+    return keys, example_query(files), crowd_queries(files)
 
 
-def banner(url: str, keys: dict[str, str], query: dict[str, Any], keys_path: Path) -> str:
-    """What the demo prints before serving: keys, a curl and the same in Python."""
+def banner(
+    url: str,
+    keys: dict[str, str],
+    query: dict[str, Any],
+    keys_path: Path,
+    more: dict[str, dict[str, Any]] | None = None,
+) -> str:
+    """What the demo prints before serving: keys, a curl and the same in Python, then the
+    bodies of ``more`` queries for the same curl."""
     body = json.dumps(query)
+    curl = (
+        f"curl -s -X POST {url}/v1/queries \\\n"
+        f"  -H 'Authorization: Bearer {keys[ANALYST]}' \\\n"
+        "  -H 'Content-Type: application/json' \\\n"
+    )
+    others = "".join(
+        f"\n{title}:\n\n{curl}  -d '{json.dumps(other)}'\n" for title, other in (more or {}).items()
+    )
     return f"""
 Ruis demo — serving on {url}   (API docs: {url}/docs)
 
@@ -155,10 +204,7 @@ Keys (also in {keys_path}, readable only by you; shown here once):
 
 Visitors per municipality last week (ε = 0.5 of the analyst's 10):
 
-curl -s -X POST {url}/v1/queries \\
-  -H 'Authorization: Bearer {keys[ANALYST]}' \\
-  -H 'Content-Type: application/json' \\
-  -d '{body}'
+{curl}  -d '{body}'
 
 The same in Python:
 
@@ -166,7 +212,7 @@ import httpx
 r = httpx.post("{url}/v1/queries", json={query!r},
                headers={{"Authorization": "Bearer {keys[ANALYST]}"}}, timeout=60)
 print(r.json()["rows"][:5], r.json()["accuracy"])
-
+{others}
 Auditor: curl -s {url}/v1/ledger/verify -H 'Authorization: Bearer {keys[AUDITOR]}'
 """
 
@@ -179,9 +225,9 @@ def run(args: argparse.Namespace) -> int:
 
     os.environ.setdefault("RUIS_DATA_DIR", str(Path(args.data_dir).resolve()))
     settings = Settings.from_env()
-    keys, query = setup(settings, args)
+    keys, query, more = setup(settings, args)
     url = f"http://{args.host}:{args.port}"
-    print(banner(url, keys, query, settings.data_dir / KEYS_FILE), flush=True)
+    print(banner(url, keys, query, settings.data_dir / KEYS_FILE, more), flush=True)
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning")
     return 0
 

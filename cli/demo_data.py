@@ -3,7 +3,11 @@
 ``generate`` writes two parquet files into an output directory:
 
 * ``mobility_events.parquet`` -- one row per observed event of a device:
-  ``device_id``, ``day``, ``municipality``, ``neighbourhood``, ``dwell_minutes``, ``hour``.
+  ``device_id``, ``day`` (Date), ``ts`` (naive Datetime in microseconds, whole seconds:
+  the event's *local* wall-clock time, within ``day``), ``municipality``,
+  ``neighbourhood``, ``dwell_minutes``.  There is no stored hour: the registration
+  derives ``hour`` and ``weekday`` from ``ts`` (with no ``time_zone``, since ``ts`` is
+  already local time; daylight saving gaps are not modelled).
 * ``residents.parquet`` -- one row per device with its ``home_municipality`` and
   ``home_neighbourhood``, derived from the events table the way a data owner would
   (the place with the most events over the period), not from the generator's hidden
@@ -28,10 +32,15 @@ Shape of the synthetic world:
 * Per device and day a Poisson(``events_per_day``) number of events (capped at
   ``max_events_per_day``, which makes ``max_rows`` a hard bound); each device gets at
   least one event over the period so that every device has a residence.
+* A daily rhythm: each event's hour comes from a profile of where the device is and the
+  kind of day (``_HOURS``).  Nights (1-4 h) are quiet; on weekdays commuters are at home
+  before about 8 and after about 18 and at work in between, so events peak around the
+  commute (7-9 and 16-19 h); weekends start later and are flatter.  The minute and
+  second are uniform within the hour.
 
-The municipality/neighbourhood code lists and the day list returned in ``DemoFiles``
-are the *public* key lists: they depend only on the parameters (seed, start, days),
-never on which codes happen to occur in the events.
+The municipality/neighbourhood code lists, the neighbourhood -> municipality map and the
+day list returned in ``DemoFiles`` are the *public* key lists and hierarchy: they depend
+only on the parameters (seed, start, days), never on which codes occur in the events.
 """
 
 from __future__ import annotations
@@ -49,13 +58,15 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+DATA_FORMAT: Final = 2
+"""The version of the files' layout (2: ``ts`` instead of a stored ``hour``): part of every
+cache key of generated data, so files of an older generator are not reused."""
 EVENTS_FILE: Final = "mobility_events.parquet"
 RESIDENTS_FILE: Final = "residents.parquet"
 
 N_MUNICIPALITIES: Final = 340
 MAX_MUNICIPALITY_CODE: Final = 1999
 DWELL_BOUNDS: Final = (0, 240)
-HOUR_BOUNDS: Final = (0, 23)
 MAX_OTHER_PLACES: Final = 7
 _SLOTS: Final = MAX_OTHER_PLACES + 1  # slot 0 = home, slots 1.. = other places
 
@@ -64,13 +75,34 @@ _TYPE_PROBS: Final = (0.20, 0.55, 0.15, 0.10)  # stay-at-home, regular, commuter
 _TYPE_OTHERS: Final = ((0, 0), (1, 3), (1, 3), (4, MAX_OTHER_PLACES))
 _COMMUTER: Final = 2
 
-# Relative hourly activity at home (evening / night heavy) and away (daytime heavy).
-_HOURS_HOME: Final = (
-    3, 2, 2, 2, 2, 3, 5, 7, 6, 4, 3, 3, 4, 3, 3, 4, 5, 7, 9, 10, 10, 9, 7, 5,
+# Relative hourly activity (events per hour of local time) by where a device is and what
+# kind of day it is: weekdays have commuting peaks (about 7-9 and 16-19), nights are quiet,
+# weekends start later and are flatter.  One row per profile (see ``_profile``).
+_HOURS: Final = (
+    # hour:  0     1     2     3     4     5     6     7     8     9    10    11
+    #       12    13    14    15    16    17    18    19    20    21    22    23
+    # home, weekday: evening heavy, a morning bump before leaving
+    (      0.8,  0.3,  0.2,  0.2,  0.3,  0.8,    3,    7,    6,    4,  3.5,  3.5,
+             4,  3.5,  3.5,    4,    5,  6.5,    7,  6.5,    6,    5,  3.5,  1.8),
+    # away, weekday: daytime, busiest around the commute
+    (      0.3,  0.1,  0.1,  0.1, 0.15,  0.5,    2,    7,   10,    7,    6,    6,
+             7,    6,    6,    7,    8,   10,    7,    4,    3,    2,    1,  0.5),
+    # a commuter at home on a weekday: before and after work
+    (      0.8,  0.3,  0.2,  0.2,  0.4,  1.5,    6,   10,    5,    1,  0.5,  0.5,
+           0.5,  0.5,  0.5,    1,    2,    6,   10,    8,    6,    5,  3.5,    2),
+    # a commuter at work on a weekday: arriving 7-9, leaving 16-18
+    (     0.05, 0.02, 0.02, 0.02, 0.05,  0.2,    1,    6,   10,    7,    5,    5,
+             6,    5,    5,    6,    9,   10,    5,  1.5,  0.6,  0.3,  0.1, 0.05),
+    # home, weekend: a late start, a flat day
+    (        2,  1.2,  0.6,  0.4,  0.3,  0.3,  0.6,  1.5,    3,    5,    6,    6,
+             6,  5.5,    5,    5,  5.5,    6,    7,  7.5,  7.5,    7,    5,  3.5),
+    # away, weekend: late morning to evening
+    (        1,  0.6,  0.3,  0.2,  0.1,  0.1,  0.3,  0.8,    2,    4,    6,    7,
+             7,    7,    7,    7,    7,    6,    5,    4,    4,  3.5,  2.5,  1.5),
 )  # fmt: skip
-_HOURS_AWAY: Final = (
-    0.3, 0.2, 0.2, 0.2, 0.3, 0.8, 2, 5, 8, 9, 9, 9, 10, 9, 9, 9, 8, 7, 5, 4, 3, 2, 1, 0.5,
-)  # fmt: skip
+_HOME, _AWAY, _COMMUTER_HOME, _COMMUTER_WORK, _WEEKEND_HOME, _WEEKEND_AWAY = range(len(_HOURS))
+_SECONDS_PER_HOUR: Final = 3600
+_US_PER_SECOND: Final = 1_000_000
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -88,6 +120,8 @@ class DemoFiles:
     neighbourhood_codes: list[str]
     days: list[date]
     max_events_per_day: int
+    neighbourhood_municipality: dict[str, str]
+    """The public hierarchy: each neighbourhood code to its municipality's code."""
 
     @property
     def max_rows(self) -> int:
@@ -147,6 +181,14 @@ def _build_geography(rng: np.random.Generator) -> _Geography:
     )
 
 
+def _neighbourhood_map(geo: _Geography) -> dict[str, str]:
+    """Each neighbourhood code to its municipality's code, in code order."""
+    return {
+        code: geo.mun_codes[int(mun)]
+        for code, mun in sorted(zip(geo.nb_codes, geo.nb_mun, strict=True))
+    }
+
+
 def _pick_nb(geo: _Geography, mun: IntArray, u: FloatArray) -> IntArray:
     """Population-weighted neighbourhood in ``mun`` for uniforms ``u`` in [0, 1)."""
     idx = np.searchsorted(geo.nb_cdf_keys, mun.astype(np.float64) + u, side="right")
@@ -172,10 +214,18 @@ def _other_places(rng: np.random.Generator, geo: _Geography, home: IntArray) -> 
     return out
 
 
-def _hour_cdf(profile: Sequence[float]) -> FloatArray:
-    cdf: FloatArray = np.cumsum(np.asarray(profile, dtype=np.float64))
-    cdf /= cdf[-1]
-    return cdf
+def _hour_keys() -> FloatArray:
+    """The hourly profiles' CDFs, each offset by its profile index and flattened, so that
+    one ``searchsorted`` of ``profile + u`` draws an hour from each event's own profile."""
+    table = np.asarray(_HOURS, dtype=np.float64)
+    cdf = np.cumsum(table, axis=1)
+    cdf /= cdf[:, -1:]
+    cdf[:, -1] = 1.0
+    keys: FloatArray = (cdf + np.arange(len(_HOURS), dtype=np.float64)[:, None]).ravel()
+    return keys
+
+
+_HOUR_KEYS: Final = _hour_keys()
 
 
 @dataclass(frozen=True)
@@ -201,7 +251,7 @@ def _day_events(
     counts: IntArray,
     weekend: bool,
 ) -> dict[str, npt.NDArray[Any]]:
-    """One day's events as compact arrays, sorted by device and hour."""
+    """One day's events as compact arrays, sorted by device and time."""
     dev = np.repeat(np.arange(counts.shape[0], dtype=np.int64), counts)
     n = dev.shape[0]
     u = rng.random(n)
@@ -216,23 +266,29 @@ def _day_events(
     anchored = rng.random(n) < np.where(at_home, 0.8, 0.6)
     nb = np.where(anchored, state.slot_nb[dev, slot], _pick_nb(geo, mun, rng.random(n)))
 
-    u = rng.random(n)
-    hour = np.where(
-        at_home,
-        np.searchsorted(_hour_cdf(_HOURS_HOME), u, side="right"),
-        np.searchsorted(_hour_cdf(_HOURS_AWAY), u, side="right"),
-    )
-    np.minimum(hour, 23, out=hour)
+    if weekend:
+        profile = np.where(at_home, _WEEKEND_HOME, _WEEKEND_AWAY)
+    else:
+        commuter = state.commuter[dev]
+        profile = np.where(
+            at_home,
+            np.where(commuter, _COMMUTER_HOME, _HOME),
+            np.where(commuter & (slot == 1), _COMMUTER_WORK, _AWAY),
+        )
+    hour = np.searchsorted(_HOUR_KEYS, profile + rng.random(n), side="right") - profile * 24
+    np.clip(hour, 0, 23, out=hour)
     mu = np.where(at_home, math.log(45.0), math.log(20.0))
     dwell = np.round(np.clip(rng.lognormal(mu, 1.0), *DWELL_BOUNDS), 1)
+    # seconds since the day's midnight (local time): the hour plus a uniform minute and second
+    second = hour * _SECONDS_PER_HOUR + rng.integers(0, _SECONDS_PER_HOUR, size=n)
 
-    order = np.argsort(dev * 24 + hour, kind="stable")
+    order = np.argsort(dev * 86_400 + second, kind="stable")
     return {
         "dev": dev[order].astype(np.uint32),
         "mun": mun[order].astype(np.uint16),
         "nb": nb[order].astype(np.uint16),
         "dwell": dwell[order],
-        "hour": hour[order].astype(np.int8),
+        "second": second[order].astype(np.int32),
     }
 
 
@@ -315,20 +371,21 @@ def generate(
             "mun": np.concatenate([c.pop("mun") for c in chunks]),
             "nb": np.concatenate([c.pop("nb") for c in chunks]),
             "dwell_minutes": np.concatenate([c.pop("dwell") for c in chunks]),
-            "hour": np.concatenate([c.pop("hour") for c in chunks]),
+            "second": np.concatenate([c.pop("second") for c in chunks]),
         }
     )
     del chunks
     width = max(7, len(str(devices - 1)))
     events_path = out_dir / EVENTS_FILE
     # Map the compact integer columns to their string codes while streaming to parquet.
+    seconds = pl.col("day").cast(pl.Int64) * 86_400 + pl.col("second").cast(pl.Int64)
     numeric.lazy().select(
         pl.format("d{}", pl.col("dev").cast(pl.String).str.zfill(width)).alias("device_id"),
         pl.col("day").cast(pl.Date),
+        (seconds * _US_PER_SECOND).cast(pl.Datetime("us")).alias("ts"),
         _codes("mun", geo.mun_codes).alias("municipality"),
         _codes("nb", geo.nb_codes).alias("neighbourhood"),
         pl.col("dwell_minutes"),
-        pl.col("hour"),
     ).sink_parquet(events_path, compression="zstd", statistics=True)
     del numeric
 
@@ -345,6 +402,7 @@ def generate(
         neighbourhood_codes=sorted(geo.nb_codes),
         days=[start + timedelta(days=d) for d in range(days)],
         max_events_per_day=cap,
+        neighbourhood_municipality=_neighbourhood_map(geo),
     )
 
 
@@ -371,6 +429,7 @@ def describe(
         neighbourhood_codes=sorted(geo.nb_codes),
         days=[start + timedelta(days=d) for d in range(days)],
         max_events_per_day=_max_events_per_day(events_per_day),
+        neighbourhood_municipality=_neighbourhood_map(geo),
     )
 
 
@@ -405,8 +464,17 @@ def events_registration(files: DemoFiles) -> dict[str, Any]:
             "municipality": {"type": "categorical", "keys": list(files.municipality_codes)},
             "neighbourhood": {"type": "categorical", "keys": list(files.neighbourhood_codes)},
             "day": {"type": "date", "keys": [d.isoformat() for d in files.days]},
+            "ts": {"type": "datetime"},
             "dwell_minutes": {"type": "float", "bounds": list(DWELL_BOUNDS)},
-            "hour": {"type": "integer", "bounds": list(HOUR_BOUNDS)},
+            # local time: ts is stored as the wall clock, so no time_zone
+            "hour": {"type": "derived", "from": "ts", "part": "hour"},
+            "weekday": {"type": "derived", "from": "ts", "part": "weekday"},
+        },
+        "hierarchy": {
+            "neighbourhood": {
+                "parent": "municipality",
+                "map": dict(files.neighbourhood_municipality),
+            }
         },
         # chosen per query by a small DP release (privacy/auto): a fixed 3 and 1 kept
         # about a tenth of the (device, municipality, day) contributions

@@ -132,7 +132,10 @@ class TruthData:
     files: demo_data.DemoFiles
     metadata: DatasetMetadata
     frame: pl.DataFrame
-    """Every row, cast as :func:`privacy.data.load_frame` casts them (in memory)."""
+    """Every row, cast as :func:`privacy.data.load_frame` casts them (in memory), with the
+    derived columns (``hour``, ``weekday`` of ``ts``) computed by the very expression the
+    service uses (:func:`privacy.data.derived_expression`), so exact answers over ``hour``
+    agree with what a release groups and filters on."""
 
     @property
     def devices(self) -> int:
@@ -160,8 +163,9 @@ def auto_metadata(
         "max_partitions_contributed": auto_limit,
         "max_contributions_per_partition": auto_limit,
     }
-    for name in ("dwell_minutes", "hour"):
-        body["columns"][name] = {**body["columns"][name], "auto_bounds": True}
+    # ``hour`` is derived from ``ts`` (bounds 0..23 implied, no auto_bounds to declare);
+    # the quantile query asks for ``"bounds": "auto"`` itself
+    body["columns"]["dwell_minutes"] = {**body["columns"]["dwell_minutes"], "auto_bounds": True}
     body.pop("budget_cap", None)
     body.update(overrides)
     return DatasetMetadata.model_validate(body)
@@ -171,7 +175,8 @@ def make_truth_data(
     out_dir: Path, *, devices: int, seed: int = 42, auto_limit: int = AUTO_LIMIT
 ) -> TruthData:
     """Generate (or reuse, when ``out_dir`` already holds them) the demo files and load them."""
-    params = out_dir / f"devices-{devices}-seed-{seed}.done"
+    # the data format in the name: files of an older generator are written again
+    params = out_dir / f"devices-{devices}-seed-{seed}-format-{demo_data.DATA_FORMAT}.done"
     if params.exists():
         files = demo_data.describe(out_dir, devices=devices, days=DAYS, seed=seed)
     else:
@@ -190,9 +195,8 @@ def _key_frame(metadata: DatasetMetadata, by: Sequence[str]) -> pl.DataFrame:
     frame: pl.DataFrame | None = None
     for name in by:
         spec = metadata.columns[name]
-        dtype = (
-            pl.Date if spec.type == "date" else pl.String if spec.type == "categorical" else None
-        )
+        kind = spec.value_type
+        dtype = pl.Date if kind == "date" else pl.String if kind == "categorical" else None
         column = pl.DataFrame({name: pl.Series(spec.typed_keys(), dtype=dtype)})
         frame = column if frame is None else frame.join(column, how="cross")
     assert frame is not None
