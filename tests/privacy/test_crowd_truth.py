@@ -14,7 +14,6 @@ concentrates (Hoeffding: P(coverage < 90% | per-cell 95%) ≤ exp(−2·n·0.05�
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,41 +31,11 @@ DAYS = 30
 NIGHT = [0, 1, 2, 3, 4, 5, 6, 22, 23]
 
 
-def _with_timestamps(path: Path) -> None:
-    """Give the events a ``ts`` column if the generator wrote only ``day`` and ``hour``
-    (a uniform minute within the hour); the stored ``hour`` then goes (a derived hour
-    may not share a column's name)."""
-    events = pl.read_parquet(path)
-    if "ts" in events.columns:
-        return
-    rng = np.random.default_rng(5)
-    minutes = pl.Series(rng.integers(0, 3600, events.height) * 1_000_000, dtype=pl.Int64)
-    events = events.with_columns(
-        (
-            pl.col("day").cast(pl.Datetime("us"))
-            + pl.duration(hours=pl.col("hour").cast(pl.Int64))
-            + pl.duration(microseconds=minutes)
-        ).alias("ts")
-    ).drop("hour")
-    events.write_parquet(path)
-
-
 @pytest.fixture(scope="module")
 def crowd(tmp_path_factory: pytest.TempPathFactory) -> tuple[DatasetMetadata, pl.DataFrame]:
     out = tmp_path_factory.mktemp("crowd")
     files = demo_data.generate(out, devices=DEVICES, days=DAYS, seed=13)
-    _with_timestamps(files.events_path)
-    body = demo_data.events_registration(files)
-    columns = {k: v for k, v in body["columns"].items() if k not in ("hour", "weekday", "ts")}
-    columns["ts"] = {"type": "datetime"}
-    columns["hour"] = {"type": "derived", "from": "ts", "part": "hour"}
-    body["columns"] = columns
-    body["hierarchy"] = {
-        "neighbourhood": {
-            "parent": "municipality",
-            "map": {nb: "GM" + nb[2:6] for nb in files.neighbourhood_codes},
-        }
-    }
+    body = demo_data.events_registration(files)  # ts, derived hour and weekday, hierarchy
     body.pop("budget_cap", None)
     metadata = DatasetMetadata.model_validate(body)
     frame = load_frame(files.events_path, metadata).collect()
