@@ -202,15 +202,6 @@ def chernoff_bound(terms: Sequence[Term], alpha: float) -> float:
     )
 
 
-def _log_tail(terms: Sequence[Term], t: float) -> float:
-    """``log`` of Chernoff's ``min_λ e^(−λt)·M(λ)`` ≥ ``log P(Σ a_j Z_j ≥ t)``."""
-    if not terms:
-        return 0.0 if t <= 0 else -math.inf
-    limit = _limit(terms)
-    high = limit * (1 - 1e-12) if math.isfinite(limit) else 1e6 / max(t, 1e-300)
-    return min(0.0, _minimize(lambda lam: _log_mgf(terms, lam) - lam * t, high * 1e-12, high))
-
-
 def dominant_bound(terms: Sequence[Term], alpha: float) -> float:
     """A tighter bound when one Laplace noise dominates: ``X = a₀Z₀ + R``.
 
@@ -218,7 +209,7 @@ def dominant_bound(terms: Sequence[Term], alpha: float) -> float:
     ``β = |a₀|·b₀`` and the exact tail of ``Z₀`` above 0: ``P(a₀Z₀ ≥ u) ≤ C·e^(−u/β)``
     for ``u > 0`` (``C = 1/2`` for Laplace, ``1/(1 + q)`` for the discrete Laplace,
     whose tail at ``n ≥ 1`` is ``qⁿ/(1 + q)``), ``≤ 1`` below; ``P(R ≥ t)`` by
-    Chernoff. Twice that (both signs) is solved for ``t`` by bisection. Inf when
+    Chernoff at one ``λ > 1/β``. Twice that (both signs) is solved for ``t`` by bisection. Inf when
     ``M_R(1/β)`` diverges (e.g. two equal coefficients) or the noise is Gaussian.
     """
     live = _live(terms)
@@ -235,8 +226,14 @@ def dominant_bound(terms: Sequence[Term], alpha: float) -> float:
     q = math.exp(-1.0 / head.law.scale)
     front = math.log(1 / (1 + q) if head.law.discrete else 0.5) + _log_mgf(rest, 1 / beta)
 
+    # P(R ≥ t) ≤ e^(−λt)·M_R(λ) at one λ above 1/β (where M_R is finite): it falls
+    # faster than the main term, so a fixed λ loses nothing that matters
+    lam = min(2 / beta, (1 / beta + _limit(rest)) / 2) if rest else math.inf
+    rest_log_mgf = _log_mgf(rest, lam) if rest else 0.0
+
     def failure(t: float) -> float:
-        return 2 * (math.exp(front - t / beta) + math.exp(_log_tail(rest, t)))
+        tail = math.exp(rest_log_mgf - lam * t) if rest else 0.0
+        return 2 * (math.exp(front - t / beta) + tail)
 
     low, high = 0.0, beta
     while failure(high) > alpha:
