@@ -437,6 +437,8 @@ class QueryResponse(BaseModel):
         if self.truncation is not None:
             output["truncation"] = self.truncation.model_dump(mode="json")
             output["accuracy"] = self.accuracy.ledger_document()
+        if self.accuracy.levels is not None:  # rollup: the bound per level as released
+            output["accuracy"] = self.accuracy.ledger_document()
         if self.bounds_chosen is not None:
             selection = self._selection
             output.update(
