@@ -23,6 +23,11 @@ selection first (:func:`privacy.auto.run_selection`), which chooses the bounds
 by post-processing, and releases the statistic at them; by sequential
 composition the total loss is the sum of OpenDP's maps, checked to be ≤ the
 cost.
+
+``rollup`` (:mod:`privacy.rollup`): the parent level's measurement runs once on
+the same measured frame (its parent column added row-wise from the public map);
+the plan's ``opendp_loss`` already holds both maps, and the consistent layout is
+post-processing.
 """
 
 from __future__ import annotations

@@ -401,3 +401,19 @@ def test_grid_sums_stay_exact_for_large_values() -> None:
     fitted, grid = consistent(trees, noise, noise)
     assert grid > 2.0**-10
     assert all(sum(tree.children) == tree.parent for tree in fitted)
+
+
+def test_a_unit_location_rollup_plans_at_sensitivity_one(meta: DatasetMetadata) -> None:
+    """unit_count at each unit's modal neighbourhood (k = c = 1, one row per unit): both
+    levels at sensitivity 1, so scale 2/ε (nothing can be dropped: no truncation share)."""
+    query = rollup_query(
+        statistic="unit_count",
+        unit_location={"column": "neighbourhood", "rule": "most_frequent"},
+        max_partitions_contributed=None,
+        max_contributions_per_partition=None,
+    )
+    plan = plan_query(query, meta, "pure")
+    assert plan.rollup is not None and plan.truncation is None
+    assert plan.noise_scale == pytest.approx(2.0, rel=1e-9)
+    assert plan.rollup.components[0].scale == pytest.approx(2.0, rel=1e-9)
+    assert plan.columns == ["level", "municipality", "neighbourhood", "value"]
