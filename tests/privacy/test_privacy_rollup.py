@@ -417,3 +417,24 @@ def test_a_unit_location_rollup_plans_at_sensitivity_one(meta: DatasetMetadata) 
     assert plan.noise_scale == pytest.approx(2.0, rel=1e-9)
     assert plan.rollup.components[0].scale == pytest.approx(2.0, rel=1e-9)
     assert plan.columns == ["level", "municipality", "neighbourhood", "value"]
+
+
+def test_bounds_per_day_hold_at_both_levels(meta: DatasetMetadata, events: pl.DataFrame) -> None:
+    """k per day over D = 14 days: the child ℓ1 is k·D·c, the parent's at most the k·c·D
+    rows of a unit in all, so both levels have scale 2·k·D·c/(0.95·ε)."""
+    query = rollup_query(
+        group_by=["neighbourhood", "day"],
+        contribution_bounds_per=["day"],
+        max_partitions_contributed=2,
+        max_contributions_per_partition=3,
+        privacy={"epsilon": 8},
+    )
+    plan = plan_query(query, meta, "pure")
+    assert plan.rollup is not None
+    expected = 2 * 2 * 14 * 3 / (0.95 * 8)
+    assert plan.noise_scale == pytest.approx(expected, rel=1e-9)
+    assert plan.rollup.components[0].scale == pytest.approx(expected, rel=1e-9)
+    result = execute(plan, events.lazy())
+    assert sum(1 for _ in families(result.rows, plan.columns)) == 340 * 14
+    for parent, children in families(result.rows, plan.columns):
+        assert sum(children) == parent
