@@ -79,6 +79,24 @@ Number = int | float
 """A bound or candidate as declared: integers stay integers."""
 
 
+class LevelAccuracy(BaseModel):
+    """One level of a ``rollup`` release: with probability ≥ 1 − alpha every cell of
+    that level is within ``error_bound`` of its exact value (after the consistency step;
+    README, 'The crowd model')."""
+
+    level: str = Field(description="the level's column (the rows' 'level' value)")
+    error_bound: float
+    noise_error_bound: float | None = Field(
+        default=None, exclude_if=_absent, description="with noise_and_bias: the noise part"
+    )
+    bias_bound: float | None = Field(
+        default=None,
+        exclude_if=_absent,
+        description="with noise_and_bias: a DP upper bound on how much the contribution "
+        "bounds lowered any one cell of the level",
+    )
+
+
 class Accuracy(BaseModel):
     """Per-cell accuracy: with probability ≥ 1 − alpha a cell's value is within
     ``error_bound`` of the exact value ``covers`` names: ``noise`` — on the truncated,
@@ -121,6 +139,12 @@ class Accuracy(BaseModel):
         "'Additions to the contract'). In rows because the cell's n is private (r/n as a "
         "level). Absent when null",
     )
+    levels: list[LevelAccuracy] | None = Field(
+        default=None,
+        exclude_if=_absent,
+        description="rollup only: each level's bound (the child level first); error_bound "
+        "is the largest of them. Absent otherwise",
+    )
 
     @classmethod
     def of(cls, accuracy: PlannedAccuracy) -> Accuracy:
@@ -134,6 +158,19 @@ class Accuracy(BaseModel):
             bias_bound=accuracy.bias_bound,
             error_bound_range=list(shown) if shown is not None else None,
             rank_error_bound=accuracy.rank_error_bound,
+            levels=(
+                [
+                    LevelAccuracy(
+                        level=level.level,
+                        error_bound=level.error_bound,
+                        noise_error_bound=level.noise_error_bound,
+                        bias_bound=level.bias_bound,
+                    )
+                    for level in accuracy.levels
+                ]
+                if accuracy.levels is not None
+                else None
+            ),
         )
 
     def ledger_document(self) -> dict[str, Any]:
@@ -399,6 +436,8 @@ class QueryResponse(BaseModel):
         output: dict[str, Any] = {"columns": self.columns, "rows": self.rows}
         if self.truncation is not None:
             output["truncation"] = self.truncation.model_dump(mode="json")
+            output["accuracy"] = self.accuracy.ledger_document()
+        if self.accuracy.levels is not None:  # rollup: the bound per level as released
             output["accuracy"] = self.accuracy.ledger_document()
         if self.bounds_chosen is not None:
             selection = self._selection

@@ -32,6 +32,7 @@ from privacy.errors import InvalidQuery
 from privacy.mean_accuracy import bound_at_rows, mean_noise
 from privacy.measurement import MeasurementBuilder, NoiseComponent
 from privacy.query import AccuracyTarget, ResolvedQuery
+from privacy.rollup import level_accuracy
 
 MAX_ACCURACY_FIRST_COST = Decimal(10_000)
 """Accuracy targets that would cost more than this (ε or ρ) are refused."""
@@ -77,7 +78,12 @@ def _mean_scale(builder: MeasurementBuilder, target: AccuracyTarget) -> float:
             f"max_error={target.max_error} is at least the width of the clamping bounds "
             f"{list(query.bounds)}: every value within them meets it; ask for a smaller max_error"
         )
-    error = _mean_error(builder, target)
+    return _largest_scale(_mean_error(builder, target), target)
+
+
+def _largest_scale(error: Callable[[float], float], target: AccuracyTarget) -> float:
+    """The largest global scale (to 2⁻⁶⁰ relative) with ``error(scale) ≤ max_error``, for
+    an ``error`` that grows with the scale (bisection)."""
     low, high = 1.0, 1.0
     while error(low) > target.max_error:
         low /= 2
@@ -145,3 +151,44 @@ def _single_error(builder: MeasurementBuilder, target: AccuracyTarget) -> Callab
         return component.error_bound if component.error_bound is not None else math.inf
 
     return error
+
+
+def _rollup_error(
+    builder: MeasurementBuilder, target: AccuracyTarget, families: tuple[int, ...]
+) -> Callable[[float], float]:
+    """A rollup's largest level bound after consistency as a function of the global
+    scale (:func:`privacy.rollup.level_accuracy` of both levels' ``summarize``)."""
+
+    def error(scale: float) -> float:
+        child = builder.summarize(builder.build(scale), target.alpha)[0]
+        parent = builder.summarize(builder.build_parent(scale), target.alpha)[0]
+        bound = level_accuracy(
+            builder.query, child, parent, builder.fixed_point, families, target.alpha
+        ).error_bound
+        assert bound is not None
+        return bound
+
+    return error
+
+
+def rollup_accuracy_first(
+    builder: MeasurementBuilder, target: AccuracyTarget, families: tuple[int, ...]
+) -> tuple[PrivacyAmount, float]:
+    """:func:`accuracy_first` of a rollup: the smallest 4-significant-digit cost whose
+    largest level bound (after consistency) meets ``target``, and the global scale at
+    which both levels' OpenDP maps sum to at most it.
+
+    The largest scale meeting the target is found by bisection (the bounds grow with
+    the scale), the cost is the two maps' sum there rounded up, then stepped up until
+    the scale solved for it meets the target.
+    """
+    error = _rollup_error(builder, target, families)
+    needed_scale = _largest_scale(error, target)
+    cost = PrivacyAmount(builder.model, builder.total_loss(needed_scale)).rounded_up()
+    check_cost_limit(target, cost)
+    for _ in range(_STEPS_UP):
+        scale = builder.solve_scale(cost.float_at_most())
+        if error(scale) <= target.max_error:
+            return cost, scale
+        cost = cost.step_up()
+    raise InvalidQuery(f"could not find a cost meeting max_error={target.max_error}")

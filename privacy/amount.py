@@ -41,6 +41,14 @@ def float_at_most(exact: Decimal) -> float:
     return value
 
 
+def float_at_least(exact: Decimal) -> float:
+    """The smallest float not below the exact amount ``exact`` (an upper bound on a loss)."""
+    value = float(exact)
+    if Decimal(value) < exact:
+        value = math.nextafter(value, math.inf)
+    return value
+
+
 def json_number(value: Decimal) -> int | float:
     """``value`` as a JSON number: an int when integral, else the nearest float."""
     if value == value.to_integral_value():

@@ -19,8 +19,13 @@ from decimal import Decimal
 from typing import Any
 
 from privacy.accounting import epsilon_delta_of
-from privacy.accuracy_first import accuracy_first, check_cost_limit, mean_error_at_rows
-from privacy.amount import UNIT_OF, PrivacyAmount, PrivacyModel, float_at_most
+from privacy.accuracy_first import (
+    accuracy_first,
+    check_cost_limit,
+    mean_error_at_rows,
+    rollup_accuracy_first,
+)
+from privacy.amount import UNIT_OF, PrivacyAmount, PrivacyModel, float_at_least, float_at_most
 from privacy.auto import compile_auto
 from privacy.errors import InvalidQuery
 from privacy.kept import TRUNCATION_SHARE, can_drop, plan_truncation, split_truncation_cost
@@ -35,7 +40,8 @@ from privacy.query import (
     explicit_cost,
     resolve_query,
 )
-from privacy.results import NOISE_AND_BIAS, Accuracy, Plan
+from privacy.results import NOISE_AND_BIAS, Accuracy, Plan, RollupPlan
+from privacy.rollup import family_sizes, level_accuracy, rollup_columns
 
 DEFAULT_ALPHA = 0.05
 _SEARCH_STEPS = 16
@@ -119,6 +125,8 @@ def compile_plan(
     :class:`InvalidQuery`).
     """
     builder = MeasurementBuilder(query, metadata, model)
+    if query.rollup is not None:
+        return _compile_rollup(builder, metadata, alpha)
     privacy = query.privacy
     if isinstance(privacy, AccuracyTarget):
         alpha = privacy.alpha
@@ -132,6 +140,76 @@ def compile_plan(
     components = tuple(builder.summarize(measurement, alpha))
     primary = next((c for c in components if c.aggregate != "count"), components[0])
     accuracy = planned_accuracy(query, metadata, components, alpha)
+    return Plan(
+        canonical=query.canonical(),
+        model=model,
+        cost=cost.value,
+        opendp_loss=loss,
+        mechanism=primary.mechanism,
+        noise_scale=primary.scale,
+        accuracy=accuracy,
+        columns=[*query.group_by, *value_columns(query)],
+        epsilon_delta=epsilon_delta_of(cost, metadata.delta),
+        bounds_used=_bounds_used(query, metadata),
+        measurement=measurement,
+        components=components,
+        query=query,
+        metadata=metadata,
+        fixed_point=builder.fixed_point,
+    )
+
+
+def _compile_rollup(builder: MeasurementBuilder, metadata: DatasetMetadata, alpha: float) -> Plan:
+    """:func:`compile_plan` of a rollup: the child and parent measurements at one global
+    scale (:mod:`privacy.hierarchy`), whose OpenDP maps SUM to at most the cost
+    (sequential composition, checked exactly); accuracy per level after consistency
+    (:mod:`privacy.rollup`)."""
+    query, model = builder.query, builder.model
+    rollup = query.rollup
+    assert rollup is not None
+    families = family_sizes(rollup, metadata)
+    privacy = query.privacy
+    if isinstance(privacy, AccuracyTarget):
+        alpha = privacy.alpha
+        cost, scale = rollup_accuracy_first(builder, privacy, families)
+    else:
+        cost = privacy.amount()
+        scale = builder.solve_scale(cost.float_at_most())
+    child, parent = builder.build(scale), builder.build_parent(scale)
+    loss = builder.total_loss(scale)
+    if not loss <= cost.value:  # OpenDP's maps must not exceed what we debit
+        raise InvalidQuery(f"OpenDP reports a privacy loss {loss} above the cost {cost.value}")
+    components = tuple(builder.summarize(child, alpha))
+    parent_components = tuple(builder.summarize(parent, alpha))
+    accuracy = level_accuracy(
+        query, components[0], parent_components[0], builder.fixed_point, families, alpha
+    )
+    return Plan(
+        canonical=query.canonical(),
+        model=model,
+        cost=cost.value,
+        opendp_loss=float_at_least(loss),
+        mechanism=components[0].mechanism,
+        noise_scale=components[0].scale,
+        accuracy=accuracy,
+        columns=rollup_columns(query),
+        epsilon_delta=epsilon_delta_of(cost, metadata.delta),
+        bounds_used=_bounds_used(query, metadata),
+        measurement=child,
+        components=components,
+        query=query,
+        metadata=metadata,
+        fixed_point=builder.fixed_point,
+        rollup=RollupPlan(
+            measurement=parent,
+            components=parent_components,
+            loss=builder.loss(parent),
+            families=families,
+        ),
+    )
+
+
+def _bounds_used(query: ResolvedQuery, metadata: DatasetMetadata) -> dict[str, Any]:
     bounds_used: dict[str, Any] = {
         "max_partitions_contributed": query.max_partitions_contributed,
         "max_contributions_per_partition": query.max_contributions_per_partition,
@@ -147,23 +225,7 @@ def compile_plan(
         bounds_used["quantile_candidates"] = len(
             quantile_candidates(query.bounds, query.column_type)
         )
-    return Plan(
-        canonical=query.canonical(),
-        model=model,
-        cost=cost.value,
-        opendp_loss=loss,
-        mechanism=primary.mechanism,
-        noise_scale=primary.scale,
-        accuracy=accuracy,
-        columns=[*query.group_by, *value_columns(query)],
-        epsilon_delta=epsilon_delta_of(cost, metadata.delta),
-        bounds_used=bounds_used,
-        measurement=measurement,
-        components=components,
-        query=query,
-        metadata=metadata,
-        fixed_point=builder.fixed_point,
-    )
+    return bounds_used
 
 
 def cached_plan(

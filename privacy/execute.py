@@ -23,6 +23,11 @@ selection first (:func:`privacy.auto.run_selection`), which chooses the bounds
 by post-processing, and releases the statistic at them; by sequential
 composition the total loss is the sum of OpenDP's maps, checked to be ≤ the
 cost.
+
+``rollup`` (:mod:`privacy.rollup`): the parent level's measurement runs once on
+the same measured frame (its parent column added row-wise from the public map);
+the plan's ``opendp_loss`` already holds both maps, and the consistent layout is
+post-processing.
 """
 
 from __future__ import annotations
@@ -56,6 +61,8 @@ from privacy.metadata import DatasetMetadata, iso
 from privacy.quantile_accuracy import rank_error_rows
 from privacy.query import ResolvedFilter, ResolvedQuery, explicit_cost
 from privacy.results import NOISE_AND_BIAS, Accuracy, Plan, ReleaseResult
+from privacy.rollup import RollupRelease, release_rollup
+from privacy.rollup import plan_accuracy as rollup_accuracy
 from privacy.truncation import truncate_contributions, unit_group_counts
 
 MATCH_COLUMN = "__ruis_match__"
@@ -261,9 +268,18 @@ def execute(plan: Plan, data: pl.LazyFrame) -> ReleaseResult:
             query.bounds,
         )
         losses = [plan.statistic_loss if plan.statistic_loss is not None else plan.opendp_loss]
-    released = statistic.measurement(measurement_frame(statistic, truncated)).collect()
-    rows = _layout(statistic, released)
-    accuracy = released_accuracy(statistic, rows)
+    measured = measurement_frame(statistic, truncated)
+    released = statistic.measurement(measured).collect()
+    levels: RollupRelease | None = None
+    if statistic.rollup is not None:  # the parent level: same input and scale (privacy.rollup)
+        levels = release_rollup(
+            statistic, released, statistic.rollup.measurement(measured).collect()
+        )
+        rows = levels.rows
+        accuracy = rollup_accuracy(statistic, statistic.accuracy.alpha, grid=levels.grid)
+    else:
+        rows = _layout(statistic, released)
+        accuracy = released_accuracy(statistic, rows)
     estimate: TruncationEstimate | None = None
     if plan.truncation is not None:
         estimate = run_truncation(
@@ -281,7 +297,17 @@ def execute(plan: Plan, data: pl.LazyFrame) -> ReleaseResult:
             counts=counts,
         )
         losses.append(estimate.opendp_loss)
-        accuracy = _covering(statistic, accuracy, estimate)
+        if levels is not None:
+            if estimate.bias_bound is not None:
+                accuracy = rollup_accuracy(
+                    statistic,
+                    accuracy.alpha,
+                    grid=levels.grid,
+                    bias_bound=estimate.bias_bound,
+                    noise_share=1 - BIAS_ALPHA_SHARE,
+                )
+        else:
+            accuracy = _covering(statistic, accuracy, estimate)
     spent = sum((Decimal(loss) for loss in losses), Decimal(0))
     if not spent <= plan.cost:
         raise ReleaseFailed("the privacy losses of the measurements exceed the cost")
@@ -295,6 +321,7 @@ def execute(plan: Plan, data: pl.LazyFrame) -> ReleaseResult:
         bounds_chosen=selected.bounds_chosen() if selected is not None else None,
         selection=selected.record if selected is not None else None,
         truncation=estimate,
+        raw_rows=levels.raw_rows if levels is not None else None,
     )
 
 
@@ -390,9 +417,14 @@ def _covering_ranks(plan: Plan, accuracy: Accuracy, dropped_rows: float) -> Accu
 
 def measurement_frame(plan: Plan, truncated: pl.DataFrame) -> pl.LazyFrame:
     """``truncated`` as ``plan``'s measurement takes it (a float sum's value in fixed point)."""
-    query = plan.query
-    assert query is not None
-    return measurement_input(truncated.lazy(), query.bounds, plan.fixed_point)
+    query, metadata = plan.query, plan.metadata
+    assert query is not None and metadata is not None
+    if query.rollup is None:
+        return measurement_input(truncated.lazy(), query.bounds, plan.fixed_point)
+    parent_dtype = dtype_of(metadata.columns[query.rollup.parent].value_type)
+    return measurement_input(
+        truncated.lazy(), query.bounds, plan.fixed_point, query.rollup, parent_dtype
+    )
 
 
 def _cell_values(plan: Plan, released: pl.DataFrame) -> list[tuple[tuple[Any, ...], list[float]]]:

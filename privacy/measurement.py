@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import cast
 
 import numpy as np
@@ -31,8 +32,9 @@ from opendp.extras.polars import Bound, DPExpr, Margin, dp_len
 from privacy.amount import PrivacyModel
 from privacy.data import dtype_of
 from privacy.errors import InvalidQuery
+from privacy.hierarchy import parent_expression, rollup_contribution_bounds
 from privacy.metadata import DatasetMetadata
-from privacy.query import ResolvedQuery
+from privacy.query import ResolvedQuery, Rollup
 
 dp.enable_features("contrib")
 
@@ -163,11 +165,11 @@ class MeasurementBuilder:
         self.schema = measurement_schema(query, metadata, self.fixed_point)
         self.measure = output_measure(model)
         group_by = list(query.group_by)
-        self.metric, self.d_in = dp.unit_of(
-            contributions=query_contribution_bounds(
-                query, query.max_partitions_contributed, query.max_contributions_per_partition
-            )
-        )
+        k, c = query.max_partitions_contributed, query.max_contributions_per_partition
+        contributions = query_contribution_bounds(query, k, c)
+        if query.rollup is not None:
+            contributions = rollup_contribution_bounds(query, query.rollup, contributions, k, c)
+        self.metric, self.d_in = dp.unit_of(contributions=contributions)
         domain = dp.lazyframe_domain(
             [
                 dp.series_domain(
@@ -187,10 +189,24 @@ class MeasurementBuilder:
             margins = [Margin(by=[], max_length=max_rows)]
             if group_by:
                 margins.append(Margin(by=group_by, max_length=max_rows))
+            if query.rollup is not None:
+                parent_by = list(query.rollup.parent_group_by(query.group_by))
+                margins.append(Margin(by=parent_by, max_length=max_rows))
             for margin in margins:
                 domain = dp.with_margin(domain, margin)
         self.domain = domain
-        self.plan = _polars_plan(query, metadata, self.schema, self.fixed_point)
+        self.plan = _polars_plan(query, metadata, self.schema, self.fixed_point, query.group_by)
+        self.parent_plan = (
+            _polars_plan(
+                query,
+                metadata,
+                self.schema,
+                self.fixed_point,
+                query.rollup.parent_group_by(query.group_by),
+            )
+            if query.rollup is not None
+            else None
+        )
 
     def build(self, scale: float) -> dp.Measurement:
         """The measurement with OpenDP's ``global_scale`` set to ``scale``."""
@@ -198,18 +214,39 @@ class MeasurementBuilder:
             self.domain, self.metric, self.measure, self.plan, scale, what="this query"
         )
 
+    def build_parent(self, scale: float) -> dp.Measurement:
+        """A rollup's parent-level measurement at ``global_scale`` ``scale``: the same
+        input (domain, metric, ``d_in``), grouped by the parent grouping
+        (:mod:`privacy.hierarchy`)."""
+        assert self.parent_plan is not None
+        return private_lazyframe(
+            self.domain, self.metric, self.measure, self.parent_plan, scale, what="this rollup"
+        )
+
     def loss(self, measurement: dp.Measurement) -> float:
         """The privacy loss OpenDP's privacy map reports at our ``d_in``."""
         return float(measurement.map(self.d_in))
+
+    def total_loss(self, scale: float) -> Decimal:
+        """The exact sum of OpenDP's maps at ``scale`` of every measurement a release
+        invokes: the statistic's, and a rollup's parent level's (sequential
+        composition: both run once on the same truncated frame)."""
+        total = Decimal(float(self.build(scale).map(self.d_in)))
+        if self.parent_plan is not None:
+            total += Decimal(float(self.build_parent(scale).map(self.d_in)))
+        return total
 
     def solve_scale(self, target_loss: float) -> float:
         """A global scale whose privacy map is ≤ ``target_loss`` (checked by OpenDP's map).
 
         Starts from the scale the map at scale 1 suggests (loss ∝ 1/scale under
         pure DP, ∝ 1/scale² under zCDP), then only increases it until OpenDP's
-        map agrees; falls back to OpenDP's binary search.
+        map agrees; falls back to OpenDP's binary search. For a rollup the map is
+        the SUM of both levels' maps (:meth:`total_loss`).
         """
-        return solve_global_scale(self.build, self.d_in, target_loss, self.model)
+        if self.parent_plan is None:
+            return solve_global_scale(self.build, self.d_in, target_loss, self.model)
+        return solve_total_scale(self.total_loss, target_loss, self.model)
 
     def summarize(self, measurement: dp.Measurement, alpha: float) -> list[NoiseComponent]:
         """Per-aggregate noise as OpenDP's ``summarize_polars_measurement`` reports it."""
@@ -320,6 +357,21 @@ def solve_global_scale(
     return float(dp.binary_search_param(build, d_in, target_loss, T=float))
 
 
+def solve_total_scale(
+    total_loss: Callable[[float], Decimal], target_loss: float, model: PrivacyModel
+) -> float:
+    """A global scale at which ``total_loss`` (exact, a sum of OpenDP maps) is ≤
+    ``target_loss``: :func:`predicted_scale` from scale 1, then only increased until it
+    holds; falls back to OpenDP's binary search on that predicate."""
+    target = Decimal(target_loss)
+    scale = predicted_scale(float(total_loss(1.0)), target_loss, model)
+    for step in range(_SEARCH_STEPS):
+        if scale > 0 and total_loss(scale) <= target:
+            return scale
+        scale = scale * (1.0 + 2.0 ** (step - 52))
+    return float(dp.binary_search(lambda s: total_loss(s) <= target, T=float))
+
+
 def contribution_bounds(
     group_by: Sequence[str],
     k: int,
@@ -382,10 +434,13 @@ def truncated_schema(query: ResolvedQuery, metadata: DatasetMetadata) -> pl.Sche
     return pl.Schema(schema)
 
 
-def key_frame(query: ResolvedQuery, metadata: DatasetMetadata) -> pl.DataFrame:
-    """The cartesian product of the public keys of the ``group_by`` columns, in declared order."""
+def key_frame(
+    query: ResolvedQuery, metadata: DatasetMetadata, group_by: tuple[str, ...] | None = None
+) -> pl.DataFrame:
+    """The cartesian product of the public keys of the ``group_by`` columns (by default the
+    query's), in declared order."""
     frame: pl.DataFrame | None = None
-    for name in query.group_by:
+    for name in query.group_by if group_by is None else group_by:
         spec = metadata.columns[name]
         column = pl.DataFrame(
             {name: pl.Series(name, spec.typed_keys(), dtype=dtype_of(spec.value_type))}
@@ -447,6 +502,8 @@ def measurement_schema(
     schema = dict(truncated_schema(query, metadata))
     if fixed_point is not None:
         schema[VALUE_COLUMN] = pl.Int64()
+    if query.rollup is not None:
+        schema[query.rollup.parent] = dtype_of(metadata.columns[query.rollup.parent].value_type)
     return pl.Schema(schema)
 
 
@@ -454,10 +511,16 @@ def measurement_input(
     frame: pl.LazyFrame,
     bounds: tuple[float, float] | tuple[int, int] | None,
     fixed_point: int | None,
+    rollup: Rollup | None = None,
+    parent_dtype: pl.DataType | None = None,
 ) -> pl.LazyFrame:
     """The truncated frame as the measurement takes it: unchanged, or with the value in
     fixed point, ``round(clip(x, L, U)·S)`` as Int64 (row-wise; see
-    :func:`fixed_point_scale`)."""
+    :func:`fixed_point_scale`); for a rollup, with the parent column added from the
+    public map (row-wise; :func:`privacy.hierarchy.parent_expression`)."""
+    if rollup is not None:
+        assert parent_dtype is not None
+        frame = frame.with_columns(parent_expression(rollup, parent_dtype))
     if fixed_point is None:
         return frame
     assert bounds is not None
@@ -503,12 +566,17 @@ def _aggregates(query: ResolvedQuery, fixed_point: int | None = None) -> list[pl
 
 
 def _polars_plan(
-    query: ResolvedQuery, metadata: DatasetMetadata, schema: pl.Schema, fixed_point: int | None
+    query: ResolvedQuery,
+    metadata: DatasetMetadata,
+    schema: pl.Schema,
+    fixed_point: int | None,
+    group_by: tuple[str, ...],
 ) -> pl.LazyFrame:
     frame = pl.LazyFrame(schema=schema)
     aggregates = _aggregates(query, fixed_point)
-    if not query.group_by:
+    if not group_by:
         return frame.select(aggregates)
-    by = list(query.group_by)
+    by = list(group_by)
     grouped = frame.group_by(by).agg(aggregates)
-    return key_frame(query, metadata).lazy().join(grouped, how="left", on=by, nulls_equal=True)
+    keys = key_frame(query, metadata, group_by)
+    return keys.lazy().join(grouped, how="left", on=by, nulls_equal=True)

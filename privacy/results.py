@@ -30,6 +30,19 @@ NOISE_AND_BIAS = "noise_and_bias"
 
 
 @dataclass(frozen=True)
+class LevelAccuracy:
+    """One level of a ``rollup`` release: every cell of that level is within
+    ``error_bound`` of its exact value w.p. ≥ 1 − alpha (see :mod:`privacy.consistency`);
+    with ``noise_and_bias``, ``noise_error_bound`` and ``bias_bound`` as in
+    :class:`Accuracy`."""
+
+    level: str
+    error_bound: float
+    noise_error_bound: float | None = None
+    bias_bound: float | None = None
+
+
+@dataclass(frozen=True)
 class Accuracy:
     """Per-cell accuracy: |released − exact value| ≤ ``error_bound`` w.p. ≥ 1 − ``alpha``.
 
@@ -64,6 +77,9 @@ class Accuracy:
     bias_bound: float | None = None
     rank_error_bound: float | None = None
     """``quantile`` only: r, in rows of the cell (see above)."""
+    levels: tuple[LevelAccuracy, ...] | None = None
+    """``rollup`` only: each level's bound (child level first); ``error_bound`` is the
+    largest of them."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +103,22 @@ class ReleaseResult:
     bounds_chosen: dict[str, Any] | None = None
     selection: dict[str, Any] | None = None
     truncation: TruncationEstimate | None = None
+    raw_rows: list[list[Any]] | None = field(default=None, repr=False)
+    """``rollup`` only: the same rows with the noisy values before consistency (for tests
+    and diagnostics; never part of a response)."""
+
+
+@dataclass(frozen=True, eq=False)
+class RollupPlan:
+    """A rollup's parent level: its OpenDP measurement (same input, ``d_in`` and global
+    scale as the statistic's), OpenDP's ``summarize`` of it, OpenDP's map of it at
+    ``d_in`` (``loss``), and the public family sizes (children per parent key, in the
+    parent's key order)."""
+
+    measurement: dp.Measurement = field(repr=False)
+    components: tuple[NoiseComponent, ...]
+    loss: float
+    families: tuple[int, ...]
 
 
 @dataclass(frozen=True, eq=False)
@@ -135,6 +167,9 @@ class Plan:
     bounds, of the selection and the statistic at the largest candidates)."""
     """Where the bounds can drop data: the measurements estimating what they drop (their
     cost is part of ``cost``; the statistic's is ``cost − truncation.cost``)."""
+    rollup: RollupPlan | None = field(default=None, repr=False)
+    """``rollup`` only: the parent level (``measurement`` and ``components`` are the child
+    level's; ``opendp_loss`` is both levels' maps together, rounded up)."""
 
     @property
     def amount(self) -> PrivacyAmount:
