@@ -22,6 +22,7 @@ from cli.demo_data import DemoFiles, generate
 from privacy import DatasetMetadata
 from privacy.compile import plan_query
 from privacy.consistency import NoiseLaw, Tree, consistent, level_bounds
+from privacy.data import load_frame
 from privacy.execute import execute, prepare_frame
 from privacy.measurement import MeasurementBuilder
 from privacy.query import QueryRequest, resolve_query
@@ -52,7 +53,8 @@ def meta(demo: DemoFiles) -> DatasetMetadata:
                 "neighbourhood": {"type": "categorical", "keys": demo.neighbourhood_codes},
                 "day": {"type": "date", "keys": [d.isoformat() for d in demo.days]},
                 "dwell_minutes": {"type": "float", "bounds": [0, 240]},
-                "hour": {"type": "integer", "bounds": [0, 23], "keys": list(range(24))},
+                "ts": {"type": "datetime"},
+                "hour": {"type": "derived", "from": "ts", "part": "hour"},
             },
             "hierarchy": {"neighbourhood": {"parent": "municipality", "map": mapping}},
             "max_rows": demo.max_rows,
@@ -61,8 +63,9 @@ def meta(demo: DemoFiles) -> DatasetMetadata:
 
 
 @pytest.fixture(scope="module")
-def events(demo: DemoFiles) -> pl.DataFrame:
-    return pl.read_parquet(demo.events_path)
+def events(demo: DemoFiles, meta: DatasetMetadata) -> pl.DataFrame:
+    """Every row as queries read it (with the derived hour)."""
+    return load_frame(demo.events_path, meta).collect()
 
 
 def rollup_query(**fields: Any) -> QueryRequest:
