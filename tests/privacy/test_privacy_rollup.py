@@ -227,6 +227,7 @@ def _samples(law: str, scale: float, n: int) -> np.ndarray:
     return np.asarray(mechanism(zeros), dtype=float)
 
 
+@pytest.mark.slow  # statistical: 20,000 draws per case from OpenDP's samplers
 @pytest.mark.parametrize(
     "law", ["Integer Laplace", "Float Laplace", "Integer Gaussian", "Float Gaussian"]
 )
