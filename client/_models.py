@@ -55,7 +55,9 @@ class Accuracy:
     then lies in ``[value - noise_error_bound, value + noise_error_bound + bias_bound]``).
     For a ``mean`` it is in the column's units (the largest per-cell half-width; each row
     has its ``lower``, ``upper``). For a ``quantile`` ``error_bound`` is None and
-    ``rank_error_bound`` is r, in rows of the cell."""
+    ``rank_error_bound`` is r, in rows of the cell. A ``rollup`` has ``levels``: the
+    bound of each level (``{"level": "municipality", "error_bound": ...}``), and
+    ``error_bound`` is the largest."""
 
     alpha: float
     error_bound: float | None
@@ -63,6 +65,7 @@ class Accuracy:
     noise_error_bound: float | None = None
     bias_bound: float | None = None
     rank_error_bound: float | None = None
+    levels: tuple[Mapping[str, Any], ...] = ()
 
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> Accuracy:
@@ -74,6 +77,7 @@ class Accuracy:
             noise_error_bound=_optional_float(document.get("noise_error_bound")),
             bias_bound=_optional_float(document.get("bias_bound")),
             rank_error_bound=_optional_float(document.get("rank_error_bound")),
+            levels=tuple(dict(level) for level in document.get("levels") or ()),
         )
 
 

@@ -224,3 +224,35 @@ def test_the_python_client_asks_for_residents(server: Service, admin: httpx.Clie
     assert preview.columns == ["municipality", "value"]
     assert release.frame.get_column("municipality").to_list() == MUNICIPALITIES
     assert release.noise_scale == 2.0
+
+
+def test_the_python_client_reads_a_rollup(server: Service, admin: httpx.Client) -> None:
+    from client import Ruis
+    from tests.support.api import create_consumer, set_budget
+
+    _write(server.settings.data_dir)
+    assert admin.post("/v1/datasets", json=_registration()).status_code == 201
+    key = create_consumer(admin, "rolf")
+    set_budget(admin, "rolf", "crowd", amount=5.0)
+    with Ruis(server.url, key, transport=server.transport) as ruis:
+        release = ruis.query(
+            "crowd",
+            "unit_count",
+            group_by=["neighbourhood"],
+            unit_location="neighbourhood",
+            rollup=["municipality"],
+            epsilon=1,
+        )
+    frame = release.frame
+    assert frame.columns == ["level", "municipality", "neighbourhood", "value"]
+    children = frame.filter(pl.col("level") == "neighbourhood")
+    parents = frame.filter(pl.col("level") == "municipality")
+    assert parents.get_column("neighbourhood").null_count() == len(MUNICIPALITIES)
+    sums = dict(children.group_by("municipality").agg(pl.col("value").sum()).iter_rows())
+    assert {
+        m: v for m, _, v in parents.select("municipality", "neighbourhood", "value").rows()
+    } == sums
+    assert [level["level"] for level in release.accuracy.levels] == [
+        "neighbourhood",
+        "municipality",
+    ]
