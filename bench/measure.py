@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import itertools
 import json
 import statistics
@@ -160,30 +158,12 @@ def measure_query(
     return result
 
 
-def _has_module(name: str) -> bool:
-    """Whether module ``name`` exists next to its package's ``__init__`` (an editable
-    install may otherwise find it in another checkout of the package)."""
-    package, _, _ = name.rpartition(".")
-    spec = importlib.util.find_spec(name)
-    init = importlib.import_module(package).__file__
-    return (
-        spec is not None
-        and spec.origin is not None
-        and init is not None
-        and Path(spec.origin).parent == Path(init).parent
-    )
-
-
 def measure_crowd(data: BenchData, query: CrowdQuery, *, reps: int) -> dict[str, Any]:
     """A crowd-model query in Ruis' privacy layer, in a fresh worker process: the first call
     (compiles the plan), then ``reps`` warm calls, then the worker's peak RSS.
 
-    A query this checkout cannot execute yet, or would execute as another query (its
-    execution not merged: :attr:`CrowdQuery.needs_module`, :attr:`CrowdQuery.needs_column`),
-    gives ``{"error": ..., "needs": ...}`` instead of timings.
+    A query that fails gives ``{"error": ...}`` instead of timings.
     """
-    if query.needs_module is not None and not _has_module(query.needs_module):
-        return {"error": f"no module {query.needs_module}", "needs": query.needs}
     with WorkerProcess() as ruis:
         first = ruis.call(
             {
@@ -196,12 +176,7 @@ def measure_crowd(data: BenchData, query: CrowdQuery, *, reps: int) -> dict[str,
             tolerate_error=True,
         )
         if "error" in first:
-            return {"error": first["error"], "needs": query.needs}
-        if query.needs_column is not None and query.needs_column not in first["columns"]:
-            return {
-                "error": f"the release has no {query.needs_column!r} column",
-                "needs": query.needs,
-            }
+            return {"error": first["error"]}
         warm = [ruis.call({"task": "ruis_warm"})["seconds"] for _ in range(reps)]
         memory = ruis.call({"task": "memory"})
     return {

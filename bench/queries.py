@@ -72,13 +72,6 @@ class CrowdQuery:
     title: str
     fields: tuple[tuple[str, Any], ...]
     """The body's fields other than ``dataset`` and ``privacy``, in order."""
-    needs: str = ""
-    """What must be merged for it to execute (shown when it does not yet)."""
-    needs_module: str | None = None
-    """A module without which this checkout does not execute it as asked (it would run
-    another query: e.g. unit_location ignored), so it is not timed."""
-    needs_column: str | None = None
-    """A column its release must have (e.g. a rollup's ``level``), else it is not timed."""
 
     dataset: str = "mobility_events"
     file: str = "mobility_events.parquet"
@@ -110,8 +103,6 @@ Q4 = CrowdQuery(
         ("unit_location", {"column": "neighbourhood", "rule": "most_frequent"}),
         ("where", [{"column": "hour", "op": "in", "value": list(NIGHT_HOURS)}]),
     ),
-    needs="unit_location execution (privacy/location.py)",
-    needs_module="privacy.location",
 )
 Q5 = CrowdQuery(
     "Q5",
@@ -123,8 +114,6 @@ Q5 = CrowdQuery(
         ("max_partitions_contributed", 3),
         ("max_contributions_per_partition", 10),
     ),
-    needs="rollup execution (rows with a 'level' column)",
-    needs_column="level",
 )
 CROWD_QUERIES = (Q3, Q4, Q5)
 

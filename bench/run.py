@@ -518,7 +518,7 @@ def report(results: dict[str, Any]) -> str:
             crowd = size.get("crowd", {}).get(name, {})
             if "error" in crowd:
                 table_rows.append(
-                    [f"{name} not run: needs {crowd['needs']}", "", "", "", "", "", "", ""]
+                    [f"{name} failed: {str(crowd['error'])[:80]}", "", "", "", "", "", "", ""]
                 )
             for r in summary:
                 table_rows.append(
