@@ -843,14 +843,15 @@ def _resolve_location(query: QueryRequest, metadata: DatasetMetadata) -> str | N
             + ", ".join(f"[{name!r}]" for name in allowed)
             + f", not {query.group_by}"
         )
-    given = [
+    given = [  # 1 is what unit_location means (and what its canonical form states)
         name
         for name in ("max_partitions_contributed", "max_contributions_per_partition")
-        if getattr(query, name) is not None
+        if getattr(query, name) not in (None, 1)
     ]
     if given:
         raise InvalidQuery(
-            f"unit_location counts each unit once, in one group: {given[0]} does not apply"
+            f"unit_location counts each unit once, in one group: {given[0]} does not apply "
+            "(it is 1)"
         )
     if query.contribution_bounds_per:
         raise InvalidQuery(

@@ -82,6 +82,8 @@ def level_accuracy(
     and ``bias_bound`` added, with a bias bound); ``error_bound`` is the largest."""
     rollup = query.rollup
     assert rollup is not None
+    if bias_bound is None and query.location is not None:
+        bias_bound = 0.0  # unit_location drops nothing: the noise bound covers the truth
     bounds = level_bounds(
         noise_law(child, fixed_point),
         noise_law(parent, fixed_point),

@@ -197,3 +197,21 @@ def test_accuracy_first_buys_the_smallest_cost_meeting_the_target() -> None:
     cheaper = epsilon - 10 ** (math.floor(math.log10(epsilon)) - 3)
     assert dp.discrete_laplacian_scale_to_accuracy(1 / cheaper, 0.05) > 10
     assert plan.noise_scale == pytest.approx(1 / epsilon, rel=1e-9)
+
+
+def test_the_canonical_form_can_be_asked_again() -> None:
+    """A release's ``query`` (its canonical form) sent back is the same query."""
+    from privacy.query import canonical_query
+
+    metadata = _metadata()
+    for fields in ({}, {"group_by": ["mun"]}, {"rollup": ["mun"]}):
+        canonical = canonical_query(_query(**fields), metadata)
+        again = QueryRequest.model_validate(canonical)
+        assert canonical_query(again, metadata) == canonical
+
+
+def test_a_residents_rollup_covers_the_truth_at_both_levels() -> None:
+    plan = plan_query(_query(rollup=["mun"]), _metadata(), "pure")
+    assert plan.accuracy.covers == "noise_and_bias" and plan.accuracy.bias_bound == 0.0
+    assert [level.level for level in plan.accuracy.levels or ()] == ["nb", "mun"]
+    assert all(level.bias_bound == 0.0 for level in plan.accuracy.levels or ())
