@@ -12,8 +12,9 @@ import httpx
 import numpy as np
 import polars as pl
 
+from client import Ruis
 from tests.conftest import Service
-from tests.support.api import analyst
+from tests.support.api import analyst, create_consumer, set_budget
 
 PROBLEM = "application/problem+json"
 MUNICIPALITIES = ["GM0014", "GM0034", "GM0363"]
@@ -198,15 +199,16 @@ def test_refusals_spend_nothing(server: Service, admin: httpx.Client) -> None:
     assert client.get("/v1/budgets").json()["items"][0]["spent"] == before
 
 
-def test_the_python_client_asks_for_residents(server: Service, admin: httpx.Client) -> None:
-    from client import Ruis
-    from tests.support.api import create_consumer, set_budget
-
-    _write(server.settings.data_dir)
-    assert admin.post("/v1/datasets", json=_registration()).status_code == 201
+def _ruis(server: Service, admin: httpx.Client) -> Ruis:
+    """The Python client of an analyst with ε = 5 on the crowd dataset."""
+    _, _ = _setup(server, admin)
     key = create_consumer(admin, "cleo")
     set_budget(admin, "cleo", "crowd", amount=5.0)
-    with Ruis(server.url, key, transport=server.transport) as ruis:
+    return Ruis(server.url, key, transport=server.transport)
+
+
+def test_the_python_client_asks_for_residents(server: Service, admin: httpx.Client) -> None:
+    with _ruis(server, admin) as ruis:
         preview = ruis.preview(
             "crowd",
             "unit_count",
@@ -227,14 +229,7 @@ def test_the_python_client_asks_for_residents(server: Service, admin: httpx.Clie
 
 
 def test_the_python_client_reads_a_rollup(server: Service, admin: httpx.Client) -> None:
-    from client import Ruis
-    from tests.support.api import create_consumer, set_budget
-
-    _write(server.settings.data_dir)
-    assert admin.post("/v1/datasets", json=_registration()).status_code == 201
-    key = create_consumer(admin, "rolf")
-    set_budget(admin, "rolf", "crowd", amount=5.0)
-    with Ruis(server.url, key, transport=server.transport) as ruis:
+    with _ruis(server, admin) as ruis:
         release = ruis.query(
             "crowd",
             "unit_count",
