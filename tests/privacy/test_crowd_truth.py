@@ -162,3 +162,64 @@ def test_hour_keys_follow_the_timestamps(crowd: tuple[DatasetMetadata, pl.DataFr
     ]
     assert metadata.columns["hour"].keys == list(range(24))
     assert frame.select((pl.col("ts").dt.date() == pl.col("day")).all()).item()
+
+
+def test_a_residents_rollup_covers_both_levels_and_adds_up(
+    crowd: tuple[DatasetMetadata, pl.DataFrame],
+) -> None:
+    """Residents per neighbourhood with their municipality totals (``unit_location`` and
+    ``rollup``), 5 releases at ε = 0.25 (a discrete Laplace of scale 8 per level):
+    nothing is dropped, so each level's bound must cover the exact modal counts; every
+    municipality is exactly the sum of its neighbourhoods; and the consistent values are
+    no further from the truth than the raw noisy ones at either level.
+
+    The consistent MAE is about 0.95–0.99 of the raw one at this scale (m = 4..20
+    neighbourhoods per municipality; weighted least squares cuts the variance to m/(m+1)
+    and mixes the noises into a more Gaussian, less peaked error). The parents' mean
+    difference has a standard error below 0.5% of the MAE over 1,700 cells, so a reversal
+    is a 4σ event (odds below 1e-4). At scales of 2 and less the integer noise has a large
+    atom at 0 that any averaging smooths away, and the consistent MAE is up to 1.27 times
+    the raw one (README, "Tables with their totals")."""
+    metadata, frame = crowd
+    modal = _modal(frame, "neighbourhood").with_columns(
+        ("GM" + pl.col("neighbourhood").str.slice(2, 4)).alias("municipality")
+    )
+    exact = {
+        "neighbourhood": dict(modal.group_by("neighbourhood").len().iter_rows()),
+        "municipality": dict(modal.group_by("municipality").len().iter_rows()),
+    }
+    errors: dict[str, list[float]] = {"neighbourhood": [], "municipality": []}
+    raw_errors: dict[str, list[float]] = {"neighbourhood": [], "municipality": []}
+    for release in range(5):
+        body = {
+            "dataset": "mobility_events",
+            "statistic": "unit_count",
+            "group_by": ["neighbourhood"],
+            "unit_location": {"column": "neighbourhood", "rule": "most_frequent"},
+            "rollup": ["municipality"],
+            "privacy": {"epsilon": 0.25 + release / 10_000},
+        }
+        plan, result = _release(metadata, frame, body, "pure")
+        assert plan.columns == ["level", "municipality", "neighbourhood", "value"]
+        assert result.accuracy.covers == "noise_and_bias"
+        bounds = {level.level: level.error_bound for level in result.accuracy.levels or ()}
+        sums: dict[str, float] = {}
+        for level, municipality, _, value in result.rows:
+            if level == "neighbourhood":
+                sums[municipality] = sums.get(municipality, 0.0) + value
+        for level, municipality, _, value in result.rows:
+            if level == "municipality":
+                assert value == sums.get(municipality, 0.0)
+        for rows, store in ((result.rows, errors), (result.raw_rows or [], raw_errors)):
+            here: dict[str, list[float]] = {"neighbourhood": [], "municipality": []}
+            for level, municipality, neighbourhood, value in rows:
+                key = neighbourhood if level == "neighbourhood" else municipality
+                here[level].append(abs(value - exact[level].get(key, 0)))
+            for level, cells in here.items():
+                store[level].extend(cells)
+                if store is errors:
+                    coverage = float(np.mean([e <= bounds[level] for e in cells]))
+                    assert coverage >= 0.90, (level, coverage, bounds[level])
+    for level in errors:
+        ratio = float(np.mean(errors[level]) / np.mean(raw_errors[level]))
+        assert ratio <= 1.0, (level, ratio)
