@@ -14,6 +14,7 @@ import numpy as np
 import opendp.prelude as dp
 
 from privacy.amount import PrivacyModel
+from privacy.hierarchy import rollup_contribution_bounds
 from privacy.measurement import (
     MeasurementBuilder,
     contribution_bounds,
@@ -67,6 +68,9 @@ class UnitScaleMeasurement:
     group_by: tuple[str, ...]
     bounds_per: tuple[str, ...] = ()
     bounds_per_cells: int = 1
+    query: ResolvedQuery | None = field(default=None, repr=False)
+    parent: dp.Measurement | None = field(default=None, repr=False)
+    """A ``rollup``'s parent-level measurement at global scale 1: the cost pays for both."""
 
     @classmethod
     def of(cls, builder: MeasurementBuilder, aggregate: str) -> UnitScaleMeasurement:
@@ -74,19 +78,27 @@ class UnitScaleMeasurement:
         measurement = builder.build(1.0)
         components = builder.summarize(measurement, 0.05)
         component = next((c for c in components if c.aggregate == aggregate), components[0])
+        query = builder.query
         return cls(
             measurement=measurement,
             unit_scale=component.scale,
             distribution=component.distribution,
-            group_by=builder.query.group_by,
-            bounds_per=builder.query.bounds_per,
-            bounds_per_cells=builder.query.bounds_per_cells,
+            group_by=query.group_by,
+            bounds_per=query.bounds_per,
+            bounds_per_cells=query.bounds_per_cells,
+            query=query,
+            parent=builder.build_parent(1.0) if query.rollup is not None else None,
         )
 
     def scale(self, k: int, c: int, target: float, model: PrivacyModel) -> float:
-        """The noise scale at bounds (k, c) and cost ``target``."""
+        """The noise scale at bounds (k, c) and cost ``target`` (a rollup: both levels at one
+        global scale, their maps summed, as :meth:`MeasurementBuilder.total_loss`)."""
         d_in = contribution_bounds(self.group_by, k, c, self.bounds_per, self.bounds_per_cells)
-        loss = float(self.measurement.map(d_in))
+        if self.parent is None or self.query is None or self.query.rollup is None:
+            loss = float(self.measurement.map(d_in))
+        else:
+            both = rollup_contribution_bounds(self.query, self.query.rollup, d_in, k, c)
+            loss = float(self.measurement.map(both)) + float(self.parent.map(both))
         return self.unit_scale * predicted_scale(loss, target, model)
 
     def expected_abs(self, k: int, c: int, target: float, model: PrivacyModel) -> float:

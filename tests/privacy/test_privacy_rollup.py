@@ -442,3 +442,24 @@ def test_bounds_per_day_hold_at_both_levels(meta: DatasetMetadata, events: pl.Da
     assert sum(1 for _ in families(result.rows, plan.columns)) == 340 * 14
     for parent, children in families(result.rows, plan.columns):
         assert sum(children) == parent
+
+
+def test_automatic_bounds_predict_the_rollup_noise(meta: DatasetMetadata) -> None:
+    """The choice of automatic bounds ranks candidates by their predicted noise: for a
+    rollup that counts both levels (one global scale, two maps), so at every (k, c) it is
+    the noise scale of the rollup plan compiled at those bounds, twice a single level's."""
+    from privacy.auto.noise import count_proxy
+    from privacy.compile import compile_plan
+
+    resolved = resolve_query(
+        rollup_query(max_partitions_contributed="auto", max_contributions_per_partition="auto"),
+        meta,
+    )
+    proxy = count_proxy(resolved, meta, "pure")
+    for k, c in ((1, 1), (3, 5), (8, 30)):
+        fixed = resolve_query(
+            rollup_query(max_partitions_contributed=k, max_contributions_per_partition=c), meta
+        )
+        compiled = compile_plan(fixed, meta, "pure", ALPHA)
+        assert proxy.scale(k, c, 1.0, "pure") == pytest.approx(compiled.noise_scale, rel=1e-6)
+        assert compiled.noise_scale == pytest.approx(2 * k * c, rel=1e-6)
