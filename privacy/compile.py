@@ -190,9 +190,7 @@ def _key_selection(
     delta = builder.delta(measurement)
     if not delta <= metadata.delta:  # OpenDP's δ must not exceed the dataset's
         raise InvalidQuery(f"OpenDP reports δ = {delta} above the dataset's delta")
-    return KeySelection(
-        columns=builder.query.private_keys, threshold=thresholds.pop(), delta=delta
-    )
+    return KeySelection(columns=builder.query.private_keys, threshold=thresholds.pop(), delta=delta)
 
 
 def _compile_rollup(builder: MeasurementBuilder, metadata: DatasetMetadata, alpha: float) -> Plan:

@@ -259,7 +259,7 @@ class MeasurementBuilder:
             return MIN_THRESHOLD
         return int(
             dp.binary_search(
-                lambda t: self.delta(self.build(scale, t)) <= delta,
+                lambda t: self.delta(self.build(scale, int(t))) <= delta,
                 bounds=(MIN_THRESHOLD, _SEARCHED_THRESHOLD),
                 T=int,
             )

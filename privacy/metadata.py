@@ -217,14 +217,12 @@ class ColumnSpec(BaseModel):
         if not isinstance(data, dict):
             return data
         if "private_keys" in data:
-            raise ValueError("declare private keys as \"keys\": \"private\"")
+            raise ValueError('declare private keys as "keys": "private"')
         if isinstance(data.get("keys"), str):
             if data["keys"] != PRIVATE_KEYS:
                 raise ValueError(f"keys must be a list of public keys or {PRIVATE_KEYS!r}")
             if data.get("type") != "categorical":
-                raise ValueError(
-                    "\"keys\": \"private\" is only allowed on categorical columns"
-                )
+                raise ValueError('"keys": "private" is only allowed on categorical columns')
             data = {**data, "keys": None, "private_keys": True}
         return data
 
