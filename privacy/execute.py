@@ -153,7 +153,8 @@ def masked_frame(
     ``MATCH_COLUMN`` (Boolean, never null) is true exactly for the rows
     :func:`filtered_frame` keeps: those matching the ``where`` filters, with a
     unit, group keys among the public keys (with ``unit_location``: a public key of
-    its column, see :func:`grouping_columns`), and (sum, mean, quantile) a value
+    its column, see :func:`grouping_columns`; a column with private keys: any value but
+    null), and (sum, mean, quantile) a value
     that is not null/NaN. Row-wise only; no row is dropped, so what follows
     works on as many rows as the file has, whatever the filters match.
     """
@@ -235,7 +236,9 @@ def execute(plan: Plan, data: pl.LazyFrame) -> ReleaseResult:
     The result's rows are one ``[key_1, ..., value]`` per combination of public
     keys of ``group_by`` (in declared key order, dates as ISO strings, values as
     floats), including combinations without data; ``[[value]]`` without
-    grouping. The set and order of rows depend only on public metadata. The
+    grouping. The set and order of rows depend only on public metadata — except with
+    private keys (``"keys": "private"``): then the rows are the groups OpenDP's key
+    selection released (within its δ), sorted by key, and ``keys_selected`` counts them. The
     guarantee is the plan's (see the module docstring). With automatic bounds
     the selection measurements run first and the statistic is then released at
     the bounds chosen (see :mod:`privacy.auto`); the result says which, and the

@@ -3,7 +3,8 @@
 A :class:`QueryRequest` is an immutable value checked in two steps: its shape by
 pydantic (types, lengths, finite numbers), then its meaning against the
 dataset's public metadata by :func:`resolve_query` (columns exist and are
-declared, grouping columns have public keys, bounds are sensible, ...).
+declared, grouping columns have public keys or are declared ``"keys": "private"``,
+bounds are sensible, ...).
 Nothing here reads data: every check uses only the query and public metadata.
 """
 
