@@ -433,7 +433,8 @@ class DatasetMetadata(BaseModel):
         gt=0,
         lt=1e-3,
         allow_inf_nan=False,
-        description="δ used to show the (ε, δ) equivalent of zCDP costs",
+        description="δ used to show the (ε, δ) equivalent of zCDP costs, and the most δ a "
+        "release's selection of private keys may have",
     )
     budget_cap: BudgetAmount | None = None
     hierarchy: dict[str, HierarchyLevel] | None = Field(

@@ -213,6 +213,14 @@ def test_a_private_column_mixes_with_a_public_one(
     assert [row[0] for row in rows] == ["B1"]
 
 
+def test_a_release_may_select_no_key(metadata: DatasetMetadata, roaming: pl.DataFrame) -> None:
+    """Only single-device countries match the filter: nothing reaches the threshold (fails
+    with probability ≤ 2 · δ), and the release is an empty table, not an error."""
+    query = _query(where=[{"column": "country", "op": "in", "value": ["S001", "S002"]}])
+    result = execute(plan_query(query, metadata, "zcdp"), roaming.lazy())
+    assert result.rows == [] and result.keys_selected == 0
+
+
 def test_pure_budgets_get_a_422_that_says_why(metadata: DatasetMetadata) -> None:
     with pytest.raises(InvalidQuery, match=r"pure ε-DP \(δ = 0\) cannot allow.*zCDP budget"):
         plan_query(_query(privacy={"epsilon": 1}), metadata, "pure")
