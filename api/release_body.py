@@ -353,6 +353,18 @@ class QueryPreview(BaseModel):
         description="the part of the cost that estimates what the bounds drop "
         "(the release's truncation object); absent where they cannot drop anything",
     )
+    threshold: int | None = Field(
+        default=None,
+        exclude_if=_absent,
+        description="grouping on private keys: a group is released only where its noisy "
+        "count reaches this threshold (OpenDP's)",
+    )
+    delta: float | None = Field(
+        default=None,
+        exclude_if=_absent,
+        description="grouping on private keys: OpenDP's δ of the key selection (≤ the "
+        "dataset's delta), a bound on the chance that a key one unit alone holds is released",
+    )
 
 
 class QuerySummary(BaseModel):
@@ -407,6 +419,24 @@ class QueryResponse(BaseModel):
         exclude_if=_absent,
         description="where the bounds can drop or clamp data: DP estimates of what they kept",
     )
+    keys_selected: int | None = Field(
+        default=None,
+        exclude_if=_absent,
+        description="grouping on private keys: how many groups OpenDP's key selection "
+        "released (the rows; sorted by key)",
+    )
+    threshold: int | None = Field(
+        default=None,
+        exclude_if=_absent,
+        description="grouping on private keys: a group is released only where its noisy "
+        "count reaches this threshold (OpenDP's)",
+    )
+    delta: float | None = Field(
+        default=None,
+        exclude_if=_absent,
+        description="grouping on private keys: OpenDP's δ of the key selection (≤ the "
+        "dataset's delta), a bound on the chance that a key one unit alone holds is released",
+    )
     created_at: str
     _opendp_loss: float | None = PrivateAttr(default=None)
     _selection: SelectionRecord | None = PrivateAttr(default=None)
@@ -439,6 +469,10 @@ class QueryResponse(BaseModel):
             output["accuracy"] = self.accuracy.ledger_document()
         if self.accuracy.levels is not None:  # rollup: the bound per level as released
             output["accuracy"] = self.accuracy.ledger_document()
+        if self.keys_selected is not None:  # private keys: what the key selection released
+            output["keys_selected"] = self.keys_selected
+            output["threshold"] = self.threshold
+            output["delta"] = self.delta
         if self.bounds_chosen is not None:
             selection = self._selection
             output.update(
@@ -471,6 +505,8 @@ class PlannedRelease(BaseModel):
     bounds: Bounds
     auto: AutoBounds | None
     truncation_cost: Amount | None
+    threshold: int | None = None
+    delta: float | None = None
 
     @classmethod
     def of(cls, plan: Plan, dataset: str) -> PlannedRelease:
@@ -493,6 +529,8 @@ class PlannedRelease(BaseModel):
                 if plan.truncation is not None
                 else None
             ),
+            threshold=plan.key_selection.threshold if plan.key_selection else None,
+            delta=plan.key_selection.delta if plan.key_selection else None,
         )
 
     def ledger_details(self, file_sha256: str) -> dict[str, Any]:
@@ -510,6 +548,8 @@ class PlannedRelease(BaseModel):
             details["auto"] = self.auto.model_dump(mode="json")
         if self.truncation_cost is not None:
             details["truncation_cost"] = self.truncation_cost.unit_document()
+        if self.threshold is not None:  # private keys: OpenDP's key selection
+            details["key_selection"] = {"threshold": self.threshold, "delta": self.delta}
         details["file_sha256"] = file_sha256
         return details
 
@@ -535,6 +575,8 @@ class PlannedRelease(BaseModel):
             bounds=self.bounds,
             auto=self.auto,
             truncation_cost=self.truncation_cost,
+            threshold=self.threshold,
+            delta=self.delta,
         )
 
     def released(
@@ -570,6 +612,9 @@ class PlannedRelease(BaseModel):
             ),
             auto=self.auto,
             truncation=Truncation.of(result.truncation) if result.truncation else None,
+            keys_selected=result.keys_selected,
+            threshold=self.threshold if result.keys_selected is not None else None,
+            delta=self.delta if result.keys_selected is not None else None,
             created_at=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         )
         response._opendp_loss = result.opendp_loss

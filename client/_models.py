@@ -189,6 +189,10 @@ class Preview:
     dataset_cap_remaining: float | None = None
     """What remains under the dataset's cap (None without a cap); ``fits_budget`` is
     false when the cost exceeds it or the budget."""
+    threshold: int | None = None
+    """Grouping on private keys: OpenDP's key-selection threshold (None otherwise)."""
+    delta: float | None = None
+    """Grouping on private keys: OpenDP's δ of the key selection (None otherwise)."""
 
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> Preview:
@@ -210,6 +214,8 @@ class Preview:
                 if document.get("dataset_cap_remaining")
                 else None
             ),
+            threshold=document.get("threshold"),
+            delta=document.get("delta"),
         )
 
 
@@ -238,6 +244,13 @@ class Release:
     query: Mapping[str, Any] = field(repr=False)
     document: Mapping[str, Any] = field(repr=False)
     truncation: Truncation | None = None
+    keys_selected: int | None = None
+    """Grouping on private keys: how many groups OpenDP's key selection released (the rows
+    of :attr:`frame`, sorted by key; not every combination then)."""
+    threshold: int | None = None
+    """Grouping on private keys: OpenDP's key-selection threshold."""
+    delta: float | None = None
+    """Grouping on private keys: OpenDP's δ of the key selection."""
 
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> Release:
@@ -263,6 +276,9 @@ class Release:
             query=document["query"],
             document=dict(document),
             truncation=Truncation.from_document(document.get("truncation")),
+            keys_selected=document.get("keys_selected"),
+            threshold=document.get("threshold"),
+            delta=document.get("delta"),
         )
 
     def to_pandas(self) -> pandas.DataFrame:

@@ -40,7 +40,7 @@ from privacy.query import (
     explicit_cost,
     resolve_query,
 )
-from privacy.results import NOISE_AND_BIAS, Accuracy, Plan, RollupPlan
+from privacy.results import NOISE_AND_BIAS, Accuracy, KeySelection, Plan, RollupPlan
 from privacy.rollup import family_sizes, level_accuracy, rollup_columns
 
 DEFAULT_ALPHA = 0.05
@@ -49,7 +49,16 @@ _BUDGET_NAMES: dict[PrivacyModel, str] = {"pure": "pure ε-DP", "zcdp": "zCDP"}
 
 
 def check_model(query: ResolvedQuery, model: PrivacyModel) -> None:
-    """Refuse (:class:`InvalidQuery`) an explicit cost stated in the other model's unit."""
+    """Refuse (:class:`InvalidQuery`) an explicit cost stated in the other model's unit, and
+    a grouping with private keys under a pure budget."""
+    if query.private_keys and model == "pure":
+        shown = ", ".join(repr(name) for name in query.private_keys)
+        raise InvalidQuery(
+            f"group_by {shown} has private keys: selecting the released keys from the data "
+            "can reveal a key held by one unit with a small probability δ > 0, which pure "
+            "ε-DP (δ = 0) cannot allow. Grouping on private keys needs a zCDP budget on this "
+            "dataset (the dataset's delta bounds δ), or declare the column's public keys"
+        )
     if isinstance(query.privacy, AccuracyTarget):
         return
     asked = query.privacy.amount()
@@ -133,11 +142,16 @@ def compile_plan(
         cost, measurement = accuracy_first(builder, privacy)
     else:
         cost = privacy.amount()
-        measurement = builder.build(builder.solve_scale(cost.float_at_most()))
+        scale = builder.solve_scale(cost.float_at_most())
+        threshold = (
+            builder.solve_threshold(scale, metadata.delta) if builder.key_selection else None
+        )
+        measurement = builder.build(scale, threshold)
     loss = builder.loss(measurement)
     if not loss <= cost.float_at_most():  # OpenDP's map must not exceed what we debit
         raise InvalidQuery(f"OpenDP reports a privacy loss {loss} above the cost {cost.value}")
     components = tuple(builder.summarize(measurement, alpha))
+    key_selection = _key_selection(builder, measurement, components, metadata)
     primary = next((c for c in components if c.aggregate != "count"), components[0])
     accuracy = planned_accuracy(query, metadata, components, alpha)
     return Plan(
@@ -156,7 +170,27 @@ def compile_plan(
         query=query,
         metadata=metadata,
         fixed_point=builder.fixed_point,
+        key_selection=key_selection,
     )
+
+
+def _key_selection(
+    builder: MeasurementBuilder,
+    measurement: Any,
+    components: tuple[NoiseComponent, ...],
+    metadata: DatasetMetadata,
+) -> KeySelection | None:
+    """With private keys: OpenDP's threshold (from ``summarize``) and δ (from its map),
+    checked against the dataset's ``delta`` (public values only)."""
+    if not builder.key_selection:
+        return None
+    thresholds = {c.threshold for c in components if c.threshold is not None}
+    if len(thresholds) != 1:
+        raise InvalidQuery("OpenDP reports no single key-selection threshold for this query")
+    delta = builder.delta(measurement)
+    if not delta <= metadata.delta:  # OpenDP's δ must not exceed the dataset's
+        raise InvalidQuery(f"OpenDP reports δ = {delta} above the dataset's delta")
+    return KeySelection(columns=builder.query.private_keys, threshold=thresholds.pop(), delta=delta)
 
 
 def _compile_rollup(builder: MeasurementBuilder, metadata: DatasetMetadata, alpha: float) -> Plan:
@@ -338,7 +372,9 @@ def compile_release(
     to the cost exactly, and OpenDP's maps of all measurements are checked to sum to at
     most it.
     """
-    if not can_drop(resolved, _smallest_k(resolved)):
+    if resolved.private_keys or not can_drop(resolved, _smallest_k(resolved)):
+        # with private keys no truncation estimate: the released cells are the selected
+        # keys only, so their sum is not the kept total the estimate starts from
         return cached_plan(resolved, metadata, model, alpha)
     privacy = resolved.privacy
     if isinstance(privacy, AccuracyTarget):

@@ -153,7 +153,8 @@ def masked_frame(
     ``MATCH_COLUMN`` (Boolean, never null) is true exactly for the rows
     :func:`filtered_frame` keeps: those matching the ``where`` filters, with a
     unit, group keys among the public keys (with ``unit_location``: a public key of
-    its column, see :func:`grouping_columns`), and (sum, mean, quantile) a value
+    its column, see :func:`grouping_columns`; a column with private keys: any value but
+    null), and (sum, mean, quantile) a value
     that is not null/NaN. Row-wise only; no row is dropped, so what follows
     works on as many rows as the file has, whatever the filters match.
     """
@@ -166,6 +167,9 @@ def masked_frame(
     grouping = grouping_columns(query)
     for name in grouping:
         spec = metadata.columns[name]
+        if spec.private_keys:  # no public keys: any value but null (OpenDP selects keys)
+            conditions.append(pl.col(name).is_not_null())
+            continue
         keys = pl.Series(spec.typed_keys(), dtype=dtype_of(spec.value_type))
         conditions.append(pl.col(name).is_in(keys.implode()))
     if query.column is not None:
@@ -232,7 +236,9 @@ def execute(plan: Plan, data: pl.LazyFrame) -> ReleaseResult:
     The result's rows are one ``[key_1, ..., value]`` per combination of public
     keys of ``group_by`` (in declared key order, dates as ISO strings, values as
     floats), including combinations without data; ``[[value]]`` without
-    grouping. The set and order of rows depend only on public metadata. The
+    grouping. The set and order of rows depend only on public metadata — except with
+    private keys (``"keys": "private"``): then the rows are the groups OpenDP's key
+    selection released (within its δ), sorted by key, and ``keys_selected`` counts them. The
     guarantee is the plan's (see the module docstring). With automatic bounds
     the selection measurements run first and the statistic is then released at
     the bounds chosen (see :mod:`privacy.auto`); the result says which, and the
@@ -322,6 +328,7 @@ def execute(plan: Plan, data: pl.LazyFrame) -> ReleaseResult:
         selection=selected.record if selected is not None else None,
         truncation=estimate,
         raw_rows=levels.raw_rows if levels is not None else None,
+        keys_selected=len(rows) if statistic.key_selection is not None else None,
     )
 
 
@@ -472,8 +479,14 @@ def released_accuracy(plan: Plan, rows: list[list[Any]]) -> Accuracy:
     return replace(plan.accuracy, error_bound=widest)
 
 
+def _sort_key(key: Any) -> tuple[int, Any]:
+    """A key's place in the order of released rows (never null: the mask drops nulls)."""
+    return (0, key) if key is not None else (1, 0)
+
+
 def _layout(plan: Plan, released: pl.DataFrame) -> list[list[Any]]:
-    """The released values on the public key product (post-processing)."""
+    """The released values on the public key product (post-processing); with private keys,
+    the groups OpenDP released, sorted by their keys."""
     query, metadata = plan.query, plan.metadata
     assert query is not None and metadata is not None
     cells = _cell_values(plan, released)
@@ -481,6 +494,9 @@ def _layout(plan: Plan, released: pl.DataFrame) -> list[list[Any]]:
         if len(cells) != 1:
             raise ReleaseFailed("the release does not have exactly one row")
         return [cells[0][1]]
+    if query.private_keys:  # the keys OpenDP selected, sorted by key: a stable order
+        ordered = sorted(cells, key=lambda cell: tuple(_sort_key(k) for k in cell[0]))
+        return [[*(iso(k) for k in keys), *values] for keys, values in ordered]
     by = list(query.group_by)
     values = dict(cells)
     rows: list[list[Any]] = []

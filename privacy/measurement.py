@@ -13,7 +13,10 @@ the noise (``summarize``). Nothing here samples noise or proves privacy.
 Margins carry only ``max_length`` (the public ``max_rows``), never
 ``invariant`` (opendp#2945: ``max_length`` sensitivity is off with invariant
 margins). Grouped releases join the public key product (``with_keys``), so the
-released rows never depend on the data.
+released rows never depend on the data — except a grouping on columns with private keys
+(``"keys": "private"``): there OpenDP selects the released keys itself, keeping a group when
+its noisy row count reaches a threshold, under ``Approximate(ZeroConcentratedDivergence)``
+(ρ, δ); see :meth:`MeasurementBuilder.solve_threshold`.
 """
 
 from __future__ import annotations
@@ -61,6 +64,13 @@ MAX_QUANTILE_CANDIDATES = 128
 MAX_OPENDP_ROWS = 2**32 - 1
 """OpenDP's margins count rows in a u32."""
 _SEARCH_STEPS = 64
+MAX_THRESHOLD = 2**32 - 1
+"""OpenDP's largest key-selection threshold (a u32): used while solving the scale, as
+OpenDP's own ``LazyFrameQuery.resolve`` does, so that the threshold does not interfere."""
+MIN_THRESHOLD = 2
+"""OpenDP's smallest key-selection threshold ("threshold must be greater than 1")."""
+_SEARCHED_THRESHOLD = 2**31 - 1
+"""The largest threshold OpenDP's integer ``binary_search`` (over i32) can search."""
 
 _MECHANISMS = {
     "Integer Laplace": "discrete_laplace",
@@ -103,6 +113,9 @@ class NoiseComponent:
     mechanism: str
     scale: float
     error_bound: float | None
+    threshold: int | None = None
+    """With private keys: the key-selection threshold OpenDP's ``summarize`` reports (a group
+    is released when this aggregate's noisy value is at least it)."""
 
 
 _SCALE_TO_ACCURACY: dict[str, Callable[[float, float], float]] = {
@@ -163,7 +176,11 @@ class MeasurementBuilder:
         self.model = model
         self.fixed_point = fixed_point_scale(query, metadata) if model == "pure" else None
         self.schema = measurement_schema(query, metadata, self.fixed_point)
-        self.measure = output_measure(model)
+        self.key_selection = bool(query.private_keys)
+        """The grouping has private keys: OpenDP selects the released keys (ρ, δ)."""
+        self.measure = (
+            dp.approximate(output_measure(model)) if self.key_selection else output_measure(model)
+        )
         group_by = list(query.group_by)
         k, c = query.max_partitions_contributed, query.max_contributions_per_partition
         contributions = query_contribution_bounds(query, k, c)
@@ -208,10 +225,44 @@ class MeasurementBuilder:
             else None
         )
 
-    def build(self, scale: float) -> dp.Measurement:
-        """The measurement with OpenDP's ``global_scale`` set to ``scale``."""
+    def build(self, scale: float, threshold: int | None = None) -> dp.Measurement:
+        """The measurement with OpenDP's ``global_scale`` set to ``scale`` (with private keys,
+        and OpenDP's key-selection ``threshold``: by default :data:`MAX_THRESHOLD`)."""
+        if self.key_selection and threshold is None:
+            threshold = MAX_THRESHOLD
         return private_lazyframe(
-            self.domain, self.metric, self.measure, self.plan, scale, what="this query"
+            self.domain,
+            self.metric,
+            self.measure,
+            self.plan,
+            scale,
+            what="this query",
+            threshold=threshold if self.key_selection else None,
+        )
+
+    def delta(self, measurement: dp.Measurement) -> float:
+        """With private keys: the δ of OpenDP's privacy map (ρ, δ) at our ``d_in``."""
+        return float(measurement.map(self.d_in)[1])
+
+    def solve_threshold(self, scale: float, delta: float) -> int:
+        """With private keys: the smallest threshold at which OpenDP's map at ``scale`` has
+        δ ≤ ``delta`` (OpenDP's binary search over integers; δ falls as the threshold
+        grows). OpenDP computes δ: the probability, over its noise, that a group one unit
+        alone could create reaches the threshold (summed over the groups a unit can
+        reach). Raises :class:`InvalidQuery` when no threshold reaches it."""
+        if self.delta(self.build(scale, _SEARCHED_THRESHOLD)) > delta:
+            raise InvalidQuery(
+                f"no key-selection threshold reaches the dataset's delta {delta}: OpenDP's δ "
+                "at the largest threshold is above it"
+            )
+        if self.delta(self.build(scale, MIN_THRESHOLD)) <= delta:
+            return MIN_THRESHOLD
+        return int(
+            dp.binary_search(
+                lambda t: self.delta(self.build(scale, int(t))) <= delta,
+                bounds=(MIN_THRESHOLD, _SEARCHED_THRESHOLD),
+                T=int,
+            )
         )
 
     def build_parent(self, scale: float) -> dp.Measurement:
@@ -224,8 +275,10 @@ class MeasurementBuilder:
         )
 
     def loss(self, measurement: dp.Measurement) -> float:
-        """The privacy loss OpenDP's privacy map reports at our ``d_in``."""
-        return float(measurement.map(self.d_in))
+        """The privacy loss OpenDP's privacy map reports at our ``d_in`` (with private keys:
+        the ρ of its (ρ, δ))."""
+        loss = measurement.map(self.d_in)
+        return float(loss[0] if self.key_selection else loss)
 
     def total_loss(self, scale: float) -> Decimal:
         """The exact sum of OpenDP's maps at ``scale`` of every measurement a release
@@ -244,6 +297,10 @@ class MeasurementBuilder:
         map agrees; falls back to OpenDP's binary search. For a rollup the map is
         the SUM of both levels' maps (:meth:`total_loss`).
         """
+        if self.key_selection:  # the map is (ρ, δ): solve ρ at the largest threshold
+            return solve_total_scale(
+                lambda scale: Decimal(self.loss(self.build(scale))), target_loss, self.model
+            )
         if self.parent_plan is None:
             return solve_global_scale(self.build, self.d_in, target_loss, self.model)
         return solve_total_scale(self.total_loss, target_loss, self.model)
@@ -261,6 +318,7 @@ class MeasurementBuilder:
             if accuracy is not None and not math.isfinite(accuracy):
                 accuracy = None
             aggregate = _aggregate_name(str(row["aggregate"]))
+            threshold = row.get("threshold")
             # a fixed-point sum is in units of 1/S of the column: report column units
             unit = float(self.fixed_point) if self.fixed_point and aggregate == "sum" else 1.0
             components.append(
@@ -270,6 +328,7 @@ class MeasurementBuilder:
                     mechanism=mechanism_name(distribution),
                     scale=float(row["scale"]) / unit,
                     error_bound=float(accuracy) / unit if accuracy is not None else None,
+                    threshold=int(threshold) if threshold is not None else None,
                 )
             )
         return components
@@ -315,12 +374,14 @@ def private_lazyframe(
     scale: float,
     *,
     what: str,
+    threshold: int | None = None,
 ) -> dp.Measurement:
     """OpenDP's ``make_private_lazyframe`` of ``lazyframe`` at global scale ``scale``.
 
     OpenDP derives the sensitivity from ``domain`` and ``metric`` and
     calibrates the noise; a query OpenDP cannot build is refused with
-    :class:`InvalidQuery` ("OpenDP cannot build ``what``: ...").
+    :class:`InvalidQuery` ("OpenDP cannot build ``what``: ..."). ``threshold``: OpenDP's
+    key-selection threshold for a grouping without public keys (None otherwise).
     """
     try:
         return dp.m.make_private_lazyframe(
@@ -329,6 +390,7 @@ def private_lazyframe(
             output_measure=measure,
             lazyframe=lazyframe,
             global_scale=scale,
+            threshold=threshold,
         )
     except dp.OpenDPException as exc:
         raise InvalidQuery(f"OpenDP cannot build {what}: {opendp_message(exc)}") from None
@@ -578,5 +640,7 @@ def _polars_plan(
         return frame.select(aggregates)
     by = list(group_by)
     grouped = frame.group_by(by).agg(aggregates)
+    if query.private_keys:  # no public key product: OpenDP selects the keys (threshold)
+        return grouped
     keys = key_frame(query, metadata, group_by)
     return keys.lazy().join(grouped, how="left", on=by, nulls_equal=True)

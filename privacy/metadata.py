@@ -25,11 +25,13 @@ from pydantic import (
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
+    WithJsonSchema,
     field_serializer,
     field_validator,
     model_serializer,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 from privacy.amount import MAX_PRIVACY_AMOUNT, PrivacyAmount
 from privacy.errors import InvalidDataset
@@ -44,6 +46,24 @@ MAX_HIERARCHY_LEVELS = 8
 
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+PRIVATE_KEYS = "private"
+"""``"keys": "private"``: a categorical column whose keys nobody lists; grouping on it selects
+the released keys from the data with OpenDP's thresholded mechanisms (zCDP only, within δ)."""
+_KEYS_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {
+            "type": "array",
+            "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+            "maxItems": 100_000,
+        },
+        {"const": PRIVATE_KEYS, "type": "string"},
+        {"type": "null"},
+    ],
+    "default": None,
+    "title": "Keys",
+    "description": "the public keys, or 'private' (categorical only): the released keys are "
+    "then selected from the data under a zCDP budget (README, 'private key selection')",
+}
 
 AUTO = "auto"
 Auto = Literal["auto"]
@@ -159,7 +179,14 @@ class ColumnSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
     type: DeclaredType
-    keys: list[str | int] | None = Field(default=None, max_length=MAX_KEYS_PER_COLUMN)
+    keys: Annotated[list[str | int] | None, WithJsonSchema(_KEYS_SCHEMA)] = Field(
+        default=None, max_length=MAX_KEYS_PER_COLUMN
+    )
+    """The public keys; None when there are none (also for ``"keys": "private"``, see
+    :attr:`private_keys`)."""
+    private_keys: SkipJsonSchema[bool] = Field(default=False, exclude=True)
+    """Declared ``"keys": "private"``: no public keys, but grouping may select keys from the
+    data (zCDP only). Set only from that declaration, never given directly."""
     bounds: tuple[FiniteFloat, FiniteFloat] | None = None
     auto_bounds: bool = Field(
         default=False,
@@ -182,6 +209,22 @@ class ColumnSpec(BaseModel):
         max_length=64,
         description="derived only: read the source's (UTC) times in this IANA time zone",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_private_keys(cls, data: Any) -> Any:
+        """``"keys": "private"`` → no public keys, :attr:`private_keys` set (categorical only)."""
+        if not isinstance(data, dict):
+            return data
+        if "private_keys" in data:
+            raise ValueError('declare private keys as "keys": "private"')
+        if isinstance(data.get("keys"), str):
+            if data["keys"] != PRIVATE_KEYS:
+                raise ValueError(f"keys must be a list of public keys or {PRIVATE_KEYS!r}")
+            if data.get("type") != "categorical":
+                raise ValueError('"keys": "private" is only allowed on categorical columns')
+            data = {**data, "keys": None, "private_keys": True}
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -234,6 +277,9 @@ class ColumnSpec(BaseModel):
             data.pop("keys", None)
             data.pop("bounds", None)
             data["from"] = source
+        data.pop("private_keys", None)
+        if self.private_keys:
+            data["keys"] = PRIVATE_KEYS
         return data
 
     @property
@@ -387,7 +433,8 @@ class DatasetMetadata(BaseModel):
         gt=0,
         lt=1e-3,
         allow_inf_nan=False,
-        description="δ used to show the (ε, δ) equivalent of zCDP costs",
+        description="δ used to show the (ε, δ) equivalent of zCDP costs, and the most δ a "
+        "release's selection of private keys may have",
     )
     budget_cap: BudgetAmount | None = None
     hierarchy: dict[str, HierarchyLevel] | None = Field(

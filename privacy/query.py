@@ -3,7 +3,8 @@
 A :class:`QueryRequest` is an immutable value checked in two steps: its shape by
 pydantic (types, lengths, finite numbers), then its meaning against the
 dataset's public metadata by :func:`resolve_query` (columns exist and are
-declared, grouping columns have public keys, bounds are sensible, ...).
+declared, grouping columns have public keys or are declared ``"keys": "private"``,
+bounds are sensible, ...).
 Nothing here reads data: every check uses only the query and public metadata.
 """
 
@@ -316,6 +317,9 @@ class ResolvedQuery:
     """``unit_location``: the column whose most frequent value places each unit (then
     ``group_by`` is that column or a coarser one, and k = c = 1)."""
     rollup: Rollup | None = None
+    private_keys: tuple[str, ...] = ()
+    """The ``group_by`` columns with private keys (in ``group_by`` order): their released
+    keys are selected from the data by OpenDP's thresholded key release (zCDP only)."""
 
     def unit_groups(self, k: int) -> int:
         """The most groups of ``group_by`` one unit has after truncation at ``k``: ``k·D``."""
@@ -515,6 +519,11 @@ def _check_selects_keys(flt: ResolvedFilter, metadata: DatasetMetadata) -> Resol
     depend on: it is a 422 before anything is spent (decided from public metadata only).
     """
     spec = metadata.columns[flt.column]
+    if spec.private_keys and flt.op not in ("eq", "in"):
+        raise InvalidQuery(
+            f"filter {flt.op!r} on {flt.column!r}: a column with private keys takes only "
+            "'eq' and 'in' filters (nobody listed its keys, so they have no declared order)"
+        )
     if spec.keys is not None and not _selects_a_key(flt, spec):
         raise InvalidQuery(
             f"filter {flt.op!r} on {flt.column!r} matches none of the column's public keys"
@@ -653,16 +662,20 @@ def _check_privacy_request(query: QueryRequest) -> None:
 
 def _resolve_grouping(query: QueryRequest, metadata: DatasetMetadata) -> int:
     """The number of key combinations (cells) of ``group_by``: distinct columns with public
-    keys, at most :data:`MAX_CELLS` combinations."""
+    keys, at most :data:`MAX_CELLS` combinations. Columns with private keys count 1 here:
+    the number of their released keys depends on the data (:func:`_resolve_private_keys`)."""
     if len(set(query.group_by)) != len(query.group_by):
         raise InvalidQuery("group_by lists a column twice")
     cells = 1
     for name in query.group_by:
         spec = _column_spec(metadata, name, "group_by")
+        if spec.private_keys:  # keys selected from the data (see _resolve_private_keys)
+            continue
         if spec.keys is None:
             raise InvalidQuery(
                 f"cannot group by {name!r}: it has no public keys (declare its "
-                f"keys so that the released rows do not depend on the data)"
+                f"keys so that the released rows do not depend on the data, or declare "
+                f'"keys": "private" to have them selected under a zCDP budget)'
             )
         cells *= len(spec.keys)
         if cells > MAX_CELLS:
@@ -760,7 +773,9 @@ def _resolve_contributions(
     if not query.group_by:
         k = 1
     elif isinstance(asked_k, int):
-        k = min(asked_k, cells)
+        # with private keys the number of groups is not public: k stays as asked
+        private = any(metadata.columns[name].private_keys for name in query.group_by)
+        k = asked_k if private else min(asked_k, cells)
     else:
         partitions = integer_candidates(min(limits.max_partitions_contributed, cells))
         k = partitions[-1]
@@ -914,6 +929,54 @@ def _resolve_rollup(
     )
 
 
+def _resolve_private_keys(
+    query: QueryRequest, metadata: DatasetMetadata, location: str | None
+) -> tuple[str, ...]:
+    """The ``group_by`` columns with private keys, and what cannot be combined with them.
+
+    Their keys are selected from the data by OpenDP's thresholded release of a noisy row
+    count (``dp.len()``) in the same grouping, so: ``count`` and ``unit_count`` only; an
+    explicit ρ (an accuracy target would need a threshold search per cost: not offered);
+    explicit contribution bounds (``"auto"`` chooses among public key combinations);
+    no ``rollup`` (its consistency needs every cell of both levels), no
+    ``unit_location`` and no ``contribution_bounds_per`` on them (both need public keys).
+    """
+    private = tuple(name for name in query.group_by if metadata.columns[name].private_keys)
+    if not private:
+        return ()
+    shown = ", ".join(repr(name) for name in private)
+    if query.statistic not in ("count", "unit_count"):
+        raise InvalidQuery(
+            f"group_by {shown} (private keys) supports count and unit_count only: OpenDP "
+            f"selects the released keys by thresholding a noisy row count in the same "
+            f"release, which {query.statistic} does not have"
+        )
+    if isinstance(query.privacy, AccuracyTarget):
+        raise InvalidQuery(
+            f"group_by {shown} (private keys) needs an explicit cost {{'rho': ...}}: an "
+            "accuracy target is not supported with key selection"
+        )
+    asked_k = query.max_partitions_contributed or metadata.max_partitions_contributed
+    asked_c = query.max_contributions_per_partition or metadata.max_contributions_per_partition
+    if asked_k == AUTO or (asked_c == AUTO and query.statistic != "unit_count"):
+        raise InvalidQuery(
+            f"group_by {shown} (private keys) needs explicit contribution bounds: give "
+            "max_partitions_contributed and max_contributions_per_partition (automatic "
+            "bounds choose among public key combinations)"
+        )
+    if query.rollup:
+        raise InvalidQuery(f"rollup cannot be combined with group_by {shown} (private keys)")
+    if location is not None:  # unit_location needs public keys: refused before this
+        raise InvalidQuery(f"unit_location cannot be combined with group_by {shown}")
+    inside = [name for name in query.contribution_bounds_per if name in private]
+    if inside:
+        raise InvalidQuery(
+            f"contribution_bounds_per cannot list {inside[0]!r}: it has private keys (the "
+            "bounds per value need the number of its public keys)"
+        )
+    return private
+
+
 def resolve_query(query: QueryRequest, metadata: DatasetMetadata) -> ResolvedQuery:
     """Validate ``query`` against public ``metadata`` and fill in defaults.
 
@@ -921,7 +984,8 @@ def resolve_query(query: QueryRequest, metadata: DatasetMetadata) -> ResolvedQue
     naming the problem. Does not check the privacy model (see ``plan_query``).
     The steps, in order (the first problem found is the one reported): the
     dataset, the value column and its bounds, ``q``, the privacy request, the
-    grouping, the filters, ``contribution_bounds_per``, ``unit_location``, ``rollup``,
+    grouping, the filters, ``contribution_bounds_per``, ``unit_location``, private keys,
+    ``rollup``,
     the contribution bounds, the automatic bounds, the post-processing.
     """
     _check_dataset(query, metadata)
@@ -932,6 +996,7 @@ def resolve_query(query: QueryRequest, metadata: DatasetMetadata) -> ResolvedQue
     filters = _resolve_filters(query, metadata)
     bounds_per, per_keys, bounds_per_cells = _resolve_bounds_per(query, metadata, filters)
     location = _resolve_location(query, metadata)
+    private_keys = _resolve_private_keys(query, metadata, location)
     rollup = _resolve_rollup(query, metadata, location, cells)
     if location is None:
         contributions = _resolve_contributions(query, metadata, cells // per_keys)
@@ -961,6 +1026,7 @@ def resolve_query(query: QueryRequest, metadata: DatasetMetadata) -> ResolvedQue
         bounds_per_cells=bounds_per_cells,
         location=location,
         rollup=rollup,
+        private_keys=private_keys,
     )
 
 

@@ -83,6 +83,18 @@ class Accuracy:
 
 
 @dataclass(frozen=True)
+class KeySelection:
+    """A grouping on private keys: OpenDP released a group only where its noisy row count
+    reached ``threshold``; ``delta`` is the δ of OpenDP's privacy map (ρ, δ) at that
+    threshold (≤ the dataset's ``delta``), the probability bound on a key that one unit alone
+    holds being released. Both as OpenDP computes them; ``columns`` are the private ones."""
+
+    columns: tuple[str, ...]
+    threshold: int
+    delta: float
+
+
+@dataclass(frozen=True)
 class ReleaseResult:
     """What :func:`execute` released: the rows and how they were computed.
 
@@ -106,6 +118,8 @@ class ReleaseResult:
     raw_rows: list[list[Any]] | None = field(default=None, repr=False)
     """``rollup`` only: the same rows with the noisy values before consistency (for tests
     and diagnostics; never part of a response)."""
+    keys_selected: int | None = None
+    """With private keys: how many groups OpenDP released (rows of ``rows``)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -170,6 +184,10 @@ class Plan:
     rollup: RollupPlan | None = field(default=None, repr=False)
     """``rollup`` only: the parent level (``measurement`` and ``components`` are the child
     level's; ``opendp_loss`` is both levels' maps together, rounded up)."""
+
+    key_selection: KeySelection | None = None
+    """A grouping on private keys: OpenDP's threshold and δ (the cost is ρ; see
+    :class:`KeySelection`)."""
 
     @property
     def amount(self) -> PrivacyAmount:
