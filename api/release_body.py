@@ -28,9 +28,11 @@ from pydantic import (
 
 from privacy import Accuracy as PlannedAccuracy
 from privacy import Plan, ReleaseResult
+from privacy.accounting import zcdp_to_epsilon_delta
 from privacy.amount import MODEL_OF, UNIT_OF, PrivacyAmount
 from privacy.auto import NOISE_ONLY
 from privacy.kept import TruncationEstimate
+from privacy.periods import Period, PeriodSpec
 
 
 def _absent(value: object) -> bool:
@@ -321,6 +323,50 @@ class SelectionRecord(BaseModel):
     clamp: ClampChoice | None = Field(default=None, exclude_if=_absent)
 
 
+# --- budgets per period (README, "How the budget is kept") ---
+
+
+class ChargedPeriod(BaseModel):
+    """With a budget per period: the one period a query is charged in."""
+
+    column: str
+    every: str
+    period: str = Field(description="2026-03 (month), 2026-W10 (ISO week), 2026-03-05 (day)")
+    start: str = Field(description="its first day (ISO date)")
+    end: str = Field(description="its last day (ISO date)")
+
+    @classmethod
+    def of(cls, spec: PeriodSpec, period: Period) -> ChargedPeriod:
+        """The period ``period`` of the budget's ``spec``."""
+        return cls(column=spec.column, every=spec.every, **period.document())
+
+
+class Cumulative(BaseModel):
+    """With a budget per period: the guarantee for a unit present in every period charged
+    so far, the sum over those periods of what they spent (ε, or ρ with its (ε, δ)
+    equivalent at the dataset's δ). Budgets of different periods add up for such a unit."""
+
+    epsilon: float | None = Field(default=None, exclude_if=_absent)
+    rho: float | None = Field(default=None, exclude_if=_absent)
+    epsilon_delta: EpsilonDelta | None = Field(default=None, exclude_if=_absent)
+
+    @classmethod
+    def of(cls, amount: PrivacyAmount, delta: float) -> Cumulative:
+        """The cumulative figure of ``amount`` summed over the charged periods."""
+        if amount.model == "pure":
+            return cls(epsilon=amount.number())
+        rho = amount.number()
+        epsilon = zcdp_to_epsilon_delta(rho, delta) if rho > 0 else 0.0
+        return cls(rho=rho, epsilon_delta=EpsilonDelta(epsilon=epsilon, delta=delta))
+
+
+_PERIOD_DESCRIPTION = "with a budget per period: the period this query is charged in"
+_CUMULATIVE_DESCRIPTION = (
+    "with a budget per period: the guarantee for a unit present in all periods charged "
+    "so far (the sum of what they spent)"
+)
+
+
 class QueryPreview(BaseModel):
     """What a query would cost and how accurate it would be (no data read, nothing spent)."""
 
@@ -352,6 +398,14 @@ class QueryPreview(BaseModel):
         exclude_if=_absent,
         description="the part of the cost that estimates what the bounds drop "
         "(the release's truncation object); absent where they cannot drop anything",
+    )
+    period: ChargedPeriod | None = Field(
+        default=None, exclude_if=_absent, description=_PERIOD_DESCRIPTION
+    )
+    cumulative: Cumulative | None = Field(
+        default=None,
+        exclude_if=_absent,
+        description=_CUMULATIVE_DESCRIPTION + "; a preview shows it before this query",
     )
 
 
@@ -407,6 +461,15 @@ class QueryResponse(BaseModel):
         exclude_if=_absent,
         description="where the bounds can drop or clamp data: DP estimates of what they kept",
     )
+    period: ChargedPeriod | None = Field(
+        default=None, exclude_if=_absent, description=_PERIOD_DESCRIPTION
+    )
+    cumulative: Cumulative | None = Field(
+        default=None,
+        exclude_if=_absent,
+        description=_CUMULATIVE_DESCRIPTION + " (as of this answer: a cached or re-read "
+        "answer shows it now)",
+    )
     created_at: str
     _opendp_loss: float | None = PrivateAttr(default=None)
     _selection: SelectionRecord | None = PrivateAttr(default=None)
@@ -418,9 +481,15 @@ class QueryResponse(BaseModel):
             return cls.model_validate_json(body)
         return cls.model_validate(body)
 
-    def answered_again(self, remaining: PrivacyAmount) -> QueryResponse:
-        """This stored release served again (cached or re-read), with what remains now."""
-        return self.model_copy(update={"cached": True, "budget_remaining": remaining})
+    def answered_again(
+        self, remaining: PrivacyAmount, cumulative: Cumulative | None = None
+    ) -> QueryResponse:
+        """This stored release served again (cached or re-read), with what remains now
+        (and, with a budget per period, the cumulative figure now)."""
+        update: dict[str, Any] = {"cached": True, "budget_remaining": remaining}
+        if cumulative is not None:
+            update["cumulative"] = cumulative
+        return self.model_copy(update=update)
 
     def stored_document(self) -> dict[str, Any]:
         """The JSON document that is stored (and spooled) for this release.
@@ -471,6 +540,7 @@ class PlannedRelease(BaseModel):
     bounds: Bounds
     auto: AutoBounds | None
     truncation_cost: Amount | None
+    period: ChargedPeriod | None = None
 
     @classmethod
     def of(cls, plan: Plan, dataset: str) -> PlannedRelease:
@@ -511,10 +581,19 @@ class PlannedRelease(BaseModel):
         if self.truncation_cost is not None:
             details["truncation_cost"] = self.truncation_cost.unit_document()
         details["file_sha256"] = file_sha256
+        if self.period is not None:
+            details["period"] = self.period.model_dump(mode="json")
         return details
 
+    def in_period(self, period: ChargedPeriod | None) -> PlannedRelease:
+        """This plan charged in ``period`` (None: a budget without periods)."""
+        return self if period is None else self.model_copy(update={"period": period})
+
     def preview(
-        self, remaining: PrivacyAmount, cap_remaining: PrivacyAmount | None = None
+        self,
+        remaining: PrivacyAmount,
+        cap_remaining: PrivacyAmount | None = None,
+        cumulative: Cumulative | None = None,
     ) -> QueryPreview:
         """The preview: this plan, what remains (of the budget and under the dataset's cap)
         and whether it fits both, as the debit would check."""
@@ -535,6 +614,8 @@ class PlannedRelease(BaseModel):
             bounds=self.bounds,
             auto=self.auto,
             truncation_cost=self.truncation_cost,
+            period=self.period,
+            cumulative=cumulative,
         )
 
     def released(
@@ -544,6 +625,7 @@ class PlannedRelease(BaseModel):
         release_id: str,
         ledger_seq: int,
         remaining: PrivacyAmount,
+        cumulative: Cumulative | None = None,
     ) -> QueryResponse:
         """The fresh answer: this plan with what :func:`privacy.execute` released (with
         automatic bounds, the statistic's noise and accuracy at the bounds chosen)."""
@@ -570,6 +652,8 @@ class PlannedRelease(BaseModel):
             ),
             auto=self.auto,
             truncation=Truncation.of(result.truncation) if result.truncation else None,
+            period=self.period,
+            cumulative=cumulative,
             created_at=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         )
         response._opendp_loss = result.opendp_loss
