@@ -311,6 +311,10 @@ def debit(
             if periodic
             else f"the budget on {dataset!r} has no period"
         )
+    if period_start is not None and not isinstance(details.get("period"), dict):
+        details = {**details, "period": {"start": period_start}}  # the ledger names it
+    elif period_start is not None and details["period"].get("start") != period_start:
+        raise InvalidInput("the ledgered period is not the period charged")
     dataset_row = session.get(Dataset, dataset_id)
     if dataset_row is None:  # pragma: no cover - guarded by the foreign key
         raise NotFound(f"dataset {dataset!r} does not exist")
@@ -409,17 +413,23 @@ def _charge_period(
     the period's new spending if that is the most any period spent."""
     total = sql_select(col(Budget.total_units)).where(col(Budget.id) == budget.id).scalar_subquery()
     if period_row is None:
-        added: CursorResult[Any] = session.execute(  # type: ignore[assignment]
-            insert(BudgetPeriod).from_select(
+        # RETURNING: psycopg reports no rowcount (-1) for an INSERT ... SELECT
+        inserted = session.execute(
+            insert(BudgetPeriod)
+            .from_select(
                 ["budget_id", "period_start", "spent_units"],
                 sql_select(literal(budget.id), literal(period_start), literal(cost_units))
                 .select_from(Budget)
                 .where(col(Budget.id) == budget.id, col(Budget.total_units) >= cost_units),
             )
-        )
+            .returning(col(BudgetPeriod.budget_id))
+        ).all()
+        if len(inserted) != 1:  # pragma: no cover - impossible under the ledger lock
+            return False
         new_spent = cost_units
     else:
-        added = session.execute(  # type: ignore[assignment]
+        new_spent = period_row.spent_units + cost_units  # before the UPDATE syncs the row
+        added: CursorResult[Any] = session.execute(  # type: ignore[assignment]
             update(BudgetPeriod)
             .where(
                 col(BudgetPeriod.budget_id) == budget.id,
@@ -428,9 +438,8 @@ def _charge_period(
             )
             .values(spent_units=col(BudgetPeriod.spent_units) + cost_units)
         )
-        new_spent = period_row.spent_units + cost_units
-    if added.rowcount != 1:
-        return False
+        if added.rowcount != 1:  # pragma: no cover - impossible under the ledger lock
+            return False
     session.execute(
         update(Budget)
         .where(col(Budget.id) == budget.id, col(Budget.spent_units) < new_spent)
