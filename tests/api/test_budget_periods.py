@@ -5,11 +5,14 @@ cumulative guarantee for a unit present in all the months charged (ε 2 after bo
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 import httpx
 import pytest
 
+from client import BudgetExceeded, BudgetPeriod, Cumulative, Ruis
+from client import InvalidQuery as ClientInvalidQuery
 from tests.conftest import Service
 from tests.factories import MARCH_APRIL, events_metadata, write_events
 from tests.support.api import create_consumer, ledger
@@ -230,3 +233,32 @@ def test_a_period_needs_a_date_column(server: Service, admin: httpx.Client, colu
         json={"model": "pure", "epsilon": 1, "period": {"column": "day", "every": "year"}},
     )
     assert unknown.status_code == 422
+
+
+def test_the_python_client_reads_periods_and_the_cumulative_figure(
+    server: Service, admin: httpx.Client
+) -> None:
+    _register(server, admin)
+    key = create_consumer(admin, "ana")
+    response = admin.put(
+        "/v1/budgets/ana/events", json={"model": "pure", "epsilon": 1, "period": MONTHLY}
+    )
+    assert response.status_code == 200, response.text
+    with Ruis(server.url, key, transport=server.transport) as ruis:
+        march = [("day", "between", [date(2026, 3, 1), date(2026, 3, 31)])]
+        released = ruis.query("events", "count", where=march, epsilon=0.75)
+        assert released.period is not None and released.period["period"] == "2026-03"
+        assert released.cumulative == Cumulative("pure", 0.75)
+        preview = ruis.preview("events", "count", where=march, epsilon=0.5)
+        assert preview.fits_budget is False and preview.cumulative == Cumulative("pure", 0.75)
+        with pytest.raises(BudgetExceeded) as refused:
+            ruis.query("events", "unit_count", where=march, epsilon=0.5)
+        assert refused.value.remaining["period"] == "2026-03"
+        with pytest.raises(ClientInvalidQuery):
+            ruis.query("events", "count", epsilon=0.5)
+        budget = ruis.budget("events")
+        assert budget.period == MONTHLY
+        assert budget.periods == (
+            BudgetPeriod("2026-03", "2026-03-01", "2026-03-31", 1.0, 0.75, 0.25),
+        )
+        assert budget.cumulative == Cumulative("pure", 0.75)
