@@ -3,10 +3,12 @@ metadata only; a query not confined to one period is an InvalidQuery (a 422)."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from privacy import QueryRequest
 from privacy.errors import InvalidQuery
@@ -135,3 +137,25 @@ def test_a_period_needs_a_date_column(column: str) -> None:
     with pytest.raises(ValueError, match="period column"):
         check_period_column(PeriodSpec(column=column, every="month"), _metadata())
     check_period_column(PeriodSpec(column="seen_at", every="day"), _metadata())
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    first=st.integers(0, 60),
+    length=st.integers(0, 60),
+    every=st.sampled_from(["month", "week", "day"]),
+)
+def test_a_range_is_one_period_exactly_when_all_its_days_are(
+    first: int, length: int, every: str
+) -> None:
+    low = date(2026, 3, 1) + timedelta(days=first)
+    high = min(low + timedelta(days=length), date(2026, 4, 30))
+    days = [low + timedelta(days=i) for i in range((high - low).days + 1)]
+    periods = {period_of(d, every).start for d in days}  # type: ignore[arg-type]
+    where = [_between(low.isoformat(), high.isoformat())]
+    if len(periods) == 1:
+        period = _period(where, every=every)
+        assert period.start == periods.pop() and period.start <= low and high <= period.end
+    else:
+        with pytest.raises(InvalidQuery, match="span"):
+            _period(where, every=every)
