@@ -20,7 +20,14 @@ from typing import cast
 from api import completion, dataset_files
 from api.limits import QueryGuard, query_cells
 from api.problems import BudgetExceeded, ReleaseBusy, ReleaseFailed
-from api.release_body import PlannedRelease, QueryPreview, QueryResponse, QuerySummary
+from api.release_body import (
+    ChargedPeriod,
+    Cumulative,
+    PlannedRelease,
+    QueryPreview,
+    QueryResponse,
+    QuerySummary,
+)
 from api.release_timing import after_debit, quantised
 from api.settings import Settings
 from db import budgets, catalog, ledger, releases
@@ -29,10 +36,12 @@ from db.amounts import cost_units, from_units
 from db.budgets import Refused
 from db.engine import Database
 from db.errors import DbError
-from db.models import Dataset
+from db.models import Budget, Dataset
 from privacy import Plan, QueryRequest, execute, load_frame, plan_query
 from privacy.amount import PrivacyAmount, PrivacyModel
 from privacy.metadata import DatasetMetadata
+from privacy.periods import PeriodSpec, query_period
+from privacy.query import resolve_query
 
 log = logging.getLogger("ruis.release")
 _MAX_WAITS = 3
@@ -58,12 +67,35 @@ def _metadata(dataset: Dataset) -> DatasetMetadata:
 def _context(
     db: Database, principal: Principal, dataset_name: str
 ) -> tuple[Dataset, DatasetMetadata, PrivacyModel, PrivacyAmount]:
+    dataset, _, metadata, model, remaining = _context_budget(db, principal, dataset_name)
+    return dataset, metadata, model, remaining
+
+
+def _context_budget(
+    db: Database, principal: Principal, dataset_name: str
+) -> tuple[Dataset, Budget, DatasetMetadata, PrivacyModel, PrivacyAmount]:
     dataset, budget = budgets.dataset_and_budget(
         db, dataset=dataset_name, consumer_id=principal.consumer_id
     )
     model = cast(PrivacyModel, budget.model)
     remaining = _of_units(model, budget.total_units - budget.spent_units)
-    return dataset, _metadata(dataset), model, remaining
+    return dataset, budget, _metadata(dataset), model, remaining
+
+
+def charged_period(
+    budget: Budget, metadata: DatasetMetadata, query: QueryRequest
+) -> ChargedPeriod | None:
+    """With a budget per period, the one period ``query`` is charged in (decided from its
+    filters and public metadata; a 422 when they do not confine it to one period)."""
+    if budget.period_column is None or budget.period_every is None:
+        return None
+    spec = PeriodSpec.model_validate({"column": budget.period_column, "every": budget.period_every})
+    resolved = resolve_query(query, metadata)
+    return ChargedPeriod.of(spec, query_period(resolved.filters, spec, metadata))
+
+
+def _cumulative(model: str, units: int | None, metadata: DatasetMetadata) -> Cumulative | None:
+    return None if units is None else Cumulative.of(_of_units(model, units), metadata.delta)
 
 
 def _of_units(model: str, units: int) -> PrivacyAmount:
@@ -100,10 +132,21 @@ def preview(
     or under the dataset's cap.
 
     ``guard`` (:mod:`api.limits`) refuses too many cells or a too small cost first."""
-    dataset, metadata, model, remaining = _context(db, principal, query.dataset)
+    dataset, budget, metadata, model, remaining = _context_budget(db, principal, query.dataset)
     dataset_files.require_active(dataset)  # suspended: 503, as a query would be
     if guard is not None:
         guard.before_plan(query, metadata)
+    period = charged_period(budget, metadata, query)
+    cumulative = None
+    if period is not None:
+        now = budgets.standing(
+            db,
+            consumer_id=principal.consumer_id,
+            dataset_id=dataset.id or 0,
+            period_start=period.start,
+        )
+        remaining = _of_units(model, now.remaining_units)
+        cumulative = _cumulative(model, now.cumulative_units, metadata)
     plan = plan_query(query, metadata, model)
     if guard is not None:
         guard.after_plan(plan)
@@ -112,12 +155,24 @@ def preview(
         if dataset.cap_total_units is None
         else _of_units(model, dataset.cap_total_units - dataset.cap_spent_units)
     )
-    return PlannedRelease.of(plan, query.dataset).preview(remaining, cap_remaining)
+    planned = PlannedRelease.of(plan, query.dataset).in_period(period)
+    return planned.preview(remaining, cap_remaining, cumulative)
 
 
-def _refusal(outcome: Refused, cost: PrivacyAmount, dataset: str) -> BudgetExceeded:
-    """The 409: what the query asked, and what remains of the budget (and of the cap)."""
+def _refusal(
+    outcome: Refused, cost: PrivacyAmount, dataset: str, period: ChargedPeriod | None = None
+) -> BudgetExceeded:
+    """The 409: what the query asked, and what remains of the budget (and of the cap);
+    with a budget per period, of the period the query falls in."""
     remaining = _of_units(cost.model, outcome.remaining_units)
+    if period is not None and outcome.reason != "dataset_cap":
+        return BudgetExceeded(
+            f"this query costs {cost.number()} {cost.unit}, more than the "
+            f"{remaining.number()} {cost.unit} that remain of your budget on {dataset!r} "
+            f"for the {period.every} {period.period} ({period.start} to {period.end})",
+            asked=cost.unit_document(),
+            remaining={**remaining.unit_document(), "period": period.period},
+        )
     asked, unit = cost.number(), cost.unit
     if outcome.reason == "dataset_cap":
         cap = _of_units(cost.model, outcome.cap_remaining_units or 0)
@@ -148,13 +203,14 @@ def run(
 
     ``guard`` (:mod:`api.limits`) refuses too many cells or a too small cost before the
     debit."""
-    dataset, metadata, model, _ = _context(db, principal, query.dataset)
+    dataset, budget, metadata, model, _ = _context_budget(db, principal, query.dataset)
     if guard is not None:
         guard.before_plan(query, metadata)
+    period = charged_period(budget, metadata, query)  # a 422 before anything is spent
     plan = plan_query(query, metadata, model)
     if guard is not None:
         guard.after_plan(plan)
-    planned = PlannedRelease.of(plan, dataset.name)
+    planned = PlannedRelease.of(plan, dataset.name).in_period(period)
     units = cost_units(plan.cost)
     checked = dataset_files.check_before_release(  # file metadata only; 503 before any debit
         db,
@@ -182,6 +238,7 @@ def run(
         cost_units=units,
         details=details,
         request_id=request_id,
+        period_start=period.start if period is not None else None,
     )
     outcome = start()
     for _ in range(_MAX_WAITS):
@@ -198,10 +255,13 @@ def run(
     if isinstance(outcome, releases.InFlight):
         raise ReleaseBusy("an identical query is still being computed; ask again shortly")
     if isinstance(outcome, Refused):
-        raise _refusal(outcome, planned.cost, dataset.name)
+        raise _refusal(outcome, planned.cost, dataset.name, period)
     if isinstance(outcome, releases.Cached):
         stored = QueryResponse.stored(outcome.body)
-        return stored.answered_again(_of_units(model, outcome.remaining_units))
+        return stored.answered_again(
+            _of_units(model, outcome.remaining_units),
+            _cumulative(model, outcome.cumulative_units, metadata),
+        )
     # Debited and committed: only now is the data read (the lease is renewed meanwhile,
     # so that only a dead process's release is ever taken for abandoned). From here on
     # every failure carries the release id and is ledgered (api/completion.py).
@@ -218,6 +278,7 @@ def run(
             release_id=outcome.release_id,
             ledger_seq=outcome.debit.entry.seq,
             remaining=_of_units(model, outcome.debit.remaining_units),
+            cumulative=_cumulative(model, outcome.debit.cumulative_units, metadata),
         )
     except Exception as exc:
         log.error("release %s failed after its debit", outcome.release_id, exc_info=exc)
@@ -248,10 +309,17 @@ def reread(db: Database, principal: Principal, release_id: str, request_id: str)
         model=stored.cost.model,
         request_id=request_id,
     )
-    _, remaining = budgets.remaining(
-        db, consumer_id=principal.consumer_id, dataset_id=release.dataset_id
+    now = budgets.standing(
+        db,
+        consumer_id=principal.consumer_id,
+        dataset_id=release.dataset_id,
+        period_start=stored.period.start if stored.period is not None else None,
     )
-    return stored.answered_again(PrivacyAmount.of(stored.cost.model, remaining))
+    cumulative = None
+    if now.cumulative_units is not None:
+        _, metadata, _, _ = _context(db, principal, stored.dataset)
+        cumulative = _cumulative(stored.cost.model, now.cumulative_units, metadata)
+    return stored.answered_again(_of_units(stored.cost.model, now.remaining_units), cumulative)
 
 
 def list_releases(

@@ -28,9 +28,11 @@ from pydantic import (
 
 from privacy import Accuracy as PlannedAccuracy
 from privacy import Plan, ReleaseResult
+from privacy.accounting import zcdp_to_epsilon_delta
 from privacy.amount import MODEL_OF, UNIT_OF, PrivacyAmount
 from privacy.auto import NOISE_ONLY
 from privacy.kept import TruncationEstimate
+from privacy.periods import Period, PeriodSpec
 
 
 def _absent(value: object) -> bool:
@@ -321,6 +323,50 @@ class SelectionRecord(BaseModel):
     clamp: ClampChoice | None = Field(default=None, exclude_if=_absent)
 
 
+# --- budgets per period (README, "How the budget is kept") ---
+
+
+class ChargedPeriod(BaseModel):
+    """With a budget per period: the one period a query is charged in."""
+
+    column: str
+    every: str
+    period: str = Field(description="2026-03 (month), 2026-W10 (ISO week), 2026-03-05 (day)")
+    start: str = Field(description="its first day (ISO date)")
+    end: str = Field(description="its last day (ISO date)")
+
+    @classmethod
+    def of(cls, spec: PeriodSpec, period: Period) -> ChargedPeriod:
+        """The period ``period`` of the budget's ``spec``."""
+        return cls(column=spec.column, every=spec.every, **period.document())
+
+
+class Cumulative(BaseModel):
+    """With a budget per period: the guarantee for a unit present in every period charged
+    so far, the sum over those periods of what they spent (ε, or ρ with its (ε, δ)
+    equivalent at the dataset's δ). Budgets of different periods add up for such a unit."""
+
+    epsilon: float | None = Field(default=None, exclude_if=_absent)
+    rho: float | None = Field(default=None, exclude_if=_absent)
+    epsilon_delta: EpsilonDelta | None = Field(default=None, exclude_if=_absent)
+
+    @classmethod
+    def of(cls, amount: PrivacyAmount, delta: float) -> Cumulative:
+        """The cumulative figure of ``amount`` summed over the charged periods."""
+        if amount.model == "pure":
+            return cls(epsilon=amount.number())
+        rho = amount.number()
+        epsilon = zcdp_to_epsilon_delta(rho, delta) if rho > 0 else 0.0
+        return cls(rho=rho, epsilon_delta=EpsilonDelta(epsilon=epsilon, delta=delta))
+
+
+_PERIOD_DESCRIPTION = "with a budget per period: the period this query is charged in"
+_CUMULATIVE_DESCRIPTION = (
+    "with a budget per period: the guarantee for a unit present in all periods charged "
+    "so far (the sum of what they spent)"
+)
+
+
 class QueryPreview(BaseModel):
     """What a query would cost and how accurate it would be (no data read, nothing spent)."""
 
@@ -364,6 +410,14 @@ class QueryPreview(BaseModel):
         exclude_if=_absent,
         description="grouping on private keys: OpenDP's δ of the key selection (≤ the "
         "dataset's delta), a bound on the chance that a key one unit alone holds is released",
+    )
+    period: ChargedPeriod | None = Field(
+        default=None, exclude_if=_absent, description=_PERIOD_DESCRIPTION
+    )
+    cumulative: Cumulative | None = Field(
+        default=None,
+        exclude_if=_absent,
+        description=_CUMULATIVE_DESCRIPTION + "; a preview shows it before this query",
     )
 
 
@@ -437,6 +491,15 @@ class QueryResponse(BaseModel):
         description="grouping on private keys: OpenDP's δ of the key selection (≤ the "
         "dataset's delta), a bound on the chance that a key one unit alone holds is released",
     )
+    period: ChargedPeriod | None = Field(
+        default=None, exclude_if=_absent, description=_PERIOD_DESCRIPTION
+    )
+    cumulative: Cumulative | None = Field(
+        default=None,
+        exclude_if=_absent,
+        description=_CUMULATIVE_DESCRIPTION + " (as of this answer: a cached or re-read "
+        "answer shows it now)",
+    )
     created_at: str
     _opendp_loss: float | None = PrivateAttr(default=None)
     _selection: SelectionRecord | None = PrivateAttr(default=None)
@@ -448,9 +511,15 @@ class QueryResponse(BaseModel):
             return cls.model_validate_json(body)
         return cls.model_validate(body)
 
-    def answered_again(self, remaining: PrivacyAmount) -> QueryResponse:
-        """This stored release served again (cached or re-read), with what remains now."""
-        return self.model_copy(update={"cached": True, "budget_remaining": remaining})
+    def answered_again(
+        self, remaining: PrivacyAmount, cumulative: Cumulative | None = None
+    ) -> QueryResponse:
+        """This stored release served again (cached or re-read), with what remains now
+        (and, with a budget per period, the cumulative figure now)."""
+        update: dict[str, Any] = {"cached": True, "budget_remaining": remaining}
+        if cumulative is not None:
+            update["cumulative"] = cumulative
+        return self.model_copy(update=update)
 
     def stored_document(self) -> dict[str, Any]:
         """The JSON document that is stored (and spooled) for this release.
@@ -507,6 +576,7 @@ class PlannedRelease(BaseModel):
     truncation_cost: Amount | None
     threshold: int | None = None
     delta: float | None = None
+    period: ChargedPeriod | None = None
 
     @classmethod
     def of(cls, plan: Plan, dataset: str) -> PlannedRelease:
@@ -551,10 +621,19 @@ class PlannedRelease(BaseModel):
         if self.threshold is not None:  # private keys: OpenDP's key selection
             details["key_selection"] = {"threshold": self.threshold, "delta": self.delta}
         details["file_sha256"] = file_sha256
+        if self.period is not None:
+            details["period"] = self.period.model_dump(mode="json")
         return details
 
+    def in_period(self, period: ChargedPeriod | None) -> PlannedRelease:
+        """This plan charged in ``period`` (None: a budget without periods)."""
+        return self if period is None else self.model_copy(update={"period": period})
+
     def preview(
-        self, remaining: PrivacyAmount, cap_remaining: PrivacyAmount | None = None
+        self,
+        remaining: PrivacyAmount,
+        cap_remaining: PrivacyAmount | None = None,
+        cumulative: Cumulative | None = None,
     ) -> QueryPreview:
         """The preview: this plan, what remains (of the budget and under the dataset's cap)
         and whether it fits both, as the debit would check."""
@@ -577,6 +656,8 @@ class PlannedRelease(BaseModel):
             truncation_cost=self.truncation_cost,
             threshold=self.threshold,
             delta=self.delta,
+            period=self.period,
+            cumulative=cumulative,
         )
 
     def released(
@@ -586,6 +667,7 @@ class PlannedRelease(BaseModel):
         release_id: str,
         ledger_seq: int,
         remaining: PrivacyAmount,
+        cumulative: Cumulative | None = None,
     ) -> QueryResponse:
         """The fresh answer: this plan with what :func:`privacy.execute` released (with
         automatic bounds, the statistic's noise and accuracy at the bounds chosen)."""
@@ -615,6 +697,8 @@ class PlannedRelease(BaseModel):
             keys_selected=result.keys_selected,
             threshold=self.threshold if result.keys_selected is not None else None,
             delta=self.delta if result.keys_selected is not None else None,
+            period=self.period,
+            cumulative=cumulative,
             created_at=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         )
         response._opendp_loss = result.opendp_loss

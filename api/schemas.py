@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from privacy.metadata import NAME_PATTERN, BudgetAmount, DatasetMetadata
+from api.release_body import Cumulative
+from privacy.metadata import NAME_PATTERN, DatasetMetadata, PureCost, ZcdpCost
+from privacy.periods import PeriodSpec
 
 T = TypeVar("T")
 Role = Literal["analyst", "admin", "auditor"]
@@ -97,6 +99,17 @@ class DatasetPublic(BaseModel):
     )
 
 
+class PeriodPublic(BaseModel):
+    """One charged period of a budget per period."""
+
+    period: str = Field(description="2026-03 (month), 2026-W10 (ISO week), 2026-03-05 (day)")
+    start: str
+    end: str
+    total: float
+    spent: float
+    remaining: float
+
+
 class BudgetPublic(BaseModel):
     """A budget in its unit (ε for pure, ρ for zCDP)."""
 
@@ -111,9 +124,40 @@ class BudgetPublic(BaseModel):
         default=None, description="for zCDP budgets: the (ε, δ) equivalent of what remains"
     )
     updated_at: datetime
+    period: PeriodSpec | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="a budget per period: total is each period's total, spent the most "
+        "any one period spent and remaining what remains of that period (README, 'How the "
+        "budget is kept'); absent for a budget over everything",
+    )
+    periods: list[PeriodPublic] | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="a budget per period: each period charged so far, oldest first",
+    )
+    cumulative: Cumulative | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="a budget per period: the guarantee for a unit present in all periods "
+        "charged so far (the sum of what they spent)",
+    )
 
 
-BudgetSet = BudgetAmount
+class PureBudgetSet(PureCost):
+    """A pure ε budget; with ``period``, ε per period."""
+
+    period: PeriodSpec | None = None
+
+
+class ZcdpBudgetSet(ZcdpCost):
+    """A ρ-zCDP budget; with ``period``, ρ per period."""
+
+    period: PeriodSpec | None = None
+
+
+BudgetSet = Annotated[PureBudgetSet | ZcdpBudgetSet, Field(discriminator="model")]
+"""``PUT /v1/budgets/{consumer}/{dataset}``: the total, and optionally a period."""
 
 
 class LedgerEntryPublic(BaseModel):

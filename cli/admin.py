@@ -49,7 +49,12 @@ def _budget_body(args: argparse.Namespace) -> dict[str, Any]:
         amount = Decimal(args.amount)
     except InvalidOperation:
         raise AdminError(f"{args.amount!r} is not a number") from None
-    return {"model": args.model, MODEL_UNITS[args.model]: str(amount)}
+    body: dict[str, Any] = {"model": args.model, MODEL_UNITS[args.model]: str(amount)}
+    if (args.period_column is None) != (args.every is None):
+        raise AdminError("a budget per period needs both --period-column and --every")
+    if args.period_column is not None:
+        body["period"] = {"column": args.period_column, "every": args.every}
+    return body
 
 
 def _dataset_body(args: argparse.Namespace) -> dict[str, Any]:
@@ -240,7 +245,13 @@ def add_parser(commands: Any) -> None:
     budget.add_argument("consumer")
     budget.add_argument("dataset")
     budget.add_argument("--model", choices=["pure", "zcdp"], default="pure")
-    budget.add_argument("amount", help="epsilon (pure) or rho (zcdp)")
+    budget.add_argument("amount", help="epsilon (pure) or rho (zcdp); per period with --every")
+    budget.add_argument(
+        "--period-column", help="a budget per period: the date column whose periods it counts"
+    )
+    budget.add_argument(
+        "--every", choices=["month", "week", "day"], help="a budget per period: its length"
+    )
     show = sub.add_parser("budgets", help="show budgets")
     show.add_argument("--consumer")
     show.add_argument("--dataset")

@@ -47,8 +47,11 @@ _BUDGET = TypeAdapter(BudgetSet)
 
 
 def _set_budget(a: argparse.Namespace, on: Local) -> BudgetPublic:
-    amount = budgets.requested_amount(_BUDGET.validate_python(on.body))
-    return budgets.set_budget(on.db, a.consumer, a.dataset, amount, actor=on.actor)
+    body = _BUDGET.validate_python(on.body)
+    amount = budgets.requested_amount(body)
+    return budgets.set_budget(
+        on.db, a.consumer, a.dataset, amount, actor=on.actor, period=body.period
+    )
 
 
 ACTIONS: dict[str, Action] = {

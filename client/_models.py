@@ -111,6 +111,52 @@ class Truncation:
 
 
 @dataclass(frozen=True)
+class Cumulative:
+    """With a budget per period: the guarantee for a unit present in every period charged
+    so far, the sum over those periods of what they spent (budgets of different periods
+    add up for such a unit: ε 1 per month for twelve months is ε 12)."""
+
+    model: Model
+    amount: float
+    """ε (``pure``) or ρ (``zcdp``), summed over the charged periods."""
+    epsilon_delta: Mapping[str, float] | None = None
+    """For zCDP: the (ε, δ) equivalent of :attr:`amount`."""
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any] | None) -> Cumulative | None:
+        """From a ``cumulative`` object (None when absent: a budget without periods)."""
+        if not document:
+            return None
+        if "rho" in document:
+            return cls("zcdp", float(document["rho"]), document.get("epsilon_delta"))
+        return cls("pure", float(document["epsilon"]))
+
+
+@dataclass(frozen=True)
+class BudgetPeriod:
+    """One charged period of a budget per period (``2026-03``, ``2026-W10``, a date)."""
+
+    period: str
+    start: str
+    end: str
+    total: float
+    spent: float
+    remaining: float
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> BudgetPeriod:
+        """From an item of a budget's ``periods``."""
+        return cls(
+            period=str(document["period"]),
+            start=str(document["start"]),
+            end=str(document["end"]),
+            total=float(document["total"]),
+            spent=float(document["spent"]),
+            remaining=float(document["remaining"]),
+        )
+
+
+@dataclass(frozen=True)
 class Dataset:
     """A dataset's public metadata (never its data)."""
 
@@ -136,7 +182,11 @@ class Dataset:
 
 @dataclass(frozen=True)
 class Budget:
-    """Your budget on one dataset, in its unit (ε for ``pure``, ρ for ``zcdp``)."""
+    """Your budget on one dataset, in its unit (ε for ``pure``, ρ for ``zcdp``).
+
+    With a :attr:`period` (``{"column": "day", "every": "month"}``), :attr:`total` is each
+    period's total, :attr:`spent` the most any one period spent, :attr:`periods` the
+    periods charged so far and :attr:`cumulative` their sum."""
 
     dataset: str
     model: Model
@@ -145,6 +195,9 @@ class Budget:
     remaining: float
     updated_at: datetime
     document: Mapping[str, Any] = field(repr=False)
+    period: Mapping[str, str] | None = None
+    periods: tuple[BudgetPeriod, ...] = ()
+    cumulative: Cumulative | None = None
 
     @property
     def unit(self) -> Unit:
@@ -168,6 +221,9 @@ class Budget:
             remaining=float(document["remaining"]),
             updated_at=_time(document["updated_at"]),
             document=dict(document),
+            period=document.get("period"),
+            periods=tuple(BudgetPeriod.from_document(p) for p in document.get("periods") or ()),
+            cumulative=Cumulative.from_document(document.get("cumulative")),
         )
 
 
@@ -193,6 +249,10 @@ class Preview:
     """Grouping on private keys: OpenDP's key-selection threshold (None otherwise)."""
     delta: float | None = None
     """Grouping on private keys: OpenDP's δ of the key selection (None otherwise)."""
+    period: Mapping[str, str] | None = None
+    """With a budget per period: the period the query would be charged in."""
+    cumulative: Cumulative | None = None
+    """With a budget per period: the cumulative guarantee before this query."""
 
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> Preview:
@@ -216,6 +276,8 @@ class Preview:
             ),
             threshold=document.get("threshold"),
             delta=document.get("delta"),
+            period=document.get("period"),
+            cumulative=Cumulative.from_document(document.get("cumulative")),
         )
 
 
@@ -251,6 +313,11 @@ class Release:
     """Grouping on private keys: OpenDP's key-selection threshold."""
     delta: float | None = None
     """Grouping on private keys: OpenDP's δ of the key selection."""
+    period: Mapping[str, str] | None = None
+    """With a budget per period: the period it was charged in (``period``, ``start``,
+    ``end``, and the budget's ``column`` and ``every``)."""
+    cumulative: Cumulative | None = None
+    """With a budget per period: the cumulative guarantee as of this answer."""
 
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> Release:
@@ -279,6 +346,8 @@ class Release:
             keys_selected=document.get("keys_selected"),
             threshold=document.get("threshold"),
             delta=document.get("delta"),
+            period=document.get("period"),
+            cumulative=Cumulative.from_document(document.get("cumulative")),
         )
 
     def to_pandas(self) -> pandas.DataFrame:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, Text, UniqueConstraint
+from sqlalchemy import BigInteger, CheckConstraint, Column, DateTime, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -73,6 +73,20 @@ class Budget(SQLModel, table=True):
         default=0, sa_column=Column(BigInteger, nullable=False, server_default="0")
     )
     updated_at: datetime
+    # A budget per period (db.budgets): total_units is each period's total, spent_units
+    # the most that any one period spent (so never below it, as for any budget).
+    period_column: str | None = Field(default=None, max_length=64)
+    period_every: str | None = Field(default=None, max_length=8)
+
+
+class BudgetPeriod(SQLModel, table=True):
+    """What one period of a budget per period spent (created at its first charge)."""
+
+    __tablename__ = "budget_periods"
+    __table_args__ = (CheckConstraint("spent_units >= 0", name="ck_budget_period_nonneg"),)
+    budget_id: int = Field(foreign_key="budgets.id", primary_key=True)
+    period_start: str = Field(primary_key=True, max_length=10)  # ISO date: its first day
+    spent_units: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
 class LedgerHead(SQLModel, table=True):

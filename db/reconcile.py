@@ -9,6 +9,9 @@ the tables), that:
 - per budget, ``spent_units`` equals the sum of the costs of the ``release``
   entries of that consumer and dataset, and ``total_units`` the amount of its
   last ``budget_set`` entry (``budget``, ``budget_total``);
+- per budget per period, each ``budget_periods`` row equals the sum of the costs of
+  the ``release`` entries charged in that period (their ``details.period.start``),
+  and ``spent_units`` the largest of those sums (``budget_period``, ``budget``);
 - per dataset with a cap, ``cap_spent_units`` equals the sum of the costs of all
   its ``release`` entries, and ``cap_total_units`` the cap of its last
   ``dataset_registered`` entry (``cap``, ``cap_total``);
@@ -41,7 +44,7 @@ from sqlmodel import Session, col, select
 from db import ledger
 from db.amounts import UNITS_PER_ONE, as_json_number, total_units
 from db.engine import Database
-from db.models import Budget, Consumer, Dataset, LedgerEntry, Release
+from db.models import Budget, BudgetPeriod, Consumer, Dataset, LedgerEntry, Release
 
 MAX_DISCREPANCIES = 100
 """At most this many discrepancies are listed (all are counted)."""
@@ -115,6 +118,7 @@ class Reconciler:
     def __init__(self, session: Session) -> None:
         self._session = session
         self._spent: dict[tuple[str | None, str | None], int] = {}
+        self._period_spent: dict[tuple[str | None, str | None], dict[str, int]] = {}
         self._cap_spent: dict[str | None, int] = {}
         self._budget_total: dict[tuple[str | None, str | None], Any] = {}
         self._cap_total: dict[str | None, Any] = {}
@@ -135,6 +139,10 @@ class Reconciler:
             units = ledgered_units(_amount(cost) or 0)
             key = (entry.consumer, entry.dataset)
             self._spent[key] = self._spent.get(key, 0) + units
+            period = details.get("period")
+            if isinstance(period, dict) and isinstance(period.get("start"), str):
+                periods = self._period_spent.setdefault(key, {})
+                periods[period["start"]] = periods.get(period["start"], 0) + units
             self._cap_spent[entry.dataset] = self._cap_spent.get(entry.dataset, 0) + units
             if "release_id" in details:  # a debit of a release (not a bare budget debit)
                 self._queue(
@@ -239,6 +247,8 @@ class Reconciler:
             key = (consumer, dataset)
             seen.add(key)
             ledgered = self._spent.get(key, 0)
+            if budget.period_every is not None:
+                ledgered = self._check_periods(budget, key)
             if budget.spent_units != ledgered:
                 self.result.add(
                     "budget",
@@ -270,6 +280,37 @@ class Reconciler:
                     spent=None,
                     ledgered=as_json_number(units),
                 )
+
+    def _check_periods(self, budget: Budget, key: tuple[str | None, str | None]) -> int:
+        """Compare a budget per period's rows with the ledger; the spent_units it should
+        hold (the most any period spent, as ledgered)."""
+        consumer, dataset = key
+        ledgered = self._period_spent.get(key, {})
+        if sum(ledgered.values()) != self._spent.get(key, 0):
+            self.result.add(
+                "budget_period",
+                "a ledgered release of a budget per period names no period",
+                consumer=consumer,
+                dataset=dataset,
+            )
+        rows = {
+            r.period_start: r.spent_units
+            for r in self._session.exec(
+                select(BudgetPeriod).where(BudgetPeriod.budget_id == budget.id)
+            ).all()
+        }
+        for start in sorted(set(rows) | set(ledgered)):
+            if rows.get(start, 0) != ledgered.get(start, 0):
+                self.result.add(
+                    "budget_period",
+                    "a period's spent differs from the sum of its ledgered release costs",
+                    consumer=consumer,
+                    dataset=dataset,
+                    period_start=start,
+                    spent=as_json_number(rows.get(start, 0)),
+                    ledgered=as_json_number(ledgered.get(start, 0)),
+                )
+        return max(ledgered.values(), default=0)
 
     def _check_caps(self) -> None:
         for (dataset,) in _batched(self._session, select(Dataset), col(Dataset.id), scalar=True):

@@ -70,6 +70,8 @@ class Cached:
     entry: LedgerEntry
     remaining_units: int
     from_spool: bool = False
+    cumulative_units: int | None = None
+    """With a budget per period: the sum over its charged periods."""
 
 
 @dataclass(frozen=True)
@@ -178,8 +180,11 @@ def start(
     cost_units: int,
     details: dict[str, Any],
     request_id: str | None,
+    period_start: str | None = None,
 ) -> Cached | Started | InFlight | Refused:
     """Serve the stored answer, or debit and open a new release, in one transaction.
+
+    ``period_start``: with a budget per period, the period the query is charged in.
 
     A pending release whose computed values wait in the database's spool
     (:mod:`db.spool`: its owner could not store them, or died after spooling them)
@@ -199,17 +204,22 @@ def start(
             cost_units=cost_units,
             details=details,
             request_id=request_id,
+            period_start=period_start,
         )
     if isinstance(outcome, Cached) and outcome.from_spool and spooled_values is not None:
         spooled_values.remove(outcome.release_id)  # stored now (committed)
     return outcome
 
 
-def _remaining(session: Any, consumer_id: int, dataset_id: int) -> int:
+def _standing(
+    session: Any, consumer_id: int, dataset_id: int, period_start: str | None = None
+) -> budgets.Standing:
     budget = session.exec(
         select(Budget).where(Budget.consumer_id == consumer_id, Budget.dataset_id == dataset_id)
     ).first()
-    return int(budget.total_units - budget.spent_units) if budget is not None else 0
+    if budget is None:
+        return budgets.Standing("pure", 0, None)
+    return budgets.standing_in(session, budget, period_start)
 
 
 def _start(
@@ -225,6 +235,7 @@ def _start(
     cost_units: int,
     details: dict[str, Any],
     request_id: str | None,
+    period_start: str | None = None,
 ) -> Cached | Started | InFlight | Refused:
     existing = session.exec(
         select(Release).where(
@@ -247,12 +258,14 @@ def _start(
             request_id=request_id,
             via="query",
         )
+        now = _standing(session, consumer_id, dataset_id, period_start)
         return Cached(
             release_id=existing.id,
             body=body,
             entry=entry,
-            remaining_units=_remaining(session, consumer_id, dataset_id),
+            remaining_units=now.remaining_units,
             from_spool=from_spool,
+            cumulative_units=now.cumulative_units,
         )
 
     if existing is not None and existing.status == "done" and existing.body_json:
@@ -285,6 +298,7 @@ def _start(
         actor=consumer,
         details={"release_id": release_id, **details},
         request_id=request_id,
+        period_start=period_start,
     )
     if isinstance(outcome, Refused):
         return outcome

@@ -24,19 +24,28 @@ from privacy import DatasetMetadata
 
 MUNICIPALITIES = [f"GM{code:04d}" for code in (14, 34, 363, 599, 772, 1680)]
 DAYS = [date(2026, 3, 1) + timedelta(days=i) for i in range(4)]
+MARCH_APRIL = [date(2026, 3, 1) + timedelta(days=i) for i in range(61)]
+"""Every day of March and April 2026 (``days=`` of :func:`write_events` and
+:func:`events_metadata`, for budgets per month)."""
 
 
 def write_events(
-    data_dir: Path, *, devices: int = 300, seed: int = 7, name: str = "events.parquet"
+    data_dir: Path,
+    *,
+    devices: int = 300,
+    seed: int = 7,
+    name: str = "events.parquet",
+    days: list[date] = DAYS,
 ) -> Path:
-    """A small mobility-like table: device_id, municipality, day, dwell_minutes, hour."""
+    """A small mobility-like table: device_id, municipality, day, dwell_minutes, hour
+    (``day`` among ``days``)."""
     rng = np.random.default_rng(seed)
     rows = devices * 6
     frame = pl.DataFrame(
         {
             "device_id": [f"d{i:05d}" for i in rng.integers(0, devices, rows)],
             "municipality": [MUNICIPALITIES[i] for i in rng.integers(0, len(MUNICIPALITIES), rows)],
-            "day": [DAYS[i] for i in rng.integers(0, len(DAYS), rows)],
+            "day": [days[i] for i in rng.integers(0, len(days), rows)],
             "dwell_minutes": rng.uniform(0, 240, rows),
             "hour": rng.integers(0, 24, rows).astype(np.int64),
         }
@@ -47,16 +56,19 @@ def write_events(
 
 
 def events_metadata(
-    name: str = "events", path: str = "events.parquet", **overrides: Any
+    name: str = "events",
+    path: str = "events.parquet",
+    days: list[date] = DAYS,
+    **overrides: Any,
 ) -> dict[str, Any]:
-    """Registration body for :func:`write_events`' file."""
+    """Registration body for :func:`write_events`' file (written with the same ``days``)."""
     body: dict[str, Any] = {
         "name": name,
         "path": path,
         "privacy_unit": "device_id",
         "columns": {
             "municipality": {"type": "categorical", "keys": MUNICIPALITIES},
-            "day": {"type": "date", "keys": [d.isoformat() for d in DAYS]},
+            "day": {"type": "date", "keys": [d.isoformat() for d in days]},
             "dwell_minutes": {"type": "float", "bounds": [0, 240]},
             "hour": {"type": "integer", "bounds": [0, 23]},
         },

@@ -126,6 +126,20 @@ def _every_action(run: Admin, dataset_file: str) -> dict[str, Any]:
     shown = run("budgets", "--consumer", "ana").json()
     assert [(b["consumer"], b["dataset"], b["total"]) for b in shown] == [("ana", "events", 3)]
     assert run("budgets", "--dataset", "other").json() == []
+    assert run("create-consumer", "per", "--role", "analyst").code == 0
+    monthly = run(
+        "set-budget", "per", "events", "1", "--period-column", "day", "--every", "month"
+    ).json()
+    assert monthly["period"] == {"column": "day", "every": "month"}
+    assert monthly["total"] == 1 and monthly["periods"] == []
+    assert monthly["cumulative"] == {"epsilon": 0}
+    (listed,) = run("budgets", "--consumer", "per").json()
+    assert listed["period"] == monthly["period"]
+    assert run("set-budget", "per", "events", "1", "--every", "month").code != 0  # no column
+    not_a_date = run(
+        "set-budget", "per", "events", "1", "--period-column", "hour", "--every", "day"
+    )
+    assert not_a_date.code != 0 and "period column 'hour'" in not_a_date.err
 
     verification = run("verify-ledger").json()
     assert verification["valid"] is True and verification["head"]

@@ -24,18 +24,26 @@ router = APIRouter(prefix="/v1/budgets", tags=["budgets"])
         413,
         422,
         notes={
-            409: "The new total is below what is already spent, or the model of a spent "
-            "budget would change (`conflict`)."
+            409: "The new total is below what is already spent (with a period: what a "
+            "period spent), or the model or period of a spent budget would change "
+            "(`conflict`)."
         },
     ),
 )
 def set_budget(
     consumer: str, dataset: str, body: BudgetSet, admin: Admin, db: DbDep, request_id: RequestIdDep
 ) -> BudgetPublic:
-    """Create or change a budget (never below what is spent). Role: admin."""
+    """Create or change a budget (never below what is spent); with `period`, one total per
+    period of a date column. Role: admin."""
     amount = service.requested_amount(body)
     return service.set_budget(
-        db, consumer, dataset, amount, actor=Actor.of(admin), request_id=request_id
+        db,
+        consumer,
+        dataset,
+        amount,
+        actor=Actor.of(admin),
+        request_id=request_id,
+        period=body.period,
     )
 
 

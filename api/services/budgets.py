@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from api.schemas import BudgetPublic, BudgetSet, Page
+from api.release_body import Cumulative
+from api.schemas import BudgetPublic, BudgetSet, Page, PeriodPublic
 from api.services import Actor
 from db import budgets, catalog
 from db.amounts import from_units
 from db.budgets import BudgetView
 from db.engine import Database
+from db.errors import InvalidInput
 from db.models import Dataset
 from privacy.accounting import zcdp_to_epsilon_delta
 from privacy.amount import PrivacyAmount
+from privacy.metadata import DatasetMetadata
+from privacy.periods import Period, PeriodSpec, check_period_column
 
 DEFAULT_DELTA = 1e-9
 """The δ at which a zCDP budget shows its (ε, δ) equivalent when its dataset declares none."""
@@ -23,7 +27,7 @@ def stored_amount(model: str, units: int) -> PrivacyAmount:
 
 def requested_amount(body: BudgetSet) -> PrivacyAmount:
     """The amount a ``PUT /v1/budgets/...`` body (or ``ruis admin set-budget``) asks for."""
-    return PrivacyAmount.from_document(body.model_dump())
+    return PrivacyAmount.from_document(body.model_dump(exclude={"period"}))
 
 
 def budget_public(view: BudgetView, delta: float = DEFAULT_DELTA) -> BudgetPublic:
@@ -37,7 +41,7 @@ def budget_public(view: BudgetView, delta: float = DEFAULT_DELTA) -> BudgetPubli
             "epsilon": zcdp_to_epsilon_delta(float(remaining.value), delta),
             "delta": delta,
         }
-    return BudgetPublic(
+    public = BudgetPublic(
         consumer=view.consumer,
         dataset=view.dataset,
         model=total.model,
@@ -48,6 +52,24 @@ def budget_public(view: BudgetView, delta: float = DEFAULT_DELTA) -> BudgetPubli
         remaining_epsilon_delta=equivalent,
         updated_at=view.updated_at,
     )
+    if view.period_every is None or view.period_column is None:
+        return public
+    spec = PeriodSpec.model_validate({"column": view.period_column, "every": view.period_every})
+    periods = []
+    for charged in view.periods:
+        period = Period.starting(spec.every, charged.start)
+        periods.append(
+            PeriodPublic(
+                **period.document(),
+                total=total.number(),
+                spent=stored_amount(view.model, charged.spent_units).number(),
+                remaining=stored_amount(
+                    view.model, view.total_units - charged.spent_units
+                ).number(),
+            )
+        )
+    cumulative = Cumulative.of(stored_amount(view.model, view.cumulative_units), delta)
+    return public.model_copy(update={"period": spec, "periods": periods, "cumulative": cumulative})
 
 
 def declared_delta(dataset: Dataset) -> float:
@@ -63,9 +85,18 @@ def set_budget(
     *,
     actor: Actor,
     request_id: str | None = None,
+    period: PeriodSpec | None = None,
 ) -> BudgetPublic:
     """Create or change the budget of ``consumer`` on ``dataset`` (never below what is
-    spent); ledgers ``budget_set``."""
+    spent; with ``period``, never below what any period spent); ledgers ``budget_set``.
+
+    A period's column must be a date or datetime column of the dataset (a 422)."""
+    if period is not None:
+        try:
+            metadata = DatasetMetadata.model_validate(catalog.metadata_of(catalog.get(db, dataset)))
+            check_period_column(period, metadata)
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from None
     view = budgets.set_budget(
         db,
         consumer=consumer,
@@ -74,6 +105,7 @@ def set_budget(
         amount=amount.value,
         actor=actor.name,
         request_id=request_id,
+        period=(period.column, period.every) if period is not None else None,
     )
     return budget_public(view, declared_delta(catalog.get(db, dataset)))
 
