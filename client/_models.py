@@ -120,6 +120,10 @@ class Dataset:
     max_partitions_contributed: int
     max_contributions_per_partition: int
     document: Mapping[str, Any] = field(repr=False)
+    version: int = 1
+    """The newest version: the one queries run on."""
+    status: str = "active"
+    """``active``, ``suspended`` (queries refused until reinstated) or ``retired``."""
 
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> Dataset:
@@ -131,6 +135,8 @@ class Dataset:
             max_partitions_contributed=int(document["max_partitions_contributed"]),
             max_contributions_per_partition=int(document["max_contributions_per_partition"]),
             document=dict(document),
+            version=int(document.get("version", 1)),
+            status=str(document.get("status", "active")),
         )
 
 
@@ -238,6 +244,8 @@ class Release:
     query: Mapping[str, Any] = field(repr=False)
     document: Mapping[str, Any] = field(repr=False)
     truncation: Truncation | None = None
+    dataset_version: int = 1
+    """The version of the dataset the release was computed on."""
 
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> Release:
@@ -263,6 +271,7 @@ class Release:
             query=document["query"],
             document=dict(document),
             truncation=Truncation.from_document(document.get("truncation")),
+            dataset_version=int(document.get("dataset_version", 1)),
         )
 
     def to_pandas(self) -> pandas.DataFrame:
@@ -283,6 +292,7 @@ class ReleaseSummary:
     ledger_seq: int
     created_at: datetime
     query: Mapping[str, Any] = field(repr=False)
+    dataset_version: int = 1
 
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> ReleaseSummary:
@@ -296,4 +306,5 @@ class ReleaseSummary:
             ledger_seq=int(document["ledger_seq"]),
             created_at=_time(document["created_at"]),
             query=document["query"],
+            dataset_version=int(document.get("dataset_version", 1)),
         )

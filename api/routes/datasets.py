@@ -155,7 +155,7 @@ def add_dataset_version(
     "/{name}/retire",
     response_model=DatasetPublic,
     responses=problems(
-        401, 403, 404, 409, notes={409: "The dataset is retired already (`conflict`)."}
+        401, 403, 404, 409, 422, notes={409: "The dataset is retired already (`conflict`)."}
     ),
 )
 def retire_dataset(name: str, admin: Admin, db: DbDep, request_id: RequestIdDep) -> DatasetPublic:
