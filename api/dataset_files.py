@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from api.data_paths import resolve_data_path
-from api.problems import DatasetUnavailable, InvalidRequest, StorageUnavailable
-from db import catalog
+from api.problems import DatasetRetired, DatasetUnavailable, InvalidRequest, StorageUnavailable
+from db import catalog, dataset_versions
 from db import dataset_files as records
 from db.engine import Database
 from db.errors import AlreadyExists
@@ -170,7 +170,13 @@ def reinstate(
 
 
 def require_active(dataset: Dataset) -> None:
-    """Raise the 503 ``dataset-unavailable`` if the dataset is suspended (reads no file)."""
+    """Raise the 503 ``dataset-unavailable`` if the dataset is suspended, the 410
+    ``dataset-retired`` if it is retired (reads no file)."""
+    if dataset.status == dataset_versions.RETIRED:
+        raise DatasetRetired(
+            f"the dataset {dataset.name!r} is retired: it answers no new query or "
+            "preview. Nothing was charged; earlier releases can still be re-read."
+        )
     if dataset.status == records.SUSPENDED:
         raise _unavailable(dataset.name)
 
@@ -217,7 +223,7 @@ def _observe(
 def is_current(data_dir: Path, dataset: Dataset) -> bool:
     """Whether the dataset is active and its file still matches its fingerprint."""
     fingerprint = records.fingerprint_of(dataset)
-    if dataset.status == records.SUSPENDED or fingerprint is None:
+    if dataset.status in (records.SUSPENDED, dataset_versions.RETIRED) or fingerprint is None:
         return False
     metadata = DatasetMetadata.model_validate(catalog.metadata_of(dataset))
     return _observe(data_dir, fingerprint, metadata)[0] is None
@@ -263,7 +269,7 @@ def check_before_release(
     """
     try:
         fingerprint = _checked_fingerprint(db, data_dir, dataset, metadata, request_id)
-    except DatasetUnavailable:
+    except (DatasetUnavailable, DatasetRetired) as exc:
         records.refuse_unavailable(
             db,
             consumer=consumer,
@@ -272,6 +278,7 @@ def check_before_release(
             asked_units=cost_units,
             details={"query": query},
             request_id=request_id,
+            reason="dataset_retired" if isinstance(exc, DatasetRetired) else "dataset_unavailable",
         )
         raise
     return CheckedFile(

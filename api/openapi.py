@@ -39,6 +39,8 @@ PROBLEM_NOTES: dict[int, str] = {
     404: "No such consumer, key, dataset or release (`not-found`). An analyst gets 404 "
     "for a dataset it holds no budget on, the same as for one that does not exist.",
     409: "Conflicts with what is stored (`conflict`).",
+    410: "The dataset is retired: no new release or preview; nothing was spent "
+    "(`dataset-retired`).",
     413: "The request body is larger than the service accepts (`payload-too-large`).",
     422: "The request is malformed or cannot be served as asked (`invalid-request`, "
     "`invalid-query`); `errors` lists the offending fields.",

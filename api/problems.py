@@ -112,6 +112,10 @@ class DatasetUnavailable(ApiError):
     """The dataset is suspended: its file changed or cannot be read (nothing charged)."""
 
 
+class DatasetRetired(ApiError):
+    """The dataset is retired: no new release or preview (nothing charged)."""
+
+
 class StorageUnavailable(ApiError):
     """The converted file could not be written (disk full or data directory read-only)."""
 
@@ -175,6 +179,7 @@ PROBLEM_TYPES: dict[type[Exception], ProblemType] = {
     ReleaseBusy: ProblemType(503, "release-in-progress", "Release in progress"),
     ReleasePending: ProblemType(503, "release-pending", "Release pending"),
     DatasetUnavailable: ProblemType(503, "dataset-unavailable", "Dataset unavailable"),
+    DatasetRetired: ProblemType(410, "dataset-retired", "Dataset retired"),
     StorageUnavailable: ProblemType(503, "storage-unavailable", "Storage unavailable"),
     # the database layer (db.errors)
     DbError: BAD_REQUEST,

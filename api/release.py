@@ -30,7 +30,7 @@ from api.release_body import (
 )
 from api.release_timing import after_debit, quantised
 from api.settings import Settings
-from db import budgets, catalog, ledger, releases
+from db import budgets, catalog, dataset_versions, ledger, releases
 from db.accounts import Principal
 from db.amounts import cost_units, from_units
 from db.budgets import Refused
@@ -113,12 +113,16 @@ def cells_of(db: Database, principal: Principal, query: QueryRequest) -> int | N
     return query_cells(query, metadata)
 
 
-def query_hash(plan: Plan, file_sha256: str | None = None) -> str:
-    """The cache key: the canonical query, the privacy model, the exact cost and the
-    SHA-256 of the file's contents (an answer is never served for other contents)."""
-    key = {"query": plan.canonical, "model": plan.model, "cost": str(plan.cost)}
+def query_hash(plan: Plan, file_sha256: str | None = None, dataset_version: int = 1) -> str:
+    """The cache key: the canonical query, the privacy model, the exact cost, the
+    SHA-256 of the file's contents (an answer is never served for other contents) and,
+    from version 2 on, the dataset version (an answer is served only for its version;
+    version 1's keys are those of the releases made before versions existed)."""
+    key: dict[str, object] = {"query": plan.canonical, "model": plan.model, "cost": str(plan.cost)}
     if file_sha256 is not None:
         key["file_sha256"] = file_sha256
+    if dataset_version != 1:
+        key["dataset_version"] = dataset_version
     return hashlib.sha256(ledger.canonical_json(key).encode()).hexdigest()
 
 
@@ -150,10 +154,11 @@ def preview(
     plan = plan_query(query, metadata, model)
     if guard is not None:
         guard.after_plan(plan)
+    holder, _ = dataset_versions.cap_view(db, dataset)  # the cap of the file, maybe shared
     cap_remaining = (
         None
-        if dataset.cap_total_units is None
-        else _of_units(model, dataset.cap_total_units - dataset.cap_spent_units)
+        if holder.cap_total_units is None
+        else _of_units(model, holder.cap_total_units - holder.cap_spent_units)
     )
     planned = PlannedRelease.of(plan, query.dataset).in_period(period)
     return planned.preview(remaining, cap_remaining, cumulative)
@@ -225,7 +230,7 @@ def run(
     )
     # the contents this release is computed on; with automatic bounds, the split and the
     # candidates: all ledgered before any data is read
-    details = planned.ledger_details(checked.sha256)
+    details = {**planned.ledger_details(checked.sha256), "dataset_version": dataset.version}
     start = functools.partial(
         releases.start,
         db,
@@ -233,7 +238,7 @@ def run(
         consumer=principal.name,
         dataset_id=dataset.id or 0,
         dataset=dataset.name,
-        query_hash=query_hash(plan, checked.sha256),
+        query_hash=query_hash(plan, checked.sha256, dataset.version),
         model=model,
         cost_units=units,
         details=details,
@@ -280,6 +285,7 @@ def run(
             remaining=_of_units(model, outcome.debit.remaining_units),
             cumulative=_cumulative(model, outcome.debit.cumulative_units, metadata),
         )
+        response.dataset_version = dataset.version
     except Exception as exc:
         log.error("release %s failed after its debit", outcome.release_id, exc_info=exc)
         completion.fail(

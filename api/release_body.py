@@ -432,6 +432,7 @@ class QuerySummary(BaseModel):
     mechanism: str
     ledger_seq: int
     created_at: str
+    dataset_version: int = 1
 
     @classmethod
     def stored(cls, body_json: str | None) -> QuerySummary:
@@ -501,6 +502,9 @@ class QueryResponse(BaseModel):
         "answer shows it now)",
     )
     created_at: str
+    dataset_version: int = Field(
+        default=1, description="the version of the dataset this release was computed on"
+    )
     _opendp_loss: float | None = PrivateAttr(default=None)
     _selection: SelectionRecord | None = PrivateAttr(default=None)
 

@@ -68,6 +68,56 @@ class DatasetCreate(DatasetMetadata):
     """``POST /v1/datasets``: the public metadata to register."""
 
 
+class ColumnGrowth(BaseModel):
+    """What a version may change about one column: the keys of a ``date`` column (all the
+    current ones and more) or the ``range`` of a derived ``date``/``iso_week``/``month``
+    column (containing the current one)."""
+
+    model_config = ConfigDict(extra="forbid")
+    keys: list[str] | None = Field(
+        default=None, description="date columns: the new keys, a superset of the current ones"
+    )
+    range: tuple[str, str] | None = Field(
+        default=None,
+        description="derived date, iso_week, month columns: [first, last], containing the "
+        "current range",
+    )
+
+
+class DatasetVersionCreate(BaseModel):
+    """``POST /v1/datasets/{name}/versions``: the file of the new version and what grows.
+
+    Nothing else about the metadata can change in a version (privacy unit, columns,
+    types, categorical keys, bounds, contribution bounds, δ, the cap, the hierarchy):
+    that needs a new dataset."""
+
+    model_config = ConfigDict(extra="forbid")
+    path: str = Field(
+        min_length=1,
+        max_length=1024,
+        description="the new version's file, relative to the data directory (.parquet or .csv)",
+    )
+    columns: dict[str, ColumnGrowth] | None = Field(
+        default=None, description="grown keys of date columns, grown ranges of derived ones"
+    )
+    max_rows: int | None = Field(
+        default=None,
+        ge=1,
+        le=2**40,
+        description="the new public upper bound on the number of rows (absent: unchanged)",
+    )
+
+
+class DatasetVersionPublic(BaseModel):
+    """One version of a dataset."""
+
+    version: int
+    path: str
+    created_at: datetime
+    rows: int | None = Field(default=None, description="admins and auditors: the footer row count")
+    sha256: str | None = Field(default=None, description="admins and auditors: the file's SHA-256")
+
+
 class DatasetPublic(BaseModel):
     """A dataset's public metadata (never the data), and its cap usage."""
 
@@ -84,10 +134,21 @@ class DatasetPublic(BaseModel):
         default=None, description="the cap with what all consumers together spent and remain"
     )
     created_at: datetime
-    status: Literal["active", "suspended"] = Field(
+    status: Literal["active", "suspended", "retired"] = Field(
         default="active",
         description="suspended: its data file changed or cannot be read; "
-        "queries are refused (503) until an admin reinstates it",
+        "queries are refused (503) until an admin reinstates it; retired: no new "
+        "query or preview (410), its history is kept",
+    )
+    version: int = Field(default=1, description="the newest version: the one queries run on")
+    versions: list[DatasetVersionPublic] = Field(
+        default_factory=list, description="every version, oldest first"
+    )
+    retired_at: datetime | None = None
+    cap_shared_with: list[str] | None = Field(
+        default=None,
+        description="admins and auditors: the other datasets over the same file, which "
+        "share its cap (budget_cap shows what all of them together spent)",
     )
     suspended_reason: str | None = Field(
         default=None, description="admins and auditors: why it was suspended"

@@ -65,6 +65,20 @@ def _dataset_body(args: argparse.Namespace) -> dict[str, Any]:
     return body
 
 
+def _version_body(args: argparse.Namespace) -> dict[str, Any]:
+    """``{"path", "columns"?, "max_rows"?}``: the new file and, from ``--columns FILE``,
+    the grown keys of date columns (``{"day": {"keys": [...]}}``)."""
+    body: dict[str, Any] = {"path": args.path}
+    if args.columns:
+        try:
+            body["columns"] = json.loads(Path(args.columns).read_text())
+        except (OSError, ValueError) as exc:
+            raise AdminError(f"cannot read columns JSON {args.columns!r}: {exc}") from None
+    if args.max_rows is not None:
+        body["max_rows"] = args.max_rows
+    return body
+
+
 LIMIT_OPTIONS = (
     "min_epsilon",
     "min_rho",
@@ -107,6 +121,10 @@ CALLS: dict[str, Callable[[argparse.Namespace], Call]] = {
     "register-dataset": lambda a: Call("POST", "/v1/datasets", _dataset_body(a)),
     "list-datasets": lambda a: Call("GET", "/v1/datasets"),
     "reinstate-dataset": lambda a: Call("POST", f"/v1/datasets/{_segment(a.name)}/reinstate"),
+    "add-dataset-version": lambda a: Call(
+        "POST", f"/v1/datasets/{_segment(a.name)}/versions", _version_body(a)
+    ),
+    "retire-dataset": lambda a: Call("POST", f"/v1/datasets/{_segment(a.name)}/retire"),
     "set-budget": lambda a: Call(
         "PUT", f"/v1/budgets/{_segment(a.consumer)}/{_segment(a.dataset)}", _budget_body(a)
     ),
@@ -241,6 +259,20 @@ def add_parser(commands: Any) -> None:
         help="re-check a (suspended) dataset's current file and make it active again",
     )
     reinstate.add_argument("name")
+    version = sub.add_parser(
+        "add-dataset-version",
+        help="add a version of a dataset: a new file (e.g. one more month), grown date keys",
+    )
+    version.add_argument("name")
+    version.add_argument("path", help="the new file, relative to the data directory")
+    version.add_argument(
+        "--columns", help='JSON file of grown date columns: {"day": {"keys": [...]}}'
+    )
+    version.add_argument("--max-rows", type=int, help="the new public bound on the rows")
+    retire = sub.add_parser(
+        "retire-dataset", help="retire a dataset: no new queries; its history is kept"
+    )
+    retire.add_argument("name")
     budget = sub.add_parser("set-budget", help="create or change a budget")
     budget.add_argument("consumer")
     budget.add_argument("dataset")

@@ -19,7 +19,14 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from api.app import prepare
 from api.problems import ApiError
-from api.schemas import BudgetPublic, BudgetSet, ConsumerCreate, DatasetCreate, Page
+from api.schemas import (
+    BudgetPublic,
+    BudgetSet,
+    ConsumerCreate,
+    DatasetCreate,
+    DatasetVersionCreate,
+    Page,
+)
 from api.services import Actor, budgets, consumers, datasets, ledger, limits
 from api.settings import Settings
 from cli.admin import AdminError, one_line
@@ -69,6 +76,14 @@ ACTIONS: dict[str, Action] = {
     "reinstate-dataset": lambda a, on: datasets.reinstate_dataset(
         on.db, on.settings.data_dir, a.name, actor=on.actor
     ),
+    "add-dataset-version": lambda a, on: datasets.add_version(
+        on.db,
+        on.settings.data_dir,
+        a.name,
+        DatasetVersionCreate.model_validate(on.body),
+        actor=on.actor,
+    ),
+    "retire-dataset": lambda a, on: datasets.retire_dataset(on.db, a.name, actor=on.actor),
     "set-budget": _set_budget,
     "budgets": lambda a, on: budgets.list_budgets(
         on.db, actor=on.actor, consumer=a.consumer or None, dataset=a.dataset or None

@@ -106,6 +106,11 @@ class BudgetExceeded(Conflict):
         return remaining
 
 
+class DatasetRetired(APIError):
+    """410 ``dataset-retired``: the dataset answers no new query or preview (nothing was
+    spent); your earlier releases on it can still be re-read."""
+
+
 class InvalidQuery(APIError):
     """422: the query (or another request) is invalid: unknown column, bad bounds, ..."""
 
@@ -133,5 +138,6 @@ _BY_STATUS: dict[int, type[APIError]] = {
     403: Forbidden,
     404: NotFound,
     409: Conflict,
+    410: DatasetRetired,
     422: InvalidQuery,
 }

@@ -166,6 +166,10 @@ class Dataset:
     max_partitions_contributed: int
     max_contributions_per_partition: int
     document: Mapping[str, Any] = field(repr=False)
+    version: int = 1
+    """The newest version: the one queries run on."""
+    status: str = "active"
+    """``active``, ``suspended`` (queries refused until reinstated) or ``retired``."""
 
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> Dataset:
@@ -177,6 +181,8 @@ class Dataset:
             max_partitions_contributed=int(document["max_partitions_contributed"]),
             max_contributions_per_partition=int(document["max_contributions_per_partition"]),
             document=dict(document),
+            version=int(document.get("version", 1)),
+            status=str(document.get("status", "active")),
         )
 
 
@@ -318,6 +324,8 @@ class Release:
     ``end``, and the budget's ``column`` and ``every``)."""
     cumulative: Cumulative | None = None
     """With a budget per period: the cumulative guarantee as of this answer."""
+    dataset_version: int = 1
+    """The version of the dataset the release was computed on."""
 
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> Release:
@@ -348,6 +356,7 @@ class Release:
             delta=document.get("delta"),
             period=document.get("period"),
             cumulative=Cumulative.from_document(document.get("cumulative")),
+            dataset_version=int(document.get("dataset_version", 1)),
         )
 
     def to_pandas(self) -> pandas.DataFrame:
@@ -368,6 +377,7 @@ class ReleaseSummary:
     ledger_seq: int
     created_at: datetime
     query: Mapping[str, Any] = field(repr=False)
+    dataset_version: int = 1
 
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> ReleaseSummary:
@@ -381,4 +391,5 @@ class ReleaseSummary:
             ledger_seq=int(document["ledger_seq"]),
             created_at=_time(document["created_at"]),
             query=document["query"],
+            dataset_version=int(document.get("dataset_version", 1)),
         )

@@ -2,7 +2,9 @@
 
 :func:`debit` is the privacy filter: inside one write transaction (which holds
 the ledger lock, see :meth:`db.engine.Database.write`) it checks the cost
-against the consumer's remaining budget and the dataset's remaining cap,
+against the consumer's remaining budget and the dataset's remaining cap (the
+cap of its file, shared by every dataset over that file: one row, see
+:mod:`db.dataset_versions`),
 increments both with conditional updates that cannot pass a total, and appends
 the ledger entry. Either all of that commits or none of it does. A refused
 debit appends a ``refused`` entry (cost 0) and changes no amount.
@@ -30,6 +32,7 @@ from sqlmodel import Session, col, select
 
 from db import ledger
 from db.amounts import MODEL_UNITS, from_units, total_units, units_document
+from db.dataset_versions import cap_holder, refuse_retired
 from db.engine import Database
 from db.errors import InvalidChange, InvalidInput, NotFound
 from db.models import Budget, BudgetPeriod, Consumer, Dataset, LedgerEntry
@@ -131,10 +134,12 @@ def set_budget(
         dataset_row = session.exec(select(Dataset).where(Dataset.name == dataset)).first()
         if dataset_row is None:
             raise NotFound(f"dataset {dataset!r} does not exist")
-        if dataset_row.cap_model is not None and dataset_row.cap_model != model:
+        refuse_retired(dataset_row, "setting a budget")
+        cap_row = cap_holder(session, dataset_row)
+        if cap_row.cap_model is not None and cap_row.cap_model != model:
             raise InvalidInput(
-                f"dataset {dataset!r} has a {dataset_row.cap_model} cap; "
-                f"its budgets must be {dataset_row.cap_model} too"
+                f"dataset {dataset!r} has a {cap_row.cap_model} cap; "
+                f"its budgets must be {cap_row.cap_model} too"
             )
         budget = session.exec(
             select(Budget).where(
@@ -318,6 +323,9 @@ def debit(
     dataset_row = session.get(Dataset, dataset_id)
     if dataset_row is None:  # pragma: no cover - guarded by the foreign key
         raise NotFound(f"dataset {dataset!r} does not exist")
+    # the cap of the file: held in the row of the first dataset registered over it
+    dataset_row = cap_holder(session, dataset_row)
+    cap_row_id = dataset_row.id
     cap_remaining = (
         None
         if dataset_row.cap_total_units is None
@@ -348,7 +356,7 @@ def debit(
     if reason is None and cap_remaining is not None:
         capped: CursorResult[Any] = session.execute(  # type: ignore[assignment]
             update(Dataset)
-            .where(col(Dataset.id) == dataset_id)
+            .where(col(Dataset.id) == cap_row_id)
             .where(col(Dataset.cap_spent_units) + cost_units <= col(Dataset.cap_total_units))
             .values(cap_spent_units=col(Dataset.cap_spent_units) + cost_units)
         )

@@ -9,10 +9,10 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from db import ledger
+from db import dataset_versions, ledger
 from db.amounts import as_json_number, total_units
 from db.engine import Database
-from db.errors import AlreadyExists, InvalidInput, NotFound
+from db.errors import AlreadyExists, InvalidChange, InvalidInput, NotFound
 from db.models import Budget, Dataset
 
 
@@ -21,7 +21,9 @@ def _now() -> datetime:
 
 
 def cap_document(dataset: Dataset) -> dict[str, Any] | None:
-    """The cap as ``{"model", amount, "spent", "remaining"}`` in the cap's unit, or None."""
+    """The cap as ``{"model", amount, "spent", "remaining"}`` in the cap's unit, or None.
+
+    ``dataset`` is the row that holds the cap (:func:`db.dataset_versions.cap_holder`)."""
     if dataset.cap_model is None or dataset.cap_total_units is None:
         return None
     unit = "epsilon" if dataset.cap_model == "pure" else "rho"
@@ -47,6 +49,9 @@ def register(
     The cap amount is taken from ``metadata["budget_cap"]`` and rounded down.
     ``file`` is the fingerprint of the file queries read (see :mod:`db.dataset_files`),
     stored and ledgered with the metadata.
+
+    Over a file that another dataset was registered on (:func:`_shared_cap`), the new
+    dataset shares that dataset's cap: its ``budget_cap`` must be absent or the same.
     """
     name = str(metadata["name"])
     cap = metadata.get("budget_cap")
@@ -59,24 +64,71 @@ def register(
             created_at=_now(),
             file_json=ledger.canonical_json(file) if file is not None else None,
         )
+        asked = None
         if cap is not None:
-            dataset.cap_model = str(cap["model"])
             amount = cap["epsilon"] if cap["model"] == "pure" else cap["rho"]
             try:
-                dataset.cap_total_units = total_units(Decimal(str(amount)))
+                asked = (str(cap["model"]), total_units(Decimal(str(amount))))
             except ValueError as exc:  # too large for the integer units
                 raise InvalidInput(f"budget cap: {exc}") from None
+        holder = _shared_cap(session, metadata, file, asked)
+        if holder is not None:
+            dataset.cap_dataset_id = holder.id
+        elif asked is not None:
+            dataset.cap_model, dataset.cap_total_units = asked
         session.add(dataset)
         session.flush()
+        dataset_versions.add_first(session, dataset)
+        shared = {"cap_shared_with": holder.name} if holder is not None else {}
         ledger.append(
             session,
             kind="dataset_registered",
             actor=actor,
             dataset=name,
             request_id=request_id,
-            details={"metadata": metadata, **({"file": file} if file else {})},
+            details={"metadata": metadata, **({"file": file} if file else {}), **shared},
         )
         return dataset
+
+
+def _shared_cap(
+    session: Session,
+    metadata: dict[str, Any],
+    file: dict[str, Any] | None,
+    asked: tuple[str, int] | None,
+) -> Dataset | None:
+    """The dataset whose cap a registration over this file must share, or None.
+
+    The file is matched by path or content (:func:`db.dataset_versions.identities`)
+    against every version of every dataset. A cap stated by the new registration must
+    equal the shared one (a file without a cap cannot gain one through a second view,
+    which the first would not obey); a file matched by two cap groups is refused.
+    """
+    groups = dataset_versions.file_groups(session, dataset_versions.identities(metadata, file))
+    if not groups:
+        return None
+    if len(groups) > 1:
+        names = sorted(n for group in groups.values() for n in group)
+        raise InvalidChange(
+            f"this file is registered as datasets with separate caps ({', '.join(names)})"
+        )
+    [(holder_id, names)] = groups.items()
+    holder = session.get(Dataset, holder_id)
+    if holder is None:  # pragma: no cover - guarded by the foreign key
+        raise NotFound("the dataset holding the file's cap is missing")
+    held = (
+        None
+        if holder.cap_model is None or holder.cap_total_units is None
+        else (holder.cap_model, holder.cap_total_units)
+    )
+    if asked is not None and asked != held:
+        shown = "no cap" if held is None else f"the {held[0]} cap of {holder.name!r}"
+        raise InvalidChange(
+            f"this file is registered already as {', '.join(map(repr, sorted(names)))} "
+            f"with {shown}; every dataset over one file shares that cap: omit "
+            "budget_cap or state the same"
+        )
+    return holder
 
 
 def exists(db: Database, name: str) -> bool:

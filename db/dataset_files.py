@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from db import ledger
+from db import dataset_versions, ledger
 from db.amounts import units_document
 from db.engine import Database
 from db.errors import NotFound
@@ -62,6 +62,7 @@ def record(
             return dataset
         dataset.file_json = ledger.canonical_json(fingerprint)
         session.add(dataset)
+        dataset_versions.sync_current(session, dataset)
         ledger.append(
             session,
             kind="dataset_fingerprinted",
@@ -91,7 +92,7 @@ def suspend(
     """
     with db.write() as session:
         dataset = _get(session, name)
-        if dataset.status == SUSPENDED:
+        if dataset.status in (SUSPENDED, dataset_versions.RETIRED):
             return False
         dataset.status = SUSPENDED
         dataset.suspended_reason = reason
@@ -122,6 +123,7 @@ def reinstate(
     """
     with db.write() as session:
         dataset = _get(session, name)
+        dataset_versions.refuse_retired(dataset, "reinstating it")
         previous = {
             "status": dataset.status,
             "suspended_reason": dataset.suspended_reason,
@@ -131,6 +133,7 @@ def reinstate(
         dataset.suspended_reason = None
         dataset.file_json = ledger.canonical_json(fingerprint)
         session.add(dataset)
+        dataset_versions.sync_current(session, dataset)
         ledger.append(
             session,
             kind="dataset_reinstated",
@@ -152,8 +155,10 @@ def refuse_unavailable(
     asked_units: int,
     details: dict[str, Any],
     request_id: str | None = None,
+    reason: str = "dataset_unavailable",
 ) -> None:
-    """Ledger a query refused because its dataset is suspended (cost 0, nothing charged)."""
+    """Ledger a query refused because its dataset is suspended (cost 0, nothing charged);
+    ``reason`` ``dataset_retired`` when it is retired."""
     with db.write() as session:
         ledger.append(
             session,
@@ -165,7 +170,7 @@ def refuse_unavailable(
             request_id=request_id,
             details={
                 **details,
-                "reason": "dataset_unavailable",
+                "reason": reason,
                 "asked": units_document(model, asked_units),
             },
         )

@@ -36,6 +36,8 @@ KINDS = (
     "dataset_suspended",
     "dataset_reinstated",
     "dataset_fingerprinted",
+    "dataset_version_added",
+    "dataset_retired",
 )
 
 

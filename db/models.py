@@ -57,6 +57,27 @@ class Dataset(SQLModel, table=True):
     )
     suspended_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     file_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # Versions (db.dataset_versions): the newest one is what metadata_json and file_json
+    # hold. A dataset over a file another one was registered on first shares that one's
+    # cap: cap_dataset_id names the dataset whose cap columns hold it (NULL: its own).
+    version: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
+    cap_dataset_id: int | None = Field(default=None, foreign_key="datasets.id")
+    retired_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+
+
+class DatasetVersion(SQLModel, table=True):
+    """One version of a dataset: the metadata and file fingerprint it was added with."""
+
+    __tablename__ = "dataset_versions"
+    __table_args__ = (UniqueConstraint("dataset_id", "version", name="uq_dataset_version"),)
+    id: int | None = Field(default=None, primary_key=True)
+    dataset_id: int = Field(foreign_key="datasets.id", index=True)
+    version: int
+    metadata_json: str = Field(sa_column=Column(Text, nullable=False))
+    file_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
 class Budget(SQLModel, table=True):

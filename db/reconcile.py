@@ -13,7 +13,8 @@ the tables), that:
   the ``release`` entries charged in that period (their ``details.period.start``),
   and ``spent_units`` the largest of those sums (``budget_period``, ``budget``);
 - per dataset with a cap, ``cap_spent_units`` equals the sum of the costs of all
-  its ``release`` entries, and ``cap_total_units`` the cap of its last
+  its ``release`` entries (and those of the datasets sharing its cap, over the same
+  file), and ``cap_total_units`` the cap of its last
   ``dataset_registered`` entry (``cap``, ``cap_total``);
 - every stored release row has its ``release`` entry (same id, at its
   ``ledger_seq``) and, when done, a ``release_output`` entry with status ``done``
@@ -313,7 +314,15 @@ class Reconciler:
         return max(ledgered.values(), default=0)
 
     def _check_caps(self) -> None:
+        # Datasets over one file share the cap held by the first one's row: its spent
+        # sums the releases of the whole group; the others hold no cap of their own.
+        group: dict[int, list[str]] = {}
         for (dataset,) in _batched(self._session, select(Dataset), col(Dataset.id), scalar=True):
+            holder = dataset.cap_dataset_id if dataset.cap_dataset_id is not None else dataset.id
+            group.setdefault(holder or 0, []).append(dataset.name)
+        for (dataset,) in _batched(self._session, select(Dataset), col(Dataset.id), scalar=True):
+            if dataset.cap_dataset_id is not None:
+                continue
             name = dataset.name
             declared = _amount(self._cap_total.get(name))
             if dataset.cap_total_units is None:
@@ -326,7 +335,7 @@ class Reconciler:
                         ledgered=float(declared),
                     )
                 continue
-            ledgered = self._cap_spent.get(name, 0)
+            ledgered = sum(self._cap_spent.get(n, 0) for n in group.get(dataset.id or 0, [name]))
             if dataset.cap_spent_units != ledgered:
                 self.result.add(
                     "cap",

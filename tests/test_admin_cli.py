@@ -295,3 +295,46 @@ def test_every_admin_command_has_an_http_call_and_a_direct_action() -> None:
         if isinstance(action, argparse._SubParsersAction)
     )
     assert commands == set(admin.CALLS) == set(admin_direct.ACTIONS)
+
+
+def _versions_and_retirement(run: Admin, tmp_path: Path, data_dir: Path) -> None:
+    assert run("register-dataset", _dataset_file(tmp_path, data_dir)).code == 0
+    grown = tmp_path / "columns.json"
+    days = events_metadata()["columns"]["day"]["keys"]
+    grown.write_text(json.dumps({"day": {"keys": [*days, "2026-03-05"]}}))
+    added = run(
+        "add-dataset-version",
+        "events",
+        "events.parquet",
+        "--columns",
+        str(grown),
+        "--max-rows",
+        "5000",
+    ).json()
+    assert added["version"] == 2 and [v["version"] for v in added["versions"]] == [1, 2]
+    assert added["columns"]["day"]["keys"][-1] == "2026-03-05" and added["max_rows"] == 5000
+    wider = tmp_path / "wider.json"
+    wider.write_text(json.dumps({"municipality": {"keys": ["GM0001"]}}))
+    _fails(
+        run("add-dataset-version", "events", "events.parquet", "--columns", str(wider)),
+        "only the keys of date",
+    )
+    _fails(run("add-dataset-version", "events", "events.parquet", "--columns", "nope.json"), "nope")
+    retired = run("retire-dataset", "events").json()
+    assert retired["status"] == "retired" and retired["version"] == 2
+    _fails(run("retire-dataset", "events"), "retired")
+    _fails(run("add-dataset-version", "events", "events.parquet"), "retired")
+    kinds = [json.loads(line)["kind"] for line in run("export-ledger").out.splitlines()]
+    assert kinds.count("dataset_version_added") == 1 and kinds.count("dataset_retired") == 1
+
+
+def test_versions_and_retirement_on_the_database(
+    direct: Admin, tmp_path: Path, data_dir: Path
+) -> None:
+    _versions_and_retirement(direct, tmp_path, data_dir)
+
+
+def test_versions_and_retirement_over_http(
+    over_http: Admin, server: Service, tmp_path: Path
+) -> None:
+    _versions_and_retirement(over_http, tmp_path, server.settings.data_dir)

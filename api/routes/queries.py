@@ -52,6 +52,7 @@ def _as_json(answer: Callable[..., BaseModel], *args: Any) -> Response:
         **_PROBLEMS,
         409: {"model": Problem, "description": "budget-exceeded"},
         **problems(
+            410,
             413,
             422,
             429,
@@ -101,6 +102,7 @@ async def run_query(
     responses={
         **_PROBLEMS,
         **problems(
+            410,
             413,
             422,
             429,

@@ -152,7 +152,14 @@ def test_zcdp_equivalent_uses_the_declared_delta(server: Service, admin: httpx.C
 
 def test_refused_changes(server: Service, admin: httpx.Client, database: Database) -> None:
     _dataset(server, admin)
-    _dataset(server, admin, name="capped", budget_cap={"model": "pure", "epsilon": 2})
+    write_events(server.settings.data_dir, seed=8, name="capped.parquet")  # a cap per file
+    _dataset(
+        server,
+        admin,
+        name="capped",
+        path="capped.parquet",
+        budget_cap={"model": "pure", "epsilon": 2},
+    )
     create_consumer(admin, "ana")
     create_consumer(admin, "root", "admin")
     create_consumer(admin, "aud", "auditor")

@@ -70,8 +70,12 @@ def test_register_shows_metadata_back(server: Service, admin: httpx.Client) -> N
     assert [(e["dataset"], e["actor"]) for e in entries] == [("events", "bootstrap-admin")]
     assert entries[0]["details"]["metadata"]["columns"]["hour"]["bounds"] == [0, 23]
 
+    write_events(server.settings.data_dir, seed=8, name="zcdp_events.parquet")  # other people
     zcdp = events_metadata(
-        name="zcdp_events", budget_cap={"model": "zcdp", "rho": 0.25}, delta=1e-7
+        name="zcdp_events",
+        path="zcdp_events.parquet",
+        budget_cap={"model": "zcdp", "rho": 0.25},
+        delta=1e-7,
     )
     created = admin.post("/v1/datasets", json=zcdp).json()
     assert created["budget_cap"] == {"model": "zcdp", "rho": 0.25, "spent": 0, "remaining": 0.25}

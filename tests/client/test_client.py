@@ -62,6 +62,7 @@ def test_exported_names() -> None:
         "Cost",
         "Cumulative",
         "Dataset",
+        "DatasetRetired",
         "Forbidden",
         "InvalidQuery",
         "NotFound",
@@ -79,7 +80,14 @@ def test_exported_names() -> None:
     ]
     for name in client.__all__:
         assert getattr(client, name) is not None
-    for error in (Unauthorized, Forbidden, NotFound, InvalidQuery, BudgetExceeded):
+    for error in (
+        Unauthorized,
+        Forbidden,
+        NotFound,
+        InvalidQuery,
+        BudgetExceeded,
+        client.DatasetRetired,
+    ):
         assert issubclass(error, APIError) and issubclass(error, RuisError)
     assert issubclass(BudgetExceeded, client.Conflict)
     assert issubclass(TransportError, RuisError) and not issubclass(TransportError, APIError)
@@ -120,6 +128,24 @@ def test_preview_query_cache_and_reread(ana: Ruis) -> None:
     assert (summary.id, summary.statistic, summary.cost) == (release.id, "unit_count", release.cost)
     reread = ana.release(release.id)
     assert reread.cached and reread.frame.equals(release.frame)
+
+
+def test_dataset_versions_and_retirement(server: Service, admin: httpx.Client, ana: Ruis) -> None:
+    first = ana.query("events", "unit_count", group_by=["municipality"], epsilon=0.25)
+    assert first.dataset_version == 1 and ana.datasets()[0].version == 1
+    added = admin.post("/v1/datasets/events/versions", json={"path": "events.parquet"})
+    assert added.status_code == 201, added.text
+    assert ana.datasets()[0].version == 2
+    second = ana.query("events", "unit_count", group_by=["municipality"], epsilon=0.25)
+    assert not second.cached and second.dataset_version == 2 and second.id != first.id
+    assert ana.release(first.id).dataset_version == 1
+    assert sorted(r.dataset_version for r in ana.releases()) == [1, 2]
+    assert admin.post("/v1/datasets/events/retire").status_code == 200
+    assert ana.datasets()[0].status == "retired"
+    with pytest.raises(client.DatasetRetired) as raised:
+        ana.query("events", "unit_count", group_by=["municipality"], epsilon=0.25)
+    assert raised.value.problem.status == 410 and ana.budget("events").spent == 0.5
+    assert ana.release(second.id).dataset_version == 2
 
 
 def test_where_bounds_and_accuracy_target(ana: Ruis) -> None:
