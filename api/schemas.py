@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from api.release_body import Cumulative
 from privacy.metadata import NAME_PATTERN, DatasetMetadata, PureCost, ZcdpCost
@@ -13,6 +13,15 @@ from privacy.periods import PeriodSpec
 
 T = TypeVar("T")
 Role = Literal["analyst", "admin", "auditor"]
+
+
+def _in_utc(moment: datetime) -> datetime:
+    """A stored time with its zone: every time Ruis stores is UTC, and SQLite keeps none."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+UtcTime = Annotated[datetime, AfterValidator(_in_utc)]
+"""A time shown as RFC 3339 with its offset (``date-time``), naive stored times as UTC."""
 
 
 class Page(BaseModel, Generic[T]):
@@ -39,7 +48,7 @@ class ConsumerPublic(BaseModel):
     id: int
     name: str
     role: Role
-    created_at: datetime
+    created_at: UtcTime
 
 
 class ConsumerCreated(ConsumerPublic):
@@ -54,8 +63,8 @@ class KeyPublic(BaseModel):
 
     id: str
     prefix: str
-    created_at: datetime
-    revoked_at: datetime | None = None
+    created_at: UtcTime
+    revoked_at: UtcTime | None = None
 
 
 class KeyCreated(KeyPublic):
@@ -113,7 +122,7 @@ class DatasetVersionPublic(BaseModel):
 
     version: int
     path: str
-    created_at: datetime
+    created_at: UtcTime
     rows: int | None = Field(default=None, description="admins and auditors: the footer row count")
     sha256: str | None = Field(default=None, description="admins and auditors: the file's SHA-256")
 
@@ -133,7 +142,7 @@ class DatasetPublic(BaseModel):
     budget_cap: dict[str, Any] | None = Field(
         default=None, description="the cap with what all consumers together spent and remain"
     )
-    created_at: datetime
+    created_at: UtcTime
     status: Literal["active", "suspended", "retired"] = Field(
         default="active",
         description="suspended: its data file changed or cannot be read; "
@@ -144,7 +153,7 @@ class DatasetPublic(BaseModel):
     versions: list[DatasetVersionPublic] = Field(
         default_factory=list, description="every version, oldest first"
     )
-    retired_at: datetime | None = None
+    retired_at: UtcTime | None = None
     cap_shared_with: list[str] | None = Field(
         default=None,
         description="admins and auditors: the other datasets over the same file, which "
@@ -184,7 +193,7 @@ class BudgetPublic(BaseModel):
     remaining_epsilon_delta: dict[str, float] | None = Field(
         default=None, description="for zCDP budgets: the (ε, δ) equivalent of what remains"
     )
-    updated_at: datetime
+    updated_at: UtcTime
     period: PeriodSpec | None = Field(
         default=None,
         exclude_if=lambda value: value is None,
