@@ -99,6 +99,24 @@ class LevelAccuracy(BaseModel):
     )
 
 
+Threshold = Annotated[
+    int | None,
+    Field(
+        exclude_if=_absent,
+        description="grouping on private keys: a group is released only where its noisy "
+        "count reaches this threshold (OpenDP's)",
+    ),
+]
+KeySelectionDelta = Annotated[
+    float | None,
+    Field(
+        exclude_if=_absent,
+        description="grouping on private keys: OpenDP's δ of the key selection (≤ the "
+        "dataset's delta), a bound on the chance that a key one unit alone holds is released",
+    ),
+]
+
+
 class Accuracy(BaseModel):
     """Per-cell accuracy: with probability ≥ 1 − alpha a cell's value is within
     ``error_bound`` of the exact value ``covers`` names: ``noise`` — on the truncated,
@@ -399,18 +417,8 @@ class QueryPreview(BaseModel):
         description="the part of the cost that estimates what the bounds drop "
         "(the release's truncation object); absent where they cannot drop anything",
     )
-    threshold: int | None = Field(
-        default=None,
-        exclude_if=_absent,
-        description="grouping on private keys: a group is released only where its noisy "
-        "count reaches this threshold (OpenDP's)",
-    )
-    delta: float | None = Field(
-        default=None,
-        exclude_if=_absent,
-        description="grouping on private keys: OpenDP's δ of the key selection (≤ the "
-        "dataset's delta), a bound on the chance that a key one unit alone holds is released",
-    )
+    threshold: Threshold = None
+    delta: KeySelectionDelta = None
     period: ChargedPeriod | None = Field(
         default=None, exclude_if=_absent, description=_PERIOD_DESCRIPTION
     )
@@ -480,18 +488,8 @@ class QueryResponse(BaseModel):
         description="grouping on private keys: how many groups OpenDP's key selection "
         "released (the rows; sorted by key)",
     )
-    threshold: int | None = Field(
-        default=None,
-        exclude_if=_absent,
-        description="grouping on private keys: a group is released only where its noisy "
-        "count reaches this threshold (OpenDP's)",
-    )
-    delta: float | None = Field(
-        default=None,
-        exclude_if=_absent,
-        description="grouping on private keys: OpenDP's δ of the key selection (≤ the "
-        "dataset's delta), a bound on the chance that a key one unit alone holds is released",
-    )
+    threshold: Threshold = None
+    delta: KeySelectionDelta = None
     period: ChargedPeriod | None = Field(
         default=None, exclude_if=_absent, description=_PERIOD_DESCRIPTION
     )
