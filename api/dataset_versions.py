@@ -95,8 +95,9 @@ def grown_metadata(current: DatasetMetadata, body: DatasetVersionCreate) -> Data
     except ValidationError as exc:
         first_error = exc.errors()[0]
         where = ".".join(map(str, first_error.get("loc", ())))
+        message = str(first_error.get("msg", "")).removeprefix("Value error, ")
         raise InvalidRequest(
-            f"the new version's metadata is invalid: {where}: {first_error.get('msg')}"
+            f"the new version's metadata is invalid: {where + ': ' if where else ''}{message}"
         ) from None
 
 

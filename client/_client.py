@@ -57,10 +57,11 @@ def _privacy(
         )
     if (alpha is not None or min_cell_rows is not None) and max_error is None:
         raise ValueError("alpha= and min_cell_rows= go with max_error=")
+    # costs are exact to 12 decimals on the server: 0.01 + 11e-5 is 0.010110000000000001
     if epsilon is not None:
-        return {"epsilon": epsilon}
+        return {"epsilon": round(epsilon, 12)}
     if rho is not None:
-        return {"rho": rho}
+        return {"rho": round(rho, 12)}
     assert max_error is not None
     target: dict[str, float] = {"max_error": max_error}
     if alpha is not None:

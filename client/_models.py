@@ -81,6 +81,11 @@ class Accuracy:
         )
 
 
+def _bound(value: Any) -> int | str:
+    """A contribution bound as declared: an integer, or ``"auto"``."""
+    return value if value == "auto" else int(value)
+
+
 def _optional_float(value: Any) -> float | None:
     return None if value is None else float(value)
 
@@ -163,8 +168,10 @@ class Dataset:
     name: str
     privacy_unit: str
     columns: Mapping[str, Mapping[str, Any]]
-    max_partitions_contributed: int
-    max_contributions_per_partition: int
+    max_partitions_contributed: int | str
+    """The default ``k``, or ``"auto"`` (chosen per query)."""
+    max_contributions_per_partition: int | str
+    """The default ``c``, or ``"auto"``."""
     document: Mapping[str, Any] = field(repr=False)
     version: int = 1
     """The newest version: the one queries run on."""
@@ -178,8 +185,8 @@ class Dataset:
             name=document["name"],
             privacy_unit=document["privacy_unit"],
             columns=document["columns"],
-            max_partitions_contributed=int(document["max_partitions_contributed"]),
-            max_contributions_per_partition=int(document["max_contributions_per_partition"]),
+            max_partitions_contributed=_bound(document["max_partitions_contributed"]),
+            max_contributions_per_partition=_bound(document["max_contributions_per_partition"]),
             document=dict(document),
             version=int(document.get("version", 1)),
             status=str(document.get("status", "active")),

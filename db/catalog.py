@@ -122,7 +122,13 @@ def _shared_cap(
         else (holder.cap_model, holder.cap_total_units)
     )
     if asked is not None and asked != held:
-        shown = "no cap" if held is None else f"the {held[0]} cap of {holder.name!r}"
+        unit = "epsilon" if held is not None and held[0] == "pure" else "rho"
+        shown = (
+            "no cap"
+            if held is None
+            else f"the cap {{'model': '{held[0]}', '{unit}': {as_json_number(held[1])}}} "
+            f"of {holder.name!r}"
+        )
         raise InvalidChange(
             f"this file is registered already as {', '.join(map(repr, sorted(names)))} "
             f"with {shown}; every dataset over one file shares that cap: omit "

@@ -141,6 +141,11 @@ def refuse_retired(dataset: Dataset, doing: str) -> None:
         raise InvalidChange(f"the dataset {dataset.name!r} is retired: {doing} is not possible")
 
 
+def _besides_path(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The metadata but its file's name (a copy of a file under another name is the same)."""
+    return {key: value for key, value in metadata.items() if key != "path"}
+
+
 def add_version(
     db: Database,
     *,
@@ -155,9 +160,10 @@ def add_version(
     version of ``name``; ledgers ``dataset_version_added``.
 
     Refused (409, nothing stored) when the dataset is retired, when another version was
-    added since the caller read version ``expected_version``, or when the file belongs to
-    another cap group (a dataset with a separate cap over the same people). A suspended
-    dataset becomes active: its new file was just checked in full.
+    added since the caller read version ``expected_version``, when the file and metadata
+    are the current version's (same SHA-256: the same queries would be charged again), or
+    when it belongs to another cap group (a dataset with a separate cap over the same
+    people). A suspended dataset becomes active: its new file was just checked in full.
     """
     with db.write() as session:
         dataset = _get(session, name)
@@ -174,6 +180,17 @@ def add_version(
                 "cap: a version over it would spend on the same people twice"
             )
         previous = {"version": dataset.version, "file": _loads(dataset.file_json)}
+        same = fingerprint.get("sha256")
+        if (
+            same
+            and same == previous["file"].get("sha256")
+            and _besides_path(metadata) == _besides_path(_loads(dataset.metadata_json))
+        ):
+            raise InvalidChange(
+                f"the file and metadata are the same as version {dataset.version} of "
+                f"{name!r} (same SHA-256): a new version would charge the same queries again "
+                "on the same data"
+            )
         dataset.version += 1
         dataset.metadata_json = ledger.canonical_json(metadata)
         dataset.file_json = ledger.canonical_json(fingerprint)

@@ -357,3 +357,18 @@ def test_a_migrated_dataset_is_version_1(db_url: str) -> None:
         assert version.version == 1 and version.metadata_json == dataset.metadata_json
     finally:
         database.dispose()
+
+
+def test_the_same_file_again_is_not_a_new_version(server: Service, admin: httpx.Client) -> None:
+    """A version whose file and metadata are the current ones (same SHA-256, here under
+    another name) would charge the same queries again on the same data: a 409 that
+    changes nothing."""
+    register_events(server, admin)
+    data_dir = server.settings.data_dir
+    (data_dir / "again.parquet").write_bytes((data_dir / "events.parquet").read_bytes())
+    before = _state(admin)
+    response = admin.post("/v1/datasets/events/versions", json={"path": "again.parquet"})
+    assert response.status_code == 409, response.text
+    assert response.headers["content-type"] == PROBLEM
+    assert "the same as version 1" in response.json()["detail"]
+    assert _state(admin) == before

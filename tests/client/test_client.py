@@ -24,7 +24,7 @@ from client import (
     Unauthorized,
 )
 from tests.conftest import Service, free_port
-from tests.factories import DAYS, MUNICIPALITIES, events_metadata
+from tests.factories import DAYS, MUNICIPALITIES, events_metadata, write_events
 from tests.support.api import create_consumer, register_events
 
 ROLES = (("ana", "analyst"), ("olga", "auditor"))
@@ -133,7 +133,8 @@ def test_preview_query_cache_and_reread(ana: Ruis) -> None:
 def test_dataset_versions_and_retirement(server: Service, admin: httpx.Client, ana: Ruis) -> None:
     first = ana.query("events", "unit_count", group_by=["municipality"], epsilon=0.25)
     assert first.dataset_version == 1 and ana.datasets()[0].version == 1
-    added = admin.post("/v1/datasets/events/versions", json={"path": "events.parquet"})
+    write_events(server.settings.data_dir, seed=8, name="events-v2.parquet")  # new data
+    added = admin.post("/v1/datasets/events/versions", json={"path": "events-v2.parquet"})
     assert added.status_code == 201, added.text
     assert ana.datasets()[0].version == 2
     second = ana.query("events", "unit_count", group_by=["municipality"], epsilon=0.25)
@@ -299,3 +300,24 @@ def test_preview_reads_the_dataset_cap() -> None:
     }
     preview = client.Preview.from_document(document)
     assert preview.dataset_cap_remaining == 0.3 and not preview.fits_budget
+
+
+def test_datasets_with_automatic_bounds(server: Service, admin: httpx.Client) -> None:
+    """A dataset whose contribution bounds are ``"auto"`` lists (they stay ``"auto"``)."""
+    register_events(
+        server, admin, max_partitions_contributed="auto", max_contributions_per_partition="auto"
+    )
+    key = create_consumer(admin, "ana")
+    assert admin.put("/v1/budgets/ana/events", json={"model": "pure", "epsilon": 1}).is_success
+    with _ruis(server, key) as ruis:
+        (dataset,) = ruis.datasets()
+    assert dataset.max_partitions_contributed == "auto"
+    assert dataset.max_contributions_per_partition == "auto"
+
+
+def test_costs_are_sent_to_twelve_decimals(server: Service, admin: httpx.Client) -> None:
+    """``0.01 + 11e-5`` is ``0.010110000000000001`` as a float: sent as 0.01011."""
+    keys = _setup(server, admin, budget={"model": "pure", "epsilon": 1})
+    with _ruis(server, keys["ana"]) as ruis:
+        preview = ruis.preview("events", "count", epsilon=0.01 + 11e-5)
+    assert preview.cost.amount == pytest.approx(0.01011, abs=1e-15)
