@@ -255,6 +255,22 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return errors
 
 
+_UNION_NOISE = frozenset({"missing", "extra_forbidden"})
+"""What pydantic reports for every branch of a union that the body was not meant for."""
+
+
+def _telling(exc: RequestValidationError, errors: list[dict[str, Any]]) -> dict[str, Any]:
+    """The error the ``detail`` names: the first that is not a field missing or extra in
+    some other branch of a union (``{"rho": 0.0101100000001}`` fails as ``EpsilonLoss``
+    for lacking ``epsilon`` too, but what is wrong is its decimals), else the first."""
+    if not errors:
+        return {"loc": [], "msg": "invalid request"}
+    for error, shown in zip(exc.errors()[:20], errors, strict=False):
+        if error.get("type") not in _UNION_NOISE:
+            return shown
+    return errors[0]
+
+
 def install(app: FastAPI) -> None:
     """Register the exception handlers that turn every error into problem+json."""
 
@@ -274,7 +290,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = _validation_errors(exc)
-        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+        first = _telling(exc, errors)
         detail = f"{'.'.join(first['loc'])}: {first['msg']}"
         return _problem(INVALID_REQUEST, detail, errors=errors)
 

@@ -254,3 +254,14 @@ def test_a_filter_outside_the_public_keys_is_a_422_that_spends_nothing(
         "where": [{"column": "municipality", "op": "in", "value": ["GM9", MUNICIPALITIES[0]]}],
     }
     assert ana.post("/v1/queries", json=some).status_code == 200
+
+
+def test_an_invalid_cost_says_what_is_wrong_with_it(server: Service, admin: httpx.Client) -> None:
+    """A cost with 13 decimals fails every branch of the privacy union; the detail names
+    the branch it was meant for (its decimals), not another branch's missing field."""
+    client = _setup(server, admin)["ana"]
+    body = {**VISITORS, "privacy": {"rho": 0.0101100000001}}
+    response = client.post("/v1/queries/preview", json=body)
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert "RhoLoss.rho" in detail and "decimal places" in detail, detail
