@@ -406,17 +406,11 @@ def predicted_scale(loss_at_scale_one: float, target_loss: float, model: Privacy
 def solve_global_scale(
     build: Callable[[float], dp.Measurement], d_in: object, target_loss: float, model: PrivacyModel
 ) -> float:
-    """A global scale whose OpenDP privacy map at ``d_in`` is ≤ ``target_loss``.
-
-    Starts from :func:`predicted_scale` and only increases it until OpenDP's
-    map agrees; falls back to OpenDP's binary search.
-    """
-    scale = predicted_scale(float(build(1.0).map(d_in)), target_loss, model)
-    for step in range(_SEARCH_STEPS):
-        if scale > 0 and float(build(scale).map(d_in)) <= target_loss:
-            return scale
-        scale = scale * (1.0 + 2.0 ** (step - 52))
-    return float(dp.binary_search_param(build, d_in, target_loss, T=float))
+    """A global scale whose OpenDP privacy map at ``d_in`` is ≤ ``target_loss``
+    (:func:`solve_total_scale` of that one map)."""
+    return solve_total_scale(
+        lambda scale: Decimal(float(build(scale).map(d_in))), target_loss, model
+    )
 
 
 def solve_total_scale(
