@@ -154,15 +154,46 @@ def compile_plan(
     key_selection = _key_selection(builder, measurement, components, metadata)
     primary = next((c for c in components if c.aggregate != "count"), components[0])
     accuracy = planned_accuracy(query, metadata, components, alpha)
+    return _plan(
+        builder,
+        metadata,
+        cost=cost,
+        loss=loss,
+        primary=primary,
+        accuracy=accuracy,
+        columns=[*query.group_by, *value_columns(query)],
+        measurement=measurement,
+        components=components,
+        key_selection=key_selection,
+    )
+
+
+def _plan(
+    builder: MeasurementBuilder,
+    metadata: DatasetMetadata,
+    *,
+    cost: PrivacyAmount,
+    loss: float,
+    primary: NoiseComponent,
+    accuracy: Accuracy,
+    columns: list[str],
+    measurement: Any,
+    components: tuple[NoiseComponent, ...],
+    key_selection: KeySelection | None = None,
+    rollup: RollupPlan | None = None,
+) -> Plan:
+    """The :class:`Plan` of ``builder``'s query at ``cost`` (OpenDP's ``loss`` checked ≤ it):
+    what every compiled plan states the same way."""
+    query = builder.query
     return Plan(
         canonical=query.canonical(),
-        model=model,
+        model=builder.model,
         cost=cost.value,
         opendp_loss=loss,
         mechanism=primary.mechanism,
         noise_scale=primary.scale,
         accuracy=accuracy,
-        columns=[*query.group_by, *value_columns(query)],
+        columns=columns,
         epsilon_delta=epsilon_delta_of(cost, metadata.delta),
         bounds_used=_bounds_used(query, metadata),
         measurement=measurement,
@@ -171,6 +202,7 @@ def compile_plan(
         metadata=metadata,
         fixed_point=builder.fixed_point,
         key_selection=key_selection,
+        rollup=rollup,
     )
 
 
@@ -198,7 +230,7 @@ def _compile_rollup(builder: MeasurementBuilder, metadata: DatasetMetadata, alph
     scale (:mod:`privacy.hierarchy`), whose OpenDP maps SUM to at most the cost
     (sequential composition, checked exactly); accuracy per level after consistency
     (:mod:`privacy.rollup`)."""
-    query, model = builder.query, builder.model
+    query = builder.query
     rollup = query.rollup
     assert rollup is not None
     families = family_sizes(rollup, metadata)
@@ -218,22 +250,16 @@ def _compile_rollup(builder: MeasurementBuilder, metadata: DatasetMetadata, alph
     accuracy = level_accuracy(
         query, components[0], parent_components[0], builder.fixed_point, families, alpha
     )
-    return Plan(
-        canonical=query.canonical(),
-        model=model,
-        cost=cost.value,
-        opendp_loss=float_at_least(loss),
-        mechanism=components[0].mechanism,
-        noise_scale=components[0].scale,
+    return _plan(
+        builder,
+        metadata,
+        cost=cost,
+        loss=float_at_least(loss),
+        primary=components[0],
         accuracy=accuracy,
         columns=rollup_columns(query),
-        epsilon_delta=epsilon_delta_of(cost, metadata.delta),
-        bounds_used=_bounds_used(query, metadata),
         measurement=child,
         components=components,
-        query=query,
-        metadata=metadata,
-        fixed_point=builder.fixed_point,
         rollup=RollupPlan(
             measurement=parent,
             components=parent_components,
