@@ -136,17 +136,21 @@ def derived_keys(part: str, first: date | None, last: date | None) -> list[str |
     days = (last - first).days + 1
     keys: list[str | int] = []
     for offset in range(days):
-        day = first + timedelta(days=offset)
-        if part == "date":
-            key = day.isoformat()
-        elif part == "iso_week":
-            year, week, _ = day.isocalendar()
-            key = f"{year:04d}-W{week:02d}"
-        else:
-            key = f"{day.year:04d}-{day.month:02d}"
+        key = day_key(part, first + timedelta(days=offset))
         if not keys or keys[-1] != key:
             keys.append(key)
     return keys
+
+
+def day_key(part: str, day: date) -> str:
+    """The key of ``day`` for a ``date`` (``"2026-03-05"``), ``iso_week`` (``"2026-W10"``,
+    the ISO week-numbering year) or ``month`` (``"2026-03"``) part."""
+    if part == "date":
+        return day.isoformat()
+    if part == "iso_week":
+        year, week, _ = day.isocalendar()
+        return f"{year:04d}-W{week:02d}"
+    return f"{day.year:04d}-{day.month:02d}"
 
 
 def _check_time_zone(zone: object) -> None:

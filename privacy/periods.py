@@ -26,11 +26,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from privacy.errors import InvalidQuery
-from privacy.metadata import NAME_PATTERN, DatasetMetadata
+from privacy.metadata import NAME_PATTERN, DatasetMetadata, day_key
 from privacy.query import ResolvedFilter
 
 Every = Literal["month", "week", "day"]
 _ADJECTIVE = {"month": "monthly", "week": "weekly", "day": "daily"}
+_PARTS = {"month": "month", "week": "iso_week", "day": "date"}
+"""The derived-column part whose keys name the periods of ``every``."""
 
 
 class PeriodSpec(BaseModel):
@@ -67,13 +69,9 @@ class Period:
 
     @property
     def label(self) -> str:
-        """``2026-03`` (month), ``2026-W10`` (ISO week), ``2026-03-05`` (day)."""
-        if self.every == "month":
-            return f"{self.start.year:04d}-{self.start.month:02d}"
-        if self.every == "week":
-            year, week, _ = self.start.isocalendar()
-            return f"{year:04d}-W{week:02d}"
-        return self.start.isoformat()
+        """``2026-03`` (month), ``2026-W10`` (ISO week), ``2026-03-05`` (day): the keys a
+        derived column of that part gives (:func:`privacy.metadata.day_key`)."""
+        return day_key(_PARTS[self.every], self.start)
 
     def document(self) -> dict[str, str]:
         """As responses and the ledger show it."""
