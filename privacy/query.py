@@ -759,7 +759,7 @@ def _resolve_filters(query: QueryRequest, metadata: DatasetMetadata) -> tuple[Re
 
 
 def _resolve_contributions(
-    query: QueryRequest, metadata: DatasetMetadata, cells: int
+    query: QueryRequest, metadata: DatasetMetadata, cells: int, private_keys: tuple[str, ...]
 ) -> _Contributions:
     """The effective k (1 without grouping, at most ``cells``: the key combinations a unit
     may choose among per value of ``contribution_bounds_per``) and c (1 for
@@ -774,8 +774,7 @@ def _resolve_contributions(
         k = 1
     elif isinstance(asked_k, int):
         # with private keys the number of groups is not public: k stays as asked
-        private = any(metadata.columns[name].private_keys for name in query.group_by)
-        k = asked_k if private else min(asked_k, cells)
+        k = asked_k if private_keys else min(asked_k, cells)
     else:
         partitions = integer_candidates(min(limits.max_partitions_contributed, cells))
         k = partitions[-1]
@@ -999,7 +998,7 @@ def resolve_query(query: QueryRequest, metadata: DatasetMetadata) -> ResolvedQue
     private_keys = _resolve_private_keys(query, metadata, location)
     rollup = _resolve_rollup(query, metadata, location, cells)
     if location is None:
-        contributions = _resolve_contributions(query, metadata, cells // per_keys)
+        contributions = _resolve_contributions(query, metadata, cells // per_keys, private_keys)
         auto = _resolve_auto(query, metadata, value, contributions)
     else:  # one row per unit: nothing to bound, nothing to choose
         contributions = _Contributions(1, 1, None, None, 1, 1)
