@@ -119,8 +119,9 @@ def reinstate_dataset(
         422,
         503,
         notes={
-            409: "The dataset is retired, another version was added meanwhile, or the "
-            "file is registered as a dataset with a separate cap (`conflict`).",
+            409: "The dataset is retired, another version was added meanwhile, the file "
+            "and metadata are the current version's, or the file is registered as a "
+            "dataset with a separate cap (`conflict`).",
             422: "The version would loosen the metadata (anything but grown keys of date "
             "columns, a grown range of derived date columns and max_rows), or the new "
             "file fails the registration check; nothing is stored. " + _CHECK_422,
