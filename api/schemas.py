@@ -15,6 +15,10 @@ T = TypeVar("T")
 Role = Literal["analyst", "admin", "auditor"]
 
 
+def _absent(value: object) -> bool:
+    return value is None
+
+
 def _in_utc(moment: datetime) -> datetime:
     """A stored time with its zone: every time Ruis stores is UTC, and SQLite keeps none."""
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
@@ -196,19 +200,19 @@ class BudgetPublic(BaseModel):
     updated_at: UtcTime
     period: PeriodSpec | None = Field(
         default=None,
-        exclude_if=lambda value: value is None,
+        exclude_if=_absent,
         description="a budget per period: total is each period's total, spent the most "
         "any one period spent and remaining what remains of that period (README, 'How the "
         "budget is kept'); absent for a budget over everything",
     )
     periods: list[PeriodPublic] | None = Field(
         default=None,
-        exclude_if=lambda value: value is None,
+        exclude_if=_absent,
         description="a budget per period: each period charged so far, oldest first",
     )
     cumulative: Cumulative | None = Field(
         default=None,
-        exclude_if=lambda value: value is None,
+        exclude_if=_absent,
         description="a budget per period: the guarantee for a unit present in all periods "
         "charged so far (the sum of what they spent)",
     )

@@ -31,7 +31,7 @@ from sqlalchemy import select as sql_select
 from sqlmodel import Session, col, select
 
 from db import ledger
-from db.amounts import MODEL_UNITS, from_units, total_units, units_document
+from db.amounts import MODEL_UNITS, total_units, units_document
 from db.dataset_versions import cap_holder, refuse_retired
 from db.engine import Database
 from db.errors import InvalidChange, InvalidInput, NotFound
@@ -490,16 +490,6 @@ def spend(
             request_id=request_id,
             period_start=period_start,
         )
-
-
-def remaining(
-    db: Database, *, consumer_id: int, dataset_id: int, period_start: str | None = None
-) -> tuple[str, Decimal]:
-    """The model and remaining amount of one budget (per period: of that period)."""
-    standing_now = standing(
-        db, consumer_id=consumer_id, dataset_id=dataset_id, period_start=period_start
-    )
-    return standing_now.model, from_units(standing_now.remaining_units)
 
 
 @dataclass(frozen=True)

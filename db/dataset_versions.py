@@ -183,7 +183,7 @@ def add_version(
         same = fingerprint.get("sha256")
         if (
             same
-            and same == previous["file"].get("sha256")
+            and same == (previous["file"] or {}).get("sha256")
             and _besides_path(metadata) == _besides_path(_loads(dataset.metadata_json))
         ):
             raise InvalidChange(

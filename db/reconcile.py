@@ -42,7 +42,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from db import ledger
+from db import dataset_versions, ledger
 from db.amounts import UNITS_PER_ONE, as_json_number, total_units
 from db.engine import Database
 from db.models import Budget, BudgetPeriod, Consumer, Dataset, LedgerEntry, Release
@@ -318,7 +318,7 @@ class Reconciler:
         # sums the releases of the whole group; the others hold no cap of their own.
         group: dict[int, list[str]] = {}
         for (dataset,) in _batched(self._session, select(Dataset), col(Dataset.id), scalar=True):
-            holder = dataset.cap_dataset_id if dataset.cap_dataset_id is not None else dataset.id
+            holder = dataset_versions.holder_id(dataset)
             group.setdefault(holder or 0, []).append(dataset.name)
         for (dataset,) in _batched(self._session, select(Dataset), col(Dataset.id), scalar=True):
             if dataset.cap_dataset_id is not None:
