@@ -14,7 +14,16 @@ from api.limits import Limiter
 from api.metrics import Metrics, metrics_router
 from api.middleware import BodySizeLimitMiddleware, ObservabilityMiddleware, RequestIdMiddleware
 from api.openapi import complete_document
-from api.routes import budgets, consumers, datasets, health, ledger, limits, queries
+from api.routes import (
+    budgets,
+    consumers,
+    datasets,
+    health,
+    ledger,
+    limits,
+    queries,
+    transparency,
+)
 from api.settings import Settings
 from api.sweeper import start_sweeper
 from db import bootstrap
@@ -109,6 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         datasets.router,
         budgets.router,
         ledger.router,
+        transparency.router,
         limits.router,
         queries.router,
         metrics_router(metrics, settings.metrics_token),

@@ -7,10 +7,12 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
+from api.ledger_key import LogSigner, load_or_create
 from api.problems import Forbidden, Unauthorized
 from api.settings import Settings
-from db import accounts
+from db import accounts, ledger
 from db.accounts import Principal
 from db.engine import Database
 
@@ -35,26 +37,42 @@ def get_request_id(request: Request) -> str:
     return str(getattr(request.state, "request_id", ""))
 
 
+def get_log(request: Request) -> LogSigner:
+    """The ledger's signer (its key loaded, or made, at first use)."""
+    log: LogSigner | None = getattr(request.app.state, "log_signer", None)
+    if log is None:
+        settings: Settings = request.app.state.settings
+        log = LogSigner(load_or_create(settings.ledger_key_path, settings.ledger_origin))
+        request.app.state.log_signer = log
+    return log
+
+
 DbDep = Annotated[Database, Depends(get_db)]
+LogDep = Annotated[LogSigner, Depends(get_log)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RequestIdDep = Annotated[str, Depends(get_request_id)]
 
 
-def get_principal(
+async def get_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     database: DbDep,
 ) -> Principal:
-    """The consumer whose unrevoked key is in ``Authorization: Bearer``; else 401."""
+    """The consumer whose unrevoked key is in ``Authorization: Bearer``; else 401.
+
+    Every ledger entry this request then appends carries the key's id: the key is set
+    in the request's context here, in the request's own task (an ``async`` dependency),
+    so the route and the worker threads it starts inherit it."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("an API key is required: Authorization: Bearer <key>")
     secret = credentials.credentials
     if not secret or len(secret) > MAX_KEY_LENGTH:
         raise Unauthorized("the API key is not valid")
-    principal = accounts.authenticate(database, secret)
+    principal = await run_in_threadpool(accounts.authenticate, database, secret)
     if principal is None:
         raise Unauthorized("the API key is not valid")
     request.state.principal = principal
+    ledger.ACTING_KEY.set(principal.key_id)
     return principal
 
 
@@ -76,5 +94,6 @@ def require(*roles: str) -> Callable[[Principal], Principal]:
 
 Admin = Annotated[Principal, Depends(require("admin"))]
 AdminOrAuditor = Annotated[Principal, Depends(require("admin", "auditor"))]
+Auditor = Annotated[Principal, Depends(require("auditor"))]
 Analyst = Annotated[Principal, Depends(require("analyst"))]
 AnyRole = CurrentPrincipal

@@ -22,7 +22,14 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from db.errors import AlreadyExists, DbError, InvalidChange, InvalidInput, NotFound
+from db.errors import (
+    AlreadyExists,
+    CheckpointMismatch,
+    DbError,
+    InvalidChange,
+    InvalidInput,
+    NotFound,
+)
 from privacy.errors import PrivacyError
 from privacy.errors import ReleaseFailed as PrivacyReleaseFailed
 
@@ -187,6 +194,7 @@ PROBLEM_TYPES: dict[type[Exception], ProblemType] = {
     AlreadyExists: ProblemType(409, "conflict", "Already exists"),
     InvalidChange: ProblemType(409, "conflict", "Conflicting change"),
     InvalidInput: INVALID_REQUEST,
+    CheckpointMismatch: ProblemType(409, "checkpoint-mismatch", "Not this ledger's checkpoint"),
     # the privacy layer (privacy.errors)
     PrivacyError: ProblemType(422, "invalid-query", "Invalid query"),
     PrivacyReleaseFailed: RELEASE_FAILED,

@@ -18,6 +18,7 @@ import threading
 from typing import cast
 
 from api import completion, dataset_files
+from api.ledger_key import LogSigner
 from api.limits import QueryGuard, query_cells
 from api.problems import BudgetExceeded, ReleaseBusy, ReleaseFailed
 from api.release_body import (
@@ -29,6 +30,7 @@ from api.release_body import (
     QuerySummary,
 )
 from api.release_timing import after_debit, quantised
+from api.services import transparency
 from api.settings import Settings
 from db import budgets, catalog, dataset_versions, ledger, releases
 from db.accounts import Principal
@@ -203,11 +205,12 @@ def run(
     query: QueryRequest,
     request_id: str,
     guard: QueryGuard | None = None,
+    log_signer: LogSigner | None = None,
 ) -> QueryResponse:
     """Answer ``query`` for ``principal``: cached, refused (409) or debited then computed.
 
     ``guard`` (:mod:`api.limits`) refuses too many cells or a too small cost before the
-    debit."""
+    debit; with ``log_signer`` the answer carries its receipt (:func:`with_receipt`)."""
     dataset, budget, metadata, model, _ = _context_budget(db, principal, query.dataset)
     if guard is not None:
         guard.before_plan(query, metadata)
@@ -263,10 +266,11 @@ def run(
         raise _refusal(outcome, planned.cost, dataset.name, period)
     if isinstance(outcome, releases.Cached):
         stored = QueryResponse.stored(outcome.body)
-        return stored.answered_again(
+        again = stored.answered_again(
             _of_units(model, outcome.remaining_units),
             _cumulative(model, outcome.cumulative_units, metadata),
         )
+        return with_receipt(db, log_signer, again)
     # Debited and committed: only now is the data read (the lease is renewed meanwhile,
     # so that only a dead process's release is ever taken for abandoned). From here on
     # every failure carries the release id and is ledgered (api/completion.py).
@@ -300,11 +304,36 @@ def run(
     completion.store(
         db, release=response, consumer=principal.name, dataset=dataset.name, request_id=request_id
     )
-    return response
+    return with_receipt(db, log_signer, response)
 
 
-def reread(db: Database, principal: Principal, release_id: str, request_id: str) -> QueryResponse:
-    """A stored release of this consumer, at no cost (ledgered as a re-read)."""
+def with_receipt(
+    db: Database, log_signer: LogSigner | None, response: QueryResponse
+) -> QueryResponse:
+    """``response`` with the receipt of its ledger entry in the signed tree as it is now.
+
+    Made after the release is stored: a failure here (the database gone away) must not
+    lose values already paid for, so it is logged and the answer leaves without one
+    (the client warns of a missing receipt, and a re-read brings one)."""
+    if log_signer is None:
+        return response
+    try:
+        receipt = transparency.receipt(db, log_signer, response.ledger_seq)
+    except Exception as exc:
+        log.error("no receipt for release %s", response.id, exc_info=exc)
+        return response
+    return response.model_copy(update={"receipt": receipt})
+
+
+def reread(
+    db: Database,
+    principal: Principal,
+    release_id: str,
+    request_id: str,
+    log_signer: LogSigner | None = None,
+) -> QueryResponse:
+    """A stored release of this consumer, at no cost (ledgered as a re-read), with its
+    receipt when ``log_signer`` is given."""
     release = releases.get(db, release_id, consumer_id=principal.consumer_id)
     stored = QueryResponse.stored(release.body_json or "{}")
     releases.reread(
@@ -325,7 +354,8 @@ def reread(db: Database, principal: Principal, release_id: str, request_id: str)
     if now.cumulative_units is not None:
         _, metadata, _, _ = _context(db, principal, stored.dataset)
         cumulative = _cumulative(stored.cost.model, now.cumulative_units, metadata)
-    return stored.answered_again(_of_units(stored.cost.model, now.remaining_units), cumulative)
+    again = stored.answered_again(_of_units(stored.cost.model, now.remaining_units), cumulative)
+    return with_receipt(db, log_signer, again)
 
 
 def list_releases(

@@ -448,6 +448,22 @@ class QuerySummary(BaseModel):
         return cls.model_validate_json(body_json or "{}")
 
 
+class Receipt(BaseModel):
+    """Proof that a release's ledger entry is in the ledger's signed Merkle tree.
+
+    ``entry`` is the release's ledger entry (seq ``ledger_seq``: its query, cost and
+    mechanism); its ``hash`` is SHA-256 of its canonical JSON without ``hash``, its
+    leaf is SHA-256(0x00 ‖ that hash), and ``inclusion`` (base64, RFC 9162) proves the
+    leaf at ``index`` under the root of ``checkpoint``, a C2SP signed note verified with
+    the key of ``GET /v1/ledger/key``. A later checkpoint must be consistent with it
+    (``GET /v1/ledger/proofs/consistency``)."""
+
+    checkpoint: str
+    index: int
+    inclusion: list[str]
+    entry: dict[str, Any]
+
+
 class QueryResponse(BaseModel):
     """A differentially private release (SPEC.md, "Queries")."""
 
@@ -503,6 +519,12 @@ class QueryResponse(BaseModel):
     dataset_version: int = Field(
         default=1, description="the version of the dataset this release was computed on"
     )
+    receipt: Receipt | None = Field(
+        default=None,
+        exclude_if=_absent,
+        description="proof that the release's ledger entry is in the signed ledger, as of "
+        "this answer (a cached or re-read answer carries a newer checkpoint)",
+    )
     _opendp_loss: float | None = PrivateAttr(default=None)
     _selection: SelectionRecord | None = PrivateAttr(default=None)
 
@@ -518,7 +540,7 @@ class QueryResponse(BaseModel):
     ) -> QueryResponse:
         """This stored release served again (cached or re-read), with what remains now
         (and, with a budget per period, the cumulative figure now)."""
-        update: dict[str, Any] = {"cached": True, "budget_remaining": remaining}
+        update: dict[str, Any] = {"cached": True, "budget_remaining": remaining, "receipt": None}
         if cumulative is not None:
             update["cumulative"] = cumulative
         return self.model_copy(update=update)
@@ -528,7 +550,7 @@ class QueryResponse(BaseModel):
 
         The rows, JSON values already, are shared rather than dumped once more (a
         million-cell release is tens of MB)."""
-        return {**self.model_dump(mode="json", exclude={"rows"}), "rows": self.rows}
+        return {**self.model_dump(mode="json", exclude={"rows", "receipt"}), "rows": self.rows}
 
     def ledger_output(self) -> dict[str, Any]:
         """The ``release_output`` entry's details (before ``db.releases`` adds its ids):

@@ -248,6 +248,11 @@ class LedgerEntryPublic(BaseModel):
     details: dict[str, Any]
     prev_hash: str
     hash: str
+    key_id: str | None = Field(
+        default=None,
+        description="the API key the entry was made with; absent (not null) on entries "
+        "made without one, and the hash covers it only when present",
+    )
 
 
 class LedgerDiscrepancy(BaseModel):
@@ -268,7 +273,7 @@ class LedgerDiscrepancy(BaseModel):
 class LedgerVerification(BaseModel):
     """The hash chain re-computed, and the budgets, caps and releases reconciled with it.
 
-    ``valid`` is ``chain_valid and reconciled``. ``first_bad_seq`` is the first entry
+    ``valid`` is ``chain_valid and reconciled and tree_valid``. ``first_bad_seq`` is the first entry
     that breaks the chain (null when the chain holds); ``discrepancies`` lists at most
     100 of the ``discrepancy_count`` disagreements between the tables and the ledger.
     """
@@ -281,6 +286,69 @@ class LedgerVerification(BaseModel):
     reconciled: bool = True
     discrepancy_count: int = 0
     discrepancies: list[LedgerDiscrepancy] = []
+    tree_valid: bool = Field(
+        default=True,
+        description="the stored Merkle tree (what checkpoints, proofs and receipts are made "
+        "of) is the one the entries give",
+    )
+    tree_first_bad_seq: int | None = Field(
+        default=None, description="the first entry whose leaf or subtrees are stored wrong"
+    )
+    root: str | None = Field(
+        default=None, description="base64 Merkle root of all the entries, as re-computed"
+    )
+
+
+class InclusionProof(BaseModel):
+    """RFC 9162 inclusion proof: leaf ``index`` (the entry with seq index + 1) is in the
+    tree of ``size`` leaves. ``hashes`` are base64, in the RFC's order."""
+
+    index: int
+    size: int
+    hashes: list[str]
+
+
+class ConsistencyProof(BaseModel):
+    """RFC 9162 consistency proof: the tree of ``from`` leaves is a prefix of the tree of
+    ``to`` leaves. ``hashes`` are base64, in the RFC's order."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    from_: int = Field(alias="from", serialization_alias="from")
+    to: int
+    hashes: list[str]
+
+
+class CosignatureSubmission(BaseModel):
+    """A witness's C2SP tlog-cosignature of one of this ledger's checkpoints."""
+
+    model_config = ConfigDict(extra="forbid")
+    witness: str = Field(
+        max_length=512,
+        description="the witness's verifier key: <name>+<hex key ID>+base64(0x04 ‖ Ed25519 key)",
+    )
+    checkpoint: str = Field(
+        max_length=65536,
+        description="the checkpoint note (as served by GET /v1/ledger/checkpoint) with the "
+        "witness's cosignature line added",
+    )
+
+
+class CosignatureAccepted(BaseModel):
+    """A stored cosignature: served from now on with the checkpoint at ``size``."""
+
+    size: int
+    root: str
+    witness: str
+    timestamp: int = Field(description="the cosignature's POSIX time")
+
+
+class CheckpointSummary(BaseModel):
+    """A tree size whose checkpoint was served or cosigned."""
+
+    size: int
+    root: str = Field(description="base64 Merkle root at that size")
+    first_served: UtcTime
+    witnesses: list[str] = Field(description="names of the witnesses that cosigned it")
 
 
 class Health(BaseModel):

@@ -11,6 +11,7 @@ from pathlib import Path
 from api.release_timing import DEFAULT_QUANTUM_MS
 
 DEFAULT_DATA_DIR = "./data"
+DEFAULT_LEDGER_ORIGIN = "ruis.local/ledger"
 MAX_BODY_BYTES = 1_000_000
 DEFAULT_MIN_FREE_MB = 64
 """/readyz fails when the data or SQLite directory has less free space than this."""
@@ -145,6 +146,15 @@ class Settings:
     limits: LimitSettings = field(default_factory=LimitSettings)
     min_free_bytes: int = DEFAULT_MIN_FREE_MB * 2**20
     release_time_quantum_ms: int = DEFAULT_QUANTUM_MS
+    ledger_key_file: Path | None = None
+    """The ledger's Ed25519 signing key (PEM); None: ``ledger-key.pem`` in the data directory."""
+    ledger_origin: str = DEFAULT_LEDGER_ORIGIN
+    """The checkpoints' origin line and the signing key's name."""
+
+    @property
+    def ledger_key_path(self) -> Path:
+        """Where the ledger's signing key is read from (or made at first start)."""
+        return self.ledger_key_file or self.data_dir / "ledger-key.pem"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -152,14 +162,24 @@ class Settings:
         ``RUIS_DATA_DIR`` (default ``./data``), ``RUIS_BOOTSTRAP_ADMIN_KEY`` (optional),
         ``RUIS_METRICS_TOKEN`` (optional: when set, ``/metrics`` needs it as a bearer token),
         ``RUIS_MIN_FREE_MB`` (free space /readyz requires, default 64),
-        ``RUIS_RELEASE_TIME_QUANTUM_MS`` (releases answer at multiples of it; 0 turns it off)
-        and the limits (:meth:`LimitSettings.from_env`)."""
+        ``RUIS_RELEASE_TIME_QUANTUM_MS`` (releases answer at multiples of it; 0 turns it off),
+        ``RUIS_LEDGER_KEY_FILE`` (the ledger's signing key, made at first start; default
+        ``ledger-key.pem`` in the data directory), ``RUIS_LEDGER_ORIGIN`` (the checkpoints'
+        origin, default ``ruis.local/ledger``) and the limits (:meth:`LimitSettings.from_env`).
+        ValueError for an origin with spaces or ``+``."""
         data_dir = Path(os.environ.get("RUIS_DATA_DIR", DEFAULT_DATA_DIR)).resolve()
         url = os.environ.get("RUIS_DATABASE_URL") or f"sqlite:///{data_dir / 'ruis.db'}"
         key = os.environ.get("RUIS_BOOTSTRAP_ADMIN_KEY") or None
         metrics_token = os.environ.get("RUIS_METRICS_TOKEN") or None
         min_free_mb = int(os.environ.get("RUIS_MIN_FREE_MB") or DEFAULT_MIN_FREE_MB)
         quantum = int(os.environ.get("RUIS_RELEASE_TIME_QUANTUM_MS") or DEFAULT_QUANTUM_MS)
+        key_file = os.environ.get("RUIS_LEDGER_KEY_FILE") or None
+        origin = os.environ.get("RUIS_LEDGER_ORIGIN") or DEFAULT_LEDGER_ORIGIN
+        if not origin or any(c.isspace() or c == "+" for c in origin) or len(origin) > 128:
+            raise ValueError(
+                "RUIS_LEDGER_ORIGIN must be non-empty, at most 128 characters, "
+                "without spaces or '+' (e.g. stats.example/ruis)"
+            )
         return cls(
             database_url=url,
             data_dir=data_dir,
@@ -168,4 +188,6 @@ class Settings:
             min_free_bytes=min_free_mb * 2**20,
             release_time_quantum_ms=quantum,
             limits=LimitSettings.from_env(),
+            ledger_key_file=Path(key_file).resolve() if key_file else None,
+            ledger_origin=origin,
         )

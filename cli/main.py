@@ -35,16 +35,19 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers > 1:
         _share_metrics_between_workers()
     from api.app import create_app, prepare
+    from api.ledger_key import load_or_create
     from api.logs import logging_config
     from api.server import EdgeLimits, run, server_config
     from api.settings import Settings
     from db.bootstrap import check_bootstrap_key
 
-    settings = Settings.from_env()
     try:  # before anything starts: a bad setting stops here, with one line saying why
+        settings = Settings.from_env()
         limits = EdgeLimits.from_env()
         if settings.bootstrap_admin_key:
             check_bootstrap_key(settings.bootstrap_admin_key)
+        # made (or read) once here, before any worker starts: every worker signs with it
+        load_or_create(settings.ledger_key_path, settings.ledger_origin)
     except ValueError as exc:
         print(f"ruis serve: {exc}", file=sys.stderr)
         return 2

@@ -24,3 +24,8 @@ class InvalidChange(DbError):
 
 class InvalidInput(DbError):
     """The request is well-formed but not acceptable, e.g. mismatched privacy models (422)."""
+
+
+class CheckpointMismatch(DbError):
+    """A checkpoint whose root is not this ledger's root at its size (409): the one who
+    holds it saw another ledger, or this one's history was rewritten."""

@@ -2,9 +2,13 @@
 
 Each entry's ``hash`` is the SHA-256 of the canonical JSON of every other field
 (``seq``, ``time``, ``kind``, ``actor``, ``consumer``, ``dataset``, ``cost``,
-``request_id``, ``details``, ``prev_hash``), and ``prev_hash`` is the hash of the
-entry before it (64 zeros for the first). Changing, removing or reordering a
-stored entry breaks the chain at that entry, which :func:`verify` reports.
+``request_id``, ``details``, ``prev_hash`` and, on an entry made with an API key,
+``key_id``), and ``prev_hash`` is the hash of the entry before it (64 zeros for the
+first). Changing, removing or reordering a stored entry breaks the chain at that entry,
+which :func:`verify` reports. Each append also adds the entry's leaf to the RFC 9162
+Merkle tree (:mod:`db.ledger_tree`), whose signed checkpoints let outsiders hold the
+ledger to what it said before: a rewritten chain is internally valid, but not
+consistent with an earlier checkpoint.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,7 +24,9 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from db import ledger_tree
 from db.models import LedgerEntry, LedgerHead
+from tlog import merkle
 
 GENESIS_HASH = "0" * 64
 KINDS = (
@@ -41,6 +48,12 @@ KINDS = (
 )
 
 
+ACTING_KEY: ContextVar[str | None] = ContextVar("ruis_acting_key", default=None)
+"""The API key the current request was authenticated with (set by the HTTP edge once
+it has authenticated the caller): every entry appended while it is set carries it as
+``key_id``."""
+
+
 def canonical_json(value: Any) -> str:
     """The canonical JSON text that is hashed: sorted keys, no spaces, UTF-8, no NaN."""
     return json.dumps(
@@ -55,7 +68,7 @@ def now_iso() -> str:
 
 def entry_document(entry: LedgerEntry) -> dict[str, Any]:
     """The public JSON form of an entry (what the API returns and the hash covers, plus hash)."""
-    return {
+    document: dict[str, Any] = {
         "seq": entry.seq,
         "time": entry.time,
         "kind": entry.kind,
@@ -68,6 +81,9 @@ def entry_document(entry: LedgerEntry) -> dict[str, Any]:
         "prev_hash": entry.prev_hash,
         "hash": entry.hash,
     }
+    if entry.key_id is not None:  # absent (not null) without a key: older hashes hold
+        document["key_id"] = entry.key_id
+    return document
 
 
 def compute_hash(document: dict[str, Any]) -> str:
@@ -86,11 +102,14 @@ def append(
     dataset: str | None = None,
     cost: dict[str, Any] | None = None,
     request_id: str | None = None,
+    key_id: str | None = None,
 ) -> LedgerEntry:
-    """Append one entry to the chain inside the caller's write transaction.
+    """Append one entry to the chain and its leaf to the Merkle tree, inside the caller's
+    write transaction.
 
     Must run in a :meth:`db.engine.Database.write` session, which holds the
-    ledger-head lock, so ``seq`` and ``prev_hash`` cannot be taken twice.
+    ledger-head lock, so ``seq``, ``prev_hash`` and the leaf cannot be taken twice.
+    ``key_id`` defaults to :data:`ACTING_KEY`.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown ledger kind {kind!r}")
@@ -111,8 +130,10 @@ def append(
         details_json=details_json,
         prev_hash=head.hash,
         hash="",
+        key_id=key_id if key_id is not None else ACTING_KEY.get(),
     )
     entry.hash = compute_hash(entry_document(entry))
+    ledger_tree.append_leaf(session, entry.seq - 1, entry.hash)
     head.seq = entry.seq
     head.hash = entry.hash
     session.add(entry)
@@ -129,6 +150,45 @@ class Verification:
     entries: int
     head: str | None = None
     first_bad_seq: int | None = None
+    tree_valid: bool = True
+    tree_first_bad_seq: int | None = None
+    root: bytes | None = None
+    """The Merkle root recomputed from the entries verified (None if the chain broke)."""
+
+
+class _TreeCheck:
+    """Rebuilds the Merkle tree from verified entries and compares it, batch by batch,
+    with the stored nodes (which receipts and proofs are made of)."""
+
+    def __init__(self) -> None:
+        self.frontier: dict[merkle.Node, bytes] = {}  # the right edge's perfect subtrees
+        self.expected: dict[merkle.Node, bytes] = {}
+        self.first_bad_seq: int | None = None
+
+    def add(self, index: int, entry_hash: str) -> None:
+        made = merkle.appended_nodes(
+            index, merkle.leaf_hash(bytes.fromhex(entry_hash)), self.frontier.__getitem__
+        )
+        for sibling in merkle.siblings_needed(index):
+            del self.frontier[sibling]
+        top, value = made[-1]
+        self.frontier[top] = value
+        self.expected.update(made)
+
+    def compare(self, session: Session, first_index: int, last_index: int) -> None:
+        if self.first_bad_seq is None and self.expected:
+            stored = ledger_tree.stored_between(session, first_index, last_index)
+            bad = [
+                ((idx + 1) << level)
+                for (level, idx), value in self.expected.items()
+                if stored.get((level, idx)) != value
+            ]
+            if bad:  # the seq of the first leaf whose append wrote a wrong or missing node
+                self.first_bad_seq = min(bad)
+        self.expected = {}
+
+    def root(self) -> bytes:
+        return merkle.fold([self.frontier[n] for n in sorted(self.frontier, reverse=True)])
 
 
 def verify(
@@ -137,24 +197,28 @@ def verify(
     batch: int = 2000,
     visit: Callable[[LedgerEntry, dict[str, Any]], None] | None = None,
 ) -> Verification:
-    """Re-compute every hash in order; report the first entry whose chain breaks.
+    """Re-compute every hash in order; report the first entry whose chain breaks, and
+    check the stored Merkle tree against the entries.
 
     An entry is bad when its stored hash is not the hash of its fields, when its
     ``prev_hash`` is not the previous entry's hash, or when its ``seq`` skips.
-    The ledger head row must also agree with the last entry. ``visit`` is called
-    with each entry that verified and its document, in order (so one pass can also
-    reconcile).
+    The ledger head row must also agree with the last entry. The tree is bad from the
+    first entry whose leaf or completed subtrees are not what its hash gives (or when
+    nodes beyond the head are stored). ``visit`` is called with each entry that
+    verified and its document, in order (so one pass can also reconcile).
     """
     previous_hash = GENESIS_HASH
     expected_seq = 1
     count = 0
     last_seq = 0
+    tree = _TreeCheck()
     while True:
         rows, _ = page(
             session, LedgerFilter(), after_seq=last_seq, limit=batch, max_bytes=BATCH_BYTES
         )  # bounded in bytes, not only in entries
         if not rows:
             break
+        first_index = count
         for entry in rows:
             if entry.seq != expected_seq:  # an entry is missing (or seqs were rewritten)
                 return Verification(valid=False, entries=count, first_bad_seq=expected_seq)
@@ -163,11 +227,13 @@ def verify(
             if entry.prev_hash != previous_hash or computed != entry.hash:
                 return Verification(valid=False, entries=count, first_bad_seq=entry.seq)
             previous_hash = entry.hash
+            tree.add(count, entry.hash)
             if visit is not None:
                 visit(entry, document)
             expected_seq += 1
             count += 1
             last_seq = entry.seq
+        tree.compare(session, first_index, count - 1)
     head = session.get(LedgerHead, 1)
     if head is None or head.seq != count or head.hash != previous_hash:
         # The newest entries were removed or the last one rewritten with a new hash.
@@ -175,7 +241,18 @@ def verify(
         return Verification(
             valid=False, entries=count, first_bad_seq=count + 1 if truncated else max(count, 1)
         )
-    return Verification(valid=True, entries=count, head=previous_hash)
+    if tree.first_bad_seq is None and ledger_tree.stored_count(
+        session
+    ) != ledger_tree.expected_count(count):
+        tree.first_bad_seq = count + 1  # nodes stored beyond the last entry
+    return Verification(
+        valid=True,
+        entries=count,
+        head=previous_hash,
+        tree_valid=tree.first_bad_seq is None,
+        tree_first_bad_seq=tree.first_bad_seq,
+        root=tree.root(),
+    )
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, Column, DateTime, Index, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Index,
+    LargeBinary,
+    SmallInteger,
+    Text,
+    UniqueConstraint,
+)
 from sqlmodel import Field, SQLModel
 
 
@@ -140,6 +150,50 @@ class LedgerEntry(SQLModel, table=True):
     details_json: str = Field(sa_column=Column(Text, nullable=False))
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64)
+    # The API key the entry was made with (None without one); hashed only when set.
+    key_id: str | None = Field(default=None, max_length=32)
+
+
+class LedgerTreeNode(SQLModel, table=True):
+    """One perfect subtree of the RFC 9162 tree over the entries' hashes: ``level`` 0 is
+    the leaf of the entry with seq ``idx + 1``; node (l, i) covers leaves
+    [i·2**l, (i+1)·2**l). Written by each append, never changed (db.ledger_tree)."""
+
+    __tablename__ = "ledger_tree"
+    level: int = Field(sa_column=Column(SmallInteger, primary_key=True, autoincrement=False))
+    idx: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    hash: bytes = Field(sa_column=Column(LargeBinary(32), nullable=False))
+
+
+class LedgerCheckpoint(SQLModel, table=True):
+    """A tree size whose signed checkpoint was served or cosigned (its history)."""
+
+    __tablename__ = "ledger_checkpoints"
+    size: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    root: bytes = Field(sa_column=Column(LargeBinary(32), nullable=False))
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class LedgerWitness(SQLModel, table=True):
+    """A witness name and the auditor that holds it (the first to cosign under it)."""
+
+    __tablename__ = "ledger_witnesses"
+    name: str = Field(primary_key=True, max_length=128)
+    consumer_id: int = Field(foreign_key="consumers.id")
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class LedgerCosignature(SQLModel, table=True):
+    """A witness's C2SP tlog-cosignature of the checkpoint at ``size``."""
+
+    __tablename__ = "ledger_cosignatures"
+    size: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    witness: str = Field(primary_key=True, max_length=128)
+    key_id: str = Field(primary_key=True, max_length=8)
+    vkey: str = Field(sa_column=Column(Text, nullable=False))
+    timestamp: int = Field(sa_column=Column(BigInteger, nullable=False))
+    line: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
 class Release(SQLModel, table=True):

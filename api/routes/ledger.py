@@ -15,7 +15,12 @@ from api.services import ledger as service
 router = APIRouter(prefix="/v1/ledger", tags=["ledger (admin, auditor)"])
 
 
-@router.get("", response_model=Page[LedgerEntryPublic], responses=problems(401, 403, 422))
+@router.get(
+    "",
+    response_model=Page[LedgerEntryPublic],
+    response_model_exclude_unset=True,  # key_id: absent where the entry has none
+    responses=problems(401, 403, 422),
+)
 def list_entries(
     _: AdminOrAuditor,
     db: DbDep,

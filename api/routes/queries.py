@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from api import release
-from api.deps import Analyst, DbDep, RequestIdDep, SettingsDep
+from api.deps import Analyst, DbDep, LogDep, RequestIdDep, SettingsDep
 from api.limits import Limiter, get_limiter
 from api.openapi import problems
 from api.problems import Problem
@@ -81,8 +81,10 @@ async def run_query(
     settings: SettingsDep,
     request_id: RequestIdDep,
     limiter: LimiterDep,
+    log_signer: LogDep,
 ) -> Response:
-    """Run a query: debit its cost, then release DP values. Repeats are served from cache."""
+    """Run a query: debit its cost, then release DP values. Repeats are served from cache.
+    The answer carries a `receipt`: its ledger entry, proven in a signed checkpoint."""
     async with limiter.admit(
         db,
         analyst,
@@ -92,7 +94,7 @@ async def run_query(
         cells=lambda: release.cells_of(db, analyst, body),
     ) as guard:
         return await run_in_threadpool(
-            _as_json, release.run, db, settings, analyst, body, request_id, guard
+            _as_json, release.run, db, settings, analyst, body, request_id, guard, log_signer
         )
 
 
@@ -140,7 +142,7 @@ def list_queries(
 
 @router.get("/{release_id}", response_model=QueryResponse, responses=_PROBLEMS)
 def get_query(
-    release_id: str, analyst: Analyst, db: DbDep, request_id: RequestIdDep
+    release_id: str, analyst: Analyst, db: DbDep, request_id: RequestIdDep, log_signer: LogDep
 ) -> QueryResponse:
-    """Re-read one of your releases at no cost."""
-    return release.reread(db, analyst, release_id, request_id)
+    """Re-read one of your releases at no cost, with a receipt as of now."""
+    return release.reread(db, analyst, release_id, request_id, log_signer)

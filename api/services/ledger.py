@@ -111,7 +111,7 @@ def list_entries(
 def verification(chain: ledger.Verification, found: reconcile.Reconciliation) -> LedgerVerification:
     """The public form of a chain verification and a reconciliation."""
     return LedgerVerification(
-        valid=chain.valid and found.reconciled,
+        valid=chain.valid and found.reconciled and chain.tree_valid,
         entries=chain.entries,
         head=chain.head,
         first_bad_seq=chain.first_bad_seq,
@@ -119,6 +119,9 @@ def verification(chain: ledger.Verification, found: reconcile.Reconciliation) ->
         reconciled=found.reconciled,
         discrepancy_count=found.total,
         discrepancies=[LedgerDiscrepancy.model_validate(d) for d in found.discrepancies],
+        tree_valid=chain.tree_valid,
+        tree_first_bad_seq=chain.tree_first_bad_seq,
+        root=base64.b64encode(chain.root).decode() if chain.root is not None else None,
     )
 
 

@@ -7,8 +7,8 @@ fingerprint). ``datasets.cap_dataset_id`` names the dataset whose cap a dataset
 registered over the same file shares (NULL: its own); ``retired_at`` is when it was
 retired (``status`` = ``retired``). See :mod:`db.dataset_versions`.
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 """
 
 import sqlalchemy as sa

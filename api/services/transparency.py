@@ -1,0 +1,132 @@
+"""What outsiders verify the ledger with: signed checkpoints, proofs, receipts, cosignatures.
+
+The ledger's Merkle tree (:mod:`db.ledger_tree`) is signed as a C2SP checkpoint
+(:mod:`tlog.note`) by the server's Ed25519 key (:mod:`api.ledger_key`). Ed25519 is
+deterministic, so the checkpoint at a size is the same text whenever it is signed.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from api.ledger_key import LogSigner
+from api.problems import InvalidRequest
+from api.release_body import Receipt
+from api.schemas import (
+    CheckpointSummary,
+    ConsistencyProof,
+    CosignatureAccepted,
+    CosignatureSubmission,
+    InclusionProof,
+    Page,
+)
+from api.services import Actor
+from db import checkpoints, ledger, ledger_tree
+from db.engine import Database
+from db.models import LedgerEntry
+from tlog import note
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def checkpoint(db: Database, log: LogSigner, size: int | None) -> str:
+    """The signed checkpoint of the tree at ``size`` (default: now), with the witnesses'
+    cosignatures stored for that size; the size is recorded in the history."""
+    with db.read() as session:
+        tree_size = ledger_tree.size(session) if size is None else size
+        root = ledger_tree.root(session, tree_size)
+        lines = tuple(c.line for c in checkpoints.cosignatures(session, tree_size))
+    checkpoints.record(db, tree_size, root)
+    return log.checkpoint(tree_size, root, lines)
+
+
+def history(db: Database, *, before: int | None, limit: int) -> Page[CheckpointSummary]:
+    """The checkpoints served or cosigned, newest first, with who cosigned each."""
+    with db.read() as session:
+        records, next_before = checkpoints.history(session, before=before, limit=limit)
+    items = [
+        CheckpointSummary(
+            size=r.size, root=_b64(r.root), first_served=r.created_at, witnesses=list(r.witnesses)
+        )
+        for r in records
+    ]
+    return Page[CheckpointSummary](
+        items=items, next_cursor=str(next_before) if next_before is not None else None
+    )
+
+
+def inclusion(db: Database, index: int, size: int) -> InclusionProof:
+    """RFC 9162 inclusion proof of leaf ``index`` in the tree of ``size`` leaves."""
+    with db.read() as session:
+        hashes = ledger_tree.inclusion(session, index, size)
+    return InclusionProof(index=index, size=size, hashes=[_b64(h) for h in hashes])
+
+
+def consistency(db: Database, old: int, new: int) -> ConsistencyProof:
+    """RFC 9162 consistency proof from the tree of ``old`` leaves to that of ``new``."""
+    with db.read() as session:
+        hashes = ledger_tree.consistency(session, old, new)
+    return ConsistencyProof(**{"from": old, "to": new, "hashes": [_b64(h) for h in hashes]})
+
+
+def receipt(db: Database, log: LogSigner, seq: int) -> Receipt:
+    """The receipt of ledger entry ``seq``: the entry, the signed checkpoint of the tree
+    now, and the inclusion proof of the entry's leaf (index ``seq − 1``) in it."""
+    with db.read() as session:
+        tree_size = ledger_tree.size(session)
+        root, proof = ledger_tree.root_and_inclusion(session, seq - 1, tree_size)
+        entry = session.get(LedgerEntry, seq)
+        if entry is None:  # pragma: no cover - the tree has the leaf, so the entry exists
+            raise RuntimeError(f"ledger entry {seq} is missing")
+        document: dict[str, Any] = ledger.entry_document(entry)
+    return Receipt(
+        checkpoint=log.checkpoint(tree_size, root),
+        index=seq - 1,
+        inclusion=[_b64(h) for h in proof],
+        entry=document,
+    )
+
+
+def add_cosignature(
+    db: Database, log: LogSigner, actor: Actor, body: CosignatureSubmission
+) -> CosignatureAccepted:
+    """Store a witness's cosignature of one of this ledger's checkpoints.
+
+    The note must carry this ledger's checkpoint text (origin, a size it has, the root
+    it has at that size: else 409 ``checkpoint-mismatch``) and a valid tlog-cosignature
+    by the witness key given (else 422)."""
+    try:
+        witness = note.Verifier.parse(body.witness)
+        if witness.signature_type != note.COSIGNATURE_V1:
+            raise note.NoteError("a witness key has signature type 0x04 (tlog-cosignature)")
+        signed = note.Note.parse(body.checkpoint)
+        point = note.Checkpoint.parse(signed.text)
+        timestamp = signed.signed_by(witness, cosignature=True)
+    except note.NoteError as exc:
+        raise InvalidRequest(f"the cosignature cannot be used: {exc}") from None
+    if point.origin != log.origin or point.extensions:
+        raise InvalidRequest(f"the checkpoint is not of this ledger (origin {log.origin})")
+    assert timestamp is not None
+    line = next(
+        s.line for s in signed.signatures if s.name == witness.name and s.key_id == witness.key_id
+    )
+    checkpoints.add_cosignature(
+        db,
+        consumer_id=actor.consumer_id or 0,
+        size=point.size,
+        root=point.root,
+        cosignature=checkpoints.StoredCosignature(
+            size=point.size,
+            witness=witness.name,
+            key_id=witness.key_id.hex(),
+            vkey=witness.vkey,
+            timestamp=timestamp,
+            line=line,
+        ),
+    )
+    return CosignatureAccepted(
+        size=point.size, root=_b64(point.root), witness=witness.vkey, timestamp=timestamp
+    )

@@ -1,0 +1,145 @@
+"""The ledger's RFC 9162 Merkle tree, kept in ``ledger_tree`` beside the entries.
+
+Leaf i (0-based) is SHA-256(0x00 ‖ the 32 bytes of the hash of the entry with seq
+i+1). The table holds every perfect subtree (:mod:`tlog.merkle`): an append, inside
+the ledger's write transaction, reads the left siblings it closes and writes the leaf
+and the subtrees it completes, O(log n) rows at worst and two on average. The tree's
+size is always the ledger head's seq. Roots and proofs for any size up to it are
+folded from O(log n) stored nodes read in one query; stored nodes are never changed,
+so a read transaction sees one consistent tree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import and_, func, or_
+from sqlmodel import Session, col, select
+
+from db.errors import InvalidInput
+from db.models import LedgerHead, LedgerTreeNode
+from tlog import merkle
+from tlog.merkle import Node
+
+_CHUNK = 400  # nodes per query (bound parameters stay well under every driver's limit)
+
+
+class TreeSizeError(InvalidInput):
+    """A tree size or index the ledger does not have."""
+
+
+def nodes(session: Session, wanted: Iterable[Node]) -> dict[Node, bytes]:
+    """The stored hashes of ``wanted``; RuntimeError if one is missing (a broken store)."""
+    keys = sorted(set(wanted))
+    found: dict[Node, bytes] = {}
+    for start in range(0, len(keys), _CHUNK):
+        chunk = keys[start : start + _CHUNK]
+        condition = or_(
+            *(
+                and_(col(LedgerTreeNode.level) == lv, col(LedgerTreeNode.idx) == ix)
+                for lv, ix in chunk
+            )
+        )
+        for row in session.exec(select(LedgerTreeNode).where(condition)):
+            found[(row.level, row.idx)] = bytes(row.hash)
+    missing = [k for k in keys if k not in found]
+    if missing:
+        raise RuntimeError(f"the ledger tree lacks node {missing[0]}; run ledger verification")
+    return found
+
+
+def append_leaf(session: Session, index: int, entry_hash: str) -> None:
+    """Add the leaf of the entry with seq ``index + 1`` and the subtrees it completes.
+
+    Must run in the write transaction that appends the entry (which holds the ledger
+    head's lock, so leaves are added in order, once)."""
+    leaf = merkle.leaf_hash(bytes.fromhex(entry_hash))
+    siblings = nodes(session, merkle.siblings_needed(index))
+    for (level, idx), value in merkle.appended_nodes(index, leaf, siblings.__getitem__):
+        session.add(LedgerTreeNode(level=level, idx=idx, hash=value))
+
+
+def size(session: Session) -> int:
+    """The current tree size: the number of ledger entries."""
+    head = session.get(LedgerHead, 1)
+    return head.seq if head is not None else 0
+
+
+def _check_size(session: Session, tree_size: int) -> None:
+    current = size(session)
+    if not 0 <= tree_size <= current:
+        raise TreeSizeError(f"the ledger's tree has {current} leaves; there is no size {tree_size}")
+
+
+def root(session: Session, tree_size: int) -> bytes:
+    """The root hash of the first ``tree_size`` leaves (TreeSizeError beyond the head)."""
+    _check_size(session, tree_size)
+    wanted = merkle.root_nodes(tree_size)
+    found = nodes(session, wanted)
+    return merkle.fold([found[n] for n in wanted])
+
+
+def _hashes(session: Session, ranges: list[merkle.Range]) -> list[bytes]:
+    found = nodes(session, merkle.nodes_for(ranges))
+    return [merkle.range_hash(a, b, found.__getitem__) for a, b in ranges]
+
+
+def inclusion(session: Session, index: int, tree_size: int) -> list[bytes]:
+    """RFC 9162 PATH(index, D[0:tree_size]): the inclusion proof of leaf ``index``."""
+    _check_size(session, tree_size)
+    if not 0 <= index < tree_size:
+        raise TreeSizeError(f"leaf {index} is not in a tree of size {tree_size}")
+    return _hashes(session, merkle.inclusion_ranges(index, tree_size))
+
+
+def consistency(session: Session, old: int, new: int) -> list[bytes]:
+    """RFC 9162 PROOF(old, D[0:new]): that the tree of size ``old`` is a prefix of ``new``."""
+    _check_size(session, new)
+    if not 0 < old <= new:
+        raise TreeSizeError(f"no consistency proof from size {old} to {new}")
+    return _hashes(session, merkle.consistency_ranges(old, new))
+
+
+def stored_between(session: Session, first_leaf: int, last_leaf: int) -> dict[Node, bytes]:
+    """The stored nodes that the appends of leaves ``first_leaf..last_leaf`` wrote (a node
+    (l, i) is written by the append of leaf (i+1)·2**l − 1)."""
+    found: dict[Node, bytes] = {}
+    level = 0
+    while (1 << level) <= last_leaf + 1:
+        low = -(-(first_leaf + 1) // (1 << level)) - 1  # ceil((first+1) / 2**l) − 1
+        high = (last_leaf + 1) // (1 << level) - 1
+        if low <= high:
+            rows = session.exec(
+                select(LedgerTreeNode).where(
+                    LedgerTreeNode.level == level,
+                    col(LedgerTreeNode.idx) >= low,
+                    col(LedgerTreeNode.idx) <= high,
+                )
+            )
+            for row in rows:
+                found[(row.level, row.idx)] = bytes(row.hash)
+        level += 1
+    return found
+
+
+def stored_count(session: Session) -> int:
+    """How many nodes are stored (a tree of n leaves has :func:`expected_count` of them)."""
+    return int(session.exec(select(func.count()).select_from(LedgerTreeNode)).one())
+
+
+def expected_count(tree_size: int) -> int:
+    """The perfect subtrees of a tree of ``tree_size`` leaves: Σ_l ⌊n / 2**l⌋ = 2n − popcount(n)."""
+    return 2 * tree_size - bin(tree_size).count("1")
+
+
+def root_and_inclusion(session: Session, index: int, tree_size: int) -> tuple[bytes, list[bytes]]:
+    """The root of a tree of ``tree_size`` leaves and the inclusion proof of leaf
+    ``index`` in it, from one read of the stored nodes (what a receipt holds)."""
+    _check_size(session, tree_size)
+    if not 0 <= index < tree_size:
+        raise TreeSizeError(f"leaf {index} is not in a tree of size {tree_size}")
+    ranges = merkle.inclusion_ranges(index, tree_size)
+    top = merkle.root_nodes(tree_size)
+    found = nodes(session, merkle.nodes_for(ranges) | set(top))
+    proof = [merkle.range_hash(a, b, found.__getitem__) for a, b in ranges]
+    return merkle.fold([found[n] for n in top]), proof
