@@ -95,7 +95,7 @@ class Verifier:
     @classmethod
     def parse(cls, vkey: str) -> Verifier:
         """A verifier key text; NoteError if malformed or its key ID does not match."""
-        parts = vkey.strip().split("+")
+        parts = vkey.strip().split("+", 2)  # the base64 key may hold "+" too
         if len(parts) != 3:
             raise NoteError("a verifier key is <name>+<hex key ID>+<base64 key>")
         name, hex_id, material = parts
