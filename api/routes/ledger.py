@@ -51,21 +51,56 @@ def verify(_: AdminOrAuditor, db: DbDep) -> LedgerVerification:
     return service.verify_ledger(db)
 
 
+EXPORT_NOTES = """The ledger's entries, oldest first, streamed in batches; the same filters as
+`GET /v1/ledger` (`consumer`, `dataset`, `kind`, inclusive `since`/`until`), and a bad one is
+a 422 before anything is streamed. Roles: admin, auditor.
+
+`format=jsonl` (default): one complete entry document per line, exactly as `GET /v1/ledger`
+returns it, released rows included: the form `ruis verify` checks (each `hash` is the
+SHA-256 of the canonical JSON of the entry without `hash`; `prev_hash` chains them).
+
+`format=csv`: one flat row per entry for spreadsheets, not for verification. Columns:
+`seq`; `time` (UTC ISO 8601); `kind`; `actor`; `key_id` (the API key that acted, when one
+did); `consumer`; `dataset`; `model`, `epsilon`, `rho` (the entry's cost, plain numbers,
+empty when it has none: `epsilon` for pure DP, `rho` for zCDP; a refusal costs 0);
+`delta` (the cost's δ, or a release's private-key selection δ); `request_id`;
+`release_id`; `statistic`; `mechanism`; `noise_scale`; `status` (of a release's output:
+`done`, `failed`); `reason` (of a refusal or failure); `rows_released` (how many rows a
+release output released; the rows themselves are only in JSONL); `details` (the compact
+JSON of the entry's details without the released rows); `details_complete` (`false` when
+`details` was cut to fit a cell); `prev_hash`; `hash`. No cell exceeds 32,767 characters
+(Excel's limit). Text cells starting with `=`, `+`, `-`, `@`, a tab or a carriage return
+get a leading `'` (against formula injection); the numeric columns (`seq`, `epsilon`,
+`rho`, `delta`, `noise_scale`, `rows_released`) hold only numbers and are never changed."""
+
+
 @router.get(
     "/export",
     response_class=StreamingResponse,
+    description=EXPORT_NOTES,
     responses={
         200: {"content": {"text/csv": {}, "application/x-ndjson": {}}},
         **problems(401, 403, 422),
     },
 )
 def export(
-    _: AdminOrAuditor, db: DbDep, format: Literal["csv", "jsonl"] = Query(default="jsonl")
+    _: AdminOrAuditor,
+    db: DbDep,
+    format: Literal["csv", "jsonl"] = Query(default="jsonl"),
+    consumer: str | None = Query(default=None, max_length=64),
+    dataset: str | None = Query(default=None, max_length=64),
+    kind: str | None = Query(default=None, max_length=32),
+    since: str | None = Query(default=None, max_length=40, description="inclusive ISO 8601"),
+    until: str | None = Query(default=None, max_length=40, description="inclusive ISO 8601"),
 ) -> StreamingResponse:
-    """The whole ledger, oldest first, streamed as CSV or JSON lines. Roles: admin, auditor."""
+    """The ledger's entries matching the filters, oldest first, streamed as JSON lines or
+    flat CSV (see the notes). Roles: admin, auditor."""
+    filters = service.ledger_filter(
+        consumer=consumer, dataset=dataset, kind=kind, since=since, until=until
+    )  # a 422 here, before the stream starts
     media = "text/csv" if format == "csv" else "application/x-ndjson"
     return StreamingResponse(
-        service.export_lines(db, format),
+        service.export_lines(db, format, filters),
         media_type=media,
         headers={"Content-Disposition": f'attachment; filename="ruis-ledger.{format}"'},
     )

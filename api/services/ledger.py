@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, time
 from typing import Literal
 
+from api import ledger_csv
 from api.problems import InvalidRequest
 from api.schemas import LedgerDiscrepancy, LedgerEntryPublic, LedgerVerification, Page
 from db import ledger, reconcile
@@ -20,19 +21,6 @@ from db.ledger import LedgerFilter
 ExportFormat = Literal["csv", "jsonl"]
 _CURSOR = re.compile(r"seq:([0-9]{1,19})")
 MAX_SEQ = 2**63 - 1
-EXPORT_FIELDS = (
-    "seq",
-    "time",
-    "kind",
-    "actor",
-    "consumer",
-    "dataset",
-    "cost",
-    "request_id",
-    "details",
-    "prev_hash",
-    "hash",
-)
 
 
 def _ledger_time(value: str | None, *, end_of_day: bool) -> str | None:
@@ -131,29 +119,24 @@ def verify_ledger(db: Database) -> LedgerVerification:
     return verification(*reconcile.verify(db))
 
 
-def export_lines(db: Database, fmt: ExportFormat) -> Iterator[str]:
-    """The whole ledger as CSV rows (with a header) or JSON lines, oldest first, in batches."""
+def export_lines(
+    db: Database, fmt: ExportFormat, filters: LedgerFilter | None = None
+) -> Iterator[str]:
+    """The entries matching ``filters`` (all by default), oldest first, read in batches
+    (memory stays bounded): JSON lines of the complete entry documents (what ``ruis
+    verify`` checks), or CSV with a header, one flat row per entry (:mod:`api.ledger_csv`)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
     if fmt == "csv":
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(EXPORT_FIELDS)
+        writer.writerow(ledger_csv.COLUMNS)
         yield buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
     with db.read() as session:
-        for entry in ledger.iterate(session):
+        for entry in ledger.iterate(session, filters):
             document = ledger.entry_document(entry)
             if fmt == "jsonl":
                 yield json.dumps(document, separators=(",", ":"), ensure_ascii=False) + "\n"
                 continue
-            writer.writerow(
-                [
-                    json.dumps(document[f], separators=(",", ":"), ensure_ascii=False)
-                    if f in ("cost", "details")
-                    else document[f]
-                    for f in EXPORT_FIELDS
-                ]
-            )
-            yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()
+            writer.writerow(ledger_csv.row(document))
+            yield buffer.getvalue()
