@@ -14,7 +14,7 @@ from typing import Any
 
 import uvicorn
 
-from cli import admin, demo, verify
+from cli import admin, demo, verify, witness
 
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 WORKER_STARTUP_SECONDS = 60
@@ -121,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_parser(commands)
     admin.add_parser(commands)
     verify.add_parser(commands)
+    witness.add_parser(commands)
     return parser
 
 
