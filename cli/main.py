@@ -14,7 +14,7 @@ from typing import Any
 
 import uvicorn
 
-from cli import admin, demo
+from cli import admin, demo, verify, witness
 
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 WORKER_STARTUP_SECONDS = 60
@@ -123,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     openapi.set_defaults(handler=_openapi)
     demo.add_parser(commands)
     admin.add_parser(commands)
+    verify.add_parser(commands)
+    witness.add_parser(commands)
     return parser
 
 
