@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import binascii
 import json
 import sys
 from collections.abc import Iterable, Iterator
@@ -44,36 +43,11 @@ class Unusable(Exception):
     """Input that cannot be checked at all (exit status 2); the message says why."""
 
 
-def parse_vkey(vkey: str) -> Verifier:
-    """A verifier key text ``<name>+<hex key ID>+<base64 key>``, split at its first two
-    ``+`` as c2sp.org/signed-note does (the base64 may contain ``+``); NoteError when it is
-    malformed or its key ID does not match.
-
-    Works around :meth:`tlog.note.Verifier.parse`, which splits at every ``+`` and so
-    rejects about half of all keys; once that is fixed this is ``Verifier.parse``."""
-    parts = vkey.strip().split("+", 2)
-    if len(parts) != 3:
-        raise NoteError("a verifier key is <name>+<hex key ID>+<base64 key>")
-    name, hex_id, material = parts
-    if not name or any(c.isspace() or ord(c) < 0x20 for c in name):
-        raise NoteError(f"{name[:60]!r} is not a key name (non-empty, no spaces, no '+')")
-    try:
-        raw = base64.b64decode(material.encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError, ValueError):
-        raise NoteError(f"{material[:40]!r} is not standard base64") from None
-    if len(raw) != 33 or raw[0] not in (ED25519, COSIGNATURE_V1):
-        raise NoteError("only Ed25519 verifier keys (type 0x01 or 0x04) are supported")
-    verifier = Verifier(name, raw[0], raw[1:])
-    if len(hex_id) != 8 or hex_id.lower() != verifier.key_id.hex():
-        raise NoteError("the verifier key's ID does not match its name and key")
-    return verifier
-
-
 def read_verifier(value: str, what: str, signature_type: int) -> Verifier:
     """The verifier key ``value`` (its text, or a file holding it) of ``signature_type``;
     :class:`Unusable` when it is neither a readable file nor a well-formed key of that type."""
     try:
-        verifier = parse_vkey(value)
+        verifier = Verifier.parse(value)
     except NoteError as text_error:
         path = Path(value)
         if not path.is_file():
@@ -81,7 +55,7 @@ def read_verifier(value: str, what: str, signature_type: int) -> Verifier:
                 f"{what} {value[:80]!r} is neither a verifier key ({text_error}) nor a file"
             ) from None
         try:
-            verifier = parse_vkey(path.read_text(encoding="utf-8"))
+            verifier = Verifier.parse(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, NoteError) as exc:
             raise Unusable(f"{what} file {value}: {exc}") from None
     if verifier.signature_type != signature_type:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Query
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, Response
 
 from api.deps import AdminOrAuditor, AnyRole, Auditor, DbDep, LogDep
 from api.openapi import problems
@@ -20,20 +20,20 @@ from api.services import transparency as service
 
 router = APIRouter(prefix="/v1/ledger", tags=["ledger (admin, auditor)"])
 MAX_SIZE = 2**63 - 1
-_TEXT: dict[str, object] = {"content": {"text/plain": {}}}
+_TEXT: dict[str, object] = {"content": {"text/plain": {"schema": {"type": "string"}}}}
 
 
-@router.get("/key", response_class=PlainTextResponse, responses={200: _TEXT, **problems(401)})
+@router.get("/key", response_class=Response, responses={200: _TEXT, **problems(401)})
 def verifier_key(_: AnyRole, log: LogDep) -> PlainTextResponse:
     """The verifier key of the ledger's checkpoints (C2SP signed-note vkey:
     `<origin>+<hex key ID>+base64(0x01 ‖ Ed25519 public key)`). Pin it out of band.
-    Roles: any."""
+    Roles: admin, auditor, analyst."""
     return PlainTextResponse(log.vkey + "\n")
 
 
 @router.get(
     "/checkpoint",
-    response_class=PlainTextResponse,
+    response_class=Response,
     responses={200: _TEXT, **problems(401, 403, 422)},
 )
 def checkpoint(
@@ -70,7 +70,7 @@ def inclusion_proof(
     size: int = Query(ge=1, le=MAX_SIZE, description="tree size of a checkpoint"),
 ) -> InclusionProof:
     """RFC 9162 inclusion proof of the entry with seq `index + 1` in the tree of `size`
-    leaves. Roles: any."""
+    leaves. Roles: admin, auditor, analyst."""
     return service.inclusion(db, index, size)
 
 
@@ -87,7 +87,7 @@ def consistency_proof(
     new: int = Query(alias="to", ge=1, le=MAX_SIZE, description="the newer tree size"),
 ) -> ConsistencyProof:
     """RFC 9162 consistency proof: the tree of `from` leaves is a prefix of the tree of
-    `to` leaves. Roles: any."""
+    `to` leaves. Roles: admin, auditor, analyst."""
     return service.consistency(db, old, new)
 
 
@@ -99,6 +99,7 @@ def consistency_proof(
         401,
         403,
         409,
+        413,
         422,
         notes={
             409: "The checkpoint is not this ledger's at its size (`checkpoint-mismatch`: "

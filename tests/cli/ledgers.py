@@ -11,10 +11,9 @@ from typing import Any
 
 import httpx
 
-from cli.verify import parse_vkey
 from db.ledger import GENESIS_HASH, compute_hash
 from tlog import merkle
-from tlog.note import Checkpoint, Note, Signature, Signer, sign
+from tlog.note import Checkpoint, Note, Signature, Signer, Verifier, sign
 
 ORIGIN = "ruis.test/ledger"
 
@@ -143,9 +142,9 @@ class FakeLog:
         if request.method == "POST" and path == "/v1/ledger/cosignatures":
             body = json.loads(request.content)
             self.posted.append(body)
-            witness = parse_vkey(body["witness"])
+            witness = Verifier.parse(body["witness"])
             note = Note.parse(body["checkpoint"])
-            note.signed_by(parse_vkey(self.signer.verifier.vkey))
+            note.signed_by(Verifier.parse(self.signer.verifier.vkey))
             timestamp = note.signed_by(witness, cosignature=True)
             checkpoint = Checkpoint.parse(note.text)
             if checkpoint.size > len(self.entries) or checkpoint.root != tree(self.entries).root(

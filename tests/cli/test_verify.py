@@ -13,12 +13,21 @@ import httpx
 import pytest
 
 from cli.main import main
-from cli.verify import Frontier, parse_vkey, read_verifier
+from cli.verify import Frontier, read_verifier
 from db.ledger import compute_hash
 from tests.cli.ledgers import b64, chain, checkpoint_note, jsonl, rechain, tree
 from tests.conftest import Service
 from tlog import merkle
-from tlog.note import COSIGNATURE_V1, Checkpoint, Note, Signature, Signer, cosign, generate
+from tlog.note import (
+    COSIGNATURE_V1,
+    Checkpoint,
+    Note,
+    Signature,
+    Signer,
+    Verifier,
+    cosign,
+    generate,
+)
 
 
 @dataclass
@@ -230,7 +239,7 @@ def test_verifier_keys_whose_base64_holds_a_plus_parse() -> None:
             break
     else:  # pragma: no cover - 200 keys without a '+' in 44 base64 digits
         pytest.fail("no key with '+' in its base64")
-    assert parse_vkey(vkey) == signer.verifier
+    assert Verifier.parse(vkey) == signer.verifier
     assert read_verifier(vkey, "log key", signer.signature_type) == signer.verifier
 
 

@@ -17,9 +17,8 @@ import pytest
 
 from cli import witness
 from cli.main import build_parser, main
-from cli.verify import parse_vkey
 from tests.cli.ledgers import FakeLog, b64, tree
-from tlog.note import COSIGNATURE_V1, Checkpoint, Note, Signer, generate, private_pem
+from tlog.note import COSIGNATURE_V1, Checkpoint, Note, Signer, Verifier, generate, private_pem
 
 URL = "https://ruis.test"
 NOW = 1_750_000_000
@@ -92,7 +91,7 @@ def setup(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Setup:
 def _posted_note(setup: Setup, index: int = -1) -> Note:
     """The cosigned note of a POST, verified as the server and an auditor would."""
     body = setup.log.posted[index]
-    assert parse_vkey(body["witness"]) == setup.signer.verifier
+    assert Verifier.parse(body["witness"]) == setup.signer.verifier
     note = Note.parse(body["checkpoint"])
     note.signed_by(setup.log.signer.verifier)
     assert note.signed_by(setup.signer.verifier, cosignature=True) == NOW
@@ -337,7 +336,7 @@ def test_witness_key_writes_a_private_key_and_prints_the_vkey(
     out = tmp_path / "w.pem"
     assert main(["witness-key", "--name", "auditor.example", "--out", str(out)]) == 0
     vkey = capsys.readouterr().out.strip()
-    verifier = parse_vkey(vkey)
+    verifier = Verifier.parse(vkey)
     assert verifier.name == "auditor.example" and verifier.signature_type == COSIGNATURE_V1
     assert stat.S_IMODE(os.stat(out).st_mode) == 0o600
     from tlog.note import load_private_pem
