@@ -4,7 +4,8 @@ For Q1 (visitors per municipality) and Q2 (residents per neighbourhood) at 1M
 and 10M events, three ways: exact in plain Polars (with and without the
 per-device truncation Ruis applies), Ruis' privacy layer in-process, and end
 to end over HTTP against ``ruis serve``; the crowd-model queries Q3-Q5 in-process;
-then the ledger's throughput on SQLite and PostgreSQL. See ``bench/README.md``.
+then the ledger's throughput on SQLite and PostgreSQL, and what the ledger's receipts
+and Merkle tree cost (:mod:`bench.receipts`). See ``bench/README.md``.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import measure
+from bench import measure, receipts
 from bench.data import SIZES, TINY, BenchData, ensure
 from bench.queries import CROWD_QUERIES, Q1, Q2, QUERIES, SMALL, BenchQuery, expected_abs_noise
 from bench.server import Server, postgres_available, serve
+from bench.tables import table as _table
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MB = 1024 * 1024
@@ -419,6 +421,8 @@ def _targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                         unit="×",
                         note=f"time ×{t_large / t_small:.2f}, rows ×{growth:.2f}",
                     )
+    if results.get("receipts"):
+        targets.extend(receipts.targets(results["receipts"]))
     ledger = results.get("ledger", {}).get("backends", {})
     for backend in ("postgresql", "sqlite"):
         measured = ledger.get(backend)
@@ -459,27 +463,6 @@ def _targets(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------- printing
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [
-        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
-    ]
-    lines = [
-        "  ".join(
-            h.ljust(w) if i == 0 else h.rjust(w)
-            for i, (h, w) in enumerate(zip(headers, widths, strict=True))
-        ),
-        "  ".join("-" * w for w in widths),
-    ]
-    for r in rows:
-        lines.append(
-            "  ".join(
-                c.ljust(w) if i in (0,) else c.rjust(w)
-                for i, (c, w) in enumerate(zip(r, widths, strict=True))
-            )
-        )
-    return "\n".join(lines)
 
 
 def _fmt(value: float | None, spec: str = ".3f", suffix: str = "") -> str:
@@ -647,6 +630,9 @@ def report(results: dict[str, Any]) -> str:
                 led_rows,
             )
         )
+    if results.get("receipts"):
+        out.append("")
+        out.append(receipts.format_report(results["receipts"]))
     out.append("")
     out.append("== targets ==")
     target_rows = [
@@ -689,6 +675,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-http", action="store_true", help="no end-to-end HTTP runs")
     parser.add_argument("--skip-ledger", action="store_true", help="no ledger throughput")
     parser.add_argument("--skip-crowd", action="store_true", help="no crowd-model queries (Q3-Q5)")
+    parser.add_argument(
+        "--skip-receipts", action="store_true", help="no receipt and Merkle tree overhead"
+    )
     parser.add_argument(
         "--reps",
         type=int,
@@ -742,6 +731,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "skip_http": args.skip_http,
             "skip_ledger": args.skip_ledger,
             "skip_crowd": args.skip_crowd,
+            "skip_receipts": args.skip_receipts,
         },
         "sizes": {},
     }
@@ -753,6 +743,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["sizes"][label] = _measure_size(data, args)
     if not args.skip_ledger:
         results["ledger"] = _measure_ledger(args)
+    if not args.skip_receipts:
+        _log("receipts and Merkle tree: overhead over HTTP, ledger appends")
+        results["receipts"] = receipts.measure(
+            receipts.ReceiptConfig(
+                seconds=args.ledger_seconds,
+                rounds=2 if args.quick else 3,
+                append_reps=1 if args.quick else 3,
+            )
+        )
     results["environment"]["load_after"] = list(os.getloadavg())
     results["environment"]["bench_seconds"] = time.perf_counter() - started
     _analyse(results)

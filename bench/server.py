@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -136,11 +136,14 @@ def serve(
     *,
     workers: int = 1,
     env: Mapping[str, str] | None = None,
+    program: Sequence[str] | None = None,
 ) -> Iterator[Server]:
     """Start ``ruis serve`` on a free port over ``data_dir``; stop it on exit.
 
     The ledger is a fresh SQLite file in a temporary directory unless
     ``database_url`` is given; ``env`` adds settings to the server's environment.
+    ``program`` replaces ``ruis serve`` with another command taking the same options
+    (``--host``, ``--port``, ``--log-level``, ``--workers``), e.g. :mod:`bench.receipt_server`.
     """
     scratch = Path(tempfile.mkdtemp(prefix="ruis-bench-"))
     admin_key = secrets.token_hex(24)
@@ -154,8 +157,7 @@ def serve(
     }
     log_path = scratch / "server.log"
     command = [
-        *_ruis_command(),
-        "serve",
+        *(program if program is not None else [*_ruis_command(), "serve"]),
         "--host",
         "127.0.0.1",
         "--port",
