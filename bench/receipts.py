@@ -475,16 +475,7 @@ def _verdict(met: bool | None) -> str:
 def format_report(results: dict[str, Any]) -> str:
     """The tables of :func:`measure`'s results."""
     config = results["config"]
-    out = [
-        f"== receipts: requests/s with receipts vs without ({config['concurrency']} clients, "
-        f"{config['seconds']:g} s per run, {config['rounds']} interleaved rounds, release time "
-        f"quantum {config['quantum_ms']} ms; target: with receipts within "
-        f"{100 * TARGET_OVERHEAD:.0f}% of without, median of per-round ratios) ==",
-        "load average before: "
-        + " ".join(f"{x:.2f}" for x in results["load_before"])
-        + "   after: "
-        + " ".join(f"{x:.2f}" for x in results.get("load_after", [])),
-    ]
+    out: list[str] = []
     rows: list[list[str]] = []
     for backend, measured in results["backends"].items():
         if "skipped" in measured:
@@ -528,6 +519,18 @@ def format_report(results: dict[str, Any]) -> str:
                 ]
             )
     if rows:
+        out.append(
+            f"== receipts: requests/s with receipts vs without ({config['concurrency']} clients, "
+            f"{config['seconds']:g} s per run, {config['rounds']} interleaved rounds, release "
+            f"time quantum {config['quantum_ms']} ms; target: with receipts within "
+            f"{100 * TARGET_OVERHEAD:.0f}% of without, median of per-round ratios) =="
+        )
+        out.append(
+            "load average before: "
+            + " ".join(f"{x:.2f}" for x in results["load_before"])
+            + "   after: "
+            + " ".join(f"{x:.2f}" for x in results.get("load_after", []))
+        )
         out.append(
             table(
                 [
@@ -578,7 +581,8 @@ def format_report(results: dict[str, Any]) -> str:
         )
     if append_rows:
         first = next(m["appends"] for m in results["backends"].values() if m.get("appends"))
-        out.append("")
+        if out:
+            out.append("")
         out.append(
             f"== ledger appends/s (db.ledger.append, {first['appends']:,} per timing, median "
             f"of {first['reps']}), with the Merkle tree vs without ==",

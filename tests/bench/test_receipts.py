@@ -39,7 +39,9 @@ def test_fill_then_append_keeps_chain_and_tree_valid(tmp_path: Path) -> None:
         fill(db, 50, with_tree=True)  # already larger: nothing
         with db.snapshot() as session:
             check = ledger.verify(session)
-            hashes = [e.hash for e in session.exec(select(LedgerEntry).order_by(col(LedgerEntry.seq)))]
+            hashes = [
+                e.hash for e in session.exec(select(LedgerEntry).order_by(col(LedgerEntry.seq)))
+            ]
             root = ledger_tree.root(session, 100)
         assert check.valid and check.tree_valid and check.entries == 100
         tree = merkle.MemoryTree()
