@@ -161,19 +161,12 @@ class _TreeCheck:
     with the stored nodes (which receipts and proofs are made of)."""
 
     def __init__(self) -> None:
-        self.frontier: dict[merkle.Node, bytes] = {}  # the right edge's perfect subtrees
+        self.frontier = merkle.Frontier()
         self.expected: dict[merkle.Node, bytes] = {}
         self.first_bad_seq: int | None = None
 
-    def add(self, index: int, entry_hash: str) -> None:
-        made = merkle.appended_nodes(
-            index, merkle.leaf_hash(bytes.fromhex(entry_hash)), self.frontier.__getitem__
-        )
-        for sibling in merkle.siblings_needed(index):
-            del self.frontier[sibling]
-        top, value = made[-1]
-        self.frontier[top] = value
-        self.expected.update(made)
+    def add(self, entry_hash: str) -> None:
+        self.expected.update(self.frontier.append(merkle.leaf_hash(bytes.fromhex(entry_hash))))
 
     def compare(self, session: Session, first_index: int, last_index: int) -> None:
         if self.first_bad_seq is None and self.expected:
@@ -186,9 +179,6 @@ class _TreeCheck:
             if bad:  # the seq of the first leaf whose append wrote a wrong or missing node
                 self.first_bad_seq = min(bad)
         self.expected = {}
-
-    def root(self) -> bytes:
-        return merkle.fold([self.frontier[n] for n in sorted(self.frontier, reverse=True)])
 
 
 def verify(
@@ -227,7 +217,7 @@ def verify(
             if entry.prev_hash != previous_hash or computed != entry.hash:
                 return Verification(valid=False, entries=count, first_bad_seq=entry.seq)
             previous_hash = entry.hash
-            tree.add(count, entry.hash)
+            tree.add(entry.hash)
             if visit is not None:
                 visit(entry, document)
             expected_seq += 1
@@ -251,7 +241,7 @@ def verify(
         head=previous_hash,
         tree_valid=tree.first_bad_seq is None,
         tree_first_bad_seq=tree.first_bad_seq,
-        root=tree.root(),
+        root=tree.frontier.root(),
     )
 
 
