@@ -8,12 +8,11 @@ import base64
 import hashlib
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 
 from db import accounts
 from db.ledger import compute_hash
@@ -22,14 +21,6 @@ from tests.support.api import VISITORS, analyst, create_consumer, ledger, regist
 from tlog import merkle, note
 
 PROBLEM = "application/problem+json"
-
-
-@pytest.fixture
-def engine(server: Service) -> Iterator[Engine]:
-    """A plain SQLAlchemy engine on the server's database: the insider's."""
-    opened = create_engine(server.settings.database_url)
-    yield opened
-    opened.dispose()
 
 
 def _log_key(client: httpx.Client) -> note.Verifier:

@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
 from api.settings import Settings
@@ -188,14 +188,6 @@ def scene(
     auditor.witness_vkey = made.out.strip()
     assert Verifier.parse(auditor.witness_vkey).name == WITNESS
     return Scene(server, admin, ana, auditor, aud)
-
-
-@pytest.fixture
-def engine(server: Service) -> Iterator[Engine]:
-    """A plain SQLAlchemy engine on the server's database: the insider's."""
-    opened = create_engine(server.settings.database_url)
-    yield opened
-    opened.dispose()
 
 
 def _entries(scene: Scene) -> list[dict[str, Any]]:
