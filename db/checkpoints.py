@@ -43,7 +43,11 @@ class CheckpointRecord:
 
 
 def record(db: Database, size: int, root: bytes) -> None:
-    """Remember that the checkpoint at ``size`` (with ``root``) was shown (idempotent)."""
+    """Remember that the checkpoint at ``size`` (with ``root``) was shown (idempotent; a
+    size already recorded takes no write transaction)."""
+    with db.read() as session:
+        if session.get(LedgerCheckpoint, size) is not None:
+            return
     with db.write() as session:
         _record(session, size, root)
 

@@ -274,3 +274,30 @@ def test_an_insider_rewrite_is_caught_by_an_earlier_checkpoint(
     assert proof.status_code == 200, proof.text
     with pytest.raises(merkle.ProofError):
         merkle.verify_consistency(size, new_size, root, new_root, _b64(proof.json()["hashes"]))
+
+
+def test_a_query_refused_for_what_it_asks_is_ledgered(
+    server: Service, admin: httpx.Client, populated: httpx.Client
+) -> None:
+    """Who asked what, and when, even when nothing was released: the first refusal per
+    consumer and problem type each minute is an entry (cost 0), the rest are counted."""
+    key_id = admin.get("/v1/consumers/ana/keys").json()["items"][0]["id"]
+    before = len(ledger(admin, kind="refused"))
+    bad = {**VISITORS, "group_by": ["no_such_column"]}
+    answers = [populated.post("/v1/queries", json=bad) for _ in range(3)]
+    assert {a.status_code for a in answers} == {422}
+    assert populated.post("/v1/queries/preview", json=bad).status_code == 422  # not ledgered
+    refused = ledger(admin, kind="refused")[before:]
+    assert len(refused) == 1, refused
+    entry = refused[0]
+    assert entry["details"]["reason"] == "invalid-query"
+    assert entry["details"]["detail"] == answers[0].json()["detail"][:500]
+    assert entry["details"]["gateway"] == "release"
+    assert entry["key_id"] == key_id and entry["consumer"] == "ana"
+    assert entry["dataset"] == "events" and entry["cost"] == {"model": "pure", "epsilon": 0}
+    # another problem type is ledgered at once; a dataset the analyst holds no budget on
+    # (or that does not exist) is not named
+    unknown = populated.post("/v1/queries", json={**VISITORS, "dataset": "secret_registry"})
+    assert unknown.status_code == 404
+    latest = ledger(admin, kind="refused")[-1]
+    assert latest["details"]["reason"] == "not-found" and latest["dataset"] is None
