@@ -265,6 +265,8 @@ def _intact(entries: list[dict[str, Any]]) -> dict[str, Any]:
         "tree_valid": True,
         "tree_first_bad_seq": None,
         "root": base64.b64encode(tree.root()).decode(),
+        "checkpoints_valid": True,
+        "checkpoint_first_bad_size": None,
     }
 
 
