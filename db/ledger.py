@@ -133,7 +133,7 @@ def append(
         key_id=key_id if key_id is not None else ACTING_KEY.get(),
     )
     entry.hash = compute_hash(entry_document(entry))
-    ledger_tree.append_leaf(session, entry.seq - 1, entry.hash)
+    ledger_tree.append_leaf(session, head, entry.seq - 1, entry.hash)
     head.seq = entry.seq
     head.hash = entry.hash
     session.add(entry)

@@ -82,3 +82,24 @@ def test_the_tree_is_built_for_an_existing_ledger(db_url: str) -> None:
             assert ledger.verify(session).tree_valid
     finally:
         database.dispose()
+
+
+def test_an_append_without_the_heads_frontier_reads_it_from_the_nodes(db_url: str) -> None:
+    """The head's frontier saves every append a read; without it (or with a stale one)
+    the append reads the right edge from the stored nodes and the tree stays right."""
+    database = Database(db_url)
+    try:
+        upgrade(database)
+        expected = merkle.MemoryTree()
+        for i in range(ENTRIES):
+            with database.write() as session:
+                entry = ledger.append(session, kind="refused", actor="ana", details={"i": i})
+            expected.append(merkle.leaf_hash(bytes.fromhex(entry.hash)))
+            if i % 5 == 0:  # lose it now and then
+                with database.engine.begin() as connection:
+                    connection.execute(text("UPDATE ledger_head SET frontier = NULL"))
+        with database.read() as session:
+            assert ledger_tree.root(session, ENTRIES) == expected.root()
+            assert ledger.verify(session).tree_valid
+    finally:
+        database.dispose()
