@@ -4,7 +4,9 @@
 #   docker run -p 8000:8000 -v "$PWD/data:/data" -e RUIS_BOOTSTRAP_ADMIN_KEY=... ruis
 #
 # Configuration comes from the environment at run time (nothing secret is baked in):
-# RUIS_DATABASE_URL (default: SQLite in /data), RUIS_BOOTSTRAP_ADMIN_KEY, RUIS_METRICS_TOKEN.
+# RUIS_DATABASE_URL (default: SQLite in /data), RUIS_BOOTSTRAP_ADMIN_KEY, RUIS_METRICS_TOKEN,
+# RUIS_LEDGER_KEY_FILE (the ledger's Ed25519 signing key; default /data/ledger-key.pem, made
+# at first start: mount it as a secret shared by every replica), RUIS_LEDGER_ORIGIN.
 
 FROM python:3.11-slim AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1

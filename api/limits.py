@@ -19,7 +19,12 @@ before planning and before the debit; both run for previews too. Every 429 has
 ``Retry-After`` and is ledgered as a ``refused`` entry with cost 0 — but only
 the first per consumer and reason in each minute; the rest are counted and the
 next ledgered refusal carries the count (``unledgered_before``), so hammering
-cannot grow the ledger by more than two entries per consumer per minute.
+cannot grow the ledger by more than two entries per consumer per minute. A query
+refused for what it asks (422 ``invalid-query``, ``too-many-cells``,
+``cost-below-minimum``, 404 dataset: :data:`LEDGERED_REFUSALS`) is
+ledgered the same way, per consumer and problem type, with the problem's type and
+detail: who asked what, and when, even when nothing was released. (Over-budget 409s,
+suspended and retired datasets are ledgered where they are refused.)
 
 State (buckets, queues, the override cache) is per process: with W workers or
 replicas, the deployment-wide and per-consumer numbers apply per process.
@@ -43,7 +48,7 @@ from typing import Any, Literal
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from api.problems import CostBelowMinimum, TooManyCells, TooManyRequests
+from api.problems import CostBelowMinimum, TooManyCells, TooManyRequests, problem_type
 from api.settings import LimitSettings
 from db import limits as stored_limits
 from db.accounts import Principal
@@ -57,6 +62,8 @@ log = logging.getLogger("ruis.limits")
 OVERRIDES_TTL_SECONDS = 5.0
 """How long a process keeps a consumer's overrides before reading them again."""
 REFUSAL_WINDOW_SECONDS = 60.0
+LEDGERED_REFUSALS = frozenset({400, 404, 422})
+"""Statuses of a query's own refusal that :meth:`Limiter.admit` ledgers (throttled)."""
 """At most one ledgered refusal per consumer and reason in this window."""
 Gateway = Literal["release", "preview"]
 
@@ -428,8 +435,41 @@ class Limiter:
             )
         try:
             yield QueryGuard(limits)
+        except Exception as exc:
+            if gateway == "release" and problem_type(exc).status in LEDGERED_REFUSALS:
+                await self.ledger_refused_query(db, principal, exc, dataset, request_id)
+            raise
         finally:
             gate.release(principal.consumer_id)
+
+    async def ledger_refused_query(
+        self,
+        db: Database,
+        principal: Principal,
+        exc: Exception,
+        dataset: str | None,
+        request_id: str,
+    ) -> None:
+        """Ledger a query refused for what it asks (cost 0, the problem's type and public
+        detail), the first per consumer and problem type each minute."""
+        kind = problem_type(exc).type
+        ledgered, unledgered = self._should_ledger(principal.consumer_id, kind)
+        if not ledgered:
+            return
+        detail = str(getattr(exc, "detail", "") or exc)[:500]
+        try:
+            await run_in_threadpool(
+                stored_limits.record_refusal,
+                db,
+                consumer_id=principal.consumer_id,
+                consumer=principal.name,
+                dataset=dataset,
+                reason=kind,
+                details={"gateway": "release", "detail": detail, "unledgered_before": unledgered},
+                request_id=request_id,
+            )
+        except Exception as failure:  # the refusal stands even if it cannot be ledgered
+            log.error("could not ledger a %s refusal", kind, exc_info=failure)
 
 
 def get_limiter(request: Request) -> Limiter:

@@ -273,9 +273,10 @@ class LedgerDiscrepancy(BaseModel):
 class LedgerVerification(BaseModel):
     """The hash chain re-computed, and the budgets, caps and releases reconciled with it.
 
-    ``valid`` is ``chain_valid and reconciled and tree_valid``. ``first_bad_seq`` is the first entry
-    that breaks the chain (null when the chain holds); ``discrepancies`` lists at most
-    100 of the ``discrepancy_count`` disagreements between the tables and the ledger.
+    ``valid`` is ``chain_valid and reconciled and tree_valid and checkpoints_valid``.
+    ``first_bad_seq`` is the first entry that breaks the chain (null when the chain
+    holds); ``discrepancies`` lists at most 100 of the ``discrepancy_count``
+    disagreements between the tables and the ledger.
     """
 
     valid: bool
@@ -296,6 +297,16 @@ class LedgerVerification(BaseModel):
     )
     root: str | None = Field(
         default=None, description="base64 Merkle root of all the entries, as re-computed"
+    )
+    checkpoints_valid: bool = Field(
+        default=True,
+        description="every checkpoint served or cosigned so far still has the root the "
+        "entries give at its size",
+    )
+    checkpoint_first_bad_size: int | None = Field(
+        default=None,
+        description="the smallest such checkpoint that no longer holds: history was "
+        "rewritten or cut after it was shown",
     )
 
 

@@ -43,6 +43,14 @@ class Call:
     stream: bool = False
 
 
+EXPORT_FILTERS = ("consumer", "dataset", "kind", "since", "until")
+
+
+def export_filters(args: argparse.Namespace) -> dict[str, str]:
+    """The ledger filters given to ``export-ledger`` (none: the whole ledger)."""
+    return {f: getattr(args, f) for f in EXPORT_FILTERS if getattr(args, f, None) is not None}
+
+
 def _budget_body(args: argparse.Namespace) -> dict[str, Any]:
     """``{"model": m, "epsilon"|"rho": "x"}``: the amount given, as its exact decimal text."""
     try:
@@ -133,7 +141,7 @@ CALLS: dict[str, Callable[[argparse.Namespace], Call]] = {
     "limits": lambda a: Call("GET", _consumer(a, "limits")),
     "verify-ledger": lambda a: Call("GET", "/v1/ledger/verify"),
     "export-ledger": lambda a: Call(
-        "GET", "/v1/ledger/export", params={"format": a.format}, stream=True
+        "GET", "/v1/ledger/export", params={"format": a.format, **export_filters(a)}, stream=True
     ),
 }
 """Every ``ruis admin`` command as the HTTP call it stands for; the direct mode performs
@@ -305,5 +313,12 @@ def add_parser(commands: Any) -> None:
     show_limits = sub.add_parser("limits", help="show a consumer's limits")
     show_limits.add_argument("name")
     sub.add_parser("verify-ledger", help="re-compute the ledger's hash chain")
-    export = sub.add_parser("export-ledger", help="write the whole ledger to stdout")
+    export = sub.add_parser(
+        "export-ledger", help="write the ledger to stdout (all of it, or the entries filtered)"
+    )
     export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    for name in EXPORT_FILTERS:
+        export.add_argument(
+            f"--{name}",
+            help="inclusive ISO 8601 time or date" if name in ("since", "until") else None,
+        )

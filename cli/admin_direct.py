@@ -29,7 +29,7 @@ from api.schemas import (
 )
 from api.services import Actor, budgets, consumers, datasets, ledger, limits
 from api.settings import Settings
-from cli.admin import AdminError, one_line
+from cli.admin import AdminError, export_filters, one_line
 from db.engine import Database
 from db.errors import DbError
 from privacy.errors import InvalidDataset
@@ -97,7 +97,9 @@ ACTIONS: dict[str, Action] = {
     ),
     "limits": lambda a, on: limits.get_limits(on.db, on.settings.limits, a.name),
     "verify-ledger": lambda a, on: ledger.verify_ledger(on.db),
-    "export-ledger": lambda a, on: ledger.export_lines(on.db, a.format),
+    "export-ledger": lambda a, on: ledger.export_lines(
+        on.db, a.format, ledger.ledger_filter(**export_filters(a))
+    ),
 }
 """Every ``ruis admin`` command (the keys of :data:`cli.admin.CALLS`) as a service call."""
 

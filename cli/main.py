@@ -47,12 +47,17 @@ def _serve(args: argparse.Namespace) -> int:
         if settings.bootstrap_admin_key:
             check_bootstrap_key(settings.bootstrap_admin_key)
         # made (or read) once here, before any worker starts: every worker signs with it
-        load_or_create(settings.ledger_key_path, settings.ledger_origin)
-    except ValueError as exc:
+        signer = load_or_create(settings.ledger_key_path, settings.ledger_origin)
+    except (ValueError, OSError) as exc:  # OSError: the key file cannot be read or made
         print(f"ruis serve: {exc}", file=sys.stderr)
         return 2
     log_config = logging_config(args.log_level)
     logging.config.dictConfig(log_config)
+    logging.getLogger("ruis.ledger").info(
+        "ledger checkpoints are signed with %s (verifier key %s)",
+        settings.ledger_key_path,
+        signer.verifier.vkey,
+    )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     prepare(settings)  # migrate once before the workers start
     options: dict[str, Any] = {

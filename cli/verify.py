@@ -13,7 +13,7 @@ and the log's verifier key are all it reads. It checks, in this order:
    and the export reaches every checkpoint's size.
 
 Only the O(log n) perfect-subtree hashes that make up the current tree are kept while
-streaming (:class:`Frontier`), never the entries. Exit status: 0 valid (one summary line
+streaming (:class:`tlog.merkle.Frontier`), never the entries. Exit status: 0 valid (one summary line
 on stdout), 1 something does not verify (the reason and first bad seq on stderr), 2 the
 input cannot be used (a missing file, a malformed key or checkpoint).
 """
@@ -108,27 +108,6 @@ def signature_problem(
     return None
 
 
-class Frontier:
-    """A growing Merkle tree that keeps only the perfect subtrees its root is folded from
-    (at most one per bit of the size): appending and the current root match
-    :class:`tlog.merkle.MemoryTree` with O(log n) memory."""
-
-    def __init__(self) -> None:
-        self.size = 0
-        self.nodes: dict[merkle.Node, bytes] = {}
-
-    def append(self, leaf: bytes) -> None:
-        """Add a leaf hash."""
-        made = merkle.appended_nodes(self.size, leaf, self.nodes.__getitem__)
-        self.nodes.update(made)
-        self.size += 1
-        self.nodes = {n: self.nodes[n] for n in merkle.root_nodes(self.size)}
-
-    def root(self) -> bytes:
-        """The root of every leaf appended so far."""
-        return merkle.fold([self.nodes[n] for n in merkle.root_nodes(self.size)])
-
-
 @dataclass
 class Chain:
     """What streaming the export found."""
@@ -185,7 +164,7 @@ def check_chain(lines: Iterable[bytes], sizes: Iterable[int]) -> Chain:
     breaks. Empty lines are allowed only at the end."""
     wanted = set(sizes)
     chain = Chain()
-    tree = Frontier()
+    tree = merkle.Frontier()
     if 0 in wanted:
         chain.roots[0] = tree.root()
     previous = GENESIS_HASH

@@ -14,7 +14,11 @@
         release.accuracy     # Accuracy(alpha=0.05, error_bound=...)
 
 Every value it returns is differentially private; every non-cached query is
-charged to your privacy budget.
+charged to your privacy budget. Every release's receipt is checked against the signed
+ledger (``release.verified``); pin the ledger's key and keep a checkpoint file to notice
+a ledger that was rewritten or rolled back::
+
+    Ruis(url, analyst_key, ledger_key=vkey, checkpoint_file="ruis-checkpoint.json")
 """
 
 from client._client import Condition, Ruis, Statistic
@@ -25,8 +29,12 @@ from client._exceptions import (
     DatasetRetired,
     Forbidden,
     InvalidQuery,
+    LedgerInconsistency,
+    LedgerInconsistencyWarning,
     NotFound,
     Problem,
+    ReceiptInvalid,
+    ReceiptInvalidWarning,
     RuisError,
     ServerError,
     TransportError,
@@ -36,10 +44,12 @@ from client._models import (
     Accuracy,
     Budget,
     BudgetPeriod,
+    Checkpoint,
     Cost,
     Cumulative,
     Dataset,
     Preview,
+    Receipt,
     Release,
     ReleaseSummary,
     Truncation,
@@ -51,6 +61,7 @@ __all__ = [
     "Budget",
     "BudgetExceeded",
     "BudgetPeriod",
+    "Checkpoint",
     "Condition",
     "Conflict",
     "Cost",
@@ -59,9 +70,14 @@ __all__ = [
     "DatasetRetired",
     "Forbidden",
     "InvalidQuery",
+    "LedgerInconsistency",
+    "LedgerInconsistencyWarning",
     "NotFound",
     "Preview",
     "Problem",
+    "Receipt",
+    "ReceiptInvalid",
+    "ReceiptInvalidWarning",
     "Release",
     "ReleaseSummary",
     "Ruis",

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, overload
 from urllib.parse import quote
 
 import httpx
 
-from client._exceptions import NotFound, Problem, RuisError, TransportError, error_for
-from client._models import Budget, Dataset, Preview, Release, ReleaseSummary
+from client._exceptions import (
+    LedgerInconsistency,
+    NotFound,
+    Problem,
+    RuisError,
+    TransportError,
+    error_for,
+)
+from client._ledger import LedgerWatch, OnInconsistency
+from client._models import Budget, Checkpoint, Dataset, Preview, Release, ReleaseSummary
 
 Statistic = Literal["count", "unit_count", "sum", "mean", "quantile"]
 Op = Literal["eq", "in", "between", "lt", "le", "gt", "ge"]
@@ -85,6 +94,18 @@ class Ruis:
 
     Errors raise :class:`client.RuisError` subclasses (see :mod:`client._exceptions`).
     ``transport`` replaces the network (an ``httpx`` transport, e.g. for tests).
+
+    Every release comes with a receipt, which the client checks (``release.verified``):
+    the ledger entry of the release is in a checkpoint signed with the ledger's key,
+    and that checkpoint extends the last one this client saw (:attr:`last_checkpoint`).
+    ``ledger_key`` pins the ledger's verifier key (``GET /v1/ledger/key``, obtained out
+    of band); without it the server's key is trusted on first use. ``checkpoint_file``
+    keeps that key and the last checkpoint across runs (JSON, rewritten atomically). A
+    receipt that does not check out, or a checkpoint that does not extend the last one
+    (an operator who restored an older database, a split view), is recorded in
+    :attr:`inconsistencies` and warned of (:class:`client.LedgerInconsistencyWarning`),
+    or raised (:class:`client.LedgerInconsistency`, whose ``release`` holds the values
+    paid for) with ``on_inconsistency="raise"``; the last checkpoint is kept.
     """
 
     def __init__(
@@ -94,8 +115,18 @@ class Ruis:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         transport: httpx.BaseTransport | None = None,
+        ledger_key: str | None = None,
+        checkpoint_file: str | Path | None = None,
+        on_inconsistency: OnInconsistency = "warn",
     ) -> None:
         self.url = url.rstrip("/")
+        self._ledger = LedgerWatch(
+            key=ledger_key,
+            path=Path(checkpoint_file) if checkpoint_file is not None else None,
+            on_inconsistency=on_inconsistency,
+            fetch_key=self._ledger_key,
+            fetch_consistency=self._consistency_proof,
+        )
         self._http = httpx.Client(
             base_url=self.url,
             timeout=timeout,
@@ -121,6 +152,42 @@ class Ruis:
     ) -> None:
         self.close()
 
+    # -- the ledger --------------------------------------------------------------------
+
+    @property
+    def last_checkpoint(self) -> Checkpoint | None:
+        """The newest ledger checkpoint this client saw that was consistent with every
+        earlier one (from the checkpoint file at first); None before any."""
+        return self._ledger.last_checkpoint
+
+    @property
+    def inconsistencies(self) -> list[LedgerInconsistency]:
+        """Every inconsistency and invalid receipt reported so far, oldest first (each
+        names the last checkpoint the client held, ``old``, and the one refused, ``new``)."""
+        return self._ledger.inconsistencies
+
+    @property
+    def ledger_key(self) -> str | None:
+        """The ledger verifier key receipts are checked with (None until it is known)."""
+        return self._ledger.key
+
+    def _ledger_key(self) -> str:
+        response = self._request("GET", "/v1/ledger/key", headers={"Accept": "text/plain"})
+        return response.text.strip()
+
+    def _consistency_proof(self, old: int, new: int) -> list[str]:
+        proof = self._call("GET", "/v1/ledger/proofs/consistency", params={"from": old, "to": new})
+        if not isinstance(proof, dict) or (proof.get("from"), proof.get("to")) != (old, new):
+            raise RuisError(f"the consistency proof from {old} to {new} is malformed")
+        hashes = proof.get("hashes")
+        if not isinstance(hashes, list) or not all(isinstance(h, str) for h in hashes):
+            raise RuisError(f"the consistency proof from {old} to {new} is malformed")
+        return hashes
+
+    def _release(self, document: Any) -> Release:
+        """The release in ``document``, its receipt checked (see the class)."""
+        return self._ledger.verified(Release.from_document(document))
+
     # -- HTTP ------------------------------------------------------------------------
 
     def _call(
@@ -131,8 +198,23 @@ class Ruis:
         json: Mapping[str, Any] | None = None,
         params: Mapping[str, str | int] | None = None,
     ) -> Any:
+        response = self._request(method, path, json=json, params=params)
         try:
-            response = self._http.request(method, path, json=json, params=params)
+            return response.json()
+        except ValueError:
+            raise RuisError(f"{method} {path}: the server's answer is not JSON") from None
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Mapping[str, Any] | None = None,
+        params: Mapping[str, str | int] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, json=json, params=params, headers=headers)
         except httpx.TransportError as exc:
             raise TransportError(f"cannot reach {self.url}: {exc}") from exc
         request_id = response.headers.get("x-request-id")
@@ -150,10 +232,7 @@ class Ruis:
                 }
             problem = Problem.from_document(document, response.status_code)
             raise error_for(problem, request_id=request_id)
-        try:
-            return response.json()
-        except ValueError:
-            raise RuisError(f"{method} {path}: the server's answer is not JSON") from None
+        return response
 
     def _pages(
         self, path: str, params: Mapping[str, str | int] | None = None
@@ -339,7 +418,8 @@ class Ruis:
         hierarchy. ``rollup=["municipality"]`` adds the coarser level's rows (column
         ``level``), consistent with the finer ones. The cost is
         debited before the data is read; asking exactly the same again is free and
-        returns the same release (``cached=True``).
+        returns the same release (``cached=True``). Its receipt is checked
+        (``verified``; see the class).
         """
         body = self._query_body(
             dataset,
@@ -361,13 +441,13 @@ class Ruis:
             unit_location=unit_location,
             rollup=rollup,
         )
-        return Release.from_document(self._call("POST", "/v1/queries", json=body))
+        return self._release(self._call("POST", "/v1/queries", json=body))
 
     def releases(self) -> list[ReleaseSummary]:
         """Your releases, newest first, without their values."""
         return [ReleaseSummary.from_document(r) for r in self._pages("/v1/queries")]
 
     def release(self, release_id: str) -> Release:
-        """Re-read one of your releases, at no cost."""
+        """Re-read one of your releases, at no cost; its receipt (as of now) is checked."""
         path = "/v1/queries/" + quote(release_id, safe="")
-        return Release.from_document(self._call("GET", path))
+        return self._release(self._call("GET", path))

@@ -4,6 +4,8 @@
 
     RuisError                   anything this client raises about a call
     ├── TransportError          the server could not be reached or did not answer in time
+    ├── LedgerInconsistency     the ledger's checkpoints disagree with one seen before
+    │   └── ReceiptInvalid      a release's receipt is missing or does not check out
     └── APIError                the server answered with an error (a problem document)
         ├── Unauthorized        401: missing, unknown or revoked key
         ├── Forbidden           403: the key's role may not do this
@@ -16,13 +18,20 @@
 Every :class:`APIError` carries the server's RFC 9457 problem document as
 :attr:`APIError.problem`. Wrong arguments to a client method (two privacy
 amounts, none at all, ...) raise :class:`ValueError` before anything is sent.
+
+The two ledger errors are raised only by a client made with ``on_inconsistency="raise"``;
+by default the client warns instead (:class:`LedgerInconsistencyWarning`,
+:class:`ReceiptInvalidWarning`) and returns the release with ``verified=False``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from client._models import Checkpoint, Release
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,51 @@ class RuisError(Exception):
 
 class TransportError(RuisError):
     """The server could not be reached, or did not answer in time."""
+
+
+class LedgerInconsistency(RuisError):
+    """The ledger showed a history that does not extend the one this client saw before:
+    a smaller or different tree than :attr:`old` (the last checkpoint the client
+    holds), a consistency proof to :attr:`new` that fails, or another signing key.
+
+    Evidence against the server: :attr:`old` is kept as the client's last checkpoint.
+    :attr:`release` is the release whose answer showed it (its values were paid for)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        old: Checkpoint | None = None,
+        new: Checkpoint | None = None,
+        release: Release | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.old = old
+        """The last checkpoint the client held (None before the first)."""
+        self.new = new
+        """The checkpoint that was not accepted (None when there was none to read)."""
+        self.release = release
+        """The release whose answer carried it (None when none did)."""
+
+
+class ReceiptInvalid(LedgerInconsistency):
+    """A release's receipt is missing or fails its own checks: the checkpoint is not
+    signed by the ledger's key, the entry's hash does not recompute, the entry is not
+    this release's debit, or the inclusion proof does not lead to the checkpoint's root."""
+
+
+class LedgerInconsistencyWarning(UserWarning):
+    """Warned (by default, instead of raising) with the :class:`LedgerInconsistency` in
+    :attr:`error`."""
+
+    def __init__(self, error: LedgerInconsistency) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class ReceiptInvalidWarning(LedgerInconsistencyWarning):
+    """Warned (by default, instead of raising) with the :class:`ReceiptInvalid` in
+    :attr:`error`."""
 
 
 class APIError(RuisError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -294,6 +295,55 @@ class Preview:
         )
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    """A signed checkpoint of the ledger's Merkle tree: its ``size`` (entries), its
+    ``root`` hash and the signed note (C2SP tlog-checkpoint) they were read from."""
+
+    size: int
+    root: bytes
+    note: str = field(repr=False)
+
+    @property
+    def root_base64(self) -> str:
+        """The root hash in base64, as the note writes it."""
+        return base64.b64encode(self.root).decode("ascii")
+
+    def __str__(self) -> str:
+        return f"size {self.size}, root {self.root_base64}"
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """Proof that a release's ledger entry is in the ledger's signed Merkle tree:
+    ``entry`` (the release's debit, seq ``index + 1``), the RFC 9162 ``inclusion`` proof
+    (base64 hashes) of its leaf under the root of ``checkpoint`` (a signed note)."""
+
+    checkpoint: str = field(repr=False)
+    index: int
+    inclusion: tuple[str, ...] = field(repr=False)
+    entry: Mapping[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_document(cls, document: Any) -> Receipt | None:
+        """From a release's ``receipt`` object; None when it is absent or malformed (the
+        client then reports the release as unverified)."""
+        if not isinstance(document, Mapping):
+            return None
+        checkpoint, index = document.get("checkpoint"), document.get("index")
+        inclusion, entry = document.get("inclusion"), document.get("entry")
+        if (
+            not isinstance(checkpoint, str)
+            or not isinstance(index, int)
+            or isinstance(index, bool)
+            or not isinstance(inclusion, list)
+            or not all(isinstance(h, str) for h in inclusion)
+            or not isinstance(entry, Mapping)
+        ):
+            return None
+        return cls(checkpoint=checkpoint, index=index, inclusion=tuple(inclusion), entry=entry)
+
+
 @dataclass(frozen=True, eq=False)
 class Release:
     """A differentially private release: the noisy table and what it cost.
@@ -333,6 +383,12 @@ class Release:
     """With a budget per period: the cumulative guarantee as of this answer."""
     dataset_version: int = 1
     """The version of the dataset the release was computed on."""
+    receipt: Receipt | None = None
+    """Proof that its ledger entry is in the signed ledger, as of this answer."""
+    verified: bool = False
+    """Whether :class:`client.Ruis` checked :attr:`receipt` and it checked out: signed by
+    the ledger's key, this release's entry, included in the checkpoint, and that
+    checkpoint consistent with the last one the client saw."""
 
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> Release:
@@ -364,6 +420,7 @@ class Release:
             period=document.get("period"),
             cumulative=Cumulative.from_document(document.get("cumulative")),
             dataset_version=int(document.get("dataset_version", 1)),
+            receipt=Receipt.from_document(document.get("receipt")),
         )
 
     def to_pandas(self) -> pandas.DataFrame:

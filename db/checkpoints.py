@@ -9,6 +9,7 @@ add lines in its name (a line is checked against the key it names anyway).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -43,7 +44,11 @@ class CheckpointRecord:
 
 
 def record(db: Database, size: int, root: bytes) -> None:
-    """Remember that the checkpoint at ``size`` (with ``root``) was shown (idempotent)."""
+    """Remember that the checkpoint at ``size`` (with ``root``) was shown (idempotent; a
+    size already recorded takes no write transaction)."""
+    with db.read() as session:
+        if session.get(LedgerCheckpoint, size) is not None:
+            return
     with db.write() as session:
         _record(session, size, root)
 
@@ -51,6 +56,23 @@ def record(db: Database, size: int, root: bytes) -> None:
 def _record(session: Session, size: int, root: bytes) -> None:
     if session.get(LedgerCheckpoint, size) is None:
         session.add(LedgerCheckpoint(size=size, root=root, created_at=datetime.now(UTC)))
+
+
+def recorded_roots(session: Session, *, batch: int = 1000) -> Iterator[tuple[int, bytes]]:
+    """Every recorded checkpoint's size and root, smallest size first, read in batches."""
+    after = 0
+    while True:
+        rows = session.exec(
+            select(col(LedgerCheckpoint.size), col(LedgerCheckpoint.root))
+            .where(col(LedgerCheckpoint.size) > after)
+            .order_by(col(LedgerCheckpoint.size))
+            .limit(batch)
+        ).all()
+        if not rows:
+            return
+        for size, root in rows:
+            yield int(size), bytes(root)
+        after = int(rows[-1][0])
 
 
 def cosignatures(session: Session, size: int) -> list[StoredCosignature]:

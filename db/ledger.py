@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from db import ledger_tree
+from db import checkpoints, ledger_tree
 from db.models import LedgerEntry, LedgerHead
 from tlog import merkle
 
@@ -133,7 +133,7 @@ def append(
         key_id=key_id if key_id is not None else ACTING_KEY.get(),
     )
     entry.hash = compute_hash(entry_document(entry))
-    ledger_tree.append_leaf(session, entry.seq - 1, entry.hash)
+    ledger_tree.append_leaf(session, head, entry.seq - 1, entry.hash)
     head.seq = entry.seq
     head.hash = entry.hash
     session.add(entry)
@@ -154,26 +154,36 @@ class Verification:
     tree_first_bad_seq: int | None = None
     root: bytes | None = None
     """The Merkle root recomputed from the entries verified (None if the chain broke)."""
+    checkpoints_valid: bool = True
+    checkpoint_first_bad_size: int | None = None
+    """The smallest recorded checkpoint whose root the entries no longer give (or whose
+    size is past the last entry): the history was rewritten or cut after it was shown."""
 
 
 class _TreeCheck:
     """Rebuilds the Merkle tree from verified entries and compares it, batch by batch,
     with the stored nodes (which receipts and proofs are made of)."""
 
-    def __init__(self) -> None:
-        self.frontier: dict[merkle.Node, bytes] = {}  # the right edge's perfect subtrees
+    def __init__(self, recorded: Iterator[tuple[int, bytes]]) -> None:
+        self.frontier = merkle.Frontier()
         self.expected: dict[merkle.Node, bytes] = {}
         self.first_bad_seq: int | None = None
+        self.recorded = recorded
+        self.next_recorded = next(recorded, None)
+        self.bad_checkpoint: int | None = None
 
-    def add(self, index: int, entry_hash: str) -> None:
-        made = merkle.appended_nodes(
-            index, merkle.leaf_hash(bytes.fromhex(entry_hash)), self.frontier.__getitem__
-        )
-        for sibling in merkle.siblings_needed(index):
-            del self.frontier[sibling]
-        top, value = made[-1]
-        self.frontier[top] = value
-        self.expected.update(made)
+    def add(self, entry_hash: str) -> None:
+        self.expected.update(self.frontier.append(merkle.leaf_hash(bytes.fromhex(entry_hash))))
+        while self.next_recorded is not None and self.next_recorded[0] <= self.frontier.size:
+            size, root = self.next_recorded
+            if self.bad_checkpoint is None and root != self.frontier.root():
+                self.bad_checkpoint = size
+            self.next_recorded = next(self.recorded, None)
+
+    def finish(self) -> None:
+        """A recorded checkpoint past the last entry: the tail was cut after it was shown."""
+        if self.next_recorded is not None and self.bad_checkpoint is None:
+            self.bad_checkpoint = self.next_recorded[0]
 
     def compare(self, session: Session, first_index: int, last_index: int) -> None:
         if self.first_bad_seq is None and self.expected:
@@ -186,9 +196,6 @@ class _TreeCheck:
             if bad:  # the seq of the first leaf whose append wrote a wrong or missing node
                 self.first_bad_seq = min(bad)
         self.expected = {}
-
-    def root(self) -> bytes:
-        return merkle.fold([self.frontier[n] for n in sorted(self.frontier, reverse=True)])
 
 
 def verify(
@@ -204,14 +211,16 @@ def verify(
     ``prev_hash`` is not the previous entry's hash, or when its ``seq`` skips.
     The ledger head row must also agree with the last entry. The tree is bad from the
     first entry whose leaf or completed subtrees are not what its hash gives (or when
-    nodes beyond the head are stored). ``visit`` is called with each entry that
-    verified and its document, in order (so one pass can also reconcile).
+    nodes beyond the head are stored); and every checkpoint recorded as served or
+    cosigned must still be the root the entries give at its size. ``visit`` is called
+    with each entry that verified and its document, in order (so one pass can also
+    reconcile).
     """
     previous_hash = GENESIS_HASH
     expected_seq = 1
     count = 0
     last_seq = 0
-    tree = _TreeCheck()
+    tree = _TreeCheck(checkpoints.recorded_roots(session))
     while True:
         rows, _ = page(
             session, LedgerFilter(), after_seq=last_seq, limit=batch, max_bytes=BATCH_BYTES
@@ -227,7 +236,7 @@ def verify(
             if entry.prev_hash != previous_hash or computed != entry.hash:
                 return Verification(valid=False, entries=count, first_bad_seq=entry.seq)
             previous_hash = entry.hash
-            tree.add(count, entry.hash)
+            tree.add(entry.hash)
             if visit is not None:
                 visit(entry, document)
             expected_seq += 1
@@ -241,6 +250,7 @@ def verify(
         return Verification(
             valid=False, entries=count, first_bad_seq=count + 1 if truncated else max(count, 1)
         )
+    tree.finish()
     if tree.first_bad_seq is None and ledger_tree.stored_count(
         session
     ) != ledger_tree.expected_count(count):
@@ -251,7 +261,9 @@ def verify(
         head=previous_hash,
         tree_valid=tree.first_bad_seq is None,
         tree_first_bad_seq=tree.first_bad_seq,
-        root=tree.root(),
+        root=tree.frontier.root(),
+        checkpoints_valid=tree.bad_checkpoint is None,
+        checkpoint_first_bad_size=tree.bad_checkpoint,
     )
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import and_, func, or_
+from sqlalchemy import and_, func, insert, or_
 from sqlmodel import Session, col, select
 
 from db.errors import InvalidInput
@@ -48,15 +48,29 @@ def nodes(session: Session, wanted: Iterable[Node]) -> dict[Node, bytes]:
     return found
 
 
-def append_leaf(session: Session, index: int, entry_hash: str) -> None:
+def append_leaf(session: Session, head: LedgerHead, index: int, entry_hash: str) -> None:
     """Add the leaf of the entry with seq ``index + 1`` and the subtrees it completes.
 
     Must run in the write transaction that appends the entry (which holds the ledger
-    head's lock, so leaves are added in order, once)."""
-    leaf = merkle.leaf_hash(bytes.fromhex(entry_hash))
-    siblings = nodes(session, merkle.siblings_needed(index))
-    for (level, idx), value in merkle.appended_nodes(index, leaf, siblings.__getitem__):
-        session.add(LedgerTreeNode(level=level, idx=idx, hash=value))
+    head's lock, so leaves are added in order, once). The left siblings come from the
+    head's ``frontier`` (the hashes of the perfect subtrees of the tree of ``index``
+    leaves, left to right), which this updates, so an append reads nothing; a missing
+    or stale frontier is read from the stored nodes instead."""
+    top = merkle.root_nodes(index)
+    stored = head.frontier or b""
+    if len(stored) == merkle.HASH_SIZE * len(top):
+        frontier = {n: stored[i * 32 : (i + 1) * 32] for i, n in enumerate(top)}
+    else:  # a head from before the frontier was kept: read it once
+        frontier = nodes(session, top)
+    made = merkle.appended_nodes(
+        index, merkle.leaf_hash(bytes.fromhex(entry_hash)), frontier.__getitem__
+    )
+    session.execute(  # one executemany, not an ORM object per node
+        insert(LedgerTreeNode),
+        [{"level": level, "idx": idx, "hash": value} for (level, idx), value in made],
+    )
+    frontier.update(made)
+    head.frontier = b"".join(frontier[n] for n in merkle.root_nodes(index + 1))
 
 
 def size(session: Session) -> int:

@@ -127,6 +127,9 @@ class LedgerHead(SQLModel, table=True):
     id: int = Field(default=1, primary_key=True)
     seq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     hash: str = Field(max_length=64)
+    # The Merkle tree's right edge: the hashes of the perfect subtrees of the tree of
+    # ``seq`` leaves, left to right (db.ledger_tree), so an append reads no node.
+    frontier: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
 
 
 class LedgerEntry(SQLModel, table=True):

@@ -20,6 +20,7 @@ import psycopg
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from sqlalchemy import Engine, create_engine
 
 from api.app import create_app
 from api.server import EdgeLimits, server_config
@@ -205,3 +206,11 @@ def server(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Servi
 def admin(server: Service) -> Iterator[httpx.Client]:
     """A client authenticated as the bootstrap admin."""
     yield server.client(ADMIN_KEY)
+
+
+@pytest.fixture
+def engine(server: Service) -> Iterator[Engine]:
+    """A plain SQLAlchemy engine on the server's database: an insider's, for tampering."""
+    opened = create_engine(server.settings.database_url)
+    yield opened
+    opened.dispose()

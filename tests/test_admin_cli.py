@@ -161,6 +161,11 @@ def _every_action(run: Admin, dataset_file: str) -> dict[str, Any]:
     assert kinds.count("key_revoked") == 1
     csv_lines = run("export-ledger", "--format", "csv").out.splitlines()
     assert csv_lines[0].startswith("seq,time,kind,actor") and len(csv_lines) == len(entries) + 1
+    grants = run("export-ledger", "--kind", "budget_set").out.splitlines()
+    assert [json.loads(line)["seq"] for line in grants] == [
+        e["seq"] for e in entries if e["kind"] == "budget_set"
+    ]
+    _fails(run("export-ledger", "--since", "yesterday"), "ISO 8601")
     return {"entries": entries, "revoked_key": created["api_key"], "key": issued["api_key"]}
 
 

@@ -248,6 +248,29 @@ def verify_consistency(
         raise ProofError(f"the tree of size {old} is not a prefix of this one (new root)")
 
 
+class Frontier:
+    """A growing tree that keeps only the perfect subtrees its root is folded from (one
+    per set bit of the size): O(log n) memory, for streaming verifiers."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self.nodes: dict[Node, bytes] = {}
+
+    def append(self, leaf: bytes) -> list[tuple[Node, bytes]]:
+        """Add a leaf hash; the nodes its append completes (as :func:`appended_nodes`)."""
+        made = appended_nodes(self.size, leaf, self.nodes.__getitem__)
+        for sibling in siblings_needed(self.size):
+            del self.nodes[sibling]
+        top, value = made[-1]
+        self.nodes[top] = value
+        self.size += 1
+        return made
+
+    def root(self) -> bytes:
+        """The root of every leaf appended so far."""
+        return fold([self.nodes[n] for n in root_nodes(self.size)])
+
+
 class MemoryTree:
     """A tree kept in memory the same way a store keeps it: every perfect subtree.
 

@@ -99,7 +99,7 @@ def list_entries(
 def verification(chain: ledger.Verification, found: reconcile.Reconciliation) -> LedgerVerification:
     """The public form of a chain verification and a reconciliation."""
     return LedgerVerification(
-        valid=chain.valid and found.reconciled and chain.tree_valid,
+        valid=chain.valid and found.reconciled and chain.tree_valid and chain.checkpoints_valid,
         entries=chain.entries,
         head=chain.head,
         first_bad_seq=chain.first_bad_seq,
@@ -110,6 +110,8 @@ def verification(chain: ledger.Verification, found: reconcile.Reconciliation) ->
         tree_valid=chain.tree_valid,
         tree_first_bad_seq=chain.tree_first_bad_seq,
         root=base64.b64encode(chain.root).decode() if chain.root is not None else None,
+        checkpoints_valid=chain.checkpoints_valid,
+        checkpoint_first_bad_size=chain.checkpoint_first_bad_size,
     )
 
 

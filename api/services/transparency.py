@@ -8,6 +8,7 @@ deterministic, so the checkpoint at a size is the same text whenever it is signe
 from __future__ import annotations
 
 import base64
+import logging
 from typing import Any
 
 from api.ledger_key import LogSigner
@@ -27,6 +28,8 @@ from db.engine import Database
 from db.models import LedgerEntry
 from tlog import note
 
+log = logging.getLogger("ruis.ledger")
+
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
@@ -38,9 +41,28 @@ def checkpoint(db: Database, log: LogSigner, size: int | None) -> str:
     with db.read() as session:
         tree_size = ledger_tree.size(session) if size is None else size
         root = ledger_tree.root(session, tree_size)
-        lines = tuple(c.line for c in checkpoints.cosignatures(session, tree_size))
+        stored = checkpoints.cosignatures(session, tree_size)
+    text = note.Checkpoint(log.origin, tree_size, root).text
+    lines = tuple(c.line for c in stored if _cosigns(c, text))
     checkpoints.record(db, tree_size, root)
     return log.checkpoint(tree_size, root, lines)
+
+
+def _cosigns(stored: checkpoints.StoredCosignature, text: str) -> bool:
+    """Whether a stored cosignature is of this checkpoint text. One that is not (its
+    witness saw another root at this size) is never served: the history it cosigned was
+    rewritten since, which ``GET /v1/ledger/verify`` reports."""
+    try:
+        witness = note.Verifier.parse(stored.vkey)
+        note.verify_cosignature(text, note.Signature.parse(stored.line.rstrip("\n")), witness)
+    except note.NoteError:
+        log.error(
+            "the cosignature of %s at size %d is not of this ledger's checkpoint",
+            stored.witness,
+            stored.size,
+        )
+        return False
+    return True
 
 
 def history(db: Database, *, before: int | None, limit: int) -> Page[CheckpointSummary]:

@@ -108,11 +108,15 @@ def test_a_cost_below_the_minimum_is_refused_before_any_debit(settings: Settings
             == 200
         )
         assert _spent(admin) == 0.001
-        assert [
-            e["kind"]
-            for e in _entries(admin, consumer="ana")
-            if e["kind"] in ("release", "refused")
-        ] == ["release"]
+        # the probes are ledgered as one refusal (the rest of the minute only counted)
+        ledgered = [
+            e for e in _entries(admin, consumer="ana") if e["kind"] in ("release", "refused")
+        ]
+        assert [e["kind"] for e in ledgered] == ["refused", "release"]
+        refusal = ledgered[0]
+        assert refusal["details"]["reason"] == "cost-below-minimum"
+        assert refusal["cost"] == {"model": "pure", "epsilon": 0}
+        assert refusal["details"]["unledgered_before"] == 0
 
 
 def test_too_many_cells_are_refused_in_query_and_preview(settings: Settings) -> None:

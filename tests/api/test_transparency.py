@@ -8,12 +8,11 @@ import base64
 import hashlib
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 
 from db import accounts
 from db.ledger import compute_hash
@@ -22,14 +21,6 @@ from tests.support.api import VISITORS, analyst, create_consumer, ledger, regist
 from tlog import merkle, note
 
 PROBLEM = "application/problem+json"
-
-
-@pytest.fixture
-def engine(server: Service) -> Iterator[Engine]:
-    """A plain SQLAlchemy engine on the server's database: the insider's."""
-    opened = create_engine(server.settings.database_url)
-    yield opened
-    opened.dispose()
 
 
 def _log_key(client: httpx.Client) -> note.Verifier:
@@ -234,8 +225,14 @@ def test_an_insider_rewrite_is_caught_by_an_earlier_checkpoint(
     """Editing an entry and recomputing every later hash keeps the chain valid: the
     server's own verification and an earlier checkpoint's consistency catch it."""
     key = _log_key(admin)
+    auditor = server.client(create_consumer(admin, "aud", role="auditor"))
+    witness = _witness()
+    witnessed = auditor.get("/v1/ledger/checkpoint").text
+    body = {"witness": witness.verifier.vkey, "checkpoint": _cosigned(witnessed, witness)}
+    assert auditor.post("/v1/ledger/cosignatures", json=body).status_code == 201
     size, root = _tree(admin, key)
     entries = ledger(admin)
+    assert note.Checkpoint.parse(note.Note.parse(witnessed).text).size == size
     target = next(e for e in entries if e["kind"] == "budget_set")
     with engine.begin() as conn:  # the insider: new details, every later hash recomputed
         previous = target["prev_hash"]
@@ -272,6 +269,18 @@ def test_an_insider_rewrite_is_caught_by_an_earlier_checkpoint(
                 text("INSERT INTO ledger_tree (level, idx, hash) VALUES (:l, :i, :h)"),
                 {"l": level, "i": idx, "h": value},
             )
+    verified = admin.get("/v1/ledger/verify").json()
+    assert verified["chain_valid"] and verified["tree_valid"] and verified["reconciled"]
+    # ... but not its record of the checkpoints it showed: size no longer has that root
+    assert verified["checkpoints_valid"] is False and verified["valid"] is False
+    assert verified["checkpoint_first_bad_size"] == size
+    # and the witness's cosignature of the old root is no longer served with the new one
+    served = note.Note.parse(auditor.get("/v1/ledger/checkpoint", params={"size": size}).text)
+    served.signed_by(key)
+    assert [s.name for s in served.signatures] == [key.name]
+    with engine.begin() as conn:  # the insider cleans that up too
+        conn.execute(text("DELETE FROM ledger_cosignatures"))
+        conn.execute(text("DELETE FROM ledger_checkpoints"))
     assert admin.get("/v1/ledger/verify").json()["valid"] is True  # the server is fooled
     # whoever kept the earlier checkpoint is not: the ledger goes on, and the consistency
     # proof from the old checkpoint to any newer one fails against the old root
@@ -283,3 +292,59 @@ def test_an_insider_rewrite_is_caught_by_an_earlier_checkpoint(
     assert proof.status_code == 200, proof.text
     with pytest.raises(merkle.ProofError):
         merkle.verify_consistency(size, new_size, root, new_root, _b64(proof.json()["hashes"]))
+
+
+def test_a_query_refused_for_what_it_asks_is_ledgered(
+    server: Service, admin: httpx.Client, populated: httpx.Client
+) -> None:
+    """Who asked what, and when, even when nothing was released: the first refusal per
+    consumer and problem type each minute is an entry (cost 0), the rest are counted."""
+    key_id = admin.get("/v1/consumers/ana/keys").json()["items"][0]["id"]
+    before = len(ledger(admin, kind="refused"))
+    bad = {**VISITORS, "group_by": ["no_such_column"]}
+    answers = [populated.post("/v1/queries", json=bad) for _ in range(3)]
+    assert {a.status_code for a in answers} == {422}
+    assert populated.post("/v1/queries/preview", json=bad).status_code == 422  # not ledgered
+    refused = ledger(admin, kind="refused")[before:]
+    assert len(refused) == 1, refused
+    entry = refused[0]
+    assert entry["details"]["reason"] == "invalid-query"
+    assert entry["details"]["detail"] == answers[0].json()["detail"][:500]
+    assert entry["details"]["gateway"] == "release"
+    assert entry["key_id"] == key_id and entry["consumer"] == "ana"
+    assert entry["dataset"] == "events" and entry["cost"] == {"model": "pure", "epsilon": 0}
+    # another problem type is ledgered at once; a dataset the analyst holds no budget on
+    # (or that does not exist) is not named
+    unknown = populated.post("/v1/queries", json={**VISITORS, "dataset": "secret_registry"})
+    assert unknown.status_code == 404
+    latest = ledger(admin, kind="refused")[-1]
+    assert latest["details"]["reason"] == "not-found" and latest["dataset"] is None
+
+
+def test_a_dropped_tail_is_caught_by_the_checkpoints_shown(
+    server: Service, admin: httpx.Client, populated: httpx.Client, engine: Engine
+) -> None:
+    """Cutting the newest entries (and their tree nodes, and the head) fools the chain and
+    the tree, not the record of a checkpoint shown at the longer size."""
+    key = _log_key(admin)
+    size, _ = _tree(admin, key)
+    kept = ledger(admin)[: size - 2]
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM ledger WHERE seq > :s"), {"s": size - 2})
+        conn.execute(text("DELETE FROM ledger_tree"))
+        memory = merkle.MemoryTree()
+        for entry in kept:
+            memory.append(_leaf(entry))
+        for (level, idx), value in memory.nodes.items():
+            conn.execute(
+                text("INSERT INTO ledger_tree (level, idx, hash) VALUES (:l, :i, :h)"),
+                {"l": level, "i": idx, "h": value},
+            )
+        conn.execute(
+            text("UPDATE ledger_head SET seq = :s, hash = :h"),
+            {"s": size - 2, "h": kept[-1]["hash"]},
+        )
+    verified = admin.get("/v1/ledger/verify").json()
+    assert verified["chain_valid"] and verified["tree_valid"], verified
+    assert verified["checkpoints_valid"] is False and verified["valid"] is False
+    assert verified["checkpoint_first_bad_size"] == size

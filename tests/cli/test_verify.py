@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from cli.main import main
-from cli.verify import Frontier, read_verifier
+from cli.verify import read_verifier
 from db.ledger import compute_hash
 from tests.cli.ledgers import b64, chain, checkpoint_note, jsonl, rechain, tree
 from tests.conftest import Service
@@ -394,7 +394,7 @@ def test_json_output(ruis_verify: Verify, log_signer: Signer) -> None:
 
 
 def test_the_frontier_gives_the_roots_of_the_full_tree() -> None:
-    full, frontier = merkle.MemoryTree(), Frontier()
+    full, frontier = merkle.MemoryTree(), merkle.Frontier()
     assert frontier.root() == merkle.EMPTY_ROOT
     for index in range(64):
         leaf = merkle.leaf_hash(index.to_bytes(4, "big"))

@@ -383,9 +383,13 @@ def test_malformed_requests_are_problems_that_change_nothing(
         elif len(response.content) > 8000:  # nothing (like a 1 MB input) is echoed back
             failures.append(f"{case.name}: a {len(response.content)}-byte problem")
     assert not failures, "\n".join(failures)
-    # Nothing spent, released, refused, registered or changed; the ledger is intact.
+    # Nothing spent, released, registered or changed; the ledger is intact. A query
+    # refused for what it asks is ledgered (cost 0, the problem type; throttled).
     assert budget_of(admin, "ana")["spent"] == 0
-    assert len(ledger_entries(admin)) == before
+    added = ledger_entries(admin)[before:]
+    assert all(e["kind"] == "refused" for e in added), added
+    assert all(e["details"]["reason"] in ("invalid-query", "not-found") for e in added), added
+    assert all(set(e["cost"].values()) <= {"pure", 0} for e in added), added
     assert [d["name"] for d in admin.get("/v1/datasets").json()["items"]] == ["events"]
     assert_ledger_valid(admin)
     # And the server still answers, correctly.

@@ -2,7 +2,8 @@
 
 ``ledger_tree`` holds every perfect subtree of the RFC 9162 tree over the entries'
 hashes (leaf i is the entry with seq i+1), written by each append (:mod:`db.ledger`);
-this revision builds it for the entries that exist. ``ledger.key_id`` is the API key an
+this revision builds it for the entries that exist. ``ledger_head.frontier`` keeps the
+tree's right edge, so an append reads no node. ``ledger.key_id`` is the API key an
 entry was made with (NULL for entries made without one, and for every older entry:
 their hashes do not cover it). ``ledger_checkpoints`` records the tree sizes whose
 checkpoint was served or cosigned; ``ledger_cosignatures`` the witnesses' cosignatures
@@ -41,6 +42,7 @@ def _build_tree() -> None:
             {"after": after, "n": BATCH},
         ).all()
         if not rows:
+            bind.execute(sa.text("UPDATE ledger_head SET frontier = :f"), {"f": b"".join(frontier)})
             return
         nodes = []
         for seq, entry_hash in rows:
@@ -65,6 +67,8 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("ledger") as batch:
         batch.add_column(sa.Column("key_id", sa.String(32), nullable=True))
+    with op.batch_alter_table("ledger_head") as batch:
+        batch.add_column(sa.Column("frontier", sa.LargeBinary, nullable=True))
     op.create_table(
         "ledger_checkpoints",
         sa.Column("size", sa.BigInteger, primary_key=True, autoincrement=False),
@@ -94,6 +98,8 @@ def downgrade() -> None:
     op.drop_table("ledger_cosignatures")
     op.drop_table("ledger_witnesses")
     op.drop_table("ledger_checkpoints")
+    with op.batch_alter_table("ledger_head") as batch:
+        batch.drop_column("frontier")
     with op.batch_alter_table("ledger") as batch:
         batch.drop_column("key_id")
     op.drop_table("ledger_tree")
