@@ -23,6 +23,8 @@ from collections.abc import Sequence
 
 from sqlmodel import Session
 
+from db.models import LedgerHead
+
 MODES = ("receipts", "no-receipts", "no-tree")
 
 
@@ -31,7 +33,7 @@ def _no_log() -> None:
     return None
 
 
-def _no_leaf(session: Session, index: int, entry_hash: str) -> None:
+def _no_leaf(session: Session, head: LedgerHead, index: int, entry_hash: str) -> None:
     """Stands in for ``db.ledger_tree.append_leaf``: the append writes no tree nodes."""
     return None
 

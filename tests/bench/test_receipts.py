@@ -35,8 +35,11 @@ def test_fill_then_append_keeps_chain_and_tree_valid(tmp_path: Path) -> None:
         fill(db, 37, with_tree=True)
         time_appends(db, 5, one_transaction=False, tree=True)
         time_appends(db, 6, one_transaction=True, tree=True)
-        fill(db, 100, with_tree=True)  # after appends: continues the chain and the tree
+        # after appends (48 entries): continues the chain and the tree, and the frontier
+        # (96 has as many subtrees on its right edge as 48: a stale one would fit)
+        fill(db, 96, with_tree=True)
         fill(db, 50, with_tree=True)  # already larger: nothing
+        time_appends(db, 4, one_transaction=False, tree=True)
         with db.snapshot() as session:
             check = ledger.verify(session)
             hashes = [
