@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import and_, func, insert, or_
+from sqlalchemy import func, insert
 from sqlmodel import Session, col, select
 
 from db.errors import InvalidInput
@@ -28,21 +28,32 @@ class TreeSizeError(InvalidInput):
     """A tree size or index the ledger does not have."""
 
 
+def position(node: Node) -> int:
+    """The key of node (level, index) in ``ledger_tree``: its last leaf · 64 + its level."""
+    level, idx = node
+    return (((idx + 1) << level) - 1) * 64 + level
+
+
+def node_at(pos: int) -> Node:
+    """The node (level, index) whose key is ``pos``."""
+    level, last = pos & 63, pos >> 6
+    return level, ((last + 1) >> level) - 1
+
+
 def nodes(session: Session, wanted: Iterable[Node]) -> dict[Node, bytes]:
     """The stored hashes of ``wanted``; RuntimeError if one is missing (a broken store)."""
-    keys = sorted(set(wanted))
+    keys = sorted({position(n) for n in wanted})
     found: dict[Node, bytes] = {}
     for start in range(0, len(keys), _CHUNK):
         chunk = keys[start : start + _CHUNK]
-        condition = or_(
-            *(
-                and_(col(LedgerTreeNode.level) == lv, col(LedgerTreeNode.idx) == ix)
-                for lv, ix in chunk
+        rows = session.exec(
+            select(col(LedgerTreeNode.pos), col(LedgerTreeNode.hash)).where(
+                col(LedgerTreeNode.pos).in_(chunk)
             )
         )
-        for row in session.exec(select(LedgerTreeNode).where(condition)):
-            found[(row.level, row.idx)] = bytes(row.hash)
-    missing = [k for k in keys if k not in found]
+        for pos, value in rows:
+            found[node_at(int(pos))] = bytes(value)
+    missing = [node_at(k) for k in keys if node_at(k) not in found]
     if missing:
         raise RuntimeError(f"the ledger tree lacks node {missing[0]}; run ledger verification")
     return found
@@ -67,7 +78,7 @@ def append_leaf(session: Session, head: LedgerHead, index: int, entry_hash: str)
     )
     session.execute(  # one executemany, not an ORM object per node
         insert(LedgerTreeNode),
-        [{"level": level, "idx": idx, "hash": value} for (level, idx), value in made],
+        [{"pos": position(node), "hash": value} for node, value in made],
     )
     frontier.update(made)
     head.frontier = b"".join(frontier[n] for n in merkle.root_nodes(index + 1))
@@ -115,25 +126,15 @@ def consistency(session: Session, old: int, new: int) -> list[bytes]:
 
 
 def stored_between(session: Session, first_leaf: int, last_leaf: int) -> dict[Node, bytes]:
-    """The stored nodes that the appends of leaves ``first_leaf..last_leaf`` wrote (a node
-    (l, i) is written by the append of leaf (i+1)·2**l − 1)."""
-    found: dict[Node, bytes] = {}
-    level = 0
-    while (1 << level) <= last_leaf + 1:
-        low = -(-(first_leaf + 1) // (1 << level)) - 1  # ceil((first+1) / 2**l) − 1
-        high = (last_leaf + 1) // (1 << level) - 1
-        if low <= high:
-            rows = session.exec(
-                select(LedgerTreeNode).where(
-                    LedgerTreeNode.level == level,
-                    col(LedgerTreeNode.idx) >= low,
-                    col(LedgerTreeNode.idx) <= high,
-                )
-            )
-            for row in rows:
-                found[(row.level, row.idx)] = bytes(row.hash)
-        level += 1
-    return found
+    """The stored nodes that the appends of leaves ``first_leaf..last_leaf`` wrote (the
+    node (l, i) is written by the append of its last leaf, (i+1)·2**l − 1): one key range."""
+    rows = session.exec(
+        select(col(LedgerTreeNode.pos), col(LedgerTreeNode.hash)).where(
+            col(LedgerTreeNode.pos) >= first_leaf * 64,
+            col(LedgerTreeNode.pos) <= last_leaf * 64 + 63,
+        )
+    )
+    return {node_at(int(pos)): bytes(value) for pos, value in rows}
 
 
 def stored_count(session: Session) -> int:

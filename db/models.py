@@ -16,7 +16,6 @@ from sqlalchemy import (
     DateTime,
     Index,
     LargeBinary,
-    SmallInteger,
     Text,
     UniqueConstraint,
 )
@@ -158,13 +157,14 @@ class LedgerEntry(SQLModel, table=True):
 
 
 class LedgerTreeNode(SQLModel, table=True):
-    """One perfect subtree of the RFC 9162 tree over the entries' hashes: ``level`` 0 is
-    the leaf of the entry with seq ``idx + 1``; node (l, i) covers leaves
-    [i·2**l, (i+1)·2**l). Written by each append, never changed (db.ledger_tree)."""
+    """One perfect subtree of the RFC 9162 tree over the entries' hashes, written by the
+    append that completes it and never changed (db.ledger_tree). ``pos`` is the node
+    (level l, index i), covering leaves [i·2**l, (i+1)·2**l), keyed by the last of those
+    leaves: ``pos = ((i+1)·2**l − 1)·64 + l``, so the nodes an append wrote are one
+    key range and a lookup is one ``IN``."""
 
     __tablename__ = "ledger_tree"
-    level: int = Field(sa_column=Column(SmallInteger, primary_key=True, autoincrement=False))
-    idx: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    pos: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
     hash: bytes = Field(sa_column=Column(LargeBinary(32), nullable=False))
 
 

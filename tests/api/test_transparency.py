@@ -18,6 +18,7 @@ from db import accounts
 from db.ledger import compute_hash
 from tests.conftest import Service
 from tests.support.api import VISITORS, analyst, create_consumer, ledger, register_events
+from tests.support.insider import rebuild_tree
 from tlog import merkle, note
 
 PROBLEM = "application/problem+json"
@@ -259,16 +260,7 @@ def test_an_insider_rewrite_is_caught_by_an_earlier_checkpoint(
     assert verified["tree_valid"] is False and verified["valid"] is False
     assert verified["tree_first_bad_seq"] == target["seq"]
     # an insider who also rebuilds the tree is caught by the earlier checkpoint
-    with engine.begin() as conn:
-        conn.execute(text("DELETE FROM ledger_tree"))
-        memory = merkle.MemoryTree()
-        for entry in entries:
-            memory.append(_leaf(entry))
-        for (level, idx), value in memory.nodes.items():
-            conn.execute(
-                text("INSERT INTO ledger_tree (level, idx, hash) VALUES (:l, :i, :h)"),
-                {"l": level, "i": idx, "h": value},
-            )
+    rebuild_tree(engine, entries)
     verified = admin.get("/v1/ledger/verify").json()
     assert verified["chain_valid"] and verified["tree_valid"] and verified["reconciled"]
     # ... but not its record of the checkpoints it showed: size no longer has that root
@@ -331,19 +323,7 @@ def test_a_dropped_tail_is_caught_by_the_checkpoints_shown(
     kept = ledger(admin)[: size - 2]
     with engine.begin() as conn:
         conn.execute(text("DELETE FROM ledger WHERE seq > :s"), {"s": size - 2})
-        conn.execute(text("DELETE FROM ledger_tree"))
-        memory = merkle.MemoryTree()
-        for entry in kept:
-            memory.append(_leaf(entry))
-        for (level, idx), value in memory.nodes.items():
-            conn.execute(
-                text("INSERT INTO ledger_tree (level, idx, hash) VALUES (:l, :i, :h)"),
-                {"l": level, "i": idx, "h": value},
-            )
-        conn.execute(
-            text("UPDATE ledger_head SET seq = :s, hash = :h"),
-            {"s": size - 2, "h": kept[-1]["hash"]},
-        )
+    rebuild_tree(engine, kept)
     verified = admin.get("/v1/ledger/verify").json()
     assert verified["chain_valid"] and verified["tree_valid"], verified
     assert verified["checkpoints_valid"] is False and verified["valid"] is False

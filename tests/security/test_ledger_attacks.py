@@ -32,10 +32,10 @@ from sqlalchemy.engine import make_url
 
 from api.settings import Settings
 from cli.main import main
-from db.ledger import GENESIS_HASH, canonical_json, compute_hash
+from db.ledger import canonical_json, compute_hash
 from tests.conftest import ADMIN_KEY, Service, _pg_database, start_server
 from tests.support.api import VISITORS, analyst, create_consumer, ledger, register_events
-from tlog import merkle
+from tests.support.insider import rebuild_tree
 from tlog.note import Checkpoint, Note, Verifier
 
 pytestmark = pytest.mark.live  # the witness reaches the server at its URL
@@ -196,25 +196,6 @@ def _entries(scene: Scene) -> list[dict[str, Any]]:
     return entries
 
 
-def _rebuild_tree(engine: Engine, entries: list[dict[str, Any]]) -> None:
-    """The insider's ``ledger_tree``: every perfect subtree of the entries as they are now,
-    and the head on the last entry, so the server's own checks pass."""
-    tree = merkle.MemoryTree()
-    for entry in entries:
-        tree.append(merkle.leaf_hash(bytes.fromhex(entry["hash"])))
-    with engine.begin() as conn:
-        conn.execute(text("DELETE FROM ledger_tree"))
-        conn.execute(
-            text("INSERT INTO ledger_tree (level, idx, hash) VALUES (:l, :i, :h)"),
-            [{"l": level, "i": idx, "h": value} for (level, idx), value in tree.nodes.items()],
-        )
-        head = entries[-1] if entries else {"seq": 0, "hash": GENESIS_HASH}
-        conn.execute(
-            text("UPDATE ledger_head SET seq = :s, hash = :h"),
-            {"s": head["seq"], "h": head["hash"]},
-        )
-
-
 def _cover_tracks(engine: Engine, from_size: int) -> None:
     """Forget the checkpoints served and cosigned at ``from_size`` and after (the history
     the server keeps would otherwise show other roots there)."""
@@ -287,7 +268,7 @@ def test_an_insider_rewrite_is_caught_by_verify_and_the_witness(
                     "s": entry["seq"],
                 },
             )
-    _rebuild_tree(engine, entries)
+    rebuild_tree(engine, entries)
     _cover_tracks(engine, target["seq"])
     _fooled(scene)
     assert scene.size() == late_size  # same size, another root
@@ -430,7 +411,7 @@ def test_a_dropped_tail_is_caught_by_verify_and_the_witness(scene: Scene, engine
     assert all(e["kind"] == "reread" for e in entries[kept_size:])
     with engine.begin() as conn:
         conn.execute(text("DELETE FROM ledger WHERE seq > :s"), {"s": kept_size})
-    _rebuild_tree(engine, entries[:kept_size])
+    rebuild_tree(engine, entries[:kept_size])
     _cover_tracks(engine, kept_size + 1)
     _fooled(scene)
     assert scene.size() == kept_size

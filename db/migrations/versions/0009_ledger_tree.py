@@ -29,10 +29,7 @@ def _build_tree() -> None:
     """Every perfect subtree over the existing entries, in seq order (O(n), streamed)."""
     bind = op.get_bind()
     tree = sa.table(
-        "ledger_tree",
-        sa.column("level", sa.SmallInteger),
-        sa.column("idx", sa.BigInteger),
-        sa.column("hash", sa.LargeBinary),
+        "ledger_tree", sa.column("pos", sa.BigInteger), sa.column("hash", sa.LargeBinary)
     )
     frontier: list[bytes] = []  # the perfect subtrees on the right edge, largest first
     index, after = 0, 0
@@ -47,12 +44,12 @@ def _build_tree() -> None:
         nodes = []
         for seq, entry_hash in rows:
             current = hashlib.sha256(b"\x00" + bytes.fromhex(entry_hash)).digest()
-            nodes.append({"level": 0, "idx": index, "hash": current})
+            nodes.append({"pos": index * 64, "hash": current})  # keyed by its last leaf
             level, at = 0, index
             while at & 1:
                 current = hashlib.sha256(b"\x01" + frontier.pop() + current).digest()
                 level, at = level + 1, at >> 1
-                nodes.append({"level": level, "idx": at, "hash": current})
+                nodes.append({"pos": index * 64 + level, "hash": current})
             frontier.append(current)
             index, after = index + 1, seq
         op.bulk_insert(tree, nodes)
@@ -61,8 +58,7 @@ def _build_tree() -> None:
 def upgrade() -> None:
     op.create_table(
         "ledger_tree",
-        sa.Column("level", sa.SmallInteger, primary_key=True, autoincrement=False),
-        sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("pos", sa.BigInteger, primary_key=True, autoincrement=False),
         sa.Column("hash", sa.LargeBinary(32), nullable=False),
     )
     with op.batch_alter_table("ledger") as batch:
