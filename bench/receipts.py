@@ -40,7 +40,6 @@ from typing import Any
 from unittest import mock
 
 from sqlalchemy import insert
-from sqlmodel import select
 
 from bench.data import TINY, BenchData, ensure
 from bench.measure import hammer
@@ -272,10 +271,8 @@ def fill(db: Database, size: int, *, with_tree: bool) -> None:
         assert head is not None
         if head.seq >= size:
             return
-        known: dict[merkle.Node, bytes] = {}
-        if with_tree:
-            for row in session.exec(select(LedgerTreeNode)):
-                known[(row.level, row.idx)] = bytes(row.hash)
+        # the right edge: every left sibling the new leaves need is on it or made by them
+        known = ledger_tree.nodes(session, merkle.root_nodes(head.seq)) if with_tree else {}
         entries: list[dict[str, Any]] = []
         new_nodes: list[dict[str, Any]] = []
         prev, time_ = head.hash, ledger.now_iso()
@@ -313,7 +310,7 @@ def fill(db: Database, size: int, *, with_tree: bool) -> None:
                 leaf = merkle.leaf_hash(bytes.fromhex(prev))
                 for (level, idx), value in merkle.appended_nodes(seq - 1, leaf, known.__getitem__):
                     known[(level, idx)] = value
-                    new_nodes.append({"level": level, "idx": idx, "hash": value})
+                    new_nodes.append({"pos": ledger_tree.position((level, idx)), "hash": value})
         connection = session.connection()
         for start in range(0, len(entries), 10_000):
             connection.execute(insert(LedgerEntry), entries[start : start + 10_000])
