@@ -104,7 +104,10 @@ def test_a_monthly_budget_charges_each_month_and_adds_up(
     assert "no filter on 'day'" in unfiltered.json()["detail"]
     preview = ana.post("/v1/queries/preview", json=_query("2026-03-15", "2026-04-15"))
     assert preview.status_code == 422
-    assert _entries(admin) == before  # nothing ledgered, nothing spent
+    # nothing spent; the two refused queries are one `refused` entry (one a minute)
+    assert _entries(admin) == before + 1
+    refusal = admin.get("/v1/ledger", params={"kind": "refused"}).json()["items"][-1]
+    assert refusal["details"]["reason"] == "invalid-query" and refusal["cost"]["epsilon"] == 0
 
     # the cached March answer and its re-read state the cumulative figure now
     cached = ana.post("/v1/queries", json=_query(*MARCH))
@@ -150,7 +153,9 @@ def test_a_monthly_budget_charges_each_month_and_adds_up(
     entries = ledger(admin, dataset="events")
     released = [e for e in entries if e["kind"] == "release"]
     assert [e["details"]["period"]["period"] for e in released] == ["2026-03", "2026-04"]
-    (refused,) = [e for e in entries if e["kind"] == "refused"]
+    refusals = [e for e in entries if e["kind"] == "refused"]
+    assert [e["details"]["reason"] for e in refusals] == ["budget", "invalid-query"]
+    refused = refusals[0]  # the over-budget one names its period
     assert refused["details"]["period"]["period"] == "2026-03"
     assert refused["cost"] == {"model": "pure", "epsilon": 0}
     (granted,) = [e for e in entries if e["kind"] == "budget_set"]

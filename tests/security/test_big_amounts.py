@@ -111,13 +111,18 @@ def test_a_query_cost_beyond_the_maximum_is_a_422_that_spends_nothing(
 def _refused_without_a_trace(
     analyst: httpx.Client, admin: httpx.Client, body: dict[str, Any], *, ledger_before: int
 ) -> None:
-    """Preview and query of ``body`` are both a 422 problem; nothing spent or ledgered."""
+    """Preview and query of ``body`` are both a 422 problem; nothing spent, and nothing
+    ledgered but (for a query the route refused, not its JSON schema) one ``refused``
+    entry of cost 0."""
     for path in ("/v1/queries/preview", "/v1/queries"):
         response = analyst.post(path, json=body)
         assert response.status_code == 422, (path, response.text)
         assert response.headers["content-type"] == "application/problem+json"
     assert budget_of(admin, "ana")["spent"] == 0
-    assert len(ledger_entries(admin)) == ledger_before
+    added = ledger_entries(admin)[ledger_before:]
+    assert len(added) <= 1, added
+    assert all(e["kind"] == "refused" and e["details"]["reason"] == "invalid-query" for e in added)
+    assert all(e["cost"] == {"model": "pure", "epsilon": 0} for e in added), added
 
 
 OUT_OF_RANGE = [
