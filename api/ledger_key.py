@@ -15,6 +15,7 @@ import os
 import secrets
 import stat
 from pathlib import Path
+from typing import Any
 
 from tlog import note
 
@@ -58,12 +59,28 @@ def _create(path: Path, origin: str) -> note.Signer:
 
 
 class LogSigner:
-    """The ledger's signing key and origin: signs checkpoints (the newest few cached)."""
+    """The ledger's signing key and origin: signs checkpoints (the newest few cached).
+
+    It also keeps what receipts read that never changes: tree nodes (``nodes``) and
+    ledger entries' documents (``entries``), bounded (cleared when full). One per app,
+    so per database."""
+
+    MAX_NODES = 100_000
+    MAX_ENTRIES = 2_000
 
     def __init__(self, signer: note.Signer) -> None:
         self.signer = signer
         self.origin = signer.name
         self._signed = functools.lru_cache(maxsize=256)(self._sign)
+        self.nodes: dict[tuple[int, int], bytes] = {}
+        self.entries: dict[int, dict[str, Any]] = {}
+
+    def trim(self) -> None:
+        """Forget the kept nodes and entries when there are more than the bounds."""
+        if len(self.nodes) > self.MAX_NODES:
+            self.nodes.clear()
+        if len(self.entries) > self.MAX_ENTRIES:
+            self.entries.clear()
 
     @property
     def vkey(self) -> str:

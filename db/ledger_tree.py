@@ -11,7 +11,7 @@ so a read transaction sees one consistent tree.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 
 from sqlalchemy import func, insert
 from sqlmodel import Session, col, select
@@ -147,14 +147,26 @@ def expected_count(tree_size: int) -> int:
     return 2 * tree_size - bin(tree_size).count("1")
 
 
-def root_and_inclusion(session: Session, index: int, tree_size: int) -> tuple[bytes, list[bytes]]:
-    """The root of a tree of ``tree_size`` leaves and the inclusion proof of leaf
-    ``index`` in it, from one read of the stored nodes (what a receipt holds)."""
-    _check_size(session, tree_size)
+def receipt_path(
+    session: Session, index: int, known: MutableMapping[Node, bytes] | None = None
+) -> tuple[int, bytes, list[bytes]]:
+    """The tree's size now, its root and the inclusion proof of leaf ``index`` in it: what
+    a receipt holds. Reads the head once (the root is folded from its frontier) and only
+    the nodes ``known`` lacks: stored nodes never change, so a caller may keep them, and
+    the nodes read are added to ``known``."""
+    head = session.get(LedgerHead, 1)
+    tree_size = head.seq if head is not None else 0
     if not 0 <= index < tree_size:
         raise TreeSizeError(f"leaf {index} is not in a tree of size {tree_size}")
-    ranges = merkle.inclusion_ranges(index, tree_size)
     top = merkle.root_nodes(tree_size)
-    found = nodes(session, merkle.nodes_for(ranges) | set(top))
+    edge = (head.frontier if head is not None else None) or b""
+    cache = known if known is not None else {}
+    if len(edge) == merkle.HASH_SIZE * len(top):
+        cache.update({n: edge[i * 32 : (i + 1) * 32] for i, n in enumerate(top)})
+    ranges = merkle.inclusion_ranges(index, tree_size)
+    missing = [n for n in merkle.nodes_for(ranges) | set(top) if n not in cache]
+    if missing:
+        cache.update(nodes(session, missing))
+    found = {n: cache[n] for n in merkle.nodes_for(ranges) | set(top)}  # a snapshot
     proof = [merkle.range_hash(a, b, found.__getitem__) for a, b in ranges]
-    return merkle.fold([found[n] for n in top]), proof
+    return tree_size, merkle.fold([found[n] for n in top]), proof

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import logging
-from typing import Any
 
 from api.ledger_key import LogSigner
 from api.problems import InvalidRequest
@@ -96,14 +95,20 @@ def consistency(db: Database, old: int, new: int) -> ConsistencyProof:
 
 def receipt(db: Database, log: LogSigner, seq: int) -> Receipt:
     """The receipt of ledger entry ``seq``: the entry, the signed checkpoint of the tree
-    now, and the inclusion proof of the entry's leaf (index ``seq − 1``) in it."""
+    now, and the inclusion proof of the entry's leaf (index ``seq − 1``) in it.
+
+    One read: the head, the tree nodes the signer has not kept yet and, the first time,
+    the entry (nodes and entries never change; a rewrite by an insider shows as a receipt
+    that does not verify)."""
+    log.trim()
     with db.read() as session:
-        tree_size = ledger_tree.size(session)
-        root, proof = ledger_tree.root_and_inclusion(session, seq - 1, tree_size)
-        entry = session.get(LedgerEntry, seq)
-        if entry is None:  # pragma: no cover - the tree has the leaf, so the entry exists
-            raise RuntimeError(f"ledger entry {seq} is missing")
-        document: dict[str, Any] = ledger.entry_document(entry)
+        tree_size, root, proof = ledger_tree.receipt_path(session, seq - 1, log.nodes)
+        document = log.entries.get(seq)
+        if document is None:
+            entry = session.get(LedgerEntry, seq)
+            if entry is None:  # pragma: no cover - the tree has the leaf, so the entry exists
+                raise RuntimeError(f"ledger entry {seq} is missing")
+            document = log.entries[seq] = ledger.entry_document(entry)
     return Receipt(
         checkpoint=log.checkpoint(tree_size, root),
         index=seq - 1,
