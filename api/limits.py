@@ -354,22 +354,9 @@ class Limiter:
     ) -> TooManyRequests:
         """The 429 to raise, after ledgering it if it is the first of its minute."""
         seconds = max(1, math.ceil(retry_after))
-        ledgered, unledgered = self._should_ledger(principal.consumer_id, reason)
-        if ledgered:
-            details = {"gateway": gateway, "retry_after": seconds, "unledgered_before": unledgered}
-            try:
-                await run_in_threadpool(
-                    stored_limits.record_refusal,
-                    db,
-                    consumer_id=principal.consumer_id,
-                    consumer=principal.name,
-                    dataset=dataset,
-                    reason=reason,
-                    details=details,
-                    request_id=request_id,
-                )
-            except Exception as exc:  # the refusal stands even if it cannot be ledgered
-                log.error("could not ledger a %s refusal", reason, exc_info=exc)
+        await self._ledger_refusal(
+            db, principal, reason, dataset, {"gateway": gateway, "retry_after": seconds}, request_id
+        )
         return TooManyRequests(detail, retry_after=seconds, reason=reason)
 
     def _gate(self, gateway: Gateway, cells: int | None) -> Gate:
@@ -452,11 +439,31 @@ class Limiter:
     ) -> None:
         """Ledger a query refused for what it asks (cost 0, the problem's type and public
         detail), the first per consumer and problem type each minute."""
-        kind = problem_type(exc).type
-        ledgered, unledgered = self._should_ledger(principal.consumer_id, kind)
+        detail = str(getattr(exc, "detail", "") or exc)[:500]
+        await self._ledger_refusal(
+            db,
+            principal,
+            problem_type(exc).type,
+            dataset,
+            {"gateway": "release", "detail": detail},
+            request_id,
+        )
+
+    async def _ledger_refusal(
+        self,
+        db: Database,
+        principal: Principal,
+        reason: str,
+        dataset: str | None,
+        details: dict[str, Any],
+        request_id: str,
+    ) -> None:
+        """Ledger a ``refused`` entry (cost 0) if it is the first of its minute for this
+        consumer and reason, with how many before it were not; a failure to ledger is
+        logged (the refusal stands)."""
+        ledgered, unledgered = self._should_ledger(principal.consumer_id, reason)
         if not ledgered:
             return
-        detail = str(getattr(exc, "detail", "") or exc)[:500]
         try:
             await run_in_threadpool(
                 stored_limits.record_refusal,
@@ -464,12 +471,12 @@ class Limiter:
                 consumer_id=principal.consumer_id,
                 consumer=principal.name,
                 dataset=dataset,
-                reason=kind,
-                details={"gateway": "release", "detail": detail, "unledgered_before": unledgered},
+                reason=reason,
+                details={**details, "unledgered_before": unledgered},
                 request_id=request_id,
             )
-        except Exception as failure:  # the refusal stands even if it cannot be ledgered
-            log.error("could not ledger a %s refusal", kind, exc_info=failure)
+        except Exception as exc:  # the refusal stands even if it cannot be ledgered
+            log.error("could not ledger a %s refusal", reason, exc_info=exc)
 
 
 def get_limiter(request: Request) -> Limiter:
