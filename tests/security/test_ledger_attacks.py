@@ -33,7 +33,7 @@ from sqlalchemy.engine import make_url
 from api.settings import Settings
 from cli.main import main
 from db.ledger import canonical_json, compute_hash
-from tests.conftest import ADMIN_KEY, Service, _pg_database, start_server
+from tests.conftest import ADMIN_KEY, Service, _pg_database, require_postgres, start_server
 from tests.support.api import VISITORS, analyst, create_consumer, ledger, register_events
 from tests.support.insider import rebuild_tree
 from tlog.note import Checkpoint, Note, Verifier
@@ -313,6 +313,7 @@ def _backup(source: str, target: str) -> None:
         ):
             src.backup(dst)
         return
+    require_postgres(shutil.which("pg_dump") is not None, "pg_dump")  # the PostgreSQL backup
     dump = subprocess.run(
         ["pg_dump", "--no-owner", make_url(source).set(drivername="postgresql").render_as_string()],
         check=True,
@@ -332,7 +333,6 @@ def _backup(source: str, target: str) -> None:
     )
 
 
-@pytest.mark.skipif(shutil.which("pg_dump") is None, reason="pg_dump is not installed")
 def test_a_restored_database_that_carries_on_is_caught_by_the_witness(
     scene: Scene, spare_url: str
 ) -> None:

@@ -82,3 +82,21 @@ def ledger(admin: httpx.Client, **params: str) -> list[dict[str, Any]]:
     assert response.status_code == 200, response.text
     items: list[dict[str, Any]] = response.json()["items"]
     return items
+
+
+def all_entries(client: httpx.Client, **params: Any) -> list[dict[str, Any]]:
+    """Every entry of ``GET /v1/ledger`` matching ``params``, following cursors (pages of
+    ``limit`` entries, 1000 unless given)."""
+    entries: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        query = {**params, "limit": params.get("limit", 1000)}
+        if cursor is not None:
+            query["cursor"] = cursor
+        response = client.get("/v1/ledger", params=query)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        entries.extend(page["items"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return entries
