@@ -67,12 +67,7 @@ def append_leaf(session: Session, head: LedgerHead, index: int, entry_hash: str)
     head's ``frontier`` (the hashes of the perfect subtrees of the tree of ``index``
     leaves, left to right), which this updates, so an append reads nothing; a missing
     or stale frontier is read from the stored nodes instead."""
-    top = merkle.root_nodes(index)
-    stored = head.frontier or b""
-    if len(stored) == merkle.HASH_SIZE * len(top):
-        frontier = {n: stored[i * 32 : (i + 1) * 32] for i, n in enumerate(top)}
-    else:  # a head from before the frontier was kept: read it once
-        frontier = nodes(session, top)
+    frontier = right_edge(session, head, index)
     made = merkle.appended_nodes(
         index, merkle.leaf_hash(bytes.fromhex(entry_hash)), frontier.__getitem__
     )
@@ -82,6 +77,26 @@ def append_leaf(session: Session, head: LedgerHead, index: int, entry_hash: str)
     )
     frontier.update(made)
     head.frontier = b"".join(frontier[n] for n in merkle.root_nodes(index + 1))
+
+
+def right_edge(session: Session, head: LedgerHead, tree_size: int) -> dict[Node, bytes]:
+    """The perfect subtrees whose fold is the root of the tree of ``tree_size`` leaves (the
+    head's size): from the head's ``frontier``, or read from the stored nodes when the
+    head has none that fits (a head from before it was kept, or one an insider reset)."""
+    top = merkle.root_nodes(tree_size)
+    edge = head.frontier or b""
+    if len(edge) == merkle.HASH_SIZE * len(top):
+        return {n: edge[i * 32 : (i + 1) * 32] for i, n in enumerate(top)}
+    return nodes(session, top)
+
+
+def current(session: Session) -> tuple[int, bytes]:
+    """The tree's size now and its root, from the head alone (its frontier)."""
+    head = session.get(LedgerHead, 1)
+    if head is None:  # pragma: no cover - created by the first migration
+        return 0, merkle.EMPTY_ROOT
+    edge = right_edge(session, head, head.seq)
+    return head.seq, merkle.fold([edge[n] for n in merkle.root_nodes(head.seq)])
 
 
 def size(session: Session) -> int:
@@ -156,15 +171,13 @@ def receipt_path(
     the nodes read are added to ``known``."""
     head = session.get(LedgerHead, 1)
     tree_size = head.seq if head is not None else 0
-    if not 0 <= index < tree_size:
+    if head is None or not 0 <= index < tree_size:
         raise TreeSizeError(f"leaf {index} is not in a tree of size {tree_size}")
     top = merkle.root_nodes(tree_size)
-    edge = (head.frontier if head is not None else None) or b""
     cache = known if known is not None else {}
-    if len(edge) == merkle.HASH_SIZE * len(top):
-        cache.update({n: edge[i * 32 : (i + 1) * 32] for i, n in enumerate(top)})
+    cache.update(right_edge(session, head, tree_size))
     ranges = merkle.inclusion_ranges(index, tree_size)
-    missing = [n for n in merkle.nodes_for(ranges) | set(top) if n not in cache]
+    missing = [n for n in merkle.nodes_for(ranges) if n not in cache]
     if missing:
         cache.update(nodes(session, missing))
     found = {n: cache[n] for n in merkle.nodes_for(ranges) | set(top)}  # a snapshot

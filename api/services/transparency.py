@@ -38,8 +38,10 @@ def checkpoint(db: Database, log: LogSigner, size: int | None) -> str:
     """The signed checkpoint of the tree at ``size`` (default: now), with the witnesses'
     cosignatures stored for that size; the size is recorded in the history."""
     with db.read() as session:
-        tree_size = ledger_tree.size(session) if size is None else size
-        root = ledger_tree.root(session, tree_size)
+        if size is None:
+            tree_size, root = ledger_tree.current(session)
+        else:
+            tree_size, root = size, ledger_tree.root(session, size)
         stored = checkpoints.cosignatures(session, tree_size)
     text = note.Checkpoint(log.origin, tree_size, root).text
     lines = tuple(c.line for c in stored if _cosigns(c, text))
