@@ -90,7 +90,9 @@ async def console_api(request: Request, key: str) -> AsyncIterator[ConsoleApi]:
     transport = httpx.ASGITransport(app=request.app)
     headers = {"Authorization": f"Bearer {key}", "X-Request-ID": get_request_id(request)}
     async with httpx.AsyncClient(
-        transport=transport, base_url="http://console.internal", headers=headers,
+        transport=transport,
+        base_url="http://console.internal",
+        headers=headers,
         timeout=TIMEOUT_SECONDS,
     ) as client:
         yield ConsoleApi(client)

@@ -76,8 +76,12 @@ def _wrong_role(request: Request, exc: Exception) -> Response:
 
 
 def _cross_origin(request: Request, exc: Exception) -> Response:
-    context = {"title": "Forbidden", "nav": (), "who": None, "message": "This form was not "
-               "sent from this server's own pages (Origin check)."}
+    context = {
+        "title": "Forbidden",
+        "nav": (),
+        "who": None,
+        "message": "This form was not sent from this server's own pages (Origin check).",
+    }
     return render(request, "console/forbidden.html", context, status_code=403)
 
 

@@ -36,7 +36,9 @@ class BurnDown:
     @property
     def chart_id(self) -> str:
         """A DOM id for the chart's data block."""
-        return "burn-" + "".join(c if c.isalnum() else "-" for c in f"{self.consumer}-{self.dataset}")
+        return "burn-" + "".join(
+            c if c.isalnum() else "-" for c in f"{self.consumer}-{self.dataset}"
+        )
 
     def chart(self) -> dict[str, Any]:
         """The chart's data: remaining budget after each debit, starting from the total."""
@@ -65,7 +67,9 @@ def burn_down(budget: dict[str, Any], entries: list[dict[str, Any]]) -> BurnDown
             continue
         amount = float(cost[unit])
         spent += amount
-        points.append(BurnPoint(int(entry["seq"]), str(entry["time"]), amount, spent, total - spent))
+        points.append(
+            BurnPoint(int(entry["seq"]), str(entry["time"]), amount, spent, total - spent)
+        )
     return BurnDown(
         consumer=str(budget["consumer"]),
         dataset=str(budget["dataset"]),
@@ -113,9 +117,7 @@ def _number(value: Any) -> float | None:
 INTERVAL_COLUMNS = ("value", "lower", "upper")
 
 
-def _interval(
-    value: float | None, accuracy: dict[str, Any]
-) -> tuple[float | None, float | None]:
+def _interval(value: float | None, accuracy: dict[str, Any]) -> tuple[float | None, float | None]:
     """The interval the accuracy states around ``value`` (None when it states none in the
     value's units, as for a quantile's rank error)."""
     bound = _number(accuracy.get("error_bound"))
@@ -161,8 +163,11 @@ def cost_text(cost: dict[str, Any] | None) -> str:
     parts = []
     for key, symbol in (("epsilon", "ε"), ("rho", "ρ"), ("delta", "δ")):
         if cost.get(key) is not None:
-            parts.append(f"{symbol} = {cost[key]:g}" if isinstance(cost[key], float | int) else
-                         f"{symbol} = {cost[key]}")
+            parts.append(
+                f"{symbol} = {cost[key]:g}"
+                if isinstance(cost[key], float | int)
+                else f"{symbol} = {cost[key]}"
+            )
     return ", ".join(parts) or json.dumps(cost)
 
 

@@ -6,8 +6,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
-VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
-        "track", "wbr"}
+VOID = {
+    "area",
+    "base",
+    "br",
+    "col",
+    "embed",
+    "hr",
+    "img",
+    "input",
+    "link",
+    "meta",
+    "source",
+    "track",
+    "wbr",
+}
 
 
 @dataclass
@@ -63,7 +76,8 @@ class Page:
     def all(self, tag: str, **attrs: str) -> list[Element]:
         """Elements with ``tag`` (``"*"``: any) whose attributes equal ``attrs``."""
         return [
-            e for e in self.elements
+            e
+            for e in self.elements
             if (tag == "*" or e.tag == tag)
             and all(e.get(k.rstrip("_").replace("_", "-")) == v for k, v in attrs.items())
         ]

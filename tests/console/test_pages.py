@@ -97,7 +97,9 @@ def test_no_inline_script_style_or_handler(pages: dict[str, httpx.Response]) -> 
         for element in page.elements:
             assert "style" not in element.attrs, (name, element.tag)
             assert not [a for a in element.attrs if a.startswith("on")], (name, element.tag)
-            assert not any(v.strip().lower().startswith("javascript:") for v in element.attrs.values())
+            assert not any(
+                v.strip().lower().startswith("javascript:") for v in element.attrs.values()
+            )
 
 
 def _asset_urls(page: Page) -> list[str]:
@@ -149,7 +151,12 @@ def test_no_url_to_another_host_in_what_we_author(
 def test_auditor_names(pages: dict[str, httpx.Response]) -> None:
     page = parse(pages["auditor"].text)
     assert page.texts("h1") == ["Auditor"]
-    assert page.texts("h2") == ["Verification", "Budget burn-down", "Ledger timeline", "Checkpoints"]
+    assert page.texts("h2") == [
+        "Verification",
+        "Budget burn-down",
+        "Ledger timeline",
+        "Checkpoints",
+    ]
     assert page.all("canvas", role="img", aria_label="Budget burn-down of ana on events")
     captions = page.texts("caption")
     for caption in ("Budget of ana on events", "Ledger entries", "Checkpoint history"):
@@ -167,8 +174,17 @@ def test_admin_names(pages: dict[str, httpx.Response]) -> None:
     assert page.texts("h2") == ["Consumers", "Datasets", "Budgets"]
     assert {"Consumers", "Datasets", "Budgets"} <= set(page.texts("caption"))
     labels = page.labels()
-    for label in ("Name", "Role", "Dataset metadata (JSON)", "Consumer", "Dataset",
-                  "Privacy model", "Epsilon", "Rho", "Period"):
+    for label in (
+        "Name",
+        "Role",
+        "Dataset metadata (JSON)",
+        "Consumer",
+        "Dataset",
+        "Privacy model",
+        "Epsilon",
+        "Rho",
+        "Period",
+    ):
         assert label in labels, label
     buttons = page.buttons()
     for button in ("Create consumer", "Register dataset", "Set budget", "Issue key to ana"):

@@ -46,7 +46,11 @@ def test_the_cookie_is_secure_over_https(server: Service, world: World) -> None:
 
 
 def test_each_role_lands_on_its_page(server: Service, world: World) -> None:
-    for key, page in ((world.admin, "admin"), (world.analyst, "analyst"), (world.auditor, "auditor")):
+    for key, page in (
+        (world.admin, "admin"),
+        (world.analyst, "analyst"),
+        (world.auditor, "auditor"),
+    ):
         client = browser(server)
         assert client.post("/ui/login", data={"api_key": key}).headers["location"] == f"/ui/{page}"
         assert client.get("/ui").headers["location"] == f"/ui/{page}"
@@ -82,7 +86,9 @@ def test_another_roles_page_is_403(sign_in: Callable[[str], httpx.Client], world
         assert "analyst" in parse(response.text).texts("*", role="alert")[0]
     auditor = sign_in(world.auditor)
     assert auditor.get("/ui/analyst").status_code == 403
-    assert auditor.post("/ui/admin/consumers", data={"name": "x", "role": "admin"}).status_code == 403
+    assert (
+        auditor.post("/ui/admin/consumers", data={"name": "x", "role": "admin"}).status_code == 403
+    )
 
 
 def test_sign_out_clears_the_cookie(sign_in: Callable[[str], httpx.Client], world: World) -> None:
