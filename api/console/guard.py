@@ -25,12 +25,13 @@ class NotSignedIn(Exception):
     """A console page asked for without a valid session."""
 
 
-@dataclass(frozen=True)
 class WrongRole(Exception):
     """A console page of another role than the signed-in consumer's."""
 
-    principal: Principal
-    needed: str
+    def __init__(self, principal: Principal, needed: str) -> None:
+        super().__init__(f"{principal.role} may not see the {needed} page")
+        self.principal = principal
+        self.needed = needed
 
 
 @dataclass(frozen=True)

@@ -152,3 +152,21 @@ def test_same_origin_posts_pass_by_origin_referer_or_fetch_metadata(
         client = server.client()
         response = client.post("/ui/login", data={"api_key": world.analyst}, headers=headers)
         assert response.status_code == 303, headers
+
+
+def test_the_consoles_refusals_are_plain_exceptions_starlette_can_reset() -> None:
+    # Starlette clears a handled exception's traceback after answering; a frozen
+    # dataclass exception would fail there (after the 403 went out) on every refusal.
+    from api.console.api_client import ApiProblem
+    from api.console.guard import NotSignedIn, WrongRole
+    from api.console.session import CrossOrigin
+    from db.accounts import Principal
+
+    principal = Principal(consumer_id=1, name="ana", role="analyst", key_id="key_1")
+    for error in (
+        WrongRole(principal, "admin"),
+        ApiProblem(409, "t", "d"),
+        CrossOrigin("x"),
+        NotSignedIn(),
+    ):
+        error.__traceback__ = None
