@@ -38,8 +38,9 @@ def _status_texts(html: str) -> list[str]:
 
 def _new_key(html: str) -> str:
     """The key shown once, in the page's "New API key" status region."""
-    (region,) = parse(html).all("article", role="status", aria_label="New API key")
-    (code,) = next(c for c in region.children if c.tag == "pre").children
+    (region,) = parse(html).all("*", role="status")
+    (article,) = [c for c in region.children if c.tag == "article"]
+    (code,) = next(c for c in article.children if c.tag == "pre").children
     return code.text.strip()
 
 
