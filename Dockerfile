@@ -18,7 +18,7 @@ COPY privacy ./privacy
 COPY db ./db
 COPY cli ./cli
 COPY client ./client
-RUN /opt/ruis/bin/pip install --no-cache-dir .
+RUN /opt/ruis/bin/pip install --no-cache-dir ./client .
 
 FROM python:3.11-slim
 ENV PATH=/opt/ruis/bin:$PATH \

@@ -69,7 +69,7 @@ def test_every_role_has_tested_examples() -> None:
         "/v1/budgets/",  # admin
         "/v1/queries/preview",
         '/v1/queries"',
-        "from client import",  # analyst
+        "from ruis_client import",  # analyst
         "/v1/ledger/verify",
         "/v1/ledger/export",
     ):  # auditor

@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 import polars as pl
 
-from client import Ruis
+from ruis_client import Ruis
 from tests.conftest import Service
 from tests.support.api import analyst, create_consumer, set_budget
 

@@ -2,7 +2,7 @@
 
 :class:`LedgerWatch` holds the ledger's verifier key (pinned, or trusted on first use)
 and the last checkpoint the client saw (in memory and, with a checkpoint file, on
-disk). Each receipt must check out on its own (:mod:`client._receipts`) and its
+disk). Each receipt must check out on its own (:mod:`ruis_client._receipts`) and its
 checkpoint must extend the last one: same size and root, or a larger tree with a
 consistency proof from the last one. Anything else is reported (a warning, or an
 exception with ``on_inconsistency="raise"``), recorded in :attr:`LedgerWatch.inconsistencies`,
@@ -21,15 +21,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
-from client import _checkpoint_file, _receipts
-from client._exceptions import (
+from ruis_client import _checkpoint_file, _receipts
+from ruis_client._exceptions import (
     LedgerInconsistency,
     LedgerInconsistencyWarning,
     ReceiptInvalid,
     ReceiptInvalidWarning,
     RuisError,
 )
-from client._models import Checkpoint, Release
+from ruis_client._models import Checkpoint, Release
 from tlog import merkle, note
 
 OnInconsistency = Literal["warn", "raise"]

@@ -2,7 +2,7 @@
 
 ::
 
-    from client import Ruis, BudgetExceeded
+    from ruis_client import Ruis, BudgetExceeded
 
     with Ruis("http://127.0.0.1:8000", analyst_key) as ruis:
         print(ruis.budget("mobility_events"))
@@ -21,8 +21,8 @@ a ledger that was rewritten or rolled back::
     Ruis(url, analyst_key, ledger_key=vkey, checkpoint_file="ruis-checkpoint.json")
 """
 
-from client._client import Condition, Ruis, Statistic
-from client._exceptions import (
+from ruis_client._client import Condition, Ruis, Statistic
+from ruis_client._exceptions import (
     APIError,
     BudgetExceeded,
     Conflict,
@@ -40,7 +40,7 @@ from client._exceptions import (
     TransportError,
     Unauthorized,
 )
-from client._models import (
+from ruis_client._models import (
     Accuracy,
     Budget,
     BudgetPeriod,

@@ -386,7 +386,7 @@ class Release:
     receipt: Receipt | None = None
     """Proof that its ledger entry is in the signed ledger, as of this answer."""
     verified: bool = False
-    """Whether :class:`client.Ruis` checked :attr:`receipt` and it checked out: signed by
+    """Whether :class:`ruis_client.Ruis` checked :attr:`receipt` and it checked out: signed by
     the ledger's key, this release's entry, included in the checkpoint, and that
     checkpoint consistent with the last one the client saw."""
 
@@ -430,7 +430,7 @@ class Release:
 
 @dataclass(frozen=True)
 class ReleaseSummary:
-    """One of your earlier releases, without its values (:meth:`client.Ruis.release` re-reads
+    """One of your earlier releases, without its values (:meth:`ruis_client.Ruis.release` re-reads
     it at no cost)."""
 
     id: str

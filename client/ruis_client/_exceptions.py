@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from client._models import Checkpoint, Release
+    from ruis_client._models import Checkpoint, Release
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class Problem:
 
 
 class RuisError(Exception):
-    """Base class of every error raised by :class:`client.Ruis` about a call."""
+    """Base class of every error raised by :class:`ruis_client.Ruis` about a call."""
 
 
 class TransportError(RuisError):

@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import httpx
 
-from client._exceptions import (
+from ruis_client._exceptions import (
     LedgerInconsistency,
     NotFound,
     Problem,
@@ -19,8 +19,8 @@ from client._exceptions import (
     TransportError,
     error_for,
 )
-from client._ledger import LedgerWatch, OnInconsistency
-from client._models import Budget, Checkpoint, Dataset, Preview, Release, ReleaseSummary
+from ruis_client._ledger import LedgerWatch, OnInconsistency
+from ruis_client._models import Budget, Checkpoint, Dataset, Preview, Release, ReleaseSummary
 
 Statistic = Literal["count", "unit_count", "sum", "mean", "quantile"]
 Op = Literal["eq", "in", "between", "lt", "le", "gt", "ge"]
@@ -92,7 +92,7 @@ class Ruis:
                                  group_by=["municipality"], epsilon=0.5)
             print(release.frame, release.accuracy)
 
-    Errors raise :class:`client.RuisError` subclasses (see :mod:`client._exceptions`).
+    Errors raise :class:`ruis_client.RuisError` subclasses (see :mod:`ruis_client._exceptions`).
     ``transport`` replaces the network (an ``httpx`` transport, e.g. for tests).
 
     Every release comes with a receipt, which the client checks (``release.verified``):
@@ -103,8 +103,8 @@ class Ruis:
     keeps that key and the last checkpoint across runs (JSON, rewritten atomically). A
     receipt that does not check out, or a checkpoint that does not extend the last one
     (an operator who restored an older database, a split view), is recorded in
-    :attr:`inconsistencies` and warned of (:class:`client.LedgerInconsistencyWarning`),
-    or raised (:class:`client.LedgerInconsistency`, whose ``release`` holds the values
+    :attr:`inconsistencies` and warned of (:class:`ruis_client.LedgerInconsistencyWarning`),
+    or raised (:class:`ruis_client.LedgerInconsistency`, whose ``release`` holds the values
     paid for) with ``on_inconsistency="raise"``; the last checkpoint is kept.
     """
 

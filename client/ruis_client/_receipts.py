@@ -4,7 +4,7 @@ A receipt proves the release's ledger entry is in the ledger's signed Merkle tre
 (SPEC.md, "A ledger that outside auditors can verify"): the checkpoint note is signed
 by the ledger's key, the entry's hash recomputes from its canonical JSON, the entry is
 this release's debit, and its leaf's inclusion proof leads to the checkpoint's root.
-Whether that checkpoint is consistent with earlier ones is :mod:`client._ledger`'s job.
+Whether that checkpoint is consistent with earlier ones is :mod:`ruis_client._ledger`'s job.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from client._models import Checkpoint, Release
+from ruis_client._models import Checkpoint, Release
 from tlog import merkle, note
 
 
