@@ -51,7 +51,7 @@ class Problem:
         return cls(
             type=str(document.get("type", "about:blank")),
             title=str(document.get("title", "")),
-            status=int(document.get("status", status)),
+            status=(document["status"] if isinstance(document.get("status"), int) else status),
             detail=str(document.get("detail", "")),
             document=dict(document),
         )
@@ -108,6 +108,12 @@ class LedgerInconsistencyWarning(UserWarning):
 class ReceiptInvalidWarning(LedgerInconsistencyWarning):
     """Warned (by default, instead of raising) with the :class:`ReceiptInvalid` in
     :attr:`error`."""
+
+
+class SignatureUncheckedWarning(UserWarning):
+    """Warned once per client without the ``cryptography`` package: receipts' entry hashes
+    and inclusion proofs are checked, not the ledger's signature, so releases come back
+    with ``verified=False`` (``pip install ruis-client[verify]``)."""
 
 
 class APIError(RuisError):

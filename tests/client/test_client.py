@@ -54,21 +54,41 @@ def test_exported_names() -> None:
     assert sorted(ruis_client.__all__) == [
         "APIError",
         "Accuracy",
+        "ApiKey",
+        "Bounds",
         "Budget",
         "BudgetExceeded",
         "BudgetPeriod",
         "Checkpoint",
+        "CheckpointSummary",
         "Condition",
         "Conflict",
+        "ConsistencyProof",
+        "Consumer",
+        "ConsumerCreated",
+        "ContributionBound",
+        "CosignatureAccepted",
         "Cost",
         "Cumulative",
         "Dataset",
         "DatasetRetired",
+        "DatasetVersion",
+        "EffectiveLimits",
         "Forbidden",
+        "Health",
+        "InclusionProof",
         "InvalidQuery",
+        "LedgerDiscrepancy",
+        "LedgerEntry",
         "LedgerInconsistency",
         "LedgerInconsistencyWarning",
+        "LedgerPage",
+        "LedgerVerification",
+        "LevelAccuracy",
+        "Limits",
+        "NewApiKey",
         "NotFound",
+        "PandasMissing",
         "Preview",
         "Problem",
         "Receipt",
@@ -79,6 +99,7 @@ def test_exported_names() -> None:
         "Ruis",
         "RuisError",
         "ServerError",
+        "SignatureUncheckedWarning",
         "Statistic",
         "TransportError",
         "Truncation",
@@ -122,9 +143,19 @@ def test_preview_query_cache_and_reread(ana: Ruis) -> None:
     assert release.truncation is not None and 0 <= release.truncation.kept_share <= 1
     assert release.budget_remaining == 0.5 and ana.budget("events").spent == 0.5
     assert isinstance(release.frame, pl.DataFrame)
-    assert release.frame.columns == ["municipality", "value"]
+    assert release.frame.columns == ["municipality", "value", "lower", "upper"]
+    assert release.columns == ("municipality", "value")
     assert release.frame["municipality"].to_list() == MUNICIPALITIES
     assert release.frame["value"].dtype == pl.Float64
+    # noise_and_bias: the truth lies in [value - noise bound, value + noise bound + bias]
+    noise, bias = release.accuracy.noise_error_bound, release.accuracy.bias_bound
+    assert (
+        noise is not None
+        and bias is not None
+        and noise + bias <= (release.accuracy.error_bound or 0) + 1e-9
+    )
+    assert (release.frame["value"] - release.frame["lower"] - noise).abs().max() < 1e-9
+    assert (release.frame["upper"] - release.frame["value"] - noise - bias).abs().max() < 1e-9
 
     again = ana.query("events", "unit_count", group_by=["municipality"], epsilon=0.5)
     assert again.cached and again.id == release.id and again.frame.equals(release.frame)
@@ -178,8 +209,9 @@ def test_where_bounds_and_accuracy_target(ana: Ruis) -> None:
     if _has_pandas():
         assert list(mean.to_pandas().columns) == ["value", "lower", "upper"]
     else:
-        with pytest.raises(ModuleNotFoundError):
+        with pytest.raises(ImportError, match=r"pip install ruis-client\[pandas\]") as missing:
             mean.to_pandas()
+        assert isinstance(missing.value, ruis_client.PandasMissing)
 
 
 def test_contribution_bounds_per_is_passed_through(ana: Ruis) -> None:
