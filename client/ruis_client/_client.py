@@ -1,4 +1,4 @@
-"""The analyst's client: :class:`Ruis`."""
+"""The client: :class:`Ruis`, one class for every role (the key decides what is allowed)."""
 
 from __future__ import annotations
 
