@@ -39,7 +39,13 @@ with warnings.catch_warnings(record=True) as caught, Ruis(url, key) as ruis:
     release = ruis.query(query["dataset"], query["statistic"], where=where,
                          epsilon=query["privacy"]["epsilon"], **body)
     again = ruis.release(release.id)
+    try:
+        pandas = list(release.to_pandas().columns)
+    except ImportError as missing:
+        pandas = str(missing)
 print(json.dumps({
+    "id": release.id,
+    "pandas": pandas,
     "fits": preview.fits_budget,
     "cost": release.cost.amount,
     "columns": release.frame.columns,
@@ -115,21 +121,34 @@ def test_the_client_installs_alone_and_queries_the_demo(settings: Settings, tmp_
 
     options = argparse.Namespace(devices=300, days=7, seed=42)
     keys, query, _ = demo.setup(settings, options)
+    script = tmp_path / "analyst.py"
+    script.write_text(ANALYST_SCRIPT)
+    analyst = [python, str(script), "", keys[demo.ANALYST], json.dumps(query)]
     served = start_server(settings)
     try:
-        script = tmp_path / "analyst.py"
-        script.write_text(ANALYST_SCRIPT)
-        output = _run(
-            [python, str(script), served.url, keys[demo.ANALYST], json.dumps(query)], tmp_path
+        analyst[2] = served.url
+        result = json.loads(_run(analyst, tmp_path))
+        assert result["fits"] and result["cost"] == query["privacy"]["epsilon"]
+        columns = ["municipality", "value", "lower", "upper"]
+        assert result["columns"] == columns and result["rows"] > 0
+        assert result["verified"] == [False, False]  # no cryptography: signature unchecked
+        unchecked = "install ruis-client[verify] to check the ledger's signature"
+        assert result["warnings"] == [unchecked]  # once, for two releases
+        assert result["other_warnings"] == []
+        assert "pip install ruis-client[pandas]" in result["pandas"]
+
+        # the extras: the signature is checked, and the release converts to pandas
+        extras = f"{source}[pandas,verify]"
+        _run(
+            [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", extras],
+            tmp_path,
         )
+        again = json.loads(_run(analyst, tmp_path))  # the same query: cached, free
+        assert again["id"] == result["id"] and again["verified"] == [True, True]
+        assert again["warnings"] == [] == again["other_warnings"]
+        assert again["pandas"] == columns
     finally:
         served.stop()
-    result = json.loads(output)
-    assert result["fits"] and result["cost"] == query["privacy"]["epsilon"]
-    assert result["columns"] == ["municipality", "value", "lower", "upper"] and result["rows"] > 0
-    assert result["verified"] == [False, False]  # no cryptography: the signature is unchecked
-    assert result["warnings"] == ["install ruis-client[verify] to check the ledger's signature"]
-    assert result["other_warnings"] == []
 
 
 NO_CRYPTOGRAPHY = """
