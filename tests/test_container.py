@@ -145,10 +145,11 @@ def podman(tmp_path: Path) -> Iterator[Podman]:
 def _build_volumes() -> list[str]:
     """The host's CA bundle for pip in the build, when the host names one (a TLS-inspecting
     proxy); a bind mount during RUN steps only, nothing of it lands in the image."""
-    cert = os.environ.get("PIP_CERT") or os.environ.get("SSL_CERT_FILE")
-    if not cert or not Path(cert).is_file():
-        return []
-    return ["--volume", f"{cert}:/etc/ssl/certs/ca-certificates.crt:ro"]
+    for variable in ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):  # what pip trusts
+        cert = os.environ.get(variable)
+        if cert and Path(cert).is_file():
+            return ["--volume", f"{cert}:/etc/ssl/certs/ca-certificates.crt:ro"]
+    return []
 
 
 QUERY = """
