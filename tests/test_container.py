@@ -8,7 +8,8 @@ containers.conf written here, so nothing of the machine's own podman setup is us
 behind. The debootstrap tree is cached as a tarball for the day under
 ``$XDG_CACHE_HOME/ruis-tests`` (``~/.cache``). Slow: 2.5–3 minutes with that cache, 5.5
 without (debootstrap and pip downloading the wheels in the build, 2 each); skipped
-without podman or debootstrap, failing in CI (``CI=true``), where ``scripts/system-deps.sh`` installs them.
+without podman or debootstrap, failing in CI
+(``CI=true``), where ``scripts/system-deps.sh`` installs them.
 """
 
 from __future__ import annotations
