@@ -7,10 +7,17 @@
 # RUIS_DATABASE_URL (default: SQLite in /data), RUIS_BOOTSTRAP_ADMIN_KEY, RUIS_METRICS_TOKEN,
 # RUIS_LEDGER_KEY_FILE (the ledger's Ed25519 signing key; default /data/ledger-key.pem, made
 # at first start: mount it as a secret shared by every replica), RUIS_LEDGER_ORIGIN.
+#
+# BASE_IMAGE is any Debian-like image with Python 3.11+ as `python3`, the venv module and
+# groupadd/useradd: python:3.11-slim by default, or a Debian minbase imported with
+# `debootstrap --variant=minbase --include=python3,python3-venv bookworm DIR` (see
+# tests/test_container.py, which builds and runs the image on such a base).
 
-FROM python:3.11-slim AS build
+ARG BASE_IMAGE=python:3.11-slim
+
+FROM ${BASE_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN python -m venv /opt/ruis
+RUN python3 -m venv /opt/ruis
 WORKDIR /src
 COPY pyproject.toml ./
 COPY api ./api
@@ -18,9 +25,9 @@ COPY privacy ./privacy
 COPY db ./db
 COPY cli ./cli
 COPY client ./client
-RUN /opt/ruis/bin/pip install --no-cache-dir .
+RUN /opt/ruis/bin/pip install --no-cache-dir ./client .
 
-FROM python:3.11-slim
+FROM ${BASE_IMAGE}
 ENV PATH=/opt/ruis/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -36,6 +43,6 @@ WORKDIR /data
 VOLUME ["/data"]
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
+    CMD ["python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
 ENTRYPOINT ["ruis"]
 CMD ["serve", "--host", "0.0.0.0", "--port", "8000"]

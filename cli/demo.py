@@ -176,6 +176,29 @@ def setup(
     return keys, example_query(files), crowd_queries(files)
 
 
+def python_example(url: str, key: str, query: dict[str, Any]) -> str:
+    """``query`` with the Python client (``ruis_client``), as the banner prints it."""
+    where = ", ".join(
+        f"({json.dumps(c['column'])}, {json.dumps(c['op'])}, {json.dumps(c['value'])})"
+        for c in query.get("where", [])
+    )
+    arguments = [json.dumps(query["dataset"]), json.dumps(query["statistic"])]
+    if query.get("group_by"):
+        arguments.append(f"group_by={json.dumps(query['group_by'])}")
+    if where:
+        arguments.append(f"where=[{where}]")
+    arguments.append(f"epsilon={query['privacy']['epsilon']!r}")
+    call = ",\n        ".join(arguments)
+    return f"""from ruis_client import Ruis
+
+with Ruis("{url}", "{key}") as ruis:
+    release = ruis.query(
+        {call},
+    )
+    print(release.frame, release.accuracy, release.budget_remaining)
+"""
+
+
 def banner(
     url: str,
     keys: dict[str, str],
@@ -183,8 +206,8 @@ def banner(
     keys_path: Path,
     more: dict[str, dict[str, Any]] | None = None,
 ) -> str:
-    """What the demo prints before serving: keys, a curl and the same in Python, then the
-    bodies of ``more`` queries for the same curl."""
+    """What the demo prints before serving: the console's URL, keys, a curl and the same
+    with the Python client, then the bodies of ``more`` queries for the same curl."""
     body = json.dumps(query)
     curl = (
         f"curl -s -X POST {url}/v1/queries \\\n"
@@ -195,7 +218,9 @@ def banner(
         f"\n{title}:\n\n{curl}  -d '{json.dumps(other)}'\n" for title, other in (more or {}).items()
     )
     return f"""
-Ruis demo — serving on {url}   (API docs: {url}/docs)
+Ruis demo — serving on {url}
+  Console:  {url}/ui   (sign in with a key below)
+  API docs: {url}/docs
 
 Keys (also in {keys_path}, readable only by you; shown here once):
   admin    {ADMIN:<14} {keys[ADMIN]}
@@ -206,13 +231,9 @@ Visitors per municipality last week (ε = 0.5 of the analyst's 10):
 
 {curl}  -d '{body}'
 
-The same in Python:
+The same with the Python client (ruis_client):
 
-import httpx
-r = httpx.post("{url}/v1/queries", json={query!r},
-               headers={{"Authorization": "Bearer {keys[ANALYST]}"}}, timeout=60)
-print(r.json()["rows"][:5], r.json()["accuracy"])
-{others}
+{python_example(url, keys[ANALYST], query)}{others}
 Auditor: curl -s {url}/v1/ledger/verify -H 'Authorization: Bearer {keys[AUDITOR]}'
 """
 

@@ -11,7 +11,15 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from cli.demo import ADMIN, ANALYST, AUDITOR, banner, crowd_queries, example_query
+from cli.demo import (
+    ADMIN,
+    ANALYST,
+    AUDITOR,
+    banner,
+    crowd_queries,
+    example_query,
+    python_example,
+)
 from cli.demo_data import (
     DemoFiles,
     events_registration,
@@ -345,6 +353,13 @@ def test_demo_banner_queries_resolve(demo: DemoFiles) -> None:
     text = banner("http://127.0.0.1:8000", KEYS, example_query(demo), Path("k.json"), queries)
     for body in queries.values():
         assert json.dumps(body) in text
+    assert "Console:  http://127.0.0.1:8000/ui" in text
+    # the Python example is the client's (it runs in tests/test_readme.py)
+    example = python_example("http://127.0.0.1:8000", KEYS[ANALYST], example_query(demo))
+    assert example in text
+    assert example.startswith("from ruis_client import Ruis\n")
+    assert "httpx" not in example
+    compile(example, "banner", "exec")
 
 
 def test_demo_weekday_query_runs(demo: DemoFiles) -> None:

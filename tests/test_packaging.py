@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-TOP_LEVEL = ("api", "privacy", "db", "cli", "client")
+TOP_LEVEL = ("api", "privacy", "db", "cli")
+CLIENT_PACKAGES = ("ruis_client", "tlog")
 
 
 def test_every_package_is_in_the_distribution() -> None:
@@ -27,15 +28,33 @@ def test_every_package_is_in_the_distribution() -> None:
         for init in (ROOT / top).rglob("__init__.py")
     }
     assert packages == found, "every subpackage must be listed: a wheel leaves out the rest"
-    assert set(TOP_LEVEL) <= set(config["tool"]["mypy"]["packages"])
-    assert (ROOT / "client" / "py.typed").exists()
-    assert "py.typed" in config["tool"]["setuptools"]["package-data"]["client"]
+    assert {*TOP_LEVEL, *CLIENT_PACKAGES} <= set(config["tool"]["mypy"]["packages"])
+    assert config["tool"]["mypy"]["mypy_path"] == "client"
+
+
+def test_the_client_is_its_own_distribution() -> None:
+    """client/ is ruis-client (ruis_client and tlog, typed), and the server depends on it."""
+    server = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    config = tomllib.loads((ROOT / "client" / "pyproject.toml").read_text())
+    assert config["project"]["name"] == "ruis-client"
+    assert any(d.startswith("ruis-client") for d in server["project"]["dependencies"])
+    assert [d.split(">")[0] for d in config["project"]["dependencies"]] == ["httpx", "polars"]
+    assert set(config["tool"]["setuptools"]["packages"]) == set(CLIENT_PACKAGES)
+    found = {init.parent.name for init in (ROOT / "client").glob("*/__init__.py")}
+    assert found == set(CLIENT_PACKAGES), "every client package must be listed"
+    for package in CLIENT_PACKAGES:
+        assert (ROOT / "client" / package / "py.typed").exists()
+        assert "py.typed" in config["tool"]["setuptools"]["package-data"][package]
+        assert package not in {p.split(".")[0] for p in server["tool"]["setuptools"]["packages"]}
+    assert not (ROOT / "tlog").exists()
 
 
 def test_dockerfile_and_dockerignore() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
+    # the base image is a build argument (tests/test_container.py builds on a Debian minbase)
+    assert re.search(r"^ARG BASE_IMAGE=python:3\.11-slim$", dockerfile, re.MULTILINE)
+    assert re.findall(r"^FROM (\S+)", dockerfile, re.MULTILINE) == ["${BASE_IMAGE}"] * 2
     final_stage = dockerfile.rsplit("\nFROM ", 1)[1]
-    assert final_stage.startswith("python:3.11-slim\n")
     assert re.search(r"^USER (?!root|0\b)\S+", final_stage, re.MULTILINE)
     assert re.search(r"^HEALTHCHECK .*\n?.*urllib.*/healthz", final_stage, re.MULTILINE)
     assert 'ENTRYPOINT ["ruis"]' in final_stage
@@ -45,13 +64,14 @@ def test_dockerfile_and_dockerignore() -> None:
     for secret in ("RUIS_BOOTSTRAP_ADMIN_KEY", "RUIS_METRICS_TOKEN", "RUIS_DATABASE_URL"):
         assert not re.search(rf"^\s*(ENV|ARG)\b.*{secret}", dockerfile, re.MULTILINE)
     copied = set(re.findall(r"^COPY (\w+) ", dockerfile, re.MULTILINE))
-    assert copied == set(TOP_LEVEL)
+    assert copied == {*TOP_LEVEL, "client"}
+    assert re.search(r"pip install .*\./client \.$", dockerfile, re.MULTILINE)
     allowed = {
         line[1:].rstrip("/")
         for line in (ROOT / ".dockerignore").read_text().splitlines()
         if line.startswith("!")
     }
-    assert allowed == {*TOP_LEVEL, "pyproject.toml"}
+    assert allowed == {*TOP_LEVEL, "client", "pyproject.toml"}
 
 
 def test_hadolint_passes() -> None:

@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from client import BudgetExceeded, BudgetPeriod, Cumulative, Ruis
-from client import InvalidQuery as ClientInvalidQuery
+from ruis_client import BudgetExceeded, BudgetPeriod, Cumulative, Ruis
+from ruis_client import InvalidQuery as ClientInvalidQuery
 from tests.conftest import Service
 from tests.factories import MARCH_APRIL, events_metadata, write_events
 from tests.support.api import create_consumer, ledger

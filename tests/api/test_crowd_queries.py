@@ -11,8 +11,9 @@ from typing import Any
 import httpx
 import numpy as np
 import polars as pl
+import pytest
 
-from client import Ruis
+from ruis_client import Ruis
 from tests.conftest import Service
 from tests.support.api import analyst, create_consumer, set_budget
 
@@ -239,7 +240,7 @@ def test_the_python_client_reads_a_rollup(server: Service, admin: httpx.Client) 
             epsilon=1,
         )
     frame = release.frame
-    assert frame.columns == ["level", "municipality", "neighbourhood", "value"]
+    assert frame.columns == ["level", "municipality", "neighbourhood", "value", "lower", "upper"]
     children = frame.filter(pl.col("level") == "neighbourhood")
     parents = frame.filter(pl.col("level") == "municipality")
     assert parents.get_column("neighbourhood").null_count() == len(MUNICIPALITIES)
@@ -247,7 +248,11 @@ def test_the_python_client_reads_a_rollup(server: Service, admin: httpx.Client) 
     assert {
         m: v for m, _, v in parents.select("municipality", "neighbourhood", "value").rows()
     } == sums
-    assert [level["level"] for level in release.accuracy.levels] == [
+    assert [level.level for level in release.accuracy.levels] == [
         "neighbourhood",
         "municipality",
     ]
+    for level in release.accuracy.levels:  # each level's rows carry that level's bound
+        rows = frame.filter(pl.col("level") == level.level)
+        half = ((rows["upper"] - rows["lower"]) / 2).to_list()
+        assert half == pytest.approx([level.error_bound] * rows.height)

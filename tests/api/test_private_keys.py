@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from client import Preview, Release
+from ruis_client import Preview, Release
 from tests.conftest import Service
 from tests.factories import MUNICIPALITIES, events_metadata, write_events
 from tests.support.api import analyst, ledger

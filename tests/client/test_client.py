@@ -10,8 +10,8 @@ import httpx
 import polars as pl
 import pytest
 
-import client
-from client import (
+import ruis_client
+from ruis_client import (
     APIError,
     BudgetExceeded,
     Forbidden,
@@ -51,24 +51,44 @@ def ana(server: Service, admin: httpx.Client) -> Iterator[Ruis]:
 
 
 def test_exported_names() -> None:
-    assert sorted(client.__all__) == [
+    assert sorted(ruis_client.__all__) == [
         "APIError",
         "Accuracy",
+        "ApiKey",
+        "Bounds",
         "Budget",
         "BudgetExceeded",
         "BudgetPeriod",
         "Checkpoint",
+        "CheckpointSummary",
         "Condition",
         "Conflict",
+        "ConsistencyProof",
+        "Consumer",
+        "ConsumerCreated",
+        "ContributionBound",
+        "CosignatureAccepted",
         "Cost",
         "Cumulative",
         "Dataset",
         "DatasetRetired",
+        "DatasetVersion",
+        "EffectiveLimits",
         "Forbidden",
+        "Health",
+        "InclusionProof",
         "InvalidQuery",
+        "LedgerDiscrepancy",
+        "LedgerEntry",
         "LedgerInconsistency",
         "LedgerInconsistencyWarning",
+        "LedgerPage",
+        "LedgerVerification",
+        "LevelAccuracy",
+        "Limits",
+        "NewApiKey",
         "NotFound",
+        "PandasMissing",
         "Preview",
         "Problem",
         "Receipt",
@@ -79,23 +99,24 @@ def test_exported_names() -> None:
         "Ruis",
         "RuisError",
         "ServerError",
+        "SignatureUncheckedWarning",
         "Statistic",
         "TransportError",
         "Truncation",
         "Unauthorized",
     ]
-    for name in client.__all__:
-        assert getattr(client, name) is not None
+    for name in ruis_client.__all__:
+        assert getattr(ruis_client, name) is not None
     for error in (
         Unauthorized,
         Forbidden,
         NotFound,
         InvalidQuery,
         BudgetExceeded,
-        client.DatasetRetired,
+        ruis_client.DatasetRetired,
     ):
         assert issubclass(error, APIError) and issubclass(error, RuisError)
-    assert issubclass(BudgetExceeded, client.Conflict)
+    assert issubclass(BudgetExceeded, ruis_client.Conflict)
     assert issubclass(TransportError, RuisError) and not issubclass(TransportError, APIError)
 
 
@@ -109,7 +130,7 @@ def test_preview_query_cache_and_reread(ana: Ruis) -> None:
     assert [b.dataset for b in ana.budget()] == ["events"]
 
     preview = ana.preview("events", "unit_count", group_by=["municipality"], epsilon=0.5)
-    assert preview.cost == client.Cost(model="pure", amount=0.5) and preview.fits_budget
+    assert preview.cost == ruis_client.Cost(model="pure", amount=0.5) and preview.fits_budget
     assert preview.accuracy.alpha == 0.05 and (preview.accuracy.error_bound or 0) > 0
     assert preview.budget_remaining == 1 and ana.budget("events").spent == 0
     assert preview.dataset_cap_remaining is None  # the test dataset has no cap
@@ -122,9 +143,19 @@ def test_preview_query_cache_and_reread(ana: Ruis) -> None:
     assert release.truncation is not None and 0 <= release.truncation.kept_share <= 1
     assert release.budget_remaining == 0.5 and ana.budget("events").spent == 0.5
     assert isinstance(release.frame, pl.DataFrame)
-    assert release.frame.columns == ["municipality", "value"]
+    assert release.frame.columns == ["municipality", "value", "lower", "upper"]
+    assert release.columns == ("municipality", "value")
     assert release.frame["municipality"].to_list() == MUNICIPALITIES
     assert release.frame["value"].dtype == pl.Float64
+    # noise_and_bias: the truth lies in [value - noise bound, value + noise bound + bias]
+    noise, bias = release.accuracy.noise_error_bound, release.accuracy.bias_bound
+    assert (
+        noise is not None
+        and bias is not None
+        and noise + bias <= (release.accuracy.error_bound or 0) + 1e-9
+    )
+    assert (release.frame["value"] - release.frame["lower"] - noise).abs().max() < 1e-9
+    assert (release.frame["upper"] - release.frame["value"] - noise - bias).abs().max() < 1e-9
 
     again = ana.query("events", "unit_count", group_by=["municipality"], epsilon=0.5)
     assert again.cached and again.id == release.id and again.frame.equals(release.frame)
@@ -149,14 +180,14 @@ def test_dataset_versions_and_retirement(server: Service, admin: httpx.Client, a
     assert sorted(r.dataset_version for r in ana.releases()) == [1, 2]
     assert admin.post("/v1/datasets/events/retire").status_code == 200
     assert ana.datasets()[0].status == "retired"
-    with pytest.raises(client.DatasetRetired) as raised:
+    with pytest.raises(ruis_client.DatasetRetired) as raised:
         ana.query("events", "unit_count", group_by=["municipality"], epsilon=0.25)
     assert raised.value.problem.status == 410 and ana.budget("events").spent == 0.5
     assert ana.release(second.id).dataset_version == 2
 
 
 def test_where_bounds_and_accuracy_target(ana: Ruis) -> None:
-    where: list[client.Condition] = [
+    where: list[ruis_client.Condition] = [
         ("day", "between", [DAYS[0], DAYS[1]]),
         {"column": "municipality", "op": "in", "value": MUNICIPALITIES[:2]},
     ]
@@ -178,8 +209,9 @@ def test_where_bounds_and_accuracy_target(ana: Ruis) -> None:
     if _has_pandas():
         assert list(mean.to_pandas().columns) == ["value", "lower", "upper"]
     else:
-        with pytest.raises(ModuleNotFoundError):
+        with pytest.raises(ImportError, match=r"pip install ruis-client\[pandas\]") as missing:
             mean.to_pandas()
+        assert isinstance(missing.value, ruis_client.PandasMissing)
 
 
 def test_contribution_bounds_per_is_passed_through(ana: Ruis) -> None:
@@ -212,7 +244,7 @@ def test_zcdp_budget(server: Service, admin: httpx.Client) -> None:
         budget = ruis.budget("events")
         assert budget.unit == "rho" and budget.remaining_epsilon_delta is not None
         release = ruis.query("events", "count", group_by=["municipality"], rho=0.1)
-        assert release.cost == client.Cost(model="zcdp", amount=0.1)
+        assert release.cost == ruis_client.Cost(model="zcdp", amount=0.1)
         assert release.budget_remaining == pytest.approx(0.4)
 
 
@@ -281,7 +313,7 @@ def test_transport_seam() -> None:
 
     with (
         Ruis("http://ruis.invalid", "secret", transport=httpx.MockTransport(handler)) as ruis,
-        pytest.raises(client.ServerError) as caught,
+        pytest.raises(ruis_client.ServerError) as caught,
     ):
         ruis.query("events", "count", where=[("day", "eq", date(2026, 3, 1))], epsilon=0.1)
     assert caught.value.problem.detail == "ask again shortly"
@@ -304,7 +336,7 @@ def test_preview_reads_the_dataset_cap() -> None:
         "fits_budget": False,
         "query": {},
     }
-    preview = client.Preview.from_document(document)
+    preview = ruis_client.Preview.from_document(document)
     assert preview.dataset_cap_remaining == 0.3 and not preview.fits_budget
 
 

@@ -20,7 +20,8 @@ import httpx
 import pytest
 
 from api.settings import Settings
-from client import (
+from db.ledger import compute_hash
+from ruis_client import (
     Checkpoint,
     LedgerInconsistency,
     LedgerInconsistencyWarning,
@@ -30,8 +31,7 @@ from client import (
     Release,
     Ruis,
 )
-from client._receipts import entry_hash
-from db.ledger import compute_hash
+from ruis_client._receipts import entry_hash
 from tests.conftest import Service
 from tests.factories import MUNICIPALITIES
 from tests.support.api import create_consumer, ledger, register_events, set_budget
@@ -147,7 +147,7 @@ def test_the_canonical_hash_is_the_servers(admin: httpx.Client, ana_key: str, re
 def test_the_client_does_not_import_the_server() -> None:
     """The client ships on its own: importing it loads no server package (tlog ships with it)."""
     code = (
-        "import sys, client\n"
+        "import sys, ruis_client\n"
         "server = ('db', 'api', 'privacy', 'cli')\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in server)\n"
         "assert not bad, bad\n"

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from client._models import Checkpoint, Release
+    from ruis_client._models import Checkpoint, Release
 
 
 @dataclass(frozen=True)
@@ -51,14 +51,14 @@ class Problem:
         return cls(
             type=str(document.get("type", "about:blank")),
             title=str(document.get("title", "")),
-            status=int(document.get("status", status)),
+            status=(document["status"] if isinstance(document.get("status"), int) else status),
             detail=str(document.get("detail", "")),
             document=dict(document),
         )
 
 
 class RuisError(Exception):
-    """Base class of every error raised by :class:`client.Ruis` about a call."""
+    """Base class of every error raised by :class:`ruis_client.Ruis` about a call."""
 
 
 class TransportError(RuisError):
@@ -108,6 +108,12 @@ class LedgerInconsistencyWarning(UserWarning):
 class ReceiptInvalidWarning(LedgerInconsistencyWarning):
     """Warned (by default, instead of raising) with the :class:`ReceiptInvalid` in
     :attr:`error`."""
+
+
+class SignatureUncheckedWarning(UserWarning):
+    """Warned once per client without the ``cryptography`` package: receipts' entry hashes
+    and inclusion proofs are checked, not the ledger's signature, so releases come back
+    with ``verified=False`` (``pip install ruis-client[verify]``)."""
 
 
 class APIError(RuisError):

@@ -13,7 +13,9 @@ Formats followed exactly (an auditor's own tools are written against them):
   checkpoint text.
 
 Signing and verifying are the ``cryptography`` package's Ed25519; nothing here is
-cryptography of its own.
+cryptography of its own. It is imported only to sign or verify: parsing notes, keys and
+checkpoints works without it (:func:`signatures_available` says whether it is installed;
+without it signing or verifying raises :class:`SignaturesUnavailable`).
 """
 
 from __future__ import annotations
@@ -23,10 +25,14 @@ import binascii
 import hashlib
 import struct
 from dataclasses import dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
 
 ED25519 = 0x01
 COSIGNATURE_V1 = 0x04
@@ -37,6 +43,39 @@ MAX_NOTE_BYTES = 1 << 20
 
 class NoteError(ValueError):
     """A note, key or signature that is malformed or does not verify."""
+
+
+class SignaturesUnavailable(ImportError):
+    """Signing or verifying needs the ``cryptography`` package, which is not installed."""
+
+
+def signatures_available() -> bool:
+    """Whether the ``cryptography`` package (Ed25519) is installed: signatures can be
+    made and checked."""
+    try:
+        _ed25519()
+    except SignaturesUnavailable:
+        return False
+    return True
+
+
+def _ed25519() -> ModuleType:
+    """``cryptography``'s Ed25519 module, imported on first use."""
+    try:
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+    except ImportError as exc:
+        raise SignaturesUnavailable(
+            "checking or making Ed25519 signatures needs the cryptography package "
+            "(pip install cryptography, or ruis-client[verify])"
+        ) from exc
+    return ed25519
+
+
+def _serialization() -> ModuleType:
+    _ed25519()  # the same error when cryptography is missing
+    from cryptography.hazmat.primitives import serialization
+
+    return serialization
 
 
 def _b64decode(text: str) -> bytes:
@@ -62,7 +101,9 @@ def key_id(name: str, signature_type: int, public_key: bytes) -> bytes:
 
 
 def _raw_public(key: Ed25519PublicKey) -> bytes:
-    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    serialization = _serialization()
+    raw: bytes = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return raw
 
 
 @dataclass(frozen=True)
@@ -85,9 +126,13 @@ class Verifier:
         return f"{self.name}+{self.key_id.hex()}+{material}"
 
     def verify(self, message: bytes, signature: bytes) -> bool:
-        """Whether ``signature`` is this key's Ed25519 signature of ``message``."""
+        """Whether ``signature`` is this key's Ed25519 signature of ``message``
+        (:class:`SignaturesUnavailable` without the ``cryptography`` package)."""
+        public = _ed25519().Ed25519PublicKey.from_public_bytes(self.public_key)
+        from cryptography.exceptions import InvalidSignature
+
         try:
-            Ed25519PublicKey.from_public_bytes(self.public_key).verify(signature, message)
+            public.verify(signature, message)
         except InvalidSignature:
             return False
         return True
@@ -128,7 +173,8 @@ class Signer:
 
     def sign(self, message: bytes) -> bytes:
         """The Ed25519 signature of ``message``."""
-        return self.private_key.sign(message)
+        signature: bytes = self.private_key.sign(message)
+        return signature
 
 
 @dataclass(frozen=True)
@@ -279,24 +325,27 @@ def verify_cosignature(checkpoint_text: str, signature: Signature, witness: Veri
 def generate(name: str, signature_type: int = ED25519) -> Signer:
     """A new random Ed25519 signer."""
     _check_name(name)
-    return Signer(name, Ed25519PrivateKey.generate(), signature_type)
+    return Signer(name, _ed25519().Ed25519PrivateKey.generate(), signature_type)
 
 
 def private_pem(signer: Signer) -> bytes:
     """The signer's private key as unencrypted PKCS#8 PEM (keep it mode 0600)."""
-    return signer.private_key.private_bytes(
+    serialization = _serialization()
+    pem: bytes = signer.private_key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
+    return pem
 
 
 def load_private_pem(data: bytes, name: str, signature_type: int = ED25519) -> Signer:
     """A signer from a PKCS#8 PEM Ed25519 private key; NoteError for any other key."""
+    serialization = _serialization()
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as exc:
         raise NoteError(f"not an unencrypted PEM private key: {exc}") from None
-    if not isinstance(key, Ed25519PrivateKey):
+    if not isinstance(key, _ed25519().Ed25519PrivateKey):
         raise NoteError("the key is not an Ed25519 key")
     return Signer(_check_name(name), key, signature_type)

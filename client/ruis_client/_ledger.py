@@ -2,7 +2,7 @@
 
 :class:`LedgerWatch` holds the ledger's verifier key (pinned, or trusted on first use)
 and the last checkpoint the client saw (in memory and, with a checkpoint file, on
-disk). Each receipt must check out on its own (:mod:`client._receipts`) and its
+disk). Each receipt must check out on its own (:mod:`ruis_client._receipts`) and its
 checkpoint must extend the last one: same size and root, or a larger tree with a
 consistency proof from the last one. Anything else is reported (a warning, or an
 exception with ``on_inconsistency="raise"``), recorded in :attr:`LedgerWatch.inconsistencies`,
@@ -21,15 +21,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
-from client import _checkpoint_file, _receipts
-from client._exceptions import (
+from ruis_client import _checkpoint_file, _receipts
+from ruis_client._exceptions import (
     LedgerInconsistency,
     LedgerInconsistencyWarning,
     ReceiptInvalid,
     ReceiptInvalidWarning,
     RuisError,
+    SignatureUncheckedWarning,
 )
-from client._models import Checkpoint, Release
+from ruis_client._models import Checkpoint, Release
 from tlog import merkle, note
 
 OnInconsistency = Literal["warn", "raise"]
@@ -40,6 +41,7 @@ FetchConsistency = Callable[[int, int], Sequence[str]]
 on failure."""
 
 _PACKAGE = __name__.rpartition(".")[0]
+UNSIGNED = "install ruis-client[verify] to check the ledger's signature"
 
 
 def _caller_level() -> int:
@@ -98,6 +100,8 @@ class LedgerWatch:
         self._fetch_consistency = fetch_consistency
         self._inconsistencies: list[LedgerInconsistency] = []
         self._lock = threading.RLock()
+        self._signatures = note.signatures_available()
+        self._warned_unsigned = False
 
     @property
     def last_checkpoint(self) -> Checkpoint | None:
@@ -118,13 +122,16 @@ class LedgerWatch:
     def verified(self, release: Release) -> Release:
         """``release`` with ``verified=True`` when its receipt checks out and its checkpoint
         extends the last one seen (which it then becomes); otherwise reported and
-        returned as it is (``verified=False``)."""
+        returned as it is (``verified=False``). Without the ``cryptography`` package the
+        receipt's entry and inclusion proof are checked (a failure is reported), not the
+        signature: the release stays unverified, the checkpoint is not remembered, and
+        the client warns once (:class:`SignatureUncheckedWarning`)."""
         with self._lock:
             key = self._trusted_key(release)
             if key is None:
                 return release
             try:
-                point = _receipts.check(release, key)
+                point = _receipts.check(release, key, signature=self._signatures)
             except _receipts.ReceiptError as exc:
                 self._report(
                     ReceiptInvalid(
@@ -134,9 +141,17 @@ class LedgerWatch:
                     )
                 )
                 return release
+            if not self._signatures:
+                self._warn_unsigned()
+                return release
             if not self._extends(point, release):
                 return release
             return dataclasses.replace(release, verified=True)
+
+    def _warn_unsigned(self) -> None:
+        if not self._warned_unsigned:
+            self._warned_unsigned = True
+            warnings.warn(SignatureUncheckedWarning(UNSIGNED), stacklevel=_caller_level())
 
     # -- the key ------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ A receipt proves the release's ledger entry is in the ledger's signed Merkle tre
 (SPEC.md, "A ledger that outside auditors can verify"): the checkpoint note is signed
 by the ledger's key, the entry's hash recomputes from its canonical JSON, the entry is
 this release's debit, and its leaf's inclusion proof leads to the checkpoint's root.
-Whether that checkpoint is consistent with earlier ones is :mod:`client._ledger`'s job.
+Whether that checkpoint is consistent with earlier ones is :mod:`ruis_client._ledger`'s job.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from client._models import Checkpoint, Release
+from ruis_client._models import Checkpoint, Release
 from tlog import merkle, note
 
 
@@ -58,12 +58,14 @@ def _proof(hashes: tuple[str, ...]) -> list[bytes]:
     return proof
 
 
-def signed_checkpoint(text: str, key: note.Verifier) -> Checkpoint:
+def signed_checkpoint(text: str, key: note.Verifier, *, signature: bool = True) -> Checkpoint:
     """The checkpoint of a note signed by ``key`` (the ledger's: its origin is the key's
-    name); ReceiptError when the note is malformed, unsigned by ``key`` or of another log."""
+    name); ReceiptError when the note is malformed, unsigned by ``key`` or of another log.
+    ``signature=False`` (no ``cryptography`` installed) leaves the signature unchecked."""
     try:
         signed = note.Note.parse(text)
-        signed.signed_by(key)
+        if signature:
+            signed.signed_by(key)
         point = note.Checkpoint.parse(signed.text)
     except note.NoteError as exc:
         raise ReceiptError(f"the checkpoint is not the ledger's: {exc}") from None
@@ -72,16 +74,17 @@ def signed_checkpoint(text: str, key: note.Verifier) -> Checkpoint:
     return Checkpoint(size=point.size, root=point.root, note=text)
 
 
-def check(release: Release, key: note.Verifier) -> Checkpoint:
+def check(release: Release, key: note.Verifier, *, signature: bool = True) -> Checkpoint:
     """The checkpoint ``release``'s receipt proves its entry in; ReceiptError unless the
-    note is signed by ``key``, the entry's hash recomputes, the entry is the release's
-    debit (kind ``release``, seq = ``ledger_seq`` = index + 1, its release id and cost)
-    and the inclusion proof leads from the entry's leaf to the checkpoint's root."""
+    note is signed by ``key`` (unchecked with ``signature=False``), the entry's hash
+    recomputes, the entry is the release's debit (kind ``release``, seq = ``ledger_seq``
+    = index + 1, its release id and cost) and the inclusion proof leads from the entry's
+    leaf to the checkpoint's root."""
     receipt = release.receipt
     if receipt is None:
         absent = "receipt" not in release.document
         raise ReceiptError("the answer carries no receipt" if absent else "malformed receipt")
-    point = signed_checkpoint(receipt.checkpoint, key)
+    point = signed_checkpoint(receipt.checkpoint, key, signature=signature)
     entry = receipt.entry
     try:
         recomputed = entry_hash(entry)

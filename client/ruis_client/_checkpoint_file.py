@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from client._models import Checkpoint
+from ruis_client._models import Checkpoint
 from tlog import note
 
 VERSION = 1
