@@ -19,11 +19,14 @@ STATISTICS = ("count", "unit_count", "sum", "mean", "quantile")
 
 
 def query_body(fields: dict[str, str]) -> dict[str, Any]:
-    """The ``/v1/queries`` body of the query form (ε as typed: the API parses it exactly)."""
+    """The ``/v1/queries`` body of the query form: the cost in ρ when one is given (a zCDP
+    budget), else in ε, as typed (the API parses it exactly)."""
+    rho = fields.get("rho", "").strip()
+    privacy = {"rho": rho} if rho else {"epsilon": fields.get("epsilon", "").strip()}
     body: dict[str, Any] = {
         "dataset": fields.get("dataset", "").strip(),
         "statistic": fields.get("statistic", "").strip(),
-        "privacy": {"epsilon": fields.get("epsilon", "").strip()},
+        "privacy": privacy,
     }
     if fields.get("column", "").strip():
         body["column"] = fields["column"].strip()

@@ -20,6 +20,9 @@ class BurnPoint:
     cost: float
     spent: float
     remaining: float
+    period: str | None = None
+    """With a budget per period: the period the debit was charged to (spent and remaining
+    are then that period's)."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,7 @@ class BurnDown:
     total: float
     spent: float
     points: list[BurnPoint] = field(default_factory=list)
+    per_period: bool = False
 
     @property
     def chart_id(self) -> str:
@@ -53,23 +57,34 @@ class BurnDown:
         }
 
 
+def _period_of(entry: dict[str, Any]) -> str | None:
+    period = (entry.get("details") or {}).get("period")
+    if not isinstance(period, dict):
+        return None
+    return str(period.get("period") or period.get("start") or "") or None
+
+
 def burn_down(budget: dict[str, Any], entries: list[dict[str, Any]]) -> BurnDown:
     """The burn-down of ``budget`` (an item of ``GET /v1/budgets``) from its ledger entries
     (``GET /v1/ledger?consumer=&dataset=``, oldest first). Remaining is measured against the
-    budget's current total."""
+    budget's current total; a budget per period starts again at its total in each period."""
     unit = str(budget["unit"])
     total = float(budget["total"])
-    spent = 0.0
+    per_period = bool(budget.get("period"))
+    spent_in: dict[str | None, float] = {}
     points: list[BurnPoint] = []
     for entry in entries:
         cost = entry.get("cost") or {}
         if entry.get("kind") not in DEBIT_KINDS or unit not in cost:
             continue
         amount = float(cost[unit])
-        spent += amount
-        points.append(
-            BurnPoint(int(entry["seq"]), str(entry["time"]), amount, spent, total - spent)
+        period = _period_of(entry) if per_period else None
+        spent = spent_in.get(period, 0.0) + amount
+        spent_in[period] = spent
+        point = BurnPoint(
+            int(entry["seq"]), str(entry["time"]), amount, spent, total - spent, period
         )
+        points.append(point)
     return BurnDown(
         consumer=str(budget["consumer"]),
         dataset=str(budget["dataset"]),
@@ -77,6 +92,7 @@ def burn_down(budget: dict[str, Any], entries: list[dict[str, Any]]) -> BurnDown
         total=total,
         spent=float(budget["spent"]),
         points=points,
+        per_period=per_period,
     )
 
 
