@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/system-deps.sh   # Chromium, podman...: installed when missing and we may
 if bash scripts/ensure-postgres.sh; then
   export RUIS_REQUIRE_POSTGRES=1   # PostgreSQL is up: its tests must run, never skip
 elif [ "${CI:-}" = "true" ]; then
@@ -12,4 +13,6 @@ fi
 .venv/bin/ruff format --check .
 .venv/bin/mypy
 # Two test processes (pytest-xdist) by default; RUIS_TEST_WORKERS=0 runs them in this one.
-.venv/bin/pytest -p no:cacheprovider -n "${RUIS_TEST_WORKERS:-2}" "$@"
+# loadgroup: the tests of one xdist_group (the browser tests) share one process, so one
+# server and one Chromium.
+.venv/bin/pytest -p no:cacheprovider -n "${RUIS_TEST_WORKERS:-2}" --dist loadgroup "$@"

@@ -45,17 +45,25 @@ def postgres_available() -> bool:
 
 
 _PG_UP = postgres_available()
-REQUIRE_PG = os.environ.get("CI") == "true" or os.environ.get("RUIS_REQUIRE_POSTGRES") == "1"
+IN_CI = os.environ.get("CI") == "true"
+REQUIRE_PG = IN_CI or os.environ.get("RUIS_REQUIRE_POSTGRES") == "1"
+
+
+def require_tool(available: bool, what: str, *, required: bool = IN_CI) -> None:
+    """Skip a test that needs ``what`` (a program, a service) when it is not available on a
+    developer's machine; fail it when ``required`` (in CI, where it must run:
+    ``scripts/system-deps.sh`` and ``scripts/ensure-postgres.sh`` provide it there)."""
+    if available:
+        return
+    if required:
+        pytest.fail(f"{what} is required here (CI) but is not available")
+    pytest.skip(f"{what} is not available")
 
 
 def require_postgres(available: bool, what: str = "PostgreSQL") -> None:
     """Skip a PostgreSQL test when ``what`` is not available on a developer's machine; fail
     it in CI (``REQUIRE_PG``), where it must run."""
-    if available:
-        return
-    if REQUIRE_PG:
-        pytest.fail(f"{what} is required here (CI) but is not available ({PG_ADMIN_URL})")
-    pytest.skip(f"{what} is not available")
+    require_tool(available, f"{what} ({PG_ADMIN_URL})", required=REQUIRE_PG)
 
 
 def _pg_database(template: str | None = None) -> Iterator[str]:
