@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.routing import BaseRoute
 
-from api import problems
+from api import console, problems
 from api.limits import Limiter
 from api.metrics import Metrics, metrics_router
 from api.middleware import BodySizeLimitMiddleware, ObservabilityMiddleware, RequestIdMiddleware
@@ -103,7 +103,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.db.dispose()
 
     app = RuisApp(
-        title="Ruis", version="0.1.0", description=DESCRIPTION, lifespan=lifespan, openapi_tags=TAGS
+        title="Ruis",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_tags=TAGS,
+        docs_url=None,  # replaced by api.console: local assets, no inline script
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.db = None
@@ -126,6 +132,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in routers:
         app.include_router(router)
     app.api_routes = [route for router in routers for route in router.routes]
+    console.install(app)  # /ui, /ui/static, /docs, /redoc and / → /ui
     # Route templates for metrics and logs: the API's, then the app's own (/docs, ...).
     templates = [
         *app.api_routes,
