@@ -8,6 +8,7 @@ driven by Playwright for Python; Playwright never downloads a browser here.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -37,6 +38,10 @@ SCREENSHOTS = REPO / "docs" / "screenshots"
 SCREENSHOT_DIR_ENV = "RUIS_SCREENSHOT_DIR"
 """Where :func:`screenshot` writes (default: a temporary directory of the session):
 ``RUIS_SCREENSHOT_DIR=docs/screenshots`` refreshes the committed ones."""
+
+MAX_SCREENSHOT_HEIGHT = 2400
+"""Pixels: a page longer than that (ReDoc's whole reference, a release of hundreds of
+groups) is cut there, so the committed screenshots stay small."""
 
 PAGES = ("login", "login-error", "auditor", "admin", "analyst", "release", "forbidden")
 """The console's pages, each screenshotted and linked from the README."""
@@ -74,6 +79,15 @@ class Watch:
     requests: list[str] = field(default_factory=list)
     blocked: list[str] = field(default_factory=list)
     console: list[str] = field(default_factory=list)
+    server_errors: list[str] = field(default_factory=list)
+    """errors the server logged meanwhile (an unhandled exception behind a page)"""
+    statuses: set[int] = field(default_factory=set)
+    """HTTP error statuses this test expects a page to have (the browser logs each as a
+    console error "Failed to load resource")"""
+
+    def expect_status(self, status: int) -> None:
+        """A page of this test answers ``status`` on purpose (401 sign-in, 403 page)."""
+        self.statuses.add(status)
 
     def local(self, url: str) -> bool:
         """Whether ``url`` stays on the server (or in the page: ``data:`` and ``blob:``)."""
@@ -95,7 +109,13 @@ class Watch:
 
     def on_console(self, message: ConsoleMessage) -> None:
         """Record a console error or warning."""
-        if message.type in ("error", "warning"):
+        expected = any(
+            message.text.startswith(
+                f"Failed to load resource: the server responded with a status of {status} "
+            )
+            for status in self.statuses
+        )
+        if message.type in ("error", "warning") and not expected:
             self.console.append(f"{message.type}: {message.text} ({message.location})")
 
     def on_page_error(self, error: Exception) -> None:
@@ -107,16 +127,36 @@ class Watch:
         self.requests.clear()
         self.blocked.clear()
         self.console.clear()
+        self.server_errors.clear()
+        self.statuses.clear()
 
     def assert_clean(self) -> None:
         """Every request stayed on the server, and no page logged an error or a warning."""
         assert self.requests, "the watch saw no request at all"
         off_site = [url for url in self.requests if not self.local(url)]
-        assert not off_site, f"requests left the server: {off_site}"
+        assert not off_site, (
+            f"requests left the server: {off_site} (aborted by the watch: {self.blocked}; "
+            "console:\n" + "\n".join(self.console) + ")"
+        )
         assert not self.blocked, f"requests left the server: {self.blocked}"
         leaked = [url for url in self.requests for key in self.secrets if key in url]
         assert not leaked, f"an API key in a URL: {leaked}"
         assert not self.console, "console errors:\n" + "\n".join(self.console)
+        assert not self.server_errors, "server errors:\n" + "\n".join(self.server_errors)
+
+
+class ServerErrors(logging.Handler):
+    """A logging handler that records the server's errors in a :class:`Watch`."""
+
+    def __init__(self, watch: Watch) -> None:
+        super().__init__(level=logging.ERROR)
+        self.watch = watch
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Record one error (with its exception's text, if any)."""
+        self.watch.server_errors.append(
+            f"{record.name}: {record.getMessage()} {record.exc_text or record.exc_info or ''}"
+        )
 
 
 def sign_in(page: Page, url: str, key: str, role: str) -> None:
@@ -142,6 +182,25 @@ def sign_out(page: Page) -> None:
     """Press "Sign out" in the console's navigation and land on the login page."""
     page.get_by_role("navigation", name="Console").get_by_role("button", name="Sign out").click()
     page.wait_for_url(re.compile(r".*/ui/login$"))
+
+
+def field(scope: Locator, label: str) -> Locator:
+    """The one form control of ``scope`` whose ``<label>`` reads ``label`` (the label's own
+    text, before any control or option text inside it)."""
+    labels = scope.locator(f"xpath=.//label[normalize-space(text()[1])='{label}']")
+    assert labels.count() == 1, f"{labels.count()} labels {label!r}"
+    target = labels.get_attribute("for")
+    if target:
+        return scope.page.locator(f"#{target}")
+    return labels.locator("input, select, textarea")
+
+
+def choose(control: Locator, value: str) -> None:
+    """Select ``value`` in a ``<select>``, or type it into an input."""
+    if control.evaluate("e => e.tagName") == "SELECT":
+        control.select_option(value)
+    else:
+        control.fill(value)
 
 
 def wait_drawn(canvas: Locator) -> None:
@@ -206,9 +265,14 @@ def screenshot_dir(default: Path) -> Path:
 
 
 def screenshot(page: Page, directory: Path, name: str) -> Path:
-    """A full-page PNG of ``page`` as ``<directory>/<name>.png``."""
+    """A full-page PNG of ``page`` (its first :data:`MAX_SCREENSHOT_HEIGHT` pixels) as
+    ``<directory>/<name>.png``."""
     assert name in SHOTS, f"add {name} to SHOTS (and link it from the README)"
     path = directory / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True, animations="disabled")
+    width, height = page.evaluate(
+        "() => [document.documentElement.scrollWidth, document.documentElement.scrollHeight]"
+    )
+    clip = {"x": 0, "y": 0, "width": width, "height": min(height, MAX_SCREENSHOT_HEIGHT)}
+    page.screenshot(path=str(path), full_page=True, clip=clip, animations="disabled")
     assert path.stat().st_size > 1000, f"{path} is nearly empty"
     return path

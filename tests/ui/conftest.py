@@ -2,7 +2,7 @@
 for the whole session (the suite stays quick), a fresh page per test with its
 :class:`~tests.ui.browser.Watch`.
 
-The server is the demo's own state (``cli.demo.setup`` on small data: the consumers
+The server is the demo's own state (``cli.demo.setup`` on small data, 2,000 devices: the consumers
 ``demo-admin``, ``cbs-mobility`` (analyst) and ``demo-auditor``, both datasets and the
 analyst's budgets) plus one release, served by uvicorn on a free port.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import logging
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +23,14 @@ import pytest
 from api.settings import Settings
 from cli import demo
 from tests.conftest import ADMIN_KEY, RunningServer, require_tool, start_server
-from tests.ui.browser import CHROMIUM, CHROMIUM_FLAGS, CSP_LISTENER, Watch, screenshot_dir
+from tests.ui.browser import (
+    CHROMIUM,
+    CHROMIUM_FLAGS,
+    CSP_LISTENER,
+    ServerErrors,
+    Watch,
+    screenshot_dir,
+)
 
 if TYPE_CHECKING:
     from playwright.sync_api import BrowserContext, Page
@@ -53,11 +61,12 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
         data_dir=data_dir,
         bootstrap_admin_key=ADMIN_KEY,
     )
-    keys, query, _ = demo.setup(settings, argparse.Namespace(devices=300, days=7, seed=42))
+    keys, query, _ = demo.setup(settings, argparse.Namespace(devices=2000, days=7, seed=42))
     running = start_server(settings)
     try:
         analyst = running.client(keys[demo.ANALYST])
-        answer = analyst.post("/v1/queries", json=query)
+        # the demo's "visitors last week", per weekday: a release of seven rows to look at
+        answer = analyst.post("/v1/queries", json=query | {"group_by": ["weekday"]})
         assert answer.status_code == 200, answer.text
         yield Console(
             server=running,
@@ -104,12 +113,24 @@ def browser_context(console: Console) -> Iterator[BrowserContext]:
             context.close()
 
 
+SERVER_LOGGERS = ("ruis.api", "uvicorn.error")
+"""Where the server logs an unhandled exception (the app's handler, uvicorn's)."""
+
+
 @pytest.fixture(scope="session")
-def session_watch(console: Console, browser_context: BrowserContext) -> Watch:
-    """The one watch of the session's browser: it routes every request of the context."""
+def session_watch(console: Console, browser_context: BrowserContext) -> Iterator[Watch]:
+    """The one watch of the session's browser: it routes every request of the context and
+    records the errors the server logs."""
     watch = Watch(server=console.url, secrets=list(console.keys.values()))
     browser_context.route("**/*", watch.route)
-    return watch
+    handler = ServerErrors(watch)
+    for name in SERVER_LOGGERS:
+        logging.getLogger(name).addHandler(handler)
+    try:
+        yield watch
+    finally:
+        for name in SERVER_LOGGERS:
+            logging.getLogger(name).removeHandler(handler)
 
 
 @pytest.fixture
