@@ -13,6 +13,4 @@ fi
 .venv/bin/ruff format --check .
 .venv/bin/mypy
 # Two test processes (pytest-xdist) by default; RUIS_TEST_WORKERS=0 runs them in this one.
-# loadgroup: the tests of one xdist_group (the browser tests) share one process, so one
-# server and one Chromium.
-.venv/bin/pytest -p no:cacheprovider -n "${RUIS_TEST_WORKERS:-2}" --dist loadgroup "$@"
+.venv/bin/pytest -p no:cacheprovider -n "${RUIS_TEST_WORKERS:-2}" "$@"

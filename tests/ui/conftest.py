@@ -1,5 +1,5 @@
 """Fixtures of the console's browser tests: one demo-like server and one headless Chromium
-for the whole session (the suite stays quick), a fresh page per test with its
+for the whole session (of each test process; the suite stays quick), a fresh page per test with its
 :class:`~tests.ui.browser.Watch`.
 
 The server is the demo's own state (``cli.demo.setup`` on small data, 2,000 devices: the consumers
