@@ -1,10 +1,10 @@
 """Fixtures of the console's browser tests: one demo-like server and one headless Chromium
-for the whole session (of each test process; the suite stays quick), a fresh page per test with its
-:class:`~tests.ui.browser.Watch`.
+for the whole session (of each test process: the suite stays quick), and a fresh page per
+test with its :class:`~tests.ui.browser.Watch`.
 
-The server is the demo's own state (``cli.demo.setup`` on small data, 2,000 devices: the consumers
-``demo-admin``, ``cbs-mobility`` (analyst) and ``demo-auditor``, both datasets and the
-analyst's budgets) plus one release, served by uvicorn on a free port.
+The server is the demo's own state (``cli.demo.setup`` on small data, 2,000 devices: the
+consumers ``demo-admin``, ``cbs-mobility`` (analyst) and ``demo-auditor``, both datasets
+and the analyst's budgets) plus one release, served by uvicorn on a free port.
 """
 
 from __future__ import annotations
