@@ -29,6 +29,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
+class Patch:
+    """One exact text replacement in a kept file, with the reason (recorded in the
+    manifest beside the upstream file's sha256)."""
+
+    file: str
+    old: str
+    new: str
+    why: str
+
+
+@dataclass(frozen=True)
 class Pin:
     """One npm package at one version, with the files (paths in the tarball) it keeps."""
 
@@ -36,6 +47,7 @@ class Pin:
     version: str
     files: tuple[str, ...]
     licence_files: tuple[str, ...]
+    patches: tuple[Patch, ...] = ()
 
 
 CONSOLE = ROOT / "api" / "static" / "vendor"
@@ -58,6 +70,15 @@ PINS: dict[Path, tuple[Pin, ...]] = {
             "2.5.4",
             ("bundles/redoc.standalone.js",),
             ("LICENSE", "bundles/redoc.standalone.js.LICENSE.txt"),
+            (
+                Patch(
+                    "bundles/redoc.standalone.js",
+                    "https://cdn.redoc.ly/redoc/logo-mini.svg",
+                    "data:image/svg+xml,%3Csvg xmlns=%27http://www.w3.org/2000/svg%27/%3E",
+                    "ReDoc's sidebar loads its logo from cdn.redoc.ly (no option turns it "
+                    "off); an empty inline image keeps /redoc from reaching outside",
+                ),
+            ),
         ),
     ),
     TEST_ONLY: (Pin("axe-core", "4.11.0", ("axe.min.js",), ("LICENSE", "LICENSE-3RD-PARTY.txt")),),
@@ -93,12 +114,18 @@ def vendor(client: httpx.Client, pin: Pin, destination: Path) -> dict[str, objec
     if target.exists():
         shutil.rmtree(target)
     hashes: dict[str, str] = {}
+    upstream: dict[str, str] = {}
     with tarfile.open(fileobj=io.BytesIO(response.content), mode="r:gz") as archive:
         for path in (*pin.files, *pin.licence_files):
             member = archive.extractfile(f"package/{path}")
             if member is None:
                 raise ValueError(f"{pin.name}@{pin.version} has no file {path}")
             data = member.read()
+            for patch in (p for p in pin.patches if p.file == path):
+                if data.count(patch.old.encode()) != 1:
+                    raise ValueError(f"{pin.name}: patch target not found once in {path}")
+                upstream[Path(path).name] = hashlib.sha256(data).hexdigest()
+                data = data.replace(patch.old.encode(), patch.new.encode())
             out = target / Path(path).name
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_bytes(data)
@@ -111,6 +138,16 @@ def vendor(client: httpx.Client, pin: Pin, destination: Path) -> dict[str, objec
         "license": licence,
         "license_files": [f"{pin.name}/{Path(p).name}" for p in pin.licence_files],
         "files": hashes,
+        "patches": [
+            {
+                "file": f"{pin.name}/{Path(p.file).name}",
+                "upstream_sha256": upstream[Path(p.file).name],
+                "replaced": p.old,
+                "with": p.new,
+                "why": p.why,
+            }
+            for p in pin.patches
+        ],
     }
 
 

@@ -22,7 +22,11 @@ EVERY = ("day", "week", "month")
 
 
 async def _page(
-    request: Request, session: Session, api: ConsoleApi, *, status_code: int = 200,
+    request: Request,
+    session: Session,
+    api: ConsoleApi,
+    *,
+    status_code: int = 200,
     **outcome: Any,
 ) -> Response:
     context = session.context(

@@ -34,7 +34,11 @@ def query_body(fields: dict[str, str]) -> dict[str, Any]:
 
 
 async def _page(
-    request: Request, session: Session, api: ConsoleApi, *, status_code: int = 200,
+    request: Request,
+    session: Session,
+    api: ConsoleApi,
+    *,
+    status_code: int = 200,
     **outcome: Any,
 ) -> Response:
     datasets = await api.items("/v1/datasets")
@@ -90,7 +94,11 @@ async def run_query(request: Request) -> Response:
             release = await api.post("/v1/queries", query_body(fields))
         except ApiProblem as problem:
             return await _page(
-                request, session, api, status_code=problem.status, form=fields,
+                request,
+                session,
+                api,
+                status_code=problem.status,
+                form=fields,
                 error=f"Run query: {problem}",
             )
     return RedirectResponse(f"/ui/analyst/releases/{quote(release['id'], safe='')}", 303)
@@ -106,7 +114,5 @@ async def release_page(release_id: str, request: Request) -> Response:
         except ApiProblem as problem:
             context = session.context(f"Release {release_id}", error=str(problem), release=None)
             return render(request, "console/release.html", context, status_code=problem.status)
-    context = session.context(
-        f"Release {release_id}", release=release, view=release_view(release)
-    )
+    context = session.context(f"Release {release_id}", release=release, view=release_view(release))
     return render(request, "console/release.html", context)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -17,13 +16,14 @@ from api.deps import get_request_id
 TIMEOUT_SECONDS = 120.0
 
 
-@dataclass(frozen=True)
 class ApiProblem(Exception):
     """A problem+json (or other non-2xx) answer of the API."""
 
-    status: int
-    title: str
-    detail: str
+    def __init__(self, status: int, title: str, detail: str) -> None:
+        super().__init__(status, title, detail)
+        self.status = status
+        self.title = title
+        self.detail = detail
 
     def __str__(self) -> str:
         return f"{self.title}: {self.detail}" if self.detail else self.title
@@ -90,7 +90,9 @@ async def console_api(request: Request, key: str) -> AsyncIterator[ConsoleApi]:
     transport = httpx.ASGITransport(app=request.app)
     headers = {"Authorization": f"Bearer {key}", "X-Request-ID": get_request_id(request)}
     async with httpx.AsyncClient(
-        transport=transport, base_url="http://console.internal", headers=headers,
+        transport=transport,
+        base_url="http://console.internal",
+        headers=headers,
         timeout=TIMEOUT_SECONDS,
     ) as client:
         yield ConsoleApi(client)

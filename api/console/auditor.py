@@ -61,8 +61,9 @@ async def timeline(api: ConsoleApi, filters: dict[str, str], before: int | None)
                 if before is None or int(entry["seq"]) < before:
                     window.append(entry)
             cursor = answer.get("next_cursor")
-            if not cursor or (before is not None and answer["items"]
-                              and int(answer["items"][-1]["seq"]) >= before):
+            if not cursor or (
+                before is not None and answer["items"] and int(answer["items"][-1]["seq"]) >= before
+            ):
                 break
     except ApiProblem as problem:
         page.error = str(problem)
@@ -81,8 +82,12 @@ async def burn_downs(api: ConsoleApi) -> list[BurnDown]:
     for budget in await api.items("/v1/budgets"):
         entries = await api.items(
             "/v1/ledger",
-            {"consumer": budget["consumer"], "dataset": budget["dataset"], "kind": "release",
-             "limit": 1000},
+            {
+                "consumer": budget["consumer"],
+                "dataset": budget["dataset"],
+                "kind": "release",
+                "limit": 1000,
+            },
         )
         charts.append(burn_down(budget, entries))
     return charts

@@ -25,12 +25,13 @@ class NotSignedIn(Exception):
     """A console page asked for without a valid session."""
 
 
-@dataclass(frozen=True)
 class WrongRole(Exception):
     """A console page of another role than the signed-in consumer's."""
 
-    principal: Principal
-    needed: str
+    def __init__(self, principal: Principal, needed: str) -> None:
+        super().__init__(f"{principal.role} may not see the {needed} page")
+        self.principal = principal
+        self.needed = needed
 
 
 @dataclass(frozen=True)
@@ -76,8 +77,12 @@ def _wrong_role(request: Request, exc: Exception) -> Response:
 
 
 def _cross_origin(request: Request, exc: Exception) -> Response:
-    context = {"title": "Forbidden", "nav": (), "who": None, "message": "This form was not "
-               "sent from this server's own pages (Origin check)."}
+    context = {
+        "title": "Forbidden",
+        "nav": (),
+        "who": None,
+        "message": "This form was not sent from this server's own pages (Origin check).",
+    }
     return render(request, "console/forbidden.html", context, status_code=403)
 
 

@@ -75,13 +75,19 @@ def own_origin(request: Request) -> str:
 
 
 def check_same_origin(request: Request) -> None:
-    """Raise :class:`CrossOrigin` unless the request's Origin (or, without one, its
-    Referer) is this server's own origin."""
+    """Raise :class:`CrossOrigin` unless the request comes from this server's own pages:
+    its Origin (or, without one, its Referer) is this server's origin.
+
+    The console's ``Referrer-Policy: no-referrer`` makes a browser send ``Origin: null``
+    (and no Referer) even for its own forms; then the browser's ``Sec-Fetch-Site``
+    header, which no page can set, must say ``same-origin``."""
     origin = request.headers.get("origin")
-    if origin is None:
+    if origin in (None, "null"):
+        if request.headers.get("sec-fetch-site") == "same-origin":
+            return
         referer = request.headers.get("referer")
-        if referer is None:
-            raise CrossOrigin("no Origin or Referer")
+        if origin is not None or referer is None:
+            raise CrossOrigin("no Origin or Referer of this server")
         parts = urlsplit(referer)
         origin = f"{parts.scheme}://{parts.netloc}"
     if origin.lower() != own_origin(request).lower():

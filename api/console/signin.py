@@ -40,7 +40,12 @@ async def login(request: Request) -> Response:
     key = (await form_fields(request)).get("api_key", "").strip()
     principal = await authenticate(request, key)
     if principal is None:
-        context = {"title": "Sign in", "nav": (), "who": None, "error": "That API key is not valid."}
+        context = {
+            "title": "Sign in",
+            "nav": (),
+            "who": None,
+            "error": "That API key is not valid.",
+        }
         return render(request, "console/login.html", context, status_code=401)
     response = RedirectResponse(ROLE_PAGES[principal.role], status_code=303)
     start_session(request, response, key)

@@ -13,7 +13,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
-from api.console.views import cost_text
+from api.console.views import cost_text, when
 
 API_DIR = Path(__file__).resolve().parent.parent
 TEMPLATES_DIR = API_DIR / "templates"
@@ -35,6 +35,7 @@ def static_url(path: str) -> str:
 templates = Jinja2Templates(directory=TEMPLATES_DIR)
 templates.env.globals["static"] = static_url
 templates.env.globals["cost_text"] = cost_text
+templates.env.filters["when"] = when
 
 
 def render(

@@ -36,11 +36,13 @@ class BurnDown:
     @property
     def chart_id(self) -> str:
         """A DOM id for the chart's data block."""
-        return "burn-" + "".join(c if c.isalnum() else "-" for c in f"{self.consumer}-{self.dataset}")
+        return "burn-" + "".join(
+            c if c.isalnum() else "-" for c in f"{self.consumer}-{self.dataset}"
+        )
 
     def chart(self) -> dict[str, Any]:
         """The chart's data: remaining budget after each debit, starting from the total."""
-        labels = ["start", *(p.time for p in self.points)]
+        labels = ["start", *(when(p.time) for p in self.points)]
         remaining = [self.total, *(p.remaining for p in self.points)]
         return {
             "kind": "burn-down",
@@ -65,7 +67,9 @@ def burn_down(budget: dict[str, Any], entries: list[dict[str, Any]]) -> BurnDown
             continue
         amount = float(cost[unit])
         spent += amount
-        points.append(BurnPoint(int(entry["seq"]), str(entry["time"]), amount, spent, total - spent))
+        points.append(
+            BurnPoint(int(entry["seq"]), str(entry["time"]), amount, spent, total - spent)
+        )
     return BurnDown(
         consumer=str(budget["consumer"]),
         dataset=str(budget["dataset"]),
@@ -110,23 +114,46 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
+INTERVAL_COLUMNS = ("value", "lower", "upper")
+
+
+def _interval(value: float | None, accuracy: dict[str, Any]) -> tuple[float | None, float | None]:
+    """The interval the accuracy states around ``value`` (None when it states none in the
+    value's units, as for a quantile's rank error)."""
+    bound = _number(accuracy.get("error_bound"))
+    if value is None or bound is None:
+        return None, None
+    noise = _number(accuracy.get("noise_error_bound"))
+    bias = _number(accuracy.get("bias_bound"))
+    if accuracy.get("covers") == "noise_and_bias" and noise is not None and bias is not None:
+        return value - noise, value + noise + bias  # bounding only lowers a cell
+    return value - bound, value + bound
+
+
 def release_view(release: dict[str, Any]) -> ReleaseView:
     """The table of a release (``GET /v1/queries/{id}``): ``value`` is the released DP
-    value; ``lower``/``upper`` are value ∓ the accuracy's error bound (the interval that
-    holds the true value with probability 1 − alpha, as the accuracy's ``covers`` says)."""
+    value; ``lower``/``upper`` the release's own per-cell interval where it has one (a
+    mean), else the interval of the accuracy (``value`` ∓ ``error_bound``, or with
+    ``covers: noise_and_bias`` [value − noise bound, value + noise bound + bias bound]),
+    which holds the exact value with probability ≥ 1 − alpha."""
     columns = [str(c) for c in release.get("columns", [])]
-    value_index = columns.index("value") if "value" in columns else len(columns) - 1
-    group_columns = [c for i, c in enumerate(columns) if i != value_index]
+    at = {name: columns.index(name) for name in INTERVAL_COLUMNS if name in columns}
+    group_indexes = [i for i, c in enumerate(columns) if c not in INTERVAL_COLUMNS]
     accuracy = release.get("accuracy") or {}
-    bound = _number(accuracy.get("error_bound"))
     rows: list[ReleaseRow] = []
     for raw in release.get("rows", []):
-        value = _number(raw[value_index])
-        groups = [v for i, v in enumerate(raw) if i != value_index]
-        lower = value - bound if value is not None and bound is not None else None
-        upper = value + bound if value is not None and bound is not None else None
-        rows.append(ReleaseRow(groups, value, lower, upper))
-    return ReleaseView(group_columns, rows, bound, _number(accuracy.get("alpha")))
+        value = _number(raw[at["value"]]) if "value" in at else None
+        if "lower" in at and "upper" in at:
+            lower, upper = _number(raw[at["lower"]]), _number(raw[at["upper"]])
+        else:
+            lower, upper = _interval(value, accuracy)
+        rows.append(ReleaseRow([raw[i] for i in group_indexes], value, lower, upper))
+    return ReleaseView(
+        [columns[i] for i in group_indexes],
+        rows,
+        _number(accuracy.get("error_bound")),
+        _number(accuracy.get("alpha")),
+    )
 
 
 def cost_text(cost: dict[str, Any] | None) -> str:
@@ -136,8 +163,11 @@ def cost_text(cost: dict[str, Any] | None) -> str:
     parts = []
     for key, symbol in (("epsilon", "ε"), ("rho", "ρ"), ("delta", "δ")):
         if cost.get(key) is not None:
-            parts.append(f"{symbol} = {cost[key]:g}" if isinstance(cost[key], float | int) else
-                         f"{symbol} = {cost[key]}")
+            parts.append(
+                f"{symbol} = {cost[key]:g}"
+                if isinstance(cost[key], float | int)
+                else f"{symbol} = {cost[key]}"
+            )
     return ", ".join(parts) or json.dumps(cost)
 
 
@@ -149,3 +179,11 @@ def parse_group_by(text: str) -> list[str]:
 def newest_first(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Ledger entries newest first."""
     return sorted(entries, key=lambda entry: int(entry["seq"]), reverse=True)
+
+
+def when(iso: str | None) -> str:
+    """An ISO 8601 UTC time as ``2026-03-01 12:00:05 UTC`` (to the second)."""
+    if not iso:
+        return "—"
+    text = str(iso).replace("T", " ")
+    return text[:19] + " UTC" if len(text) >= 19 else text
