@@ -179,9 +179,11 @@ def sign_in(page: Page, url: str, key: str, role: str) -> None:
 
 
 def sign_out(page: Page) -> None:
-    """Press "Sign out" in the console's navigation and land on the login page."""
+    """Press "Sign out" in the console's navigation and land on the login page, without the
+    session cookie."""
     page.get_by_role("navigation", name="Console").get_by_role("button", name="Sign out").click()
     page.wait_for_url(re.compile(r".*/ui/login$"))
+    assert not [c for c in page.context.cookies() if c["name"] == "ruis_session"]
 
 
 def field(scope: Locator, label: str) -> Locator:

@@ -144,6 +144,16 @@ def test_the_admin_sees_consumers_datasets_and_budgets(console: Console, page: P
     assert_accessible(page)
     screenshot(page, console.screenshots, "admin")
 
+    # a new key for the auditor, shown once, signs in as the auditor
+    consumers = _table(page, "Consumers")
+    consumers.locator("tr", has_text="demo-auditor").get_by_role("button", name="Issue key").click()
+    issued = page.get_by_role("status").filter(has_text="demo-auditor").locator("code")
+    issued.wait_for()
+    key = issued.inner_text().strip()
+    assert key != console.keys["auditor"]
+    sign_out(page)
+    sign_in(page, console.url, key, "auditor")
+
 
 def test_a_budget_the_admin_sets_shows_on_the_auditors_page(console: Console, page: Page) -> None:
     consumer = f"ui-analyst-{uuid.uuid4().hex[:6]}"
@@ -233,6 +243,31 @@ def _release_page(page: Page, release_id: str, groups: list[str], cost: str) -> 
     text = page.locator("main").inner_text()
     for needle in ("alpha", "Covers", cost):
         assert needle in text, needle
+
+
+def test_a_form_posted_from_another_site_changes_nothing(
+    console: Console, page: Page, watch: Watch
+) -> None:
+    """Cross-site request forgery: signed in as the admin, a page elsewhere posts the
+    console's budget form; the browser leaves the SameSite=Strict cookie out, and the Origin
+    check refuses it anyway."""
+    watch.expect_status(403)
+    sign_in(page, console.url, console.keys["admin"], "admin")
+    page.goto("about:blank")
+    page.set_content(
+        f'<form method="post" action="{console.url}/ui/admin/budgets">'
+        '<input name="consumer" value="cbs-mobility"><input name="dataset" value="residents">'
+        '<input name="model" value="pure"><input name="epsilon" value="1000">'
+        "<button>Go</button></form>"
+    )
+    with page.expect_response(f"{console.url}/ui/admin/budgets") as posted:
+        page.get_by_role("button", name="Go").click()
+    assert posted.value.status == 403
+    budgets = console.server.client(console.keys["admin"]).get(
+        "/v1/budgets", params={"consumer": "cbs-mobility", "dataset": "residents"}
+    )
+    assert budgets.status_code == 200, budgets.text
+    assert [b["total"] for b in budgets.json()["items"]] == [10]
 
 
 def test_another_roles_page_is_forbidden(console: Console, page: Page, watch: Watch) -> None:
