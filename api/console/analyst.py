@@ -27,6 +27,12 @@ def query_body(fields: dict[str, str]) -> dict[str, Any]:
     }
     if fields.get("column", "").strip():
         body["column"] = fields["column"].strip()
+    q = fields.get("q", "").strip()
+    if q:
+        try:
+            body["q"] = float(q)
+        except ValueError:
+            body["q"] = q  # the API explains what it takes
     group_by = parse_group_by(fields.get("group_by", ""))
     if group_by:
         body["group_by"] = group_by

@@ -89,6 +89,7 @@ def test_admin_sets_a_budget_the_auditor_then_sees(
     assert (budget["total"], budget["spent"], budget["unit"]) == (2.5, 0.0, "epsilon")
     (entry,) = _entries(admin, kind="budget_set", consumer="dave")
     assert entry["dataset"] == "events"
+    assert entry["request_id"] == response.headers["x-request-id"]  # the console's request
     page = parse(sign_in(world.auditor).get("/ui/auditor").text)
     assert "Budget of dave on events" in page.texts("caption")
     assert page.all("canvas", aria_label="Budget burn-down of dave on events")
@@ -314,3 +315,26 @@ def test_ledger_timeline_filters_and_pages_newest_first(
     assert len(seqs(filtered.text)) == 2
     bad = parse(console.get("/ui/auditor/ledger", params={"since": "not a time"}).text)
     assert bad.texts("*", role="alert")[0].startswith("Invalid request")
+
+
+def test_a_quantile_release_states_no_interval_in_the_values_units(
+    sign_in: Callable[[str], httpx.Client], world: World
+) -> None:
+    console = sign_in(world.analyst)
+    form = {
+        **QUERY_FORM,
+        "statistic": "quantile",
+        "column": "dwell_minutes",
+        "q": "0.5",
+        "group_by": "day",
+    }
+    response = console.post("/ui/analyst/query", data=form)
+    assert response.status_code == 303, parse(response.text).texts("*", role="alert")
+    page = parse(console.get(response.headers["location"]).text)
+    rows = [r for r in page.all("tr") if r.children and r.children[0].tag == "td"]
+    assert len(rows) == 4
+    for row in rows:
+        cells = [" ".join(c.text.split()) for c in row.children]
+        float(cells[1])
+        assert cells[2:] == ["—", "—"]  # a rank error bound is in rows, not minutes
+    assert any("rank error bound" in text for text in page.texts("dd"))
