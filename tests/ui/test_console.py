@@ -130,6 +130,24 @@ def test_the_auditor_sees_verification_burn_down_timeline_and_checkpoints(
     assert kinds and set(kinds) == {"release"}, kinds
 
 
+def test_the_ledger_timeline_pages_to_older_entries(console: Console, page: Page) -> None:
+    admin = console.server.client(console.keys["admin"])
+    for _ in range(60):  # more entries than one page of the timeline
+        assert admin.post("/v1/consumers/demo-admin/keys").status_code == 201
+    sign_in(page, console.url, console.keys["auditor"], "auditor")
+    entries = _table(page, "Ledger entries")
+
+    def seqs() -> list[int]:
+        return [int(s) for s in entries.locator("tbody tr td:nth-child(1)").all_inner_texts()]
+
+    newest = seqs()
+    assert newest == sorted(newest, reverse=True)
+    with page.expect_response(re.compile(r".*/ui/auditor/ledger\?.*before=.*")):
+        page.get_by_role("link", name="Older").click()
+    older = seqs()
+    assert older and max(older) < min(newest), (newest, older)
+
+
 def test_the_admin_sees_consumers_datasets_and_budgets(console: Console, page: Page) -> None:
     sign_in(page, console.url, console.keys["admin"], "admin")
     _common(page, "Admin")
