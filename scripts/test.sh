@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/system-deps.sh   # Chromium, podman...: installed when missing and we may
 if bash scripts/ensure-postgres.sh; then
   export RUIS_REQUIRE_POSTGRES=1   # PostgreSQL is up: its tests must run, never skip
 elif [ "${CI:-}" = "true" ]; then
