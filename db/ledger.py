@@ -315,18 +315,25 @@ def page(
     after_seq: int,
     limit: int,
     max_bytes: int | None = None,
+    descending: bool = False,
 ) -> tuple[list[LedgerEntry], int | None]:
-    """Entries matching ``filters`` with ``seq > after_seq``, oldest first.
+    """Entries matching ``filters`` with ``seq > after_seq``, oldest first; with
+    ``descending``, those with ``seq < after_seq`` (0: from the newest), newest first.
 
     At most ``limit`` entries and, with ``max_bytes``, at most that many bytes of
     encoded entries (:func:`encoded_size`), but always at least one: the page is
     cut from the stored lengths before any large entry is loaded, then trimmed
     on the exact encoded sizes. Returns the entries and the seq to continue
-    after, or None on the last page.
+    after (before, when descending), or None on the last page. One indexed range
+    read either way: a page of the newest entries never reads the older ones.
     """
-    query = _filtered(select(LedgerEntry), filters).where(col(LedgerEntry.seq) > after_seq)
+    seq = col(LedgerEntry.seq)
+    older = seq < after_seq if after_seq > 0 else seq > 0  # newest first; 0: from the newest
+    beyond = older if descending else seq > after_seq
+    order = seq.desc() if descending else seq.asc()
+    query = _filtered(select(LedgerEntry), filters).where(beyond)
     if max_bytes is None:
-        rows = list(session.exec(query.order_by(col(LedgerEntry.seq)).limit(limit + 1)).all())
+        rows = list(session.exec(query.order_by(order).limit(limit + 1)).all())
         if len(rows) > limit:
             return rows[:limit], rows[limit - 1].seq
         return rows, None
@@ -339,8 +346,8 @@ def page(
             ),
             filters,
         )
-        .where(col(LedgerEntry.seq) > after_seq)
-        .order_by(col(LedgerEntry.seq))
+        .where(beyond)
+        .order_by(order)
         .limit(limit + 1)
     ).all()
     if not sizes:
@@ -352,11 +359,8 @@ def page(
             break
         chosen += 1
     last_seq = sizes[chosen - 1][0]
-    rows = list(
-        session.exec(
-            query.where(col(LedgerEntry.seq) <= last_seq).order_by(col(LedgerEntry.seq))
-        ).all()
-    )
+    within = seq >= last_seq if descending else seq <= last_seq
+    rows = list(session.exec(query.where(within).order_by(order)).all())
     kept: list[LedgerEntry] = []
     total = 0
     for entry in rows:

@@ -3,7 +3,6 @@ checkpoint history, all read through the API with the auditor's key."""
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,56 +22,40 @@ FILTERS = ("consumer", "dataset", "kind", "since", "until")
 
 @dataclass
 class Timeline:
-    """One page of the ledger timeline, newest first, and where the next older page
-    starts (the seq to read before)."""
+    """One page of the ledger timeline, newest first, and the API's cursor of the next
+    older page."""
 
     filters: dict[str, str]
     entries: list[dict[str, Any]] = field(default_factory=list)
-    older_before: int | None = None
+    older_cursor: str | None = None
     error: str | None = None
 
     def older_query(self) -> dict[str, str]:
         """The query string of the next older page."""
-        return {**{k: v for k, v in self.filters.items() if v}, "before": str(self.older_before)}
+        return {**{k: v for k, v in self.filters.items() if v}, "cursor": self.older_cursor or ""}
 
 
 def _filters(request: Request) -> dict[str, str]:
     return {name: request.query_params.get(name, "").strip() for name in FILTERS}
 
 
-def _before(request: Request) -> int | None:
-    raw = request.query_params.get("before", "")
-    return int(raw) if raw.isdigit() else None
+def _cursor(request: Request) -> str | None:
+    return request.query_params.get("cursor") or None
 
 
-async def timeline(api: ConsoleApi, filters: dict[str, str], before: int | None) -> Timeline:
-    """The newest ``PAGE_SIZE`` entries matching ``filters`` with seq below ``before``.
-
-    The API lists oldest first; this reads its pages forwards and keeps the last window,
-    so a page costs one pass over the matching entries (bounded memory)."""
+async def timeline(api: ConsoleApi, filters: dict[str, str], cursor: str | None) -> Timeline:
+    """The newest ``PAGE_SIZE`` entries matching ``filters`` (after ``cursor``, the API's
+    newest-first cursor): one page of ``GET /v1/ledger?order=desc``, so a page reads only
+    the entries it shows however long the ledger is."""
     page = Timeline(filters)
-    window: deque[dict[str, Any]] = deque(maxlen=PAGE_SIZE + 1)
-    params: dict[str, Any] = {**filters, "limit": 1000}
+    params: dict[str, Any] = {**filters, "limit": PAGE_SIZE, "order": "desc", "cursor": cursor}
     try:
-        cursor: str | None = None
-        while True:
-            answer = await api.get("/v1/ledger", {**params, "cursor": cursor})
-            for entry in answer["items"]:
-                if before is None or int(entry["seq"]) < before:
-                    window.append(entry)
-            cursor = answer.get("next_cursor")
-            if not cursor or (
-                before is not None and answer["items"] and int(answer["items"][-1]["seq"]) >= before
-            ):
-                break
+        answer = await api.get("/v1/ledger", params)
     except ApiProblem as problem:
         page.error = str(problem)
         return page
-    entries = list(window)
-    if len(entries) > PAGE_SIZE:
-        entries = entries[1:]
-        page.older_before = int(entries[0]["seq"])
-    page.entries = entries[::-1]
+    page.entries = list(answer["items"])
+    page.older_cursor = answer.get("next_cursor")
     return page
 
 
@@ -100,7 +83,7 @@ async def auditor_page(request: Request) -> Response:
     async with console_api(request, session.key) as api:
         verification = await api.get("/v1/ledger/verify")
         charts = await burn_downs(api)
-        page = await timeline(api, _filters(request), _before(request))
+        page = await timeline(api, _filters(request), _cursor(request))
         checkpoints = await api.items("/v1/ledger/checkpoints")
         current = await api.text("/v1/ledger/checkpoint")
     context = session.context(
@@ -120,5 +103,5 @@ async def ledger_results(request: Request) -> Response:
     """The ledger timeline's results alone (htmx swaps them into the page)."""
     session = await session_of(request, "auditor")
     async with console_api(request, session.key) as api:
-        page = await timeline(api, _filters(request), _before(request))
+        page = await timeline(api, _filters(request), _cursor(request))
     return render(request, "console/_ledger.html", session.context("Ledger", timeline=page))

@@ -32,15 +32,24 @@ def list_entries(
     until: str | None = Query(default=None, max_length=40, description="inclusive ISO 8601"),
     limit: int = Query(default=100, ge=1, le=1000),
     cursor: str | None = Query(default=None, max_length=64),
+    order: Literal["asc", "desc"] = Query(
+        default="asc", description="`asc`: oldest first; `desc`: newest first"
+    ),
 ) -> Page[LedgerEntryPublic]:
-    """Ledger entries, oldest first, filtered and paginated: a page holds at most `limit`
-    entries and at most the server's byte budget of encoded entries (default 4 MiB), but
-    always one. Roles: admin, auditor."""
+    """Ledger entries, oldest first (or newest first with `order=desc`), filtered and
+    paginated: a page holds at most `limit` entries and at most the server's byte budget of
+    encoded entries (default 4 MiB), but always one; `next_cursor` continues in the same
+    order (a cursor of the other order is a 422). Roles: admin, auditor."""
     filters = service.ledger_filter(
         consumer=consumer, dataset=dataset, kind=kind, since=since, until=until
     )
     return service.list_entries(
-        db, filters, limit=limit, cursor=cursor, max_bytes=settings.limits.ledger_page_bytes
+        db,
+        filters,
+        limit=limit,
+        cursor=cursor,
+        max_bytes=settings.limits.ledger_page_bytes,
+        descending=order == "desc",
     )
 
 

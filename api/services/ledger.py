@@ -19,7 +19,7 @@ from db.engine import Database
 from db.ledger import LedgerFilter
 
 ExportFormat = Literal["csv", "jsonl"]
-_CURSOR = re.compile(r"seq:([0-9]{1,19})")
+_CURSOR = re.compile(r"(seq|before):([0-9]{1,19})")
 MAX_SEQ = 2**63 - 1
 
 
@@ -40,23 +40,27 @@ def _ledger_time(value: str | None, *, end_of_day: bool) -> str | None:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def encode_cursor(seq: int) -> str:
-    """An opaque cursor continuing after ``seq``."""
-    return base64.urlsafe_b64encode(f"seq:{seq}".encode()).decode().rstrip("=")
+def encode_cursor(seq: int, *, descending: bool = False) -> str:
+    """An opaque cursor continuing after ``seq`` (before it, for newest-first pages)."""
+    text = f"{'before' if descending else 'seq'}:{seq}"
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str | None) -> int:
-    """The seq a cursor continues after (0 for no cursor); InvalidRequest if malformed."""
+def decode_cursor(cursor: str | None, *, descending: bool = False) -> int:
+    """The seq a cursor continues after (before, newest first; 0 for no cursor);
+    InvalidRequest if malformed or made for the other order."""
     if not cursor:
         return 0
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         match = _CURSOR.fullmatch(text)
-        if match is None or int(match[1]) > MAX_SEQ:  # seqs are BIGINT in the database
+        if match is None or int(match[2]) > MAX_SEQ:  # seqs are BIGINT in the database
             raise ValueError
-        return int(match[1])
     except (ValueError, UnicodeDecodeError):
         raise InvalidRequest("the cursor is not valid") from None
+    if (match[1] == "before") != descending:
+        raise InvalidRequest("the cursor was made for the other order")
+    return int(match[2])
 
 
 def ledger_filter(
@@ -81,18 +85,33 @@ def ledger_filter(
 
 
 def list_entries(
-    db: Database, filters: LedgerFilter, *, limit: int, cursor: str | None, max_bytes: int
+    db: Database,
+    filters: LedgerFilter,
+    *,
+    limit: int,
+    cursor: str | None,
+    max_bytes: int,
+    descending: bool = False,
 ) -> Page[LedgerEntryPublic]:
-    """One page of entries, oldest first: at most ``limit`` entries and ``max_bytes`` of
-    encoded entries, but always one; ``next_cursor`` continues after it."""
-    after_seq = decode_cursor(cursor)
+    """One page of entries, oldest first (newest first with ``descending``): at most
+    ``limit`` entries and ``max_bytes`` of encoded entries, but always one;
+    ``next_cursor`` continues after it in the same order."""
+    after_seq = decode_cursor(cursor, descending=descending)
     with db.read() as session:
         rows, next_after = ledger.page(
-            session, filters, after_seq=after_seq, limit=limit, max_bytes=max_bytes
+            session,
+            filters,
+            after_seq=after_seq,
+            limit=limit,
+            max_bytes=max_bytes,
+            descending=descending,
         )
         items = [LedgerEntryPublic(**ledger.entry_document(e)) for e in rows]
     return Page[LedgerEntryPublic](
-        items=items, next_cursor=encode_cursor(next_after) if next_after is not None else None
+        items=items,
+        next_cursor=encode_cursor(next_after, descending=descending)
+        if next_after is not None
+        else None,
     )
 
 

@@ -673,14 +673,17 @@ class Ruis:
         until: datetime | date | str | None = None,
         limit: int = 100,
         cursor: str | None = None,
+        newest_first: bool = False,
     ) -> LedgerPage:
-        """One page of ledger entries, oldest first, filtered (``since`` and ``until``
-        inclusive); pass its ``next_cursor`` for the next. Roles: admin, auditor."""
+        """One page of ledger entries, oldest first (newest first with ``newest_first``),
+        filtered (``since`` and ``until`` inclusive); pass its ``next_cursor`` for the next
+        page in the same order. Roles: admin, auditor."""
         params = _given(
             {
                 **_ledger_filters(consumer, dataset, kind, since, until),
                 "limit": limit,
                 "cursor": cursor,
+                "order": "desc" if newest_first else None,
             }
         )
         return LedgerPage.from_document(self._call("GET", "/v1/ledger", params=params))
@@ -694,9 +697,10 @@ class Ruis:
         since: datetime | date | str | None = None,
         until: datetime | date | str | None = None,
         page_size: int = 1000,
+        newest_first: bool = False,
     ) -> Iterator[LedgerEntry]:
-        """Every ledger entry matching the filters, oldest first, read page by page as
-        you iterate. Roles: admin, auditor."""
+        """Every ledger entry matching the filters, oldest first (newest first with
+        ``newest_first``), read page by page as you iterate. Roles: admin, auditor."""
         cursor: str | None = None
         while True:
             page = self.ledger_page(
@@ -707,6 +711,7 @@ class Ruis:
                 until=until,
                 limit=page_size,
                 cursor=cursor,
+                newest_first=newest_first,
             )
             yield from page.items
             cursor = page.next_cursor

@@ -177,6 +177,21 @@ def test_filters_and_pagination(server: Service, admin: httpx.Client) -> None:
         assert pages == -(-len(seqs) // limit)
     assert selected(kind="release", limit=1) == [13, 14, 16]
 
+    # newest first: the same entries in reverse, page by page, for any filter and limit
+    for filters in ({}, {"consumer": "ana"}, {"kind": "release"}, {"dataset": "other"}):
+        forwards = selected(**filters)
+        for limit in (1, 2, 5, len(entries) + 1):
+            walked, cursor = [], None
+            while True:
+                params = {**filters, "limit": limit, "order": "desc"}
+                page = admin.get("/v1/ledger", params={**params, "cursor": cursor}).json()
+                assert len(page["items"]) <= limit
+                walked += [e["seq"] for e in page["items"]]
+                cursor = page["next_cursor"]
+                if cursor is None:
+                    break
+            assert walked == forwards[::-1], (filters, limit)
+
     auditor_key = admin.post("/v1/consumers", json={"name": "aud", "role": "auditor"}).json()[
         "api_key"
     ]
@@ -212,6 +227,9 @@ def _bad_ledger_parameters_are_422(admin: httpx.Client) -> None:
         {"limit": 0},
         {"limit": 1001},
         {"limit": "ten"},
+        {"order": "up"},
+        {"cursor": b64("before:3")},  # a newest-first cursor for an oldest-first page
+        {"order": "desc", "cursor": b64("seq:3")},
     ):
         response = admin.get("/v1/ledger", params=params)
         assert response.status_code == 422, (params, response.text)

@@ -211,6 +211,8 @@ def test_auditor_operations(server: Service, admin: httpx.Client, recorder: Reco
 
     entries = list(olga.ledger(page_size=2))  # several pages
     assert [e.seq for e in entries] == list(range(1, len(entries) + 1))
+    newest = [e.seq for e in olga.ledger(page_size=2, newest_first=True)]
+    assert newest == [e.seq for e in entries][::-1]
     assert all(entry_hash(e.document) == e.hash for e in entries)
     assert all(later.prev_hash == earlier.hash for earlier, later in itertools.pairwise(entries))
     releases = list(olga.ledger(consumer="ana", kind="release"))

@@ -142,7 +142,7 @@ def test_the_ledger_timeline_pages_to_older_entries(console: Console, page: Page
 
     newest = seqs()
     assert newest == sorted(newest, reverse=True)
-    with page.expect_response(re.compile(r".*/ui/auditor/ledger\?.*before=.*")):
+    with page.expect_response(re.compile(r".*/ui/auditor/ledger\?.*cursor=.*")):
         page.get_by_role("link", name="Older").click()
     older = seqs()
     assert older and max(older) < min(newest), (newest, older)
