@@ -13,4 +13,11 @@ fi
 .venv/bin/ruff format --check .
 .venv/bin/mypy
 # Two test processes (pytest-xdist) by default; RUIS_TEST_WORKERS=0 runs them in this one.
-.venv/bin/pytest -p no:cacheprovider -n "${RUIS_TEST_WORKERS:-2}" "$@"
+# The tests marked heavy (a podman image build, pip into a fresh venv) load both cores for
+# minutes, so they run after the rest, on their own, not beside the timing-sensitive tests.
+workers=${RUIS_TEST_WORKERS:-2}
+if [ $# -gt 0 ]; then
+  exec .venv/bin/pytest -p no:cacheprovider -n "$workers" "$@"
+fi
+.venv/bin/pytest -p no:cacheprovider -n "$workers" -m "not heavy"
+.venv/bin/pytest -p no:cacheprovider -n "$workers" -m heavy

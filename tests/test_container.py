@@ -38,7 +38,7 @@ RUNC = shutil.which("runc", path=SBIN)
 SUITE = "bookworm"
 BASE_TAG = f"localhost/ruis-base:{SUITE}-minbase"
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
+pytestmark = [pytest.mark.slow, pytest.mark.heavy, pytest.mark.timeout(1500)]
 
 
 def _run(*argv: str, env: dict[str, str] | None = None, timeout: float = 900) -> str:

@@ -77,6 +77,7 @@ def _run(command: list[str], cwd: Path, timeout: float = 600) -> str:
 
 
 @pytest.mark.slow  # a venv and a pip install (from the pip cache when warm)
+@pytest.mark.heavy
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_the_client_installs_alone_and_queries_the_demo(settings: Settings, tmp_path: Path) -> None:
     source = tmp_path / "client"
