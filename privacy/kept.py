@@ -503,6 +503,11 @@ def run_truncation(
         # its noise: a wide bound, but one that rests on no assumption
         seen = dropped_totals(released, plan, bias_alpha)
         bias = seen.dropped_high if seen.seen else _all_bins_high(released, plan, bias_alpha)
+    if not can_drop(query, k):
+        # the k used (an automatic choice) reaches every cell of a unit count: each unit
+        # kept every group it has, so nothing was dropped — a fact of public k and cells,
+        # not of the data, so stating it exactly reveals nothing the noisy estimate hid
+        share, share_bound, bias = 1.0, 0.0, 0.0
     return TruncationEstimate(
         kept_share=share,
         kept_share_error_bound=share_bound,

@@ -33,7 +33,7 @@ from privacy.measurement import contribution_bounds
 from privacy.truncation import unit_group_counts, unit_profile
 from tests.factories import MOBILITY_DAYS as DAYS
 from tests.factories import MOBILITY_MUNICIPALITIES as MUNICIPALITIES
-from tests.factories import make_metadata
+from tests.factories import OPERATORS, make_metadata
 from tests.support.plans import statistic_plan, truncation_cost
 
 UNITS = 4_000
@@ -584,3 +584,28 @@ def test_execute_truncates_at_the_chosen_bounds(metadata: DatasetMetadata) -> No
     # bins 1..16 exactly, then 17..20 together (ValueBins: geometric above 16)
     assert [row[0] for row in histogram] == [*range(1, 18)]
     assert isinstance(contribution_bounds(["m"], 2, 1)[0], Bound)
+
+
+def test_a_chosen_k_that_reaches_every_cell_drops_nothing() -> None:
+    """Every unit uses every operator: k is chosen as the number of cells, so the unit
+    count keeps every (unit, group) and its bias bound is exactly 0 — the intervals are the
+    noise's alone, and the exact counts on the whole data lie in them."""
+    frame = spread(6, 1).with_columns(  # each unit's 6 rows cycle through the 3 operators
+        pl.Series("operator", OPERATORS * (UNITS * 2))
+    )
+    columns = make_metadata().model_dump(mode="json", exclude_none=True)["columns"]
+    columns["operator"]["keys"] = OPERATORS
+    metadata = make_metadata(columns=columns)
+    result = execute(plan_query(query(group_by=["operator"]), metadata, "pure"), frame.lazy())
+    assert chosen(result)["max_partitions_contributed"] == len(OPERATORS)
+    assert result.accuracy.bias_bound == 0.0
+    assert result.accuracy.error_bound == result.accuracy.noise_error_bound
+    assert result.truncation is not None
+    assert (result.truncation.kept_share, result.truncation.kept_share_error_bound) == (1.0, 0.0)
+    exact = dict(frame.group_by("operator").agg(pl.col("device_id").n_unique()).iter_rows())
+    bound = result.accuracy.error_bound
+    assert bound is not None
+    released = {operator: value for operator, value in result.rows}
+    # each of the 3 cells misses with probability ≤ α = 0.05: all inside w.p. ≥ 0.85
+    # (union bound); at most one miss w.p. ≥ 0.99
+    assert sum(abs(released[o] - exact[o]) <= bound for o in OPERATORS) >= 2
