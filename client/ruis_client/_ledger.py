@@ -41,7 +41,10 @@ FetchConsistency = Callable[[int, int], Sequence[str]]
 on failure."""
 
 _PACKAGE = __name__.rpartition(".")[0]
-UNSIGNED = "install ruis-client[verify] to check the ledger's signature"
+UNSIGNED = (
+    "install the verify extra to check the ledger's signature: "
+    'pip install "ruis-client[verify]" (from a Ruis checkout: pip install "./client[verify]")'
+)
 
 
 def _caller_level() -> int:

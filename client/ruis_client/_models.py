@@ -649,7 +649,8 @@ def to_pandas(frame: pl.DataFrame) -> pandas.DataFrame:
             __import__(module)
         except ImportError as exc:
             raise PandasMissing(
-                f"to_pandas() needs {module}: pip install ruis-client[pandas]"
+                f'to_pandas() needs {module}: pip install "ruis-client[pandas]" '
+                '(from a Ruis checkout: pip install "./client[pandas]")'
             ) from exc
     return frame.to_pandas()
 

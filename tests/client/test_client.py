@@ -209,7 +209,7 @@ def test_where_bounds_and_accuracy_target(ana: Ruis) -> None:
     if _has_pandas():
         assert list(mean.to_pandas().columns) == ["value", "lower", "upper"]
     else:
-        with pytest.raises(ImportError, match=r"pip install ruis-client\[pandas\]") as missing:
+        with pytest.raises(ImportError, match=r'pip install "ruis-client\[pandas\]"') as missing:
             mean.to_pandas()
         assert isinstance(missing.value, ruis_client.PandasMissing)
 

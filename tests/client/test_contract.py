@@ -362,7 +362,7 @@ def test_analyst_operations_and_automatic_bounds(
         if _has_pandas():
             assert list(release.to_pandas().columns) == release.frame.columns
         else:
-            with pytest.raises(PandasMissing, match=r"pip install ruis-client\[pandas\]"):
+            with pytest.raises(PandasMissing, match=r'pip install "ruis-client\[pandas\]"'):
                 release.to_pandas()
         with pytest.raises(ValueError, match="auto"):
             ana.preview("events", "sum", column="dwell_minutes", bounds="aut", epsilon=0.1)  # type: ignore[arg-type]

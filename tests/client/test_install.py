@@ -19,6 +19,7 @@ import pytest
 
 from api.settings import Settings
 from cli import demo
+from ruis_client._ledger import UNSIGNED
 from tests.conftest import ADMIN_KEY, Service, start_server
 from tests.support.api import create_consumer, register_events, set_budget
 
@@ -133,10 +134,10 @@ def test_the_client_installs_alone_and_queries_the_demo(settings: Settings, tmp_
         columns = ["municipality", "value", "lower", "upper"]
         assert result["columns"] == columns and result["rows"] > 0
         assert result["verified"] == [False, False]  # no cryptography: signature unchecked
-        unchecked = "install ruis-client[verify] to check the ledger's signature"
+        unchecked = UNSIGNED
         assert result["warnings"] == [unchecked]  # once, for two releases
         assert result["other_warnings"] == []
-        assert "pip install ruis-client[pandas]" in result["pandas"]
+        assert 'pip install "./client[pandas]"' in result["pandas"]
 
         # the extras: the signature is checked, and the release converts to pandas
         extras = f"{source}[pandas,verify]"
@@ -218,7 +219,7 @@ def test_without_cryptography_hashes_and_proofs_are_still_checked(
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["honest"] == [False, False] and result["forged"] is False
-    assert result["unchecked"] == ["install ruis-client[verify] to check the ledger's signature"]
+    assert result["unchecked"] == [UNSIGNED]
     [invalid] = result["invalid"]  # the forged entry's hash no longer recomputes
     assert "hash does not recompute" in invalid
     assert result["crypto"] == []
