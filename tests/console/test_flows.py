@@ -339,3 +339,20 @@ def test_a_quantile_release_states_no_interval_in_the_values_units(
         float(cells[1])
         assert cells[2:] == ["—", "—"]  # a rank error bound is in rows, not minutes
     assert any("rank error bound" in text for text in page.texts("dd"))
+
+
+def test_checkpoint_history_is_newest_first_and_includes_the_current_one(
+    server: Service, admin: httpx.Client, sign_in: Callable[[str], httpx.Client], world: World
+) -> None:
+    console = sign_in(world.auditor)
+    console.get("/ui/auditor")  # serves a checkpoint at this size
+    create_consumer(admin, "gina")  # the ledger grows: the next page serves a new one
+    page = parse(console.get("/ui/auditor").text)
+    (current,) = page.all("pre")
+    size = int(current.text.strip().splitlines()[1])  # C2SP note: origin, size, root hash
+    (table,) = [t for t in page.all("table") if "Checkpoint history" in t.text]
+    body = next(c for c in table.children if c.tag == "tbody")
+    sizes = [int(r.children[0].text) for r in body.children]
+    listed = admin.get("/v1/ledger/checkpoints").json()["items"]
+    assert sizes == [int(c["size"]) for c in listed]  # as the API lists them
+    assert sizes[0] == size and sizes == sorted(sizes, reverse=True) and len(sizes) >= 2
