@@ -72,6 +72,14 @@ async def analyst_page(request: Request) -> Response:
         return await _page(request, session, api)
 
 
+@router.get("/ui/analyst/preview")
+@router.get("/ui/analyst/query")
+async def back_to_analyst() -> Response:
+    """A form's address (shown after a plain form post; reloaded, or bookmarked) is the
+    analyst's page."""
+    return RedirectResponse("/ui/analyst", status_code=303)
+
+
 @router.post("/ui/analyst/preview", response_class=HTMLResponse)
 async def preview(request: Request) -> Response:
     """What the form's query would cost and how accurate it would be (spends nothing).

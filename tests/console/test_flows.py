@@ -356,3 +356,72 @@ def test_checkpoint_history_is_newest_first_and_includes_the_current_one(
     listed = admin.get("/v1/ledger/checkpoints").json()["items"]
     assert sizes == [int(c["size"]) for c in listed]  # as the API lists them
     assert sizes[0] == size and sizes == sorted(sizes, reverse=True) and len(sizes) >= 2
+
+
+def _value(page_html: str, name: str) -> str | None:
+    """The value a form field named ``name`` shows: an input's value, a textarea's text,
+    a select's selected option."""
+    page = parse(page_html)
+    for element in page.all("input", name=name):
+        if element.get("type") != "hidden":
+            return element.get("value")
+    for element in page.all("textarea", name=name):
+        return element.text
+    for element in page.all("select", name=name):
+        chosen = [o for o in element.children if o.tag == "option" and o.get("selected") == ""]
+        return chosen[0].get("value") if chosen else None
+    return None
+
+
+def test_a_refused_form_keeps_the_values_submitted(
+    admin: httpx.Client, sign_in: Callable[[str], httpx.Client], world: World
+) -> None:
+    create_consumer(admin, "hal")
+    console = sign_in(world.admin)
+    form = {
+        "consumer": "hal",
+        "dataset": "events",
+        "model": "zcdp",
+        "epsilon": "",
+        "rho": "-0.5",
+        "period": "week",
+        "period_column": "day",
+    }
+    response = console.post("/ui/admin/budgets", data=form)
+    assert response.status_code == 422
+    for name, value in form.items():
+        if value:
+            assert _value(response.text, name) == value, name
+    assert _value(response.text, "name") == ""  # another form: not filled in
+    bad = console.post("/ui/admin/datasets", data={"metadata": '{"name": "x",'})
+    assert _value(bad.text, "metadata") == '{"name": "x",'
+    analyst = sign_in(world.analyst)
+    query = {**QUERY_FORM, "statistic": "sum", "column": "nope", "epsilon": "0.3"}
+    refused = analyst.post("/ui/analyst/preview", data=query)
+    assert refused.status_code == 422
+    for name in ("statistic", "column", "group_by", "epsilon"):
+        assert _value(refused.text, name) == query[name], name
+    login = analyst.post("/ui/login", data={"api_key": world.analyst + "x"})
+    assert login.status_code == 401 and world.analyst not in login.text  # never the key
+
+
+@pytest.mark.parametrize(
+    ("role", "path", "page"),
+    [
+        ("admin", "/ui/admin/consumers", "/ui/admin"),
+        ("admin", "/ui/admin/keys", "/ui/admin"),
+        ("admin", "/ui/admin/datasets", "/ui/admin"),
+        ("admin", "/ui/admin/budgets", "/ui/admin"),
+        ("analyst", "/ui/analyst/preview", "/ui/analyst"),
+        ("analyst", "/ui/analyst/query", "/ui/analyst"),
+        ("analyst", "/ui/logout", "/ui"),
+    ],
+)
+def test_a_form_address_reloaded_goes_to_the_roles_page(
+    sign_in: Callable[[str], httpx.Client], world: World, role: str, path: str, page: str
+) -> None:
+    console = sign_in(getattr(world, role))
+    response = console.get(path)
+    assert response.status_code == 303
+    assert response.headers["location"] == page
+    assert console.get(path, follow_redirects=True).status_code == 200
