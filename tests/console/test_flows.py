@@ -425,3 +425,42 @@ def test_a_form_address_reloaded_goes_to_the_roles_page(
     assert response.status_code == 303
     assert response.headers["location"] == page
     assert console.get(path, follow_redirects=True).status_code == 200
+
+
+README_WHERE = '[{"column": "day", "op": "between", "value": ["2026-03-01", "2026-03-02"]}]'
+
+
+def test_the_query_form_filters_with_where_json(
+    server: Service, sign_in: Callable[[str], httpx.Client], world: World
+) -> None:
+    console = sign_in(world.analyst)
+    form = {**QUERY_FORM, "group_by": "day", "where": README_WHERE}
+    preview = console.post("/ui/analyst/preview", data=form, headers={"HX-Request": "true"})
+    assert not parse(preview.text).texts("*", role="alert")
+    response = console.post("/ui/analyst/query", data=form)
+    assert response.status_code == 303, parse(response.text).texts("*", role="alert")
+    release_id = response.headers["location"].rsplit("/", 1)[1]
+    release = server.client(world.analyst).get(f"/v1/queries/{release_id}").json()
+    assert release["query"]["where"] == json.loads(README_WHERE)
+
+
+@pytest.mark.parametrize("where", ["[{not json", '{"column": "day"}'])
+def test_a_where_that_is_not_a_json_list_is_an_alert_and_spends_nothing(
+    server: Service,
+    admin: httpx.Client,
+    sign_in: Callable[[str], httpx.Client],
+    world: World,
+    where: str,
+) -> None:
+    console = sign_in(world.analyst)
+    before = len(_entries(admin))
+    form = {**QUERY_FORM, "where": where}
+    response = console.post("/ui/analyst/query", data=form)
+    assert response.status_code == 422
+    (alert,) = parse(response.text).texts("*", role="alert")
+    assert alert.startswith("Run query: Invalid JSON: Where (JSON)")
+    assert _value(response.text, "where") == where  # kept, to be corrected
+    region = console.post("/ui/analyst/preview", data=form, headers={"HX-Request": "true"})
+    assert parse(region.text).texts("*", role="alert")[0].startswith("Preview: Invalid JSON")
+    assert len(_entries(admin)) == before  # no request reached the API
+    assert server.client(world.analyst).get("/v1/budgets").json()["items"][0]["spent"] == 0.0
