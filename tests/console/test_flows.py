@@ -464,3 +464,53 @@ def test_a_where_that_is_not_a_json_list_is_an_alert_and_spends_nothing(
     assert parse(region.text).texts("*", role="alert")[0].startswith("Preview: Invalid JSON")
     assert len(_entries(admin)) == before  # no request reached the API
     assert server.client(world.analyst).get("/v1/budgets").json()["items"][0]["spent"] == 0.0
+
+
+def test_the_release_page_explains_chosen_bounds_kept_share_and_the_error_split(
+    server: Service, sign_in: Callable[[str], httpx.Client], world: World
+) -> None:
+    body = {**VISITORS, "max_partitions_contributed": "auto"}
+    api = server.client(world.analyst)
+    assert (
+        api.post("/v1/queries/preview", json=body).json()["bounds"]["max_partitions_contributed"]
+        == "auto"
+    )
+    release = api.post("/v1/queries", json=body).json()
+    page = parse(sign_in(world.analyst).get(f"/ui/analyst/releases/{release['id']}").text)
+    facts = dict(zip(page.texts("dt"), page.texts("dd"), strict=True))
+    chosen = release["bounds_chosen"]
+    assert facts["Bounds chosen"].startswith(
+        f"k = {chosen['max_partitions_contributed']} groups per unit, "
+        f"c = {chosen['max_contributions_per_partition']} rows"
+    )
+    kept = release["truncation"]
+    assert facts["Kept"].startswith(
+        f"{100 * kept['kept_share']:.1f}% ± {100 * kept['kept_share_error_bound']:.1f}%"
+    )
+    a = release["accuracy"]
+    assert facts["Error split"].startswith(
+        f"± {a['noise_error_bound']:.4g} from the noise, plus up to {a['bias_bound']:.4g}"
+    )
+
+
+def test_a_preview_with_an_auto_bound_says_the_release_adds_a_bias_bound() -> None:
+    from api.console.templating import templates
+
+    preview = {
+        "statistic": "unit_count",
+        "dataset": "events",
+        "cost": {"epsilon": 0.5},
+        "accuracy": {"alpha": 0.05, "error_bound": 42.5, "covers": "noise"},
+        "mechanism": "laplace",
+        "noise_scale": 2.0,
+        "fits_budget": True,
+        "budget_remaining": {"epsilon": 1.0},
+        "bounds": {"max_partitions_contributed": "auto", "clamp": None},
+    }
+    html = templates.get_template("console/_preview.html").render(preview=preview)
+    facts = dict(zip(parse(html).texts("dt"), parse(html).texts("dd"), strict=True))
+    assert "adds a bias bound estimated from the data" in facts["Automatic bounds"]
+    fixed = {**preview, "bounds": {"max_partitions_contributed": 3}}
+    assert "Automatic bounds" not in templates.get_template("console/_preview.html").render(
+        preview=fixed
+    )
