@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+SYMBOLS = {"epsilon": "ε", "rho": "ρ"}
 DEBIT_KINDS = ("release",)
 """Ledger entries that spend a budget (their ``cost`` is debited)."""
 
@@ -51,10 +52,21 @@ class BurnDown:
         return {
             "kind": "burn-down",
             "labels": labels,
-            "series": [{"label": f"remaining {self.unit}", "values": remaining}],
+            "series": [{"label": f"{self.symbol} remaining", "values": remaining}],
             "total": self.total,
             "unit": self.unit,
+            "axis": f"{self.symbol} remaining",
         }
+
+    @property
+    def symbol(self) -> str:
+        """The budget's unit as a symbol (ε, ρ)."""
+        return SYMBOLS.get(self.unit, self.unit)
+
+    @property
+    def remaining(self) -> float:
+        """What remains of the total."""
+        return self.total - self.spent
 
 
 def _period_of(entry: dict[str, Any]) -> str | None:

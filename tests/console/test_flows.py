@@ -514,3 +514,16 @@ def test_a_preview_with_an_auto_bound_says_the_release_adds_a_bias_bound() -> No
     assert "Automatic bounds" not in templates.get_template("console/_preview.html").render(
         preview=fixed
     )
+
+
+def test_the_burn_down_says_what_is_spent_and_plots_what_remains(
+    server: Service, sign_in: Callable[[str], httpx.Client], world: World
+) -> None:
+    api = server.client(world.analyst)
+    assert api.post("/v1/queries", json={**VISITORS, "privacy": {"epsilon": 0.25}}).is_success
+    page = parse(sign_in(world.auditor).get("/ui/auditor").text)
+    (caption,) = [c for c in page.texts("figcaption") if c.startswith("ana on events")]
+    assert caption == "ana on events: spent 0.25 of ε = 1, 0.75 remaining"
+    (block,) = [s for s in page.all("script") if s.get("id") == "burn-ana-events"]
+    chart = json.loads(block.text)
+    assert chart["axis"] == chart["series"][0]["label"] == "ε remaining"
