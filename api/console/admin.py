@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from api.console.api_client import ApiProblem, ConsoleApi, console_api
 from api.console.guard import Session, session_of
@@ -37,6 +37,8 @@ async def _page(
         roles=ROLES,
         models=MODELS,
         every=EVERY,
+        form=outcome.pop("form", {}),
+        form_name=outcome.pop("form_name", None),
         **outcome,
     )
     return render(request, "console/admin.html", context, status_code=status_code)
@@ -51,7 +53,8 @@ async def admin_page(request: Request) -> Response:
 
 
 async def _act(request: Request, action: str, call: Any) -> Response:
-    """Run ``call(api, fields)``; the page with its outcome (a notice, or the problem)."""
+    """Run ``call(api, fields)``; the page with its outcome (a notice, or the problem and
+    the refused form with the values submitted, so they can be corrected)."""
     session = await session_of(request, "admin")
     fields = await form_fields(request)
     async with console_api(request, session.key) as api:
@@ -59,7 +62,13 @@ async def _act(request: Request, action: str, call: Any) -> Response:
             outcome = await call(api, fields)
         except ApiProblem as problem:
             return await _page(
-                request, session, api, status_code=problem.status, error=f"{action}: {problem}"
+                request,
+                session,
+                api,
+                status_code=problem.status,
+                error=f"{action}: {problem}",
+                form=fields,
+                form_name=action,
             )
         return await _page(request, session, api, **outcome)
 
@@ -113,6 +122,16 @@ async def _set_budget(api: ConsoleApi, fields: dict[str, str]) -> dict[str, Any]
         "notice": f"Budget of {budget['consumer']} on {budget['dataset']} set to "
         f"{budget['unit']} = {budget['total']:g} ({budget['remaining']:g} remaining)."
     }
+
+
+@router.get("/ui/admin/consumers")
+@router.get("/ui/admin/keys")
+@router.get("/ui/admin/datasets")
+@router.get("/ui/admin/budgets")
+async def back_to_admin() -> Response:
+    """A form's address (shown after a plain form post; reloaded, or bookmarked) is the
+    admin's page."""
+    return RedirectResponse("/ui/admin", status_code=303)
 
 
 @router.post("/ui/admin/consumers", response_class=HTMLResponse)

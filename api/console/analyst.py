@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from urllib.parse import quote
 
@@ -18,9 +19,25 @@ router = APIRouter()
 STATISTICS = ("count", "unit_count", "sum", "mean", "quantile")
 
 
+def parse_where(text: str) -> list[Any] | None:
+    """The form's "Where (JSON)": the API's ``where``, a JSON list of conditions (None when
+    empty); :class:`ApiProblem` (raised before any request, so nothing is spent) when it is
+    not JSON or not a list."""
+    if not text.strip():
+        return None
+    try:
+        where = json.loads(text)
+    except ValueError as error:
+        raise ApiProblem(422, "Invalid JSON", f"Where (JSON): {error}") from None
+    if not isinstance(where, list):
+        raise ApiProblem(422, "Invalid JSON", "Where (JSON): a JSON list of conditions")
+    return where
+
+
 def query_body(fields: dict[str, str]) -> dict[str, Any]:
     """The ``/v1/queries`` body of the query form: the cost in ρ when one is given (a zCDP
-    budget), else in ε, as typed (the API parses it exactly)."""
+    budget), else in ε, as typed (the API parses it exactly); raises :class:`ApiProblem`
+    for a "Where (JSON)" that is not a JSON list."""
     rho = fields.get("rho", "").strip()
     privacy = {"rho": rho} if rho else {"epsilon": fields.get("epsilon", "").strip()}
     body: dict[str, Any] = {
@@ -39,6 +56,9 @@ def query_body(fields: dict[str, str]) -> dict[str, Any]:
     group_by = parse_group_by(fields.get("group_by", ""))
     if group_by:
         body["group_by"] = group_by
+    where = parse_where(fields.get("where", ""))
+    if where is not None:
+        body["where"] = where
     return body
 
 
@@ -70,6 +90,14 @@ async def analyst_page(request: Request) -> Response:
     session = await session_of(request, "analyst")
     async with console_api(request, session.key) as api:
         return await _page(request, session, api)
+
+
+@router.get("/ui/analyst/preview")
+@router.get("/ui/analyst/query")
+async def back_to_analyst() -> Response:
+    """A form's address (shown after a plain form post; reloaded, or bookmarked) is the
+    analyst's page."""
+    return RedirectResponse("/ui/analyst", status_code=303)
 
 
 @router.post("/ui/analyst/preview", response_class=HTMLResponse)

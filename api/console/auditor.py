@@ -84,15 +84,15 @@ async def auditor_page(request: Request) -> Response:
         verification = await api.get("/v1/ledger/verify")
         charts = await burn_downs(api)
         page = await timeline(api, _filters(request), _cursor(request))
-        checkpoints = await api.items("/v1/ledger/checkpoints")
-        current = await api.text("/v1/ledger/checkpoint")
+        current = await api.text("/v1/ledger/checkpoint")  # serves it: then it is listed
+        checkpoints = await api.items("/v1/ledger/checkpoints")  # newest first
     context = session.context(
         "Auditor",
         verification=verification,
         charts=charts,
         timeline=page,
         kinds=KINDS,
-        checkpoints=checkpoints[::-1],
+        checkpoints=checkpoints,
         checkpoint=current,
     )
     return render(request, "console/auditor.html", context)

@@ -52,6 +52,12 @@ async def login(request: Request) -> Response:
     return response
 
 
+@router.get("/ui/logout")
+async def logout_address() -> Response:
+    """Signing out is a POST; the address itself leads to ``/ui``."""
+    return RedirectResponse("/ui", status_code=303)
+
+
 @router.post("/ui/logout")
 async def logout(request: Request) -> Response:
     """End the session."""

@@ -13,7 +13,14 @@ from fastapi.templating import Jinja2Templates
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
-from api.console.views import cost_text, when
+from api.console.views import (
+    accuracy_split_text,
+    auto_bounds,
+    bounds_text,
+    cost_text,
+    truncation_text,
+    when,
+)
 
 API_DIR = Path(__file__).resolve().parent.parent
 TEMPLATES_DIR = API_DIR / "templates"
@@ -35,6 +42,10 @@ def static_url(path: str) -> str:
 templates = Jinja2Templates(directory=TEMPLATES_DIR)
 templates.env.globals["static"] = static_url
 templates.env.globals["cost_text"] = cost_text
+templates.env.globals["bounds_text"] = bounds_text
+templates.env.globals["truncation_text"] = truncation_text
+templates.env.globals["accuracy_split_text"] = accuracy_split_text
+templates.env.globals["auto_bounds"] = auto_bounds
 templates.env.filters["when"] = when
 
 

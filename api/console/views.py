@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+SYMBOLS = {"epsilon": "ε", "rho": "ρ"}
 DEBIT_KINDS = ("release",)
 """Ledger entries that spend a budget (their ``cost`` is debited)."""
 
@@ -51,10 +52,21 @@ class BurnDown:
         return {
             "kind": "burn-down",
             "labels": labels,
-            "series": [{"label": f"remaining {self.unit}", "values": remaining}],
+            "series": [{"label": f"{self.symbol} remaining", "values": remaining}],
             "total": self.total,
             "unit": self.unit,
+            "axis": f"{self.symbol} remaining",
         }
+
+    @property
+    def symbol(self) -> str:
+        """The budget's unit as a symbol (ε, ρ)."""
+        return SYMBOLS.get(self.unit, self.unit)
+
+    @property
+    def remaining(self) -> float:
+        """What remains of the total."""
+        return self.total - self.spent
 
 
 def _period_of(entry: dict[str, Any]) -> str | None:
@@ -203,3 +215,63 @@ def when(iso: str | None) -> str:
         return "—"
     text = str(iso).replace("T", " ")
     return text[:19] + " UTC" if len(text) >= 19 else text
+
+
+AUTO = "auto"
+BOUND_NAMES = ("max_partitions_contributed", "max_contributions_per_partition", "clamp")
+
+
+def _share(value: Any) -> str:
+    number = _number(value)
+    return "—" if number is None else f"{100 * number:.1f}%"
+
+
+def bounds_text(chosen: dict[str, Any] | None) -> str | None:
+    """The bounds automatic bounds chose, in words (None without automatic bounds)."""
+    if not chosen:
+        return None
+    parts = [
+        f"k = {chosen.get('max_partitions_contributed')} groups per unit",
+        f"c = {chosen.get('max_contributions_per_partition')} rows per unit and group",
+    ]
+    clamp = chosen.get("clamp")
+    if isinstance(clamp, list) and len(clamp) == 2:
+        parts.append(f"clamp [{clamp[0]:g}, {clamp[1]:g}]")
+    return ", ".join(parts)
+
+
+def truncation_text(truncation: dict[str, Any] | None) -> str | None:
+    """What the bounds kept (a DP estimate, ± its error bound), in words."""
+    if not truncation:
+        return None
+    text = (
+        f"{_share(truncation.get('kept_share'))} ± "
+        f"{_share(truncation.get('kept_share_error_bound'))} of the units' contributions "
+        "kept by the bounds"
+    )
+    if truncation.get("clamped_share") is not None:
+        text += (
+            f"; {_share(truncation.get('clamped_share'))} ± "
+            f"{_share(truncation.get('clamped_share_error_bound'))} of the kept values "
+            "outside the clamp"
+        )
+    return text + f" (estimated with {cost_text(truncation.get('cost'))} of the cost)"
+
+
+def accuracy_split_text(accuracy: dict[str, Any] | None) -> str | None:
+    """An error bound that covers noise and bias, split into its two parts, in words."""
+    accuracy = accuracy or {}
+    noise = _number(accuracy.get("noise_error_bound"))
+    bias = _number(accuracy.get("bias_bound"))
+    if accuracy.get("covers") != "noise_and_bias" or noise is None or bias is None:
+        return None
+    return (
+        f"± {noise:.4g} from the noise, plus up to {bias:.4g} from the bounds (bias: "
+        "bounding only drops data, so it can only lower a cell; estimated from the data)"
+    )
+
+
+def auto_bounds(planned: dict[str, Any]) -> list[str]:
+    """The bounds of a preview (or release) that are ``auto`` (chosen with DP)."""
+    bounds = planned.get("bounds") or {}
+    return [name for name in BOUND_NAMES if bounds.get(name) == AUTO]

@@ -32,7 +32,7 @@
         maintainAspectRatio: false,
         animation: false,
         scales: {
-          y: { min: 0, suggestedMax: d.total, title: { display: true, text: d.unit }, grid: { color: GRID } },
+          y: { min: 0, suggestedMax: d.total, title: { display: true, text: d.axis || d.unit }, grid: { color: GRID } },
           x: { ticks: { maxRotation: 0, autoSkip: true, maxTicksLimit: 6 }, grid: { display: false } }
         },
         plugins: { legend: { display: false } }

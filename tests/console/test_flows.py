@@ -339,3 +339,191 @@ def test_a_quantile_release_states_no_interval_in_the_values_units(
         float(cells[1])
         assert cells[2:] == ["—", "—"]  # a rank error bound is in rows, not minutes
     assert any("rank error bound" in text for text in page.texts("dd"))
+
+
+def test_checkpoint_history_is_newest_first_and_includes_the_current_one(
+    server: Service, admin: httpx.Client, sign_in: Callable[[str], httpx.Client], world: World
+) -> None:
+    console = sign_in(world.auditor)
+    console.get("/ui/auditor")  # serves a checkpoint at this size
+    create_consumer(admin, "gina")  # the ledger grows: the next page serves a new one
+    page = parse(console.get("/ui/auditor").text)
+    (current,) = page.all("pre")
+    size = int(current.text.strip().splitlines()[1])  # C2SP note: origin, size, root hash
+    (table,) = [t for t in page.all("table") if "Checkpoint history" in t.text]
+    body = next(c for c in table.children if c.tag == "tbody")
+    sizes = [int(r.children[0].text) for r in body.children]
+    listed = admin.get("/v1/ledger/checkpoints").json()["items"]
+    assert sizes == [int(c["size"]) for c in listed]  # as the API lists them
+    assert sizes[0] == size and sizes == sorted(sizes, reverse=True) and len(sizes) >= 2
+
+
+def _value(page_html: str, name: str) -> str | None:
+    """The value a form field named ``name`` shows: an input's value, a textarea's text,
+    a select's selected option."""
+    page = parse(page_html)
+    for element in page.all("input", name=name):
+        if element.get("type") != "hidden":
+            return element.get("value")
+    for element in page.all("textarea", name=name):
+        return element.text
+    for element in page.all("select", name=name):
+        chosen = [o for o in element.children if o.tag == "option" and o.get("selected") == ""]
+        return chosen[0].get("value") if chosen else None
+    return None
+
+
+def test_a_refused_form_keeps_the_values_submitted(
+    admin: httpx.Client, sign_in: Callable[[str], httpx.Client], world: World
+) -> None:
+    create_consumer(admin, "hal")
+    console = sign_in(world.admin)
+    form = {
+        "consumer": "hal",
+        "dataset": "events",
+        "model": "zcdp",
+        "epsilon": "",
+        "rho": "-0.5",
+        "period": "week",
+        "period_column": "day",
+    }
+    response = console.post("/ui/admin/budgets", data=form)
+    assert response.status_code == 422
+    for name, value in form.items():
+        if value:
+            assert _value(response.text, name) == value, name
+    assert _value(response.text, "name") == ""  # another form: not filled in
+    bad = console.post("/ui/admin/datasets", data={"metadata": '{"name": "x",'})
+    assert _value(bad.text, "metadata") == '{"name": "x",'
+    analyst = sign_in(world.analyst)
+    query = {**QUERY_FORM, "statistic": "sum", "column": "nope", "epsilon": "0.3"}
+    refused = analyst.post("/ui/analyst/preview", data=query)
+    assert refused.status_code == 422
+    for name in ("statistic", "column", "group_by", "epsilon"):
+        assert _value(refused.text, name) == query[name], name
+    login = analyst.post("/ui/login", data={"api_key": world.analyst + "x"})
+    assert login.status_code == 401 and world.analyst not in login.text  # never the key
+
+
+@pytest.mark.parametrize(
+    ("role", "path", "page"),
+    [
+        ("admin", "/ui/admin/consumers", "/ui/admin"),
+        ("admin", "/ui/admin/keys", "/ui/admin"),
+        ("admin", "/ui/admin/datasets", "/ui/admin"),
+        ("admin", "/ui/admin/budgets", "/ui/admin"),
+        ("analyst", "/ui/analyst/preview", "/ui/analyst"),
+        ("analyst", "/ui/analyst/query", "/ui/analyst"),
+        ("analyst", "/ui/logout", "/ui"),
+    ],
+)
+def test_a_form_address_reloaded_goes_to_the_roles_page(
+    sign_in: Callable[[str], httpx.Client], world: World, role: str, path: str, page: str
+) -> None:
+    console = sign_in(getattr(world, role))
+    response = console.get(path)
+    assert response.status_code == 303
+    assert response.headers["location"] == page
+    assert console.get(path, follow_redirects=True).status_code == 200
+
+
+README_WHERE = '[{"column": "day", "op": "between", "value": ["2026-03-01", "2026-03-02"]}]'
+
+
+def test_the_query_form_filters_with_where_json(
+    server: Service, sign_in: Callable[[str], httpx.Client], world: World
+) -> None:
+    console = sign_in(world.analyst)
+    form = {**QUERY_FORM, "group_by": "day", "where": README_WHERE}
+    preview = console.post("/ui/analyst/preview", data=form, headers={"HX-Request": "true"})
+    assert not parse(preview.text).texts("*", role="alert")
+    response = console.post("/ui/analyst/query", data=form)
+    assert response.status_code == 303, parse(response.text).texts("*", role="alert")
+    release_id = response.headers["location"].rsplit("/", 1)[1]
+    release = server.client(world.analyst).get(f"/v1/queries/{release_id}").json()
+    assert release["query"]["where"] == json.loads(README_WHERE)
+
+
+@pytest.mark.parametrize("where", ["[{not json", '{"column": "day"}'])
+def test_a_where_that_is_not_a_json_list_is_an_alert_and_spends_nothing(
+    server: Service,
+    admin: httpx.Client,
+    sign_in: Callable[[str], httpx.Client],
+    world: World,
+    where: str,
+) -> None:
+    console = sign_in(world.analyst)
+    before = len(_entries(admin))
+    form = {**QUERY_FORM, "where": where}
+    response = console.post("/ui/analyst/query", data=form)
+    assert response.status_code == 422
+    (alert,) = parse(response.text).texts("*", role="alert")
+    assert alert.startswith("Run query: Invalid JSON: Where (JSON)")
+    assert _value(response.text, "where") == where  # kept, to be corrected
+    region = console.post("/ui/analyst/preview", data=form, headers={"HX-Request": "true"})
+    assert parse(region.text).texts("*", role="alert")[0].startswith("Preview: Invalid JSON")
+    assert len(_entries(admin)) == before  # no request reached the API
+    assert server.client(world.analyst).get("/v1/budgets").json()["items"][0]["spent"] == 0.0
+
+
+def test_the_release_page_explains_chosen_bounds_kept_share_and_the_error_split(
+    server: Service, sign_in: Callable[[str], httpx.Client], world: World
+) -> None:
+    body = {**VISITORS, "max_partitions_contributed": "auto"}
+    api = server.client(world.analyst)
+    assert (
+        api.post("/v1/queries/preview", json=body).json()["bounds"]["max_partitions_contributed"]
+        == "auto"
+    )
+    release = api.post("/v1/queries", json=body).json()
+    page = parse(sign_in(world.analyst).get(f"/ui/analyst/releases/{release['id']}").text)
+    facts = dict(zip(page.texts("dt"), page.texts("dd"), strict=True))
+    chosen = release["bounds_chosen"]
+    assert facts["Bounds chosen"].startswith(
+        f"k = {chosen['max_partitions_contributed']} groups per unit, "
+        f"c = {chosen['max_contributions_per_partition']} rows"
+    )
+    kept = release["truncation"]
+    assert facts["Kept"].startswith(
+        f"{100 * kept['kept_share']:.1f}% ± {100 * kept['kept_share_error_bound']:.1f}%"
+    )
+    a = release["accuracy"]
+    assert facts["Error split"].startswith(
+        f"± {a['noise_error_bound']:.4g} from the noise, plus up to {a['bias_bound']:.4g}"
+    )
+
+
+def test_a_preview_with_an_auto_bound_says_the_release_adds_a_bias_bound() -> None:
+    from api.console.templating import templates
+
+    preview = {
+        "statistic": "unit_count",
+        "dataset": "events",
+        "cost": {"epsilon": 0.5},
+        "accuracy": {"alpha": 0.05, "error_bound": 42.5, "covers": "noise"},
+        "mechanism": "laplace",
+        "noise_scale": 2.0,
+        "fits_budget": True,
+        "budget_remaining": {"epsilon": 1.0},
+        "bounds": {"max_partitions_contributed": "auto", "clamp": None},
+    }
+    html = templates.get_template("console/_preview.html").render(preview=preview)
+    facts = dict(zip(parse(html).texts("dt"), parse(html).texts("dd"), strict=True))
+    assert "adds a bias bound estimated from the data" in facts["Automatic bounds"]
+    fixed = {**preview, "bounds": {"max_partitions_contributed": 3}}
+    assert "Automatic bounds" not in templates.get_template("console/_preview.html").render(
+        preview=fixed
+    )
+
+
+def test_the_burn_down_says_what_is_spent_and_plots_what_remains(
+    server: Service, sign_in: Callable[[str], httpx.Client], world: World
+) -> None:
+    api = server.client(world.analyst)
+    assert api.post("/v1/queries", json={**VISITORS, "privacy": {"epsilon": 0.25}}).is_success
+    page = parse(sign_in(world.auditor).get("/ui/auditor").text)
+    (caption,) = [c for c in page.texts("figcaption") if c.startswith("ana on events")]
+    assert caption == "ana on events: spent 0.25 of ε = 1, 0.75 remaining"
+    (block,) = [s for s in page.all("script") if s.get("id") == "burn-ana-events"]
+    chart = json.loads(block.text)
+    assert chart["axis"] == chart["series"][0]["label"] == "ε remaining"

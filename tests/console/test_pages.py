@@ -214,3 +214,30 @@ def test_release_names(pages: dict[str, httpx.Response]) -> None:
     assert "Release values" in page.texts("caption")
     assert page.all("canvas", role="img", aria_label="Values with error bars")
     assert page.texts("th", scope="col") == ["municipality", "value", "lower", "upper"]
+
+
+PLACEHOLDER_LIMIT = 12
+"""Characters a placeholder may have: a hint longer than a narrow field is cut, so it goes
+into a visible description (aria-describedby) instead."""
+
+
+def test_placeholders_are_short_and_hints_are_visible_descriptions(
+    pages: dict[str, httpx.Response],
+) -> None:
+    for name, response in pages.items():
+        page = parse(response.text)
+        ids = {e.get("id") for e in page.all("*") if e.get("id")}
+        for field in page.all("input"):
+            placeholder = field.get("placeholder") or ""
+            assert len(placeholder) <= PLACEHOLDER_LIMIT, (name, placeholder)
+            described = field.get("aria-describedby")
+            if described:
+                assert set(described.split()) <= ids, (name, described)
+
+
+def test_the_login_form_has_a_hidden_username_for_password_managers(server: Service) -> None:
+    page = parse(server.client().get("/ui/login").text)
+    (username,) = page.all("input", autocomplete="username")
+    assert username.get("id") in {label.get("for") for label in page.all("label")}
+    (key,) = page.all("input", type="password")
+    assert key.get("autocomplete") == "current-password" and key.get("name") == "api_key"

@@ -324,3 +324,26 @@ def test_the_watch_catches_a_request_to_another_server(
         watch.assert_clean()
     watch.reset()
     page.goto(f"{console.url}/ui/login")  # the page fixture checks a clean one afterwards
+
+
+def test_the_analyst_runs_the_readme_query_with_where_json(
+    console: Console, page: Page, watch: Watch
+) -> None:
+    watch.expect_status(422)
+    sign_in(page, console.url, console.keys["analyst"], "analyst")
+    form = page.locator("form", has=page.get_by_role("button", name="Preview"))
+    choose(field(form, "Dataset"), "mobility_events")
+    choose(field(form, "Statistic"), "unit_count")
+    field(form, "Group by").fill("municipality")
+    field(form, "Epsilon").fill("0.05")
+    where = field(form, "Where (JSON)")
+    where.fill("[{not json")
+    form.get_by_role("button", name="Run query").click()
+    page.get_by_role("alert").filter(has_text="Where (JSON)").wait_for()
+    assert field(form, "Where (JSON)").input_value() == "[{not json"  # kept to correct
+    field(form, "Where (JSON)").fill(
+        '[{"column": "day", "op": "between", "value": ["2026-03-01", "2026-03-07"]}]'
+    )
+    form.get_by_role("button", name="Run query").click()
+    page.wait_for_url(re.compile(r".*/ui/analyst/releases/[\w-]+$"))
+    assert_accessible(page)
