@@ -3,6 +3,7 @@ checkpoint history, all read through the API with the auditor's key."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,7 +13,7 @@ from fastapi.responses import HTMLResponse, Response
 from api.console.api_client import ApiProblem, ConsoleApi, console_api
 from api.console.guard import session_of
 from api.console.templating import render
-from api.console.views import BurnDown, burn_down
+from api.console.views import DEBIT_KINDS, BurnDown, burn_down
 from db.ledger import KINDS
 
 router = APIRouter()
@@ -59,21 +60,25 @@ async def timeline(api: ConsoleApi, filters: dict[str, str], cursor: str | None)
     return page
 
 
+def _seq(entry: dict[str, Any]) -> int:
+    return int(entry["seq"])
+
+
 async def burn_downs(api: ConsoleApi) -> list[BurnDown]:
-    """Each budget's debits over time (one ledger read per consumer and dataset)."""
-    charts = []
-    for budget in await api.items("/v1/budgets"):
-        entries = await api.items(
-            "/v1/ledger",
-            {
-                "consumer": budget["consumer"],
-                "dataset": budget["dataset"],
-                "kind": "release",
-                "limit": 1000,
-            },
+    """Each budget's debits over time: the ledger's debit entries read once, oldest first,
+    and shared out by consumer and dataset (not one read per budget)."""
+    budgets = await api.items("/v1/budgets")
+    debits: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for kind in DEBIT_KINDS:
+        for entry in await api.items("/v1/ledger", {"kind": kind, "limit": 1000}):
+            debits[(str(entry.get("consumer")), str(entry.get("dataset")))].append(entry)
+    return [
+        burn_down(
+            budget,
+            sorted(debits[(str(budget["consumer"]), str(budget["dataset"]))], key=_seq),
         )
-        charts.append(burn_down(budget, entries))
-    return charts
+        for budget in budgets
+    ]
 
 
 @router.get("/ui/auditor", response_class=HTMLResponse)
