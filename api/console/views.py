@@ -204,11 +204,6 @@ def parse_group_by(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def newest_first(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Ledger entries newest first."""
-    return sorted(entries, key=lambda entry: int(entry["seq"]), reverse=True)
-
-
 def when(iso: str | None) -> str:
     """An ISO 8601 UTC time as ``2026-03-01 12:00:05 UTC`` (to the second)."""
     if not iso:
