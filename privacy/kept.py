@@ -393,8 +393,8 @@ def run_truncation(
     query: ResolvedQuery,
     *,
     unit: str,
-    frame: pl.LazyFrame,
-    truncated: pl.DataFrame,
+    frame: pl.LazyFrame | None,
+    truncated: pl.DataFrame | None,
     mask: str,
     k: int,
     c: int,
@@ -402,6 +402,7 @@ def run_truncation(
     released_total: tuple[float, str, float] | None,
     alpha: float,
     counts: pl.LazyFrame | None = None,
+    profile_rows: pl.DataFrame | None = None,
 ) -> TruncationEstimate:
     """Invoke the truncation measurements and estimate what the bounds (k, c, clamp) dropped.
 
@@ -411,20 +412,21 @@ def run_truncation(
     each bound combines. ``counts``, if given, is
     :func:`~privacy.truncation.unit_group_counts` of ``frame`` with ``mask`` (computed
     once for the truncation too; the result is the same). Privacy: see the module
-    docstring.
+    docstring. ``profile_rows``, if given, is :func:`dropped_profile`'s result computed by
+    another engine (``frame`` is then not read; ``truncated`` only for sum/mean/quantile).
     """
-    by = list(query.group_by)
-    profile = dropped_profile(
-        frame,
-        truncated,
-        unit=unit,
-        by=by,
-        mask=mask,
-        statistic=query.statistic,
-        bins=plan.bins,
-        counts=counts,
-    )
-    profile_rows = profile.collect()
+    if profile_rows is None:
+        assert frame is not None and truncated is not None
+        profile_rows = dropped_profile(
+            frame,
+            truncated,
+            unit=unit,
+            by=list(query.group_by),
+            mask=mask,
+            statistic=query.statistic,
+            bins=plan.bins,
+            counts=counts,
+        ).collect()
     released = plan.dropped.measurement(profile_rows.lazy()).collect()
     losses = [plan.dropped.loss]
     totals = dropped_totals(released, plan, alpha / 2)
@@ -441,7 +443,7 @@ def run_truncation(
         total, distribution, scale = released_total
         kept, kept_margin = total, cells_sum_margin(distribution, scale, query.cells, alpha / 2)
     else:
-        assert clamp is not None and plan.kept is not None
+        assert clamp is not None and plan.kept is not None and truncated is not None
         solved = plan.kept.for_rows(query.unit_rows(k, c))  # k·c·D rows per unit
         low, high = float(clamp[0]), float(clamp[1])
         value = pl.col(VALUE_COLUMN).cast(pl.Float64)

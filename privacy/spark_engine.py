@@ -1,0 +1,354 @@
+"""The Spark engine: the exact, contribution-bounded aggregate computed on Spark, OpenDP's
+noise applied to it at the scale OpenDP derives for the equivalent Polars plan.
+
+The plan is split at the noise step, as OpenDP's ``polars-to-ibis`` does for databases:
+
+1. **On Spark** (:func:`exact_cells`): the row-wise filters ``F`` (as a mask over every
+   row, as :func:`privacy.execute.masked_frame`), the per-unit truncation ``T`` of
+   :mod:`privacy.truncation` (the same rule and tie-break: a unit keeps its ``k`` groups
+   with most matching rows, ties broken by the same fixed Polars hash of (unit, group
+   key), then by the key) and the grouped statistic over the public keys: per cell
+   ``Σ_u min(rows_u, c)`` over the units that keep it (``count``; ``unit_count`` has
+   ``c = 1``). Cells without data are 0.
+2. **In OpenDP** (:func:`noisy_cells`): OpenDP's mechanism (``make_laplace`` or
+   ``make_gaussian`` on integer vectors: the discrete Laplace or Gaussian) at the scale
+   OpenDP's ``summarize`` reports for the plan's Polars measurement — never a scale
+   derived here.
+
+**Privacy argument.** OpenDP's Polars measurement of a count over public keys is exactly
+that: the grouped count of ``T(F(D))`` per public key (0 where none), then independent
+integer noise per cell at the summarized scale. Step 1 computes the same numbers (a
+test compares them with the Polars engine's on generated data, cell by cell) and step 2
+draws from the same distribution at the same scale, so the release has the distribution
+of the Polars engine's: the plan's OpenDP map, hence its cost, holds unchanged.
+
+The estimate of what the bounds dropped (:mod:`privacy.kept`) needs one row per unit:
+Spark computes that per-unit profile (:func:`dropped_profile_rows`, the same per-unit map
+as :func:`privacy.kept.dropped_profile`) and OpenDP's own Polars measurement releases it.
+
+What the engine lacks is refused before any debit (:func:`check_supported`), naming it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import opendp.prelude as dp
+import polars as pl
+
+from privacy.errors import InvalidQuery, ReleaseFailed
+from privacy.kept import DROPPED_COLUMN, TruncationEstimate, run_truncation
+from privacy.measurement import VALUE_COLUMN
+from privacy.metadata import DatasetMetadata
+from privacy.query import ResolvedFilter, ResolvedQuery
+from privacy.results import Plan, ReleaseResult
+from privacy.truncation import _GROUP_SEED
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pyarrow as pa
+    from pyspark.sql import Column, DataFrame
+
+SPARK_STATISTICS = ("count", "unit_count")
+"""The statistics the Spark engine computes."""
+_MATCH = "__ruis_match__"
+_ROWS = "__ruis_rows__"
+_HASH = "__ruis_group_hash__"
+_RANK = "__ruis_rank__"
+_SIGN_BIT = 1 << 63
+
+
+def check_supported(query: ResolvedQuery, metadata: DatasetMetadata) -> None:
+    """Raise :class:`InvalidQuery` naming what the Spark engine lacks for ``query``
+    (public metadata only, so the refusal reveals nothing and spends nothing)."""
+    lacks: list[str] = []
+    if query.statistic not in SPARK_STATISTICS:
+        lacks.append(
+            f"the statistic {query.statistic!r} (it computes {', '.join(SPARK_STATISTICS)})"
+        )
+    if query.auto is not None:
+        lacks.append("automatic bounds (give max_partitions_contributed explicitly)")
+    if query.location is not None:
+        lacks.append("unit_location")
+    if query.private_keys:
+        lacks.append("group_by columns with private keys")
+    if query.rollup is not None:
+        lacks.append("rollup")
+    if query.bounds_per:
+        lacks.append("contribution_bounds_per")
+    derived = [
+        name
+        for name in {*query.group_by, *(f.column for f in query.filters)}
+        if metadata.columns[name].type == "derived"
+    ]
+    if derived:
+        lacks.append(f"derived columns ({', '.join(sorted(derived))})")
+    if lacks:
+        raise InvalidQuery("the spark engine does not support " + "; ".join(lacks))
+
+
+def _spark_type(value_type: str) -> str:
+    return {
+        "categorical": "string",
+        "integer": "bigint",
+        "float": "double",
+        "date": "date",
+        "datetime": "timestamp",
+    }[value_type]
+
+
+def _filter_column(flt: ResolvedFilter, value_type: str) -> Column:
+    """The row-wise test of one filter, as :func:`privacy.execute._filter_expression`:
+    a NaN satisfies no comparison."""
+    from pyspark.sql import functions as F
+
+    column = F.col(flt.column)
+    if flt.op == "in":
+        test = column.isin(list(flt.typed))
+    elif flt.op == "between":
+        low, high = flt.typed
+        test = column.between(F.lit(low), F.lit(high))
+    else:
+        value = F.lit(flt.typed)
+        test = {
+            "eq": column == value,
+            "lt": column < value,
+            "le": column <= value,
+            "gt": column > value,
+            "ge": column >= value,
+        }[flt.op]
+    if value_type == "float":
+        return test & ~F.isnan(column)
+    return test
+
+
+def masked(query: ResolvedQuery, metadata: DatasetMetadata, data: DataFrame) -> DataFrame:
+    """Every row of ``data`` with the unit (string), the group keys (cast as the Polars
+    engine casts them; a value that does not fit becomes null) and the Boolean mask of
+    :func:`privacy.execute.masked_frame`: the row matches the filters, has a unit and
+    public group keys. No row is dropped (the work does not depend on the matches)."""
+    from pyspark.sql import functions as F
+
+    unit = metadata.privacy_unit
+    needed = {*query.group_by, *(f.column for f in query.filters)}
+    typed = data.select(
+        F.col(unit).cast("string").alias(unit),
+        *(
+            F.col(name).cast(_spark_type(metadata.columns[name].value_type)).alias(name)
+            for name in sorted(needed)
+        ),
+    )
+    conditions = [_filter_column(f, metadata.columns[f.column].value_type) for f in query.filters]
+    conditions.append(F.col(unit).isNotNull())
+    for name in query.group_by:
+        conditions.append(F.col(name).isin(metadata.columns[name].typed_keys()))
+    mask = conditions[0]
+    for condition in conditions[1:]:
+        mask = mask & condition
+    return typed.select(unit, *query.group_by, F.coalesce(mask, F.lit(False)).alias(_MATCH))
+
+
+def _with_group_hash(counts: DataFrame, group_key: Sequence[str]) -> DataFrame:
+    """``counts`` plus the truncation's tie-break hash of (unit, group key), computed by
+    Polars itself on each Arrow batch (:mod:`privacy.truncation`'s
+    ``pl.struct(group_key).hash(_GROUP_SEED)``), stored order-preservingly as a signed
+    64-bit integer (the sign bit flipped), so that Spark orders ties as Polars does.
+    Executors must run the driver's Polars version (the hash is stable within one)."""
+    from pyspark.sql.types import LongType, StructField, StructType
+
+    key = list(group_key)
+
+    def hashed(batches: Iterable[pa.RecordBatch]) -> Iterable[pa.RecordBatch]:
+        import polars as pl
+        import pyarrow as pa
+
+        flip = pl.lit(_SIGN_BIT, dtype=pl.UInt64)
+        for batch in batches:
+            frame = pl.from_arrow(batch)
+            assert isinstance(frame, pl.DataFrame)
+            signed = frame.select(
+                (pl.struct(key).hash(_GROUP_SEED) ^ flip).reinterpret(signed=True)
+            )
+            yield batch.append_column(_HASH, pa.array(signed.to_series().to_numpy(), pa.int64()))
+
+    schema = StructType([*counts.schema.fields, StructField(_HASH, LongType(), True)])
+    return counts.mapInArrow(hashed, schema)
+
+
+def kept_groups(query: ResolvedQuery, metadata: DatasetMetadata, data: DataFrame) -> DataFrame:
+    """Per (unit, group) of ``data``: its matching rows ``_ROWS`` and whether the truncation
+    keeps it (``_RANK`` ≤ k and rows > 0), by :mod:`privacy.truncation`'s rule: the unit's
+    groups ordered by rows (descending), then the fixed hash, then the key. One group-by
+    over every row, whatever the mask keeps."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    unit = metadata.privacy_unit
+    by = list(query.group_by)
+    counts = (
+        masked(query, metadata, data)
+        .groupBy(unit, *by)
+        .agg(F.sum(F.col(_MATCH).cast("long")).alias(_ROWS))
+    )
+    if not by:
+        return counts.withColumn(_RANK, F.lit(1))
+    ranked = _with_group_hash(counts, [unit, *by])
+    order = Window.partitionBy(unit).orderBy(
+        F.col(_ROWS).desc(), F.col(_HASH).asc(), *(F.col(name).asc() for name in by)
+    )
+    return ranked.withColumn(_RANK, F.row_number().over(order)).drop(_HASH)
+
+
+def _kept(query: ResolvedQuery) -> Column:
+    from pyspark.sql import functions as F
+
+    return (F.col(_RANK) <= query.max_partitions_contributed) & (F.col(_ROWS) > 0)
+
+
+def exact_cells(query: ResolvedQuery, metadata: DatasetMetadata, groups: DataFrame) -> pl.DataFrame:
+    """The exact pre-noise aggregate of the truncated data, per public key combination
+    (declared order; 0 where no unit keeps it): columns ``*group_by, VALUE_COLUMN``
+    (Int64). ``groups`` is :func:`kept_groups`'s frame."""
+    from pyspark.sql import functions as F
+
+    by = list(query.group_by)
+    c = query.max_contributions_per_partition
+    contribution = F.when(_kept(query), F.least(F.col(_ROWS), F.lit(c))).otherwise(F.lit(0))
+    rows = groups.groupBy(*by).agg(F.sum(contribution).alias(VALUE_COLUMN)).collect()
+    values = {tuple(row[name] for name in by): int(row[VALUE_COLUMN] or 0) for row in rows}
+    return public_cells(query, metadata, values)
+
+
+def public_cells(
+    query: ResolvedQuery, metadata: DatasetMetadata, values: dict[tuple[Any, ...], int]
+) -> pl.DataFrame:
+    """``values`` laid out on the public key product (declared order), 0 where absent."""
+    import itertools
+
+    from privacy.data import dtype_of
+
+    by = list(query.group_by)
+    combinations = list(itertools.product(*(metadata.columns[n].typed_keys() for n in by)))
+    columns: dict[str, pl.Series] = {
+        name: pl.Series(
+            name,
+            [combo[i] for combo in combinations],
+            dtype=dtype_of(metadata.columns[name].value_type),
+        )
+        for i, name in enumerate(by)
+    }
+    columns[VALUE_COLUMN] = pl.Series(
+        VALUE_COLUMN, [values.get(combo, 0) for combo in combinations], dtype=pl.Int64
+    )
+    return pl.DataFrame(columns)
+
+
+def noisy_cells(exact: pl.DataFrame, distribution: str, scale: float) -> pl.DataFrame:
+    """``exact`` with OpenDP's integer noise added to ``VALUE_COLUMN``: ``make_laplace``
+    (discrete Laplace) or ``make_gaussian`` (discrete Gaussian) on the vector of cells at
+    ``scale``, the distribution and scale OpenDP's ``summarize`` reports for the plan
+    (each cell gets independent noise, as OpenDP's Polars measurement adds it)."""
+    make = {"Integer Laplace": dp.m.make_laplace, "Integer Gaussian": dp.m.make_gaussian}.get(
+        distribution
+    )
+    if make is None:
+        raise InvalidQuery(f"the spark engine cannot add {distribution} noise")
+    metric = dp.l1_distance(T=int) if make is dp.m.make_laplace else dp.l2_distance(T=int)
+    measurement = make(dp.vector_domain(dp.atom_domain(T=int)), metric, scale=scale)
+    values = [int(v) for v in exact.get_column(VALUE_COLUMN).to_list()]
+    noisy = measurement(values) if values else []
+    return exact.with_columns(pl.Series(VALUE_COLUMN, noisy, dtype=pl.Int64))
+
+
+def dropped_profile_rows(
+    query: ResolvedQuery, groups: DataFrame, unit: str, edges: Sequence[int]
+) -> pl.DataFrame:
+    """One row per unit (the units of every row of the data): the bin of what the bounds
+    dropped from it, as :func:`privacy.kept.dropped_profile` (column ``DROPPED_COLUMN``,
+    Int64: the index of the last of the plan's ``edges`` ≤ the dropped amount): per
+    (unit, group) the matching rows (``unit_count``: 1 if any) minus the kept ones, summed
+    per unit. A per-unit map: OpenDP's histogram over it is then ε-DP at one row per unit
+    (see :mod:`privacy.kept`). Spark counts the units per bin; the rows are rebuilt from
+    those counts (the same multiset, one small integer per unit)."""
+    from pyspark.sql import functions as F
+
+    c = query.max_contributions_per_partition
+    kept = F.when(_kept(query), F.least(F.col(_ROWS), F.lit(c))).otherwise(F.lit(0))
+    if query.statistic == "unit_count":
+        before = (F.col(_ROWS) > 0).cast("long")
+        after = (kept > 0).cast("long")
+    else:
+        before, after = F.col(_ROWS), kept
+    per_unit = groups.groupBy(unit).agg(F.sum(before - after).alias("dropped"))
+    dropped_bin = F.lit(len(edges) - 1)
+    for index in range(len(edges) - 1, 0, -1):
+        dropped_bin = F.when(F.col("dropped") < edges[index], F.lit(index - 1)).otherwise(
+            dropped_bin
+        )
+    binned = per_unit.groupBy(dropped_bin.alias(DROPPED_COLUMN)).count().collect()
+    return pl.DataFrame(
+        {
+            DROPPED_COLUMN: [int(row[DROPPED_COLUMN]) for row in binned],
+            "units": [int(row["count"]) for row in binned],
+        },
+        schema={DROPPED_COLUMN: pl.Int64, "units": pl.Int64},
+    ).select(pl.col(DROPPED_COLUMN).repeat_by("units").explode().cast(pl.Int64))
+
+
+def execute_on_spark(plan: Plan, data: DataFrame) -> ReleaseResult:
+    """Run ``plan`` once on the Spark frame ``data`` (the dataset's stored columns).
+
+    The same release as :func:`privacy.execute.execute` (see the module docstring): the
+    exact truncated aggregate on Spark, OpenDP's noise at the plan's scale, the estimate
+    of what the bounds dropped by OpenDP's measurement over Spark's per-unit profile, and
+    the same layout and accuracy (post-processing). The OpenDP losses are summed and
+    checked against the plan's cost, as there.
+    """
+    from privacy.execute import _covering, _layout, _released_total, released_accuracy
+
+    query, metadata = plan.query, plan.metadata
+    assert query is not None and metadata is not None
+    check_supported(query, metadata)
+    (component,) = plan.components
+    groups = kept_groups(query, metadata, data).cache()
+    try:
+        exact = exact_cells(query, metadata, groups)
+        released = noisy_cells(exact, component.distribution, component.scale)
+        rows = _layout(plan, released)
+        accuracy = released_accuracy(plan, rows)
+        losses = [plan.statistic_loss if plan.statistic_loss is not None else plan.opendp_loss]
+        estimate: TruncationEstimate | None = None
+        if plan.truncation is not None:
+            estimate = run_truncation(
+                plan.truncation,
+                query,
+                unit=metadata.privacy_unit,
+                frame=None,
+                truncated=None,
+                mask=_MATCH,
+                k=query.max_partitions_contributed,
+                c=query.max_contributions_per_partition,
+                clamp=query.bounds,
+                released_total=_released_total(plan, released),
+                alpha=accuracy.alpha,
+                profile_rows=dropped_profile_rows(
+                    query, groups, metadata.privacy_unit, plan.truncation.bins.edges
+                ),
+            )
+            losses.append(estimate.opendp_loss)
+            accuracy = _covering(plan, accuracy, estimate)
+    finally:
+        groups.unpersist()
+    spent = sum((Decimal(loss) for loss in losses), Decimal(0))
+    if not spent <= plan.cost:
+        raise ReleaseFailed("the privacy losses of the measurements exceed the cost")
+    return ReleaseResult(
+        rows=rows,
+        mechanism=plan.mechanism,
+        noise_scale=plan.noise_scale,
+        accuracy=accuracy,
+        components=plan.components,
+        opendp_loss=float(spent),
+        truncation=estimate,
+    )
