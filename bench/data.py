@@ -45,6 +45,7 @@ class DataSpec:
 SIZES: dict[str, DataSpec] = {
     "1M": DataSpec("1M", devices=20_000, days=7),
     "10M": DataSpec("10M", devices=100_000, days=10, events_per_day=10.0),
+    "100M": DataSpec("100M", devices=1_000_000, days=10, events_per_day=10.0),
 }
 TINY = DataSpec("tiny", devices=150, days=1)
 """About 1,000 events: the ledger throughput data set (its reads are negligible)."""
@@ -85,16 +86,31 @@ def _describe(spec: DataSpec) -> demo_data.DemoFiles:
     )
 
 
-def _sizes(files: demo_data.DemoFiles) -> dict[str, int]:
+def estimated_size(path: Path) -> tuple[int, int]:
+    """(rows, ``DataFrame.estimated_size()`` of the whole table in memory) of a Parquet file.
+
+    Read one column at a time: a frame's estimated size is the sum of its columns', so
+    this is the whole table's figure without holding it all in memory at once (the
+    100M events are several GB).
+    """
     import polars as pl
 
-    events = pl.read_parquet(files.events_path)
-    residents = pl.read_parquet(files.residents_path)
+    columns = pl.scan_parquet(path).collect_schema().names()
+    rows = int(pl.scan_parquet(path).select(pl.len()).collect().item())
+    size = 0
+    for column in columns:
+        size += int(pl.read_parquet(path, columns=[column]).estimated_size())
+    return rows, size
+
+
+def _sizes(files: demo_data.DemoFiles) -> dict[str, int]:
+    n_events, events_bytes = estimated_size(files.events_path)
+    n_residents, residents_bytes = estimated_size(files.residents_path)
     return {
-        "n_events": events.height,
-        "n_residents": residents.height,
-        "events_bytes": int(events.estimated_size()),
-        "residents_bytes": int(residents.estimated_size()),
+        "n_events": n_events,
+        "n_residents": n_residents,
+        "events_bytes": events_bytes,
+        "residents_bytes": residents_bytes,
     }
 
 

@@ -40,6 +40,11 @@ class WorkerProcess:
             text=True,
         )
 
+    @property
+    def pid(self) -> int:
+        """The worker's process id (for sampling its memory from outside)."""
+        return self._process.pid
+
     def call(self, task: dict[str, Any], *, tolerate_error: bool = False) -> dict[str, Any]:
         """The answer to ``task``; an answer ``{"error": ...}`` raises unless tolerated."""
         assert self._process.stdin is not None and self._process.stdout is not None
