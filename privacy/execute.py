@@ -314,9 +314,7 @@ def execute(plan: Plan, data: pl.LazyFrame) -> ReleaseResult:
                 )
         else:
             accuracy = _covering(statistic, accuracy, estimate)
-    spent = sum((Decimal(loss) for loss in losses), Decimal(0))
-    if not spent <= plan.cost:
-        raise ReleaseFailed("the privacy losses of the measurements exceed the cost")
+    spent = spent_within_cost(plan, losses)
     return ReleaseResult(
         rows=rows,
         mechanism=statistic.mechanism,
@@ -330,6 +328,15 @@ def execute(plan: Plan, data: pl.LazyFrame) -> ReleaseResult:
         raw_rows=levels.raw_rows if levels is not None else None,
         keys_selected=len(rows) if statistic.key_selection is not None else None,
     )
+
+
+def spent_within_cost(plan: Plan, losses: list[float]) -> Decimal:
+    """The sum of the measurements' OpenDP losses (sequential composition), exactly;
+    :class:`ReleaseFailed` if it exceeds the plan's cost (every engine checks this)."""
+    spent = sum((Decimal(loss) for loss in losses), Decimal(0))
+    if not spent <= plan.cost:
+        raise ReleaseFailed("the privacy losses of the measurements exceed the cost")
+    return spent
 
 
 def _select(plan: Plan, frame: pl.LazyFrame) -> tuple[Plan, Selection]:

@@ -32,13 +32,12 @@ What the engine lacks is refused before any debit (:func:`check_supported`), nam
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import opendp.prelude as dp
 import polars as pl
 
-from privacy.errors import InvalidQuery, ReleaseFailed
+from privacy.errors import InvalidQuery
 from privacy.kept import DROPPED_COLUMN, TruncationEstimate, run_truncation
 from privacy.measurement import VALUE_COLUMN
 from privacy.metadata import DatasetMetadata
@@ -305,7 +304,13 @@ def execute_on_spark(plan: Plan, data: DataFrame) -> ReleaseResult:
     the same layout and accuracy (post-processing). The OpenDP losses are summed and
     checked against the plan's cost, as there.
     """
-    from privacy.execute import _covering, _layout, _released_total, released_accuracy
+    from privacy.execute import (
+        _covering,
+        _layout,
+        _released_total,
+        released_accuracy,
+        spent_within_cost,
+    )
 
     query, metadata = plan.query, plan.metadata
     assert query is not None and metadata is not None
@@ -340,9 +345,7 @@ def execute_on_spark(plan: Plan, data: DataFrame) -> ReleaseResult:
             accuracy = _covering(plan, accuracy, estimate)
     finally:
         groups.unpersist()
-    spent = sum((Decimal(loss) for loss in losses), Decimal(0))
-    if not spent <= plan.cost:
-        raise ReleaseFailed("the privacy losses of the measurements exceed the cost")
+    spent = spent_within_cost(plan, losses)
     return ReleaseResult(
         rows=rows,
         mechanism=plan.mechanism,
