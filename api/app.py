@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.routing import BaseRoute
 
-from api import console, problems
+from api import console, problems, spark_session
 from api.limits import Limiter
 from api.metrics import Metrics, metrics_router
 from api.middleware import BodySizeLimitMiddleware, ObservabilityMiddleware, RequestIdMiddleware
@@ -25,6 +25,7 @@ from api.routes import (
     transparency,
 )
 from api.settings import Settings
+from api.spark_session import SparkConfig
 from api.sweeper import start_sweeper
 from db import bootstrap
 from db.engine import Database
@@ -117,6 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.limiter = Limiter(settings.limits)
     set_plan_cache_bytes(settings.limits.plan_cache_bytes)
+    spark_session.configure(SparkConfig(settings.spark_master, settings.spark_data_roots))
     problems.install(app)
     routers = [
         health.router,

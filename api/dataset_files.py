@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from api import spark_files, spark_session
 from api.data_paths import resolve_data_path
 from api.problems import DatasetRetired, DatasetUnavailable, InvalidRequest, StorageUnavailable
 from db import catalog, dataset_versions
@@ -52,9 +53,10 @@ SYSTEM_ACTOR = "ruis"
 
 @dataclass(frozen=True)
 class CheckedFile:
-    """The file a release reads, as just checked against its fingerprint."""
+    """The file a release reads, as just checked against its fingerprint (a Spark dataset:
+    ``path`` None, the files are the fingerprint's listing)."""
 
-    path: Path
+    path: Path | None
     sha256: str
     fingerprint: dict[str, Any]
 
@@ -78,8 +80,11 @@ def examine(data_dir: Path, metadata: DatasetMetadata) -> dict[str, Any]:
     a missing or unreadable file, a malformed CSV, a value that does not convert to
     its declared type, a schema without the declared columns, or more rows than
     ``max_rows``; StorageUnavailable if the converted file cannot be written.
-    Messages name columns, lines and declared limits, never a data value.
+    Messages name columns, lines and declared limits, never a data value. A Spark
+    dataset's files: :func:`api.spark_files.examine`.
     """
+    if metadata.engine == "spark":
+        return spark_files.examine(data_dir, metadata)
     source = resolve_data_path(data_dir, metadata.path)
     try:
         origin: dict[str, Any] | None = None
@@ -185,6 +190,8 @@ def _observe(
     data_dir: Path, fingerprint: dict[str, Any], metadata: DatasetMetadata
 ) -> tuple[str | None, dict[str, Any] | None]:
     """Why the file no longer matches ``fingerprint`` (None if it does), and what was seen."""
+    if metadata.engine == "spark":
+        return spark_files.observe(data_dir, fingerprint, metadata)
     origin = fingerprint.get("source")
     if origin is not None:
         try:
@@ -281,6 +288,9 @@ def check_before_release(
             reason="dataset_retired" if isinstance(exc, DatasetRetired) else "dataset_unavailable",
         )
         raise
+    if metadata.engine == "spark":
+        spark_session.session()  # up before any debit (a 503 here charges nothing)
+        return CheckedFile(path=None, sha256=str(fingerprint["sha256"]), fingerprint=fingerprint)
     return CheckedFile(
         path=resolve_data_path(data_dir, fingerprint["path"]),
         sha256=str(fingerprint["sha256"]),

@@ -127,6 +127,10 @@ class StorageUnavailable(ApiError):
     """The converted file could not be written (disk full or data directory read-only)."""
 
 
+class EngineUnavailable(ApiError):
+    """The dataset's engine (Spark) cannot be started or reached (nothing charged)."""
+
+
 class ReleaseBusy(ApiError):
     """The same query is still being computed by an earlier request."""
 
@@ -188,6 +192,7 @@ PROBLEM_TYPES: dict[type[Exception], ProblemType] = {
     DatasetUnavailable: ProblemType(503, "dataset-unavailable", "Dataset unavailable"),
     DatasetRetired: ProblemType(410, "dataset-retired", "Dataset retired"),
     StorageUnavailable: ProblemType(503, "storage-unavailable", "Storage unavailable"),
+    EngineUnavailable: ProblemType(503, "engine-unavailable", "Engine unavailable"),
     # the database layer (db.errors)
     DbError: BAD_REQUEST,
     NotFound: NOT_FOUND,

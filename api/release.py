@@ -15,9 +15,10 @@ import functools
 import hashlib
 import logging
 import threading
+from pathlib import Path
 from typing import cast
 
-from api import completion, dataset_files
+from api import completion, dataset_files, spark_files
 from api.ledger_key import LogSigner
 from api.limits import QueryGuard, query_cells
 from api.problems import BudgetExceeded, ReleaseBusy, ReleaseFailed
@@ -44,6 +45,8 @@ from privacy.amount import PrivacyAmount, PrivacyModel
 from privacy.metadata import DatasetMetadata
 from privacy.periods import PeriodSpec, query_period
 from privacy.query import resolve_query
+from privacy.results import ReleaseResult
+from privacy.spark_engine import execute_on_spark
 
 log = logging.getLogger("ruis.release")
 _MAX_WAITS = 3
@@ -197,6 +200,17 @@ def _refusal(
     )
 
 
+def _computed(
+    plan: Plan, metadata: DatasetMetadata, checked: dataset_files.CheckedFile, data_dir: Path
+) -> ReleaseResult:
+    """The release of ``plan`` on the checked file, by the dataset's engine: Polars on the
+    file (streamed), or Spark on exactly the listed files (:mod:`privacy.spark_engine`:
+    the same exact aggregate, OpenDP's noise at the same scale)."""
+    if checked.path is not None:
+        return execute(plan, load_frame(checked.path, metadata))
+    return execute_on_spark(plan, spark_files.frame(data_dir, checked.fingerprint["files"]))
+
+
 @quantised  # once debited, the answer (or error) leaves at a multiple of the quantum
 def run(
     db: Database,
@@ -277,8 +291,7 @@ def run(
     after_debit(settings.release_time_quantum_ms)
     try:
         with releases.keep_alive(db, outcome.release_id):
-            frame = load_frame(checked.path, metadata)
-            result = execute(plan, frame)
+            result = _computed(plan, metadata, checked, settings.data_dir)
             dataset_files.check_after_release(
                 db, settings.data_dir, dataset, metadata, checked, request_id
             )

@@ -13,6 +13,7 @@ from api.release_timing import DEFAULT_QUANTUM_MS
 DEFAULT_DATA_DIR = "./data"
 DEFAULT_LEDGER_ORIGIN = "ruis.local/ledger"
 MAX_BODY_BYTES = 1_000_000
+DEFAULT_SPARK_MASTER = "local[*]"
 DEFAULT_MIN_FREE_MB = 64
 """/readyz fails when the data or SQLite directory has less free space than this."""
 
@@ -150,6 +151,11 @@ class Settings:
     """The ledger's Ed25519 signing key (PEM); None: ``ledger-key.pem`` in the data directory."""
     ledger_origin: str = DEFAULT_LEDGER_ORIGIN
     """The checkpoints' origin line and the signing key's name."""
+    spark_master: str = DEFAULT_SPARK_MASTER
+    """The Spark master datasets with ``"engine": "spark"`` run on (started at first use)."""
+    spark_data_roots: tuple[str, ...] = ()
+    """URI prefixes (each ending in ``/``) a Spark dataset's path may be under, besides
+    paths inside the data directory; none: only the data directory."""
 
     @property
     def ledger_key_path(self) -> Path:
@@ -190,4 +196,32 @@ class Settings:
             limits=LimitSettings.from_env(),
             ledger_key_file=Path(key_file).resolve() if key_file else None,
             ledger_origin=origin,
+            spark_master=os.environ.get("RUIS_SPARK_MASTER") or DEFAULT_SPARK_MASTER,
+            spark_data_roots=spark_roots(os.environ.get("RUIS_SPARK_DATA_ROOTS") or ""),
         )
+
+
+def spark_roots(text: str) -> tuple[str, ...]:
+    """The URI prefixes of ``RUIS_SPARK_DATA_ROOTS`` (comma-separated), each with a scheme
+    (``s3a://bucket/events/``, ``hdfs://nn/data/``, ``file:///srv/data/``) and ending in
+    ``/`` (added if missing, so a root never admits a sibling that only shares its prefix).
+    ValueError for an entry without a scheme, with ``..`` or whitespace."""
+    roots: list[str] = []
+    for entry in (part.strip() for part in text.split(",")):
+        if not entry:
+            continue
+        scheme, sep, rest = entry.partition("://")
+        if (
+            not sep
+            or not scheme.isascii()
+            or not scheme.replace("+", "").replace("-", "").replace(".", "").isalnum()
+            or not rest
+            or ".." in rest.split("/")
+            or any(c.isspace() for c in entry)
+        ):
+            raise ValueError(
+                f"RUIS_SPARK_DATA_ROOTS: {entry!r} is not a URI prefix such as "
+                "s3a://bucket/events/ or file:///srv/data/"
+            )
+        roots.append(entry if entry.endswith("/") else entry + "/")
+    return tuple(roots)

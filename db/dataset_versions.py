@@ -43,9 +43,12 @@ def _now() -> datetime:
 
 def identities(metadata: dict[str, Any], fingerprint: dict[str, Any] | None) -> set[str]:
     """What identifies a dataset version's file: ``path:`` its normalised path (relative
-    to the data directory) and ``sha256:`` its content hash, and those of a CSV source."""
+    to the data directory) and ``sha256:`` its content hash, and those of a CSV source;
+    for a Spark dataset's listing, those of each of its files too (so that any dataset
+    over one of them shares the cap)."""
     found: set[str] = set()
-    for document in (metadata, fingerprint, (fingerprint or {}).get("source")):
+    listed = list((fingerprint or {}).get("files") or [])
+    for document in (metadata, fingerprint, (fingerprint or {}).get("source"), *listed):
         if not document:
             continue
         if document.get("path"):

@@ -42,6 +42,7 @@ from privacy.query import (
 )
 from privacy.results import NOISE_AND_BIAS, Accuracy, KeySelection, Plan, RollupPlan
 from privacy.rollup import family_sizes, level_accuracy, rollup_columns
+from privacy.spark_engine import check_supported as check_spark_supported
 
 DEFAULT_ALPHA = 0.05
 _SEARCH_STEPS = 16
@@ -469,10 +470,13 @@ def plan_query(
     least ``min_cell_rows`` rows). ``alpha`` sets the reported accuracy
     for explicit costs. Raises :class:`InvalidQuery`. Plans are cached (LRU).
     Automatic bounds: see :func:`privacy.auto.compile_auto` (the selection's
-    measurements are part of the cached plan).
+    measurements are part of the cached plan). A dataset on the Spark engine refuses what
+    that engine lacks (:func:`privacy.spark_engine.check_supported`).
     """
     resolved = resolve_query(query, metadata)
     check_model(resolved, model)
+    if metadata.engine == "spark":  # what that engine lacks: a 422 before anything is spent
+        check_spark_supported(resolved, metadata)
     plan = cached_release_plan(resolved, metadata, model, alpha)
     return replace(
         plan,

@@ -409,7 +409,15 @@ class DatasetMetadata(BaseModel):
     path: str = Field(
         min_length=1,
         max_length=1024,
-        description="file path relative to the data directory (.parquet or .csv)",
+        description="file path relative to the data directory (.parquet or .csv); with "
+        "engine 'spark' also a directory of Parquet files, or a URI under the roots the "
+        "operator allows (RUIS_SPARK_DATA_ROOTS)",
+    )
+    engine: Literal["polars", "spark"] = Field(
+        default="polars",
+        description="what computes the exact aggregate before OpenDP's noise: 'polars' "
+        "(embedded, streaming) or 'spark' (RUIS_SPARK_MASTER); the same query, cost, "
+        "mechanism and accuracy on both",
     )
     privacy_unit: str = Field(
         pattern=COLUMN_PATTERN, description="column identifying the person or device protected"
@@ -455,6 +463,8 @@ class DatasetMetadata(BaseModel):
             data.pop("auto_limits", None)
         if self.hierarchy is None:
             data.pop("hierarchy", None)
+        if self.engine == "polars":  # the default: stored metadata (and digests) unchanged
+            data.pop("engine", None)
         return data
 
     def parent_of(self, column: str) -> str | None:
@@ -572,7 +582,13 @@ class DatasetMetadata(BaseModel):
         if self.privacy_unit in self.columns:
             raise ValueError("the privacy unit column must not be declared as a queryable column")
         suffix = Path(self.path).suffix.lower()
-        if suffix not in (".parquet", ".csv"):
+        if self.engine == "spark":
+            if suffix == ".csv":
+                raise ValueError(
+                    "the spark engine reads Parquet: give a .parquet file, a directory of "
+                    "them or a URI (register a CSV file with the polars engine)"
+                )
+        elif suffix not in (".parquet", ".csv"):
             raise ValueError("path must end in .parquet or .csv")
         return self
 

@@ -47,7 +47,7 @@ from privacy.truncation import _GROUP_SEED
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
-    from pyspark.sql import Column, DataFrame
+    from pyspark.sql import Column, DataFrame, SparkSession
 
 SPARK_STATISTICS = ("count", "unit_count")
 """The statistics the Spark engine computes."""
@@ -56,6 +56,36 @@ _ROWS = "__ruis_rows__"
 _HASH = "__ruis_group_hash__"
 _RANK = "__ruis_rank__"
 _SIGN_BIT = 1 << 63
+
+
+def frame_schema(data: DataFrame) -> pl.Schema:
+    """``data``'s schema as Polars types (through Arrow's, as PySpark converts them)."""
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    empty = pl.from_arrow(to_arrow_schema(data.schema).empty_table())
+    assert isinstance(empty, pl.DataFrame)
+    return empty.schema
+
+
+def polars_version() -> str:
+    """The Polars this process runs (the truncation's tie-break hash is stable within one)."""
+    return str(pl.__version__)
+
+
+def executor_polars_versions(spark: SparkSession) -> set[str]:
+    """The Polars versions ``spark``'s executors run: one task per default partition.
+
+    The tie-break hash of the truncation is computed on the executors with Polars; the
+    engine is equal to the Polars engine only if they run :func:`polars_version`."""
+
+    def version(_: object) -> str:
+        import polars
+
+        return str(polars.__version__)
+
+    parallelism = max(1, spark.sparkContext.defaultParallelism)
+    rdd = spark.sparkContext.parallelize(range(parallelism), parallelism)
+    return set(rdd.map(version).distinct().collect())
 
 
 def check_supported(query: ResolvedQuery, metadata: DatasetMetadata) -> None:
