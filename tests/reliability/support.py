@@ -215,6 +215,14 @@ class ServerProcess:
             self.kill()
             raise AssertionError(f"ruis serve did not stop on SIGTERM:\n{self.log()}") from None
 
+    def freeze(self) -> None:
+        """SIGSTOP the server and its workers: nothing runs until :meth:`thaw` or :meth:`kill`."""
+        self._signal_group(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT: a frozen server runs on."""
+        self._signal_group(signal.SIGCONT)
+
     def kill(self) -> None:
         """SIGKILL the server and its workers at once; reap it."""
         if self.process is None:
