@@ -67,6 +67,10 @@ def is_uri(path: str) -> bool:
     return bool(sep) and scheme.replace("+", "").replace("-", "").replace(".", "").isalnum()
 
 
+_GLOB = frozenset("*?[]{}\\")
+"""Characters Spark's reader expands as a glob (Hadoop's pattern syntax)."""
+
+
 def _check_uri(path: str, roots: tuple[str, ...]) -> None:
     if any(c.isspace() or c == "\x00" for c in path) or "%2e" in path.lower():
         raise InvalidRequest("the URI must not hold whitespace, NUL or encoded dots")
@@ -140,9 +144,18 @@ def _uri_listing(spark: SparkSession, uri: str) -> list[ListedFile]:
     return sorted(found, key=lambda f: f.path)
 
 
+def _check_no_glob(path: str, what: str) -> None:
+    if any(c in _GLOB for c in path):
+        raise InvalidRequest(
+            f"{what} must not hold the characters * ? [ ] {{ }} or \\: Spark would read "
+            "them as a pattern matching other files"
+        )
+
+
 def locate(data_dir: Path, metadata: DatasetMetadata) -> None:
-    """Refuse (422) a path Spark may not read: a URI not under an allowed root, or a
-    data-directory path that escapes it or names nothing."""
+    """Refuse (422) a path Spark may not read: a URI not under an allowed root, a
+    data-directory path that escapes it or names nothing, or a glob pattern."""
+    _check_no_glob(metadata.path, "the path")
     if is_uri(metadata.path):
         _check_uri(metadata.path, spark_session.current_config().roots)
     else:
@@ -179,6 +192,8 @@ def examine(data_dir: Path, metadata: DatasetMetadata) -> dict[str, Any]:
     found = listing(data_dir, metadata)
     if not found:
         raise InvalidRequest(f"no Parquet file under {metadata.path!r}")
+    for file in found:
+        _check_no_glob(file.path, f"the file name {file.path!r}")
     documents = [file.document() for file in found]
     for document in documents:  # files in the data directory: identified by content
         if not is_uri(document["path"]):

@@ -222,13 +222,20 @@ def test_directories_and_uris_under_the_roots_are_read_other_paths_refused(
         "absolute path": str(data_dir / "events_dir"),
         "missing directory": "no_such_dir/",
         "a CSV file": "events.csv",
+        "a glob in a URI": (data_dir / "lake" / "events").as_uri() + "/part-*.parquet",
+        "a glob in a path": "events_dir/part-0000[0-1].parquet",
+        "a glob in a file name": "globbed/",
     }
+    _write_parts(data_dir / "globbed", frame, 1)
+    (data_dir / "globbed" / "part-00000.parquet").rename(data_dir / "globbed" / "p[1].parquet")
     for what, path in refused.items():
         response = admin.post(
             "/v1/datasets", json=events_metadata(name="refused", path=path, engine="spark")
         )
         assert response.status_code == 422, (what, response.text)
         assert response.headers["content-type"] == PROBLEM
+        if "glob" in what:  # refused as a pattern, not for another reason
+            assert "pattern" in response.json()["detail"], response.text
     polars_dir = admin.post("/v1/datasets", json=events_metadata(name="p", path="events_dir/"))
     assert polars_dir.status_code == 422  # the Polars engine reads one file
 
