@@ -15,6 +15,11 @@ or an unreadable footer suspends the dataset (ledgered once): every later query
 and preview on it is a 503 ``dataset-unavailable`` for every consumer, nothing
 charged, until an admin reinstates it (:func:`reinstate`). The check reads file
 metadata only, so neither its outcome nor its duration depends on a data value.
+
+A dataset declared ``"engine": "spark"`` has its files (a Parquet file, a directory of
+them, or a URI under an allowed root) examined and observed by :mod:`api.spark_files`
+instead: the fingerprint is their listing, compared again before each release; its
+check also starts the Spark session, so an unavailable engine is a 503 before any debit.
 """
 
 from __future__ import annotations
