@@ -260,3 +260,42 @@ def test_a_changed_listing_suspends_the_dataset_before_any_debit(
     assert reinstated.status_code == 200, reinstated.text
     assert reinstated.json()["file"]["rows"] == 300 * 6 * 2
     _query(ana, "in_dir", {**fields, "privacy": {"epsilon": 0.5}})
+
+
+def test_an_unreachable_engine_is_a_503_that_spends_nothing(
+    service: Service, admin: httpx.Client, spark_settings: Settings, data_dir: Path
+) -> None:
+    write_events(data_dir, devices=200)
+    _register(admin, events_metadata(name="on_spark", engine="spark"))
+    ana = analyst(service, admin, "ana", amount=5, datasets=("on_spark",))
+    fields = {"statistic": "count", "group_by": ["day"], "privacy": {"epsilon": 1}}
+    _query(ana, "on_spark", fields)
+    before, spent = ledger(admin), _spent(admin)
+    # the same database served by a process whose master Spark cannot start
+    broken = start_app(dataclasses.replace(spark_settings, spark_master="nowhere://spark"))
+    try:
+        broken_admin = broken.client(ADMIN_KEY)
+        key = ana.headers["authorization"].removeprefix("Bearer ")
+        for request in (
+            lambda: broken.client(key).post(
+                "/v1/queries", json={"dataset": "on_spark", **fields, "privacy": {"epsilon": 2}}
+            ),
+            lambda: broken_admin.post(
+                "/v1/datasets", json=events_metadata(name="other", engine="spark")
+            ),
+        ):
+            response = request()
+            assert response.status_code == 503, response.text
+            assert response.headers["content-type"] == PROBLEM
+            assert response.json()["type"] == "engine-unavailable"
+            assert "Nothing was charged" in response.json()["detail"]
+        preview = broken.client(key).post(
+            "/v1/queries/preview", json={"dataset": "on_spark", **fields}
+        )
+        assert preview.status_code == 200, preview.text  # public metadata only: no engine
+        assert _spent(broken_admin) == spent
+        assert [e["kind"] for e in ledger(admin)[len(before) :]] in ([], ["refused"] * 2)
+        polars = broken_admin.post("/v1/datasets", json=events_metadata(name="on_polars"))
+        assert polars.status_code == 201, polars.text  # Polars datasets are unaffected
+    finally:
+        broken.stop()
