@@ -59,7 +59,9 @@ or as the start of 4 consecutive bins (:func:`~privacy.auto.histogram.visible_bo
 the rule assumes data is dropped rather than not, so noise-dominated histograms
 no longer make the smallest candidates look free. Profile values above 16 are
 binned geometrically (:class:`~privacy.auto.contribution.ValueBins`). A mean's
-clamp must hold the estimated 95 % of the rows. Bias in a tail too thin to stand
+clamp must hold the estimated 95 % of the rows; where the histogram's noise is too
+large to estimate that (the level plus its noise margin reaches 1), it is the widest
+candidate, the declared bounds. Bias in a tail too thin to stand
 out of the noise stays invisible to the rule; the release's own accuracy accounts
 for bias through :mod:`privacy.kept`.
 

@@ -144,11 +144,14 @@ class ClampSelection:
             # most rows, else it is biased towards the clamp whatever the noise (at large
             # k·c the sum's noise made the narrowest candidate look best, a mean of 0.005
             # minutes); candidates below the estimated MEAN_CLAMP_LEVEL quantile are out
+            # When the histogram's noise swamps what it shows (the level, raised by its
+            # noise margin, reaches 1), where most rows lie is unknown: the widest, too.
             seen = visible_box(noisy, solved, whole_windows=True)
+            visible = np.where(seen, np.maximum(noisy, 0.0), 0.0)
             floor = (
-                self._reach(np.where(seen, np.maximum(noisy, 0.0), 0.0), MEAN_CLAMP_LEVEL, k, c)
-                if seen[1:].any()
-                else len(widths) - 1  # nothing seen beyond the first bin: the widest
+                self._reach(visible, MEAN_CLAMP_LEVEL, k, c)
+                if seen[1:].any() and self._quantile_level(visible, MEAN_CLAMP_LEVEL, k, c) < 1
+                else len(widths) - 1  # nothing seen beyond the first bin, or only noise
             )
             errors = [e if i >= floor else math.inf for i, e in enumerate(errors)]
         index = int(np.argmin(errors))
