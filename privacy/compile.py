@@ -42,6 +42,7 @@ from privacy.query import (
 )
 from privacy.results import NOISE_AND_BIAS, Accuracy, KeySelection, Plan, RollupPlan
 from privacy.rollup import family_sizes, level_accuracy, rollup_columns
+from privacy.spark_engine import check_plan_supported as check_spark_plan
 from privacy.spark_engine import check_supported as check_spark_supported
 
 DEFAULT_ALPHA = 0.05
@@ -471,13 +472,16 @@ def plan_query(
     for explicit costs. Raises :class:`InvalidQuery`. Plans are cached (LRU).
     Automatic bounds: see :func:`privacy.auto.compile_auto` (the selection's
     measurements are part of the cached plan). A dataset on the Spark engine refuses what
-    that engine lacks (:func:`privacy.spark_engine.check_supported`).
+    that engine lacks (:func:`privacy.spark_engine.check_supported`,
+    :func:`~privacy.spark_engine.check_plan_supported`).
     """
     resolved = resolve_query(query, metadata)
     check_model(resolved, model)
     if metadata.engine == "spark":  # what that engine lacks: a 422 before anything is spent
         check_spark_supported(resolved, metadata)
     plan = cached_release_plan(resolved, metadata, model, alpha)
+    if metadata.engine == "spark":  # its noise: integers only (a float sum in fixed point)
+        check_spark_plan(plan)
     return replace(
         plan,
         canonical=copy.deepcopy(plan.canonical),

@@ -388,6 +388,14 @@ def cells_sum_margin(distribution: str, scale: float, cells: int, alpha: float) 
     return sd / math.sqrt(alpha)
 
 
+def outside_indicator(clamp: tuple[float, float] | tuple[int, int]) -> pl.Expr:
+    """Per kept row: 1 if its value lies outside the clamp bounds, else 0 (Int64, named
+    ``OUTSIDE_COLUMN``): what the kept-rows histogram counts. Row-wise."""
+    low, high = float(clamp[0]), float(clamp[1])
+    value = pl.col(VALUE_COLUMN).cast(pl.Float64)
+    return ((value < low) | (value > high)).cast(pl.Int64).alias(OUTSIDE_COLUMN)
+
+
 def run_truncation(
     plan: TruncationPlan,
     query: ResolvedQuery,
@@ -403,6 +411,7 @@ def run_truncation(
     alpha: float,
     counts: pl.LazyFrame | None = None,
     profile_rows: pl.DataFrame | None = None,
+    outside_rows: pl.DataFrame | None = None,
 ) -> TruncationEstimate:
     """Invoke the truncation measurements and estimate what the bounds (k, c, clamp) dropped.
 
@@ -413,7 +422,9 @@ def run_truncation(
     :func:`~privacy.truncation.unit_group_counts` of ``frame`` with ``mask`` (computed
     once for the truncation too; the result is the same). Privacy: see the module
     docstring. ``profile_rows``, if given, is :func:`dropped_profile`'s result computed by
-    another engine (``frame`` is then not read; ``truncated`` only for sum/mean/quantile).
+    another engine (``frame`` is then not read; ``truncated`` only for sum/mean/quantile);
+    ``outside_rows``, if given, is ``truncated.select(outside_indicator(clamp))`` computed
+    by another engine (``truncated`` is then not read at all).
     """
     if profile_rows is None:
         assert frame is not None and truncated is not None
@@ -443,14 +454,13 @@ def run_truncation(
         total, distribution, scale = released_total
         kept, kept_margin = total, cells_sum_margin(distribution, scale, query.cells, alpha / 2)
     else:
-        assert clamp is not None and plan.kept is not None and truncated is not None
+        assert clamp is not None and plan.kept is not None
         solved = plan.kept.for_rows(query.unit_rows(k, c))  # k·c·D rows per unit
-        low, high = float(clamp[0]), float(clamp[1])
-        value = pl.col(VALUE_COLUMN).cast(pl.Float64)
-        outside = ((value < low) | (value > high)).cast(pl.Int64).alias(OUTSIDE_COLUMN)
+        if outside_rows is None:
+            assert truncated is not None
+            outside_rows = truncated.select(outside_indicator(clamp))
         sides = released_counts(
-            solved.measurement(truncated.lazy().select(outside)).collect(),
-            plan.kept.histogram.keys,
+            solved.measurement(outside_rows.lazy()).collect(), plan.kept.histogram.keys
         )
         losses.append(solved.loss)
         per_bin = scale_to_accuracy(solved.distribution, solved.scale, alpha / 4) or 0.0

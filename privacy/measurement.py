@@ -580,9 +580,15 @@ def measurement_input(
     if fixed_point is None:
         return frame
     assert bounds is not None
+    return frame.with_columns(fixed_point_value(bounds, fixed_point).alias(VALUE_COLUMN))
+
+
+def fixed_point_value(bounds: tuple[float, float] | tuple[int, int], fixed_point: int) -> pl.Expr:
+    """``round(clip(x, L, U)·S)`` of ``VALUE_COLUMN`` as Int64: a float sum's row value in
+    fixed point (row-wise; see :func:`fixed_point_scale`). Every engine uses this one."""
     low, high = float(bounds[0]), float(bounds[1])
     value = (pl.col(VALUE_COLUMN).cast(pl.Float64).clip(low, high) * fixed_point).round()
-    return frame.with_columns(value.cast(pl.Int64).alias(VALUE_COLUMN))
+    return value.cast(pl.Int64)
 
 
 MEAN_SUM_COLUMN = "ruis.sum"

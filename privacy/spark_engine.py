@@ -3,28 +3,40 @@ noise applied to it at the scale OpenDP derives for the equivalent Polars plan.
 
 The plan is split at the noise step, as OpenDP's ``polars-to-ibis`` does for databases:
 
-1. **On Spark** (:func:`exact_cells`): the row-wise filters ``F`` (as a mask over every
-   row, as :func:`privacy.execute.masked_frame`), the per-unit truncation ``T`` of
+1. **On Spark**: the row-wise filters ``F`` (as a mask over every row, as
+   :func:`privacy.execute.masked_frame`), the per-unit truncation ``T`` of
    :mod:`privacy.truncation` (the same rule and tie-break: a unit keeps its ``k`` groups
    with most matching rows, ties broken by the same fixed Polars hash of (unit, group
-   key), then by the key) and the grouped statistic over the public keys: per cell
-   ``Σ_u min(rows_u, c)`` over the units that keep it (``count``; ``unit_count`` has
-   ``c = 1``). Cells without data are 0.
+   key), then by the key; in each, its ``c`` matching rows first in the same Polars hash
+   of the row, then by value) and the grouped statistic over the public keys. ``count``
+   (:func:`exact_cells`): per cell ``Σ_u min(rows_u, c)`` over the units that keep it
+   (``unit_count`` has ``c = 1``). ``sum`` and ``mean`` (:func:`kept_rows`,
+   :func:`value_cells`): per cell the sum of the kept rows' values as OpenDP's
+   ``dp.sum`` sums them — clipped to the bounds; a float column in fixed point,
+   :func:`privacy.measurement.fixed_point_value`, exact integers — and, for a mean, the
+   number of kept rows. Cells without data are 0. Polars computes the hashes and the
+   row values on the executors, so they are the Polars engine's bit for bit.
 2. **In OpenDP** (:func:`noisy_cells`): OpenDP's mechanism (``make_laplace`` or
    ``make_gaussian`` on integer vectors: the discrete Laplace or Gaussian) at the scale
    OpenDP's ``summarize`` reports for the plan's Polars measurement — never a scale
-   derived here.
+   derived here (a fixed-point sum's scale is reported in column units, ``S = 2^p``
+   times smaller; it is multiplied back, exactly).
 
-**Privacy argument.** OpenDP's Polars measurement of a count over public keys is exactly
-that: the grouped count of ``T(F(D))`` per public key (0 where none), then independent
-integer noise per cell at the summarized scale. Step 1 computes the same numbers (a
-test compares them with the Polars engine's on generated data, cell by cell) and step 2
-draws from the same distribution at the same scale, so the release has the distribution
-of the Polars engine's: the plan's OpenDP map, hence its cost, holds unchanged.
+**Privacy argument.** OpenDP's Polars measurement of a count, sum or mean over public
+keys is exactly that: the grouped count of ``T(F(D))`` (or the sum of its clipped
+values, and the count, at one global scale) per public key (0 where none), then
+independent integer noise per cell at the summarized scale. Step 1 computes the same
+numbers (tests compare them with the Polars engine's on generated data, cell by cell)
+and step 2 draws from the same distribution at the same scale, so the release has the
+distribution of the Polars engine's: the plan's OpenDP map, hence its cost, holds
+unchanged. Noise on floats (a float column's sum under zCDP, whose float rounding
+depends on the order of summation) is not reproduced: refused (:func:`check_plan_supported`).
 
 The estimate of what the bounds dropped (:mod:`privacy.kept`) needs one row per unit:
 Spark computes that per-unit profile (:func:`dropped_profile_rows`, the same per-unit map
-as :func:`privacy.kept.dropped_profile`) and OpenDP's own Polars measurement releases it.
+as :func:`privacy.kept.dropped_profile`) and OpenDP's own Polars measurement releases it;
+for a sum or mean also one row per kept row, whether its value lies outside the clamp
+(:func:`outside_rows`), which OpenDP's measurement of :mod:`privacy.kept` releases.
 
 What the engine lacks is refused before any debit (:func:`check_supported`), naming it.
 """
@@ -38,23 +50,33 @@ import opendp.prelude as dp
 import polars as pl
 
 from privacy.errors import InvalidQuery
-from privacy.kept import DROPPED_COLUMN, TruncationEstimate, run_truncation
-from privacy.measurement import VALUE_COLUMN
+from privacy.kept import DROPPED_COLUMN, OUTSIDE_COLUMN, TruncationEstimate, run_truncation
+from privacy.measurement import (
+    MEAN_COUNT_COLUMN,
+    MEAN_SUM_COLUMN,
+    VALUE_COLUMN,
+    fixed_point_value,
+)
 from privacy.metadata import DatasetMetadata
 from privacy.query import ResolvedFilter, ResolvedQuery
 from privacy.results import Plan, ReleaseResult
-from privacy.truncation import _GROUP_SEED
+from privacy.truncation import _GROUP_SEED, _ROW_SEED
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
     from pyspark.sql import Column, DataFrame, SparkSession
 
-SPARK_STATISTICS = ("count", "unit_count")
+SPARK_STATISTICS = ("count", "unit_count", "sum", "mean")
 """The statistics the Spark engine computes."""
 _MATCH = "__ruis_match__"
 _ROWS = "__ruis_rows__"
 _HASH = "__ruis_group_hash__"
 _RANK = "__ruis_rank__"
+_VALUE = "__ruis_value__"  # VALUE_COLUMN's name on Spark (a dot would address a field)
+_ROW_HASH = "__ruis_row_hash__"
+_MEASURED = "__ruis_measured__"
+_POSITION = "__ruis_position__"
+_INTEGER_NOISE = ("Integer Laplace", "Integer Gaussian")
 _SIGN_BIT = 1 << 63
 
 
@@ -117,6 +139,21 @@ def check_supported(query: ResolvedQuery, metadata: DatasetMetadata) -> None:
         raise InvalidQuery("the spark engine does not support " + "; ".join(lacks))
 
 
+def check_plan_supported(plan: Plan) -> None:
+    """Raise :class:`InvalidQuery` if ``plan``'s noise is not on integers: the engine adds
+    OpenDP's integer noise to exact integer cells only. A float column's ``sum`` or
+    ``mean`` is summed in fixed point under the pure model (exact integers on every
+    engine); under zCDP OpenDP sums it as floats, whose rounding depends on the order of
+    summation, so Spark could not reproduce the Polars engine's sum. Public facts only."""
+    floats = [c.aggregate for c in plan.components if c.distribution not in _INTEGER_NOISE]
+    if floats:
+        raise InvalidQuery(
+            "the spark engine does not support noise on floats (the "
+            f"{' and '.join(sorted(set(floats)))} of a float column under zCDP); use the "
+            "pure model, where a float column is summed in fixed point"
+        )
+
+
 def _spark_type(value_type: str) -> str:
     return {
         "categorical": "string",
@@ -161,21 +198,33 @@ def masked(query: ResolvedQuery, metadata: DatasetMetadata, data: DataFrame) -> 
 
     unit = metadata.privacy_unit
     needed = {*query.group_by, *(f.column for f in query.filters)}
+    value: list[Column] = []
+    if query.column is not None:  # the summed value, cast as the Polars engine casts it
+        assert query.column_type is not None
+        value.append(F.col(query.column).cast(_spark_type(query.column_type)).alias(_VALUE))
     typed = data.select(
         F.col(unit).cast("string").alias(unit),
         *(
             F.col(name).cast(_spark_type(metadata.columns[name].value_type)).alias(name)
             for name in sorted(needed)
         ),
+        *value,
     )
     conditions = [_filter_column(f, metadata.columns[f.column].value_type) for f in query.filters]
     conditions.append(F.col(unit).isNotNull())
     for name in query.group_by:
         conditions.append(F.col(name).isin(metadata.columns[name].typed_keys()))
+    values: list[str] = []
+    if query.column is not None:  # a value that is not null (nor NaN)
+        values.append(_VALUE)
+        conditions.append(F.col(_VALUE).isNotNull())
+        if query.column_type == "float":
+            conditions.append(~F.isnan(F.col(_VALUE)))
     mask = conditions[0]
     for condition in conditions[1:]:
         mask = mask & condition
-    return typed.select(unit, *query.group_by, F.coalesce(mask, F.lit(False)).alias(_MATCH))
+    match = F.coalesce(mask, F.lit(False)).alias(_MATCH)
+    return typed.select(unit, *query.group_by, *values, match)
 
 
 def _with_group_hash(counts: DataFrame, group_key: Sequence[str]) -> DataFrame:
@@ -227,6 +276,137 @@ def kept_groups(query: ResolvedQuery, metadata: DatasetMetadata, data: DataFrame
         F.col(_ROWS).desc(), F.col(_HASH).asc(), *(F.col(name).asc() for name in by)
     )
     return ranked.withColumn(_RANK, F.row_number().over(order)).drop(_HASH)
+
+
+def _with_row_values(
+    rows: DataFrame, query: ResolvedQuery, unit: str, fixed_point: int | None
+) -> DataFrame:
+    """:func:`masked`'s ``rows`` plus, per row, computed by Polars itself on each Arrow batch:
+
+    - ``_ROW_HASH``: :mod:`privacy.truncation`'s tie-break among a unit's rows in a group,
+      ``pl.struct([unit, *group_by, VALUE_COLUMN]).hash(_ROW_SEED)`` (the Polars engine's
+      truncated columns, same names, order and types), sign bit flipped so that Spark
+      orders it as Polars orders the unsigned hash; null where the row does not match;
+    - ``_MEASURED``: the value the measurement sums (Int64): ``clip(x, L, U)`` of an integer
+      column, :func:`privacy.measurement.fixed_point_value` of a float one.
+
+    The expressions are built here and shipped to the executors (only Polars is needed
+    there; its version is the driver's)."""
+    from pyspark.sql.types import LongType, StructField, StructType
+
+    assert query.bounds is not None
+    columns = [unit, *query.group_by, VALUE_COLUMN]
+    flip = pl.lit(_SIGN_BIT, dtype=pl.UInt64)
+    row_hash = pl.when(pl.col(_MATCH)).then(
+        (pl.struct(columns).hash(_ROW_SEED) ^ flip).reinterpret(signed=True)
+    )
+    if fixed_point is not None:
+        measured = fixed_point_value(query.bounds, fixed_point)
+    else:
+        low, high = int(query.bounds[0]), int(query.bounds[1])
+        measured = pl.col(VALUE_COLUMN).cast(pl.Int64).clip(low, high)
+    added = [row_hash.alias(_ROW_HASH), measured.cast(pl.Int64).alias(_MEASURED)]
+
+    def computed(batches: Iterable[pa.RecordBatch]) -> Iterable[pa.RecordBatch]:
+        import polars as pl
+
+        for batch in batches:
+            frame = pl.from_arrow(batch)
+            assert isinstance(frame, pl.DataFrame)
+            values = frame.rename({_VALUE: VALUE_COLUMN}).select(added)
+            for name in (_ROW_HASH, _MEASURED):
+                batch = batch.append_column(name, values.get_column(name).to_arrow())
+            yield batch
+
+    extra = [StructField(_ROW_HASH, LongType(), True), StructField(_MEASURED, LongType(), True)]
+    return rows.mapInArrow(computed, StructType([*rows.schema.fields, *extra]))
+
+
+def kept_rows(
+    query: ResolvedQuery,
+    metadata: DatasetMetadata,
+    data: DataFrame,
+    groups: DataFrame,
+    fixed_point: int | None,
+) -> DataFrame:
+    """The truncated rows ``T(F(D))`` of a ``sum`` or ``mean``: per (unit, group) kept by
+    :func:`kept_groups` (``groups``), its first ``c`` matching rows in the order of
+    :mod:`privacy.truncation`'s step 2 (row hash, then value). Columns: the unit, the group
+    keys, ``_VALUE`` (the value as read) and ``_MEASURED`` (as summed). The ordering runs
+    over every row, whatever the filters match."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    unit = metadata.privacy_unit
+    by = list(query.group_by)
+    rows = _with_row_values(masked(query, metadata, data), query, unit, fixed_point)
+    order = Window.partitionBy(unit, *by).orderBy(
+        F.col(_ROW_HASH).asc_nulls_last(), F.col(_VALUE).asc_nulls_last()
+    )
+    positioned = rows.withColumn(_POSITION, F.row_number().over(order))
+    first = positioned.filter(
+        F.col(_MATCH) & (F.col(_POSITION) <= query.max_contributions_per_partition)
+    )
+    keys = groups.filter(_kept(query)).select(unit, *by)
+    return first.join(keys, on=[unit, *by], how="inner").select(unit, *by, _VALUE, _MEASURED)
+
+
+def value_cells(
+    query: ResolvedQuery, metadata: DatasetMetadata, kept: DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Per public key combination (declared order; 0 where no row is kept): the exact sum
+    of the kept rows' measured values and their number, as :func:`public_cells` frames —
+    the pre-noise ``sum`` (in fixed-point units for a float column) and the count a
+    ``mean`` is released from. ``kept`` is :func:`kept_rows`'s frame."""
+    from pyspark.sql import functions as F
+
+    by = list(query.group_by)
+    table = (
+        kept.groupBy(*by)
+        .agg(F.sum(_MEASURED).alias("sum"), F.count(F.lit(1)).alias("rows"))
+        .collect()
+    )
+    sums = {tuple(row[n] for n in by): int(row["sum"] or 0) for row in table}
+    counts = {tuple(row[n] for n in by): int(row["rows"] or 0) for row in table}
+    return public_cells(query, metadata, sums), public_cells(query, metadata, counts)
+
+
+def outside_rows(query: ResolvedQuery, kept: DataFrame) -> pl.DataFrame:
+    """One row per kept row: :func:`privacy.kept.outside_indicator` of its value (1 if
+    outside the clamp bounds), rebuilt from Spark's two counts (the same multiset)."""
+    from pyspark.sql import functions as F
+
+    assert query.bounds is not None
+    low, high = float(query.bounds[0]), float(query.bounds[1])
+    value = F.col(_VALUE).cast("double")
+    outside = ((value < F.lit(low)) | (value > F.lit(high))).cast("long").alias("outside")
+    counted = kept.groupBy(outside).count().collect()
+    return pl.DataFrame(
+        {
+            OUTSIDE_COLUMN: [int(row["outside"]) for row in counted],
+            "rows": [int(row["count"]) for row in counted],
+        },
+        schema={OUTSIDE_COLUMN: pl.Int64, "rows": pl.Int64},
+    ).select(pl.col(OUTSIDE_COLUMN).repeat_by("rows").explode().cast(pl.Int64))
+
+
+def _released_values(
+    plan: Plan, query: ResolvedQuery, sums: pl.DataFrame, counts: pl.DataFrame
+) -> pl.DataFrame:
+    """A ``sum``'s or ``mean``'s released cells, as the Polars measurement names them:
+    OpenDP's integer noise on the exact sums (at the scale in the sum's own units: OpenDP
+    reports a fixed-point sum's scale in column units, ``S`` times smaller; S is a power
+    of two, so the product is exact) and, for a mean, on the counts."""
+    components = {component.aggregate: component for component in plan.components}
+    total = components["sum"]
+    noisy_sums = noisy_cells(sums, total.distribution, total.scale * (plan.fixed_point or 1))
+    if query.statistic == "sum":
+        return noisy_sums
+    rows = components["count"]
+    noisy_counts = noisy_cells(counts, rows.distribution, rows.scale)
+    return noisy_sums.rename({VALUE_COLUMN: MEAN_SUM_COLUMN}).with_columns(
+        noisy_counts.get_column(VALUE_COLUMN).alias(MEAN_COUNT_COLUMN)
+    )
 
 
 def _kept(query: ResolvedQuery) -> Column:
@@ -283,8 +463,8 @@ def noisy_cells(exact: pl.DataFrame, distribution: str, scale: float) -> pl.Data
     )
     if make is None:
         raise InvalidQuery(f"the spark engine cannot add {distribution} noise")
-    metric = dp.l1_distance(T=int) if make is dp.m.make_laplace else dp.l2_distance(T=int)
-    measurement = make(dp.vector_domain(dp.atom_domain(T=int)), metric, scale=scale)
+    metric = dp.l1_distance(T="i64") if make is dp.m.make_laplace else dp.l2_distance(T="i64")
+    measurement = make(dp.vector_domain(dp.atom_domain(T="i64")), metric, scale=scale)
     values = [int(v) for v in exact.get_column(VALUE_COLUMN).to_list()]
     noisy = measurement(values) if values else []
     return exact.with_columns(pl.Series(VALUE_COLUMN, noisy, dtype=pl.Int64))
@@ -345,11 +525,17 @@ def execute_on_spark(plan: Plan, data: DataFrame) -> ReleaseResult:
     query, metadata = plan.query, plan.metadata
     assert query is not None and metadata is not None
     check_supported(query, metadata)
-    (component,) = plan.components
+    check_plan_supported(plan)
     groups = kept_groups(query, metadata, data).cache()
+    kept: DataFrame | None = None
     try:
-        exact = exact_cells(query, metadata, groups)
-        released = noisy_cells(exact, component.distribution, component.scale)
+        if query.column is None:  # count, unit_count: from the per-(unit, group) counts
+            (component,) = plan.components
+            exact = exact_cells(query, metadata, groups)
+            released = noisy_cells(exact, component.distribution, component.scale)
+        else:  # sum, mean: from the kept rows
+            kept = kept_rows(query, metadata, data, groups, plan.fixed_point).cache()
+            released = _released_values(plan, query, *value_cells(query, metadata, kept))
         rows = _layout(plan, released)
         accuracy = released_accuracy(plan, rows)
         losses = [plan.statistic_loss if plan.statistic_loss is not None else plan.opendp_loss]
@@ -370,11 +556,14 @@ def execute_on_spark(plan: Plan, data: DataFrame) -> ReleaseResult:
                 profile_rows=dropped_profile_rows(
                     query, groups, metadata.privacy_unit, plan.truncation.bins.edges
                 ),
+                outside_rows=outside_rows(query, kept) if kept is not None else None,
             )
             losses.append(estimate.opendp_loss)
             accuracy = _covering(plan, accuracy, estimate)
     finally:
         groups.unpersist()
+        if kept is not None:
+            kept.unpersist()
     spent = spent_within_cost(plan, losses)
     return ReleaseResult(
         rows=rows,

@@ -19,17 +19,21 @@ import polars as pl
 import pytest
 
 from privacy import DatasetMetadata, InvalidQuery, QueryRequest, execute, load_frame, plan_query
-from privacy.execute import MATCH_COLUMN, masked_frame, prepare_frame
-from privacy.kept import DroppedBins, dropped_profile
-from privacy.measurement import VALUE_COLUMN, scale_to_accuracy
+from privacy.execute import MATCH_COLUMN, masked_frame, measurement_frame, prepare_frame
+from privacy.kept import DroppedBins, dropped_profile, outside_indicator
+from privacy.measurement import VALUE_COLUMN, fixed_point_bounds, scale_to_accuracy
 from privacy.spark_engine import (
+    check_plan_supported,
     check_supported,
     dropped_profile_rows,
     exact_cells,
     execute_on_spark,
     kept_groups,
+    kept_rows,
     noisy_cells,
+    outside_rows,
     public_cells,
+    value_cells,
 )
 from privacy.truncation import unit_group_counts
 from tests.conftest import require_tool
@@ -159,6 +163,80 @@ def test_the_exact_aggregates_before_noise_are_those_of_the_polars_engine(
     assert on_spark.get_column(VALUE_COLUMN).sum() > 0
 
 
+VALUE_QUERIES: list[dict[str, Any]] = [
+    {  # a float column: summed in fixed point; some values above the bound are clamped
+        "statistic": "sum",
+        "column": "dwell_minutes",
+        "group_by": ["municipality"],
+        "max_partitions_contributed": 2,
+        "max_contributions_per_partition": 2,
+    },
+    {  # an integer column, with a filter on another column
+        "statistic": "sum",
+        "column": "hour",
+        "group_by": ["day"],
+        "max_partitions_contributed": 3,
+        "max_contributions_per_partition": 3,
+        "where": [{"column": "municipality", "op": "in", "value": MUNICIPALITIES[:9]}],
+    },
+    {"statistic": "sum", "column": "dwell_minutes", "max_contributions_per_partition": 4},
+    {
+        "statistic": "mean",
+        "column": "dwell_minutes",
+        "group_by": ["day", "municipality"],
+        "max_partitions_contributed": 4,
+        "max_contributions_per_partition": 1,
+        "where": [{"column": "hour", "op": "ge", "value": 8}],
+    },
+]
+
+
+def polars_value_cells(plan: Any, data: pl.LazyFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The Polars engine's exact pre-noise sums (of the values its measurement sums: in
+    fixed point for a float column, clipped by OpenDP's ``dp.sum``) and kept-row counts."""
+    query, metadata = plan.query, plan.metadata
+    truncated = prepare_frame(plan, data).collect()
+    measured = measurement_frame(plan, truncated).collect()
+    bounds = query.bounds
+    if plan.fixed_point is not None:
+        bounds = fixed_point_bounds(bounds, plan.fixed_point)
+    clipped = pl.col(VALUE_COLUMN).clip(bounds[0], bounds[1])
+    by = list(query.group_by)
+    if not by:
+        total = measured.select(clipped.sum()).item()
+        return (
+            public_cells(query, metadata, {(): int(total)}),
+            public_cells(query, metadata, {(): truncated.height}),
+        )
+    sums = measured.group_by(by).agg(clipped.sum())
+    counts = truncated.group_by(by).len()
+    return (
+        public_cells(query, metadata, {tuple(r[:-1]): int(r[-1]) for r in sums.iter_rows()}),
+        public_cells(query, metadata, {tuple(r[:-1]): r[-1] for r in counts.iter_rows()}),
+    )
+
+
+@pytest.mark.parametrize("fields", VALUE_QUERIES)
+def test_the_exact_sums_and_counts_of_values_are_those_of_the_polars_engine(
+    spark: Any, parquet: Path, metadata: DatasetMetadata, fields: dict[str, Any]
+) -> None:
+    plan = plan_query(request(fields), metadata, "pure")
+    query = plan.query
+    assert query is not None
+    assert (plan.fixed_point is not None) == (query.column_type == "float")
+    data = spark.read.parquet(str(parquet))
+    groups = kept_groups(query, metadata, data)
+    kept = kept_rows(query, metadata, data, groups, plan.fixed_point)
+    sums, counts = value_cells(query, metadata, kept)
+    polars_sums, polars_counts = polars_value_cells(plan, load_frame(parquet, metadata))
+    assert sums.equals(polars_sums), (sums, polars_sums)
+    assert counts.equals(polars_counts), (counts, polars_counts)
+    assert counts.get_column(VALUE_COLUMN).sum() > 0
+    truncated = prepare_frame(plan, load_frame(parquet, metadata)).collect()
+    on_polars = truncated.select(outside_indicator(query.bounds)).to_series().sort().to_list()
+    assert outside_rows(query, kept).to_series().sort().to_list() == on_polars
+
+
 @pytest.mark.parametrize("fields", QUERIES[:4])
 def test_the_dropped_profile_is_that_of_the_polars_engine(
     spark: Any, parquet: Path, metadata: DatasetMetadata, fields: dict[str, Any]
@@ -186,7 +264,7 @@ def test_the_dropped_profile_is_that_of_the_polars_engine(
     assert max(on_spark.to_series().to_list()) > 0  # the bounds did drop something here
 
 
-@pytest.mark.parametrize("fields", [QUERIES[1], QUERIES[2]])
+@pytest.mark.parametrize("fields", [QUERIES[1], QUERIES[2], VALUE_QUERIES[0], VALUE_QUERIES[3]])
 def test_both_engines_release_at_the_same_cost_mechanism_and_noise_scale(
     spark: Any, parquet: Path, metadata: DatasetMetadata, fields: dict[str, Any]
 ) -> None:
@@ -198,7 +276,9 @@ def test_both_engines_release_at_the_same_cost_mechanism_and_noise_scale(
     assert on_spark.components == on_polars.components
     assert on_spark.opendp_loss == pytest.approx(on_polars.opendp_loss, rel=1e-12)
     assert on_spark.opendp_loss <= float(plan.cost)
-    assert [row[:-1] for row in on_spark.rows] == [row[:-1] for row in on_polars.rows]
+    keys = len(fields.get("group_by", []))  # the rows' keys: the same, in the same order
+    assert [row[:keys] for row in on_spark.rows] == [row[:keys] for row in on_polars.rows]
+    assert len(on_spark.rows[0]) == len(on_polars.rows[0])
     assert on_spark.truncation is not None and on_polars.truncation is not None
     assert on_spark.accuracy.covers == on_polars.accuracy.covers
 
@@ -222,7 +302,15 @@ def test_the_noise_is_opendps_at_the_plans_scale() -> None:
 @pytest.mark.parametrize(
     ("fields", "names"),
     [
-        ({"statistic": "sum", "column": "dwell_minutes", "group_by": ["municipality"]}, "'sum'"),
+        (
+            {
+                "statistic": "quantile",
+                "column": "dwell_minutes",
+                "q": 0.5,
+                "group_by": ["municipality"],
+            },
+            "'quantile'",
+        ),
         (
             {
                 "statistic": "unit_count",
@@ -240,3 +328,17 @@ def test_what_the_engine_lacks_is_a_clear_refusal(
     assert plan.query is not None
     with pytest.raises(InvalidQuery, match=names):
         check_supported(plan.query, metadata)
+
+
+def test_a_float_sum_under_zcdp_is_refused_an_integer_one_is_not(
+    metadata: DatasetMetadata,
+) -> None:
+    zcdp = {"privacy": {"rho": 0.1}}
+    floats = plan_query(
+        request({"statistic": "sum", "column": "dwell_minutes", **zcdp}), metadata, "zcdp"
+    )
+    with pytest.raises(InvalidQuery, match="noise on floats"):
+        check_plan_supported(floats)
+    integers = plan_query(request({"statistic": "sum", "column": "hour", **zcdp}), metadata, "zcdp")
+    check_plan_supported(integers)
+    assert integers.components[0].distribution == "Integer Gaussian"

@@ -21,10 +21,10 @@ from api import spark_files
 from api.settings import Settings
 from db import catalog
 from privacy import DatasetMetadata, QueryRequest, load_frame, plan_query
-from privacy.spark_engine import exact_cells, kept_groups
+from privacy.spark_engine import exact_cells, kept_groups, kept_rows, value_cells
 from tests.conftest import ADMIN_KEY, Service, require_tool
 from tests.factories import events_metadata, write_events
-from tests.spark.test_spark_engine import polars_exact
+from tests.spark.test_spark_engine import polars_exact, polars_value_cells
 from tests.support.api import analyst, ledger
 from tests.support.inprocess import start_app
 
@@ -50,6 +50,19 @@ QUERIES: list[dict[str, Any]] = [
         "statistic": "count",
         "group_by": ["day"],
         "privacy": {"max_error": 40, "alpha": 0.05},
+    },
+    {  # a float column, summed in fixed point
+        "statistic": "sum",
+        "column": "dwell_minutes",
+        "group_by": ["municipality"],
+        "max_contributions_per_partition": 2,
+        "privacy": {"epsilon": 0.6},
+    },
+    {
+        "statistic": "mean",
+        "column": "hour",
+        "group_by": ["day"],
+        "privacy": {"epsilon": 0.8},
     },
 ]
 
@@ -124,7 +137,8 @@ def test_the_same_file_on_both_engines_gives_the_same_aggregate_cost_and_noise(
             k: v for k, v in polars_accuracy.items() if k not in noisy
         }
         assert spark_accuracy.keys() == polars_accuracy.keys()
-        assert [r[:-1] for r in spark_answer["rows"]] == [r[:-1] for r in polars_answer["rows"]]
+        keys = len(fields["group_by"])  # a mean's rows end in value, lower, upper
+        assert [r[:keys] for r in spark_answer["rows"]] == [r[:keys] for r in polars_answer["rows"]]
         assert spark_answer["rows"] != polars_answer["rows"]  # independent noise
         # the exact aggregates before noise, each engine on its registered files
         query = QueryRequest.model_validate({"dataset": "events", **fields})
@@ -132,14 +146,21 @@ def test_the_same_file_on_both_engines_gives_the_same_aggregate_cost_and_noise(
         on_spark_query = query.model_copy(update={"dataset": "events_spark"})
         spark_plan = plan_query(on_spark_query, spark_meta, "pure")
         assert spark_plan.noise_scale == plan.noise_scale and spark_plan.cost == plan.cost
-        assert spark_plan.query is not None
+        spark_query = spark_plan.query
+        assert spark_query is not None
         frame = spark_files.frame(data_dir, on_spark["file"]["files"])
-        exact_on_spark = exact_cells(
-            spark_plan.query, spark_meta, kept_groups(spark_plan.query, spark_meta, frame)
-        )
-        exact_on_polars = polars_exact(plan, load_frame(data_dir / "events.parquet", polars_meta))
-        assert exact_on_spark.equals(exact_on_polars)
-        assert exact_on_spark.get_column(exact_on_spark.columns[-1]).sum() > 0
+        groups = kept_groups(spark_query, spark_meta, frame)
+        polars_data = load_frame(data_dir / "events.parquet", polars_meta)
+        if spark_query.column is None:
+            exact_on_spark = [exact_cells(spark_query, spark_meta, groups)]
+            exact_on_polars = [polars_exact(plan, polars_data)]
+        else:  # sum, mean: the sums as measured (fixed point) and the kept rows
+            kept = kept_rows(spark_query, spark_meta, frame, groups, spark_plan.fixed_point)
+            exact_on_spark = list(value_cells(spark_query, spark_meta, kept))
+            exact_on_polars = list(polars_value_cells(plan, polars_data))
+        for on_spark_cells, on_polars_cells in zip(exact_on_spark, exact_on_polars, strict=True):
+            assert on_spark_cells.equals(on_polars_cells), (on_spark_cells, on_polars_cells)
+            assert on_spark_cells.get_column(on_spark_cells.columns[-1]).sum() > 0
     releases = ledger(admin, kind="release")
     costs: dict[str, list[Any]] = {e["dataset"]: [] for e in releases}
     for entry in releases:
@@ -151,7 +172,10 @@ def test_the_same_file_on_both_engines_gives_the_same_aggregate_cost_and_noise(
 @pytest.mark.parametrize(
     ("fields", "named"),
     [
-        ({"statistic": "sum", "column": "dwell_minutes", "group_by": ["day"]}, "'sum'"),
+        (
+            {"statistic": "quantile", "column": "dwell_minutes", "q": 0.5, "group_by": ["day"]},
+            "'quantile'",
+        ),
         (
             {"statistic": "count", "group_by": ["day"], "max_partitions_contributed": "auto"},
             "automatic bounds",
