@@ -14,7 +14,10 @@ The plan is split at the noise step, as OpenDP's ``polars-to-ibis`` does for dat
    :func:`value_cells`): per cell the sum of the kept rows' values as OpenDP's
    ``dp.sum`` sums them — clipped to the bounds; a float column in fixed point,
    :func:`privacy.measurement.fixed_point_value`, exact integers — and, for a mean, the
-   number of kept rows. Cells without data are 0. Polars computes the hashes and the
+   number of kept rows. ``unit_location`` (:func:`location_cells`): per key, the units
+   whose most frequent key it is (:mod:`privacy.location`'s map ``L``, same tie-break),
+   summed over the public hierarchy map to a coarser column. Cells without data are 0.
+   Polars computes the hashes and the
    row values on the executors, so they are the Polars engine's bit for bit.
 2. **In OpenDP** (:func:`noisy_cells`): OpenDP's mechanism (``make_laplace`` or
    ``make_gaussian`` on integer vectors: the discrete Laplace or Gaussian) at the scale
@@ -120,8 +123,6 @@ def check_supported(query: ResolvedQuery, metadata: DatasetMetadata) -> None:
         )
     if query.auto is not None:
         lacks.append("automatic bounds (give max_partitions_contributed explicitly)")
-    if query.location is not None:
-        lacks.append("unit_location")
     if query.private_keys:
         lacks.append("group_by columns with private keys")
     if query.rollup is not None:
@@ -193,11 +194,14 @@ def masked(query: ResolvedQuery, metadata: DatasetMetadata, data: DataFrame) -> 
     """Every row of ``data`` with the unit (string), the group keys (cast as the Polars
     engine casts them; a value that does not fit becomes null) and the Boolean mask of
     :func:`privacy.execute.masked_frame`: the row matches the filters, has a unit and
-    public group keys. No row is dropped (the work does not depend on the matches)."""
+    public group keys (with ``unit_location``: public keys of its column, which replaces
+    the group columns here, as :func:`privacy.execute.grouping_columns` says). No row is
+    dropped (the work does not depend on the matches)."""
     from pyspark.sql import functions as F
 
     unit = metadata.privacy_unit
-    needed = {*query.group_by, *(f.column for f in query.filters)}
+    grouping = _grouping(query)
+    needed = {*grouping, *(f.column for f in query.filters)}
     value: list[Column] = []
     if query.column is not None:  # the summed value, cast as the Polars engine casts it
         assert query.column_type is not None
@@ -212,7 +216,7 @@ def masked(query: ResolvedQuery, metadata: DatasetMetadata, data: DataFrame) -> 
     )
     conditions = [_filter_column(f, metadata.columns[f.column].value_type) for f in query.filters]
     conditions.append(F.col(unit).isNotNull())
-    for name in query.group_by:
+    for name in grouping:
         conditions.append(F.col(name).isin(metadata.columns[name].typed_keys()))
     values: list[str] = []
     if query.column is not None:  # a value that is not null (nor NaN)
@@ -224,7 +228,45 @@ def masked(query: ResolvedQuery, metadata: DatasetMetadata, data: DataFrame) -> 
     for condition in conditions[1:]:
         mask = mask & condition
     match = F.coalesce(mask, F.lit(False)).alias(_MATCH)
-    return typed.select(unit, *query.group_by, *values, match)
+    return typed.select(unit, *grouping, *values, match)
+
+
+def _grouping(query: ResolvedQuery) -> tuple[str, ...]:
+    """:func:`privacy.execute.grouping_columns`: ``group_by``, or the location column."""
+    return (query.location,) if query.location is not None else query.group_by
+
+
+def location_cells(
+    query: ResolvedQuery, metadata: DatasetMetadata, data: DataFrame
+) -> pl.DataFrame:
+    """The exact pre-noise counts of a ``unit_location`` query: per public key of the
+    grouped column, the number of units whose most frequent key of the location column
+    (most matching rows, ties to the smallest key: :func:`privacy.location.unit_locations`)
+    is that key or, grouped by a coarser column, maps to it (the public hierarchy map,
+    applied here to the per-key counts: a sum over the keys with that image). Units with
+    no matching row count nowhere. The per-(unit, key) counts run over every row."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    assert query.location is not None
+    unit, column = metadata.privacy_unit, query.location
+    (target,) = query.group_by
+    counts = (
+        masked(query, metadata, data)
+        .groupBy(unit, column)
+        .agg(F.sum(F.col(_MATCH).cast("long")).alias(_ROWS))
+    )
+    order = Window.partitionBy(unit).orderBy(F.col(_ROWS).desc(), F.col(column).asc())
+    modal = counts.withColumn(_RANK, F.row_number().over(order)).filter(
+        (F.col(_RANK) == 1) & (F.col(_ROWS) > 0)
+    )
+    per_key = {row[column]: int(row["count"]) for row in modal.groupBy(column).count().collect()}
+    mapping = metadata.rollup_map(column, target) if target != column else None
+    values: dict[tuple[Any, ...], int] = {}
+    for key, units in per_key.items():
+        image = mapping[str(key)] if mapping is not None else key
+        values[(image,)] = values.get((image,), 0) + units
+    return public_cells(query, metadata, values)
 
 
 def _with_group_hash(counts: DataFrame, group_key: Sequence[str]) -> DataFrame:
@@ -526,6 +568,20 @@ def execute_on_spark(plan: Plan, data: DataFrame) -> ReleaseResult:
     assert query is not None and metadata is not None
     check_supported(query, metadata)
     check_plan_supported(plan)
+    if query.location is not None:  # one row per unit, at its most frequent key: nothing
+        (component,) = plan.components  # is bounded, dropped or estimated (privacy.location)
+        exact = location_cells(query, metadata, data)
+        rows = _layout(plan, noisy_cells(exact, component.distribution, component.scale))
+        assert plan.truncation is None
+        losses = [plan.statistic_loss if plan.statistic_loss is not None else plan.opendp_loss]
+        return ReleaseResult(
+            rows=rows,
+            mechanism=plan.mechanism,
+            noise_scale=plan.noise_scale,
+            accuracy=released_accuracy(plan, rows),
+            components=plan.components,
+            opendp_loss=float(spent_within_cost(plan, losses)),
+        )
     groups = kept_groups(query, metadata, data).cache()
     kept: DataFrame | None = None
     try:

@@ -21,7 +21,13 @@ from api import spark_files
 from api.settings import Settings
 from db import catalog
 from privacy import DatasetMetadata, QueryRequest, load_frame, plan_query
-from privacy.spark_engine import exact_cells, kept_groups, kept_rows, value_cells
+from privacy.spark_engine import (
+    exact_cells,
+    kept_groups,
+    kept_rows,
+    location_cells,
+    value_cells,
+)
 from tests.conftest import ADMIN_KEY, Service, require_tool
 from tests.factories import events_metadata, write_events
 from tests.spark.test_spark_engine import polars_exact, polars_value_cells
@@ -63,6 +69,12 @@ QUERIES: list[dict[str, Any]] = [
         "column": "hour",
         "group_by": ["day"],
         "privacy": {"epsilon": 0.8},
+    },
+    {  # each device once, at its most frequent municipality
+        "statistic": "unit_count",
+        "group_by": ["municipality"],
+        "unit_location": {"column": "municipality", "rule": "most_frequent"},
+        "privacy": {"epsilon": 0.4},
     },
 ]
 
@@ -151,7 +163,10 @@ def test_the_same_file_on_both_engines_gives_the_same_aggregate_cost_and_noise(
         frame = spark_files.frame(data_dir, on_spark["file"]["files"])
         groups = kept_groups(spark_query, spark_meta, frame)
         polars_data = load_frame(data_dir / "events.parquet", polars_meta)
-        if spark_query.column is None:
+        if spark_query.location is not None:
+            exact_on_spark = [location_cells(spark_query, spark_meta, frame)]
+            exact_on_polars = [polars_exact(plan, polars_data)]
+        elif spark_query.column is None:
             exact_on_spark = [exact_cells(spark_query, spark_meta, groups)]
             exact_on_polars = [polars_exact(plan, polars_data)]
         else:  # sum, mean: the sums as measured (fixed point) and the kept rows
@@ -182,11 +197,11 @@ def test_the_same_file_on_both_engines_gives_the_same_aggregate_cost_and_noise(
         ),
         (
             {
-                "statistic": "unit_count",
-                "group_by": ["municipality"],
-                "unit_location": {"column": "municipality", "rule": "most_frequent"},
+                "statistic": "count",
+                "group_by": ["day", "municipality"],
+                "contribution_bounds_per": ["day"],
             },
-            "unit_location",
+            "contribution_bounds_per",
         ),
     ],
 )
