@@ -41,7 +41,12 @@ DEMO_URL = "http://127.0.0.1:8000"
 SHELL_ONLY = {"_", "SHLVL", "PWD", "OLDPWD"}  # bash's own, not the session's exports
 
 # the examples run as subprocesses (curl, ruis admin, python) against a URL
-pytestmark = pytest.mark.live
+pytestmark = [
+    pytest.mark.live,
+    # the Spark example: PySpark's collect leaves its local result sockets to the collector
+    pytest.mark.filterwarnings("ignore::ResourceWarning"),
+    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+]
 
 
 @dataclass(frozen=True)
